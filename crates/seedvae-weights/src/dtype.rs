@@ -1,0 +1,123 @@
+//! Element types of tensors as stored in a file. SafeTensors and unquantized GGUF tensors keep
+//! their stored type (so fp16 weights can be exported to an fp16 graph without a round trip);
+//! quantized GGUF tensors are dequantized to F32 on load.
+
+use half::{bf16, f16};
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum DType {
+    F64,
+    F32,
+    F16,
+    BF16,
+}
+
+impl DType {
+    pub fn size(self) -> usize {
+        match self {
+            DType::F64 => 8,
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+        }
+    }
+
+    /// The SafeTensors spelling ("F16", ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F64 => "F64",
+            DType::F32 => "F32",
+            DType::F16 => "F16",
+            DType::BF16 => "BF16",
+        }
+    }
+
+    pub fn from_safetensors(s: &str) -> Option<DType> {
+        Some(match s {
+            "F64" => DType::F64,
+            "F32" => DType::F32,
+            "F16" => DType::F16,
+            "BF16" => DType::BF16,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// View little-endian bytes as a slice of `T` without copying when the bytes are aligned
+/// (memory-mapped files written by Python are); copy otherwise.
+pub fn cast_le<T: bytemuck::Pod>(bytes: &[u8]) -> Cow<'_, [T]> {
+    debug_assert!(cfg!(target_endian = "little"));
+    match bytemuck::try_cast_slice::<u8, T>(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(bytemuck::pod_collect_to_vec(bytes)),
+    }
+}
+
+/// Decode stored bytes of `dtype` to f32 (f64 narrows).
+pub fn to_f32(dtype: DType, bytes: &[u8]) -> Vec<f32> {
+    match dtype {
+        DType::F32 => cast_le::<f32>(bytes).into_owned(),
+        DType::F64 => cast_le::<f64>(bytes).iter().map(|&v| v as f32).collect(),
+        DType::F16 => cast_le::<f16>(bytes).iter().map(|v| v.to_f32()).collect(),
+        DType::BF16 => cast_le::<bf16>(bytes).iter().map(|v| v.to_f32()).collect(),
+    }
+}
+
+/// Decode stored bytes of `dtype` to f64 (used for goldens and error metrics).
+pub fn to_f64(dtype: DType, bytes: &[u8]) -> Vec<f64> {
+    match dtype {
+        DType::F64 => cast_le::<f64>(bytes).into_owned(),
+        _ => to_f32(dtype, bytes).into_iter().map(f64::from).collect(),
+    }
+}
+
+/// Number of NaN/Inf elements, checked on the raw bits (touches every byte once, no conversion).
+pub fn count_non_finite(dtype: DType, bytes: &[u8]) -> usize {
+    fn count<T: bytemuck::Pod>(bytes: &[u8], bad: impl Fn(T) -> bool) -> usize {
+        cast_le::<T>(bytes).iter().filter(|&&v| bad(v)).count()
+    }
+    match dtype {
+        DType::F64 => count::<u64>(bytes, |b| b & 0x7ff0_0000_0000_0000 == 0x7ff0_0000_0000_0000),
+        DType::F32 => count::<u32>(bytes, |b| b & 0x7f80_0000 == 0x7f80_0000),
+        DType::F16 => count::<u16>(bytes, |b| b & 0x7c00 == 0x7c00),
+        DType::BF16 => count::<u16>(bytes, |b| b & 0x7f80 == 0x7f80),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_is_found_in_every_dtype() {
+        let f32s: Vec<u8> = [1.0f32, f32::NAN, f32::INFINITY, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(count_non_finite(DType::F32, &f32s), 2);
+        let f16s: Vec<u8> = [f16::from_f32(1.0), f16::NAN, f16::NEG_INFINITY]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(count_non_finite(DType::F16, &f16s), 2);
+        let bf16s: Vec<u8> = [bf16::from_f32(3.0), bf16::INFINITY]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(count_non_finite(DType::BF16, &bf16s), 1);
+        assert_eq!(count_non_finite(DType::F64, &f64::NAN.to_le_bytes()), 1);
+    }
+
+    #[test]
+    fn unaligned_bytes_are_copied_not_misread() {
+        let mut buf = vec![0u8];
+        buf.extend_from_slice(&1.5f32.to_le_bytes());
+        assert_eq!(to_f32(DType::F32, &buf[1..]), vec![1.5]);
+    }
+}

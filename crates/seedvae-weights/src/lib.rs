@@ -1,0 +1,25 @@
+//! # seedvae-weights — weights and the model schema
+//!
+//! Owns: reading the user's SeedVR2 VAE checkpoint (`.safetensors`, `.gguf` v2/v3 with every
+//! quantization the ComfyUI node accepts), the hardcoded model schema (spec `seedvr2_vae.md`
+//! §2-§6: blocks, tensor names and shapes), validation of a file against it, random-weight
+//! checkpoints (`synth`), and atomic output files.
+//!
+//! Must not touch: ONNX, TensorRT, inference or the CLI. It has no network code and no
+//! configuration files: the model is in [`schema`], not read from anywhere.
+
+pub mod atomic;
+pub mod dtype;
+pub mod error;
+pub mod gguf;
+pub mod quant;
+pub mod safetensors;
+pub mod schema;
+pub mod synth;
+pub mod weights;
+
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use quant::GgmlType;
+pub use schema::{Block, Conv, Model, Part, Problem, Report, Variant};
+pub use weights::{Format, Tensor, WeightFile};
