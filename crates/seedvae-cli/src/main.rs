@@ -1,0 +1,69 @@
+//! # seedvae — the command line
+//!
+//! Owns: argument parsing, progress display, logging setup, and turning library errors into
+//! messages and exit codes. Must not own model, format or engine logic: every command is a thin
+//! call into the library crates.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "seedvae",
+    version,
+    about = "Turn the SeedVR2 video VAE into fast, offline TensorRT-RTX engines",
+    long_about = "seedvae reads your local SeedVR2 VAE checkpoint (ema_vae_fp16.safetensors or a .gguf), \
+checks it against the hardcoded model, and (in later steps) converts it to ONNX, builds FP8 TensorRT-RTX \
+engines and decodes latents to frames. Nothing is downloaded: everything runs offline.\n\n\
+Start with `seedvae demo`, or `seedvae inspect YOUR_FILE`.",
+    after_help = "Set RUST_LOG=debug (or pass -v) for detailed logs."
+)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace). Logs go to stderr.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// No progress bars or informational logs.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a weights file: format, tensors, dtypes, variant, parameter count, problems.
+    /// Exit code 0 only if the file is a valid SeedVR2 VAE (or a valid half of one).
+    Inspect(commands::inspect::Args),
+    /// Write a random-weight checkpoint with the exact SeedVR2 VAE names and shapes.
+    Synth(commands::synth::Args),
+    /// Run the whole pipeline on a built-in default (a tiny random VAE) and say what each step produced.
+    Demo(commands::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (_, 0) => "info",
+        (_, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let ui = commands::Ui { quiet: cli.quiet };
+    let result = match cli.command {
+        Command::Inspect(a) => commands::inspect::run(a, &ui),
+        Command::Synth(a) => commands::synth::run(a, &ui),
+        Command::Demo(a) => commands::demo::run(a, &ui),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

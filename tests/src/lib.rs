@@ -1,0 +1,74 @@
+//! Helpers for tests: where the repository, the shared fixtures and the setup venv are, running
+//! Python oracles, building corrupt files, and error metrics. Used by every crate's tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// `shared/` (spec and fixtures): `$SEEDVAE_SHARED`, else beside the repository, else inside it.
+pub fn shared_dir() -> PathBuf {
+    if let Ok(p) = std::env::var("SEEDVAE_SHARED") {
+        return PathBuf::from(p);
+    }
+    let root = repo_root();
+    for c in [root.join("../shared"), root.join("shared")] {
+        if c.join("spec").is_dir() {
+            return c;
+        }
+    }
+    panic!("shared/ (spec + fixtures) not found beside {} or inside it; set SEEDVAE_SHARED", root.display())
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    shared_dir().join("fixtures").join(rel)
+}
+
+/// The setup venv's Python (scripts/setup.sh creates it). Tests that need an oracle fail with
+/// this message rather than silently skipping.
+pub fn venv_python() -> PathBuf {
+    let root = repo_root();
+    let p = if cfg!(windows) { root.join(".venv/Scripts/python.exe") } else { root.join(".venv/bin/python") };
+    assert!(p.exists(), "{} is missing: run scripts/setup.sh first (the README's test command does)", p.display());
+    p
+}
+
+/// Run a Python script from tests/oracle with the venv interpreter; panics with its output on failure.
+pub fn run_oracle(script: &str, args: &[&str]) -> String {
+    let out = Command::new(venv_python())
+        .arg(repo_root().join("tests/oracle").join(script))
+        .args(args)
+        .output()
+        .expect("run python");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "oracle {script} failed:\n{text}");
+    text
+}
+
+/// Relative L2 error ‖a − b‖ / ‖b‖.
+pub fn rel_l2(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let den: f64 = b.iter().map(|y| y * y).sum();
+    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+}
+
+pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// Rewrite a SafeTensors file's header JSON with `edit`, keeping the data section as is.
+pub fn edit_safetensors_header(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    edit(&mut json);
+    let text = serde_json::to_vec(&json).unwrap();
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
+}
