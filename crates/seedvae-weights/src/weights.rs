@@ -102,7 +102,9 @@ impl WeightFile {
     }
 
     fn from_backing(path: &Path, backing: Backing) -> Result<Self> {
-        let is_gguf = backing.len() >= 4 && &backing[..4] == gguf::MAGIC;
+        // The magic decides; a `.gguf` name also selects GGUF so a corrupt magic is reported as such.
+        let ext_gguf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        let is_gguf = ext_gguf || (backing.len() >= 4 && &backing[..4] == gguf::MAGIC);
         let (format, metadata, tensors) = if is_gguf {
             let (m, t) = load_gguf(path, &backing)?;
             (Format::Gguf, m, t)
