@@ -78,15 +78,23 @@ pub fn to_f64(dtype: DType, bytes: &[u8]) -> Vec<f64> {
 }
 
 /// Number of NaN/Inf elements, checked on the raw bits (touches every byte once, no conversion).
+/// A value is non-finite iff its exponent bits are all set; the common all-finite case is decided
+/// by a max-reduction over the masked exponents, which vectorizes, and only then counted.
 pub fn count_non_finite(dtype: DType, bytes: &[u8]) -> usize {
-    fn count<T: bytemuck::Pod>(bytes: &[u8], bad: impl Fn(T) -> bool) -> usize {
-        cast_le::<T>(bytes).iter().filter(|&&v| bad(v)).count()
+    fn scan<T: bytemuck::Pod + Ord + Copy + std::ops::BitAnd<Output = T>>(bytes: &[u8], exp: T) -> usize {
+        let v = cast_le::<T>(bytes);
+        let zero: T = bytemuck::Zeroable::zeroed();
+        let top = v.chunks(4096).map(|c| c.iter().fold(zero, |m, &x| m.max(x & exp))).max().unwrap_or(zero);
+        if top != exp {
+            return 0;
+        }
+        v.iter().filter(|&&x| x & exp == exp).count()
     }
     match dtype {
-        DType::F64 => count::<u64>(bytes, |b| b & 0x7ff0_0000_0000_0000 == 0x7ff0_0000_0000_0000),
-        DType::F32 => count::<u32>(bytes, |b| b & 0x7f80_0000 == 0x7f80_0000),
-        DType::F16 => count::<u16>(bytes, |b| b & 0x7c00 == 0x7c00),
-        DType::BF16 => count::<u16>(bytes, |b| b & 0x7f80 == 0x7f80),
+        DType::F64 => scan::<u64>(bytes, 0x7ff0_0000_0000_0000),
+        DType::F32 => scan::<u32>(bytes, 0x7f80_0000),
+        DType::F16 => scan::<u16>(bytes, 0x7c00),
+        DType::BF16 => scan::<u16>(bytes, 0x7f80),
     }
 }
 

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Idempotent project-local setup. Installs what seedvae's builds and tests need and nothing
+# outside the repository except Debian packages:
+#   - libclang (Debian) so the `trtx` crate can generate its TensorRT-RTX bindings;
+#   - .venv/ (git-ignored) with the pinned Python packages of scripts/requirements.txt:
+#     onnxruntime (libonnxruntime for the CPU backend), tensorrt-rtx-cu13 (TensorRT-RTX libraries),
+#     and the test oracles (onnx, gguf, numpy, safetensors).
+# seedvae finds the libraries in .venv by itself; .venv/seedvae-env.sh exports their paths for
+# other tools. Re-running is fast: each step checks before it acts.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+# 1. Debian packages
+need=()
+for p in libclang1-14 libclang-common-14-dev; do
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if ((${#need[@]})); then
+    if ! command -v apt-get >/dev/null; then
+        say "missing ${need[*]} and no apt-get: install libclang (14) by hand"; exit 1
+    fi
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    say "installing ${need[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# 2. Python venv with pinned packages (re-installed only when requirements.txt changes)
+py="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    say "creating .venv"
+    "$py" -m venv .venv
+fi
+stamp=.venv/.seedvae-requirements
+want="$(sha256sum scripts/requirements.txt | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+    say "installing Python packages (scripts/requirements.txt)"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements.txt
+    echo "$want" > "$stamp"
+fi
+
+# 3. Library paths, for tools other than seedvae (which searches .venv itself)
+site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+ort="$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1)"
+trt="$site/tensorrt_rtx_libs"
+[ -f "$ort" ] || { say "libonnxruntime not found under $site/onnxruntime/capi"; exit 1; }
+[ -f "$trt/libtensorrt_rtx.so.1" ] || { say "libtensorrt_rtx.so.1 not found under $trt"; exit 1; }
+cat > .venv/seedvae-env.sh <<ENV
+export ORT_DYLIB_PATH="$ort"
+export SEEDVAE_ORT_LIB="$ort"
+export SEEDVAE_TENSORRT_DIR="$trt"
+ENV
+say "ready (ORT: $ort; TensorRT-RTX: $trt)"
