@@ -72,3 +72,33 @@ pub fn edit_safetensors_header(bytes: &[u8], edit: impl FnOnce(&mut serde_json::
     out.extend_from_slice(&bytes[8 + n..]);
     out
 }
+
+/// A fixture tensor as (shape, f64 values).
+pub fn fixture_tensor(file: &str, name: &str) -> (Vec<usize>, Vec<f64>) {
+    let w = seedvae_weights::WeightFile::open(fixture(file)).unwrap();
+    let t = w.get(name).unwrap_or_else(|| panic!("{file} has no {name}"));
+    (t.shape.clone(), w.f64(name).unwrap())
+}
+
+/// Export `part` of `weights` into `dir` and open it on the ORT CPU backend.
+pub fn export_and_open(
+    weights: &std::path::Path,
+    dir: &std::path::Path,
+    opts: seedvae_onnx::ExportOptions,
+) -> seedvae_runner::OrtBackend {
+    let w = seedvae_weights::WeightFile::open(weights).unwrap();
+    let name = format!(
+        "{}_{}_{}_{}.onnx",
+        weights.file_stem().unwrap().to_string_lossy(),
+        opts.part,
+        opts.precision.name(),
+        if opts.streaming { "stream" } else { "oneshot" }
+    );
+    let out = dir.join(name);
+    seedvae_onnx::convert(&w, opts, &out, |_, _| {}).unwrap();
+    seedvae_runner::OrtBackend::open(&out, 2).unwrap()
+}
+
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}

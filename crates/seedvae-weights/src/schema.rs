@@ -18,7 +18,7 @@ pub const TEMPORAL_STAGES: usize = 2;
 pub const ENCODER_LAYERS: usize = 2;
 pub const DECODER_LAYERS: usize = 3;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Part {
     Encoder,

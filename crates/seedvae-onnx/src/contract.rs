@@ -1,0 +1,93 @@
+//! The graph I/O contract that the engine builder and the runner depend on. It is written into
+//! every exported model's `metadata_props` (`seedvae.contract`, JSON) and read back from there.
+//!
+//! | part | inputs | outputs |
+//! |---|---|---|
+//! | decoder | `latent` f32 `[1,16,T,h,w]` (VAE space) | `video` f32 `[1,3,F,8h,8w]`, F = 4T−3 (first chunk) or 4T |
+//! | encoder | `video` f32 `[1,3,T,H,W]` in [−1,1] | `latent_mean`, `latent_logvar` f32 `[1,16,T',H/8,W/8]` |
+//!
+//! Streaming graphs add, after those, one input `state_in.<conv>` per causal conv (forward
+//! order; 33 decoder, 24 encoder) and, after the outputs, the matching `state_out.<conv>`, of the
+//! activation type (f32 or f16), shape `[1, C, S, H·2^k, W·2^k]` (k = `scale_log2`, negative:
+//! floor division). S = 0 on the first chunk, `frames` (2, or 1 for the encoder's two strided
+//! downsamplers) afterwards; a state output always has `frames` frames. Chunks: decoder any T ≥ 1;
+//! encoder first chunk 4n+1 frames, later chunks 4n.
+
+use crate::graph::{Dim, Elem};
+use seedvae_weights::Part;
+
+pub const LATENT: &str = "latent";
+pub const VIDEO: &str = "video";
+pub const LATENT_MEAN: &str = "latent_mean";
+pub const LATENT_LOGVAR: &str = "latent_logvar";
+pub const METADATA_KEY: &str = "seedvae.contract";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    Fp16,
+}
+
+impl Precision {
+    pub fn act(self) -> Elem {
+        match self {
+            Precision::Fp32 => Elem::F32,
+            Precision::Fp16 => Elem::F16,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TensorIo {
+    pub name: String,
+    pub elem: Elem,
+    pub dims: Vec<Dim>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StateSpec {
+    /// The causal conv's checkpoint module name.
+    pub conv: String,
+    pub input: String,
+    pub output: String,
+    pub channels: usize,
+    /// Frames kept between chunks (kT − sT).
+    pub frames: usize,
+    /// Spatial size relative to the part's input: ×2^k (k > 0) or ⌊/2^−k⌋ (k < 0).
+    pub scale_log2: i32,
+}
+
+impl StateSpec {
+    /// Spatial size of this state for a part input of `h × w`.
+    pub fn spatial(&self, h: usize, w: usize) -> (usize, usize) {
+        if self.scale_log2 >= 0 {
+            (h << self.scale_log2, w << self.scale_log2)
+        } else {
+            (h >> -self.scale_log2, w >> -self.scale_log2)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Contract {
+    pub part: Part,
+    pub precision: Precision,
+    pub streaming: bool,
+    pub widths: [usize; 4],
+    pub inputs: Vec<TensorIo>,
+    pub outputs: Vec<TensorIo>,
+    pub states: Vec<StateSpec>,
+}
+
+impl Contract {
+    pub fn state_elem(&self) -> Elem {
+        self.precision.act()
+    }
+}

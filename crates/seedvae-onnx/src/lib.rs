@@ -1,0 +1,94 @@
+//! # seedvae-onnx — ONNX export
+//!
+//! Owns: turning a validated SeedVR2 VAE weight set into ONNX graphs — decoder and encoder,
+//! one-shot and streaming (causal conv state as graph I/O), fp32 and fp16 — and the graph I/O
+//! contract ([`contract`]) that engines and the runner rely on. The graph is a small mutable IR
+//! ([`graph`]) so later passes (FP8 Q/DQ) edit it instead of re-exporting.
+//!
+//! Must not touch: TensorRT, inference, engine caches or the CLI. Reads weights only through
+//! `seedvae-weights`; no network, no config files.
+//!
+//! Layout follows the spec: [`ops`] has one function per ONNX operator, [`blocks`] one per VAE
+//! block (§4), [`export`] assembles §5 (decoder) and §6 (encoder), [`write`] serializes.
+
+pub mod blocks;
+pub mod contract;
+pub mod export;
+pub mod graph;
+pub mod ops;
+pub mod proto;
+pub mod write;
+
+pub use contract::{Contract, Precision, StateSpec, TensorIo};
+pub use export::ExportOptions;
+pub use graph::{Dim, Elem, Graph};
+
+use seedvae_weights::{Part, WeightFile};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Weights(#[from] seedvae_weights::Error),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Metadata keys written into every exported model.
+pub mod meta {
+    pub const SOURCE_HASH: &str = "seedvae.source_blake3";
+    pub const SOURCE_FILE: &str = "seedvae.source_file";
+    pub const VARIANT: &str = "seedvae.variant";
+    pub const PART: &str = "seedvae.part";
+    pub const PRECISION: &str = "seedvae.precision";
+    pub const STREAMING: &str = "seedvae.streaming";
+    pub const VERSION: &str = "seedvae.version";
+    pub const QUANTIZATION: &str = "seedvae.quantization";
+}
+
+/// The metadata of a model exported from `w` with `c`.
+pub fn metadata(w: &WeightFile, c: &Contract) -> Vec<(String, String)> {
+    vec![
+        (meta::SOURCE_HASH.into(), w.content_hash()),
+        (meta::SOURCE_FILE.into(), w.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()),
+        (meta::VARIANT.into(), w.report().variant.to_string()),
+        (meta::PART.into(), c.part.to_string()),
+        (meta::PRECISION.into(), c.precision.name().into()),
+        (meta::STREAMING.into(), c.streaming.to_string()),
+        (meta::VERSION.into(), env!("CARGO_PKG_VERSION").into()),
+        (contract::METADATA_KEY.into(), serde_json::to_string(c).expect("serializable")),
+    ]
+}
+
+/// Export one part of `w` to `out`. Returns the contract and write statistics.
+pub fn convert(
+    w: &WeightFile,
+    opts: ExportOptions,
+    out: &Path,
+    progress: impl FnMut(usize, usize),
+) -> Result<(Contract, write::WriteStats), Error> {
+    let (g, c) = export::build(w, opts)?;
+    let md = metadata(w, &c);
+    let stats = write::write_model(&g, &md, out, write::EXTERNAL_DATA_THRESHOLD, progress)?;
+    Ok((c, stats))
+}
+
+/// Read the contract of a model written by seedvae; a clear error for any other ONNX file.
+pub fn read_contract(path: &Path) -> Result<(Contract, Vec<(String, String)>), Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    let md = write::read_metadata(&bytes).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let c = md
+        .iter()
+        .find(|(k, _)| k == contract::METADATA_KEY)
+        .ok_or_else(|| Error::Other(format!("{}: not a seedvae model (no {} metadata); export one with `seedvae convert`", path.display(), contract::METADATA_KEY)))?;
+    let c: Contract = serde_json::from_str(&c.1).map_err(|e| Error::Other(format!("{}: bad {}: {e}", path.display(), contract::METADATA_KEY)))?;
+    Ok((c, md))
+}
+
+/// Which parts a weight file can export.
+pub fn parts(w: &WeightFile) -> Vec<Part> {
+    let v = w.report().variant;
+    [Part::Decoder, Part::Encoder].into_iter().filter(|p| v.has(*p)).collect()
+}

@@ -1,0 +1,16 @@
+//! The backend trait: run one exported graph (by its contract's tensor names) on some device.
+//! Everything above it (streaming, tiling, I/O) is backend-independent and tested on the CPU.
+
+use crate::tensor::Tensor;
+use crate::Error;
+use seedvae_onnx::Contract;
+use std::collections::HashMap;
+
+pub trait Backend {
+    /// Short name for logs and summaries ("onnxruntime-cpu", "tensorrt-rtx").
+    fn name(&self) -> &str;
+    /// The I/O contract of the loaded graph.
+    fn contract(&self) -> &Contract;
+    /// Run once. `inputs` must hold every input of the contract; returns every output.
+    fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<HashMap<String, Tensor>, Error>;
+}

@@ -1,0 +1,86 @@
+//! The ONNX Runtime CPU backend: the reference for tests and the fallback for users without a
+//! supported GPU. ONNX Runtime is loaded at run time (`ort` with `load-dynamic`).
+
+use crate::backend::Backend;
+use crate::tensor::{Data, Tensor};
+use crate::Error;
+use ort::session::Session;
+use ort::value::{DynValue, Tensor as OrtTensor};
+use seedvae_onnx::Contract;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+
+/// Load ONNX Runtime once per process (from `lib`, or the default search of [`crate::libs`]).
+pub fn environment(lib: Option<&Path>) -> Result<&'static ort::environment::Environment, Error> {
+    let r = ENV.get_or_init(|| {
+        let path = crate::libs::onnxruntime(lib)?;
+        tracing::debug!("loading ONNX Runtime from {}", path.display());
+        let b = ort::init_from(&path).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
+        b.with_name("seedvae").build().map_err(|e| format!("ONNX Runtime from {} failed to start: {e}", path.display()))
+    });
+    r.as_ref().map_err(|e| Error::Backend(e.clone()))
+}
+
+pub struct OrtBackend {
+    session: Session,
+    contract: Contract,
+    path: PathBuf,
+}
+
+impl OrtBackend {
+    /// Open a seedvae-exported model on the CPU with `threads` intra-op threads (0: all cores).
+    pub fn open(model: &Path, threads: usize) -> Result<Self, Error> {
+        let (contract, _) = seedvae_onnx::read_contract(model)?;
+        let env = environment(None)?;
+        let ctx = |e: ort::Error| Error::Backend(format!("{}: ONNX Runtime: {e}", model.display()));
+        let mut b = Session::builder(env).map_err(ctx)?;
+        if threads > 0 {
+            b = b.with_intra_threads(threads).map_err(|e| ctx(e.into()))?;
+        }
+        let session = b.commit_from_file(model).map_err(ctx)?;
+        Ok(OrtBackend { session, contract, path: model.to_path_buf() })
+    }
+}
+
+fn to_ort(t: &Tensor) -> Result<DynValue, ort::Error> {
+    let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+    Ok(match &t.data {
+        Data::F32(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
+        Data::F16(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
+    })
+}
+
+fn from_ort(v: &DynValue) -> Result<Tensor, ort::Error> {
+    if let Ok((shape, data)) = v.try_extract_tensor::<f32>() {
+        return Ok(Tensor { shape: shape.iter().map(|&d| d as usize).collect(), data: Data::F32(data.to_vec()) });
+    }
+    let (shape, data) = v.try_extract_tensor::<half::f16>()?;
+    Ok(Tensor { shape: shape.iter().map(|&d| d as usize).collect(), data: Data::F16(data.to_vec()) })
+}
+
+impl Backend for OrtBackend {
+    fn name(&self) -> &str {
+        "onnxruntime-cpu"
+    }
+
+    fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<HashMap<String, Tensor>, Error> {
+        let ctx = |e: ort::Error| Error::Backend(format!("{}: ONNX Runtime: {e}", self.path.display()));
+        let mut values: Vec<(String, DynValue)> = Vec::with_capacity(inputs.len());
+        for (n, t) in inputs {
+            values.push((n.to_string(), to_ort(t).map_err(ctx)?));
+        }
+        let outputs = self.session.run(values).map_err(|e| Error::Backend(format!("{}: ONNX Runtime: {e}", self.path.display())))?;
+        let mut out = HashMap::new();
+        for (name, v) in outputs.iter() {
+            out.insert(name.to_string(), from_ort(&v).map_err(|e| Error::Backend(format!("{}: output {name}: {e}", self.path.display())))?);
+        }
+        Ok(out)
+    }
+}

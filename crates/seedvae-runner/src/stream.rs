@@ -1,0 +1,91 @@
+//! Temporal streaming: run a streaming graph chunk after chunk, feeding each chunk the state
+//! outputs of the previous one (spec §8). The first chunk gets empty (S = 0) states, which the
+//! graph turns into the one-shot head replication; the result equals one-shot decoding exactly.
+
+use crate::backend::Backend;
+use crate::tensor::Tensor;
+use crate::Error;
+use std::collections::HashMap;
+
+pub struct Streamer<'b> {
+    backend: &'b mut dyn Backend,
+    states: Option<Vec<Tensor>>,
+    chunks: usize,
+}
+
+impl<'b> Streamer<'b> {
+    pub fn new(backend: &'b mut dyn Backend) -> Result<Self, Error> {
+        if !backend.contract().streaming {
+            return Err(Error::Input("this model is not a streaming graph; export it with `seedvae convert --streaming`".into()));
+        }
+        Ok(Streamer { backend, states: None, chunks: 0 })
+    }
+
+    /// Feed the next chunk (`[1, C, T, H, W]` under the contract's first input name); returns the
+    /// public outputs of this chunk.
+    pub fn step(&mut self, input: &Tensor) -> Result<HashMap<String, Tensor>, Error> {
+        let c = self.backend.contract().clone();
+        let first_in = &c.inputs[0];
+        if input.shape.len() != 5 {
+            return Err(Error::Input(format!("'{}' must be 5-D [1, C, T, H, W], got {:?}", first_in.name, input.shape)));
+        }
+        let (h, w) = (input.shape[3], input.shape[4]);
+        let states = match self.states.take() {
+            Some(s) => s,
+            None => c.states.iter().map(|s| {
+                let (sh, sw) = s.spatial(h, w);
+                Tensor::zeros(vec![1, s.channels, 0, sh, sw], c.state_elem())
+            }).collect(),
+        };
+        let mut inputs: Vec<(&str, &Tensor)> = vec![(first_in.name.as_str(), input)];
+        for (s, t) in c.states.iter().zip(&states) {
+            inputs.push((s.input.as_str(), t));
+        }
+        let mut out = self.backend.run(&inputs)?;
+        let mut next = Vec::with_capacity(c.states.len());
+        for s in &c.states {
+            next.push(out.remove(&s.output).ok_or_else(|| Error::Backend(format!("backend returned no '{}'", s.output)))?);
+        }
+        self.states = Some(next);
+        self.chunks += 1;
+        Ok(out)
+    }
+
+    /// Bytes held in carried state (what bounds memory between chunks).
+    pub fn state_bytes(&self) -> usize {
+        self.states.as_ref().map_or(0, |s| s.iter().map(Tensor::nbytes).sum())
+    }
+}
+
+/// Concatenate `[1, C, T_i, H, W]` tensors along T.
+pub fn concat_time(parts: &[Tensor]) -> Tensor {
+    let s0 = &parts[0].shape;
+    let (c, h, w) = (s0[1], s0[3], s0[4]);
+    let t: usize = parts.iter().map(|p| p.shape[2]).sum();
+    let mut v = vec![0f32; c * t * h * w];
+    let mut t0 = 0;
+    for p in parts {
+        let pt = p.shape[2];
+        let data = p.to_f32();
+        for ch in 0..c {
+            let src = &data[ch * pt * h * w..(ch + 1) * pt * h * w];
+            let dst = (ch * t + t0) * h * w;
+            v[dst..dst + pt * h * w].copy_from_slice(src);
+        }
+        t0 += pt;
+    }
+    Tensor::f32(vec![1, c, t, h, w], v)
+}
+
+/// Slice frames `[t0, t1)` of a `[1, C, T, H, W]` f32 tensor.
+pub fn slice_time(x: &Tensor, t0: usize, t1: usize) -> Tensor {
+    let (c, t, h, w) = (x.shape[1], x.shape[2], x.shape[3], x.shape[4]);
+    let data = x.as_f32().expect("f32 input");
+    let n = t1 - t0;
+    let mut v = Vec::with_capacity(c * n * h * w);
+    for ch in 0..c {
+        let base = (ch * t + t0) * h * w;
+        v.extend_from_slice(&data[base..base + n * h * w]);
+    }
+    Tensor::f32(vec![1, c, n, h, w], v)
+}

@@ -1,0 +1,152 @@
+//! The exported graphs against the original PyTorch module's goldens (ORT CPU backend).
+
+use seedvae_onnx::{ExportOptions, Precision};
+use seedvae_runner::stream::{concat_time, slice_time, Streamer};
+use seedvae_runner::{Backend, Tensor};
+use seedvae_tests::*;
+use seedvae_weights::Part;
+
+const DEC_CASES: [&str; 4] = ["t1_8x8", "t2_8x8", "t3_8x8", "t2_6x10"];
+
+fn opts(part: Part, precision: Precision, streaming: bool) -> ExportOptions {
+    ExportOptions { part, precision, streaming }
+}
+
+fn latent(case: &str) -> Tensor {
+    let (s, v) = fixture_tensor(&format!("vae_tiny/latent_{case}.safetensors"), "latent");
+    Tensor::f32(s, v.iter().map(|&x| x as f32).collect())
+}
+
+fn run1(b: &mut dyn Backend, name: &str, x: &Tensor, out: &str) -> Tensor {
+    b.run(&[(name, x)]).unwrap().remove(out).unwrap()
+}
+
+/// Golden decode: fp64 when the fixture has it, else fp32 (with its looser bound).
+fn golden_decode(case: &str) -> (Vec<usize>, Vec<f64>, bool) {
+    let file = format!("vae_tiny/decoded_{case}.safetensors");
+    let w = seedvae_weights::WeightFile::open(fixture(&file)).unwrap();
+    let f64 = w.get("decoded_f64").is_some();
+    let name = if f64 { "decoded_f64" } else { "decoded" };
+    let (s, v) = fixture_tensor(&file, name);
+    (s, v, f64)
+}
+
+#[test]
+fn decoder_fp32_and_fp16_match_the_goldens() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = fixture("vae_tiny/weights.safetensors");
+    let mut b32 = export_and_open(&weights, dir.path(), opts(Part::Decoder, Precision::Fp32, false));
+    let mut b16 = export_and_open(&weights, dir.path(), opts(Part::Decoder, Precision::Fp16, false));
+    for case in DEC_CASES {
+        let z = latent(case);
+        let (shape, gold, is64) = golden_decode(case);
+        let y = run1(&mut b32, "latent", &z, "video");
+        assert_eq!(y.shape, shape, "{case}");
+        let e32 = rel_l2(&to_f64(y.as_f32().unwrap()), &gold);
+        let y16 = run1(&mut b16, "latent", &z, "video");
+        let e16 = rel_l2(&to_f64(y16.as_f32().unwrap()), &gold);
+        let lim = if is64 { 1e-5 } else { 2e-5 };
+        eprintln!("decode {case}: fp32 rel L2 {e32:.2e} (limit {lim:.0e}, golden {}), fp16 {e16:.2e} (limit 2e-3)", if is64 { "f64" } else { "f32" });
+        assert!(e32 <= lim, "{case}: fp32 rel L2 {e32}");
+        assert!(e16 <= 2e-3, "{case}: fp16 rel L2 {e16}");
+    }
+}
+
+#[test]
+fn encoder_fp32_and_fp16_match_the_golden() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = fixture("vae_tiny/weights.safetensors");
+    let (s, v) = fixture_tensor("vae_tiny/video_t9_32x48.safetensors", "video");
+    let x = Tensor::f32(s, v.iter().map(|&x| x as f32).collect());
+    let (_, mean64) = fixture_tensor("vae_tiny/encoded_t9_32x48.safetensors", "latent_mean_f64");
+    let (_, lv64) = fixture_tensor("vae_tiny/encoded_t9_32x48.safetensors", "latent_logvar_f64");
+    for (p, lim) in [(Precision::Fp32, 1e-5), (Precision::Fp16, 2e-3)] {
+        let mut b = export_and_open(&weights, dir.path(), opts(Part::Encoder, p, false));
+        let mut out = b.run(&[("video", &x)]).unwrap();
+        let m = out.remove("latent_mean").unwrap();
+        let lv = out.remove("latent_logvar").unwrap();
+        assert_eq!(m.shape, vec![1, 16, 3, 4, 6]);
+        let em = rel_l2(&to_f64(m.as_f32().unwrap()), &mean64);
+        let el = rel_l2(&to_f64(lv.as_f32().unwrap()), &lv64);
+        eprintln!("encode {}: mean rel L2 {em:.2e}, logvar {el:.2e} (limit {lim:.0e})", p.name());
+        assert!(em <= lim && el <= lim, "{}: {em} {el}", p.name());
+    }
+}
+
+fn random_latent(t: usize, h: usize, w: usize, seed: u64) -> Tensor {
+    let mut r = seedvae_weights::synth::Rng::new(seed);
+    let mut v = vec![0f32; 16 * t * h * w];
+    r.fill_normal(&mut v);
+    Tensor::f32(vec![1, 16, t, h, w], v)
+}
+
+fn stream_run(b: &mut dyn Backend, x: &Tensor, chunks: &[usize], out: &str) -> Tensor {
+    let mut s = Streamer::new(b).unwrap();
+    let mut parts = Vec::new();
+    let mut t0 = 0;
+    for &n in chunks {
+        parts.push(s.step(&slice_time(x, t0, t0 + n)).unwrap().remove(out).unwrap());
+        t0 += n;
+    }
+    assert_eq!(t0, x.shape[2]);
+    concat_time(&parts)
+}
+
+#[test]
+fn streaming_decoder_equals_one_shot() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = fixture("vae_tiny/weights.safetensors");
+    let mut one = export_and_open(&weights, dir.path(), opts(Part::Decoder, Precision::Fp32, false));
+    let mut st = export_and_open(&weights, dir.path(), opts(Part::Decoder, Precision::Fp32, true));
+    assert_eq!(st.contract().states.len(), 33);
+    let z = random_latent(5, 6, 4, 11);
+    let full = run1(&mut one, "latent", &z, "video");
+    assert_eq!(full.shape, vec![1, 3, 17, 48, 32]);
+    for chunks in [vec![5], vec![1, 1, 1, 1, 1], vec![2, 3], vec![3, 2], vec![1, 4], vec![2, 1, 2]] {
+        let y = stream_run(&mut st, &z, &chunks, "video");
+        assert_eq!(y.shape, full.shape, "{chunks:?}");
+        let e = rel_l2(&to_f64(&y.to_f32()), &to_f64(full.as_f32().unwrap()));
+        eprintln!("decoder chunks {chunks:?}: rel L2 vs one-shot {e:.2e}");
+        assert!(e <= 1e-6, "{chunks:?}: {e}");
+    }
+}
+
+#[test]
+fn streaming_encoder_equals_one_shot() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = fixture("vae_tiny/weights.safetensors");
+    let mut one = export_and_open(&weights, dir.path(), opts(Part::Encoder, Precision::Fp32, false));
+    let mut st = export_and_open(&weights, dir.path(), opts(Part::Encoder, Precision::Fp32, true));
+    assert_eq!(st.contract().states.len(), 24);
+    let mut r = seedvae_weights::synth::Rng::new(5);
+    let mut v = vec![0f32; 3 * 13 * 32 * 16];
+    r.fill_normal(&mut v);
+    v.iter_mut().for_each(|x| *x = x.tanh());
+    let x = Tensor::f32(vec![1, 3, 13, 32, 16], v);
+    let full = one.run(&[("video", &x)]).unwrap();
+    for chunks in [vec![13], vec![5, 4, 4], vec![9, 4], vec![5, 8]] {
+        for out in ["latent_mean", "latent_logvar"] {
+            let y = stream_run(&mut st, &x, &chunks, out);
+            assert_eq!(y.shape, full[out].shape, "{chunks:?}");
+            let e = rel_l2(&to_f64(&y.to_f32()), &to_f64(full[out].as_f32().unwrap()));
+            eprintln!("encoder chunks {chunks:?} {out}: rel L2 vs one-shot {e:.2e}");
+            assert!(e <= 1e-6, "{chunks:?} {out}: {e}");
+        }
+    }
+}
+
+#[test]
+fn gguf_fixtures_decode_like_safetensors_within_quantization_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(Part::Decoder, Precision::Fp32, false);
+    let mut st = export_and_open(&fixture("vae_tiny/weights.safetensors"), dir.path(), o);
+    let z = latent("t2_8x8");
+    let reference = to_f64(run1(&mut st, "latent", &z, "video").as_f32().unwrap());
+    for (file, lim) in [("vae_tiny_gguf/tiny_native5d_f16.gguf", 2e-3), ("vae_tiny_gguf/tiny_origshape_q8.gguf", 2e-2)] {
+        let mut b = export_and_open(&fixture(file), dir.path(), o);
+        let y = to_f64(run1(&mut b, "latent", &z, "video").as_f32().unwrap());
+        let e = rel_l2(&y, &reference);
+        eprintln!("{file}: decode rel L2 vs safetensors {e:.2e}, max abs {:.2e}", max_abs_diff(&y, &reference));
+        assert!(e <= lim && e > 0.0, "{file}: {e}");
+    }
+}
