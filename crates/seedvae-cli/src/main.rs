@@ -36,6 +36,8 @@ enum Command {
     /// Check a weights file: format, tensors, dtypes, variant, parameter count, problems.
     /// Exit code 0 only if the file is a valid SeedVR2 VAE (or a valid half of one).
     Inspect(commands::inspect::Args),
+    /// Convert weights to an ONNX graph of the decoder or encoder (one-shot or streaming).
+    Convert(commands::convert::Args),
     /// Write a random-weight checkpoint with the exact SeedVR2 VAE names and shapes.
     Synth(commands::synth::Args),
     /// Run the whole pipeline on a built-in default (a tiny random VAE) and say what each step produced.
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect::run(a, &ui),
         Command::Synth(a) => commands::synth::run(a, &ui),
+        Command::Convert(a) => commands::convert::run(a, &ui),
         Command::Demo(a) => commands::demo::run(a, &ui),
     };
     match result {

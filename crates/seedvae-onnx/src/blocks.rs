@@ -2,11 +2,13 @@
 //! named as there: `causal_conv` (§4.1), `group_norm` (§4.2), `resnet` (§4.3), `attention`
 //! (§4.4), `upsample` (§4.5), `downsample` (§4.6).
 //!
-//! Streaming: every causal conv with kT = 3 gets a state input `[1, Cin, S, H, W]` and a state
-//! output (the last kT − sT frames of its head-extended input, §8). S = 0 marks the first chunk
-//! (replicate frame 0, drop the upsamplers' sub-frame 1, exactly as one-shot); S = kT − sT marks a
-//! continuation (prepend the state, drop nothing). The choice is made from the state's *shape*,
-//! never its values, so both TensorRT and ONNX Runtime see static control flow.
+//! Streaming: every causal conv with kT = 3 gets a state input `[1, Cin, kT − sT, H, W]` and a
+//! state output (the last kT − sT frames of its head-extended input, §8). A shape-only input,
+//! `continuation` (length 1 on the first chunk, 2 afterwards), selects the first-chunk behaviour
+//! (replicate frame 0, drop the upsamplers' sub-frame 1, exactly as one-shot; states ignored) or
+//! the continuation (prepend the state, drop nothing). The choice is made from a *shape*, never
+//! from values, so TensorRT and ONNX Runtime see static control flow, and no tensor is ever
+//! empty (a zero-frame state makes TensorRT-RTX's GPU-less build try to allocate device memory).
 
 use crate::contract::StateSpec;
 use crate::graph::{Elem, Graph, InitData};
@@ -36,11 +38,13 @@ pub struct Ctx<'w> {
     pub scale_log2: i32,
     pub states: Vec<StateSpec>,
     state_inputs: HashMap<String, String>,
+    /// `[c]`, c = 0 on the first chunk and 1 afterwards (from the `continuation` input's length).
+    continues: Option<String>,
 }
 
 impl<'w> Ctx<'w> {
     pub fn new(w: &'w WeightFile, act: Elem, streaming: bool) -> Self {
-        Ctx { g: Graph::default(), w, act, streaming, scale_log2: 0, states: Vec::new(), state_inputs: HashMap::new() }
+        Ctx { g: Graph::default(), w, act, streaming, scale_log2: 0, states: Vec::new(), state_inputs: HashMap::new(), continues: None }
     }
 
     /// A checkpoint tensor as an initializer of `elem`, named as in the checkpoint. `transpose`
@@ -68,6 +72,18 @@ impl<'w> Ctx<'w> {
             Ok(encode(elem, &v))
         };
         Ok(self.g.initializer(name, dims, elem, InitData::Lazy(Box::new(produce))))
+    }
+
+    /// `[c]`: 0 on the first chunk, 1 on continuations (int64, computed once).
+    fn continues(&mut self) -> String {
+        if let Some(c) = &self.continues {
+            return c.clone();
+        }
+        let n = self.g.shape(crate::contract::CONTINUATION, "continuation.len");
+        let one = self.g.const_i64(&[1]);
+        let c = self.g.sub(&n, &one, "continues");
+        self.continues = Some(c.clone());
+        c
     }
 
     /// The state input of `conv` (created once), `[1, cin, S, h, w]` at the current scale.
@@ -126,11 +142,16 @@ pub fn causal_conv(cx: &mut Ctx, x: &str, conv: &Conv, st: usize, pad: Pad) -> R
     let keep = conv.kt - st;
     let g_x0 = cx.g.slice(x, 2, 0, 1, &format!("{}.frame0", conv.name));
     let head = if cx.streaming {
-        // First chunk (S = 0): the 2 replicated copies of frame 0; later chunks: the stored frames.
+        // [x0, x0, state…]: frames [0, 2) on the first chunk, [2, 2 + keep) afterwards.
         let s = cx.state_input(conv, keep);
         let cat = cx.g.concat(&[&g_x0, &g_x0, &s], 2, &format!("{}.head_candidates", conv.name));
-        let start = skip_if_state(cx, &s, 2, &conv.name);
-        cx.g.slice_from(&cat, 2, &start, &format!("{}.head", conv.name))
+        let c = cx.continues();
+        let two = cx.g.const_i64(&[2]);
+        let start = cx.g.mul(&c, &two, &format!("{}.head_start", conv.name));
+        let k = cx.g.const_i64(&[keep as i64]);
+        let ck = cx.g.mul(&c, &k, &format!("{}.head_extra", conv.name));
+        let end = cx.g.add(&two, &ck, &format!("{}.head_end", conv.name));
+        cx.g.slice_dyn(&cat, 2, &start, &end, &format!("{}.head", conv.name))
     } else {
         cx.g.concat(&[&g_x0, &g_x0], 2, &format!("{}.head", conv.name))
     };
@@ -141,15 +162,6 @@ pub fn causal_conv(cx: &mut Ctx, x: &str, conv: &Conv, st: usize, pad: Pad) -> R
         cx.g.identity(&out, &name);
     }
     Ok(cx.g.conv(&xe, &w, &b, kernel, pads, strides, &conv.name))
-}
-
-/// `k · min(S, 1)` where S is the state's frame count: `k` on continuation chunks, 0 on the first.
-fn skip_if_state(cx: &mut Ctx, state: &str, k: i64, hint: &str) -> String {
-    let n = cx.g.shape_range(state, 2, 3, &format!("{hint}.state_frames"));
-    let one = cx.g.const_i64(&[1]);
-    let present = cx.g.min(&n, &one, &format!("{hint}.continues"));
-    let kk = cx.g.const_i64(&[k]);
-    cx.g.mul(&present, &kk, &format!("{hint}.skip"))
 }
 
 /// §4.2 GroupNorm(32) with statistics per frame (never across time), computed in fp32.
@@ -254,10 +266,9 @@ pub fn upsample(cx: &mut Ctx, x: &str, prefix: &str, ch: usize, temporal: bool) 
         let f0 = cx.g.slice(&y, 2, 0, 1, &format!("{prefix}.subframe0"));
         let rest = if cx.streaming {
             // First chunk: skip sub-frame 1 (start 2); continuation: keep everything (start 1).
-            let s = cx.state_input(&conv, 2);
-            let skip = skip_if_state(cx, &s, 1, prefix);
+            let c = cx.continues();
             let two = cx.g.const_i64(&[2]);
-            let start = cx.g.sub(&two, &skip, &format!("{prefix}.rest_start"));
+            let start = cx.g.sub(&two, &c, &format!("{prefix}.rest_start"));
             cx.g.slice_from(&y, 2, &start, &format!("{prefix}.rest"))
         } else {
             cx.g.slice(&y, 2, 2, END, &format!("{prefix}.rest"))

@@ -6,12 +6,14 @@
 //! | decoder | `latent` f32 `[1,16,T,h,w]` (VAE space) | `video` f32 `[1,3,F,8h,8w]`, F = 4T−3 (first chunk) or 4T |
 //! | encoder | `video` f32 `[1,3,T,H,W]` in [−1,1] | `latent_mean`, `latent_logvar` f32 `[1,16,T',H/8,W/8]` |
 //!
-//! Streaming graphs add, after those, one input `state_in.<conv>` per causal conv (forward
-//! order; 33 decoder, 24 encoder) and, after the outputs, the matching `state_out.<conv>`, of the
-//! activation type (f32 or f16), shape `[1, C, S, H·2^k, W·2^k]` (k = `scale_log2`, negative:
-//! floor division). S = 0 on the first chunk, `frames` (2, or 1 for the encoder's two strided
-//! downsamplers) afterwards; a state output always has `frames` frames. Chunks: decoder any T ≥ 1;
-//! encoder first chunk 4n+1 frames, later chunks 4n.
+//! Streaming graphs add, after the main input, `continuation` (f32 `[n]`, only its length is
+//! read: n = 1 on the first chunk, 2 on every later one), then one input `state_in.<conv>` per
+//! causal conv (forward order; 33 decoder, 24 encoder) and, after the outputs, the matching
+//! `state_out.<conv>`, of the activation type (f32 or f16), shape `[1, C, frames, H·2^k, W·2^k]`
+//! (k = `scale_log2`, negative: floor division; `frames` = 2, or 1 for the encoder's two strided
+//! downsamplers). On the first chunk the state inputs are ignored (pass zeros); afterwards pass the
+//! previous chunk's state outputs. Chunks: decoder any T ≥ 1; encoder first chunk 4n+1 frames,
+//! later chunks 4n.
 
 use crate::graph::{Dim, Elem};
 use seedvae_weights::Part;
@@ -20,6 +22,7 @@ pub const LATENT: &str = "latent";
 pub const VIDEO: &str = "video";
 pub const LATENT_MEAN: &str = "latent_mean";
 pub const LATENT_LOGVAR: &str = "latent_logvar";
+pub const CONTINUATION: &str = "continuation";
 pub const METADATA_KEY: &str = "seedvae.contract";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -83,6 +86,8 @@ pub struct Contract {
     pub widths: [usize; 4],
     pub inputs: Vec<TensorIo>,
     pub outputs: Vec<TensorIo>,
+    /// The shape-only chunk marker input of streaming graphs.
+    pub continuation: Option<String>,
     pub states: Vec<StateSpec>,
 }
 

@@ -88,17 +88,20 @@ pub fn build<'w>(w: &'w WeightFile, opts: ExportOptions) -> Result<(Graph<'w>, C
         dims: [Dim::Fixed(1), Dim::Fixed(in_ch as i64)].into_iter().chain(in_dims.iter().map(|d| named(d))).collect(),
     }];
     let mut outputs = outputs;
+    let continuation = opts.streaming.then(|| contract::CONTINUATION.to_string());
+    if let Some(name) = &continuation {
+        inputs.push(TensorIo { name: name.clone(), elem: Elem::F32, dims: vec![named("continuation")] });
+    }
     let states = std::mem::take(&mut cx.states);
     for s in &states {
         let (h, w) = spatial_labels(opts.part, s.scale_log2);
-        let frames_in = if s.frames == 2 { named("state_frames") } else { named("state_frames_strided") };
         let base = |t: Dim| vec![Dim::Fixed(1), Dim::Fixed(s.channels as i64), t, h.clone(), w.clone()];
-        inputs.push(TensorIo { name: s.input.clone(), elem: act, dims: base(frames_in) });
+        inputs.push(TensorIo { name: s.input.clone(), elem: act, dims: base(Dim::Fixed(s.frames as i64)) });
         outputs.push(TensorIo { name: s.output.clone(), elem: act, dims: base(Dim::Fixed(s.frames as i64)) });
     }
     let mut g = cx.g;
     g.inputs = inputs.iter().map(|t| value_info(&t.name, t.elem, &t.dims)).collect();
     g.outputs = outputs.iter().map(|t| value_info(&t.name, t.elem, &t.dims)).collect();
-    let contract = Contract { part: opts.part, precision: opts.precision, streaming: opts.streaming, widths: model.widths, inputs, outputs, states };
+    let contract = Contract { part: opts.part, precision: opts.precision, streaming: opts.streaming, widths: model.widths, inputs, outputs, continuation, states };
     Ok((g, contract))
 }

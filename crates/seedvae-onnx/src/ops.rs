@@ -35,6 +35,12 @@ impl Graph<'_> {
         self.node("Slice", &[x, start, &e, &a], vec![], hint)
     }
 
+    /// Slice one axis with computed (1-element int64 tensor) bounds.
+    pub fn slice_dyn(&mut self, x: &str, axis: i64, start: &str, end: &str, hint: &str) -> String {
+        let a = self.const_i64(&[axis]);
+        self.node("Slice", &[x, start, end, &a], vec![], hint)
+    }
+
     pub fn reshape(&mut self, x: &str, shape: &str, hint: &str) -> String {
         self.node("Reshape", &[x, shape], vec![], hint)
     }
@@ -70,10 +76,6 @@ impl Graph<'_> {
 
     pub fn div(&mut self, a: &str, b: &str, hint: &str) -> String {
         self.node("Div", &[a, b], vec![], hint)
-    }
-
-    pub fn min(&mut self, a: &str, b: &str, hint: &str) -> String {
-        self.node("Min", &[a, b], vec![], hint)
     }
 
     pub fn sqrt(&mut self, x: &str, hint: &str) -> String {

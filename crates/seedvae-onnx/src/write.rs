@@ -16,6 +16,9 @@ pub const OPSET: i64 = 21;
 pub const IR_VERSION: i64 = 10;
 /// Protobuf refuses messages of 2 GiB and more; leave room for the graph itself.
 pub const EXTERNAL_DATA_THRESHOLD: u64 = (2u64 << 30) - (64 << 20);
+/// In an external-data model, initializers smaller than this stay inline: shape inference and
+/// TensorRT's parser must read small constants (slice bounds, shapes) from the model itself.
+pub const INLINE_BELOW: usize = 1024;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteStats {
@@ -56,7 +59,8 @@ pub fn write_model(
     for init in &graph.inits {
         let mut t = tensor_header(&init.name, &init.dims, init.elem.onnx());
         let n = init.nbytes() as u64;
-        if external {
+        let ext = external && init.nbytes() >= INLINE_BELOW;
+        if ext {
             offset = offset.div_ceil(4096) * 4096;
             t.data_location = 1;
             t.external_data = vec![
@@ -66,17 +70,17 @@ pub fn write_model(
             ];
             offset += n;
         }
-        heads.push((t, n));
+        heads.push((t, n, ext));
     }
-    let tensor_len = |t: &TensorProto, n: u64| -> u64 {
+    let tensor_len = |t: &TensorProto, n: u64, ext: bool| -> u64 {
         let mut l = t.encoded_len() as u64;
-        if !external && n > 0 {
+        if !ext && n > 0 {
             l += key_len(9) as u64 + encoded_len_varint(n) as u64 + n;
         }
         l
     };
     let graph_len: u64 = graph_head.encoded_len() as u64
-        + heads.iter().map(|(t, n)| { let l = tensor_len(t, *n); key_len(5) as u64 + encoded_len_varint(l) as u64 + l }).sum::<u64>();
+        + heads.iter().map(|(t, n, ext)| { let l = tensor_len(t, *n, *ext); key_len(5) as u64 + encoded_len_varint(l) as u64 + l }).sum::<u64>();
 
     let model_head = ModelProto {
         ir_version: crate::write::IR_VERSION,
@@ -98,16 +102,17 @@ pub fn write_model(
     f.write_all(&buf).map_err(io)?;
     let mut written = buf.len() as u64;
     let mut data_pos = 0u64;
-    for (i, (init, (t, n))) in graph.inits.iter().zip(&heads).enumerate() {
+    for (i, (init, (t, n, ext))) in graph.inits.iter().zip(&heads).enumerate() {
         let bytes = init.bytes()?;
         if bytes.len() as u64 != *n {
             return Err(Error::Other(format!("initializer {}: produced {} bytes, expected {n}", init.name, bytes.len())));
         }
         let mut h = Vec::new();
         encode_key(5, WireType::LengthDelimited, &mut h);
-        encode_varint(tensor_len(t, *n), &mut h);
+        encode_varint(tensor_len(t, *n, *ext), &mut h);
         t.encode(&mut h).expect("Vec grows");
-        if let Some(d) = data.as_mut() {
+        if *ext {
+            let d = data.as_mut().expect("side file open when any tensor is external");
             let start = data_pos.div_ceil(4096) * 4096;
             d.write_all(&vec![0u8; (start - data_pos) as usize]).map_err(io)?;
             d.write_all(&bytes).map_err(io)?;
@@ -118,7 +123,7 @@ pub fn write_model(
         }
         f.write_all(&h).map_err(io)?;
         written += h.len() as u64;
-        if data.is_none() {
+        if !*ext {
             f.write_all(&bytes).map_err(io)?;
             written += n;
         }

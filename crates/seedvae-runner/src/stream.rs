@@ -1,6 +1,7 @@
 //! Temporal streaming: run a streaming graph chunk after chunk, feeding each chunk the state
-//! outputs of the previous one (spec §8). The first chunk gets empty (S = 0) states, which the
-//! graph turns into the one-shot head replication; the result equals one-shot decoding exactly.
+//! outputs of the previous one (spec §8). The first chunk is marked by a length-1
+//! `continuation` input (its zero states are ignored by the graph, which replicates frame 0 as
+//! one-shot does); the result equals one-shot decoding up to floating-point rounding.
 
 use crate::backend::Backend;
 use crate::tensor::Tensor;
@@ -30,14 +31,23 @@ impl<'b> Streamer<'b> {
             return Err(Error::Input(format!("'{}' must be 5-D [1, C, T, H, W], got {:?}", first_in.name, input.shape)));
         }
         let (h, w) = (input.shape[3], input.shape[4]);
+        let first = self.states.is_none();
         let states = match self.states.take() {
             Some(s) => s,
-            None => c.states.iter().map(|s| {
-                let (sh, sw) = s.spatial(h, w);
-                Tensor::zeros(vec![1, s.channels, 0, sh, sw], c.state_elem())
-            }).collect(),
+            None => c
+                .states
+                .iter()
+                .map(|s| {
+                    let (sh, sw) = s.spatial(h, w);
+                    Tensor::zeros(vec![1, s.channels, s.frames, sh, sw], c.state_elem())
+                })
+                .collect(),
         };
+        let marker = Tensor::f32(vec![if first { 1 } else { 2 }], vec![0.0; if first { 1 } else { 2 }]);
         let mut inputs: Vec<(&str, &Tensor)> = vec![(first_in.name.as_str(), input)];
+        if let Some(name) = &c.continuation {
+            inputs.push((name.as_str(), &marker));
+        }
         for (s, t) in c.states.iter().zip(&states) {
             inputs.push((s.input.as_str(), t));
         }

@@ -1,4 +1,4 @@
-use super::{inspect, synth, Ui};
+use super::{convert, inspect, synth, Ui};
 use anyhow::{ensure, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +13,7 @@ pub struct Args {
 pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
     std::fs::create_dir_all(&a.dir)?;
     let weights = a.dir.join("tiny_vae.safetensors");
-    println!("[1/2] synth: a tiny random SeedVR2 VAE -> {}", weights.display());
+    println!("[1/3] synth: a tiny random SeedVR2 VAE -> {}", weights.display());
     synth::run(
         synth::Args {
             output: weights.clone(),
@@ -25,10 +25,19 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
         },
         ui,
     )?;
-    println!("[2/2] inspect:");
+    println!("[2/3] inspect:");
     let w = seedvae_weights::WeightFile::open(&weights)?;
     let s = inspect::summarize(&w);
     inspect::print(&s);
     ensure!(s.valid, "the synthesized checkpoint did not validate");
+    println!("[3/3] convert: ONNX graphs of the decoder (one-shot and streaming) and encoder");
+    for (name, part, streaming) in [
+        ("decoder.onnx", seedvae_weights::Part::Decoder, false),
+        ("decoder_streaming.onnx", seedvae_weights::Part::Decoder, true),
+        ("encoder.onnx", seedvae_weights::Part::Encoder, false),
+    ] {
+        let opts = seedvae_onnx::ExportOptions { part, precision: seedvae_onnx::Precision::Fp32, streaming };
+        convert::convert(&weights, &a.dir.join(name), opts, true, ui)?;
+    }
     Ok(ExitCode::SUCCESS)
 }

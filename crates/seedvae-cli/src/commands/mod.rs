@@ -1,5 +1,6 @@
 //! One module per subcommand; shared display helpers here.
 
+pub mod convert;
 pub mod demo;
 pub mod inspect;
 pub mod synth;

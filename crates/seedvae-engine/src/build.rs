@@ -1,0 +1,202 @@
+//! Ahead-of-time TensorRT-RTX engine builds from seedvae ONNX graphs. TensorRT-RTX compiles for
+//! named compute capabilities without a GPU (kSM120 for RTX 50, kSM89 for RTX 40, ...), so this
+//! runs on any machine. Thin, on the documented builder API: logger → builder → network (always
+//! strongly typed in TensorRT-RTX 1.7, flags 0) → ONNX parser → config (targets, workspace,
+//! optimization profile) → serialized engine.
+
+use crate::Error;
+use seedvae_onnx::Contract;
+use seedvae_weights::Part;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use trtx::builder::MemoryPoolType;
+use trtx::{Builder, Logger};
+
+/// GPU architectures an engine can target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Target {
+    #[serde(rename = "sm_75")]
+    Sm75,
+    #[serde(rename = "sm_80")]
+    Sm80,
+    #[serde(rename = "sm_86")]
+    Sm86,
+    #[serde(rename = "sm_89")]
+    Sm89,
+    #[serde(rename = "sm_120")]
+    Sm120,
+}
+
+impl Target {
+    pub const ALL: [Target; 5] = [Target::Sm75, Target::Sm80, Target::Sm86, Target::Sm89, Target::Sm120];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Sm75 => "sm_75",
+            Target::Sm80 => "sm_80",
+            Target::Sm86 => "sm_86",
+            Target::Sm89 => "sm_89",
+            Target::Sm120 => "sm_120",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Target, Error> {
+        Target::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| {
+            Error::Config(format!(
+                "unknown target '{s}' (TensorRT-RTX 1.7 builds for: {})",
+                Target::ALL.map(|t| t.name()).join(", ")
+            ))
+        })
+    }
+
+    fn trt(self) -> trtx::ComputeCapability {
+        match self {
+            Target::Sm75 => trtx::ComputeCapability::kSM75,
+            Target::Sm80 => trtx::ComputeCapability::kSM80,
+            Target::Sm86 => trtx::ComputeCapability::kSM86,
+            Target::Sm89 => trtx::ComputeCapability::kSM89,
+            Target::Sm120 => trtx::ComputeCapability::kSM120,
+        }
+    }
+}
+
+/// min / opt / max of one dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Range3 {
+    pub min: usize,
+    pub opt: usize,
+    pub max: usize,
+}
+
+/// The dynamic shape range of a part's main input: T (frames or latent frames), H, W (latent
+/// units for the decoder, pixels for the encoder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShapeRange {
+    pub t: Range3,
+    pub h: Range3,
+    pub w: Range3,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub targets: Vec<Target>,
+    pub shapes: ShapeRange,
+    pub workspace_bytes: usize,
+    /// Capture TensorRT-RTX's detailed per-layer build report (for FP8 checks).
+    pub detailed: bool,
+}
+
+pub struct BuildOutput {
+    pub engine: Vec<u8>,
+    /// Every message TensorRT-RTX logged during the build, with its severity.
+    pub log: Vec<(String, String)>,
+}
+
+struct Capture {
+    lines: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl trtx::logger::LogHandler for Capture {
+    fn log(&self, severity: trtx::logger::Severity, message: &str) {
+        use trtx::logger::Severity as S;
+        let sev = match severity {
+            S::InternalError => "internal_error",
+            S::Error => "error",
+            S::Warning => "warning",
+            S::Info => "info",
+            _ => "verbose",
+        };
+        match severity {
+            S::InternalError | S::Error => tracing::error!("TensorRT-RTX: {message}"),
+            S::Warning => tracing::warn!("TensorRT-RTX: {message}"),
+            S::Info => tracing::debug!("TensorRT-RTX: {message}"),
+            _ => tracing::trace!("TensorRT-RTX: {message}"),
+        }
+        self.lines.lock().expect("log lock").push((sev.to_string(), message.to_string()));
+    }
+}
+
+/// Load the TensorRT-RTX runtime and ONNX parser libraries once per process.
+pub fn load_libraries(dir: Option<&Path>) -> Result<(), Error> {
+    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let (rt, parser) = crate::libs::tensorrt(dir)?;
+            trtx::dynamically_load_tensorrt(Some(&rt)).map_err(|e| format!("cannot load {}: {e}", rt.display()))?;
+            trtx::dynamically_load_tensorrt_onnxparser(Some(&parser)).map_err(|e| format!("cannot load {}: {e}", parser.display()))?;
+            tracing::debug!("TensorRT-RTX loaded from {}", rt.display());
+            Ok(())
+        })
+        .clone()
+        .map_err(Error::Library)
+}
+
+/// Per-input (min, opt, max) dims for a contract and a shape range.
+pub fn profile_dims(c: &Contract, r: &ShapeRange) -> Vec<(String, [Vec<i64>; 3])> {
+    let mut out = Vec::new();
+    let main = &c.inputs[0];
+    let ch = match c.part {
+        Part::Decoder => 16,
+        Part::Encoder => 3,
+    };
+    let pick = |sel: usize, x: &Range3| [x.min, x.opt, x.max][sel];
+    let dims = |sel: usize| vec![1, ch, pick(sel, &r.t) as i64, pick(sel, &r.h) as i64, pick(sel, &r.w) as i64];
+    out.push((main.name.clone(), [dims(0), dims(1), dims(2)]));
+    if let Some(name) = &c.continuation {
+        // Length 1 on the first chunk, 2 afterwards (only its shape is read).
+        out.push((name.clone(), [vec![1], vec![2], vec![2]]));
+    }
+    for s in &c.states {
+        let d = |sel: usize, frames: usize| {
+            let (h, w) = s.spatial(pick(sel, &r.h), pick(sel, &r.w));
+            vec![1, s.channels as i64, frames as i64, h as i64, w as i64]
+        };
+        out.push((s.input.clone(), [d(0, s.frames), d(1, s.frames), d(2, s.frames)]));
+    }
+    out
+}
+
+fn dims64(v: &[i64]) -> trtx::trtx_sys::Dims64 {
+    trtx::trtx_sys::Dims64::from_slice(v)
+}
+
+/// Build a serialized engine from ONNX bytes with a known contract.
+pub fn build_engine(onnx: &[u8], contract: &Contract, req: &BuildRequest) -> Result<BuildOutput, Error> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let logger = Logger::new(Capture { lines: lines.clone() }).map_err(|e| Error::Build(format!("logger: {e}")))?;
+    let collected = |msg: String| {
+        let errs: Vec<String> = lines.lock().expect("log lock").iter().filter(|(s, _)| s.contains("error")).map(|(_, m)| m.clone()).collect();
+        if errs.is_empty() { msg } else { format!("{msg}: {}", errs.join("; ")) }
+    };
+    let mut builder = Builder::new(&logger).map_err(|e| Error::Build(format!("builder: {e}")))?;
+    let network = builder.create_network(0).map_err(|e| Error::Build(format!("network: {e}")))?;
+    // The parser owns the network (it holds the weights) until the build is done.
+    let mut parser = trtx::OnnxParser::new(network, &logger).map_err(|e| Error::Build(format!("ONNX parser: {e}")))?;
+    parser.parse(onnx).map_err(|e| Error::Parse(collected(e.to_string())))?;
+    let mut config = builder.create_config().map_err(|e| Error::Build(format!("config: {e}")))?;
+    config.set_memory_pool_limit(MemoryPoolType::kWORKSPACE, req.workspace_bytes);
+    if req.detailed {
+        config.set_profiling_verbosity(trtx::ProfilingVerbosity::kDETAILED);
+    }
+    config
+        .set_nb_compute_capabilities(req.targets.len() as i32)
+        .map_err(|e| Error::Build(format!("setting {} compute capabilities: {e}", req.targets.len())))?;
+    for (i, t) in req.targets.iter().enumerate() {
+        config.set_compute_capability(t.trt(), i as i32).map_err(|e| Error::Build(format!("target {}: {e}", t.name())))?;
+    }
+    let mut profile = builder.creata_optimization_profile().map_err(|e| Error::Build(format!("profile: {e}")))?;
+    for (name, [min, opt, max]) in profile_dims(contract, &req.shapes) {
+        for (sel, d) in [(trtx::OptProfileSelector::kMIN, &min), (trtx::OptProfileSelector::kOPT, &opt), (trtx::OptProfileSelector::kMAX, &max)] {
+            profile
+                .set_dimensions(&name, sel, &dims64(d))
+                .map_err(|e| Error::Build(format!("profile dims {d:?} for input '{name}': {e}")))?;
+        }
+    }
+    config.add_optimization_profile(&mut profile).map_err(|e| Error::Build(collected(format!("adding the optimization profile: {e}"))))?;
+    let engine = builder
+        .build_serialized_network(parser.network_mut(), &mut config)
+        .map_err(|e| Error::Build(collected(format!("TensorRT-RTX build failed: {e}"))))?;
+    let engine = engine.as_ref().to_vec();
+    let log = std::mem::take(&mut *lines.lock().expect("log lock"));
+    Ok(BuildOutput { engine, log })
+}

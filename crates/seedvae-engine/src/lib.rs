@@ -1,0 +1,27 @@
+//! # seedvae-engine — engine building and the engine cache
+//!
+//! Owns: TensorRT-RTX engine builds from seedvae ONNX graphs, ahead of time for named GPU
+//! architectures (no GPU needed), and locating the TensorRT-RTX libraries ([`libs`], which also
+//! holds the setup-venv search the runner uses for ONNX Runtime).
+//!
+//! Must not touch: weight parsing or graph construction (it reads graphs through their
+//! `seedvae-onnx` contract), running engines (the runner's job), the CLI. No network code.
+
+pub mod build;
+pub mod libs;
+
+pub use build::{build_engine, load_libraries, BuildOutput, BuildRequest, Range3, ShapeRange, Target};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Library(String),
+    #[error("TensorRT-RTX could not parse the ONNX graph: {0}")]
+    Parse(String),
+    #[error("{0}")]
+    Build(String),
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Onnx(#[from] seedvae_onnx::Error),
+}
