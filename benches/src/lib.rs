@@ -22,7 +22,12 @@ pub fn median(reps: usize, mut f: impl FnMut()) -> Duration {
 /// Time `cat FILE > /dev/null` (on Windows: `cmd /c type FILE > NUL`).
 pub fn cat_to_null(path: &Path) {
     let status = if cfg!(windows) {
-        Command::new("cmd").arg("/c").arg("type").arg(path).stdout(Stdio::null()).status()
+        Command::new("cmd")
+            .arg("/c")
+            .arg("type")
+            .arg(path)
+            .stdout(Stdio::null())
+            .status()
     } else {
         Command::new("cat").arg(path).stdout(Stdio::null()).status()
     }

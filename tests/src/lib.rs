@@ -6,7 +6,10 @@ use std::process::Command;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// `shared/` (spec and fixtures): `$SEEDVAE_SHARED`, else beside the repository, else inside it.
@@ -20,7 +23,10 @@ pub fn shared_dir() -> PathBuf {
             return c;
         }
     }
-    panic!("shared/ (spec + fixtures) not found beside {} or inside it; set SEEDVAE_SHARED", root.display())
+    panic!(
+        "shared/ (spec + fixtures) not found beside {} or inside it; set SEEDVAE_SHARED",
+        root.display()
+    )
 }
 
 pub fn fixture(rel: &str) -> PathBuf {
@@ -31,8 +37,16 @@ pub fn fixture(rel: &str) -> PathBuf {
 /// this message rather than silently skipping.
 pub fn venv_python() -> PathBuf {
     let root = repo_root();
-    let p = if cfg!(windows) { root.join(".venv/Scripts/python.exe") } else { root.join(".venv/bin/python") };
-    assert!(p.exists(), "{} is missing: run scripts/setup.sh first (the README's test command does)", p.display());
+    let p = if cfg!(windows) {
+        root.join(".venv/Scripts/python.exe")
+    } else {
+        root.join(".venv/bin/python")
+    };
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup.sh first (the README's test command does)",
+        p.display()
+    );
     p
 }
 
@@ -43,7 +57,11 @@ pub fn run_oracle(script: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run python");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "oracle {script} failed:\n{text}");
     text
 }
@@ -58,13 +76,20 @@ pub fn rel_l2(a: &[f64], b: &[f64]) -> f64 {
 
 pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 /// Rewrite a SafeTensors file's header JSON with `edit`, keeping the data section as is.
-pub fn edit_safetensors_header(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> Vec<u8> {
+pub fn edit_safetensors_header(
+    bytes: &[u8],
+    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> Vec<u8> {
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let mut json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     edit(&mut json);
     let text = serde_json::to_vec(&json).unwrap();
     let mut out = (text.len() as u64).to_le_bytes().to_vec();
@@ -76,7 +101,9 @@ pub fn edit_safetensors_header(bytes: &[u8], edit: impl FnOnce(&mut serde_json::
 /// A fixture tensor as (shape, f64 values).
 pub fn fixture_tensor(file: &str, name: &str) -> (Vec<usize>, Vec<f64>) {
     let w = seedvae_weights::WeightFile::open(fixture(file)).unwrap();
-    let t = w.get(name).unwrap_or_else(|| panic!("{file} has no {name}"));
+    let t = w
+        .get(name)
+        .unwrap_or_else(|| panic!("{file} has no {name}"));
     (t.shape.clone(), w.f64(name).unwrap())
 }
 

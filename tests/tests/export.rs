@@ -12,7 +12,11 @@ const STREAM_FP32_FLOOR: f64 = 2e-6;
 const DEC_CASES: [&str; 4] = ["t1_8x8", "t2_8x8", "t3_8x8", "t2_6x10"];
 
 fn opts(part: Part, precision: Precision, streaming: bool) -> ExportOptions {
-    ExportOptions { part, precision, streaming }
+    ExportOptions {
+        part,
+        precision,
+        streaming,
+    }
 }
 
 fn latent(case: &str) -> Tensor {
@@ -38,8 +42,16 @@ fn golden_decode(case: &str) -> (Vec<usize>, Vec<f64>, bool) {
 fn decoder_fp32_and_fp16_match_the_goldens() {
     let dir = tempfile::tempdir().unwrap();
     let weights = fixture("vae_tiny/weights.safetensors");
-    let mut b32 = export_and_open(&weights, dir.path(), opts(Part::Decoder, Precision::Fp32, false));
-    let mut b16 = export_and_open(&weights, dir.path(), opts(Part::Decoder, Precision::Fp16, false));
+    let mut b32 = export_and_open(
+        &weights,
+        dir.path(),
+        opts(Part::Decoder, Precision::Fp32, false),
+    );
+    let mut b16 = export_and_open(
+        &weights,
+        dir.path(),
+        opts(Part::Decoder, Precision::Fp16, false),
+    );
     for case in DEC_CASES {
         let z = latent(case);
         let (shape, gold, is64) = golden_decode(case);
@@ -71,7 +83,10 @@ fn encoder_fp32_and_fp16_match_the_golden() {
         assert_eq!(m.shape, vec![1, 16, 3, 4, 6]);
         let em = rel_l2(&to_f64(m.as_f32().unwrap()), &mean64);
         let el = rel_l2(&to_f64(lv.as_f32().unwrap()), &lv64);
-        eprintln!("encode {}: mean rel L2 {em:.2e}, logvar {el:.2e} (limit {lim:.0e})", p.name());
+        eprintln!(
+            "encode {}: mean rel L2 {em:.2e}, logvar {el:.2e} (limit {lim:.0e})",
+            p.name()
+        );
         assert!(em <= lim && el <= lim, "{}: {em} {el}", p.name());
     }
 }
@@ -88,7 +103,12 @@ fn stream_run(b: &mut dyn Backend, x: &Tensor, chunks: &[usize], out: &str) -> T
     let mut parts = Vec::new();
     let mut t0 = 0;
     for &n in chunks {
-        parts.push(s.step(&slice_time(x, t0, t0 + n)).unwrap().remove(out).unwrap());
+        parts.push(
+            s.step(&slice_time(x, t0, t0 + n))
+                .unwrap()
+                .remove(out)
+                .unwrap(),
+        );
         t0 += n;
     }
     assert_eq!(t0, x.shape[2]);
@@ -99,13 +119,28 @@ fn stream_run(b: &mut dyn Backend, x: &Tensor, chunks: &[usize], out: &str) -> T
 fn streaming_decoder_equals_one_shot() {
     let dir = tempfile::tempdir().unwrap();
     let weights = fixture("vae_tiny/weights.safetensors");
-    let mut one = export_and_open(&weights, dir.path(), opts(Part::Decoder, Precision::Fp32, false));
-    let mut st = export_and_open(&weights, dir.path(), opts(Part::Decoder, Precision::Fp32, true));
+    let mut one = export_and_open(
+        &weights,
+        dir.path(),
+        opts(Part::Decoder, Precision::Fp32, false),
+    );
+    let mut st = export_and_open(
+        &weights,
+        dir.path(),
+        opts(Part::Decoder, Precision::Fp32, true),
+    );
     assert_eq!(st.contract().states.len(), 33);
     let z = random_latent(5, 6, 4, 11);
     let full = run1(&mut one, "latent", &z, "video");
     assert_eq!(full.shape, vec![1, 3, 17, 48, 32]);
-    for chunks in [vec![5], vec![1, 1, 1, 1, 1], vec![2, 3], vec![3, 2], vec![1, 4], vec![2, 1, 2]] {
+    for chunks in [
+        vec![5],
+        vec![1, 1, 1, 1, 1],
+        vec![2, 3],
+        vec![3, 2],
+        vec![1, 4],
+        vec![2, 1, 2],
+    ] {
         let y = stream_run(&mut st, &z, &chunks, "video");
         assert_eq!(y.shape, full.shape, "{chunks:?}");
         let e = rel_l2(&to_f64(&y.to_f32()), &to_f64(full.as_f32().unwrap()));
@@ -121,7 +156,11 @@ fn streaming_decoder_equals_one_shot() {
 fn streaming_decoder_matches_the_fp64_golden_like_one_shot() {
     let dir = tempfile::tempdir().unwrap();
     let weights = fixture("vae_tiny/weights.safetensors");
-    let mut st = export_and_open(&weights, dir.path(), opts(Part::Decoder, Precision::Fp32, true));
+    let mut st = export_and_open(
+        &weights,
+        dir.path(),
+        opts(Part::Decoder, Precision::Fp32, true),
+    );
     for case in ["t2_8x8", "t2_6x10"] {
         let (_, gold, is64) = golden_decode(case);
         assert!(is64);
@@ -136,8 +175,16 @@ fn streaming_decoder_matches_the_fp64_golden_like_one_shot() {
 fn streaming_encoder_equals_one_shot() {
     let dir = tempfile::tempdir().unwrap();
     let weights = fixture("vae_tiny/weights.safetensors");
-    let mut one = export_and_open(&weights, dir.path(), opts(Part::Encoder, Precision::Fp32, false));
-    let mut st = export_and_open(&weights, dir.path(), opts(Part::Encoder, Precision::Fp32, true));
+    let mut one = export_and_open(
+        &weights,
+        dir.path(),
+        opts(Part::Encoder, Precision::Fp32, false),
+    );
+    let mut st = export_and_open(
+        &weights,
+        dir.path(),
+        opts(Part::Encoder, Precision::Fp32, true),
+    );
     assert_eq!(st.contract().states.len(), 24);
     let mut r = seedvae_weights::synth::Rng::new(5);
     let mut v = vec![0f32; 3 * 13 * 32 * 16];
@@ -163,11 +210,17 @@ fn gguf_fixtures_decode_like_safetensors_within_quantization_error() {
     let mut st = export_and_open(&fixture("vae_tiny/weights.safetensors"), dir.path(), o);
     let z = latent("t2_8x8");
     let reference = to_f64(run1(&mut st, "latent", &z, "video").as_f32().unwrap());
-    for (file, lim) in [("vae_tiny_gguf/tiny_native5d_f16.gguf", 2e-3), ("vae_tiny_gguf/tiny_origshape_q8.gguf", 3e-2)] {
+    for (file, lim) in [
+        ("vae_tiny_gguf/tiny_native5d_f16.gguf", 2e-3),
+        ("vae_tiny_gguf/tiny_origshape_q8.gguf", 3e-2),
+    ] {
         let mut b = export_and_open(&fixture(file), dir.path(), o);
         let y = to_f64(run1(&mut b, "latent", &z, "video").as_f32().unwrap());
         let e = rel_l2(&y, &reference);
-        eprintln!("{file}: decode rel L2 vs safetensors {e:.2e}, max abs {:.2e}", max_abs_diff(&y, &reference));
+        eprintln!(
+            "{file}: decode rel L2 vs safetensors {e:.2e}, max abs {:.2e}",
+            max_abs_diff(&y, &reference)
+        );
         assert!(e <= lim && e > 0.0, "{file}: {e}");
     }
 }

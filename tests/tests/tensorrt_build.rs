@@ -17,18 +17,49 @@ fn every_form_parses_and_builds_for_sm120_without_a_gpu() {
     let w = WeightFile::open(fixture("vae_tiny/weights.safetensors")).unwrap();
     for part in [Part::Decoder, Part::Encoder] {
         let shapes = match part {
-            Part::Decoder => ShapeRange { t: r(1, 2, 3), h: r(4, 8, 8), w: r(4, 8, 8) },
-            Part::Encoder => ShapeRange { t: r(1, 5, 9), h: r(16, 32, 32), w: r(16, 32, 32) },
+            Part::Decoder => ShapeRange {
+                t: r(1, 2, 3),
+                h: r(4, 8, 8),
+                w: r(4, 8, 8),
+            },
+            Part::Encoder => ShapeRange {
+                t: r(1, 5, 9),
+                h: r(16, 32, 32),
+                w: r(16, 32, 32),
+            },
         };
         for precision in [Precision::Fp32, Precision::Fp16] {
             for streaming in [false, true] {
-                let p = dir.path().join(format!("{part}_{}_{streaming}.onnx", precision.name()));
-                let (c, _) = seedvae_onnx::convert(&w, ExportOptions { part, precision, streaming }, &p, |_, _| {}).unwrap();
-                let req = BuildRequest { targets: vec![Target::Sm120], shapes, workspace_bytes: 1 << 30, detailed: false };
+                let p = dir
+                    .path()
+                    .join(format!("{part}_{}_{streaming}.onnx", precision.name()));
+                let (c, _) = seedvae_onnx::convert(
+                    &w,
+                    ExportOptions {
+                        part,
+                        precision,
+                        streaming,
+                    },
+                    &p,
+                    |_, _| {},
+                )
+                .unwrap();
+                let req = BuildRequest {
+                    targets: vec![Target::Sm120],
+                    shapes,
+                    workspace_bytes: 1 << 30,
+                    detailed: false,
+                };
                 let t = std::time::Instant::now();
-                let out = build_engine(&std::fs::read(&p).unwrap(), &c, &req)
-                    .unwrap_or_else(|e| panic!("{part} {} streaming={streaming}: {e}", precision.name()));
-                eprintln!("{part} {} streaming={streaming}: engine {} bytes in {:.1}s", precision.name(), out.engine.len(), t.elapsed().as_secs_f64());
+                let out = build_engine(&std::fs::read(&p).unwrap(), &c, &req).unwrap_or_else(|e| {
+                    panic!("{part} {} streaming={streaming}: {e}", precision.name())
+                });
+                eprintln!(
+                    "{part} {} streaming={streaming}: engine {} bytes in {:.1}s",
+                    precision.name(),
+                    out.engine.len(),
+                    t.elapsed().as_secs_f64()
+                );
                 assert!(out.engine.len() > 100_000, "suspiciously small engine");
             }
         }

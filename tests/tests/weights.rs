@@ -17,7 +17,11 @@ fn schema_matches_the_spec_tensor_table_in_order() {
             (f[0].to_string(), serde_json::from_str(f[1]).unwrap())
         })
         .collect();
-    let ours: Vec<(String, Vec<usize>)> = Model::default().all_tensors().into_iter().map(|s| (s.name, s.shape)).collect();
+    let ours: Vec<(String, Vec<usize>)> = Model::default()
+        .all_tensors()
+        .into_iter()
+        .map(|s| (s.name, s.shape))
+        .collect();
     assert_eq!(rows.len(), 250);
     assert_eq!(ours, rows);
 }
@@ -29,7 +33,12 @@ fn fixtures_load_to_the_same_246_tensors_in_all_layouts() {
     let q8 = WeightFile::open(fixture("vae_tiny_gguf/tiny_origshape_q8.gguf")).unwrap();
     for w in [&st, &f16, &q8] {
         let r = w.report();
-        assert!(r.problems.is_empty(), "{}: {:?}", w.path.display(), r.problems);
+        assert!(
+            r.problems.is_empty(),
+            "{}: {:?}",
+            w.path.display(),
+            r.problems
+        );
         assert_eq!(w.tensors().len(), 246);
         assert_eq!(r.model.widths, [32, 32, 64, 64]);
     }
@@ -45,7 +54,10 @@ fn fixtures_load_to_the_same_246_tensors_in_all_layouts() {
             let b: Vec<f64> = other.f32(n).unwrap().iter().map(|&x| x as f64).collect();
             worst = worst.max(max_abs_diff(&b, &a));
         }
-        eprintln!("{}: max abs weight error {worst:.3e} (limit {tol:.1e})", other.path.display());
+        eprintln!(
+            "{}: max abs weight error {worst:.3e} (limit {tol:.1e})",
+            other.path.display()
+        );
         assert!(worst <= tol, "{}: {worst} > {tol}", other.path.display());
         assert!(worst > 0.0, "a quantized layout cannot be bit-exact");
     }
@@ -60,30 +72,64 @@ fn every_gguf_block_type_matches_gguf_py() {
     let mut types: Vec<String> = cases.tensors().iter().map(|t| t.stored.clone()).collect();
     types.sort();
     types.dedup();
-    let want = ["BF16", "F16", "F32", "Q2_K", "Q3_K", "Q4_0", "Q4_1", "Q4_K", "Q5_0", "Q5_1", "Q5_K", "Q6_K", "Q8_0"];
+    let want = [
+        "BF16", "F16", "F32", "Q2_K", "Q3_K", "Q4_0", "Q4_1", "Q4_K", "Q5_0", "Q5_1", "Q5_K",
+        "Q6_K", "Q8_0",
+    ];
     assert_eq!(types, want);
     assert_eq!(cases.tensors().len(), oracle.tensors().len());
     for t in cases.tensors() {
-        let o = oracle.get(&t.name).unwrap_or_else(|| panic!("oracle lacks {}", t.name));
+        let o = oracle
+            .get(&t.name)
+            .unwrap_or_else(|| panic!("oracle lacks {}", t.name));
         assert_eq!(t.shape, o.shape, "{}", t.name);
-        let a: Vec<f64> = cases.f32(&t.name).unwrap().iter().map(|&x| x as f64).collect();
+        let a: Vec<f64> = cases
+            .f32(&t.name)
+            .unwrap()
+            .iter()
+            .map(|&x| x as f64)
+            .collect();
         let b = oracle.f64(&t.name).unwrap();
         let scale = b.iter().fold(1f64, |m, x| m.max(x.abs()));
         let d = max_abs_diff(&a, &b);
-        assert!(d <= 1e-6 * scale, "{} ({}): max abs diff {d} vs gguf-py", t.name, t.stored);
-        assert!(b.iter().any(|&x| x != 0.0), "{}: oracle is all zeros, the case proves nothing", t.name);
+        assert!(
+            d <= 1e-6 * scale,
+            "{} ({}): max abs diff {d} vs gguf-py",
+            t.name,
+            t.stored
+        );
+        assert!(
+            b.iter().any(|&x| x != 0.0),
+            "{}: oracle is all zeros, the case proves nothing",
+            t.name
+        );
     }
-    assert_eq!(cases.get("five_d.Q8_0").unwrap().shape, vec![4, 2, 3, 1, 32]);
+    assert_eq!(
+        cases.get("five_d.Q8_0").unwrap().shape,
+        vec![4, 2, 3, 1, 32]
+    );
     assert_eq!(cases.get("five_d.F16").unwrap().shape, vec![4, 2, 3, 1, 32]);
 }
 
 #[test]
 fn synth_is_deterministic_and_gguf_equals_safetensors() {
     let dir = tempfile::tempdir().unwrap();
-    let model = Model { widths: [32, 32, 64, 64] };
+    let model = Model {
+        widths: [32, 32, 64, 64],
+    };
     let mk = |name: &str, format, seed| {
         let p = dir.path().join(name);
-        synth(&p, &SynthOptions { model, dtype: DType::F32, seed, format }, |_, _| {}).unwrap();
+        synth(
+            &p,
+            &SynthOptions {
+                model,
+                dtype: DType::F32,
+                seed,
+                format,
+            },
+            |_, _| {},
+        )
+        .unwrap();
         WeightFile::open(p).unwrap()
     };
     let a = mk("a.safetensors", SynthFormat::SafeTensors, 3);

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 fn main() {
     let mut args = std::env::args().skip(1);
     let file = PathBuf::from(args.next().expect("usage: load FILE [REPS]"));
-    let reps: usize = args.next().map_or(7, |r| r.parse().expect("REPS is a number"));
+    let reps: usize = args
+        .next()
+        .map_or(7, |r| r.parse().expect("REPS is a number"));
     let size = std::fs::metadata(&file).expect("stat").len();
     let cat = median(reps, || cat_to_null(&file));
     let load = median(reps, || {
@@ -22,6 +24,12 @@ fn main() {
     });
     println!("file: {} ({size} bytes), median of {reps}", file.display());
     println!("cat > /dev/null : {:.4} s", secs(cat));
-    println!("seedvae load    : {:.4} s (open + validate + NaN/Inf scan)", secs(load));
-    println!("ratio           : {:.2}x (goal <= 1.5x)", secs(load) / secs(cat));
+    println!(
+        "seedvae load    : {:.4} s (open + validate + NaN/Inf scan)",
+        secs(load)
+    );
+    println!(
+        "ratio           : {:.2}x (goal <= 1.5x)",
+        secs(load) / secs(cat)
+    );
 }

@@ -5,12 +5,25 @@ use std::path::Path;
 use std::process::Command;
 
 fn seedvae(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_seedvae")).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let out = Command::new(env!("CARGO_BIN_EXE_seedvae"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 fn files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
@@ -20,15 +33,36 @@ fn converts_and_refuses_to_overwrite_without_force() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("dec.onnx");
     let w = fixture("vae_tiny/weights.safetensors");
-    let (code, text) = seedvae(&["convert", w.to_str().unwrap(), "-o", out.to_str().unwrap(), "--streaming", "--precision", "fp16"]);
+    let (code, text) = seedvae(&[
+        "convert",
+        w.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--streaming",
+        "--precision",
+        "fp16",
+    ]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("33 state pairs"), "{text}");
     let before = std::fs::read(&out).unwrap();
     let (code, text) = seedvae(&["convert", w.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains("already exists") && text.contains("--force"), "{text}");
-    assert_eq!(std::fs::read(&out).unwrap(), before, "refused overwrite changed the file");
-    let (code, text) = seedvae(&["convert", w.to_str().unwrap(), "-o", out.to_str().unwrap(), "--force"]);
+    assert!(
+        text.contains("already exists") && text.contains("--force"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        before,
+        "refused overwrite changed the file"
+    );
+    let (code, text) = seedvae(&[
+        "convert",
+        w.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--force",
+    ]);
     assert_eq!(code, 0, "{text}");
     assert_eq!(files(dir.path()), vec!["dec.onnx"]);
 }
@@ -39,31 +73,63 @@ fn missing_decoder_tensors_are_named_and_nothing_is_written() {
     // An encoder-only file, and one with one decoder tensor missing.
     let src = seedvae_weights::WeightFile::open(fixture("vae_tiny/weights.safetensors")).unwrap();
     for (name, keep) in [
-        ("encoder_only.safetensors", Box::new(|n: &str| n.starts_with("encoder.")) as Box<dyn Fn(&str) -> bool>),
-        ("no_conv_out.safetensors", Box::new(|n: &str| n != "decoder.conv_out.weight")),
+        (
+            "encoder_only.safetensors",
+            Box::new(|n: &str| n.starts_with("encoder.")) as Box<dyn Fn(&str) -> bool>,
+        ),
+        (
+            "no_conv_out.safetensors",
+            Box::new(|n: &str| n != "decoder.conv_out.weight"),
+        ),
     ] {
         let kept: Vec<_> = src.tensors().iter().filter(|t| keep(&t.name)).collect();
-        let raws: Vec<Vec<u8>> = kept.iter().map(|t| src.raw(&t.name).unwrap().unwrap().1.to_vec()).collect();
+        let raws: Vec<Vec<u8>> = kept
+            .iter()
+            .map(|t| src.raw(&t.name).unwrap().unwrap().1.to_vec())
+            .collect();
         let wt: Vec<_> = kept
             .iter()
             .zip(&raws)
-            .map(|(t, d)| seedvae_weights::safetensors::WriteTensor { name: &t.name, dtype: seedvae_weights::DType::F32, shape: &t.shape, data: d })
+            .map(|(t, d)| seedvae_weights::safetensors::WriteTensor {
+                name: &t.name,
+                dtype: seedvae_weights::DType::F32,
+                shape: &t.shape,
+                data: d,
+            })
             .collect();
         let p = dir.path().join(name);
         let mut f = std::fs::File::create(&p).unwrap();
         seedvae_weights::safetensors::write(&mut f, &Default::default(), &wt).unwrap();
         let out = dir.path().join("out.onnx");
-        let (code, text) = seedvae(&["convert", p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--part", "decoder"]);
+        let (code, text) = seedvae(&[
+            "convert",
+            p.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--part",
+            "decoder",
+        ]);
         assert_eq!(code, 1, "{text}");
         assert!(text.contains(name), "{text}");
         if name.starts_with("encoder") {
             assert!(text.contains("no decoder tensors"), "{text}");
             // ...while its encoder converts fine.
-            let (code, text) = seedvae(&["convert", p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--part", "encoder"]);
+            let (code, text) = seedvae(&[
+                "convert",
+                p.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--part",
+                "encoder",
+            ]);
             assert_eq!(code, 0, "{text}");
             std::fs::remove_file(&out).unwrap();
         } else {
-            assert!(text.contains("missing tensor 'decoder.conv_out.weight'") && text.contains("[3, 32, 3, 3, 3]"), "{text}");
+            assert!(
+                text.contains("missing tensor 'decoder.conv_out.weight'")
+                    && text.contains("[3, 32, 3, 3, 3]"),
+                "{text}"
+            );
         }
         assert!(!out.exists());
         std::fs::remove_file(&p).unwrap();
@@ -77,10 +143,16 @@ fn unwritable_output_is_a_clear_error() {
     let w = fixture("vae_tiny/weights.safetensors");
     let blocker = dir.path().join("a_file");
     std::fs::write(&blocker, b"x").unwrap();
-    for out in [dir.path().join("no/such/dir/x.onnx"), blocker.join("x.onnx")] {
+    for out in [
+        dir.path().join("no/such/dir/x.onnx"),
+        blocker.join("x.onnx"),
+    ] {
         let (code, text) = seedvae(&["convert", w.to_str().unwrap(), "-o", out.to_str().unwrap()]);
         assert_eq!(code, 1, "{text}");
-        assert!(text.contains("x.onnx") && text.contains("does not exist"), "{text}");
+        assert!(
+            text.contains("x.onnx") && text.contains("does not exist"),
+            "{text}"
+        );
     }
     assert_eq!(files(dir.path()), vec!["a_file"]);
 }

@@ -8,7 +8,10 @@ use std::path::Path;
 use std::process::Command;
 
 fn seedvae(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_seedvae")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_seedvae"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -25,7 +28,10 @@ fn expect_rejected(name: &str, bytes: &[u8], needles: &[&str]) {
     let all = format!("{out}{err}");
     assert_eq!(code, 1, "{name}: exit {code}\n{all}");
     assert!(!all.contains("panicked"), "{name}: panic\n{all}");
-    assert!(all.contains(name), "{name}: message does not name the file\n{all}");
+    assert!(
+        all.contains(name),
+        "{name}: message does not name the file\n{all}"
+    );
     for n in needles {
         assert!(all.contains(n), "{name}: message lacks {n:?}\n{all}");
     }
@@ -35,15 +41,24 @@ fn tiny() -> Vec<u8> {
     std::fs::read(fixture("vae_tiny/weights.safetensors")).unwrap()
 }
 
-fn entry<'a>(m: &'a mut serde_json::Map<String, serde_json::Value>, n: &str) -> &'a mut serde_json::Value {
+fn entry<'a>(
+    m: &'a mut serde_json::Map<String, serde_json::Value>,
+    n: &str,
+) -> &'a mut serde_json::Value {
     m.get_mut(n).unwrap()
 }
 
 #[test]
 fn valid_fixture_passes() {
-    let (code, out, _) = seedvae(&["inspect", fixture("vae_tiny/weights.safetensors").to_str().unwrap()]);
+    let (code, out, _) = seedvae(&[
+        "inspect",
+        fixture("vae_tiny/weights.safetensors").to_str().unwrap(),
+    ]);
     assert_eq!(code, 0);
-    assert!(out.contains("246") && out.contains("4,222,723") && out.contains("valid"), "{out}");
+    assert!(
+        out.contains("246") && out.contains("4,222,723") && out.contains("valid"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -52,20 +67,39 @@ fn safetensors_container_corruption() {
     expect_rejected("truncated.safetensors", &t[..t.len() - 100], &["truncated"]);
     let mut h = t.clone();
     h[..8].copy_from_slice(&(t.len() as u64).to_le_bytes());
-    expect_rejected("header_past_eof.safetensors", &h, &["header length", "past the end"]);
+    expect_rejected(
+        "header_past_eof.safetensors",
+        &h,
+        &["header length", "past the end"],
+    );
     let f = edit_safetensors_header(&t, |m| {
         entry(m, "decoder.conv_in.bias")["data_offsets"] = serde_json::json!([0u64, 1u64 << 40]);
     });
-    expect_rejected("offset_range.safetensors", &f, &["decoder.conv_in.bias", "past the data section"]);
+    expect_rejected(
+        "offset_range.safetensors",
+        &f,
+        &["decoder.conv_in.bias", "past the data section"],
+    );
     let f = edit_safetensors_header(&t, |m| {
         let other = m["decoder.conv_in.bias"]["data_offsets"].clone();
         entry(m, "decoder.conv_in.weight")["data_offsets"][0] = other[0].clone();
-        entry(m, "decoder.conv_in.weight")["data_offsets"][1] = serde_json::json!(other[0].as_u64().unwrap() + 110592);
+        entry(m, "decoder.conv_in.weight")["data_offsets"][1] =
+            serde_json::json!(other[0].as_u64().unwrap() + 110592);
     });
     expect_rejected("overlap.safetensors", &f, &["overlap"]);
-    let f = edit_safetensors_header(&t, |m| entry(m, "decoder.conv_in.bias")["dtype"] = "F8_E5M2".into());
-    expect_rejected("dtype.safetensors", &f, &["decoder.conv_in.bias", "unsupported dtype 'F8_E5M2'"]);
-    expect_rejected("garbage.safetensors", b"this is not a checkpoint at all", &["header length"]);
+    let f = edit_safetensors_header(&t, |m| {
+        entry(m, "decoder.conv_in.bias")["dtype"] = "F8_E5M2".into()
+    });
+    expect_rejected(
+        "dtype.safetensors",
+        &f,
+        &["decoder.conv_in.bias", "unsupported dtype 'F8_E5M2'"],
+    );
+    expect_rejected(
+        "garbage.safetensors",
+        b"this is not a checkpoint at all",
+        &["header length"],
+    );
 }
 
 #[test]
@@ -75,30 +109,71 @@ fn safetensors_schema_problems_are_all_reported() {
         let v = m.remove("decoder.conv_out.bias").unwrap();
         m.insert("decoder.conv_out.bias_renamed".into(), v);
     });
-    expect_rejected("renamed.safetensors", &f, &["missing tensor 'decoder.conv_out.bias'", "unexpected tensor 'decoder.conv_out.bias_renamed'"]);
+    expect_rejected(
+        "renamed.safetensors",
+        &f,
+        &[
+            "missing tensor 'decoder.conv_out.bias'",
+            "unexpected tensor 'decoder.conv_out.bias_renamed'",
+        ],
+    );
     let f = edit_safetensors_header(&t, |m| {
-        entry(m, "decoder.mid_block.attentions.0.to_q.weight")["shape"] = serde_json::json!([4096, 1]);
+        entry(m, "decoder.mid_block.attentions.0.to_q.weight")["shape"] =
+            serde_json::json!([4096, 1]);
     });
-    expect_rejected("misshaped.safetensors", &f, &["decoder.mid_block.attentions.0.to_q.weight", "[4096, 1]", "expected [64, 64]"]);
+    expect_rejected(
+        "misshaped.safetensors",
+        &f,
+        &[
+            "decoder.mid_block.attentions.0.to_q.weight",
+            "[4096, 1]",
+            "expected [64, 64]",
+        ],
+    );
     // A missing tensor: rebuild the file without it (a header-only removal would leave a gap).
     let w = seedvae_weights::WeightFile::open(fixture("vae_tiny/weights.safetensors")).unwrap();
-    let kept: Vec<_> = w.tensors().iter().filter(|t| t.name != "encoder.conv_out.weight").collect();
-    let raws: Vec<Vec<u8>> = kept.iter().map(|t| w.raw(&t.name).unwrap().unwrap().1.to_vec()).collect();
+    let kept: Vec<_> = w
+        .tensors()
+        .iter()
+        .filter(|t| t.name != "encoder.conv_out.weight")
+        .collect();
+    let raws: Vec<Vec<u8>> = kept
+        .iter()
+        .map(|t| w.raw(&t.name).unwrap().unwrap().1.to_vec())
+        .collect();
     let wt: Vec<_> = kept
         .iter()
         .zip(&raws)
-        .map(|(t, d)| seedvae_weights::safetensors::WriteTensor { name: &t.name, dtype: seedvae_weights::DType::F32, shape: &t.shape, data: d })
+        .map(|(t, d)| seedvae_weights::safetensors::WriteTensor {
+            name: &t.name,
+            dtype: seedvae_weights::DType::F32,
+            shape: &t.shape,
+            data: d,
+        })
         .collect();
     let mut bytes = Vec::new();
     seedvae_weights::safetensors::write(&mut bytes, &Default::default(), &wt).unwrap();
-    expect_rejected("missing.safetensors", &bytes, &["missing tensor 'encoder.conv_out.weight'", "[32, 64, 3, 3, 3]"]);
+    expect_rejected(
+        "missing.safetensors",
+        &bytes,
+        &[
+            "missing tensor 'encoder.conv_out.weight'",
+            "[32, 64, 3, 3, 3]",
+        ],
+    );
 }
 
 fn small_gguf(edit: impl FnOnce(&mut Writer)) -> Vec<u8> {
     let mut g = Writer::new();
-    g.metadata.push(("general.name".into(), Value::String("t".into())));
+    g.metadata
+        .push(("general.name".into(), Value::String("t".into())));
     g.add("decoder.conv_out.bias", &[3], GgmlType::F32, vec![0; 12]);
-    g.add("decoder.conv_in.weight", &[64, 16, 3, 3, 3], GgmlType::F16, vec![0; 64 * 16 * 27 * 2]);
+    g.add(
+        "decoder.conv_in.weight",
+        &[64, 16, 3, 3, 3],
+        GgmlType::F16,
+        vec![0; 64 * 16 * 27 * 2],
+    );
     edit(&mut g);
     let mut out = Vec::new();
     g.write(&mut out).unwrap();
@@ -107,7 +182,11 @@ fn small_gguf(edit: impl FnOnce(&mut Writer)) -> Vec<u8> {
 
 /// Byte offset of the type field of tensor `name` in a file written by `Writer`.
 fn type_field(bytes: &[u8], name: &str) -> usize {
-    let pos = bytes.windows(name.len()).position(|w| w == name.as_bytes()).unwrap() + name.len();
+    let pos = bytes
+        .windows(name.len())
+        .position(|w| w == name.as_bytes())
+        .unwrap()
+        + name.len();
     let nd = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
     pos + 4 + 8 * nd
 }
@@ -124,12 +203,27 @@ fn gguf_corruption() {
     let mut f = good.clone();
     let at = type_field(&f, "decoder.conv_in.weight");
     f[at..at + 4].copy_from_slice(&23u32.to_le_bytes());
-    expect_rejected("qtype.gguf", &f, &["decoder.conv_in.weight", "unsupported tensor type IQ4_XS"]);
+    expect_rejected(
+        "qtype.gguf",
+        &f,
+        &["decoder.conv_in.weight", "unsupported tensor type IQ4_XS"],
+    );
     let f = small_gguf(|g| {
-        g.metadata.push(("comfy.gguf.orig_shape.decoder.conv_out.bias".into(), Value::Array(vec![Value::I32(2), Value::I32(2)])));
+        g.metadata.push((
+            "comfy.gguf.orig_shape.decoder.conv_out.bias".into(),
+            Value::Array(vec![Value::I32(2), Value::I32(2)]),
+        ));
     });
-    expect_rejected("orig_shape.gguf", &f, &["decoder.conv_out.bias", "[2, 2] has 4 elements", "has 3"]);
-    expect_rejected("short_data.gguf", &good[..good.len() - 64], &["decoder.conv_in.weight", "runs past the end"]);
+    expect_rejected(
+        "orig_shape.gguf",
+        &f,
+        &["decoder.conv_out.bias", "[2, 2] has 4 elements", "has 3"],
+    );
+    expect_rejected(
+        "short_data.gguf",
+        &good[..good.len() - 64],
+        &["decoder.conv_in.weight", "runs past the end"],
+    );
 }
 
 #[test]

@@ -28,7 +28,13 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 5] = [Target::Sm75, Target::Sm80, Target::Sm86, Target::Sm89, Target::Sm120];
+    pub const ALL: [Target; 5] = [
+        Target::Sm75,
+        Target::Sm80,
+        Target::Sm86,
+        Target::Sm89,
+        Target::Sm120,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -41,12 +47,15 @@ impl Target {
     }
 
     pub fn parse(s: &str) -> Result<Target, Error> {
-        Target::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| {
-            Error::Config(format!(
-                "unknown target '{s}' (TensorRT-RTX 1.7 builds for: {})",
-                Target::ALL.map(|t| t.name()).join(", ")
-            ))
-        })
+        Target::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown target '{s}' (TensorRT-RTX 1.7 builds for: {})",
+                    Target::ALL.map(|t| t.name()).join(", ")
+                ))
+            })
     }
 
     fn trt(self) -> trtx::ComputeCapability {
@@ -112,7 +121,10 @@ impl trtx::logger::LogHandler for Capture {
             S::Info => tracing::debug!("TensorRT-RTX: {message}"),
             _ => tracing::trace!("TensorRT-RTX: {message}"),
         }
-        self.lines.lock().expect("log lock").push((sev.to_string(), message.to_string()));
+        self.lines
+            .lock()
+            .expect("log lock")
+            .push((sev.to_string(), message.to_string()));
     }
 }
 
@@ -122,8 +134,10 @@ pub fn load_libraries(dir: Option<&Path>) -> Result<(), Error> {
     LOADED
         .get_or_init(|| {
             let (rt, parser) = crate::libs::tensorrt(dir)?;
-            trtx::dynamically_load_tensorrt(Some(&rt)).map_err(|e| format!("cannot load {}: {e}", rt.display()))?;
-            trtx::dynamically_load_tensorrt_onnxparser(Some(&parser)).map_err(|e| format!("cannot load {}: {e}", parser.display()))?;
+            trtx::dynamically_load_tensorrt(Some(&rt))
+                .map_err(|e| format!("cannot load {}: {e}", rt.display()))?;
+            trtx::dynamically_load_tensorrt_onnxparser(Some(&parser))
+                .map_err(|e| format!("cannot load {}: {e}", parser.display()))?;
             tracing::debug!("TensorRT-RTX loaded from {}", rt.display());
             Ok(())
         })
@@ -140,7 +154,15 @@ pub fn profile_dims(c: &Contract, r: &ShapeRange) -> Vec<(String, [Vec<i64>; 3])
         Part::Encoder => 3,
     };
     let pick = |sel: usize, x: &Range3| [x.min, x.opt, x.max][sel];
-    let dims = |sel: usize| vec![1, ch, pick(sel, &r.t) as i64, pick(sel, &r.h) as i64, pick(sel, &r.w) as i64];
+    let dims = |sel: usize| {
+        vec![
+            1,
+            ch,
+            pick(sel, &r.t) as i64,
+            pick(sel, &r.h) as i64,
+            pick(sel, &r.w) as i64,
+        ]
+    };
     out.push((main.name.clone(), [dims(0), dims(1), dims(2)]));
     if let Some(name) = &c.continuation {
         // Length 1 on the first chunk, 2 afterwards (only its shape is read).
@@ -151,7 +173,10 @@ pub fn profile_dims(c: &Contract, r: &ShapeRange) -> Vec<(String, [Vec<i64>; 3])
             let (h, w) = s.spatial(pick(sel, &r.h), pick(sel, &r.w));
             vec![1, s.channels as i64, frames as i64, h as i64, w as i64]
         };
-        out.push((s.input.clone(), [d(0, s.frames), d(1, s.frames), d(2, s.frames)]));
+        out.push((
+            s.input.clone(),
+            [d(0, s.frames), d(1, s.frames), d(2, s.frames)],
+        ));
     }
     out
 }
@@ -161,38 +186,77 @@ fn dims64(v: &[i64]) -> trtx::trtx_sys::Dims64 {
 }
 
 /// Build a serialized engine from ONNX bytes with a known contract.
-pub fn build_engine(onnx: &[u8], contract: &Contract, req: &BuildRequest) -> Result<BuildOutput, Error> {
+pub fn build_engine(
+    onnx: &[u8],
+    contract: &Contract,
+    req: &BuildRequest,
+) -> Result<BuildOutput, Error> {
     let lines = Arc::new(Mutex::new(Vec::new()));
-    let logger = Logger::new(Capture { lines: lines.clone() }).map_err(|e| Error::Build(format!("logger: {e}")))?;
+    let logger = Logger::new(Capture {
+        lines: lines.clone(),
+    })
+    .map_err(|e| Error::Build(format!("logger: {e}")))?;
     let collected = |msg: String| {
-        let errs: Vec<String> = lines.lock().expect("log lock").iter().filter(|(s, _)| s.contains("error")).map(|(_, m)| m.clone()).collect();
-        if errs.is_empty() { msg } else { format!("{msg}: {}", errs.join("; ")) }
+        let errs: Vec<String> = lines
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter(|(s, _)| s.contains("error"))
+            .map(|(_, m)| m.clone())
+            .collect();
+        if errs.is_empty() {
+            msg
+        } else {
+            format!("{msg}: {}", errs.join("; "))
+        }
     };
     let mut builder = Builder::new(&logger).map_err(|e| Error::Build(format!("builder: {e}")))?;
-    let network = builder.create_network(0).map_err(|e| Error::Build(format!("network: {e}")))?;
+    let network = builder
+        .create_network(0)
+        .map_err(|e| Error::Build(format!("network: {e}")))?;
     // The parser owns the network (it holds the weights) until the build is done.
-    let mut parser = trtx::OnnxParser::new(network, &logger).map_err(|e| Error::Build(format!("ONNX parser: {e}")))?;
-    parser.parse(onnx).map_err(|e| Error::Parse(collected(e.to_string())))?;
-    let mut config = builder.create_config().map_err(|e| Error::Build(format!("config: {e}")))?;
+    let mut parser = trtx::OnnxParser::new(network, &logger)
+        .map_err(|e| Error::Build(format!("ONNX parser: {e}")))?;
+    parser
+        .parse(onnx)
+        .map_err(|e| Error::Parse(collected(e.to_string())))?;
+    let mut config = builder
+        .create_config()
+        .map_err(|e| Error::Build(format!("config: {e}")))?;
     config.set_memory_pool_limit(MemoryPoolType::kWORKSPACE, req.workspace_bytes);
     if req.detailed {
         config.set_profiling_verbosity(trtx::ProfilingVerbosity::kDETAILED);
     }
     config
         .set_nb_compute_capabilities(req.targets.len() as i32)
-        .map_err(|e| Error::Build(format!("setting {} compute capabilities: {e}", req.targets.len())))?;
+        .map_err(|e| {
+            Error::Build(format!(
+                "setting {} compute capabilities: {e}",
+                req.targets.len()
+            ))
+        })?;
     for (i, t) in req.targets.iter().enumerate() {
-        config.set_compute_capability(t.trt(), i as i32).map_err(|e| Error::Build(format!("target {}: {e}", t.name())))?;
+        config
+            .set_compute_capability(t.trt(), i as i32)
+            .map_err(|e| Error::Build(format!("target {}: {e}", t.name())))?;
     }
-    let mut profile = builder.creata_optimization_profile().map_err(|e| Error::Build(format!("profile: {e}")))?;
+    let mut profile = builder
+        .creata_optimization_profile()
+        .map_err(|e| Error::Build(format!("profile: {e}")))?;
     for (name, [min, opt, max]) in profile_dims(contract, &req.shapes) {
-        for (sel, d) in [(trtx::OptProfileSelector::kMIN, &min), (trtx::OptProfileSelector::kOPT, &opt), (trtx::OptProfileSelector::kMAX, &max)] {
+        for (sel, d) in [
+            (trtx::OptProfileSelector::kMIN, &min),
+            (trtx::OptProfileSelector::kOPT, &opt),
+            (trtx::OptProfileSelector::kMAX, &max),
+        ] {
             profile
                 .set_dimensions(&name, sel, &dims64(d))
                 .map_err(|e| Error::Build(format!("profile dims {d:?} for input '{name}': {e}")))?;
         }
     }
-    config.add_optimization_profile(&mut profile).map_err(|e| Error::Build(collected(format!("adding the optimization profile: {e}"))))?;
+    config
+        .add_optimization_profile(&mut profile)
+        .map_err(|e| Error::Build(collected(format!("adding the optimization profile: {e}"))))?;
     let engine = builder
         .build_serialized_network(parser.network_mut(), &mut config)
         .map_err(|e| Error::Build(collected(format!("TensorRT-RTX build failed: {e}"))))?;

@@ -10,7 +10,9 @@
 pub mod build;
 pub mod libs;
 
-pub use build::{build_engine, load_libraries, BuildOutput, BuildRequest, Range3, ShapeRange, Target};
+pub use build::{
+    build_engine, load_libraries, BuildOutput, BuildRequest, Range3, ShapeRange, Target,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

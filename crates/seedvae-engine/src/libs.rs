@@ -35,7 +35,10 @@ pub fn site_packages() -> Vec<PathBuf> {
     if let Ok(d) = std::env::current_dir() {
         roots.push(d);
     }
-    if let Some(d) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(d) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         roots.push(d);
     }
     let mut out: Vec<PathBuf> = roots.iter().flat_map(|r| venv_site_packages(r)).collect();
@@ -45,10 +48,16 @@ pub fn site_packages() -> Vec<PathBuf> {
 
 /// The first file in `dir` whose name starts with one of `prefixes`.
 pub fn find_prefixed(dir: &Path, prefixes: &[&str]) -> Option<PathBuf> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).collect();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     names.sort();
     names.into_iter().find(|p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| prefixes.iter().any(|pre| n.starts_with(pre)))
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| prefixes.iter().any(|pre| n.starts_with(pre)))
     })
 }
 
@@ -56,13 +65,23 @@ pub fn find_prefixed(dir: &Path, prefixes: &[&str]) -> Option<PathBuf> {
 /// `tensorrt_rtx_libs/` (from the `tensorrt-rtx-cu13` wheel). Returns (runtime, ONNX parser) paths.
 pub fn tensorrt(explicit: Option<&Path>) -> Result<(PathBuf, PathBuf), String> {
     let (rt, parser): (&[&str], &[&str]) = if cfg!(windows) {
-        (&["tensorrt_rtx_1", "tensorrt_rtx.dll"], &["tensorrt_onnxparser_rtx_1", "tensorrt_onnxparser_rtx.dll"])
+        (
+            &["tensorrt_rtx_1", "tensorrt_rtx.dll"],
+            &["tensorrt_onnxparser_rtx_1", "tensorrt_onnxparser_rtx.dll"],
+        )
     } else {
         (&["libtensorrt_rtx.so"], &["libtensorrt_onnxparser_rtx.so"])
     };
-    let in_dir = |d: &Path| -> Option<(PathBuf, PathBuf)> { Some((find_prefixed(d, rt)?, find_prefixed(d, parser)?)) };
+    let in_dir = |d: &Path| -> Option<(PathBuf, PathBuf)> {
+        Some((find_prefixed(d, rt)?, find_prefixed(d, parser)?))
+    };
     let from = |d: PathBuf, what: &str| -> Result<(PathBuf, PathBuf), String> {
-        in_dir(&d).ok_or_else(|| format!("{what} {} holds no TensorRT-RTX runtime and ONNX parser libraries", d.display()))
+        in_dir(&d).ok_or_else(|| {
+            format!(
+                "{what} {} holds no TensorRT-RTX runtime and ONNX parser libraries",
+                d.display()
+            )
+        })
     };
     if let Some(d) = explicit {
         return from(d.to_path_buf(), "--tensorrt-dir");

@@ -35,8 +35,26 @@ impl Elem {
     }
 }
 
-/// A producer of an initializer's little-endian bytes.
-pub type Producer<'w> = Box<dyn Fn() -> Result<Vec<u8>, Error> + 'w>;
+/// An initializer's little-endian bytes: borrowed from the mapped weights when stored as
+/// needed, else freshly converted (kept as f32 to avoid a copy into a byte vector).
+pub enum Blob<'w> {
+    Borrowed(&'w [u8]),
+    Bytes(Vec<u8>),
+    F32(Vec<f32>),
+}
+
+impl Blob<'_> {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Blob::Borrowed(b) => b,
+            Blob::Bytes(b) => b,
+            Blob::F32(v) => bytemuck::cast_slice(v),
+        }
+    }
+}
+
+/// A producer of an initializer's bytes.
+pub type Producer<'w> = Box<dyn Fn() -> Result<Blob<'w>, Error> + 'w>;
 
 pub enum InitData<'w> {
     Bytes(Vec<u8>),
@@ -54,14 +72,10 @@ impl Initializer<'_> {
     pub fn nbytes(&self) -> usize {
         self.dims.iter().product::<i64>() as usize * self.elem.size()
     }
-    pub fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
+    pub fn blob(&self) -> Result<Blob<'_>, Error> {
         Ok(match &self.data {
-            InitData::Bytes(b) => std::borrow::Cow::Borrowed(b),
-            InitData::Lazy(f) => {
-                let b = f()?;
-                debug_assert_eq!(b.len(), self.nbytes(), "{}", self.name);
-                std::borrow::Cow::Owned(b)
-            }
+            InitData::Bytes(b) => Blob::Borrowed(b),
+            InitData::Lazy(f) => f()?,
         })
     }
 }
@@ -110,7 +124,10 @@ pub fn value_info(name: &str, elem: Elem, dims: &[Dim]) -> ValueInfoProto {
     ValueInfoProto {
         name: name.to_string(),
         r#type: Some(TypeProto {
-            tensor_type: Some(TypeProtoTensor { elem_type: elem.onnx(), shape: Some(TensorShapeProto { dim }) }),
+            tensor_type: Some(TypeProtoTensor {
+                elem_type: elem.onnx(),
+                shape: Some(TensorShapeProto { dim }),
+            }),
         }),
     }
 }
@@ -138,7 +155,13 @@ impl<'w> Graph<'w> {
     }
 
     /// Append a node with one output named after `hint`; returns the output name.
-    pub fn node(&mut self, op: &'static str, inputs: &[&str], attrs: Vec<AttributeProto>, hint: &str) -> String {
+    pub fn node(
+        &mut self,
+        op: &'static str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+        hint: &str,
+    ) -> String {
         let out = self.fresh(hint);
         self.nodes.push(Node {
             op,
@@ -151,10 +174,24 @@ impl<'w> Graph<'w> {
     }
 
     /// Add an initializer under an exact name (weights keep their checkpoint names).
-    pub fn initializer(&mut self, name: &str, dims: Vec<i64>, elem: Elem, data: InitData<'w>) -> String {
-        assert!(!self.names.contains_key(name), "duplicate initializer {name}");
+    pub fn initializer(
+        &mut self,
+        name: &str,
+        dims: Vec<i64>,
+        elem: Elem,
+        data: InitData<'w>,
+    ) -> String {
+        assert!(
+            !self.names.contains_key(name),
+            "duplicate initializer {name}"
+        );
         self.names.insert(name.to_string(), 1);
-        self.inits.push(Initializer { name: name.to_string(), dims, elem, data });
+        self.inits.push(Initializer {
+            name: name.to_string(),
+            dims,
+            elem,
+            data,
+        });
         name.to_string()
     }
 
@@ -165,13 +202,22 @@ impl<'w> Graph<'w> {
             return n.clone();
         }
         let name = self.fresh("const");
-        self.inits.push(Initializer { name: name.clone(), dims: dims.to_vec(), elem, data: InitData::Bytes(bytes) });
+        self.inits.push(Initializer {
+            name: name.clone(),
+            dims: dims.to_vec(),
+            elem,
+            data: InitData::Bytes(bytes),
+        });
         self.consts.insert(key, name.clone());
         name
     }
 
     pub fn const_i64(&mut self, v: &[i64]) -> String {
-        self.constant(Elem::I64, &[v.len() as i64], bytemuck::cast_slice(v).to_vec())
+        self.constant(
+            Elem::I64,
+            &[v.len() as i64],
+            bytemuck::cast_slice(v).to_vec(),
+        )
     }
 
     /// A scalar of `elem` (F32 or F16).
@@ -191,11 +237,26 @@ impl<'w> Graph<'w> {
 
 /// Attribute constructors.
 pub fn attr_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), i: Some(v), r#type: proto::attribute_type::INT, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        i: Some(v),
+        r#type: proto::attribute_type::INT,
+        ..Default::default()
+    }
 }
 pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), ints: v.to_vec(), r#type: proto::attribute_type::INTS, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        ints: v.to_vec(),
+        r#type: proto::attribute_type::INTS,
+        ..Default::default()
+    }
 }
 pub fn attr_float(name: &str, v: f32) -> AttributeProto {
-    AttributeProto { name: name.into(), f: Some(v), r#type: proto::attribute_type::FLOAT, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        f: Some(v),
+        r#type: proto::attribute_type::FLOAT,
+        ..Default::default()
+    }
 }

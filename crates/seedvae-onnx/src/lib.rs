@@ -31,7 +31,10 @@ pub enum Error {
     #[error(transparent)]
     Weights(#[from] seedvae_weights::Error),
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -48,17 +51,26 @@ pub mod meta {
     pub const QUANTIZATION: &str = "seedvae.quantization";
 }
 
-/// The metadata of a model exported from `w` with `c`.
-pub fn metadata(w: &WeightFile, c: &Contract) -> Vec<(String, String)> {
+/// The metadata of a model exported from `w` (whose content hash is `hash`) with `c`.
+pub fn metadata(w: &WeightFile, hash: String, c: &Contract) -> Vec<(String, String)> {
     vec![
-        (meta::SOURCE_HASH.into(), w.content_hash()),
-        (meta::SOURCE_FILE.into(), w.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()),
+        (meta::SOURCE_HASH.into(), hash),
+        (
+            meta::SOURCE_FILE.into(),
+            w.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
         (meta::VARIANT.into(), w.report().variant.to_string()),
         (meta::PART.into(), c.part.to_string()),
         (meta::PRECISION.into(), c.precision.name().into()),
         (meta::STREAMING.into(), c.streaming.to_string()),
         (meta::VERSION.into(), env!("CARGO_PKG_VERSION").into()),
-        (contract::METADATA_KEY.into(), serde_json::to_string(c).expect("serializable")),
+        (
+            contract::METADATA_KEY.into(),
+            serde_json::to_string(c).expect("serializable"),
+        ),
     ]
 }
 
@@ -70,25 +82,48 @@ pub fn convert(
     progress: impl FnMut(usize, usize),
 ) -> Result<(Contract, write::WriteStats), Error> {
     let (g, c) = export::build(w, opts)?;
-    let md = metadata(w, &c);
-    let stats = write::write_model(&g, &md, out, write::EXTERNAL_DATA_THRESHOLD, progress)?;
+    // Hash the source on the second core while the first converts and writes.
+    let stats = std::thread::scope(|s| {
+        let hash = s.spawn(|| w.content_hash());
+        let md = || Ok(metadata(w, hash.join().expect("hash thread"), &c));
+        write::write_model(&g, md, out, write::EXTERNAL_DATA_THRESHOLD, progress)
+    })?;
     Ok((c, stats))
 }
 
 /// Read the contract of a model written by seedvae; a clear error for any other ONNX file.
 pub fn read_contract(path: &Path) -> Result<(Contract, Vec<(String, String)>), Error> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-    let md = write::read_metadata(&bytes).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let md = write::read_metadata(&bytes)
+        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
     let c = md
         .iter()
         .find(|(k, _)| k == contract::METADATA_KEY)
-        .ok_or_else(|| Error::Other(format!("{}: not a seedvae model (no {} metadata); export one with `seedvae convert`", path.display(), contract::METADATA_KEY)))?;
-    let c: Contract = serde_json::from_str(&c.1).map_err(|e| Error::Other(format!("{}: bad {}: {e}", path.display(), contract::METADATA_KEY)))?;
+        .ok_or_else(|| {
+            Error::Other(format!(
+                "{}: not a seedvae model (no {} metadata); export one with `seedvae convert`",
+                path.display(),
+                contract::METADATA_KEY
+            ))
+        })?;
+    let c: Contract = serde_json::from_str(&c.1).map_err(|e| {
+        Error::Other(format!(
+            "{}: bad {}: {e}",
+            path.display(),
+            contract::METADATA_KEY
+        ))
+    })?;
     Ok((c, md))
 }
 
 /// Which parts a weight file can export.
 pub fn parts(w: &WeightFile) -> Vec<Part> {
     let v = w.report().variant;
-    [Part::Decoder, Part::Encoder].into_iter().filter(|p| v.has(*p)).collect()
+    [Part::Decoder, Part::Encoder]
+        .into_iter()
+        .filter(|p| v.has(*p))
+        .collect()
 }

@@ -6,13 +6,22 @@ use crate::graph::{attr_int, attr_ints, Elem, Graph};
 /// Slice end meaning "to the end of the axis".
 pub const END: i64 = i64::MAX;
 
+/// Geometry of a 3-D convolution: kernel `[t, h, w]`, pads `[t0, h0, w0, t1, h1, w1]`,
+/// strides `[t, h, w]`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvGeometry {
+    pub kernel: [i64; 3],
+    pub pads: [i64; 6],
+    pub strides: [i64; 3],
+}
+
 impl Graph<'_> {
-    /// Conv with explicit pads `[t0, h0, w0, t1, h1, w1]` and strides `[t, h, w]`; named `name`.
-    pub fn conv(&mut self, x: &str, w: &str, b: &str, kernel: [i64; 3], pads: [i64; 6], strides: [i64; 3], name: &str) -> String {
+    /// Conv (no dilation, no groups) named `name`.
+    pub fn conv(&mut self, x: &str, w: &str, b: &str, geo: &ConvGeometry, name: &str) -> String {
         let attrs = vec![
-            attr_ints("kernel_shape", &kernel),
-            attr_ints("pads", &pads),
-            attr_ints("strides", &strides),
+            attr_ints("kernel_shape", &geo.kernel),
+            attr_ints("pads", &geo.pads),
+            attr_ints("strides", &geo.strides),
             attr_ints("dilations", &[1, 1, 1]),
             attr_int("group", 1),
         ];
@@ -25,7 +34,11 @@ impl Graph<'_> {
 
     /// Slice one axis with constant bounds.
     pub fn slice(&mut self, x: &str, axis: i64, start: i64, end: i64, hint: &str) -> String {
-        let (s, e, a) = (self.const_i64(&[start]), self.const_i64(&[end]), self.const_i64(&[axis]));
+        let (s, e, a) = (
+            self.const_i64(&[start]),
+            self.const_i64(&[end]),
+            self.const_i64(&[axis]),
+        );
         self.node("Slice", &[x, &s, &e, &a], vec![], hint)
     }
 
@@ -55,7 +68,12 @@ impl Graph<'_> {
 
     /// `Shape(x)[start..end]` as a 1-D int64 tensor.
     pub fn shape_range(&mut self, x: &str, start: i64, end: i64, hint: &str) -> String {
-        self.node("Shape", &[x], vec![attr_int("start", start), attr_int("end", end)], hint)
+        self.node(
+            "Shape",
+            &[x],
+            vec![attr_int("start", start), attr_int("end", end)],
+            hint,
+        )
     }
 
     pub fn matmul(&mut self, a: &str, b: &str, hint: &str) -> String {
@@ -105,12 +123,26 @@ impl Graph<'_> {
     }
 
     /// QuantizeLinear to `zero_point`'s type (FP8 E4M3 here) along `axis` when the scale is 1-D.
-    pub fn quantize(&mut self, x: &str, scale: &str, zero_point: &str, axis: Option<i64>, hint: &str) -> String {
+    pub fn quantize(
+        &mut self,
+        x: &str,
+        scale: &str,
+        zero_point: &str,
+        axis: Option<i64>,
+        hint: &str,
+    ) -> String {
         let attrs = axis.map(|a| vec![attr_int("axis", a)]).unwrap_or_default();
         self.node("QuantizeLinear", &[x, scale, zero_point], attrs, hint)
     }
 
-    pub fn dequantize(&mut self, x: &str, scale: &str, zero_point: &str, axis: Option<i64>, hint: &str) -> String {
+    pub fn dequantize(
+        &mut self,
+        x: &str,
+        scale: &str,
+        zero_point: &str,
+        axis: Option<i64>,
+        hint: &str,
+    ) -> String {
         let attrs = axis.map(|a| vec![attr_int("axis", a)]).unwrap_or_default();
         self.node("DequantizeLinear", &[x, scale, zero_point], attrs, hint)
     }

@@ -4,7 +4,9 @@
 //! (`OUT.onnx.data`, ONNX external data) when they would push the model over protobuf's 2 GB limit.
 
 use crate::graph::Graph;
-use crate::proto::{GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto, TensorProto};
+use crate::proto::{
+    GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+};
 use crate::Error;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
@@ -28,21 +30,34 @@ pub struct WriteStats {
 }
 
 fn tensor_header(name: &str, dims: &[i64], elem: i32) -> TensorProto {
-    TensorProto { dims: dims.to_vec(), data_type: elem, name: name.to_string(), ..Default::default() }
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: elem,
+        name: name.to_string(),
+        ..Default::default()
+    }
 }
 
-/// Write `graph` to `out` (atomically; with `OUT.data` beside it when `external` is forced or
-/// the weights exceed `threshold`). `progress(done, total)` after each initializer.
+/// Write `graph` to `out` (atomically; with `OUT.data` beside it when the weights exceed
+/// `threshold`). `metadata` is asked for only after the weights are written (model-level
+/// `metadata_props` follow the graph in the file; protobuf fields may come in any order), so
+/// slow metadata such as the source hash can be computed meanwhile.
+/// `progress(done, total)` after each initializer.
 pub fn write_model(
     graph: &Graph<'_>,
-    metadata: &[(String, String)],
+    metadata: impl FnOnce() -> Result<Vec<(String, String)>, Error>,
     out: &Path,
     threshold: u64,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<WriteStats, Error> {
     let total_weights: u64 = graph.inits.iter().map(|i| i.nbytes() as u64).sum();
     let external = total_weights > threshold;
-    let data_name = format!("{}.data", out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    let data_name = format!(
+        "{}.data",
+        out.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
     let data_path = out.with_file_name(&data_name);
 
     let graph_head = GraphProto {
@@ -64,9 +79,18 @@ pub fn write_model(
             offset = offset.div_ceil(4096) * 4096;
             t.data_location = 1;
             t.external_data = vec![
-                StringStringEntryProto { key: "location".into(), value: data_name.clone() },
-                StringStringEntryProto { key: "offset".into(), value: offset.to_string() },
-                StringStringEntryProto { key: "length".into(), value: n.to_string() },
+                StringStringEntryProto {
+                    key: "location".into(),
+                    value: data_name.clone(),
+                },
+                StringStringEntryProto {
+                    key: "offset".into(),
+                    value: offset.to_string(),
+                },
+                StringStringEntryProto {
+                    key: "length".into(),
+                    value: n.to_string(),
+                },
             ];
             offset += n;
         }
@@ -80,7 +104,13 @@ pub fn write_model(
         l
     };
     let graph_len: u64 = graph_head.encoded_len() as u64
-        + heads.iter().map(|(t, n, ext)| { let l = tensor_len(t, *n, *ext); key_len(5) as u64 + encoded_len_varint(l) as u64 + l }).sum::<u64>();
+        + heads
+            .iter()
+            .map(|(t, n, ext)| {
+                let l = tensor_len(t, *n, *ext);
+                key_len(5) as u64 + encoded_len_varint(l) as u64 + l
+            })
+            .sum::<u64>();
 
     let model_head = ModelProto {
         ir_version: crate::write::IR_VERSION,
@@ -88,13 +118,23 @@ pub fn write_model(
         producer_version: env!("CARGO_PKG_VERSION").into(),
         doc_string: "SeedVR2 video VAE, exported by seedvae from the user's local weights".into(),
         graph: None,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
-        metadata_props: metadata.iter().map(|(k, v)| StringStringEntryProto { key: k.clone(), value: v.clone() }).collect(),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
+        metadata_props: Vec::new(),
     };
 
     let mut f = AtomicFile::create(out)?;
-    let mut data = if external { Some(AtomicFile::create(&data_path)?) } else { None };
-    let io = |e: std::io::Error| Error::Io { path: out.to_path_buf(), source: e };
+    let mut data = if external {
+        Some(AtomicFile::create(&data_path)?)
+    } else {
+        None
+    };
+    let io = |e: std::io::Error| Error::Io {
+        path: out.to_path_buf(),
+        source: e,
+    };
     let mut buf = model_head.encode_to_vec();
     encode_key(7, WireType::LengthDelimited, &mut buf);
     encode_varint(graph_len, &mut buf);
@@ -103,19 +143,27 @@ pub fn write_model(
     let mut written = buf.len() as u64;
     let mut data_pos = 0u64;
     for (i, (init, (t, n, ext))) in graph.inits.iter().zip(&heads).enumerate() {
-        let bytes = init.bytes()?;
+        let blob = init.blob()?;
+        let bytes = blob.bytes();
         if bytes.len() as u64 != *n {
-            return Err(Error::Other(format!("initializer {}: produced {} bytes, expected {n}", init.name, bytes.len())));
+            return Err(Error::Other(format!(
+                "initializer {}: produced {} bytes, expected {n}",
+                init.name,
+                bytes.len()
+            )));
         }
         let mut h = Vec::new();
         encode_key(5, WireType::LengthDelimited, &mut h);
         encode_varint(tensor_len(t, *n, *ext), &mut h);
         t.encode(&mut h).expect("Vec grows");
         if *ext {
-            let d = data.as_mut().expect("side file open when any tensor is external");
+            let d = data
+                .as_mut()
+                .expect("side file open when any tensor is external");
             let start = data_pos.div_ceil(4096) * 4096;
-            d.write_all(&vec![0u8; (start - data_pos) as usize]).map_err(io)?;
-            d.write_all(&bytes).map_err(io)?;
+            d.write_all(&vec![0u8; (start - data_pos) as usize])
+                .map_err(io)?;
+            d.write_all(bytes).map_err(io)?;
             data_pos = start + n;
         } else if *n > 0 {
             encode_key(9, WireType::LengthDelimited, &mut h);
@@ -124,11 +172,21 @@ pub fn write_model(
         f.write_all(&h).map_err(io)?;
         written += h.len() as u64;
         if !*ext {
-            f.write_all(&bytes).map_err(io)?;
+            f.write_all(bytes).map_err(io)?;
             written += n;
         }
         progress(i + 1, graph.inits.len());
     }
+    let tail = ModelProto {
+        metadata_props: metadata()?
+            .into_iter()
+            .map(|(key, value)| StringStringEntryProto { key, value })
+            .collect(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    f.write_all(&tail).map_err(io)?;
+    written += tail.len() as u64;
     if let Some(d) = data {
         d.commit()?;
     }
@@ -137,7 +195,11 @@ pub fn write_model(
         // A stale side file from an earlier external export would be misleading.
         let _ = std::fs::remove_file(&data_path);
     }
-    Ok(WriteStats { model_bytes: written, external_bytes: if external { data_pos } else { 0 }, initializers: graph.inits.len() })
+    Ok(WriteStats {
+        model_bytes: written,
+        external_bytes: if external { data_pos } else { 0 },
+        initializers: graph.inits.len(),
+    })
 }
 
 /// Read a model's `metadata_props` without decoding its weights (only the model-level fields).
@@ -150,5 +212,8 @@ pub fn read_metadata(bytes: &[u8]) -> Result<Vec<(String, String)>, Error> {
         producer_name: String,
     }
     let h = Head::decode(bytes).map_err(|e| Error::Other(format!("not an ONNX model: {e}")))?;
-    Ok(h.metadata_props.into_iter().map(|e| (e.key, e.value)).collect())
+    Ok(h.metadata_props
+        .into_iter()
+        .map(|e| (e.key, e.value))
+        .collect())
 }

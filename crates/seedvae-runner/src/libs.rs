@@ -8,14 +8,34 @@ use std::path::{Path, PathBuf};
 /// `onnxruntime/capi/libonnxruntime.so.*` (`onnxruntime.dll` on Windows).
 pub fn onnxruntime(explicit: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(p) = explicit {
-        return if p.is_file() { Ok(p.to_path_buf()) } else { Err(format!("ONNX Runtime library {} does not exist", p.display())) };
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(format!(
+                "ONNX Runtime library {} does not exist",
+                p.display()
+            ))
+        };
     }
     for var in ["SEEDVAE_ORT_LIB", "ORT_DYLIB_PATH"] {
         if let Some(p) = std::env::var_os(var).map(PathBuf::from) {
-            return if p.is_file() { Ok(p) } else { Err(format!("${var} names {}, which does not exist", p.display())) };
+            return if p.is_file() {
+                Ok(p)
+            } else {
+                Err(format!(
+                    "${var} names {}, which does not exist",
+                    p.display()
+                ))
+            };
         }
     }
-    let prefixes: &[&str] = if cfg!(windows) { &["onnxruntime.dll"] } else if cfg!(target_os = "macos") { &["libonnxruntime.", "libonnxruntime.dylib"] } else { &["libonnxruntime.so"] };
+    let prefixes: &[&str] = if cfg!(windows) {
+        &["onnxruntime.dll"]
+    } else if cfg!(target_os = "macos") {
+        &["libonnxruntime.", "libonnxruntime.dylib"]
+    } else {
+        &["libonnxruntime.so"]
+    };
     for sp in site_packages() {
         if let Some(p) = find_prefixed(&sp.join("onnxruntime").join("capi"), prefixes) {
             return Ok(p);

@@ -18,8 +18,11 @@ pub fn environment(lib: Option<&Path>) -> Result<&'static ort::environment::Envi
     let r = ENV.get_or_init(|| {
         let path = crate::libs::onnxruntime(lib)?;
         tracing::debug!("loading ONNX Runtime from {}", path.display());
-        let b = ort::init_from(&path).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
-        b.with_name("seedvae").build().map_err(|e| format!("ONNX Runtime from {} failed to start: {e}", path.display()))
+        let b = ort::init_from(&path)
+            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
+        b.with_name("seedvae")
+            .build()
+            .map_err(|e| format!("ONNX Runtime from {} failed to start: {e}", path.display()))
     });
     r.as_ref().map_err(|e| Error::Backend(e.clone()))
 }
@@ -41,7 +44,11 @@ impl OrtBackend {
             b = b.with_intra_threads(threads).map_err(|e| ctx(e.into()))?;
         }
         let session = b.commit_from_file(model).map_err(ctx)?;
-        Ok(OrtBackend { session, contract, path: model.to_path_buf() })
+        Ok(OrtBackend {
+            session,
+            contract,
+            path: model.to_path_buf(),
+        })
     }
 }
 
@@ -55,10 +62,16 @@ fn to_ort(t: &Tensor) -> Result<DynValue, ort::Error> {
 
 fn from_ort(v: &DynValue) -> Result<Tensor, ort::Error> {
     if let Ok((shape, data)) = v.try_extract_tensor::<f32>() {
-        return Ok(Tensor { shape: shape.iter().map(|&d| d as usize).collect(), data: Data::F32(data.to_vec()) });
+        return Ok(Tensor {
+            shape: shape.iter().map(|&d| d as usize).collect(),
+            data: Data::F32(data.to_vec()),
+        });
     }
     let (shape, data) = v.try_extract_tensor::<half::f16>()?;
-    Ok(Tensor { shape: shape.iter().map(|&d| d as usize).collect(), data: Data::F16(data.to_vec()) })
+    Ok(Tensor {
+        shape: shape.iter().map(|&d| d as usize).collect(),
+        data: Data::F16(data.to_vec()),
+    })
 }
 
 impl Backend for OrtBackend {
@@ -71,15 +84,24 @@ impl Backend for OrtBackend {
     }
 
     fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<HashMap<String, Tensor>, Error> {
-        let ctx = |e: ort::Error| Error::Backend(format!("{}: ONNX Runtime: {e}", self.path.display()));
+        let ctx =
+            |e: ort::Error| Error::Backend(format!("{}: ONNX Runtime: {e}", self.path.display()));
         let mut values: Vec<(String, DynValue)> = Vec::with_capacity(inputs.len());
         for (n, t) in inputs {
             values.push((n.to_string(), to_ort(t).map_err(ctx)?));
         }
-        let outputs = self.session.run(values).map_err(|e| Error::Backend(format!("{}: ONNX Runtime: {e}", self.path.display())))?;
+        let outputs = self
+            .session
+            .run(values)
+            .map_err(|e| Error::Backend(format!("{}: ONNX Runtime: {e}", self.path.display())))?;
         let mut out = HashMap::new();
         for (name, v) in outputs.iter() {
-            out.insert(name.to_string(), from_ort(&v).map_err(|e| Error::Backend(format!("{}: output {name}: {e}", self.path.display())))?);
+            out.insert(
+                name.to_string(),
+                from_ort(&v).map_err(|e| {
+                    Error::Backend(format!("{}: output {name}: {e}", self.path.display()))
+                })?,
+            );
         }
         Ok(out)
     }

@@ -17,9 +17,16 @@ pub struct Streamer<'b> {
 impl<'b> Streamer<'b> {
     pub fn new(backend: &'b mut dyn Backend) -> Result<Self, Error> {
         if !backend.contract().streaming {
-            return Err(Error::Input("this model is not a streaming graph; export it with `seedvae convert --streaming`".into()));
+            return Err(Error::Input(
+                "this model is not a streaming graph; export it with `seedvae convert --streaming`"
+                    .into(),
+            ));
         }
-        Ok(Streamer { backend, states: None, chunks: 0 })
+        Ok(Streamer {
+            backend,
+            states: None,
+            chunks: 0,
+        })
     }
 
     /// Feed the next chunk (`[1, C, T, H, W]` under the contract's first input name); returns the
@@ -28,7 +35,10 @@ impl<'b> Streamer<'b> {
         let c = self.backend.contract().clone();
         let first_in = &c.inputs[0];
         if input.shape.len() != 5 {
-            return Err(Error::Input(format!("'{}' must be 5-D [1, C, T, H, W], got {:?}", first_in.name, input.shape)));
+            return Err(Error::Input(format!(
+                "'{}' must be 5-D [1, C, T, H, W], got {:?}",
+                first_in.name, input.shape
+            )));
         }
         let (h, w) = (input.shape[3], input.shape[4]);
         let first = self.states.is_none();
@@ -43,7 +53,10 @@ impl<'b> Streamer<'b> {
                 })
                 .collect(),
         };
-        let marker = Tensor::f32(vec![if first { 1 } else { 2 }], vec![0.0; if first { 1 } else { 2 }]);
+        let marker = Tensor::f32(
+            vec![if first { 1 } else { 2 }],
+            vec![0.0; if first { 1 } else { 2 }],
+        );
         let mut inputs: Vec<(&str, &Tensor)> = vec![(first_in.name.as_str(), input)];
         if let Some(name) = &c.continuation {
             inputs.push((name.as_str(), &marker));
@@ -54,7 +67,10 @@ impl<'b> Streamer<'b> {
         let mut out = self.backend.run(&inputs)?;
         let mut next = Vec::with_capacity(c.states.len());
         for s in &c.states {
-            next.push(out.remove(&s.output).ok_or_else(|| Error::Backend(format!("backend returned no '{}'", s.output)))?);
+            next.push(
+                out.remove(&s.output)
+                    .ok_or_else(|| Error::Backend(format!("backend returned no '{}'", s.output)))?,
+            );
         }
         self.states = Some(next);
         self.chunks += 1;
@@ -63,7 +79,9 @@ impl<'b> Streamer<'b> {
 
     /// Bytes held in carried state (what bounds memory between chunks).
     pub fn state_bytes(&self) -> usize {
-        self.states.as_ref().map_or(0, |s| s.iter().map(Tensor::nbytes).sum())
+        self.states
+            .as_ref()
+            .map_or(0, |s| s.iter().map(Tensor::nbytes).sum())
     }
 }
 

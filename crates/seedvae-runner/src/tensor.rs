@@ -16,16 +16,30 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn f32(shape: Vec<usize>, v: Vec<f32>) -> Self {
-        assert_eq!(shape.iter().product::<usize>(), v.len(), "shape {shape:?} vs {} values", v.len());
-        Tensor { shape, data: Data::F32(v) }
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            v.len(),
+            "shape {shape:?} vs {} values",
+            v.len()
+        );
+        Tensor {
+            shape,
+            data: Data::F32(v),
+        }
     }
 
     /// A zero tensor of the given element type (used for empty first-chunk states).
     pub fn zeros(shape: Vec<usize>, elem: seedvae_onnx::Elem) -> Self {
         let n = shape.iter().product();
         match elem {
-            seedvae_onnx::Elem::F16 => Tensor { shape, data: Data::F16(vec![f16::ZERO; n]) },
-            _ => Tensor { shape, data: Data::F32(vec![0.0; n]) },
+            seedvae_onnx::Elem::F16 => Tensor {
+                shape,
+                data: Data::F16(vec![f16::ZERO; n]),
+            },
+            _ => Tensor {
+                shape,
+                data: Data::F32(vec![0.0; n]),
+            },
         }
     }
 

@@ -15,7 +15,10 @@ pub struct AtomicFile {
 /// Refuse to overwrite `path` unless `force`; the error says how to proceed.
 pub fn check_overwrite(path: &Path, force: bool) -> Result<()> {
     if !force && path.exists() {
-        return Err(Error::format(path, "already exists; pass --force to overwrite it or choose another -o path"));
+        return Err(Error::format(
+            path,
+            "already exists; pass --force to overwrite it or choose another -o path",
+        ));
     }
     Ok(())
 }
@@ -24,8 +27,15 @@ pub fn check_overwrite(path: &Path, force: bool) -> Result<()> {
 pub fn temp_path(target: &Path) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let unique = format!(".{name}.seedvae-tmp-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let unique = format!(
+        ".{name}.seedvae-tmp-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
     target.with_file_name(unique)
 }
 
@@ -38,7 +48,11 @@ impl AtomicFile {
             .create_new(true)
             .open(&tmp)
             .map_err(|e| Error::io(&target, e))?;
-        Ok(AtomicFile { target, tmp, writer: Some(BufWriter::with_capacity(1 << 20, f)) })
+        Ok(AtomicFile {
+            target,
+            tmp,
+            writer: Some(BufWriter::with_capacity(1 << 20, f)),
+        })
     }
 
     pub fn target(&self) -> &Path {
@@ -48,7 +62,9 @@ impl AtomicFile {
     /// Flush, sync and rename into place.
     pub fn commit(mut self) -> Result<()> {
         let w = self.writer.take().expect("writer present until commit");
-        let f = w.into_inner().map_err(|e| Error::io(&self.target, e.into_error()))?;
+        let f = w
+            .into_inner()
+            .map_err(|e| Error::io(&self.target, e.into_error()))?;
         f.sync_all().map_err(|e| Error::io(&self.target, e))?;
         drop(f);
         std::fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))
@@ -102,6 +118,9 @@ mod tests {
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
         write_atomic(&t, |w| w.write_all(b"ok")).unwrap();
         assert_eq!(std::fs::read(&t).unwrap(), b"ok");
-        assert!(check_overwrite(&t, false).unwrap_err().to_string().contains("--force"));
+        assert!(check_overwrite(&t, false)
+            .unwrap_err()
+            .to_string()
+            .contains("--force"));
     }
 }

@@ -52,7 +52,12 @@ impl std::fmt::Display for DType {
 /// View little-endian bytes as a slice of `T` without copying when the bytes are aligned
 /// (memory-mapped files written by Python are); copy otherwise.
 pub fn cast_le<T: bytemuck::Pod>(bytes: &[u8]) -> Cow<'_, [T]> {
-    debug_assert!(cfg!(target_endian = "little"));
+    const {
+        assert!(
+            cfg!(target_endian = "little"),
+            "stored tensors are little-endian"
+        )
+    };
     match bytemuck::try_cast_slice::<u8, T>(bytes) {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => Cow::Owned(bytemuck::pod_collect_to_vec(bytes)),
@@ -64,8 +69,21 @@ pub fn to_f32(dtype: DType, bytes: &[u8]) -> Vec<f32> {
     match dtype {
         DType::F32 => cast_le::<f32>(bytes).into_owned(),
         DType::F64 => cast_le::<f64>(bytes).iter().map(|&v| v as f32).collect(),
-        DType::F16 => cast_le::<f16>(bytes).iter().map(|v| v.to_f32()).collect(),
-        DType::BF16 => cast_le::<bf16>(bytes).iter().map(|v| v.to_f32()).collect(),
+        // The slice conversions use F16C/NEON when the CPU has them (runtime detection).
+        DType::F16 => {
+            use half::slice::HalfFloatSliceExt;
+            let src = cast_le::<f16>(bytes);
+            let mut out = vec![0f32; src.len()];
+            src.convert_to_f32_slice(&mut out);
+            out
+        }
+        DType::BF16 => {
+            use half::slice::HalfFloatSliceExt;
+            let src = cast_le::<bf16>(bytes);
+            let mut out = vec![0f32; src.len()];
+            src.convert_to_f32_slice(&mut out);
+            out
+        }
     }
 }
 
@@ -81,10 +99,17 @@ pub fn to_f64(dtype: DType, bytes: &[u8]) -> Vec<f64> {
 /// A value is non-finite iff its exponent bits are all set; the common all-finite case is decided
 /// by a max-reduction over the masked exponents, which vectorizes, and only then counted.
 pub fn count_non_finite(dtype: DType, bytes: &[u8]) -> usize {
-    fn scan<T: bytemuck::Pod + Ord + Copy + std::ops::BitAnd<Output = T>>(bytes: &[u8], exp: T) -> usize {
+    fn scan<T: bytemuck::Pod + Ord + Copy + std::ops::BitAnd<Output = T>>(
+        bytes: &[u8],
+        exp: T,
+    ) -> usize {
         let v = cast_le::<T>(bytes);
         let zero: T = bytemuck::Zeroable::zeroed();
-        let top = v.chunks(4096).map(|c| c.iter().fold(zero, |m, &x| m.max(x & exp))).max().unwrap_or(zero);
+        let top = v
+            .chunks(4096)
+            .map(|c| c.iter().fold(zero, |m, &x| m.max(x & exp)))
+            .max()
+            .unwrap_or(zero);
         if top != exp {
             return 0;
         }

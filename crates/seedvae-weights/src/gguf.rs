@@ -55,10 +55,15 @@ impl Value {
     /// A short rendering for `inspect` (arrays abbreviated).
     pub fn short(&self) -> String {
         match self {
-            Value::String(s) if s.len() > 60 => format!("{:?}...", &s[..s.floor_char_boundary(60)]),
+            Value::String(s) if s.chars().count() > 60 => {
+                format!("{:?}...", s.chars().take(60).collect::<String>())
+            }
             Value::String(s) => format!("{s:?}"),
             Value::Array(a) if a.len() > 8 => format!("[{} items]", a.len()),
-            Value::Array(a) => format!("[{}]", a.iter().map(Value::short).collect::<Vec<_>>().join(", ")),
+            Value::Array(a) => format!(
+                "[{}]",
+                a.iter().map(Value::short).collect::<Vec<_>>().join(", ")
+            ),
             Value::F32(v) => v.to_string(),
             Value::F64(v) => v.to_string(),
             Value::Bool(v) => v.to_string(),
@@ -156,7 +161,11 @@ impl<'a> Cursor<'a> {
             7 => match self.arr::<1>(key)?[0] {
                 0 => Value::Bool(false),
                 1 => Value::Bool(true),
-                b => return Err(self.err(format_args!("metadata '{key}': bool byte {b} is not 0 or 1"))),
+                b => {
+                    return Err(self.err(format_args!(
+                        "metadata '{key}': bool byte {b} is not 0 or 1"
+                    )))
+                }
             },
             8 => Value::String(self.string(key)?),
             9 => {
@@ -164,7 +173,10 @@ impl<'a> Cursor<'a> {
                     return Err(self.err(format_args!("metadata '{key}': arrays nested too deep")));
                 }
                 let ety = self.u32(key)?;
-                let n = self.count(&format!("metadata '{key}' array length"), min_value_size(ety))?;
+                let n = self.count(
+                    &format!("metadata '{key}' array length"),
+                    min_value_size(ety),
+                )?;
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     items.push(self.value(ety, key, depth + 1)?);
@@ -192,12 +204,21 @@ fn min_value_size(ty: u32) -> u64 {
 
 /// Parse a whole GGUF file held in `bytes`.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Gguf> {
-    let mut c = Cursor { path, bytes, pos: 0 };
-    let magic = c.arr::<4>("magic").map_err(|_| Error::format(path, "not a GGUF file: shorter than the 4-byte magic"))?;
+    let mut c = Cursor {
+        path,
+        bytes,
+        pos: 0,
+    };
+    let magic = c
+        .arr::<4>("magic")
+        .map_err(|_| Error::format(path, "not a GGUF file: shorter than the 4-byte magic"))?;
     if &magic != MAGIC {
         return Err(Error::format(
             path,
-            format!("not a GGUF file: magic {:?}, expected \"GGUF\"", String::from_utf8_lossy(&magic)),
+            format!(
+                "not a GGUF file: magic {:?}, expected \"GGUF\"",
+                String::from_utf8_lossy(&magic)
+            ),
         ));
     }
     let version = c.u32("version")?;
@@ -220,7 +241,12 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Gguf> {
         None => DEFAULT_ALIGNMENT,
         Some((_, v)) => match v.as_i128() {
             Some(a) if a > 0 && (a as u64).is_power_of_two() => a as u64,
-            _ => return Err(Error::format(path, format!("general.alignment {} is not a power of two", v.short()))),
+            _ => {
+                return Err(Error::format(
+                    path,
+                    format!("general.alignment {} is not a power of two", v.short()),
+                ))
+            }
         },
     };
 
@@ -249,7 +275,11 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Gguf> {
             terr(format!(
                 "unsupported tensor type {} (supported: {})",
                 GgmlType::describe_id(raw_ty),
-                GgmlType::SUPPORTED.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+                GgmlType::SUPPORTED
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })?;
         let numel = dims
@@ -266,9 +296,17 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Gguf> {
             )));
         }
         if offset % alignment != 0 {
-            return Err(terr(format!("data offset {offset} is not aligned to {alignment}")));
+            return Err(terr(format!(
+                "data offset {offset} is not aligned to {alignment}"
+            )));
         }
-        pending.push(Pending { name, dims, ty, offset, nbytes: numel / bs * ts });
+        pending.push(Pending {
+            name,
+            dims,
+            ty,
+            offset,
+            nbytes: numel / bs * ts,
+        });
     }
     let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
     let file_len = bytes.len() as u64;
@@ -301,7 +339,10 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Gguf> {
         if w[1].range.start < w[0].range.end {
             return Err(Error::format(
                 path,
-                format!("tensors '{}' and '{}' overlap in the data section", w[0].name, w[1].name),
+                format!(
+                    "tensors '{}' and '{}' overlap in the data section",
+                    w[0].name, w[1].name
+                ),
             ));
         }
     }
@@ -311,7 +352,12 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Gguf> {
             return Err(Error::tensor(path, &t.name, "appears twice"));
         }
     }
-    Ok(Gguf { version, metadata, tensors, alignment })
+    Ok(Gguf {
+        version,
+        metadata,
+        tensors,
+        alignment,
+    })
 }
 
 /// The logical (PyTorch-order) shape of a tensor: `comfy.gguf.orig_shape.<name>` when present
@@ -329,9 +375,18 @@ pub fn logical_shape(path: &Path, g: &Gguf, t: &TensorInfo, stripped: &str) -> R
     };
     let shape: Vec<usize> = items
         .iter()
-        .map(|i| i.as_i128().filter(|&d| d > 0 && d <= usize::MAX as i128).map(|d| d as usize))
+        .map(|i| {
+            i.as_i128()
+                .filter(|&d| d > 0 && d <= usize::MAX as i128)
+                .map(|d| d as usize)
+        })
         .collect::<Option<_>>()
-        .ok_or_else(|| terr(format!("{key_short} is not an array of positive integers: {}", v.short())))?;
+        .ok_or_else(|| {
+            terr(format!(
+                "{key_short} is not an array of positive integers: {}",
+                v.short()
+            ))
+        })?;
     let want = crate::safetensors::numel(&shape).map(|n| n as u64);
     if want != Some(t.numel()) {
         return Err(terr(format!(
@@ -351,7 +406,10 @@ pub fn stripped_names(g: &Gguf) -> Vec<String> {
         .iter()
         .map(|t| {
             if any {
-                t.name.strip_prefix(MODEL_PREFIX).unwrap_or(&t.name).to_string()
+                t.name
+                    .strip_prefix(MODEL_PREFIX)
+                    .unwrap_or(&t.name)
+                    .to_string()
             } else {
                 t.name.clone()
             }
@@ -367,7 +425,10 @@ pub struct Writer {
 
 impl Writer {
     pub fn new() -> Self {
-        Writer { metadata: Vec::new(), tensors: Vec::new() }
+        Writer {
+            metadata: Vec::new(),
+            tensors: Vec::new(),
+        }
     }
 
     /// Add a tensor with its PyTorch shape (stored reversed, as gguf-py does) and raw block bytes.
@@ -397,11 +458,15 @@ impl Writer {
             head.extend_from_slice(&offset.to_le_bytes());
             offset += (data.len() as u64).div_ceil(DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT;
         }
-        head.resize(head.len().div_ceil(DEFAULT_ALIGNMENT as usize) * DEFAULT_ALIGNMENT as usize, 0);
+        head.resize(
+            head.len().div_ceil(DEFAULT_ALIGNMENT as usize) * DEFAULT_ALIGNMENT as usize,
+            0,
+        );
         w.write_all(&head)?;
         for (_, _, _, data) in &self.tensors {
             w.write_all(data)?;
-            let pad = data.len().div_ceil(DEFAULT_ALIGNMENT as usize) * DEFAULT_ALIGNMENT as usize - data.len();
+            let pad = data.len().div_ceil(DEFAULT_ALIGNMENT as usize) * DEFAULT_ALIGNMENT as usize
+                - data.len();
             w.write_all(&vec![0u8; pad])?;
         }
         Ok(())
@@ -475,8 +540,12 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let mut w = Writer::new();
-        w.metadata.push(("general.name".into(), Value::String("x".into())));
-        w.metadata.push(("arr".into(), Value::Array(vec![Value::I32(2), Value::I32(3)])));
+        w.metadata
+            .push(("general.name".into(), Value::String("x".into())));
+        w.metadata.push((
+            "arr".into(),
+            Value::Array(vec![Value::I32(2), Value::I32(3)]),
+        ));
         w.metadata.push(("f".into(), Value::F64(0.5)));
         w.add("a", &[2, 1, 1, 1, 32], GgmlType::F32, vec![0u8; 64 * 4]);
         w.add("b", &[3], GgmlType::F16, vec![0u8; 6]);
@@ -491,8 +560,14 @@ mod tests {
         let g = parse(p(), &f).unwrap();
         assert_eq!(g.version, 3);
         assert_eq!(g.tensors[0].dims, vec![32, 1, 1, 1, 2]);
-        assert_eq!(g.get("arr"), Some(&Value::Array(vec![Value::I32(2), Value::I32(3)])));
-        assert_eq!(logical_shape(p(), &g, &g.tensors[0], "a").unwrap(), vec![2, 1, 1, 1, 32]);
+        assert_eq!(
+            g.get("arr"),
+            Some(&Value::Array(vec![Value::I32(2), Value::I32(3)]))
+        );
+        assert_eq!(
+            logical_shape(p(), &g, &g.tensors[0], "a").unwrap(),
+            vec![2, 1, 1, 1, 32]
+        );
         assert_eq!(g.tensors[1].range.len(), 6);
     }
 
@@ -512,6 +587,9 @@ mod tests {
         assert!(parse(p(), &f).unwrap_err().to_string().contains("magic"));
         let mut f = sample();
         f[4] = 1;
-        assert!(parse(p(), &f).unwrap_err().to_string().contains("unsupported GGUF version 1"));
+        assert!(parse(p(), &f)
+            .unwrap_err()
+            .to_string()
+            .contains("unsupported GGUF version 1"));
     }
 }

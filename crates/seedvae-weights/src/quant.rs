@@ -118,7 +118,9 @@ impl GgmlType {
     pub fn block_size(self) -> usize {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
-            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => 32,
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => {
+                32
+            }
             _ => QK_K,
         }
     }
@@ -209,7 +211,10 @@ fn dequant_q4_1(b: &[u8], y: &mut [f32]) {
 
 /// The fifth bits of a Q5 block: bit j of `qh` belongs to element j.
 fn q5_high(qh: u32, j: usize) -> (u8, u8) {
-    ((((qh >> j) & 1) << 4) as u8, (((qh >> (j + 16)) & 1) << 4) as u8)
+    (
+        (((qh >> j) & 1) << 4) as u8,
+        (((qh >> (j + 16)) & 1) << 4) as u8,
+    )
 }
 
 fn dequant_q5_0(b: &[u8], y: &mut [f32]) {
@@ -319,7 +324,12 @@ fn dequant_q4_k(b: &[u8], y: &mut [f32]) {
     for (c, q) in qs.chunks_exact(32).enumerate() {
         let (s1, m1) = scale_min_k4(2 * c, scales);
         let (s2, m2) = scale_min_k4(2 * c + 1, scales);
-        let (d1, min1, d2, min2) = (d * s1 as f32, dmin * m1 as f32, d * s2 as f32, dmin * m2 as f32);
+        let (d1, min1, d2, min2) = (
+            d * s1 as f32,
+            dmin * m1 as f32,
+            d * s2 as f32,
+            dmin * m2 as f32,
+        );
         for l in 0..32 {
             y[c * 64 + l] = d1 * (q[l] & 0xF) as f32 - min1;
             y[c * 64 + 32 + l] = d2 * (q[l] >> 4) as f32 - min2;
@@ -334,7 +344,12 @@ fn dequant_q5_k(b: &[u8], y: &mut [f32]) {
     for (c, q) in qs.chunks_exact(32).enumerate() {
         let (s1, m1) = scale_min_k4(2 * c, scales);
         let (s2, m2) = scale_min_k4(2 * c + 1, scales);
-        let (d1, min1, d2, min2) = (d * s1 as f32, dmin * m1 as f32, d * s2 as f32, dmin * m2 as f32);
+        let (d1, min1, d2, min2) = (
+            d * s1 as f32,
+            dmin * m1 as f32,
+            d * s2 as f32,
+            dmin * m2 as f32,
+        );
         let (u1, u2) = (1u8 << (2 * c), 2u8 << (2 * c));
         for l in 0..32 {
             let hi1 = if qh[l] & u1 != 0 { 16 } else { 0 };

@@ -55,7 +55,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Header> {
         )));
     }
     if n > MAX_HEADER {
-        return Err(err(format!("header length {n} exceeds the {MAX_HEADER}-byte limit")));
+        return Err(err(format!(
+            "header length {n} exceeds the {MAX_HEADER}-byte limit"
+        )));
     }
     let header_end = 8 + n as usize;
     let text = std::str::from_utf8(&bytes[8..header_end])
@@ -139,8 +141,9 @@ fn parse_entry(
             "unsupported dtype '{dtype_s}' (supported: F32, F16, BF16, F64)"
         ))
     })?;
-    let shape = usize_array(entry.get("shape"))
-        .ok_or_else(|| terr("missing or invalid 'shape' (expected an array of non-negative integers)".into()))?;
+    let shape = usize_array(entry.get("shape")).ok_or_else(|| {
+        terr("missing or invalid 'shape' (expected an array of non-negative integers)".into())
+    })?;
     let offs = usize_array(entry.get("data_offsets"))
         .filter(|o| o.len() == 2)
         .ok_or_else(|| terr("missing or invalid 'data_offsets' (expected [begin, end])".into()))?;
@@ -192,7 +195,10 @@ pub fn header_bytes(metadata: &BTreeMap<String, String>, tensors: &[WriteTensor<
     order.sort_by(|a, b| a.name.cmp(b.name));
     let mut map = serde_json::Map::new();
     if !metadata.is_empty() {
-        map.insert("__metadata__".into(), serde_json::to_value(metadata).expect("strings"));
+        map.insert(
+            "__metadata__".into(),
+            serde_json::to_value(metadata).expect("strings"),
+        );
     }
     let mut off = 0usize;
     for t in order {
@@ -234,7 +240,12 @@ mod tests {
     fn file(tensors: &[(&str, DType, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
         let ts: Vec<WriteTensor> = tensors
             .iter()
-            .map(|(n, d, s, b)| WriteTensor { name: n, dtype: *d, shape: s, data: b })
+            .map(|(n, d, s, b)| WriteTensor {
+                name: n,
+                dtype: *d,
+                shape: s,
+                data: b,
+            })
             .collect();
         let mut out = Vec::new();
         write(&mut out, &BTreeMap::new(), &ts).unwrap();
@@ -267,7 +278,10 @@ mod tests {
         assert!(e.contains("shorter than"), "{e}");
         let mut g = f.clone();
         g[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
-        assert!(parse(p(), &g).unwrap_err().to_string().contains("runs past the end"));
+        assert!(parse(p(), &g)
+            .unwrap_err()
+            .to_string()
+            .contains("runs past the end"));
         let mut g = f.clone();
         g.extend_from_slice(&[0; 4]);
         assert!(parse(p(), &g).unwrap_err().to_string().contains("trailing"));
@@ -286,17 +300,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("overlap"), "{e}");
-        let e = parse(p(), &raw(r#"{"a":{"dtype":"Q9","shape":[2],"data_offsets":[0,8]}}"#, 8))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("tensor 'a'") && e.contains("unsupported dtype 'Q9'"), "{e}");
-        let e = parse(p(), &raw(r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, 8))
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            p(),
+            &raw(
+                r#"{"a":{"dtype":"Q9","shape":[2],"data_offsets":[0,8]}}"#,
+                8,
+            ),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("tensor 'a'") && e.contains("unsupported dtype 'Q9'"),
+            "{e}"
+        );
+        let e = parse(
+            p(),
+            &raw(
+                r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
+                8,
+            ),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("needs 12"), "{e}");
-        let e = parse(p(), &raw(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#, 8))
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            p(),
+            &raw(
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#,
+                8,
+            ),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("reversed"), "{e}");
         let e = parse(p(), &raw("[1,2]", 0)).unwrap_err().to_string();
         assert!(e.contains("not an object"), "{e}");

@@ -18,7 +18,9 @@ pub const TEMPORAL_STAGES: usize = 2;
 pub const ENCODER_LAYERS: usize = 2;
 pub const DECODER_LAYERS: usize = 3;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, PartialOrd, Ord,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Part {
     Encoder,
@@ -52,7 +54,13 @@ pub struct Conv {
 
 impl Conv {
     fn new(name: String, cin: usize, cout: usize, kt: usize, ks: usize) -> Self {
-        Conv { name, cin, cout, kt, ks }
+        Conv {
+            name,
+            cin,
+            cout,
+            kt,
+            ks,
+        }
     }
     pub fn weight_shape(&self) -> Vec<usize> {
         vec![self.cout, self.cin, self.kt, self.ks, self.ks]
@@ -65,13 +73,25 @@ pub enum Block {
     /// `conv_in` / `conv_out`: causal 3×3×3.
     Conv(Conv),
     /// ResnetBlock3D (§4.3); shortcut 1×1×1 conv iff cin ≠ cout.
-    Resnet { prefix: String, cin: usize, cout: usize },
+    Resnet {
+        prefix: String,
+        cin: usize,
+        cout: usize,
+    },
     /// Mid-block single-head attention (§4.4).
     Attention { prefix: String, ch: usize },
     /// Upsample3D (§4.5): `upscale_conv` 1×1×1 ch → ch·r, shuffle, (drop frame 1), causal conv.
-    Upsample { prefix: String, ch: usize, temporal: bool },
+    Upsample {
+        prefix: String,
+        ch: usize,
+        temporal: bool,
+    },
     /// Downsample3D (§4.6): right/bottom zero pad, causal conv stride (2 if temporal, 1) × 2 × 2.
-    Downsample { prefix: String, ch: usize, temporal: bool },
+    Downsample {
+        prefix: String,
+        ch: usize,
+        temporal: bool,
+    },
     /// `conv_norm_out` GroupNorm + SiLU.
     NormSilu { name: String, ch: usize },
 }
@@ -83,7 +103,10 @@ pub struct TensorSpec {
 }
 
 fn push(out: &mut Vec<TensorSpec>, name: &str, shape: Vec<usize>) {
-    out.push(TensorSpec { name: name.to_string(), shape });
+    out.push(TensorSpec {
+        name: name.to_string(),
+        shape,
+    });
 }
 
 fn conv_tensors(out: &mut Vec<TensorSpec>, c: &Conv) {
@@ -109,8 +132,18 @@ impl Block {
             Block::Upsample { prefix, ch, .. } => {
                 vec![(Conv::new(format!("{prefix}.conv"), *ch, *ch, 3, 3), 1)]
             }
-            Block::Downsample { prefix, ch, temporal } => vec![(
-                Conv::new(format!("{prefix}.conv"), *ch, *ch, if *temporal { 3 } else { 1 }, 3),
+            Block::Downsample {
+                prefix,
+                ch,
+                temporal,
+            } => vec![(
+                Conv::new(
+                    format!("{prefix}.conv"),
+                    *ch,
+                    *ch,
+                    if *temporal { 3 } else { 1 },
+                    3,
+                ),
                 if *temporal { 2 } else { 1 },
             )],
             Block::Attention { .. } | Block::NormSilu { .. } => vec![],
@@ -124,11 +157,20 @@ impl Block {
             Block::Conv(c) => conv_tensors(&mut out, c),
             Block::Resnet { prefix, cin, cout } => {
                 norm_tensors(&mut out, &format!("{prefix}.norm1"), *cin);
-                conv_tensors(&mut out, &Conv::new(format!("{prefix}.conv1"), *cin, *cout, 3, 3));
+                conv_tensors(
+                    &mut out,
+                    &Conv::new(format!("{prefix}.conv1"), *cin, *cout, 3, 3),
+                );
                 norm_tensors(&mut out, &format!("{prefix}.norm2"), *cout);
-                conv_tensors(&mut out, &Conv::new(format!("{prefix}.conv2"), *cout, *cout, 3, 3));
+                conv_tensors(
+                    &mut out,
+                    &Conv::new(format!("{prefix}.conv2"), *cout, *cout, 3, 3),
+                );
                 if cin != cout {
-                    conv_tensors(&mut out, &Conv::new(format!("{prefix}.conv_shortcut"), *cin, *cout, 1, 1));
+                    conv_tensors(
+                        &mut out,
+                        &Conv::new(format!("{prefix}.conv_shortcut"), *cin, *cout, 1, 1),
+                    );
                 }
             }
             Block::Attention { prefix, ch } => {
@@ -138,10 +180,20 @@ impl Block {
                     push(&mut out, &format!("{prefix}.{p}.bias"), vec![*ch]);
                 }
             }
-            Block::Upsample { prefix, ch, temporal } => {
-                conv_tensors(&mut out, &Conv::new(format!("{prefix}.conv"), *ch, *ch, 3, 3));
+            Block::Upsample {
+                prefix,
+                ch,
+                temporal,
+            } => {
+                conv_tensors(
+                    &mut out,
+                    &Conv::new(format!("{prefix}.conv"), *ch, *ch, 3, 3),
+                );
                 let r = if *temporal { 8 } else { 4 };
-                conv_tensors(&mut out, &Conv::new(format!("{prefix}.upscale_conv"), *ch, ch * r, 1, 1));
+                conv_tensors(
+                    &mut out,
+                    &Conv::new(format!("{prefix}.upscale_conv"), *ch, ch * r, 1, 1),
+                );
             }
             Block::Downsample { .. } => {
                 for (c, _) in self.convs() {
@@ -175,7 +227,9 @@ pub struct Model {
 
 impl Default for Model {
     fn default() -> Self {
-        Model { widths: FULL_WIDTHS }
+        Model {
+            widths: FULL_WIDTHS,
+        }
     }
 }
 
@@ -186,9 +240,20 @@ impl Model {
 
     fn mid(p: &str, ch: usize) -> [Block; 3] {
         [
-            Block::Resnet { prefix: format!("{p}.mid_block.resnets.0"), cin: ch, cout: ch },
-            Block::Attention { prefix: format!("{p}.mid_block.attentions.0"), ch },
-            Block::Resnet { prefix: format!("{p}.mid_block.resnets.1"), cin: ch, cout: ch },
+            Block::Resnet {
+                prefix: format!("{p}.mid_block.resnets.0"),
+                cin: ch,
+                cout: ch,
+            },
+            Block::Attention {
+                prefix: format!("{p}.mid_block.attentions.0"),
+                ch,
+            },
+            Block::Resnet {
+                prefix: format!("{p}.mid_block.resnets.1"),
+                cin: ch,
+                cout: ch,
+            },
         ]
     }
 
@@ -196,23 +261,46 @@ impl Model {
     pub fn encoder(&self) -> Vec<Block> {
         let w = self.widths;
         let n = w.len();
-        let mut b = vec![Block::Conv(Conv::new("encoder.conv_in".into(), RGB_CHANNELS, w[0], 3, 3))];
+        let mut b = vec![Block::Conv(Conv::new(
+            "encoder.conv_in".into(),
+            RGB_CHANNELS,
+            w[0],
+            3,
+            3,
+        ))];
         let mut cin = w[0];
         for (i, &cout) in w.iter().enumerate() {
             for j in 0..ENCODER_LAYERS {
                 let prefix = format!("encoder.down_blocks.{i}.resnets.{j}");
-                b.push(Block::Resnet { prefix, cin: if j == 0 { cin } else { cout }, cout });
+                b.push(Block::Resnet {
+                    prefix,
+                    cin: if j == 0 { cin } else { cout },
+                    cout,
+                });
             }
             if i + 1 < n {
                 // Temporal iff i ≥ n − TEMPORAL_STAGES − 1 (UP/attn l.724); the last block has none.
                 let temporal = i + TEMPORAL_STAGES + 1 >= n;
-                b.push(Block::Downsample { prefix: format!("encoder.down_blocks.{i}.downsamplers.0"), ch: cout, temporal });
+                b.push(Block::Downsample {
+                    prefix: format!("encoder.down_blocks.{i}.downsamplers.0"),
+                    ch: cout,
+                    temporal,
+                });
             }
             cin = cout;
         }
         b.extend(Self::mid("encoder", w[n - 1]));
-        b.push(Block::NormSilu { name: "encoder.conv_norm_out".into(), ch: w[n - 1] });
-        b.push(Block::Conv(Conv::new("encoder.conv_out".into(), w[n - 1], 2 * LATENT_CHANNELS, 3, 3)));
+        b.push(Block::NormSilu {
+            name: "encoder.conv_norm_out".into(),
+            ch: w[n - 1],
+        });
+        b.push(Block::Conv(Conv::new(
+            "encoder.conv_out".into(),
+            w[n - 1],
+            2 * LATENT_CHANNELS,
+            3,
+            3,
+        )));
         b
     }
 
@@ -220,22 +308,45 @@ impl Model {
     pub fn decoder(&self) -> Vec<Block> {
         let rev: Vec<usize> = self.widths.iter().rev().copied().collect();
         let n = rev.len();
-        let mut b = vec![Block::Conv(Conv::new("decoder.conv_in".into(), LATENT_CHANNELS, rev[0], 3, 3))];
+        let mut b = vec![Block::Conv(Conv::new(
+            "decoder.conv_in".into(),
+            LATENT_CHANNELS,
+            rev[0],
+            3,
+            3,
+        ))];
         b.extend(Self::mid("decoder", rev[0]));
         let mut cin = rev[0];
         for (i, &cout) in rev.iter().enumerate() {
             for j in 0..DECODER_LAYERS {
                 let prefix = format!("decoder.up_blocks.{i}.resnets.{j}");
-                b.push(Block::Resnet { prefix, cin: if j == 0 { cin } else { cout }, cout });
+                b.push(Block::Resnet {
+                    prefix,
+                    cin: if j == 0 { cin } else { cout },
+                    cout,
+                });
             }
             if i + 1 < n {
                 let temporal = i < TEMPORAL_STAGES;
-                b.push(Block::Upsample { prefix: format!("decoder.up_blocks.{i}.upsamplers.0"), ch: cout, temporal });
+                b.push(Block::Upsample {
+                    prefix: format!("decoder.up_blocks.{i}.upsamplers.0"),
+                    ch: cout,
+                    temporal,
+                });
             }
             cin = cout;
         }
-        b.push(Block::NormSilu { name: "decoder.conv_norm_out".into(), ch: rev[n - 1] });
-        b.push(Block::Conv(Conv::new("decoder.conv_out".into(), rev[n - 1], RGB_CHANNELS, 3, 3)));
+        b.push(Block::NormSilu {
+            name: "decoder.conv_norm_out".into(),
+            ch: rev[n - 1],
+        });
+        b.push(Block::Conv(Conv::new(
+            "decoder.conv_out".into(),
+            rev[n - 1],
+            RGB_CHANNELS,
+            3,
+            3,
+        )));
         b
     }
 
@@ -295,22 +406,54 @@ impl Model {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Problem {
-    Missing { tensor: String, expected: Vec<usize> },
-    Unexpected { tensor: String, found: Vec<usize> },
-    Shape { tensor: String, expected: Vec<usize>, found: Vec<usize> },
-    NonFinite { tensor: String, count: usize },
-    Width { widths: [usize; 4], msg: String },
+    Missing {
+        tensor: String,
+        expected: Vec<usize>,
+    },
+    Unexpected {
+        tensor: String,
+        found: Vec<usize>,
+    },
+    Shape {
+        tensor: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    NonFinite {
+        tensor: String,
+        count: usize,
+    },
+    Width {
+        widths: [usize; 4],
+        msg: String,
+    },
     /// The requested part has no tensors at all in this file.
-    PartAbsent { part: Part },
+    PartAbsent {
+        part: Part,
+    },
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::Missing { tensor, expected } => write!(f, "missing tensor '{tensor}' (expected shape {expected:?})"),
-            Problem::Unexpected { tensor, found } => write!(f, "unexpected tensor '{tensor}' (shape {found:?}) is not part of the SeedVR2 VAE"),
-            Problem::Shape { tensor, expected, found } => write!(f, "tensor '{tensor}' has shape {found:?}, expected {expected:?}"),
-            Problem::NonFinite { tensor, count } => write!(f, "tensor '{tensor}' holds {count} NaN/Inf value(s)"),
+            Problem::Missing { tensor, expected } => {
+                write!(f, "missing tensor '{tensor}' (expected shape {expected:?})")
+            }
+            Problem::Unexpected { tensor, found } => write!(
+                f,
+                "unexpected tensor '{tensor}' (shape {found:?}) is not part of the SeedVR2 VAE"
+            ),
+            Problem::Shape {
+                tensor,
+                expected,
+                found,
+            } => write!(
+                f,
+                "tensor '{tensor}' has shape {found:?}, expected {expected:?}"
+            ),
+            Problem::NonFinite { tensor, count } => {
+                write!(f, "tensor '{tensor}' holds {count} NaN/Inf value(s)")
+            }
             Problem::Width { widths, msg } => write!(f, "block widths {widths:?}: {msg}"),
             Problem::PartAbsent { part } => write!(f, "the file has no {part} tensors"),
         }
@@ -318,7 +461,10 @@ impl fmt::Display for Problem {
 }
 
 pub fn format_problems(p: &[Problem]) -> String {
-    p.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    p.iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Which halves a file holds, and at which width.
@@ -369,7 +515,11 @@ pub fn validate(shapes: &[(String, Vec<usize>)]) -> Report {
     let map: HashMap<String, Vec<usize>> = shapes.iter().cloned().collect();
     let model = Model::infer(&map);
     let mut problems = Vec::new();
-    if let Some(bad) = model.widths.iter().find(|&&w| w == 0 || w % NORM_GROUPS != 0) {
+    if let Some(bad) = model
+        .widths
+        .iter()
+        .find(|&&w| w == 0 || w % NORM_GROUPS != 0)
+    {
         problems.push(Problem::Width {
             widths: model.widths,
             msg: format!("{bad} is not a positive multiple of the {NORM_GROUPS} GroupNorm groups"),
@@ -384,7 +534,10 @@ pub fn validate(shapes: &[(String, Vec<usize>)]) -> Report {
         for s in &specs {
             known.insert(s.name.clone());
             match map.get(&s.name) {
-                None if any => problems.push(Problem::Missing { tensor: s.name.clone(), expected: s.shape.clone() }),
+                None if any => problems.push(Problem::Missing {
+                    tensor: s.name.clone(),
+                    expected: s.shape.clone(),
+                }),
                 None => {}
                 Some(found) if *found != s.shape => problems.push(Problem::Shape {
                     tensor: s.name.clone(),
@@ -397,16 +550,27 @@ pub fn validate(shapes: &[(String, Vec<usize>)]) -> Report {
     }
     for (name, shape) in shapes {
         if !known.contains(name) {
-            problems.push(Problem::Unexpected { tensor: name.clone(), found: shape.clone() });
+            problems.push(Problem::Unexpected {
+                tensor: name.clone(),
+                found: shape.clone(),
+            });
         }
     }
     if !present[&Part::Encoder] && !present[&Part::Decoder] {
-        problems.push(Problem::PartAbsent { part: Part::Decoder });
-        problems.push(Problem::PartAbsent { part: Part::Encoder });
+        problems.push(Problem::PartAbsent {
+            part: Part::Decoder,
+        });
+        problems.push(Problem::PartAbsent {
+            part: Part::Encoder,
+        });
     }
     Report {
         model,
-        variant: Variant { widths: model.widths, encoder: present[&Part::Encoder], decoder: present[&Part::Decoder] },
+        variant: Variant {
+            widths: model.widths,
+            encoder: present[&Part::Encoder],
+            decoder: present[&Part::Decoder],
+        },
         problems,
     }
 }
@@ -425,20 +589,34 @@ mod tests {
         assert_eq!(params, 250_648_227);
         assert_eq!(m.state_convs(Part::Decoder).len(), 33);
         assert_eq!(m.state_convs(Part::Encoder).len(), 24);
-        let strided = m.state_convs(Part::Encoder).iter().filter(|(_, s)| *s == 2).count();
+        let strided = m
+            .state_convs(Part::Encoder)
+            .iter()
+            .filter(|(_, s)| *s == 2)
+            .count();
         assert_eq!(strided, 2);
     }
 
     #[test]
     fn reduced_model_has_246_tensors() {
-        assert_eq!(Model { widths: [32, 32, 64, 64] }.all_tensors().len(), 246);
+        assert_eq!(
+            Model {
+                widths: [32, 32, 64, 64]
+            }
+            .all_tensors()
+            .len(),
+            246
+        );
     }
 
     #[test]
     fn validation_reports_everything_at_once() {
         let m = Model::default();
-        let mut shapes: Vec<(String, Vec<usize>)> =
-            m.all_tensors().into_iter().map(|s| (s.name, s.shape)).collect();
+        let mut shapes: Vec<(String, Vec<usize>)> = m
+            .all_tensors()
+            .into_iter()
+            .map(|s| (s.name, s.shape))
+            .collect();
         shapes.retain(|(n, _)| n != "decoder.conv_out.bias");
         shapes[0].1 = vec![1, 2, 3];
         shapes.push(("decoder.extra".into(), vec![4]));
@@ -450,7 +628,11 @@ mod tests {
     #[test]
     fn decoder_only_file_is_valid_for_its_half() {
         let m = Model::default();
-        let shapes: Vec<_> = m.tensors(Part::Decoder).into_iter().map(|s| (s.name, s.shape)).collect();
+        let shapes: Vec<_> = m
+            .tensors(Part::Decoder)
+            .into_iter()
+            .map(|s| (s.name, s.shape))
+            .collect();
         let r = validate(&shapes);
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         assert!(r.variant.decoder && !r.variant.encoder);

@@ -81,8 +81,14 @@ pub fn init_tensor(spec: &TensorSpec, rng: &mut Rng) -> Vec<f32> {
 fn encode(dtype: DType, v: &[f32]) -> Vec<u8> {
     match dtype {
         DType::F32 => bytemuck::cast_slice(v).to_vec(),
-        DType::F16 => v.iter().flat_map(|x| f16::from_f32(*x).to_le_bytes()).collect(),
-        DType::BF16 => v.iter().flat_map(|x| half::bf16::from_f32(*x).to_le_bytes()).collect(),
+        DType::F16 => v
+            .iter()
+            .flat_map(|x| f16::from_f32(*x).to_le_bytes())
+            .collect(),
+        DType::BF16 => v
+            .iter()
+            .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+            .collect(),
         DType::F64 => v.iter().flat_map(|x| (*x as f64).to_le_bytes()).collect(),
     }
 }
@@ -92,13 +98,20 @@ fn encode(dtype: DType, v: &[f32]) -> Vec<u8> {
 pub fn metadata() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("format".to_string(), "pt".to_string()),
-        ("note".to_string(), "random weights, SeedVR2 VAE naming".to_string()),
+        (
+            "note".to_string(),
+            "random weights, SeedVR2 VAE naming".to_string(),
+        ),
     ])
 }
 
 /// Generate every tensor of `opts.model` and write the checkpoint atomically to `out`.
 /// `progress(done, total)` is called after each tensor.
-pub fn synth(out: &Path, opts: &SynthOptions, mut progress: impl FnMut(usize, usize)) -> Result<()> {
+pub fn synth(
+    out: &Path,
+    opts: &SynthOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<()> {
     let specs = opts.model.all_tensors();
     let mut rng = Rng::new(opts.seed);
     let mut data = Vec::with_capacity(specs.len());
@@ -111,7 +124,12 @@ pub fn synth(out: &Path, opts: &SynthOptions, mut progress: impl FnMut(usize, us
             let ts: Vec<WriteTensor> = specs
                 .iter()
                 .zip(&data)
-                .map(|(s, d)| WriteTensor { name: &s.name, dtype: opts.dtype, shape: &s.shape, data: d })
+                .map(|(s, d)| WriteTensor {
+                    name: &s.name,
+                    dtype: opts.dtype,
+                    shape: &s.shape,
+                    data: d,
+                })
                 .collect();
             safetensors::write(w, &metadata(), &ts)
         }
@@ -122,10 +140,17 @@ pub fn synth(out: &Path, opts: &SynthOptions, mut progress: impl FnMut(usize, us
                 _ => GgmlType::F32,
             };
             let mut g = gguf::Writer::new();
-            g.metadata.push(("general.name".into(), gguf::Value::String("SeedVR2 VAE (random weights)".into())));
+            g.metadata.push((
+                "general.name".into(),
+                gguf::Value::String("SeedVR2 VAE (random weights)".into()),
+            ));
             for (s, d) in specs.iter().zip(data) {
                 // f64 is not a GGUF weight type: store as F32.
-                let d = if opts.dtype == DType::F64 { encode(DType::F32, &crate::dtype::to_f32(DType::F64, &d)) } else { d };
+                let d = if opts.dtype == DType::F64 {
+                    encode(DType::F32, &crate::dtype::to_f32(DType::F64, &d))
+                } else {
+                    d
+                };
                 g.add(&s.name, &s.shape, ty, d);
             }
             g.write(w)

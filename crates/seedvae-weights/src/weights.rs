@@ -30,7 +30,10 @@ impl std::fmt::Display for Format {
 #[derive(Debug)]
 enum Data {
     /// Stored bytes in the mapped file (F32/F16/BF16/F64), used in place.
-    Mapped { range: std::ops::Range<usize>, dtype: DType },
+    Mapped {
+        range: std::ops::Range<usize>,
+        dtype: DType,
+    },
     /// Dequantized from a block-quantized GGUF type.
     Dequantized(Vec<f32>),
 }
@@ -72,6 +75,7 @@ pub struct WeightFile {
     backing: Backing,
     tensors: Vec<Tensor>,
     index: HashMap<String, usize>,
+    report: std::sync::OnceLock<Report>,
 }
 
 impl std::fmt::Debug for WeightFile {
@@ -94,7 +98,8 @@ impl WeightFile {
         // fault, which is the accepted trade-off of every mmap-based loader (safetensors, llama.cpp).
         // `populate` pre-faults the pages in one kernel call (Linux; a no-op elsewhere): every
         // byte is read by validation anyway, and per-page faults cost more than the reading.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(|e| Error::io(path, e))?;
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+            .map_err(|e| Error::io(path, e))?;
         Self::from_backing(path, Backing::Mmap(map))
     }
 
@@ -105,7 +110,9 @@ impl WeightFile {
 
     fn from_backing(path: &Path, backing: Backing) -> Result<Self> {
         // The magic decides; a `.gguf` name also selects GGUF so a corrupt magic is reported as such.
-        let ext_gguf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        let ext_gguf = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
         let is_gguf = ext_gguf || (backing.len() >= 4 && &backing[..4] == gguf::MAGIC);
         let (format, metadata, tensors) = if is_gguf {
             let (m, t) = load_gguf(path, &backing)?;
@@ -119,13 +126,28 @@ impl WeightFile {
                     stored: t.dtype.name().to_string(),
                     name: t.name,
                     shape: t.shape,
-                    data: Data::Mapped { range: t.range, dtype: t.dtype },
+                    data: Data::Mapped {
+                        range: t.range,
+                        dtype: t.dtype,
+                    },
                 })
                 .collect();
             (Format::SafeTensors, h.metadata, t)
         };
-        let index = tensors.iter().enumerate().map(|(i, t): (usize, &Tensor)| (t.name.clone(), i)).collect();
-        Ok(WeightFile { path: path.to_path_buf(), format, metadata, backing, tensors, index })
+        let index = tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t): (usize, &Tensor)| (t.name.clone(), i))
+            .collect();
+        Ok(WeightFile {
+            path: path.to_path_buf(),
+            format,
+            metadata,
+            backing,
+            tensors,
+            index,
+            report: Default::default(),
+        })
     }
 
     pub fn tensors(&self) -> &[Tensor] {
@@ -137,7 +159,8 @@ impl WeightFile {
     }
 
     fn tensor_or_err(&self, name: &str) -> Result<&Tensor> {
-        self.get(name).ok_or_else(|| Error::tensor(&self.path, name, "not in the file"))
+        self.get(name)
+            .ok_or_else(|| Error::tensor(&self.path, name, "not in the file"))
     }
 
     /// The stored dtype and bytes of a tensor kept in place (None for dequantized ones).
@@ -151,8 +174,13 @@ impl WeightFile {
     /// A tensor's values as f32 (borrowed when stored as aligned F32 or dequantized).
     pub fn f32(&self, name: &str) -> Result<Cow<'_, [f32]>> {
         Ok(match &self.tensor_or_err(name)?.data {
-            Data::Mapped { range, dtype: DType::F32 } => dtype::cast_le::<f32>(&self.backing[range.clone()]),
-            Data::Mapped { range, dtype } => Cow::Owned(dtype::to_f32(*dtype, &self.backing[range.clone()])),
+            Data::Mapped {
+                range,
+                dtype: DType::F32,
+            } => dtype::cast_le::<f32>(&self.backing[range.clone()]),
+            Data::Mapped { range, dtype } => {
+                Cow::Owned(dtype::to_f32(*dtype, &self.backing[range.clone()]))
+            }
             Data::Dequantized(v) => Cow::Borrowed(v),
         })
     }
@@ -167,20 +195,32 @@ impl WeightFile {
 
     /// Names with logical shapes, in file order.
     pub fn shapes(&self) -> Vec<(String, Vec<usize>)> {
-        self.tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect()
+        self.tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.shape.clone()))
+            .collect()
     }
 
     /// Check names and shapes against the schema, and every value for NaN/Inf (which touches
-    /// all the data once, like reading the file).
+    /// all the data once, like reading the file). Computed once.
     pub fn report(&self) -> Report {
+        self.report.get_or_init(|| self.compute_report()).clone()
+    }
+
+    fn compute_report(&self) -> Report {
         let mut r = schema::validate(&self.shapes());
         for t in &self.tensors {
             let bad = match &t.data {
-                Data::Mapped { range, dtype } => dtype::count_non_finite(*dtype, &self.backing[range.clone()]),
+                Data::Mapped { range, dtype } => {
+                    dtype::count_non_finite(*dtype, &self.backing[range.clone()])
+                }
                 Data::Dequantized(v) => v.iter().filter(|x| !x.is_finite()).count(),
             };
             if bad > 0 {
-                r.problems.push(Problem::NonFinite { tensor: t.name.clone(), count: bad });
+                r.problems.push(Problem::NonFinite {
+                    tensor: t.name.clone(),
+                    count: bad,
+                });
             }
         }
         r
@@ -197,7 +237,10 @@ impl WeightFile {
         if problems.is_empty() {
             Ok(r.model)
         } else {
-            Err(Error::Invalid { path: self.path.clone(), problems })
+            Err(Error::Invalid {
+                path: self.path.clone(),
+                problems,
+            })
         }
     }
 
@@ -220,17 +263,35 @@ fn load_gguf(path: &Path, bytes: &[u8]) -> Result<Loaded> {
     let mut seen = std::collections::HashSet::new();
     for (t, name) in g.tensors.iter().zip(names) {
         if !seen.insert(name.clone()) {
-            return Err(Error::tensor(path, &name, "appears twice after stripping the model prefix"));
+            return Err(Error::tensor(
+                path,
+                &name,
+                "appears twice after stripping the model prefix",
+            ));
         }
         let shape = gguf::logical_shape(path, &g, t, &name)?;
         let raw = &bytes[t.range.clone()];
         let data = match t.ggml_type {
-            GgmlType::F32 => Data::Mapped { range: t.range.clone(), dtype: DType::F32 },
-            GgmlType::F16 => Data::Mapped { range: t.range.clone(), dtype: DType::F16 },
-            GgmlType::BF16 => Data::Mapped { range: t.range.clone(), dtype: DType::BF16 },
+            GgmlType::F32 => Data::Mapped {
+                range: t.range.clone(),
+                dtype: DType::F32,
+            },
+            GgmlType::F16 => Data::Mapped {
+                range: t.range.clone(),
+                dtype: DType::F16,
+            },
+            GgmlType::BF16 => Data::Mapped {
+                range: t.range.clone(),
+                dtype: DType::BF16,
+            },
             q => Data::Dequantized(q.dequantize(raw)),
         };
-        tensors.push(Tensor { name, shape, stored: t.ggml_type.name().to_string(), data });
+        tensors.push(Tensor {
+            name,
+            shape,
+            stored: t.ggml_type.name().to_string(),
+            data,
+        });
     }
     let metadata = g
         .metadata

@@ -41,18 +41,34 @@ pub struct Args {
 
 pub fn options(a: &Args) -> ExportOptions {
     ExportOptions {
-        part: match a.part { PartArg::Decoder => Part::Decoder, PartArg::Encoder => Part::Encoder },
-        precision: match a.precision { PrecisionArg::Fp32 => Precision::Fp32, PrecisionArg::Fp16 => Precision::Fp16 },
+        part: match a.part {
+            PartArg::Decoder => Part::Decoder,
+            PartArg::Encoder => Part::Encoder,
+        },
+        precision: match a.precision {
+            PrecisionArg::Fp32 => Precision::Fp32,
+            PrecisionArg::Fp16 => Precision::Fp16,
+        },
         streaming: a.streaming,
     }
 }
 
 /// Convert, printing a one-line summary; used by `convert` and `demo`.
-pub fn convert(weights: &Path, out: &Path, opts: ExportOptions, force: bool, ui: &Ui) -> Result<()> {
+pub fn convert(
+    weights: &Path,
+    out: &Path,
+    opts: ExportOptions,
+    force: bool,
+    ui: &Ui,
+) -> Result<()> {
     seedvae_weights::atomic::check_overwrite(out, force)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
-            bail!("{}: output directory {} does not exist", out.display(), dir.display());
+            bail!(
+                "{}: output directory {} does not exist",
+                out.display(),
+                dir.display()
+            );
         }
     }
     let w = WeightFile::open(weights)?;

@@ -13,7 +13,10 @@ pub struct Args {
 pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
     std::fs::create_dir_all(&a.dir)?;
     let weights = a.dir.join("tiny_vae.safetensors");
-    println!("[1/3] synth: a tiny random SeedVR2 VAE -> {}", weights.display());
+    println!(
+        "[1/3] synth: a tiny random SeedVR2 VAE -> {}",
+        weights.display()
+    );
     synth::run(
         synth::Args {
             output: weights.clone(),
@@ -33,10 +36,18 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
     println!("[3/3] convert: ONNX graphs of the decoder (one-shot and streaming) and encoder");
     for (name, part, streaming) in [
         ("decoder.onnx", seedvae_weights::Part::Decoder, false),
-        ("decoder_streaming.onnx", seedvae_weights::Part::Decoder, true),
+        (
+            "decoder_streaming.onnx",
+            seedvae_weights::Part::Decoder,
+            true,
+        ),
         ("encoder.onnx", seedvae_weights::Part::Encoder, false),
     ] {
-        let opts = seedvae_onnx::ExportOptions { part, precision: seedvae_onnx::Precision::Fp32, streaming };
+        let opts = seedvae_onnx::ExportOptions {
+            part,
+            precision: seedvae_onnx::Precision::Fp32,
+            streaming,
+        };
         convert::convert(&weights, &a.dir.join(name), opts, true, ui)?;
     }
     Ok(ExitCode::SUCCESS)

@@ -73,5 +73,9 @@ pub fn run(a: Args, _ui: &Ui) -> Result<ExitCode> {
     } else {
         print(&s);
     }
-    Ok(if s.valid { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if s.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -50,10 +50,21 @@ pub struct Args {
 
 pub fn options(a: &Args) -> SynthOptions {
     SynthOptions {
-        model: Model { widths: match a.width { Width::Full => FULL_WIDTHS, Width::Tiny => TINY_WIDTHS } },
-        dtype: match a.dtype { SynthDType::Fp16 => DType::F16, SynthDType::Fp32 => DType::F32 },
+        model: Model {
+            widths: match a.width {
+                Width::Full => FULL_WIDTHS,
+                Width::Tiny => TINY_WIDTHS,
+            },
+        },
+        dtype: match a.dtype {
+            SynthDType::Fp16 => DType::F16,
+            SynthDType::Fp32 => DType::F32,
+        },
         seed: a.seed,
-        format: match a.format { Fmt::Safetensors => SynthFormat::SafeTensors, Fmt::Gguf => SynthFormat::Gguf },
+        format: match a.format {
+            Fmt::Safetensors => SynthFormat::SafeTensors,
+            Fmt::Gguf => SynthFormat::Gguf,
+        },
     }
 }
 
