@@ -6,8 +6,26 @@ use seedvae_runner::{Backend, Tensor};
 use seedvae_tests::*;
 use seedvae_weights::Part;
 
-/// Streaming vs one-shot bound in fp32 on ONNX Runtime (see `streaming_decoder_equals_one_shot`).
-const STREAM_FP32_FLOOR: f64 = 2e-6;
+/// Issue 3's bound for streaming vs one-shot.
+const STREAM_BOUND: f64 = 1e-6;
+
+/// ONNX Runtime's own fp32 reproducibility across clip lengths: one-shot runs on the first `t`
+/// frames vs the same frames of a one-shot run on the whole clip (exact in real arithmetic by
+/// causality; no state involved). Kernels pick different blockings for different shapes, so this
+/// is not 0; streaming cannot be held to less than it. The prefixes only sample the shapes a
+/// streaming run uses (continuation chunks see others), hence the 1.5× margin on the floor; a
+/// wrong or missing state gives errors around 1e-1, five orders of magnitude above.
+fn one_shot_prefix_floor(b: &mut dyn Backend, input: &str, x: &Tensor, out: &str, prefixes: &[usize]) -> f64 {
+    let full = b.run(&[(input, x)]).unwrap().remove(out).unwrap();
+    prefixes
+        .iter()
+        .map(|&t| {
+            let part = b.run(&[(input, &slice_time(x, 0, t))]).unwrap().remove(out).unwrap();
+            let same = slice_time(&full, 0, part.shape[2]);
+            rel_l2(&to_f64(part.as_f32().unwrap()), &to_f64(same.as_f32().unwrap()))
+        })
+        .fold(0.0, f64::max)
+}
 
 const DEC_CASES: [&str; 4] = ["t1_8x8", "t2_8x8", "t3_8x8", "t2_6x10"];
 
@@ -133,6 +151,9 @@ fn streaming_decoder_equals_one_shot() {
     let z = random_latent(5, 6, 4, 11);
     let full = run1(&mut one, "latent", &z, "video");
     assert_eq!(full.shape, vec![1, 3, 17, 48, 32]);
+    let floor = one_shot_prefix_floor(&mut one, "latent", &z, "video", &[1, 2, 3, 4]);
+    let bound = STREAM_BOUND.max(1.5 * floor);
+    eprintln!("decoder: one-shot prefix floor {floor:.2e}, bound {bound:.2e}");
     for chunks in [
         vec![5],
         vec![1, 1, 1, 1, 1],
@@ -145,10 +166,8 @@ fn streaming_decoder_equals_one_shot() {
         assert_eq!(y.shape, full.shape, "{chunks:?}");
         let e = rel_l2(&to_f64(&y.to_f32()), &to_f64(full.as_f32().unwrap()));
         eprintln!("decoder chunks {chunks:?}: rel L2 vs one-shot {e:.2e}");
-        // Issue 3 asks for 1e-6; ORT's fp32 kernels round differently for different chunk
-        // lengths and measure 1.4e-6 here (the fp32 graph's own error vs fp64 is 1.3e-6), so the
-        // bound is the measured fp32 floor with a margin. A state bug gives errors near 1e-1.
-        assert!(e <= STREAM_FP32_FLOOR, "{chunks:?}: {e}");
+        // A state bug gives errors near 1e-1; rounding stays within the backend's own floor.
+        assert!(e <= bound, "{chunks:?}: {e} > {bound}");
     }
 }
 
@@ -192,13 +211,19 @@ fn streaming_encoder_equals_one_shot() {
     v.iter_mut().for_each(|x| *x = x.tanh());
     let x = Tensor::f32(vec![1, 3, 13, 32, 16], v);
     let full = one.run(&[("video", &x)]).unwrap();
+    let floor = ["latent_mean", "latent_logvar"]
+        .iter()
+        .map(|o| one_shot_prefix_floor(&mut one, "video", &x, o, &[5, 9]))
+        .fold(0.0, f64::max);
+    let bound = STREAM_BOUND.max(1.5 * floor);
+    eprintln!("encoder: one-shot prefix floor {floor:.2e}, bound {bound:.2e}");
     for chunks in [vec![13], vec![5, 4, 4], vec![9, 4], vec![5, 8]] {
         for out in ["latent_mean", "latent_logvar"] {
             let y = stream_run(&mut st, &x, &chunks, out);
             assert_eq!(y.shape, full[out].shape, "{chunks:?}");
             let e = rel_l2(&to_f64(&y.to_f32()), &to_f64(full[out].as_f32().unwrap()));
             eprintln!("encoder chunks {chunks:?} {out}: rel L2 vs one-shot {e:.2e}");
-            assert!(e <= STREAM_FP32_FLOOR, "{chunks:?} {out}: {e}");
+            assert!(e <= bound, "{chunks:?} {out}: {e} > {bound}");
         }
     }
 }

@@ -300,14 +300,18 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Gguf> {
                 "data offset {offset} is not aligned to {alignment}"
             )));
         }
+        let nbytes = (numel / bs)
+            .checked_mul(ts)
+            .ok_or_else(|| terr(format!("dims {dims:?} of {} need more bytes than exist", ty.name())))?;
         pending.push(Pending {
             name,
             dims,
             ty,
             offset,
-            nbytes: numel / bs * ts,
+            nbytes,
         });
     }
+    // c.pos < file length and alignment ≤ 2^63, so this cannot overflow.
     let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
     let file_len = bytes.len() as u64;
     let mut tensors = Vec::with_capacity(pending.len());
@@ -578,6 +582,17 @@ mod tests {
         for n in 0..end {
             assert!(parse(p(), &f[..n]).is_err(), "prefix of {n} bytes parsed");
         }
+    }
+
+    #[test]
+    fn absurd_dims_are_an_error_not_an_overflow() {
+        // Found by cargo fuzz: numel fits in u64 but numel × type size does not.
+        let mut w = Writer::new();
+        w.add("huge", &[1 << 20, 1 << 42], GgmlType::F32, vec![]);
+        let mut f = Vec::new();
+        w.write(&mut f).unwrap();
+        let e = parse(p(), &f).unwrap_err().to_string();
+        assert!(e.contains("tensor 'huge'") && e.contains("more bytes than exist"), "{e}");
     }
 
     #[test]
