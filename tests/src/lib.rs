@@ -129,3 +129,70 @@ pub fn export_and_open(
 pub fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
+
+/// Write a SafeTensors copy of `src` holding only the tensors for which `keep(name)` is true.
+pub fn write_subset(src: &Path, dest: &Path, keep: impl Fn(&str) -> bool) {
+    let w = seedvae_weights::WeightFile::open(src).unwrap();
+    let kept: Vec<_> = w.tensors().iter().filter(|t| keep(&t.name)).collect();
+    let raws: Vec<(seedvae_weights::DType, Vec<u8>)> = kept
+        .iter()
+        .map(|t| {
+            let (d, b) = w.raw(&t.name).unwrap().expect("stored in place");
+            (d, b.to_vec())
+        })
+        .collect();
+    let wt: Vec<_> = kept
+        .iter()
+        .zip(&raws)
+        .map(|(t, (d, b))| seedvae_weights::safetensors::WriteTensor {
+            name: &t.name,
+            dtype: *d,
+            shape: &t.shape,
+            data: b,
+        })
+        .collect();
+    let mut f = std::fs::File::create(dest).unwrap();
+    seedvae_weights::safetensors::write(&mut f, &Default::default(), &wt).unwrap();
+}
+
+/// Export every form (decoder/encoder × fp32/fp16 × one-shot/streaming) of `weights` into `dir`.
+pub fn export_all_forms(
+    weights: &seedvae_weights::WeightFile,
+    dir: &Path,
+) -> Vec<(PathBuf, seedvae_onnx::Contract)> {
+    use seedvae_onnx::{ExportOptions, Precision};
+    let mut out = Vec::new();
+    for part in [
+        seedvae_weights::Part::Decoder,
+        seedvae_weights::Part::Encoder,
+    ] {
+        for precision in [Precision::Fp32, Precision::Fp16] {
+            for streaming in [false, true] {
+                let p = dir.join(format!("{part}_{}_{streaming}.onnx", precision.name()));
+                let (c, _) = seedvae_onnx::convert(
+                    weights,
+                    ExportOptions {
+                        part,
+                        precision,
+                        streaming,
+                    },
+                    &p,
+                    |_, _| {},
+                )
+                .unwrap();
+                out.push((p, c));
+            }
+        }
+    }
+    out
+}
+
+/// Run the `seedvae` binary at `exe`: (exit code, stdout, stderr).
+pub fn run_cli(exe: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(exe).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -15,14 +15,27 @@ const STREAM_BOUND: f64 = 1e-6;
 /// is not 0; streaming cannot be held to less than it. The prefixes only sample the shapes a
 /// streaming run uses (continuation chunks see others), hence the 1.5× margin on the floor; a
 /// wrong or missing state gives errors around 1e-1, five orders of magnitude above.
-fn one_shot_prefix_floor(b: &mut dyn Backend, input: &str, x: &Tensor, out: &str, prefixes: &[usize]) -> f64 {
+fn one_shot_prefix_floor(
+    b: &mut dyn Backend,
+    input: &str,
+    x: &Tensor,
+    out: &str,
+    prefixes: &[usize],
+) -> f64 {
     let full = b.run(&[(input, x)]).unwrap().remove(out).unwrap();
     prefixes
         .iter()
         .map(|&t| {
-            let part = b.run(&[(input, &slice_time(x, 0, t))]).unwrap().remove(out).unwrap();
+            let part = b
+                .run(&[(input, &slice_time(x, 0, t))])
+                .unwrap()
+                .remove(out)
+                .unwrap();
             let same = slice_time(&full, 0, part.shape[2]);
-            rel_l2(&to_f64(part.as_f32().unwrap()), &to_f64(same.as_f32().unwrap()))
+            rel_l2(
+                &to_f64(part.as_f32().unwrap()),
+                &to_f64(same.as_f32().unwrap()),
+            )
         })
         .fold(0.0, f64::max)
 }

@@ -9,28 +9,10 @@ use seedvae_weights::{Part, WeightFile};
 fn every_exported_form_passes_the_onnx_checker() {
     let dir = tempfile::tempdir().unwrap();
     let w = WeightFile::open(fixture("vae_tiny/weights.safetensors")).unwrap();
-    let mut paths = Vec::new();
-    for part in [Part::Decoder, Part::Encoder] {
-        for precision in [Precision::Fp32, Precision::Fp16] {
-            for streaming in [false, true] {
-                let p = dir
-                    .path()
-                    .join(format!("{part}_{}_{streaming}.onnx", precision.name()));
-                seedvae_onnx::convert(
-                    &w,
-                    ExportOptions {
-                        part,
-                        precision,
-                        streaming,
-                    },
-                    &p,
-                    |_, _| {},
-                )
-                .unwrap();
-                paths.push(p.to_str().unwrap().to_string());
-            }
-        }
-    }
+    let paths: Vec<String> = export_all_forms(&w, dir.path())
+        .into_iter()
+        .map(|(p, _)| p.to_str().unwrap().to_string())
+        .collect();
     let args: Vec<&str> = paths.iter().map(String::as_str).collect();
     let out = run_oracle("onnx_check.py", &args);
     assert_eq!(out.matches(": ok ir=10 opset=21").count(), 8, "{out}");

@@ -2,7 +2,6 @@
 //! time for sm_120 on this machine, which has no GPU.
 
 use seedvae_engine::{build_engine, load_libraries, BuildRequest, Range3, ShapeRange, Target};
-use seedvae_onnx::{ExportOptions, Precision};
 use seedvae_tests::*;
 use seedvae_weights::{Part, WeightFile};
 
@@ -15,8 +14,8 @@ fn every_form_parses_and_builds_for_sm120_without_a_gpu() {
     load_libraries(None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let w = WeightFile::open(fixture("vae_tiny/weights.safetensors")).unwrap();
-    for part in [Part::Decoder, Part::Encoder] {
-        let shapes = match part {
+    for (p, c) in export_all_forms(&w, dir.path()) {
+        let shapes = match c.part {
             Part::Decoder => ShapeRange {
                 t: r(1, 2, 3),
                 h: r(4, 8, 8),
@@ -28,40 +27,24 @@ fn every_form_parses_and_builds_for_sm120_without_a_gpu() {
                 w: r(16, 32, 32),
             },
         };
-        for precision in [Precision::Fp32, Precision::Fp16] {
-            for streaming in [false, true] {
-                let p = dir
-                    .path()
-                    .join(format!("{part}_{}_{streaming}.onnx", precision.name()));
-                let (c, _) = seedvae_onnx::convert(
-                    &w,
-                    ExportOptions {
-                        part,
-                        precision,
-                        streaming,
-                    },
-                    &p,
-                    |_, _| {},
-                )
-                .unwrap();
-                let req = BuildRequest {
-                    targets: vec![Target::Sm120],
-                    shapes,
-                    workspace_bytes: 1 << 30,
-                    detailed: false,
-                };
-                let t = std::time::Instant::now();
-                let out = build_engine(&std::fs::read(&p).unwrap(), &c, &req).unwrap_or_else(|e| {
-                    panic!("{part} {} streaming={streaming}: {e}", precision.name())
-                });
-                eprintln!(
-                    "{part} {} streaming={streaming}: engine {} bytes in {:.1}s",
-                    precision.name(),
-                    out.engine.len(),
-                    t.elapsed().as_secs_f64()
-                );
-                assert!(out.engine.len() > 100_000, "suspiciously small engine");
-            }
-        }
+        let req = BuildRequest {
+            targets: vec![Target::Sm120],
+            shapes,
+            workspace_bytes: 1 << 30,
+            detailed: false,
+        };
+        let t = std::time::Instant::now();
+        let what = p.file_name().unwrap().to_string_lossy().into_owned();
+        let out = build_engine(&std::fs::read(&p).unwrap(), &c, &req)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        eprintln!(
+            "{what}: engine {} bytes in {:.1}s",
+            out.engine.len(),
+            t.elapsed().as_secs_f64()
+        );
+        assert!(
+            out.engine.len() > 100_000,
+            "{what}: suspiciously small engine"
+        );
     }
 }

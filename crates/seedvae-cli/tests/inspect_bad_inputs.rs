@@ -5,18 +5,9 @@ use seedvae_tests::*;
 use seedvae_weights::gguf::{Value, Writer};
 use seedvae_weights::GgmlType;
 use std::path::Path;
-use std::process::Command;
 
 fn seedvae(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_seedvae"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_cli(env!("CARGO_BIN_EXE_seedvae"), args)
 }
 
 /// Inspect `bytes` written as `name`; assert failure and that the output mentions every `needle`.
@@ -131,28 +122,12 @@ fn safetensors_schema_problems_are_all_reported() {
         ],
     );
     // A missing tensor: rebuild the file without it (a header-only removal would leave a gap).
-    let w = seedvae_weights::WeightFile::open(fixture("vae_tiny/weights.safetensors")).unwrap();
-    let kept: Vec<_> = w
-        .tensors()
-        .iter()
-        .filter(|t| t.name != "encoder.conv_out.weight")
-        .collect();
-    let raws: Vec<Vec<u8>> = kept
-        .iter()
-        .map(|t| w.raw(&t.name).unwrap().unwrap().1.to_vec())
-        .collect();
-    let wt: Vec<_> = kept
-        .iter()
-        .zip(&raws)
-        .map(|(t, d)| seedvae_weights::safetensors::WriteTensor {
-            name: &t.name,
-            dtype: seedvae_weights::DType::F32,
-            shape: &t.shape,
-            data: d,
-        })
-        .collect();
-    let mut bytes = Vec::new();
-    seedvae_weights::safetensors::write(&mut bytes, &Default::default(), &wt).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("subset.safetensors");
+    write_subset(&fixture("vae_tiny/weights.safetensors"), &p, |n| {
+        n != "encoder.conv_out.weight"
+    });
+    let bytes = std::fs::read(&p).unwrap();
     expect_rejected(
         "missing.safetensors",
         &bytes,

@@ -300,9 +300,12 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Gguf> {
                 "data offset {offset} is not aligned to {alignment}"
             )));
         }
-        let nbytes = (numel / bs)
-            .checked_mul(ts)
-            .ok_or_else(|| terr(format!("dims {dims:?} of {} need more bytes than exist", ty.name())))?;
+        let nbytes = (numel / bs).checked_mul(ts).ok_or_else(|| {
+            terr(format!(
+                "dims {dims:?} of {} need more bytes than exist",
+                ty.name()
+            ))
+        })?;
         pending.push(Pending {
             name,
             dims,
@@ -592,7 +595,10 @@ mod tests {
         let mut f = Vec::new();
         w.write(&mut f).unwrap();
         let e = parse(p(), &f).unwrap_err().to_string();
-        assert!(e.contains("tensor 'huge'") && e.contains("more bytes than exist"), "{e}");
+        assert!(
+            e.contains("tensor 'huge'") && e.contains("more bytes than exist"),
+            "{e}"
+        );
     }
 
     #[test]

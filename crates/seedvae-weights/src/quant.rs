@@ -317,19 +317,20 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
+/// Effective (scale, min) of the two 32-element sub-blocks of 64-element chunk `c` (Q4_K/Q5_K).
+fn k4_pair(c: usize, d: f32, dmin: f32, scales: &[u8]) -> [(f32, f32); 2] {
+    [2 * c, 2 * c + 1].map(|j| {
+        let (sc, m) = scale_min_k4(j, scales);
+        (d * sc as f32, dmin * m as f32)
+    })
+}
+
 /// Q4_K: d, dmin, scales[12], qs[128].
 fn dequant_q4_k(b: &[u8], y: &mut [f32]) {
     let (d, dmin) = (h(b, 0), h(b, 2));
     let (scales, qs) = (&b[4..16], &b[16..144]);
     for (c, q) in qs.chunks_exact(32).enumerate() {
-        let (s1, m1) = scale_min_k4(2 * c, scales);
-        let (s2, m2) = scale_min_k4(2 * c + 1, scales);
-        let (d1, min1, d2, min2) = (
-            d * s1 as f32,
-            dmin * m1 as f32,
-            d * s2 as f32,
-            dmin * m2 as f32,
-        );
+        let [(d1, min1), (d2, min2)] = k4_pair(c, d, dmin, scales);
         for l in 0..32 {
             y[c * 64 + l] = d1 * (q[l] & 0xF) as f32 - min1;
             y[c * 64 + 32 + l] = d2 * (q[l] >> 4) as f32 - min2;
@@ -342,14 +343,7 @@ fn dequant_q5_k(b: &[u8], y: &mut [f32]) {
     let (d, dmin) = (h(b, 0), h(b, 2));
     let (scales, qh, qs) = (&b[4..16], &b[16..48], &b[48..176]);
     for (c, q) in qs.chunks_exact(32).enumerate() {
-        let (s1, m1) = scale_min_k4(2 * c, scales);
-        let (s2, m2) = scale_min_k4(2 * c + 1, scales);
-        let (d1, min1, d2, min2) = (
-            d * s1 as f32,
-            dmin * m1 as f32,
-            d * s2 as f32,
-            dmin * m2 as f32,
-        );
+        let [(d1, min1), (d2, min2)] = k4_pair(c, d, dmin, scales);
         let (u1, u2) = (1u8 << (2 * c), 2u8 << (2 * c));
         for l in 0..32 {
             let hi1 = if qh[l] & u1 != 0 { 16 } else { 0 };
