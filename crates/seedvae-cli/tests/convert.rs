@@ -128,3 +128,41 @@ fn unwritable_output_is_a_clear_error() {
     }
     assert_eq!(files(dir.path()), vec!["a_file"]);
 }
+
+#[test]
+fn inspect_prints_a_graph_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("enc.onnx");
+    let w = fixture("vae_tiny/weights.safetensors");
+    let (code, text) = seedvae(&[
+        "convert",
+        w.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--part",
+        "encoder",
+        "--streaming",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = seedvae(&["inspect", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("encoder fp32, streaming")
+            && text.contains("24 pairs")
+            && text.contains("latent_logvar"),
+        "{text}"
+    );
+    let (code, text) = seedvae(&["inspect", "--json", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("\"continuation\": \"continuation\""),
+        "{text}"
+    );
+    std::fs::write(&out, b"not a model").unwrap();
+    let (code, text) = seedvae(&["inspect", out.to_str().unwrap()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("enc.onnx") && text.contains("not an ONNX model"),
+        "{text}"
+    );
+}
