@@ -14,9 +14,11 @@
 pub mod blocks;
 pub mod contract;
 pub mod export;
+pub mod fp8;
 pub mod graph;
 pub mod ops;
 pub mod proto;
+pub mod quantize;
 pub mod write;
 
 pub use contract::{Contract, Precision, StateSpec, TensorIo};

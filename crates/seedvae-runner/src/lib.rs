@@ -8,6 +8,7 @@
 //! `seedvae-onnx`), engine building. No networking code, by construction.
 
 pub mod backend;
+pub mod calibrate;
 pub mod libs;
 pub mod ort_backend;
 pub mod stream;

@@ -36,12 +36,22 @@ pub struct OrtBackend {
 impl OrtBackend {
     /// Open a seedvae-exported model on the CPU with `threads` intra-op threads (0: all cores).
     pub fn open(model: &Path, threads: usize) -> Result<Self, Error> {
-        let (contract, _) = seedvae_onnx::read_contract(model)?;
+        let (contract, md) = seedvae_onnx::read_contract(model)?;
+        let quantized = md
+            .iter()
+            .any(|(k, _)| k == seedvae_onnx::meta::QUANTIZATION);
         let env = environment(None)?;
         let ctx = |e: ort::Error| Error::Backend(format!("{}: ONNX Runtime: {e}", model.display()));
         let mut b = Session::builder(env).map_err(ctx)?;
         if threads > 0 {
             b = b.with_intra_threads(threads).map_err(|e| ctx(e.into()))?;
+        }
+        if quantized {
+            // Run Q/DQ literally (simulated FP8): ORT's QDQ fusions target int8 kernels and
+            // have none for FP8 (e.g. MatMulIntegerToFloat rejects float8e4m3fn).
+            b = b
+                .with_config_entry("session.disable_quant_qdq", "1")
+                .map_err(|e| ctx(e.into()))?;
         }
         let session = b.commit_from_file(model).map_err(ctx)?;
         Ok(OrtBackend {
