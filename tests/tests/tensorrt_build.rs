@@ -48,3 +48,123 @@ fn every_form_parses_and_builds_for_sm120_without_a_gpu() {
         );
     }
 }
+
+/// A calibrated FP8 (Q/DQ on fp16) graph of the tiny decoder, written to `dir`.
+fn fp8_decoder(
+    w: &WeightFile,
+    dir: &std::path::Path,
+    streaming: bool,
+) -> (
+    std::path::PathBuf,
+    seedvae_onnx::Contract,
+    seedvae_onnx::quantize::QdqStats,
+) {
+    use seedvae_onnx::quantize::{self, DEFAULT_KEEP};
+    use seedvae_onnx::{ExportOptions, Precision};
+    let (s, v) = fixture_tensor("vae_tiny/latent_t3_8x8.safetensors", "latent");
+    let z = seedvae_runner::Tensor::f32(s, v.iter().map(|&x| x as f32).collect());
+    let keep: Vec<String> = DEFAULT_KEEP.iter().map(|s| s.to_string()).collect();
+    let amax = seedvae_runner::calibrate::calibrate(w, Part::Decoder, &[z], &keep).unwrap();
+    let (mut g, c) = seedvae_onnx::export::build(
+        w,
+        ExportOptions {
+            part: Part::Decoder,
+            precision: Precision::Fp16,
+            streaming,
+        },
+    )
+    .unwrap();
+    let sites = quantize::sites(&g, &keep);
+    let stats = quantize::insert_fp8(&mut g, &sites, &amax).unwrap();
+    let p = dir.join(format!("fp8_{streaming}.onnx"));
+    let mut md = seedvae_onnx::metadata(w, String::new(), &c);
+    md.push((seedvae_onnx::meta::QUANTIZATION.into(), "fp8-e4m3".into()));
+    seedvae_onnx::write::write_model(&g, || Ok(md), &p, u64::MAX, |_, _| {}).unwrap();
+    (p, c, stats)
+}
+
+#[test]
+fn fp8_decoder_builds_for_sm120_with_fp8_convolutions_and_is_refused_for_sm86() {
+    load_libraries(None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let w = WeightFile::open(fixture("vae_tiny/weights.safetensors")).unwrap();
+    let shapes = ShapeRange {
+        t: r(1, 2, 3),
+        h: r(4, 8, 8),
+        w: r(4, 8, 8),
+    };
+    for streaming in [false, true] {
+        let (p, c, stats) = fp8_decoder(&w, dir.path(), streaming);
+        let bytes = std::fs::read(&p).unwrap();
+        let req = BuildRequest {
+            targets: vec![Target::Sm120],
+            shapes,
+            workspace_bytes: 1 << 30,
+            detailed: true,
+        };
+        let out = build_engine(&bytes, &c, &req).unwrap();
+        let layers = seedvae_engine::summarize_layers(&out.log)
+            .expect("detailed build log has a layer dump");
+        eprintln!(
+            "fp8 streaming={streaming}: {layers:?}, pass: {stats:?}, engine {} bytes",
+            out.engine.len()
+        );
+        assert_eq!(
+            layers.fp8_convolutions, stats.quantized_convs,
+            "every quantized conv runs in FP8"
+        );
+        assert_eq!(
+            layers.convolutions,
+            stats.quantized_convs + stats.kept_high_precision
+        );
+        assert_eq!(layers.fp8_matmuls, stats.quantized_matmuls);
+        let e = build_engine(
+            &bytes,
+            &c,
+            &BuildRequest {
+                targets: vec![Target::Sm120, Target::Sm86],
+                ..req
+            },
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("sm_86") && e.contains("fp16"), "{e}");
+    }
+    // The fp16 graph has no FP8 layers.
+    let (_, c16) = seedvae_onnx::export::build(
+        &w,
+        seedvae_onnx::ExportOptions {
+            part: Part::Decoder,
+            precision: seedvae_onnx::Precision::Fp16,
+            streaming: false,
+        },
+    )
+    .unwrap();
+    let p = dir.path().join("fp16.onnx");
+    let md = seedvae_onnx::metadata(&w, String::new(), &c16);
+    let (g16, _) = seedvae_onnx::export::build(
+        &w,
+        seedvae_onnx::ExportOptions {
+            part: Part::Decoder,
+            precision: seedvae_onnx::Precision::Fp16,
+            streaming: false,
+        },
+    )
+    .unwrap();
+    seedvae_onnx::write::write_model(&g16, || Ok(md), &p, u64::MAX, |_, _| {}).unwrap();
+    let req = BuildRequest {
+        targets: vec![Target::Sm120],
+        shapes,
+        workspace_bytes: 1 << 30,
+        detailed: true,
+    };
+    let out = build_engine(&std::fs::read(&p).unwrap(), &c16, &req).unwrap();
+    let layers = seedvae_engine::summarize_layers(&out.log).unwrap();
+    assert_eq!(
+        (layers.fp8_convolutions, layers.fp8_matmuls),
+        (0, 0),
+        "{layers:?}"
+    );
+    assert!(layers.convolutions >= 37, "{layers:?}");
+}

@@ -58,6 +58,11 @@ impl Target {
             })
     }
 
+    /// Whether the architecture has FP8 tensor cores (Ada sm_89, Blackwell sm_120).
+    pub fn has_fp8(self) -> bool {
+        matches!(self, Target::Sm89 | Target::Sm120)
+    }
+
     fn trt(self) -> trtx::ComputeCapability {
         match self {
             Target::Sm75 => trtx::ComputeCapability::kSM75,
@@ -185,12 +190,42 @@ fn dims64(v: &[i64]) -> trtx::trtx_sys::Dims64 {
     trtx::trtx_sys::Dims64::from_slice(v)
 }
 
+/// Refuse FP8 graphs for targets without FP8 tensor cores, before TensorRT-RTX does with a
+/// less helpful message.
+pub fn check_targets(fp8: bool, targets: &[Target]) -> Result<(), Error> {
+    if targets.is_empty() {
+        return Err(Error::Config(
+            "no target GPU architecture given (e.g. --target sm_120)".into(),
+        ));
+    }
+    if fp8 {
+        let bad: Vec<&str> = targets
+            .iter()
+            .filter(|t| !t.has_fp8())
+            .map(|t| t.name())
+            .collect();
+        if !bad.is_empty() {
+            return Err(Error::Config(format!(
+                "FP8 needs FP8 tensor cores: sm_89 (RTX 40) or sm_120 (RTX 50); {} has none. Build --precision fp16 for {}",
+                bad.join(", "),
+                if bad.len() == 1 { "it" } else { "them" }
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Build a serialized engine from ONNX bytes with a known contract.
 pub fn build_engine(
     onnx: &[u8],
     contract: &Contract,
     req: &BuildRequest,
 ) -> Result<BuildOutput, Error> {
+    let md = seedvae_onnx::write::read_metadata(onnx)?;
+    let fp8 = md
+        .iter()
+        .any(|(k, v)| k == seedvae_onnx::meta::QUANTIZATION && v.starts_with("fp8"));
+    check_targets(fp8, &req.targets)?;
     let lines = Arc::new(Mutex::new(Vec::new()));
     let logger = Logger::new(Capture {
         lines: lines.clone(),

@@ -8,11 +8,13 @@
 //! `seedvae-onnx` contract), running engines (the runner's job), the CLI. No network code.
 
 pub mod build;
+pub mod layers;
 pub mod libs;
 
 pub use build::{
     build_engine, load_libraries, BuildOutput, BuildRequest, Range3, ShapeRange, Target,
 };
+pub use layers::{summarize as summarize_layers, LayerSummary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
