@@ -1,9 +1,9 @@
 //! FP8 quality without a GPU: the Q/DQ graph runs on ONNX Runtime's CPU provider and is compared
 //! with the fp32 graph (PSNR over the [-1, 1] pixel range, so peak-to-peak 2).
 
-use seedvae_onnx::quantize::{self, DEFAULT_KEEP};
+use seedvae_onnx::quantize::DEFAULT_KEEP;
 use seedvae_onnx::{ExportOptions, Precision};
-use seedvae_runner::calibrate::calibrate;
+use seedvae_runner::calibrate::export_fp8;
 use seedvae_runner::{Backend, OrtBackend, Tensor};
 use seedvae_tests::*;
 use seedvae_weights::{Part, WeightFile};
@@ -31,13 +31,6 @@ fn fp8_decoder_quality_on_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let w = WeightFile::open(fixture("vae_tiny/weights.safetensors")).unwrap();
     let keep: Vec<String> = DEFAULT_KEEP.iter().map(|s| s.to_string()).collect();
-    let amax = calibrate(
-        &w,
-        Part::Decoder,
-        &[latent("t2_8x8"), latent("t1_8x8")],
-        &keep,
-    )
-    .unwrap();
     let mut b32 = export_and_open(
         &fixture("vae_tiny/weights.safetensors"),
         dir.path(),
@@ -60,17 +53,14 @@ fn fp8_decoder_quality_on_the_cpu() {
         (Precision::Fp32, "fp8_on_fp32.onnx"),
         (Precision::Fp16, "fp8_on_fp16.onnx"),
     ] {
-        let (mut g, c) = seedvae_onnx::export::build(
-            &w,
-            ExportOptions {
-                part: Part::Decoder,
-                precision: act,
-                streaming: false,
-            },
-        )
-        .unwrap();
-        let sites = quantize::sites(&g, &keep);
-        let stats = quantize::insert_fp8(&mut g, &sites, &amax).unwrap();
+        let p = dir.path().join(name);
+        let opts = ExportOptions {
+            part: Part::Decoder,
+            precision: act,
+            streaming: false,
+        };
+        let (_, stats) =
+            export_fp8(&w, opts, &[latent("t2_8x8"), latent("t1_8x8")], &keep, &p).unwrap();
         let convs = w
             .tensors()
             .iter()
@@ -87,10 +77,6 @@ fn fp8_decoder_quality_on_the_cpu() {
             "{stats:?}"
         );
         assert_eq!(stats.quantized_matmuls, 4, "{stats:?}");
-        let p = dir.path().join(name);
-        let mut md = seedvae_onnx::metadata(&w, w.content_hash(), &c);
-        md.push((seedvae_onnx::meta::QUANTIZATION.into(), "fp8-e4m3".into()));
-        seedvae_onnx::write::write_model(&g, || Ok(md), &p, u64::MAX, |_, _| {}).unwrap();
         let mut b8 = OrtBackend::open(&p, 2).unwrap();
         for case in ["t3_8x8", "t2_6x10"] {
             let z = latent(case);

@@ -59,27 +59,20 @@ fn fp8_decoder(
     seedvae_onnx::Contract,
     seedvae_onnx::quantize::QdqStats,
 ) {
-    use seedvae_onnx::quantize::{self, DEFAULT_KEEP};
     use seedvae_onnx::{ExportOptions, Precision};
     let (s, v) = fixture_tensor("vae_tiny/latent_t3_8x8.safetensors", "latent");
     let z = seedvae_runner::Tensor::f32(s, v.iter().map(|&x| x as f32).collect());
-    let keep: Vec<String> = DEFAULT_KEEP.iter().map(|s| s.to_string()).collect();
-    let amax = seedvae_runner::calibrate::calibrate(w, Part::Decoder, &[z], &keep).unwrap();
-    let (mut g, c) = seedvae_onnx::export::build(
-        w,
-        ExportOptions {
-            part: Part::Decoder,
-            precision: Precision::Fp16,
-            streaming,
-        },
-    )
-    .unwrap();
-    let sites = quantize::sites(&g, &keep);
-    let stats = quantize::insert_fp8(&mut g, &sites, &amax).unwrap();
+    let keep: Vec<String> = seedvae_onnx::quantize::DEFAULT_KEEP
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let p = dir.join(format!("fp8_{streaming}.onnx"));
-    let mut md = seedvae_onnx::metadata(w, String::new(), &c);
-    md.push((seedvae_onnx::meta::QUANTIZATION.into(), "fp8-e4m3".into()));
-    seedvae_onnx::write::write_model(&g, || Ok(md), &p, u64::MAX, |_, _| {}).unwrap();
+    let opts = ExportOptions {
+        part: Part::Decoder,
+        precision: Precision::Fp16,
+        streaming,
+    };
+    let (c, stats) = seedvae_runner::calibrate::export_fp8(w, opts, &[z], &keep, &p).unwrap();
     (p, c, stats)
 }
 
@@ -132,27 +125,13 @@ fn fp8_decoder_builds_for_sm120_with_fp8_convolutions_and_is_refused_for_sm86() 
         assert!(e.contains("sm_86") && e.contains("fp16"), "{e}");
     }
     // The fp16 graph has no FP8 layers.
-    let (_, c16) = seedvae_onnx::export::build(
-        &w,
-        seedvae_onnx::ExportOptions {
-            part: Part::Decoder,
-            precision: seedvae_onnx::Precision::Fp16,
-            streaming: false,
-        },
-    )
-    .unwrap();
     let p = dir.path().join("fp16.onnx");
-    let md = seedvae_onnx::metadata(&w, String::new(), &c16);
-    let (g16, _) = seedvae_onnx::export::build(
-        &w,
-        seedvae_onnx::ExportOptions {
-            part: Part::Decoder,
-            precision: seedvae_onnx::Precision::Fp16,
-            streaming: false,
-        },
-    )
-    .unwrap();
-    seedvae_onnx::write::write_model(&g16, || Ok(md), &p, u64::MAX, |_, _| {}).unwrap();
+    let opts = seedvae_onnx::ExportOptions {
+        part: Part::Decoder,
+        precision: seedvae_onnx::Precision::Fp16,
+        streaming: false,
+    };
+    let (c16, _) = seedvae_onnx::convert(&w, opts, &p, |_, _| {}).unwrap();
     let req = BuildRequest {
         targets: vec![Target::Sm120],
         shapes,

@@ -52,3 +52,31 @@ pub fn calibrate(
     let _ = std::fs::remove_file(&path);
     result
 }
+
+/// Export `part` of `w` as an FP8 graph: the `precision` graph (fp16 for engines) with Q/DQ at
+/// every site outside `keep`, activation ranges calibrated on `inputs`. Written to `out`.
+pub fn export_fp8(
+    w: &WeightFile,
+    opts: ExportOptions,
+    inputs: &[Tensor],
+    keep: &[String],
+    out: &std::path::Path,
+) -> Result<(seedvae_onnx::Contract, quantize::QdqStats), Error> {
+    let amax = calibrate(w, opts.part, inputs, keep)?;
+    let (mut g, c) = seedvae_onnx::export::build(w, opts)?;
+    let sites = quantize::sites(&g, keep);
+    let stats = quantize::insert_fp8(&mut g, &sites, &amax)?;
+    let md = || {
+        let mut md = seedvae_onnx::metadata(w, w.content_hash(), &c);
+        md.push((seedvae_onnx::meta::QUANTIZATION.into(), "fp8-e4m3".into()));
+        Ok(md)
+    };
+    seedvae_onnx::write::write_model(
+        &g,
+        md,
+        out,
+        seedvae_onnx::write::EXTERNAL_DATA_THRESHOLD,
+        |_, _| {},
+    )?;
+    Ok((c, stats))
+}
