@@ -120,12 +120,3 @@ pub fn read_contract(path: &Path) -> Result<(Contract, Vec<(String, String)>), E
     })?;
     Ok((c, md))
 }
-
-/// Which parts a weight file can export.
-pub fn parts(w: &WeightFile) -> Vec<Part> {
-    let v = w.report().variant;
-    [Part::Decoder, Part::Encoder]
-        .into_iter()
-        .filter(|p| v.has(*p))
-        .collect()
-}
