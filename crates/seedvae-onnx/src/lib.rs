@@ -25,7 +25,7 @@ pub use contract::{Contract, Precision, StateSpec, TensorIo};
 pub use export::ExportOptions;
 pub use graph::{Dim, Elem, Graph};
 
-use seedvae_weights::{Part, WeightFile};
+use seedvae_weights::WeightFile;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
