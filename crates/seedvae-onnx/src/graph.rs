@@ -132,6 +132,20 @@ pub fn value_info(name: &str, elem: Elem, dims: &[Dim]) -> ValueInfoProto {
     }
 }
 
+/// A tensor value of any rank and shape (e.g. debug/calibration outputs).
+pub fn value_info_any_shape(name: &str, elem: Elem) -> ValueInfoProto {
+    use proto::{TypeProto, TypeProtoTensor};
+    ValueInfoProto {
+        name: name.to_string(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor {
+                elem_type: elem.onnx(),
+                shape: None,
+            }),
+        }),
+    }
+}
+
 #[derive(Default)]
 pub struct Graph<'w> {
     pub nodes: Vec<Node>,

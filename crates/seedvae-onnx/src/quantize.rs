@@ -9,7 +9,7 @@
 //! sites under the `keep` module prefixes (by default the decoder's full-resolution last block
 //! and conv_out, where FP8 error would reach the pixels directly).
 
-use crate::graph::{value_info, Blob, Elem, Graph, InitData, Node};
+use crate::graph::{value_info_any_shape, Blob, Elem, Graph, InitData, Node};
 use crate::{fp8, Error};
 use std::collections::{HashMap, HashSet};
 
@@ -61,16 +61,7 @@ pub fn expose_activations(g: &mut Graph, sites: &[Site]) -> Vec<(String, String)
         let elem = g.find_init(&s.weight).map_or(Elem::F32, |i| i.elem);
         let name = format!("calib.{}", s.node);
         g.identity(&s.act, &name);
-        g.outputs.push(value_info(&name, elem, &[]));
-        // An empty dims list would mean a scalar: drop the shape so any rank is accepted.
-        if let Some(t) = g
-            .outputs
-            .last_mut()
-            .and_then(|v| v.r#type.as_mut())
-            .and_then(|t| t.tensor_type.as_mut())
-        {
-            t.shape = None;
-        }
+        g.outputs.push(value_info_any_shape(&name, elem));
         out.push((s.node.clone(), name));
     }
     out

@@ -6,12 +6,14 @@
 use crate::backend::Backend;
 use crate::tensor::Tensor;
 use crate::Error;
+use seedvae_onnx::Contract;
 use std::collections::HashMap;
 
 pub struct Streamer<'b> {
     backend: &'b mut dyn Backend,
+    /// The backend's contract, copied once (the backend is borrowed mutably while running).
+    contract: Contract,
     states: Option<Vec<Tensor>>,
-    chunks: usize,
 }
 
 impl<'b> Streamer<'b> {
@@ -22,17 +24,18 @@ impl<'b> Streamer<'b> {
                     .into(),
             ));
         }
+        let contract = backend.contract().clone();
         Ok(Streamer {
             backend,
+            contract,
             states: None,
-            chunks: 0,
         })
     }
 
     /// Feed the next chunk (`[1, C, T, H, W]` under the contract's first input name); returns the
     /// public outputs of this chunk.
     pub fn step(&mut self, input: &Tensor) -> Result<HashMap<String, Tensor>, Error> {
-        let c = self.backend.contract().clone();
+        let c = &self.contract;
         let first_in = &c.inputs[0];
         if input.shape.len() != 5 {
             return Err(Error::Input(format!(
@@ -73,7 +76,6 @@ impl<'b> Streamer<'b> {
             );
         }
         self.states = Some(next);
-        self.chunks += 1;
         Ok(out)
     }
 
