@@ -107,11 +107,21 @@ pub fn fixture_tensor(file: &str, name: &str) -> (Vec<usize>, Vec<f64>) {
     (t.shape.clone(), w.f64(name).unwrap())
 }
 
-/// Export `part` of `weights` into `dir` and open it on the ORT CPU backend.
+/// Export `part` of `weights` into `dir` and open it on the ORT CPU backend (2 threads).
 pub fn export_and_open(
     weights: &std::path::Path,
     dir: &std::path::Path,
     opts: seedvae_onnx::ExportOptions,
+) -> seedvae_runner::OrtBackend {
+    export_and_open_threads(weights, dir, opts, 2)
+}
+
+/// [`export_and_open`] with `threads` intra-op threads.
+pub fn export_and_open_threads(
+    weights: &std::path::Path,
+    dir: &std::path::Path,
+    opts: seedvae_onnx::ExportOptions,
+    threads: usize,
 ) -> seedvae_runner::OrtBackend {
     let w = seedvae_weights::WeightFile::open(weights).unwrap();
     let name = format!(
@@ -122,8 +132,10 @@ pub fn export_and_open(
         if opts.streaming { "stream" } else { "oneshot" }
     );
     let out = dir.join(name);
-    seedvae_onnx::convert(&w, opts, &out, |_, _| {}).unwrap();
-    seedvae_runner::OrtBackend::open(&out, 2).unwrap()
+    if !out.exists() {
+        seedvae_onnx::convert(&w, opts, &out, |_, _| {}).unwrap();
+    }
+    seedvae_runner::OrtBackend::open(&out, threads).unwrap()
 }
 
 pub fn to_f64(v: &[f32]) -> Vec<f64> {

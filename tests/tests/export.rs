@@ -6,7 +6,7 @@ use seedvae_runner::{Backend, Tensor};
 use seedvae_tests::*;
 use seedvae_weights::Part;
 
-/// Issue 3's bound for streaming vs one-shot.
+/// Issue 3's bound for streaming vs one-shot (see [`Bound::Strict`]).
 const STREAM_BOUND: f64 = 1e-6;
 
 /// ONNX Runtime's own fp32 reproducibility across clip lengths: one-shot runs on the first `t`
@@ -146,27 +146,44 @@ fn stream_run(b: &mut dyn Backend, x: &Tensor, chunks: &[usize], out: &str) -> T
     concat_time(&parts)
 }
 
-#[test]
-fn streaming_decoder_equals_one_shot() {
+/// How a streaming test holds streaming to one-shot.
+#[derive(Clone, Copy)]
+enum Bound {
+    /// Issue 3's bound. Exact arithmetic makes the two equal; in floating point they are equal
+    /// when every kernel accumulates each output in the same order whatever the clip length.
+    /// ORT's CPU SGEMM (MLAS) widens its K blocking when a GEMM's N (the output positions one
+    /// thread sees) falls under 128, and splits N across threads by its size; so these runs use
+    /// one thread and at least 128 positions per frame at every level. Then nothing but the
+    /// carried state distinguishes a chunk from the same frames of a one-shot run.
+    Strict,
+    /// Any shape, several threads: within 1.5× the backend's own one-shot prefix floor.
+    Floor,
+}
+
+fn check_streaming_decoder(bound: Bound, threads: usize, h: usize, w: usize) {
     let dir = tempfile::tempdir().unwrap();
     let weights = fixture("vae_tiny/weights.safetensors");
-    let mut one = export_and_open(
-        &weights,
-        dir.path(),
-        opts(Part::Decoder, Precision::Fp32, false),
-    );
-    let mut st = export_and_open(
-        &weights,
-        dir.path(),
-        opts(Part::Decoder, Precision::Fp32, true),
-    );
+    let open = |streaming| {
+        export_and_open_threads(
+            &weights,
+            dir.path(),
+            opts(Part::Decoder, Precision::Fp32, streaming),
+            threads,
+        )
+    };
+    let (mut one, mut st) = (open(false), open(true));
     assert_eq!(st.contract().states.len(), 33);
-    let z = random_latent(5, 6, 4, 11);
+    let z = random_latent(5, h, w, 11);
     let full = run1(&mut one, "latent", &z, "video");
-    assert_eq!(full.shape, vec![1, 3, 17, 48, 32]);
-    let floor = one_shot_prefix_floor(&mut one, "latent", &z, "video", &[1, 2, 3, 4]);
-    let bound = STREAM_BOUND.max(1.5 * floor);
-    eprintln!("decoder: one-shot prefix floor {floor:.2e}, bound {bound:.2e}");
+    assert_eq!(full.shape, vec![1, 3, 17, 8 * h, 8 * w]);
+    let limit = match bound {
+        Bound::Strict => STREAM_BOUND,
+        Bound::Floor => {
+            let floor = one_shot_prefix_floor(&mut one, "latent", &z, "video", &[1, 2, 3, 4]);
+            eprintln!("decoder: one-shot prefix floor {floor:.2e}");
+            STREAM_BOUND.max(1.5 * floor)
+        }
+    };
     for chunks in [
         vec![5],
         vec![1, 1, 1, 1, 1],
@@ -174,14 +191,27 @@ fn streaming_decoder_equals_one_shot() {
         vec![3, 2],
         vec![1, 4],
         vec![2, 1, 2],
+        vec![1, 3, 1],
     ] {
         let y = stream_run(&mut st, &z, &chunks, "video");
         assert_eq!(y.shape, full.shape, "{chunks:?}");
         let e = rel_l2(&to_f64(&y.to_f32()), &to_f64(full.as_f32().unwrap()));
-        eprintln!("decoder chunks {chunks:?}: rel L2 vs one-shot {e:.2e}");
-        // A state bug gives errors near 1e-1; rounding stays within the backend's own floor.
-        assert!(e <= bound, "{chunks:?}: {e} > {bound}");
+        eprintln!(
+            "decoder {threads} thread(s) {h}x{w} chunks {chunks:?}: rel L2 vs one-shot {e:.2e}"
+        );
+        // A state bug gives errors near 1e-1.
+        assert!(e <= limit, "{chunks:?}: {e} > {limit}");
     }
+}
+
+#[test]
+fn streaming_decoder_equals_one_shot() {
+    check_streaming_decoder(Bound::Strict, 1, 16, 8);
+}
+
+#[test]
+fn streaming_decoder_stays_within_the_backends_floor_on_any_shape() {
+    check_streaming_decoder(Bound::Floor, 2, 6, 4);
 }
 
 #[test]
@@ -203,42 +233,58 @@ fn streaming_decoder_matches_the_fp64_golden_like_one_shot() {
     }
 }
 
-#[test]
-fn streaming_encoder_equals_one_shot() {
+fn check_streaming_encoder(bound: Bound, threads: usize, h: usize, w: usize) {
     let dir = tempfile::tempdir().unwrap();
     let weights = fixture("vae_tiny/weights.safetensors");
-    let mut one = export_and_open(
-        &weights,
-        dir.path(),
-        opts(Part::Encoder, Precision::Fp32, false),
-    );
-    let mut st = export_and_open(
-        &weights,
-        dir.path(),
-        opts(Part::Encoder, Precision::Fp32, true),
-    );
+    let open = |streaming| {
+        export_and_open_threads(
+            &weights,
+            dir.path(),
+            opts(Part::Encoder, Precision::Fp32, streaming),
+            threads,
+        )
+    };
+    let (mut one, mut st) = (open(false), open(true));
     assert_eq!(st.contract().states.len(), 24);
     let mut r = seedvae_weights::synth::Rng::new(5);
-    let mut v = vec![0f32; 3 * 13 * 32 * 16];
+    let mut v = vec![0f32; 3 * 13 * h * w];
     r.fill_normal(&mut v);
     v.iter_mut().for_each(|x| *x = x.tanh());
-    let x = Tensor::f32(vec![1, 3, 13, 32, 16], v);
+    let x = Tensor::f32(vec![1, 3, 13, h, w], v);
     let full = one.run(&[("video", &x)]).unwrap();
-    let floor = ["latent_mean", "latent_logvar"]
-        .iter()
-        .map(|o| one_shot_prefix_floor(&mut one, "video", &x, o, &[5, 9]))
-        .fold(0.0, f64::max);
-    let bound = STREAM_BOUND.max(1.5 * floor);
-    eprintln!("encoder: one-shot prefix floor {floor:.2e}, bound {bound:.2e}");
+    let limit = match bound {
+        Bound::Strict => STREAM_BOUND,
+        Bound::Floor => {
+            let floor = ["latent_mean", "latent_logvar"]
+                .iter()
+                .map(|o| one_shot_prefix_floor(&mut one, "video", &x, o, &[5, 9]))
+                .fold(0.0, f64::max);
+            eprintln!("encoder: one-shot prefix floor {floor:.2e}");
+            STREAM_BOUND.max(1.5 * floor)
+        }
+    };
     for chunks in [vec![13], vec![5, 4, 4], vec![9, 4], vec![5, 8]] {
         for out in ["latent_mean", "latent_logvar"] {
             let y = stream_run(&mut st, &x, &chunks, out);
             assert_eq!(y.shape, full[out].shape, "{chunks:?}");
             let e = rel_l2(&to_f64(&y.to_f32()), &to_f64(full[out].as_f32().unwrap()));
-            eprintln!("encoder chunks {chunks:?} {out}: rel L2 vs one-shot {e:.2e}");
-            assert!(e <= bound, "{chunks:?} {out}: {e} > {bound}");
+            eprintln!(
+                "encoder {threads} thread(s) {h}x{w} chunks {chunks:?} {out}: rel L2 vs one-shot {e:.2e}"
+            );
+            assert!(e <= limit, "{chunks:?} {out}: {e} > {limit}");
         }
     }
+}
+
+#[test]
+fn streaming_encoder_equals_one_shot() {
+    // 128×64 pixels keep 128 positions per frame down to the latent (16×8).
+    check_streaming_encoder(Bound::Strict, 1, 128, 64);
+}
+
+#[test]
+fn streaming_encoder_stays_within_the_backends_floor_on_any_shape() {
+    check_streaming_encoder(Bound::Floor, 2, 32, 16);
 }
 
 #[test]
