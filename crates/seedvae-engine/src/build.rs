@@ -76,6 +76,7 @@ impl Target {
 
 /// min / opt / max of one dimension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Range3 {
     pub min: usize,
     pub opt: usize,
@@ -85,6 +86,7 @@ pub struct Range3 {
 /// The dynamic shape range of a part's main input: T (frames or latent frames), H, W (latent
 /// units for the decoder, pixels for the encoder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ShapeRange {
     pub t: Range3,
     pub h: Range3,

@@ -10,11 +10,13 @@
 pub mod build;
 pub mod layers;
 pub mod libs;
+pub mod profile;
 
 pub use build::{
     build_engine, load_libraries, BuildOutput, BuildRequest, Range3, ShapeRange, Target,
 };
 pub use layers::{summarize as summarize_layers, LayerSummary};
+pub use profile::{EnginePrecision, Profile, DEFAULT_PROFILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
