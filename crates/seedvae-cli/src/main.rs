@@ -38,6 +38,8 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// Convert weights to an ONNX graph of the decoder or encoder (one-shot or streaming).
     Convert(commands::convert::Args),
+    /// Build (or fetch from the cache) a TensorRT-RTX engine for an RTX GPU; no GPU needed.
+    Build(commands::build::Args),
     /// Write a random-weight checkpoint with the exact SeedVR2 VAE names and shapes.
     Synth(commands::synth::Args),
     /// Run the whole pipeline on a built-in default (a tiny random VAE) and say what each step produced.
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect::run(a, &ui),
         Command::Synth(a) => commands::synth::run(a, &ui),
         Command::Convert(a) => commands::convert::run(a, &ui),
+        Command::Build(a) => commands::build::run(a, &ui),
         Command::Demo(a) => commands::demo::run(a, &ui),
     };
     match result {

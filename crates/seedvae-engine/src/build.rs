@@ -135,9 +135,44 @@ impl trtx::logger::LogHandler for Capture {
     }
 }
 
-/// Load the TensorRT-RTX runtime and ONNX parser libraries once per process.
-pub fn load_libraries(dir: Option<&Path>) -> Result<(), Error> {
-    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+/// The TensorRT-RTX libraries this process loaded.
+#[derive(Debug, Clone)]
+pub struct Libraries {
+    pub runtime: std::path::PathBuf,
+    pub parser: std::path::PathBuf,
+    /// The runtime's own version, `major.minor.patch.build` (e.g. 1.7.1.116); engines are only
+    /// valid for the version that built them.
+    pub version: String,
+}
+
+/// Ask the loaded runtime library for its version (`getInferLibVersion`: major·10000 + minor·100
+/// + patch; `getInferLibBuildVersion`: the build number).
+fn library_version(rt: &Path) -> Result<String, String> {
+    // SAFETY: the library is already loaded by trtx (this only takes another reference), and
+    // both symbols are `int32_t (void)` C functions exported by every TensorRT-RTX runtime.
+    unsafe {
+        let lib = libloading::Library::new(rt).map_err(|e| format!("{}: {e}", rt.display()))?;
+        let v: libloading::Symbol<unsafe extern "C" fn() -> i32> = lib
+            .get(b"getInferLibVersion\0")
+            .map_err(|e| format!("{}: not a TensorRT-RTX runtime ({e})", rt.display()))?;
+        let v = v();
+        let build = lib
+            .get::<unsafe extern "C" fn() -> i32>(b"getInferLibBuildVersion\0")
+            .map(|f| f())
+            .unwrap_or(0);
+        Ok(format!(
+            "{}.{}.{}.{build}",
+            v / 10000,
+            (v / 100) % 100,
+            v % 100
+        ))
+    }
+}
+
+/// Load the TensorRT-RTX runtime and ONNX parser libraries once per process (`dir`: an explicit
+/// folder; else `$SEEDVAE_TENSORRT_DIR`, else the setup venv).
+pub fn load_libraries(dir: Option<&Path>) -> Result<&'static Libraries, Error> {
+    static LOADED: std::sync::OnceLock<Result<Libraries, String>> = std::sync::OnceLock::new();
     LOADED
         .get_or_init(|| {
             let (rt, parser) = crate::libs::tensorrt(dir)?;
@@ -145,11 +180,16 @@ pub fn load_libraries(dir: Option<&Path>) -> Result<(), Error> {
                 .map_err(|e| format!("cannot load {}: {e}", rt.display()))?;
             trtx::dynamically_load_tensorrt_onnxparser(Some(&parser))
                 .map_err(|e| format!("cannot load {}: {e}", parser.display()))?;
-            tracing::debug!("TensorRT-RTX loaded from {}", rt.display());
-            Ok(())
+            let version = library_version(&rt)?;
+            tracing::debug!("TensorRT-RTX {version} loaded from {}", rt.display());
+            Ok(Libraries {
+                runtime: rt,
+                parser,
+                version,
+            })
         })
-        .clone()
-        .map_err(Error::Library)
+        .as_ref()
+        .map_err(|e| Error::Library(e.clone()))
 }
 
 /// Per-input (min, opt, max) dims for a contract and a shape range.
@@ -296,7 +336,22 @@ pub fn build_engine(
         .map_err(|e| Error::Build(collected(format!("adding the optimization profile: {e}"))))?;
     let engine = builder
         .build_serialized_network(parser.network_mut(), &mut config)
-        .map_err(|e| Error::Build(collected(format!("TensorRT-RTX build failed: {e}"))))?;
+        .map_err(|e| {
+            let log = lines.lock().expect("log lock");
+            match crate::layers::exceeded_budget(&log) {
+                Some((budget, need)) => Error::Build(format!(
+                    "at the profile's largest tile the engine needs {:.2} GB of device memory for activations, \
+                     but the workspace limit is {:.2} GB: raise workspace_mib (and vram_budget_gb) in the profile, \
+                     or lower its max sizes",
+                    need as f64 / 1e9,
+                    budget as f64 / 1e9
+                )),
+                None => {
+                    drop(log);
+                    Error::Build(collected(format!("TensorRT-RTX build failed: {e}")))
+                }
+            }
+        })?;
     let engine = engine.as_ref().to_vec();
     let log = std::mem::take(&mut *lines.lock().expect("log lock"));
     Ok(BuildOutput { engine, log })

@@ -51,9 +51,68 @@ pub fn summarize(log: &[(String, String)]) -> Option<LayerSummary> {
     Some(s)
 }
 
+/// Device memory an engine needs at its profile's largest shapes, as the builder reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceMemory {
+    pub activation_bytes: u64,
+    pub weight_bytes: u64,
+}
+
+fn number_after(log: &[(String, String)], prefix: &str) -> Option<u64> {
+    log.iter().find_map(|(_, m)| {
+        m.strip_prefix(prefix)?
+            .trim()
+            .trim_end_matches("bytes")
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// "Total Activation Memory: N bytes" and "Total Weights Memory: N bytes" from a build log.
+pub fn device_memory(log: &[(String, String)]) -> Option<DeviceMemory> {
+    Some(DeviceMemory {
+        activation_bytes: number_after(log, "Total Activation Memory:")?,
+        weight_bytes: number_after(log, "Total Weights Memory:")?,
+    })
+}
+
+/// (budget, need) from the compiler's "Exceeded mem budget of A. Need B" when a build fails
+/// because the largest shapes need more memory than the workspace limit allows.
+pub fn exceeded_budget(log: &[(String, String)]) -> Option<(u64, u64)> {
+    log.iter().find_map(|(_, m)| {
+        let rest = m.split("Exceeded mem budget of ").nth(1)?;
+        let (a, b) = rest.split_once(". Need ")?;
+        let b: String = b.chars().take_while(|c| c.is_ascii_digit()).collect();
+        Some((a.trim().parse().ok()?, b.parse().ok()?))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_memory_lines() {
+        let log = vec![
+            ("debug".to_string(), "Total Activation Memory: 2088440832 bytes".to_string()),
+            ("debug".to_string(), "Total Weights Memory: 2706598 bytes".to_string()),
+            (
+                "verbose".to_string(),
+                " (foreignNode) [pass.cpp:2417: run_passes] Exceeded mem budget of 1076430534. Need 2088440448"
+                    .to_string(),
+            ),
+        ];
+        assert_eq!(
+            device_memory(&log),
+            Some(DeviceMemory {
+                activation_bytes: 2088440832,
+                weight_bytes: 2706598
+            })
+        );
+        assert_eq!(exceeded_budget(&log), Some((1076430534, 2088440448)));
+        assert_eq!(device_memory(&log[1..]), None);
+    }
 
     #[test]
     fn counts_fp8_inputs_not_fp8_constants() {

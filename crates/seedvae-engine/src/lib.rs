@@ -8,12 +8,14 @@
 //! `seedvae-onnx` contract), running engines (the runner's job), the CLI. No network code.
 
 pub mod build;
+pub mod cache;
+pub mod job;
 pub mod layers;
 pub mod libs;
 pub mod profile;
 
 pub use build::{
-    build_engine, load_libraries, BuildOutput, BuildRequest, Range3, ShapeRange, Target,
+    build_engine, load_libraries, BuildOutput, Libraries, BuildRequest, Range3, ShapeRange, Target,
 };
 pub use layers::{summarize as summarize_layers, LayerSummary};
 pub use profile::{EnginePrecision, Profile, DEFAULT_PROFILE};
@@ -28,6 +30,8 @@ pub enum Error {
     Build(String),
     #[error("{0}")]
     Config(String),
+    #[error("engine cache: {0}")]
+    Cache(String),
     #[error(transparent)]
     Onnx(#[from] seedvae_onnx::Error),
 }

@@ -13,12 +13,13 @@ use std::path::Path;
 pub const DEFAULT_PROFILE: &str = "rtx5070ti";
 
 /// Engine arithmetic. `fp8`: FP8 (E4M3) convolutions and attention projections through Q/DQ on
-/// an fp16 graph; `fp16`: the fp16 graph as is.
+/// an fp16 graph; `fp16`: the fp16 graph as is; `fp32`: the fp32 graph (a reference, slow).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EnginePrecision {
     Fp8,
     Fp16,
+    Fp32,
 }
 
 impl EnginePrecision {
@@ -26,6 +27,21 @@ impl EnginePrecision {
         match self {
             EnginePrecision::Fp8 => "fp8",
             EnginePrecision::Fp16 => "fp16",
+            EnginePrecision::Fp32 => "fp32",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EnginePrecision> {
+        [Self::Fp8, Self::Fp16, Self::Fp32]
+            .into_iter()
+            .find(|p| p.name() == s)
+    }
+
+    /// The ONNX graph precision an engine of this precision is built from.
+    pub fn graph(self) -> seedvae_onnx::Precision {
+        match self {
+            EnginePrecision::Fp32 => seedvae_onnx::Precision::Fp32,
+            _ => seedvae_onnx::Precision::Fp16,
         }
     }
 }
@@ -61,7 +77,8 @@ pub struct Profile {
     pub vram_budget_gb: f64,
     pub targets: Vec<Target>,
     pub precision: EnginePrecision,
-    /// TensorRT-RTX workspace limit, MiB.
+    /// TensorRT-RTX's memory pool limit (kWORKSPACE), MiB. TensorRT-RTX's compiler counts the
+    /// engine's activation memory at the largest tile against it, so it must cover them.
     pub workspace_mib: u64,
     /// Module name prefixes whose convolutions and projections stay FP16 in FP8 engines.
     pub fp16_blocks: Vec<String>,
@@ -69,11 +86,23 @@ pub struct Profile {
     pub encoder: PartShapes,
 }
 
-/// Bytes per activation element inside an engine: fp16 for both precisions (FP8 engines
-/// quantize at each conv's input and keep the tensors between layers in fp16).
-const ACT_BYTES: u64 = 2;
-/// Live copies of the largest tensor: a causal conv's input, its time-padded copy and its output.
-const LIVE_COPIES: u64 = 3;
+/// Bytes per activation element inside an engine: fp16 for FP8 and FP16 engines (FP8 engines
+/// quantize at each conv's input and keep the tensors between layers in fp16), 4 for fp32.
+fn act_bytes(p: EnginePrecision) -> u64 {
+    match p {
+        EnginePrecision::Fp32 => 4,
+        _ => 2,
+    }
+}
+/// Live copies of the largest tensor, ×2 (decoder, encoder): fitted to TensorRT-RTX 1.7's own
+/// "Total Activation Memory" for full-size builds (benches/README.md: 4.2–4.3 for the decoder,
+/// 4.3–5.1 for the encoder at large tiles), rounded up: 4.5 and 5.5.
+fn live_copies_x2(part: Part) -> u64 {
+    match part {
+        Part::Decoder => 9,
+        Part::Encoder => 11,
+    }
+}
 
 /// Frames the largest layer sees for `t` input frames per call (spec §5, §6, §8): the decoder's
 /// full-resolution stages run on 4t−3 frames (first chunk, one-shot) or 4t (later chunks), the
@@ -89,15 +118,24 @@ fn peak_frames(part: Part, streaming: bool, t: usize) -> u64 {
 
 /// Estimated activation memory of one call at shape (t, h, w) (decoder: latent units; encoder:
 /// pixels). The largest tensors are the decoder's 256-channel up_blocks.2 upsampler conv at 8h×8w
-/// and the encoder's 128-channel first block at H×W (spec §5, §6); `LIVE_COPIES` of them are live
-/// at once. An estimate for budgeting, not a measurement: the runner plans tiles from the GPU's
-/// free memory at run time.
-pub fn activation_bytes(part: Part, streaming: bool, t: usize, h: usize, w: usize) -> u64 {
+/// and the encoder's 128-channel first block at H×W (spec §5, §6); a fitted number of copies of
+/// them are live at once. An estimate for profiles: the builder reports the real number at the
+/// largest tile (manifest `device_memory`), and refuses a tile whose activations exceed the
+/// workspace limit.
+pub fn activation_bytes(
+    precision: EnginePrecision,
+    part: Part,
+    streaming: bool,
+    t: usize,
+    h: usize,
+    w: usize,
+) -> u64 {
     let (channels, pixels) = match part {
         Part::Decoder => (256u64, 64 * h as u64 * w as u64),
         Part::Encoder => (128u64, h as u64 * w as u64),
     };
-    LIVE_COPIES * ACT_BYTES * channels * peak_frames(part, streaming, t) * pixels
+    live_copies_x2(part) * act_bytes(precision) * channels * peak_frames(part, streaming, t) * pixels
+        / 2
 }
 
 /// Parameters of the full-size model's parts (spec §1).
@@ -108,17 +146,14 @@ fn parameters(part: Part) -> u64 {
     }
 }
 
-/// Estimated device memory of an engine at its largest tile: weights (1 byte per parameter in
-/// FP8, 2 in FP16, counted at 2 to cover the FP16 blocks and scales), workspace, activations.
-pub fn engine_bytes(p: &Profile, part: Part, streaming: bool) -> u64 {
-    let r = p.shapes(part).get(streaming);
-    let weight_bytes = match p.precision {
+/// Weight memory of a part's engine: 1 byte per parameter in FP8 (counted at 1.5 to cover the
+/// FP16 blocks and scales), 2 in FP16, 4 in FP32.
+pub fn weight_bytes(precision: EnginePrecision, part: Part) -> u64 {
+    match precision {
         EnginePrecision::Fp8 => parameters(part) * 3 / 2,
         EnginePrecision::Fp16 => parameters(part) * 2,
-    };
-    weight_bytes
-        + p.workspace_mib * (1 << 20)
-        + activation_bytes(part, streaming, r.t.max, r.h.max, r.w.max)
+        EnginePrecision::Fp32 => parameters(part) * 4,
+    }
 }
 
 impl Profile {
@@ -171,8 +206,17 @@ impl Profile {
                 self.vram_budget_gb, self.vram_gb
             ));
         }
-        if self.workspace_mib == 0 {
-            return Err("workspace_mib must be > 0".into());
+        let weights = weight_bytes(self.precision, Part::Decoder);
+        if self.workspace_mib == 0
+            || weights + self.workspace_bytes() as u64 > (self.vram_budget_gb * 1e9) as u64
+        {
+            return Err(format!(
+                "workspace_mib {} ({:.2} GB) plus the weights ({:.2} GB) must fit in vram_budget_gb {}",
+                self.workspace_mib,
+                self.workspace_bytes() as f64 / 1e9,
+                weights as f64 / 1e9,
+                self.vram_budget_gb
+            ));
         }
         check_targets(self.precision == EnginePrecision::Fp8, &self.targets)
             .map_err(|e| format!("targets: {e}"))?;
@@ -192,12 +236,17 @@ impl Profile {
                 );
                 let r = self.shapes(part).get(streaming);
                 check_shape_range(part, streaming, r).map_err(|e| format!("{field}.{e}"))?;
-                let need = engine_bytes(self, part, streaming);
-                let budget = (self.vram_budget_gb * 1e9) as u64;
-                if need > budget {
+                let need = activation_bytes(self.precision, part, streaming, r.t.max, r.h.max, r.w.max);
+                if need > self.workspace_bytes() as u64 {
                     return Err(format!(
-                        "{field}: the largest tile (t {}, h {}, w {}) needs about {:.1} GB (weights, workspace, activations), over vram_budget_gb {}: lower the max sizes",
-                        r.t.max, r.h.max, r.w.max, need as f64 / 1e9, self.vram_budget_gb
+                        "{field}: the largest tile (t {}, h {}, w {}) needs about {:.1} GB of activations, over \
+                         workspace_mib {} ({:.1} GB), which bounds them: lower the max sizes",
+                        r.t.max,
+                        r.h.max,
+                        r.w.max,
+                        need as f64 / 1e9,
+                        self.workspace_mib,
+                        self.workspace_bytes() as f64 / 1e9
                     ));
                 }
             }
@@ -341,7 +390,11 @@ mod tests {
         big.decoder.streaming.h.max = 512;
         big.decoder.streaming.w.max = 512;
         let e = big.validate().unwrap_err();
-        assert!(e.contains("decoder.streaming") && e.contains("vram_budget_gb"), "{e}");
+        assert!(e.contains("decoder.streaming") && e.contains("workspace_mib"), "{e}");
+        let mut big = p.clone();
+        big.workspace_mib = 20_000;
+        let e = big.validate().unwrap_err();
+        assert!(e.contains("vram_budget_gb"), "{e}");
     }
 
     #[test]
@@ -352,9 +405,12 @@ mod tests {
             for part in [Part::Decoder, Part::Encoder] {
                 for s in [false, true] {
                     let r = p.shapes(part).get(s);
-                    let a = activation_bytes(part, s, r.t.max, r.h.max, r.w.max);
-                    let e = engine_bytes(&p, part, s);
-                    eprintln!("{n} {part} streaming={s}: activations {:.2} GB, total {:.2} GB of {}", a as f64 / 1e9, e as f64 / 1e9, p.vram_budget_gb);
+                    let a = activation_bytes(p.precision, part, s, r.t.max, r.h.max, r.w.max);
+                    eprintln!(
+                        "{n} {part} streaming={s}: activations {:.2} GB of workspace {:.2} GB",
+                        a as f64 / 1e9,
+                        p.workspace_bytes() as f64 / 1e9
+                    );
                 }
             }
         }
@@ -362,8 +418,8 @@ mod tests {
 
     #[test]
     fn activation_estimate_follows_the_spec_sizes() {
-        // 1088×1920 output, 5 frames one-shot (t = 2): 256·(5+2)·1088·1920 elements × 2 B × 3.
-        let b = activation_bytes(Part::Decoder, false, 2, 136, 240);
-        assert_eq!(b, 3 * 2 * 256 * 7 * 1088 * 1920);
+        // 1088×1920 output, 5 frames one-shot (t = 2): 256·(5+2)·1088·1920 elements × 2 B × 4.5.
+        let b = activation_bytes(EnginePrecision::Fp16, Part::Decoder, false, 2, 136, 240);
+        assert_eq!(b, 9 * 256 * 7 * 1088 * 1920);
     }
 }

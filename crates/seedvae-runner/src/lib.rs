@@ -9,8 +9,10 @@
 
 pub mod backend;
 pub mod calibrate;
+pub mod io;
 pub mod libs;
 pub mod ort_backend;
+pub mod prepare;
 pub mod stream;
 pub mod tensor;
 

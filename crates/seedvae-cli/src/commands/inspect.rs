@@ -7,8 +7,12 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A .safetensors or .gguf SeedVR2 VAE checkpoint, or an .onnx graph written by `seedvae convert`.
+    /// A .safetensors or .gguf SeedVR2 VAE checkpoint, an .onnx graph written by `seedvae convert`,
+    /// or an engine: a file written by `seedvae build -o`, a cache entry directory, or a cache key.
     pub file: PathBuf,
+    /// Engine cache for looking up a key (default: $SEEDVAE_CACHE or the user cache dir).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
     /// Print a machine-readable JSON report instead of text.
     #[arg(long)]
     pub json: bool,
@@ -132,7 +136,102 @@ fn inspect_onnx(a: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where an engine's manifest and engine file are, if `a.file` names an engine.
+fn engine_files(a: &Args) -> Option<(PathBuf, PathBuf)> {
+    use seedvae_engine::cache::{ENGINE_FILE, MANIFEST_FILE};
+    let f = &a.file;
+    if f.is_dir() {
+        return Some((f.join(MANIFEST_FILE), f.join(ENGINE_FILE)));
+    }
+    let side = super::build::sidecar(f);
+    if side.exists() {
+        return Some((side, f.clone()));
+    }
+    if f.file_name().is_some_and(|n| n == ENGINE_FILE) {
+        let m = f.with_file_name(MANIFEST_FILE);
+        return m.exists().then(|| (m, f.clone()));
+    }
+    let s = f.to_str()?;
+    if !f.exists() && s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let cache = seedvae_engine::cache::Cache::open(a.cache.as_deref()).ok()?;
+        let d = cache.entry_dir(s);
+        return Some((d.join(MANIFEST_FILE), d.join(ENGINE_FILE)));
+    }
+    None
+}
+
+/// Print an engine's manifest, after checking the engine file against it.
+fn inspect_engine(a: &Args, manifest: &std::path::Path, engine: &std::path::Path) -> Result<ExitCode> {
+    let text = std::fs::read(manifest)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", manifest.display()))?;
+    let m: seedvae_engine::cache::Manifest = serde_json::from_slice(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not a seedvae engine manifest: {e}", manifest.display()))?;
+    let verdict = std::fs::read(engine)
+        .map_err(|e| format!("{}: {e}", engine.display()))
+        .and_then(|b| m.verify(&b));
+    if a.json {
+        let mut v = serde_json::to_value(&m)?;
+        v["verified"] = serde_json::json!(verdict.is_ok());
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let k = &m.key_parts;
+        println!("engine:     {} ({})", engine.display(), bytes(m.engine.bytes));
+        println!("key:        {}", m.key);
+        println!(
+            "built:      {} {}{} for {} with TensorRT-RTX {}, profile {}, in {:.1}s by seedvae {}",
+            k.part,
+            k.precision.name(),
+            if k.streaming { " streaming" } else { " one-shot" },
+            k.targets.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
+            k.tensorrt_rtx,
+            m.info.profile,
+            m.info.build_seconds,
+            m.seedvae_version
+        );
+        println!("graph:      blake3 {}", k.onnx_blake3);
+        for (key, v) in &m.info.source {
+            println!("  {key} = {v}");
+        }
+        if let Some(l) = &m.info.layers {
+            println!(
+                "layers:     {} convolutions ({} FP8), {} matmuls ({} FP8)",
+                l.convolutions, l.fp8_convolutions, l.matmuls, l.fp8_matmuls
+            );
+        }
+        if let Some(d) = &m.info.device_memory {
+            println!(
+                "memory:     {} activations at the largest tile, {} weights",
+                bytes(d.activation_bytes),
+                bytes(d.weight_bytes)
+            );
+        }
+        for r in &m.info.input_ranges {
+            if !r.name.starts_with("state_in.") {
+                println!("input:      {} min {:?} opt {:?} max {:?}", r.name, r.min, r.opt, r.max);
+            }
+        }
+        for o in m.info.contract.outputs.iter().filter(|o| !o.name.starts_with("state_out.")) {
+            println!("output:     {} {:?} {}", o.name, o.elem, serde_json::to_string(&o.dims)?);
+        }
+        if !m.info.contract.states.is_empty() {
+            println!("states:     {} pairs (state_in.* -> state_out.*)", m.info.contract.states.len());
+        }
+        match &verdict {
+            Ok(()) => println!("status:     verified (size and blake3 match the manifest)"),
+            Err(why) => println!("status:     BAD: {why}"),
+        }
+    }
+    Ok(if verdict.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 pub fn run(a: Args, _ui: &Ui) -> Result<ExitCode> {
+    if let Some((m, e)) = engine_files(&a) {
+        return inspect_engine(&a, &m, &e);
+    }
     if a.file
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))

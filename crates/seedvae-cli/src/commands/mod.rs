@@ -1,5 +1,6 @@
 //! One module per subcommand; shared display helpers here.
 
+pub mod build;
 pub mod convert;
 pub mod demo;
 pub mod inspect;
@@ -24,6 +25,20 @@ impl Ui {
                 .progress_chars("=> "),
         );
         pb.set_message(what.to_string());
+        pb
+    }
+
+    /// A spinner with elapsed time for work of unknown length.
+    pub fn spinner(&self, what: &str) -> ProgressBar {
+        if self.quiet {
+            return ProgressBar::hidden();
+        }
+        let pb = ProgressBar::new_spinner();
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
+        );
+        pb.set_message(what.to_string());
+        pb.enable_steady_tick(std::time::Duration::from_millis(200));
         pb
     }
 }

@@ -1,0 +1,359 @@
+//! The engine cache: built engines keyed by what determines them, each in its own directory
+//! with a JSON manifest.
+//!
+//! Key = blake3 of the key parts: the ONNX bytes' hash, the profile's shapes and workspace, the
+//! TensorRT-RTX version, the targets, the precision, the part and the mode. Layout:
+//! `ROOT/engines/<key>/{engine.trt, manifest.json}`; `ROOT/recipes/<hash>` maps a conversion from
+//! weights to its graph's blake3; `ROOT/locks/<key>.lock` serializes builds of
+//! one key across threads and processes; an entry appears by renaming a finished temporary
+//! directory, so readers never see a half-written one. Every hit is verified (manifest parses,
+//! its key parts hash to its key, the engine's size and blake3 match); a bad entry is rebuilt.
+
+use crate::build::{ShapeRange, Target};
+use crate::layers::{DeviceMemory, LayerSummary};
+use crate::profile::EnginePrecision;
+use crate::Error;
+use seedvae_onnx::Contract;
+use seedvae_weights::Part;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const ENGINE_FILE: &str = "engine.trt";
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// Everything an engine depends on. Its hash is the cache key.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyParts {
+    /// blake3 of the ONNX file's bytes.
+    pub onnx_blake3: String,
+    /// The profile's shape range for this part and mode.
+    pub shapes: ShapeRange,
+    pub workspace_mib: u64,
+    /// TensorRT-RTX library version (`major.minor.patch.build`).
+    pub tensorrt_rtx: String,
+    pub targets: Vec<Target>,
+    pub precision: EnginePrecision,
+    pub part: Part,
+    pub streaming: bool,
+}
+
+impl KeyParts {
+    pub fn key(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(b"seedvae engine key v1\n");
+        h.update(serde_json::to_string(self).expect("serializable").as_bytes());
+        h.finalize().to_hex()[..32].to_string()
+    }
+}
+
+/// What a build reports besides the engine bytes (goes into the manifest).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BuildInfo {
+    /// The profile the shapes came from.
+    pub profile: String,
+    /// The graph's I/O contract: tensor names, dtypes, symbolic shapes, states.
+    pub contract: Contract,
+    /// min / opt / max dims of every input in the engine's optimization profile.
+    pub input_ranges: Vec<InputRange>,
+    /// From the detailed build log; how many convolutions and matmuls run in FP8.
+    pub layers: Option<LayerSummary>,
+    /// Device memory at the largest shapes, as the builder reported it.
+    pub device_memory: Option<DeviceMemory>,
+    /// The ONNX model's seedvae metadata (source weights hash and file, variant, quantization).
+    pub source: BTreeMap<String, String>,
+    pub build_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InputRange {
+    pub name: String,
+    pub min: Vec<i64>,
+    pub opt: Vec<i64>,
+    pub max: Vec<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FileInfo {
+    pub file: String,
+    pub bytes: u64,
+    pub blake3: String,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub key: String,
+    pub key_parts: KeyParts,
+    pub engine: FileInfo,
+    #[serde(flatten)]
+    pub info: BuildInfo,
+    pub built_at_unix: u64,
+    pub seedvae_version: String,
+}
+
+impl Manifest {
+    /// Check the manifest against itself and `engine_bytes`; the reason when it does not hold.
+    pub fn verify(&self, engine_bytes: &[u8]) -> Result<(), String> {
+        if self.format != MANIFEST_FORMAT {
+            return Err(format!(
+                "manifest format {} (this seedvae reads {MANIFEST_FORMAT})",
+                self.format
+            ));
+        }
+        let k = self.key_parts.key();
+        if k != self.key {
+            return Err(format!(
+                "manifest key {} does not match its key parts ({k})",
+                self.key
+            ));
+        }
+        if engine_bytes.len() as u64 != self.engine.bytes {
+            return Err(format!(
+                "engine is {} bytes, manifest says {} (truncated or replaced)",
+                engine_bytes.len(),
+                self.engine.bytes
+            ));
+        }
+        let h = blake3::hash(engine_bytes).to_hex().to_string();
+        if h != self.engine.blake3 {
+            return Err(format!(
+                "engine blake3 {h} does not match the manifest's {} (corrupt)",
+                self.engine.blake3
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A verified cache entry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub dir: PathBuf,
+    pub engine: PathBuf,
+    pub manifest: Manifest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Found and verified.
+    Hit,
+    /// Not there: built.
+    Built,
+    /// There but bad (the reason): built again.
+    Rebuilt(String),
+}
+
+pub struct Cache {
+    pub root: PathBuf,
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::Cache(format!("{}: {e}", path.display()))
+}
+
+/// The per-user cache directory: `$SEEDVAE_CACHE`, else `%LOCALAPPDATA%\seedvae` on Windows,
+/// `$XDG_CACHE_HOME/seedvae` or `~/.cache/seedvae` elsewhere.
+pub fn default_root() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("SEEDVAE_CACHE") {
+        return Some(PathBuf::from(d));
+    }
+    if cfg!(windows) {
+        return std::env::var_os("LOCALAPPDATA").map(|d| PathBuf::from(d).join("seedvae"));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d).join("seedvae"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("seedvae"))
+}
+
+impl Cache {
+    /// The cache at `dir`, or at [`default_root`].
+    pub fn open(dir: Option<&Path>) -> Result<Cache, Error> {
+        let root = match dir {
+            Some(d) => d.to_path_buf(),
+            None => default_root().ok_or_else(|| {
+                Error::Cache(
+                    "no cache directory: set SEEDVAE_CACHE or pass --cache DIR".into(),
+                )
+            })?,
+        };
+        for sub in ["engines", "locks", "recipes"] {
+            let d = root.join(sub);
+            std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
+        }
+        Ok(Cache { root })
+    }
+
+    /// The blake3 of the graph last converted from weights by `recipe` (a hash of the weights
+    /// and every conversion setting), so that a cached engine is found without converting again.
+    pub fn recipe(&self, recipe: &str) -> Option<String> {
+        let s = std::fs::read_to_string(self.root.join("recipes").join(recipe)).ok()?;
+        let s = s.trim();
+        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| s.to_string())
+    }
+
+    pub fn set_recipe(&self, recipe: &str, onnx_blake3: &str) -> Result<(), Error> {
+        let path = self.root.join("recipes").join(recipe);
+        seedvae_weights::atomic::write_atomic(&path, |f| f.write_all(onnx_blake3.as_bytes()))
+            .map_err(|e| Error::Cache(e.to_string()))
+    }
+
+    pub fn entry_dir(&self, key: &str) -> PathBuf {
+        self.root.join("engines").join(key)
+    }
+
+    /// The entry for `key`: `Ok(None)` when absent, `Err(reason)` when present but bad.
+    pub fn load(&self, key: &str) -> Result<Option<Entry>, String> {
+        let dir = self.entry_dir(key);
+        if !dir.exists() {
+            return Ok(None);
+        }
+        load_entry(&dir).map(Some)
+    }
+
+    /// Every entry, verified or not (with the reason), sorted by key.
+    pub fn list(&self) -> Vec<(PathBuf, Result<Entry, String>)> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.root.join("engines"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.is_dir()
+                            && !p
+                                .file_name()
+                                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        dirs.sort();
+        dirs.into_iter()
+            .map(|d| {
+                let e = load_entry(&d);
+                (d, e)
+            })
+            .collect()
+    }
+
+    /// The engine for `parts`: from the cache when a verified entry exists, else built by
+    /// `build` (under the key's lock, so concurrent callers build once) and stored.
+    pub fn get_or_build(
+        &self,
+        parts: &KeyParts,
+        build: impl FnOnce() -> Result<(Vec<u8>, BuildInfo), Error>,
+    ) -> Result<(Entry, Outcome), Error> {
+        let key = parts.key();
+        if let Ok(Some(e)) = self.load(&key) {
+            return Ok((e, Outcome::Hit));
+        }
+        let lock_path = self.root.join("locks").join(format!("{key}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_err(&lock_path, e))?;
+        if lock.try_lock().is_err() {
+            tracing::info!("another seedvae process is building engine {key}; waiting for it");
+            lock.lock().map_err(|e| io_err(&lock_path, e))?;
+        }
+        // Whoever held the lock may have built it.
+        let outcome = match self.load(&key) {
+            Ok(Some(e)) => return Ok((e, Outcome::Hit)),
+            Ok(None) => Outcome::Built,
+            Err(why) => {
+                tracing::warn!("cached engine {key} is unusable ({why}); rebuilding");
+                Outcome::Rebuilt(why)
+            }
+        };
+        let (engine, info) = build()?;
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            key: key.clone(),
+            key_parts: parts.clone(),
+            engine: FileInfo {
+                file: ENGINE_FILE.into(),
+                bytes: engine.len() as u64,
+                blake3: blake3::hash(&engine).to_hex().to_string(),
+            },
+            info,
+            built_at_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            seedvae_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        let entry = self.store(&key, &engine, &manifest)?;
+        drop(lock);
+        Ok((entry, outcome))
+    }
+
+    /// Write an entry into a temporary directory and rename it into place.
+    fn store(&self, key: &str, engine: &[u8], manifest: &Manifest) -> Result<Entry, Error> {
+        let dir = self.entry_dir(key);
+        let tmp = self
+            .root
+            .join("engines")
+            .join(format!(".tmp-{key}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let result = (|| {
+            write_synced(&tmp.join(ENGINE_FILE), engine)?;
+            let json = serde_json::to_vec_pretty(manifest).expect("serializable");
+            write_synced(&tmp.join(MANIFEST_FILE), &json)?;
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+            }
+            std::fs::rename(&tmp, &dir).map_err(|e| io_err(&dir, e))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        result?;
+        Ok(Entry {
+            engine: dir.join(ENGINE_FILE),
+            dir,
+            manifest: manifest.clone(),
+        })
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let mut f = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
+    f.write_all(bytes).map_err(|e| io_err(path, e))?;
+    f.sync_all().map_err(|e| io_err(path, e))
+}
+
+/// Read and verify the manifest and engine in `dir`.
+pub fn load_entry(dir: &Path) -> Result<Entry, String> {
+    let mpath = dir.join(MANIFEST_FILE);
+    let text = std::fs::read(&mpath).map_err(|e| format!("{}: {e}", mpath.display()))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", mpath.display()))?;
+    let engine = dir.join(&manifest.engine.file);
+    if manifest.engine.file != ENGINE_FILE {
+        return Err(format!(
+            "{}: engine file must be {ENGINE_FILE}, manifest says {}",
+            mpath.display(),
+            manifest.engine.file
+        ));
+    }
+    let bytes = std::fs::read(&engine).map_err(|e| format!("{}: {e}", engine.display()))?;
+    manifest
+        .verify(&bytes)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    if dir.file_name().is_some_and(|n| n != manifest.key.as_str()) {
+        return Err(format!(
+            "{}: directory name is not the manifest's key {}",
+            dir.display(),
+            manifest.key
+        ));
+    }
+    Ok(Entry {
+        dir: dir.to_path_buf(),
+        engine,
+        manifest,
+    })
+}
