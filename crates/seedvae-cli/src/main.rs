@@ -40,6 +40,8 @@ enum Command {
     Convert(commands::convert::Args),
     /// Build (or fetch from the cache) a TensorRT-RTX engine for an RTX GPU; no GPU needed.
     Build(commands::build::Args),
+    /// Measure how much fp16 and FP8 change the output vs fp32 (PSNR, max error), on the CPU.
+    VerifyPrecision(commands::verify_precision::Args),
     /// Write a random-weight checkpoint with the exact SeedVR2 VAE names and shapes.
     Synth(commands::synth::Args),
     /// Run the whole pipeline on a built-in default (a tiny random VAE) and say what each step produced.
@@ -54,8 +56,10 @@ fn main() -> ExitCode {
         (_, 1) => "debug",
         _ => "trace",
     };
+    // trtx narrates every builder step at info; keep that for -vv.
+    let trtx = if cli.verbose >= 2 { "" } else { ",trtx=warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level}{trtx}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Synth(a) => commands::synth::run(a, &ui),
         Command::Convert(a) => commands::convert::run(a, &ui),
         Command::Build(a) => commands::build::run(a, &ui),
+        Command::VerifyPrecision(a) => commands::verify_precision::run(a, &ui),
         Command::Demo(a) => commands::demo::run(a, &ui),
     };
     match result {

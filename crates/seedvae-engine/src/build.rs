@@ -108,6 +108,16 @@ pub struct BuildOutput {
     pub log: Vec<(String, String)>,
 }
 
+/// Warnings that are expected for seedvae graphs and say nothing actionable, logged at debug:
+/// ONNX (opset 21) requires Q/DQ scales of the activation type, fp16 here, which TensorRT-RTX
+/// widens to fp32 once per conv.
+const BENIGN: [&str; 3] = [
+    // The shape-only chunk marker of streaming graphs (contract.rs).
+    "Input Tensor continuation is unused or used only at compile-time",
+    "Converting conv weight scales to fp32",
+    "Converting conv activation scales to fp32",
+];
+
 struct Capture {
     lines: Arc<Mutex<Vec<(String, String)>>>,
 }
@@ -124,6 +134,9 @@ impl trtx::logger::LogHandler for Capture {
         };
         match severity {
             S::InternalError | S::Error => tracing::error!("TensorRT-RTX: {message}"),
+            S::Warning if BENIGN.iter().any(|b| message.contains(b)) => {
+                tracing::debug!("TensorRT-RTX: {message}")
+            }
             S::Warning => tracing::warn!("TensorRT-RTX: {message}"),
             S::Info => tracing::debug!("TensorRT-RTX: {message}"),
             _ => tracing::trace!("TensorRT-RTX: {message}"),

@@ -12,6 +12,7 @@ pub mod calibrate;
 pub mod io;
 pub mod libs;
 pub mod ort_backend;
+pub mod precision;
 pub mod prepare;
 pub mod stream;
 pub mod tensor;

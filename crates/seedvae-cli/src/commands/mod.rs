@@ -5,6 +5,7 @@ pub mod convert;
 pub mod demo;
 pub mod inspect;
 pub mod synth;
+pub mod verify_precision;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
