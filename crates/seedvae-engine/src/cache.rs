@@ -44,7 +44,11 @@ impl KeyParts {
     pub fn key(&self) -> String {
         let mut h = blake3::Hasher::new();
         h.update(b"seedvae engine key v1\n");
-        h.update(serde_json::to_string(self).expect("serializable").as_bytes());
+        h.update(
+            serde_json::to_string(self)
+                .expect("serializable")
+                .as_bytes(),
+        );
         h.finalize().to_hex()[..32].to_string()
     }
 }
@@ -175,9 +179,7 @@ impl Cache {
         let root = match dir {
             Some(d) => d.to_path_buf(),
             None => default_root().ok_or_else(|| {
-                Error::Cache(
-                    "no cache directory: set SEEDVAE_CACHE or pass --cache DIR".into(),
-                )
+                Error::Cache("no cache directory: set SEEDVAE_CACHE or pass --cache DIR".into())
             })?,
         };
         for sub in ["engines", "locks", "recipes"] {

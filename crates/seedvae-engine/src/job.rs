@@ -1,7 +1,9 @@
 //! One engine request: a seedvae ONNX graph, a profile and targets → a verified cache entry,
 //! built only when the cache has none.
 
-use crate::build::{build_engine, check_targets, load_libraries, profile_dims, BuildRequest, Target};
+use crate::build::{
+    build_engine, check_targets, load_libraries, profile_dims, BuildRequest, Target,
+};
 use crate::cache::{BuildInfo, Cache, Entry, InputRange, KeyParts, Outcome};
 use crate::profile::{EnginePrecision, Profile};
 use crate::Error;
@@ -30,7 +32,12 @@ pub struct Graph {
 pub fn inspect_graph(onnx: &[u8], origin: &str) -> Result<Graph, Error> {
     let metadata = seedvae_onnx::write::read_metadata(onnx)
         .map_err(|e| Error::Config(format!("{origin}: not a readable ONNX model: {e}")))?;
-    let get = |k: &str| metadata.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let get = |k: &str| {
+        metadata
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
     let contract = get(seedvae_onnx::contract::METADATA_KEY).ok_or_else(|| {
         Error::Config(format!(
             "{origin}: not a seedvae model (no {} metadata). seedvae builds engines only from graphs it wrote, \
@@ -128,7 +135,9 @@ impl Job<'_> {
             let source = graph
                 .metadata
                 .iter()
-                .filter(|(k, _)| k.starts_with("seedvae.") && k != seedvae_onnx::contract::METADATA_KEY)
+                .filter(|(k, _)| {
+                    k.starts_with("seedvae.") && k != seedvae_onnx::contract::METADATA_KEY
+                })
                 .cloned()
                 .collect();
             let info = BuildInfo {

@@ -15,7 +15,7 @@ pub mod libs;
 pub mod profile;
 
 pub use build::{
-    build_engine, load_libraries, BuildOutput, Libraries, BuildRequest, Range3, ShapeRange, Target,
+    build_engine, load_libraries, BuildOutput, BuildRequest, Libraries, Range3, ShapeRange, Target,
 };
 pub use layers::{summarize as summarize_layers, LayerSummary};
 pub use profile::{EnginePrecision, Profile, DEFAULT_PROFILE};

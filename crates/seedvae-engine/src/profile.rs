@@ -134,7 +134,11 @@ pub fn activation_bytes(
         Part::Decoder => (256u64, 64 * h as u64 * w as u64),
         Part::Encoder => (128u64, h as u64 * w as u64),
     };
-    live_copies_x2(part) * act_bytes(precision) * channels * peak_frames(part, streaming, t) * pixels
+    live_copies_x2(part)
+        * act_bytes(precision)
+        * channels
+        * peak_frames(part, streaming, t)
+        * pixels
         / 2
 }
 
@@ -236,7 +240,8 @@ impl Profile {
                 );
                 let r = self.shapes(part).get(streaming);
                 check_shape_range(part, streaming, r).map_err(|e| format!("{field}.{e}"))?;
-                let need = activation_bytes(self.precision, part, streaming, r.t.max, r.h.max, r.w.max);
+                let need =
+                    activation_bytes(self.precision, part, streaming, r.t.max, r.h.max, r.w.max);
                 if need > self.workspace_bytes() as u64 {
                     return Err(format!(
                         "{field}: the largest tile (t {}, h {}, w {}) needs about {:.1} GB of activations, over \
@@ -331,7 +336,10 @@ mod tests {
     #[test]
     fn bad_profiles_are_refused_with_the_field_named() {
         let e = edited("targets: [sm_120]", "targets: [sm_86]");
-        assert!(e.contains("x.yaml") && e.contains("sm_86") && e.contains("fp16"), "{e}");
+        assert!(
+            e.contains("x.yaml") && e.contains("sm_86") && e.contains("fp16"),
+            "{e}"
+        );
         let e = edited("targets: [sm_120]", "targets: [sm_99]");
         assert!(e.contains("sm_99"), "{e}");
         let e = edited("precision: fp8", "precision: int4");
@@ -390,7 +398,10 @@ mod tests {
         big.decoder.streaming.h.max = 512;
         big.decoder.streaming.w.max = 512;
         let e = big.validate().unwrap_err();
-        assert!(e.contains("decoder.streaming") && e.contains("workspace_mib"), "{e}");
+        assert!(
+            e.contains("decoder.streaming") && e.contains("workspace_mib"),
+            "{e}"
+        );
         let mut big = p.clone();
         big.workspace_mib = 20_000;
         let e = big.validate().unwrap_err();

@@ -89,12 +89,13 @@ pub fn parse_npy(b: &[u8]) -> Result<Tensor, String> {
             if b.len() < 12 {
                 return Err("truncated .npy header".into());
             }
-            (
-                u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize,
-                12,
-            )
+            (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
         }
-        v => return Err(format!(".npy format version {v} is not supported (1–3 are)")),
+        v => {
+            return Err(format!(
+                ".npy format version {v} is not supported (1–3 are)"
+            ))
+        }
     };
     let end = start
         .checked_add(hlen)
@@ -116,7 +117,9 @@ pub fn parse_npy(b: &[u8]) -> Result<Tensor, String> {
         .and_then(|d| d.split('\'').next())
         .ok_or("bad 'descr' in .npy header")?;
     if field("fortran_order")?.starts_with("True") {
-        return Err("Fortran-order arrays are not supported; save with np.ascontiguousarray".into());
+        return Err(
+            "Fortran-order arrays are not supported; save with np.ascontiguousarray".into(),
+        );
     }
     let shape_txt = field("shape")?;
     let shape_txt = shape_txt
@@ -127,7 +130,10 @@ pub fn parse_npy(b: &[u8]) -> Result<Tensor, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad dimension '{s}'")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad dimension '{s}'"))
+        })
         .collect::<Result<_, _>>()?;
     let n = shape
         .iter()
@@ -196,16 +202,17 @@ mod tests {
             .iter()
             .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
             .collect();
-        assert_eq!(
-            parse_npy(&npy("<f2", "(6,)", &d16)).unwrap().to_f32(),
-            vals
-        );
+        assert_eq!(parse_npy(&npy("<f2", "(6,)", &d16)).unwrap().to_f32(), vals);
         let e = parse_npy(&npy("<f4", "(1, 2, 4)", &data)).unwrap_err();
         assert!(e.contains("needs 32"), "{e}");
         let e = parse_npy(&npy("<i8", "(6,)", &data)).unwrap_err();
         assert!(e.contains("<i8"), "{e}");
-        let e = parse_npy(&npy("<f4", "(99999999999, 99999999999, 99999999999)", &data))
-            .unwrap_err();
+        let e = parse_npy(&npy(
+            "<f4",
+            "(99999999999, 99999999999, 99999999999)",
+            &data,
+        ))
+        .unwrap_err();
         assert!(e.contains("overflow"), "{e}");
         assert!(parse_npy(b"\x93NUMPY\x01\x00\xff\xff").is_err());
         assert!(parse_npy(b"PK\x03\x04").is_err());

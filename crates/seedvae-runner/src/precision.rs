@@ -73,7 +73,9 @@ pub fn verify(
     mut progress: impl FnMut(&str),
 ) -> Result<Report, Error> {
     if inputs.is_empty() {
-        return Err(Error::Input("verify-precision needs at least one input".into()));
+        return Err(Error::Input(
+            "verify-precision needs at least one input".into(),
+        ));
     }
     let opts = |precision| ExportOptions {
         part,
@@ -94,17 +96,24 @@ pub fn verify(
             Part::Decoder => seedvae_onnx::contract::VIDEO,
             Part::Encoder => seedvae_onnx::contract::LATENT_MEAN,
         };
-        let run = |p: &Path, what: &str, progress: &mut dyn FnMut(&str)| -> Result<Vec<Vec<f32>>, Error> {
+        let run = |p: &Path,
+                   what: &str,
+                   progress: &mut dyn FnMut(&str)|
+         -> Result<Vec<Vec<f32>>, Error> {
             let mut b = OrtBackend::open(p, 0)?;
             inputs
                 .iter()
                 .enumerate()
                 .map(|(i, x)| {
-                    progress(&format!("running {what} on input {}/{}", i + 1, inputs.len()));
+                    progress(&format!(
+                        "running {what} on input {}/{}",
+                        i + 1,
+                        inputs.len()
+                    ));
                     let mut out = b.run(&[(input.as_str(), x)])?;
-                    out.remove(output)
-                        .map(|t| t.to_f32())
-                        .ok_or_else(|| Error::Backend(format!("{what} graph has no output {output}")))
+                    out.remove(output).map(|t| t.to_f32()).ok_or_else(|| {
+                        Error::Backend(format!("{what} graph has no output {output}"))
+                    })
                 })
                 .collect()
         };
@@ -116,7 +125,9 @@ pub fn verify(
             let mut peak = 0f64;
             for (y, r) in ys.iter().zip(&r32) {
                 acc.add(y, r);
-                let (lo, hi) = r.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+                let (lo, hi) = r
+                    .iter()
+                    .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
                 peak = peak.max((hi - lo) as f64);
             }
             let peak = if part == Part::Decoder { 2.0 } else { peak };

@@ -95,12 +95,7 @@ impl GraphRecipe<'_> {
         h.update(b"seedvae graph recipe v1\n");
         h.update(env!("CARGO_PKG_VERSION").as_bytes());
         h.update(self.weights.content_hash().as_bytes());
-        let desc = format!(
-            "{} {} {}",
-            self.part,
-            self.streaming,
-            self.precision.name()
-        );
+        let desc = format!("{} {} {}", self.part, self.streaming, self.precision.name());
         h.update(desc.as_bytes());
         if self.precision == EnginePrecision::Fp8 {
             for b in &self.fp16_blocks {
@@ -108,8 +103,8 @@ impl GraphRecipe<'_> {
                 h.update(b.as_bytes());
             }
             for p in &self.calibration {
-                let bytes = std::fs::read(p)
-                    .map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
+                let bytes =
+                    std::fs::read(p).map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
                 h.update(b"\ncalibration ");
                 h.update(blake3::hash(&bytes).as_bytes());
             }
@@ -144,13 +139,8 @@ impl GraphRecipe<'_> {
         };
         if self.precision == EnginePrecision::Fp8 {
             let inputs = self.calibration_inputs()?;
-            let (c, stats) = crate::calibrate::export_fp8(
-                self.weights,
-                opts,
-                &inputs,
-                &self.fp16_blocks,
-                out,
-            )?;
+            let (c, stats) =
+                crate::calibrate::export_fp8(self.weights, opts, &inputs, &self.fp16_blocks, out)?;
             tracing::info!(
                 "FP8 graph: {} convolutions and {} attention projections quantized, {} kept in FP16",
                 stats.quantized_convs,

@@ -210,7 +210,7 @@ pub fn header_bytes(metadata: &BTreeMap<String, String>, tensors: &[WriteTensor<
         off = end;
     }
     let mut json = serde_json::to_vec(&map).expect("serializable");
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = (json.len() as u64).to_le_bytes().to_vec();

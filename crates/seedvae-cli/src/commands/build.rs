@@ -84,7 +84,8 @@ fn part_of(p: PartArg) -> Part {
 }
 
 fn is_onnx(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    p.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
 }
 
 /// The sidecar manifest path of an engine written with `-o`.

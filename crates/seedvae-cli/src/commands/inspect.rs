@@ -161,11 +161,16 @@ fn engine_files(a: &Args) -> Option<(PathBuf, PathBuf)> {
 }
 
 /// Print an engine's manifest, after checking the engine file against it.
-fn inspect_engine(a: &Args, manifest: &std::path::Path, engine: &std::path::Path) -> Result<ExitCode> {
-    let text = std::fs::read(manifest)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", manifest.display()))?;
-    let m: seedvae_engine::cache::Manifest = serde_json::from_slice(&text)
-        .map_err(|e| anyhow::anyhow!("{}: not a seedvae engine manifest: {e}", manifest.display()))?;
+fn inspect_engine(
+    a: &Args,
+    manifest: &std::path::Path,
+    engine: &std::path::Path,
+) -> Result<ExitCode> {
+    let text =
+        std::fs::read(manifest).map_err(|e| anyhow::anyhow!("{}: {e}", manifest.display()))?;
+    let m: seedvae_engine::cache::Manifest = serde_json::from_slice(&text).map_err(|e| {
+        anyhow::anyhow!("{}: not a seedvae engine manifest: {e}", manifest.display())
+    })?;
     let verdict = std::fs::read(engine)
         .map_err(|e| format!("{}: {e}", engine.display()))
         .and_then(|b| m.verify(&b));
@@ -175,14 +180,26 @@ fn inspect_engine(a: &Args, manifest: &std::path::Path, engine: &std::path::Path
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let k = &m.key_parts;
-        println!("engine:     {} ({})", engine.display(), bytes(m.engine.bytes));
+        println!(
+            "engine:     {} ({})",
+            engine.display(),
+            bytes(m.engine.bytes)
+        );
         println!("key:        {}", m.key);
         println!(
             "built:      {} {}{} for {} with TensorRT-RTX {}, profile {}, in {:.1}s by seedvae {}",
             k.part,
             k.precision.name(),
-            if k.streaming { " streaming" } else { " one-shot" },
-            k.targets.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
+            if k.streaming {
+                " streaming"
+            } else {
+                " one-shot"
+            },
+            k.targets
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(", "),
             k.tensorrt_rtx,
             m.info.profile,
             m.info.build_seconds,
@@ -207,14 +224,31 @@ fn inspect_engine(a: &Args, manifest: &std::path::Path, engine: &std::path::Path
         }
         for r in &m.info.input_ranges {
             if !r.name.starts_with("state_in.") {
-                println!("input:      {} min {:?} opt {:?} max {:?}", r.name, r.min, r.opt, r.max);
+                println!(
+                    "input:      {} min {:?} opt {:?} max {:?}",
+                    r.name, r.min, r.opt, r.max
+                );
             }
         }
-        for o in m.info.contract.outputs.iter().filter(|o| !o.name.starts_with("state_out.")) {
-            println!("output:     {} {:?} {}", o.name, o.elem, serde_json::to_string(&o.dims)?);
+        for o in m
+            .info
+            .contract
+            .outputs
+            .iter()
+            .filter(|o| !o.name.starts_with("state_out."))
+        {
+            println!(
+                "output:     {} {:?} {}",
+                o.name,
+                o.elem,
+                serde_json::to_string(&o.dims)?
+            );
         }
         if !m.info.contract.states.is_empty() {
-            println!("states:     {} pairs (state_in.* -> state_out.*)", m.info.contract.states.len());
+            println!(
+                "states:     {} pairs (state_in.* -> state_out.*)",
+                m.info.contract.states.len()
+            );
         }
         match &verdict {
             Ok(()) => println!("status:     verified (size and blake3 match the manifest)"),

@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
-#[command(after_help = "Runs on the CPU (ONNX Runtime); no GPU needed. Example:\n  \
-seedvae verify-precision ema_vae_fp16.safetensors my_latent.safetensors --calibrate other_latent.safetensors")]
+#[command(
+    after_help = "Runs on the CPU (ONNX Runtime); no GPU needed. Example:\n  \
+seedvae verify-precision ema_vae_fp16.safetensors my_latent.safetensors --calibrate other_latent.safetensors"
+)]
 pub struct Args {
     /// SeedVR2 VAE weights (.safetensors / .gguf).
     pub weights: PathBuf,
