@@ -9,7 +9,7 @@ use seedvae_tests::*;
 use seedvae_weights::{Part, WeightFile};
 
 /// Regression floor for FP8 on the tiny random fixture (see the test).
-const FP8_TINY_MIN_DB: f64 = 25.0;
+const FP8_TINY_MIN_DB: f64 = 29.0;
 
 fn psnr(a: &[f32], reference: &[f32]) -> f64 {
     let mse = a
@@ -76,7 +76,8 @@ fn fp8_decoder_quality_on_the_cpu() {
             (convs - kept, kept),
             "{stats:?}"
         );
-        assert_eq!(stats.quantized_matmuls, 4, "{stats:?}");
+        // The attention projections live in the mid block, which stays FP16 by default.
+        assert_eq!(stats.quantized_matmuls, 0, "{stats:?}");
         let mut b8 = OrtBackend::open(&p, 2).unwrap();
         for case in ["t3_8x8", "t2_6x10"] {
             let z = latent(case);
@@ -104,7 +105,7 @@ fn fp8_decoder_quality_on_the_cpu() {
                 act.name()
             );
             assert!(p16 >= 50.0, "{case}: fp16 {p16}");
-            // Measured 27.8-28.3 dB here. This reduced model has one channel per GroupNorm group
+            // Measured 29.9-30.8 dB here. This reduced model has one channel per GroupNorm group
             // and random weights, both of which amplify FP8's 3-bit-mantissa error; issue 4 sets
             // its 30 dB goal on the full-size model (benches/). This bound guards regressions.
             assert!(p8 >= FP8_TINY_MIN_DB, "{case}: fp8 {p8}");

@@ -323,6 +323,14 @@ mod tests {
         let d = Profile::load(DEFAULT_PROFILE).unwrap();
         assert_eq!(d.targets, vec![Target::Sm120]);
         assert_eq!(d.precision, EnginePrecision::Fp8);
+        // The shipped profiles keep what the quantization pass keeps by default.
+        for (n, _) in SHIPPED {
+            assert_eq!(
+                Profile::load(n).unwrap().fp16_blocks,
+                seedvae_onnx::quantize::DEFAULT_KEEP,
+                "{n}"
+            );
+        }
     }
 
     fn edited(from: &str, to: &str) -> String {
@@ -344,9 +352,9 @@ mod tests {
         assert!(e.contains("sm_99"), "{e}");
         let e = edited("precision: fp8", "precision: int4");
         assert!(e.contains("int4"), "{e}");
-        let e = edited("workspace_mib:", "workspace_mb:");
+        let e = edited("\nworkspace_mib:", "\nworkspace_mb:");
         assert!(e.contains("workspace_mb"), "{e}");
-        let e = edited("decoder.up_blocks.3.", "decoder.up_block.3.");
+        let e = edited("- decoder.up_blocks.3.", "- decoder.up_block.3.");
         assert!(e.contains("fp16_blocks") && e.contains("up_block.3"), "{e}");
     }
 
