@@ -58,6 +58,15 @@ impl Target {
             })
     }
 
+    /// "sm_120, sm_89".
+    pub fn list(targets: &[Target]) -> String {
+        targets
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Whether the architecture has FP8 tensor cores (Ada sm_89, Blackwell sm_120).
     pub fn has_fp8(self) -> bool {
         matches!(self, Target::Sm89 | Target::Sm120)

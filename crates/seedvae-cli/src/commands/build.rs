@@ -125,11 +125,7 @@ pub fn build(a: &Args, ui: &Ui) -> Result<(Entry, Outcome)> {
     let spinner = || {
         ui.spinner(&format!(
             "building the engine with TensorRT-RTX for {} (takes a while; no GPU needed)",
-            job.targets
-                .iter()
-                .map(|t| t.name())
-                .collect::<Vec<_>>()
-                .join(", ")
+            seedvae_engine::Target::list(&job.targets)
         ))
     };
     let result = if is_onnx(&a.model) {
@@ -259,11 +255,7 @@ fn report(a: &Args, e: &Entry, outcome: &Outcome) -> Result<()> {
         k.precision.name(),
         if k.streaming { " streaming" } else { "" },
         bytes(m.engine.bytes),
-        k.targets
-            .iter()
-            .map(|t| t.name())
-            .collect::<Vec<_>>()
-            .join(", "),
+        seedvae_engine::Target::list(&k.targets),
         k.tensorrt_rtx,
         m.info.profile
     );

@@ -195,11 +195,7 @@ fn inspect_engine(
             } else {
                 " one-shot"
             },
-            k.targets
-                .iter()
-                .map(|t| t.name())
-                .collect::<Vec<_>>()
-                .join(", "),
+            seedvae_engine::Target::list(&k.targets),
             k.tensorrt_rtx,
             m.info.profile,
             m.info.build_seconds,
