@@ -16,6 +16,7 @@ pub mod precision;
 pub mod prepare;
 pub mod stream;
 pub mod tensor;
+pub mod tiling;
 
 pub use backend::Backend;
 pub use ort_backend::OrtBackend;
