@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod calibrate;
+pub mod frames;
 pub mod io;
 pub mod libs;
 pub mod ort_backend;

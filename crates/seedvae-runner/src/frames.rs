@@ -1,0 +1,160 @@
+//! Decoded video to image files. The VAE's output is not clamped (spec §1); frames are
+//! `clamp(x, −1, 1) · 0.5 + 0.5`, scaled to 8 bits and rounded. A frame directory appears whole
+//! or not at all: frames are written into a hidden temporary directory that is renamed at the end
+//! and removed on any error.
+
+use crate::Error;
+use std::path::{Path, PathBuf};
+
+/// One decoded value in [−1, 1] (clamped) to an 8-bit level.
+pub fn to_u8(x: f32) -> u8 {
+    let v = (x.clamp(-1.0, 1.0) * 0.5 + 0.5) * 255.0;
+    v.round() as u8
+}
+
+/// Encode one RGB frame (`planes`: the 3 channel planes of `h × w`) as PNG bytes.
+pub fn png_bytes(planes: [&[f32]; 3], h: usize, w: usize) -> Result<Vec<u8>, Error> {
+    let mut rgb = Vec::with_capacity(3 * h * w);
+    for i in 0..h * w {
+        rgb.extend(planes.iter().map(|p| to_u8(p[i])));
+    }
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w as u32, h as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut wr = enc
+            .write_header()
+            .map_err(|e| Error::Backend(format!("PNG: {e}")))?;
+        wr.write_image_data(&rgb)
+            .map_err(|e| Error::Backend(format!("PNG: {e}")))?;
+    }
+    Ok(out)
+}
+
+/// Writes frames `frame_000000.png`, … into a directory that appears only on [`FrameDir::finish`].
+pub struct FrameDir {
+    target: PathBuf,
+    tmp: PathBuf,
+    next: usize,
+    done: bool,
+}
+
+impl FrameDir {
+    /// Refuses an existing `target` unless `force` (then it is replaced at the end).
+    pub fn create(target: &Path, force: bool) -> Result<FrameDir, Error> {
+        if target.exists() && !force {
+            return Err(Error::Input(format!(
+                "{}: already exists (pass --force to replace it)",
+                target.display()
+            )));
+        }
+        let tmp = seedvae_weights::atomic::temp_path(target);
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| Error::Input(format!("{}: {e}", tmp.display())))?;
+        Ok(FrameDir {
+            target: target.to_path_buf(),
+            tmp,
+            next: 0,
+            done: false,
+        })
+    }
+
+    /// Append the frames of a `[1, 3, F, H, W]` chunk; returns how many were written so far.
+    pub fn push(&mut self, shape: &[usize], v: &[f32]) -> Result<usize, Error> {
+        let [_, c, f, h, w] = <[usize; 5]>::try_from(shape)
+            .map_err(|_| Error::Input(format!("video chunk shape {shape:?} is not 5-D")))?;
+        if c != 3 || v.len() != c * f * h * w {
+            return Err(Error::Input(format!(
+                "video chunk must be [1, 3, F, H, W]; found {shape:?}"
+            )));
+        }
+        let plane = h * w;
+        for fi in 0..f {
+            let p = |ci: usize| &v[(ci * f + fi) * plane..(ci * f + fi + 1) * plane];
+            let bytes = png_bytes([p(0), p(1), p(2)], h, w)?;
+            let path = self.tmp.join(format!("frame_{:06}.png", self.next));
+            std::fs::write(&path, bytes)
+                .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+            self.next += 1;
+        }
+        Ok(self.next)
+    }
+
+    /// Move the finished directory into place.
+    pub fn finish(mut self) -> Result<usize, Error> {
+        let io = |e: std::io::Error| Error::Input(format!("{}: {e}", self.target.display()));
+        if self.target.exists() {
+            std::fs::remove_dir_all(&self.target).map_err(io)?;
+        }
+        std::fs::rename(&self.tmp, &self.target).map_err(io)?;
+        self.done = true;
+        Ok(self.next)
+    }
+}
+
+impl Drop for FrameDir {
+    /// An unfinished directory (error, early return, Ctrl-C unwinding) is removed.
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels() {
+        assert_eq!(to_u8(-1.0), 0);
+        assert_eq!(to_u8(-7.0), 0);
+        assert_eq!(to_u8(1.0), 255);
+        assert_eq!(to_u8(3.0), 255);
+        assert_eq!(to_u8(0.0), 128); // 127.5 rounds up
+        assert_eq!(to_u8(f32::NAN), 0);
+    }
+
+    #[test]
+    fn frames_round_trip_and_appear_only_when_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("frames");
+        let (f, h, w) = (2, 3, 4);
+        let v: Vec<f32> = (0..3 * f * h * w)
+            .map(|i| (i as f32 / 36.0) - 1.0)
+            .collect();
+        let mut fd = FrameDir::create(&target, false).unwrap();
+        assert_eq!(fd.push(&[1, 3, f, h, w], &v).unwrap(), 2);
+        assert!(!target.exists());
+        assert_eq!(fd.finish().unwrap(), 2);
+        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 2);
+        // Decode frame 1 and compare every level.
+        let file = std::fs::File::open(target.join("frame_000001.png")).unwrap();
+        let mut dec = png::Decoder::new(std::io::BufReader::new(file))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; dec.output_buffer_size().unwrap()];
+        let info = dec.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (w as u32, h as u32));
+        for i in 0..h * w {
+            for c in 0..3 {
+                assert_eq!(buf[i * 3 + c], to_u8(v[(c * f + 1) * h * w + i]));
+            }
+        }
+        // Existing target: refused without force.
+        assert!(FrameDir::create(&target, false).is_err());
+        // An error midway leaves nothing behind.
+        let other = dir.path().join("other");
+        {
+            let mut fd = FrameDir::create(&other, false).unwrap();
+            fd.push(&[1, 3, f, h, w], &v).unwrap();
+            assert!(fd.push(&[1, 4, f, h, w], &v).is_err());
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("frames")], "{left:?}");
+    }
+}
