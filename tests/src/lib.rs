@@ -57,13 +57,28 @@ pub fn run_oracle(script: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(out.status.success(), "oracle {script} failed:\n{text}");
     text
+}
+
+/// A finished child's stdout then stderr, as text.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The entries of `dir`, sorted.
+pub fn sorted_entries(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
 }
 
 /// Relative L2 error ‖a − b‖ / ‖b‖.

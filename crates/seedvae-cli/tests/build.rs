@@ -33,12 +33,7 @@ fn build_json(args: &[&str]) -> serde_json::Value {
 }
 
 fn engine_dirs(cache: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(cache.join("engines"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    v
+    sorted_entries(&cache.join("engines"))
 }
 
 #[test]
@@ -167,11 +162,7 @@ fn concurrent_builds_of_one_key_build_once() {
         .into_iter()
         .map(|k| {
             let o = k.wait_with_output().unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
+            let text = output_text(&o);
             assert!(o.status.success(), "{text}");
             text
         })
