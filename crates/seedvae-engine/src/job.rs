@@ -32,26 +32,10 @@ pub struct Graph {
 pub fn inspect_graph(onnx: &[u8], origin: &str) -> Result<Graph, Error> {
     let metadata = seedvae_onnx::write::read_metadata(onnx)
         .map_err(|e| Error::Config(format!("{origin}: not a readable ONNX model: {e}")))?;
-    let get = |k: &str| {
-        metadata
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-    };
-    let contract = get(seedvae_onnx::contract::METADATA_KEY).ok_or_else(|| {
-        Error::Config(format!(
-            "{origin}: not a seedvae model (no {} metadata). seedvae builds engines only from graphs it wrote, \
-             whose I/O it knows: run `seedvae convert WEIGHTS -o MODEL.onnx`, or pass the weights file itself",
-            seedvae_onnx::contract::METADATA_KEY
-        ))
-    })?;
-    let contract: Contract = serde_json::from_str(&contract).map_err(|e| {
-        Error::Config(format!(
-            "{origin}: unreadable {}: {e}",
-            seedvae_onnx::contract::METADATA_KEY
-        ))
-    })?;
-    let precision = if get(meta::QUANTIZATION).is_some_and(|q| q.starts_with("fp8")) {
+    let contract =
+        seedvae_onnx::contract_in(&metadata, origin).map_err(|e| Error::Config(e.to_string()))?;
+    let quantization = metadata.iter().find(|(k, _)| k == meta::QUANTIZATION);
+    let precision = if quantization.is_some_and(|(_, q)| q.starts_with("fp8")) {
         EnginePrecision::Fp8
     } else {
         match contract.precision {

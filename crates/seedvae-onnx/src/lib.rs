@@ -93,6 +93,24 @@ pub fn convert(
     Ok((c, stats))
 }
 
+/// The contract in a model's metadata; a clear error, naming `origin`, for any ONNX file seedvae
+/// did not write.
+pub fn contract_in(md: &[(String, String)], origin: &str) -> Result<Contract, Error> {
+    let c = md
+        .iter()
+        .find(|(k, _)| k == contract::METADATA_KEY)
+        .ok_or_else(|| {
+            Error::Other(format!(
+                "{origin}: not a seedvae model (no {} metadata). seedvae only uses graphs it wrote, \
+                 whose I/O it knows: export one with `seedvae convert WEIGHTS -o MODEL.onnx`, or pass \
+                 the weights file itself",
+                contract::METADATA_KEY
+            ))
+        })?;
+    serde_json::from_str(&c.1)
+        .map_err(|e| Error::Other(format!("{origin}: bad {}: {e}", contract::METADATA_KEY)))
+}
+
 /// Read the contract of a model written by seedvae; a clear error for any other ONNX file.
 pub fn read_contract(path: &Path) -> Result<(Contract, Vec<(String, String)>), Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::Io {
@@ -101,22 +119,6 @@ pub fn read_contract(path: &Path) -> Result<(Contract, Vec<(String, String)>), E
     })?;
     let md = write::read_metadata(&bytes)
         .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
-    let c = md
-        .iter()
-        .find(|(k, _)| k == contract::METADATA_KEY)
-        .ok_or_else(|| {
-            Error::Other(format!(
-                "{}: not a seedvae model (no {} metadata); export one with `seedvae convert`",
-                path.display(),
-                contract::METADATA_KEY
-            ))
-        })?;
-    let c: Contract = serde_json::from_str(&c.1).map_err(|e| {
-        Error::Other(format!(
-            "{}: bad {}: {e}",
-            path.display(),
-            contract::METADATA_KEY
-        ))
-    })?;
+    let c = contract_in(&md, &path.display().to_string())?;
     Ok((c, md))
 }
