@@ -75,6 +75,25 @@ fn synthetic_inputs(part: Part, seed: u64) -> Vec<Tensor> {
         .collect()
 }
 
+/// Calibration inputs for `part` from `files` (latents or videos), cropped to
+/// [`CALIBRATION_CROP`]; no files: [`default_calibration`].
+pub fn calibration_inputs(part: Part, files: &[PathBuf]) -> Result<Vec<Tensor>, Error> {
+    if files.is_empty() {
+        return Ok(default_calibration(part));
+    }
+    let (t, h, w) = crop_for(part);
+    files
+        .iter()
+        .map(|p| {
+            let x = match part {
+                Part::Decoder => read_latent(p)?,
+                Part::Encoder => read_video(p)?,
+            };
+            Ok(crop(&x, t, h, w))
+        })
+        .collect()
+}
+
 /// Everything that determines the graph an engine is built from.
 pub struct GraphRecipe<'a> {
     pub weights: &'a WeightFile,
@@ -114,20 +133,7 @@ impl GraphRecipe<'_> {
 
     /// The calibration inputs, read and cropped.
     pub fn calibration_inputs(&self) -> Result<Vec<Tensor>, Error> {
-        if self.calibration.is_empty() {
-            return Ok(default_calibration(self.part));
-        }
-        let (t, h, w) = crop_for(self.part);
-        self.calibration
-            .iter()
-            .map(|p| {
-                let x = match self.part {
-                    Part::Decoder => read_latent(p)?,
-                    Part::Encoder => read_video(p)?,
-                };
-                Ok(crop(&x, t, h, w))
-            })
-            .collect()
+        calibration_inputs(self.part, &self.calibration)
     }
 
     /// Write the graph to `out`.

@@ -122,11 +122,19 @@ pub fn build(a: &Args, ui: &Ui) -> Result<(Entry, Outcome)> {
         targets,
         tensorrt_dir: a.tensorrt_dir.clone(),
     };
-    let spinner = || {
-        ui.spinner(&format!(
-            "building the engine with TensorRT-RTX for {} (takes a while; no GPU needed)",
-            seedvae_engine::Target::list(&job.targets)
-        ))
+    // The engine for a graph, cached or built; a spinner only while TensorRT-RTX builds.
+    let engine = |onnx: &[u8], g: &seedvae_engine::job::Graph| -> Result<(Entry, Outcome)> {
+        let pb = std::cell::RefCell::new(None);
+        let r = job.engine(onnx, g, || {
+            *pb.borrow_mut() = Some(ui.spinner(&format!(
+                "building the engine with TensorRT-RTX for {} (takes a while; no GPU needed)",
+                seedvae_engine::Target::list(&job.targets)
+            )))
+        });
+        if let Some(pb) = pb.into_inner() {
+            pb.finish_and_clear();
+        }
+        Ok(r?)
     };
     let result = if is_onnx(&a.model) {
         let onnx = std::fs::read(&a.model).with_context(|| a.model.display().to_string())?;
@@ -163,12 +171,7 @@ pub fn build(a: &Args, ui: &Ui) -> Result<(Entry, Outcome)> {
                 g.precision.name()
             );
         }
-        let pb = std::cell::RefCell::new(None);
-        let r = job.engine(&onnx, &g, || *pb.borrow_mut() = Some(spinner()));
-        if let Some(pb) = pb.into_inner() {
-            pb.finish_and_clear();
-        }
-        r?
+        engine(&onnx, &g)?
     } else {
         let w = WeightFile::open(&a.model)?;
         let part = a.part.map_or(Part::Decoder, part_of);
@@ -209,12 +212,7 @@ pub fn build(a: &Args, ui: &Ui) -> Result<(Entry, Outcome)> {
                     let onnx = std::fs::read(&tmp)?;
                     let g = inspect_graph(&onnx, &tmp.display().to_string())?;
                     cache.set_recipe(&rh, &g.blake3)?;
-                    let pb = std::cell::RefCell::new(None);
-                    let r = job.engine(&onnx, &g, || *pb.borrow_mut() = Some(spinner()));
-                    if let Some(pb) = pb.into_inner() {
-                        pb.finish_and_clear();
-                    }
-                    Ok(r?)
+                    engine(&onnx, &g)
                 })();
                 pb.finish_and_clear();
                 let _ = std::fs::remove_file(&tmp);

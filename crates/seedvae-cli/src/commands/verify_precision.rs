@@ -3,7 +3,7 @@ use super::Ui;
 use anyhow::Result;
 use seedvae_engine::Profile;
 use seedvae_runner::io::{read_latent, read_video};
-use seedvae_runner::prepare::{default_calibration, default_evaluation, GraphRecipe};
+use seedvae_runner::prepare::{calibration_inputs, default_evaluation};
 use seedvae_weights::{Part, WeightFile};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,19 +53,7 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
             })
             .collect::<Result<_, _>>()?
     };
-    let calibration = if a.calibrate.is_empty() {
-        default_calibration(part)
-    } else {
-        GraphRecipe {
-            weights: &w,
-            part,
-            streaming: false,
-            precision: seedvae_engine::EnginePrecision::Fp8,
-            fp16_blocks: profile.fp16_blocks.clone(),
-            calibration: a.calibrate.clone(),
-        }
-        .calibration_inputs()?
-    };
+    let calibration = calibration_inputs(part, &a.calibrate)?;
     let work = tempfile_dir()?;
     let pb = ui.spinner("verify-precision");
     let report = seedvae_runner::precision::verify(
