@@ -130,12 +130,12 @@ fn random_latent(t: usize, h: usize, w: usize, seed: u64) -> Tensor {
 }
 
 fn stream_run(b: &mut dyn Backend, x: &Tensor, chunks: &[usize], out: &str) -> Tensor {
-    let mut s = Streamer::new(b).unwrap();
+    let mut s = Streamer::new(b.contract()).unwrap();
     let mut parts = Vec::new();
     let mut t0 = 0;
     for &n in chunks {
         parts.push(
-            s.step(&slice_time(x, t0, t0 + n))
+            s.step(b, &slice_time(x, t0, t0 + n))
                 .unwrap()
                 .remove(out)
                 .unwrap(),

@@ -62,20 +62,10 @@ fn check_shape(path: &Path, what: &str, t: &Tensor, ch: usize) -> Result<(), Err
 
 /// The first `t` frames and the central `h × w` window (at most) of a `[1, C, T, H, W]` tensor.
 pub fn crop(x: &Tensor, t: usize, h: usize, w: usize) -> Tensor {
-    let v = x.to_f32();
-    let [_, c, tt, hh, ww] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4]];
+    let [tt, hh, ww] = [x.shape[2], x.shape[3], x.shape[4]];
     let (t, h, w) = (t.min(tt), h.min(hh), w.min(ww));
     let (y0, x0) = ((hh - h) / 2, (ww - w) / 2);
-    let mut out = Vec::with_capacity(c * t * h * w);
-    for ci in 0..c {
-        for ti in 0..t {
-            for yi in 0..h {
-                let row = ((ci * tt + ti) * hh + y0 + yi) * ww + x0;
-                out.extend_from_slice(&v[row..row + w]);
-            }
-        }
-    }
-    Tensor::f32(vec![1, c, t, h, w], out)
+    x.window((0, t), (y0, y0 + h), (x0, x0 + w))
 }
 
 /// Parse a `.npy` file (format versions 1–3).

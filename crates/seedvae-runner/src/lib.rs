@@ -13,11 +13,15 @@ pub mod frames;
 pub mod io;
 pub mod libs;
 pub mod ort_backend;
+pub mod pipeline;
+pub mod planner;
 pub mod precision;
 pub mod prepare;
 pub mod stream;
 pub mod tensor;
 pub mod tiling;
+pub mod video;
+pub mod y4m;
 
 pub use backend::Backend;
 pub use ort_backend::OrtBackend;

@@ -9,32 +9,34 @@ use crate::Error;
 use seedvae_onnx::Contract;
 use std::collections::HashMap;
 
-pub struct Streamer<'b> {
-    backend: &'b mut dyn Backend,
-    /// The backend's contract, copied once (the backend is borrowed mutably while running).
+/// The carried state of one stream (one spatial tile of a clip). It does not hold the backend,
+/// so one backend can serve the streams of several tiles in turn.
+pub struct Streamer {
     contract: Contract,
     states: Option<Vec<Tensor>>,
 }
 
-impl<'b> Streamer<'b> {
-    pub fn new(backend: &'b mut dyn Backend) -> Result<Self, Error> {
-        if !backend.contract().streaming {
+impl Streamer {
+    pub fn new(contract: &Contract) -> Result<Self, Error> {
+        if !contract.streaming {
             return Err(Error::Input(
                 "this model is not a streaming graph; export it with `seedvae convert --streaming`"
                     .into(),
             ));
         }
-        let contract = backend.contract().clone();
         Ok(Streamer {
-            backend,
-            contract,
+            contract: contract.clone(),
             states: None,
         })
     }
 
     /// Feed the next chunk (`[1, C, T, H, W]` under the contract's first input name); returns the
     /// public outputs of this chunk.
-    pub fn step(&mut self, input: &Tensor) -> Result<HashMap<String, Tensor>, Error> {
+    pub fn step(
+        &mut self,
+        backend: &mut dyn Backend,
+        input: &Tensor,
+    ) -> Result<HashMap<String, Tensor>, Error> {
         let c = &self.contract;
         let first_in = &c.inputs[0];
         if input.shape.len() != 5 {
@@ -67,7 +69,7 @@ impl<'b> Streamer<'b> {
         for (s, t) in c.states.iter().zip(&states) {
             inputs.push((s.input.as_str(), t));
         }
-        let mut out = self.backend.run(&inputs)?;
+        let mut out = backend.run(&inputs)?;
         let mut next = Vec::with_capacity(c.states.len());
         for s in &c.states {
             next.push(

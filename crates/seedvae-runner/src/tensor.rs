@@ -69,3 +69,30 @@ impl Tensor {
         }
     }
 }
+
+impl Tensor {
+    /// The window `t × y × x` (half-open ranges) of a `[1, C, T, H, W]` tensor, as f32.
+    pub fn window(&self, t: (usize, usize), y: (usize, usize), x: (usize, usize)) -> Tensor {
+        let [_, c, tt, hh, ww] = <[usize; 5]>::try_from(self.shape.as_slice()).expect("5-D tensor");
+        assert!(t.1 <= tt && y.1 <= hh && x.1 <= ww && t.0 < t.1 && y.0 < y.1 && x.0 < x.1);
+        let (nt, ny, nx) = (t.1 - t.0, y.1 - y.0, x.1 - x.0);
+        let mut out = Vec::with_capacity(c * nt * ny * nx);
+        let mut push = |src: &dyn Fn(usize) -> f32, base: usize| {
+            for i in 0..nx {
+                out.push(src(base + i));
+            }
+        };
+        for ci in 0..c {
+            for ti in t.0..t.1 {
+                for yi in y.0..y.1 {
+                    let base = ((ci * tt + ti) * hh + yi) * ww + x.0;
+                    match &self.data {
+                        Data::F32(v) => push(&|i| v[i], base),
+                        Data::F16(v) => push(&|i| v[i].to_f32(), base),
+                    }
+                }
+            }
+        }
+        Tensor::f32(vec![1, c, nt, ny, nx], out)
+    }
+}

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub struct AtomicFile {
@@ -80,6 +80,14 @@ impl Write for AtomicFile {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.writer.as_mut().expect("not committed").flush()
+    }
+}
+
+/// Outputs laid out channel-major (a video tensor written a chunk of frames at a time) need to
+/// seek; `BufWriter` flushes before seeking.
+impl Seek for AtomicFile {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.writer.as_mut().expect("not committed").seek(pos)
     }
 }
 

@@ -191,8 +191,21 @@ pub struct WriteTensor<'a> {
 /// Serialize the header the way the reference writer does: tensors sorted by name, compact JSON,
 /// padded with spaces to a multiple of 8 bytes. Returns the header bytes (with length prefix).
 pub fn header_bytes(metadata: &BTreeMap<String, String>, tensors: &[WriteTensor<'_>]) -> Vec<u8> {
-    let mut order: Vec<&WriteTensor> = tensors.iter().collect();
-    order.sort_by(|a, b| a.name.cmp(b.name));
+    let layout: Vec<(&str, DType, &[usize], usize)> = tensors
+        .iter()
+        .map(|t| (t.name, t.dtype, t.shape, t.data.len()))
+        .collect();
+    header_for(metadata, &layout)
+}
+
+/// [`header_bytes`] from each tensor's (name, dtype, shape, byte length), for writers that
+/// stream the data after the header.
+pub fn header_for(
+    metadata: &BTreeMap<String, String>,
+    tensors: &[(&str, DType, &[usize], usize)],
+) -> Vec<u8> {
+    let mut order: Vec<&(&str, DType, &[usize], usize)> = tensors.iter().collect();
+    order.sort_by(|a, b| a.0.cmp(b.0));
     let mut map = serde_json::Map::new();
     if !metadata.is_empty() {
         map.insert(
@@ -201,11 +214,11 @@ pub fn header_bytes(metadata: &BTreeMap<String, String>, tensors: &[WriteTensor<
         );
     }
     let mut off = 0usize;
-    for t in order {
-        let end = off + t.data.len();
+    for (name, dtype, shape, len) in order {
+        let end = off + len;
         map.insert(
-            t.name.to_string(),
-            serde_json::json!({"dtype": t.dtype.name(), "shape": t.shape, "data_offsets": [off, end]}),
+            name.to_string(),
+            serde_json::json!({"dtype": dtype.name(), "shape": shape, "data_offsets": [off, end]}),
         );
         off = end;
     }
