@@ -15,8 +15,9 @@ use std::process::ExitCode;
     version,
     about = "Turn the SeedVR2 video VAE into fast, offline TensorRT-RTX engines",
     long_about = "seedvae reads your local SeedVR2 VAE checkpoint (ema_vae_fp16.safetensors or a .gguf), \
-checks it against the hardcoded model, and (in later steps) converts it to ONNX, builds FP8 TensorRT-RTX \
-engines and decodes latents to frames. Nothing is downloaded: everything runs offline.\n\n\
+checks it against the hardcoded model, converts it to ONNX, builds FP8 TensorRT-RTX engines ahead of time \
+(no GPU needed) and decodes latents to frames (and encodes frames to latents) on an RTX GPU or the CPU. \
+Nothing is downloaded: everything runs offline.\n\n\
 Start with `seedvae demo`, or `seedvae inspect YOUR_FILE`.",
     after_help = "Set RUST_LOG=debug (or pass -v) for detailed logs."
 )]
@@ -40,6 +41,10 @@ enum Command {
     Convert(commands::convert::Args),
     /// Build (or fetch from the cache) a TensorRT-RTX engine for an RTX GPU; no GPU needed.
     Build(commands::build::Args),
+    /// Decode a latent to frames (PNG, .y4m, raw tensor): streaming, tiled, any length, offline.
+    Decode(commands::decode::Args),
+    /// Encode frames (PNG directory, .y4m, tensor) to a latent (the posterior mean).
+    Encode(commands::encode::Args),
     /// Measure how much fp16 and FP8 change the output vs fp32 (PSNR, max error), on the CPU.
     VerifyPrecision(commands::verify_precision::Args),
     /// Write a random-weight checkpoint with the exact SeedVR2 VAE names and shapes.
@@ -66,11 +71,14 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let ui = commands::Ui { quiet: cli.quiet };
+    commands::install_interrupt_handler();
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect::run(a, &ui),
         Command::Synth(a) => commands::synth::run(a, &ui),
         Command::Convert(a) => commands::convert::run(a, &ui),
         Command::Build(a) => commands::build::run(a, &ui),
+        Command::Decode(a) => commands::decode::run(a, &ui),
+        Command::Encode(a) => commands::encode::run(a, &ui),
         Command::VerifyPrecision(a) => commands::verify_precision::run(a, &ui),
         Command::Demo(a) => commands::demo::run(a, &ui),
     };

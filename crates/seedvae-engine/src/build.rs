@@ -36,6 +36,23 @@ impl Target {
         Target::Sm120,
     ];
 
+    /// The target a GPU of compute capability `major.minor` runs (None: no engine target).
+    pub fn of_compute_capability(major: i32, minor: i32) -> Option<Target> {
+        Target::ALL
+            .into_iter()
+            .find(|t| t.compute_capability() == (major, minor))
+    }
+
+    pub fn compute_capability(self) -> (i32, i32) {
+        match self {
+            Target::Sm75 => (7, 5),
+            Target::Sm80 => (8, 0),
+            Target::Sm86 => (8, 6),
+            Target::Sm89 => (8, 9),
+            Target::Sm120 => (12, 0),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Target::Sm75 => "sm_75",

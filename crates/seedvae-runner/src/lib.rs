@@ -20,6 +20,7 @@ pub mod prepare;
 pub mod stream;
 pub mod tensor;
 pub mod tiling;
+pub mod trt_backend;
 pub mod video;
 pub mod y4m;
 
@@ -37,4 +38,6 @@ pub enum Error {
     Backend(String),
     #[error("{0}")]
     Input(String),
+    #[error("interrupted")]
+    Interrupted,
 }

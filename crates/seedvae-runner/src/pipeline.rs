@@ -55,14 +55,14 @@ pub struct RunStats {
 }
 
 /// Decode `latent` (`[1, 16, T, h, w]`) over latent-frame `chunks` and `plan`'s tiles into `sink`;
-/// `progress(frames_done)` after each chunk.
+/// `progress(frames_done)` after each chunk (an error from it, e.g. Ctrl-C, stops the run).
 pub fn decode(
     backend: &mut dyn Backend,
     latent: &Tensor,
     plan: &SpatialPlan,
     chunks: &[(usize, usize)],
     sink: &mut dyn FrameSink,
-    progress: &mut dyn FnMut(usize),
+    progress: &mut dyn FnMut(usize) -> Result<(), Error>,
 ) -> Result<RunStats, Error> {
     let (h, w) = (latent.shape[3], latent.shape[4]);
     let mut state = streamers(backend, plan.tiles.len())?;
@@ -94,7 +94,7 @@ pub fn decode(
         sink.push(&blend.finish(), f)?;
         stats.frames += f;
         stats.chunks += 1;
-        progress(stats.frames);
+        progress(stats.frames)?;
     }
     Ok(stats)
 }
@@ -143,7 +143,7 @@ pub fn encode(
     pad: Pad,
     plan: &SpatialPlan,
     chunks: &[(usize, usize)],
-    progress: &mut dyn FnMut(usize),
+    progress: &mut dyn FnMut(usize) -> Result<(), Error>,
 ) -> Result<(Tensor, RunStats), Error> {
     let (hh, ww) = source.size();
     let (h, w) = (hh / 8, ww / 8);
@@ -192,7 +192,7 @@ pub fn encode(
         parts.push(Tensor::f32(vec![1, 16, lt, h, w], blend.finish()));
         stats.frames += n;
         stats.chunks += 1;
-        progress(stats.frames);
+        progress(stats.frames)?;
     }
     Ok((crate::stream::concat_time(&parts), stats))
 }

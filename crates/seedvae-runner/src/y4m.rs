@@ -179,10 +179,7 @@ impl Y4mReader {
         };
         let size = rd.frame_bytes() as u64;
         let mut pos = line.len() as u64;
-        loop {
-            let Some(l) = header_line(&mut rd.file, 1024).map_err(|e| bad(path, e))? else {
-                break;
-            };
+        while let Some(l) = header_line(&mut rd.file, 1024).map_err(|e| bad(path, e))? {
             let i = rd.frames.len();
             if !l.starts_with(b"FRAME") || !l.ends_with(b"\n") {
                 return Err(bad(path, format!("frame {i}: bad FRAME header")));

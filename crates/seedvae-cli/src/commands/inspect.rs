@@ -2,7 +2,7 @@ use super::{bytes, thousands, Ui};
 use anyhow::Result;
 use seedvae_weights::WeightFile;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -136,24 +136,24 @@ fn inspect_onnx(a: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where an engine's manifest and engine file are, if `a.file` names an engine.
-fn engine_files(a: &Args) -> Option<(PathBuf, PathBuf)> {
+/// Where an engine's manifest and engine file are, if `f` names an engine: a cache entry
+/// directory, an engine file with its `.manifest.json` sidecar, or a cache key.
+pub fn engine_files(f: &Path, cache: Option<&Path>) -> Option<(PathBuf, PathBuf)> {
     use seedvae_engine::cache::{ENGINE_FILE, MANIFEST_FILE};
-    let f = &a.file;
     if f.is_dir() {
         return Some((f.join(MANIFEST_FILE), f.join(ENGINE_FILE)));
     }
     let side = super::build::sidecar(f);
     if side.exists() {
-        return Some((side, f.clone()));
+        return Some((side, f.to_path_buf()));
     }
     if f.file_name().is_some_and(|n| n == ENGINE_FILE) {
         let m = f.with_file_name(MANIFEST_FILE);
-        return m.exists().then(|| (m, f.clone()));
+        return m.exists().then(|| (m, f.to_path_buf()));
     }
     let s = f.to_str()?;
     if !f.exists() && s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let cache = seedvae_engine::cache::Cache::open(a.cache.as_deref()).ok()?;
+        let cache = seedvae_engine::cache::Cache::open(cache).ok()?;
         let d = cache.entry_dir(s);
         return Some((d.join(MANIFEST_FILE), d.join(ENGINE_FILE)));
     }
@@ -259,7 +259,7 @@ fn inspect_engine(
 }
 
 pub fn run(a: Args, _ui: &Ui) -> Result<ExitCode> {
-    if let Some((m, e)) = engine_files(&a) {
+    if let Some((m, e)) = engine_files(&a.file, a.cache.as_deref()) {
         return inspect_engine(&a, &m, &e);
     }
     if a.file

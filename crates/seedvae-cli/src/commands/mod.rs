@@ -2,12 +2,41 @@
 
 pub mod build;
 pub mod convert;
+pub mod decode;
 pub mod demo;
+pub mod encode;
 pub mod inspect;
+pub mod model;
 pub mod synth;
 pub mod verify_precision;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C asks long runs to stop at the next chunk, so that their outputs' temporary files are
+/// removed (a second Ctrl-C exits at once).
+pub fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: stopping after the current chunk (Ctrl-C again to quit now)");
+    });
+}
+
+/// This process's peak resident memory (Linux: VmHWM; None elsewhere).
+pub fn peak_host_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
 
 pub struct Ui {
     pub quiet: bool,
@@ -21,7 +50,7 @@ impl Ui {
         }
         let pb = ProgressBar::new(len);
         pb.set_style(
-            ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {per_sec} ETA {eta}")
+            ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}) ETA {eta}")
                 .expect("valid template")
                 .progress_chars("=> "),
         );

@@ -1,0 +1,834 @@
+//! `seedvae decode` / `seedvae encode` end to end on the CPU backend (this machine has no GPU):
+//! the goldens, streaming = one-shot, flat memory in T, tiling and seams, the TensorRT-RTX
+//! refusal and fallback, bad inputs, and a decode with the network cut off.
+
+use seedvae_runner::Tensor;
+use seedvae_tests::*;
+use std::path::Path;
+
+fn seedvae(args: &[&str]) -> (i32, String, String) {
+    run_cli(env!("CARGO_BIN_EXE_seedvae"), args)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn tiny() -> String {
+    fixture("vae_tiny/weights.safetensors")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Run and expect success; returns the JSON summary.
+fn ok_json(args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["--json", "--quiet"]);
+    let (code, out, err) = seedvae(&all);
+    assert_eq!(code, 0, "{args:?}\n{out}{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// Run and expect failure with nothing at `output`; returns the message.
+fn fails(args: &[&str], output: &Path) -> String {
+    let (code, out, err) = seedvae(args);
+    assert_ne!(code, 0, "{args:?} succeeded:\n{out}{err}");
+    assert!(!output.exists(), "{} left behind", output.display());
+    if let Some(dir) = output.parent().filter(|d| d.is_dir()) {
+        let leftovers: Vec<_> = sorted_entries(dir)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("seedvae-tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    }
+    format!("{out}{err}")
+}
+
+fn read_f64(path: &Path, name: &str) -> (Vec<usize>, Vec<f64>) {
+    let w = seedvae_weights::WeightFile::open(path).unwrap();
+    let t = w.get(name).unwrap();
+    (t.shape.clone(), w.f64(name).unwrap())
+}
+
+fn write_latent(path: &Path, t: &Tensor) {
+    seedvae_runner::video::write_tensor(path, "latent", t, seedvae_weights::DType::F32, true)
+        .unwrap();
+}
+
+fn random_latent(t: usize, h: usize, w: usize, seed: u64) -> Tensor {
+    let mut r = seedvae_weights::synth::Rng::new(seed);
+    let mut v = vec![0f32; 16 * t * h * w];
+    r.fill_normal(&mut v);
+    Tensor::f32(vec![1, 16, t, h, w], v)
+}
+
+fn png_rgb(path: &Path) -> (usize, usize, Vec<u8>) {
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut r = dec.read_info().unwrap();
+    let mut buf = vec![0u8; r.output_buffer_size().unwrap()];
+    let info = r.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    buf.truncate(info.buffer_size());
+    (info.height as usize, info.width as usize, buf)
+}
+
+#[test]
+fn decoding_the_fixtures_reproduces_the_goldens_as_tensors_and_png_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    for case in ["t1_8x8", "t2_8x8", "t3_8x8", "t2_6x10"] {
+        let latent = fixture(&format!("vae_tiny/latent_{case}.safetensors"));
+        let golden = fixture(&format!("vae_tiny/decoded_{case}.safetensors"));
+        // fp64 where the fixture has it (bound 1e-5), else the fp32 golden (its own rounding: 2e-5).
+        let has64 = seedvae_weights::WeightFile::open(&golden)
+            .unwrap()
+            .get("decoded_f64")
+            .is_some();
+        let (gs, g) = read_f64(&golden, if has64 { "decoded_f64" } else { "decoded" });
+        let lim = if has64 { 1e-5 } else { 2e-5 };
+        let out = dir.path().join(format!("{case}.safetensors"));
+        let j = ok_json(&[
+            "decode",
+            "-m",
+            &tiny(),
+            s(&latent),
+            "-o",
+            s(&out),
+            "--backend",
+            "cpu",
+            "--cache",
+            s(&cache),
+        ]);
+        assert_eq!(j["backend"], "onnxruntime-cpu");
+        let (shape, v) = read_f64(&out, "video");
+        assert_eq!(shape, gs, "{case}");
+        let e = rel_l2(&v, &g);
+        eprintln!(
+            "decode {case}: rel L2 {e:.2e} vs the {} golden (limit {lim:.0e}), {} chunk(s)",
+            if has64 { "fp64" } else { "fp32" },
+            j["chunks"]
+        );
+        assert!(e <= lim, "{case}: {e}");
+
+        // PNG frames: within 1 level of the golden converted the same way.
+        let frames = dir.path().join(format!("{case}_png"));
+        ok_json(&[
+            "decode",
+            "-m",
+            &tiny(),
+            s(&latent),
+            "-o",
+            s(&frames),
+            "--backend",
+            "cpu",
+            "--cache",
+            s(&cache),
+        ]);
+        let files = sorted_entries(&frames);
+        let [_, _, f, h, w] = <[usize; 5]>::try_from(gs.as_slice()).unwrap();
+        assert_eq!(files.len(), f, "{case}");
+        let mut worst = 0i32;
+        for (fi, file) in files.iter().enumerate() {
+            let (ph, pw, rgb) = png_rgb(file);
+            assert_eq!((ph, pw), (h, w));
+            for i in 0..h * w {
+                for c in 0..3 {
+                    let want =
+                        seedvae_runner::frames::to_u8(g[(c * f + fi) * h * w + i] as f32) as i32;
+                    worst = worst.max((rgb[3 * i + c] as i32 - want).abs());
+                }
+            }
+        }
+        assert!(worst <= 1, "{case}: PNG off by {worst} levels");
+    }
+}
+
+#[test]
+fn encoding_the_fixture_video_reproduces_the_golden_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = fixture("vae_tiny/video_t9_32x48.safetensors");
+    let (_, mean64) = read_f64(
+        &fixture("vae_tiny/encoded_t9_32x48.safetensors"),
+        "latent_mean_f64",
+    );
+    for chunk in ["1", "2"] {
+        let out = dir.path().join(format!("mean{chunk}.safetensors"));
+        let j = ok_json(&[
+            "encode",
+            "-m",
+            &tiny(),
+            s(&video),
+            "-o",
+            s(&out),
+            "--backend",
+            "cpu",
+            "--chunk",
+            chunk,
+            "--cache",
+            s(&dir.path().join("cache")),
+        ]);
+        let (shape, v) = read_f64(&out, "latent");
+        assert_eq!(shape, vec![1, 16, 3, 4, 6]);
+        let e = rel_l2(&v, &mean64);
+        eprintln!(
+            "encode chunk {chunk}: rel L2 {e:.2e} vs the fp64 golden ({} calls)",
+            j["calls"]
+        );
+        assert!(e <= 1e-5, "chunk {chunk}: {e}");
+    }
+    // The DiT layout: [T, h, w, 16] × 0.9152, and decode --dit-latent takes it back.
+    let dit = dir.path().join("dit.safetensors");
+    ok_json(&[
+        "encode",
+        "-m",
+        &tiny(),
+        s(&video),
+        "-o",
+        s(&dit),
+        "--backend",
+        "cpu",
+        "--dit-latent",
+        "--cache",
+        s(&dir.path().join("cache")),
+    ]);
+    let (shape, d) = read_f64(&dit, "latent");
+    assert_eq!(shape, vec![3, 4, 6, 16]);
+    let (t, h, w) = (3, 4, 6);
+    let m = |c: usize, ti: usize, y: usize, x: usize| mean64[((c * t + ti) * h + y) * w + x];
+    let e = (0..16)
+        .map(|c| (d[((2 * h + 3) * w + 5) * 16 + c] - m(c, 2, 3, 5) * 0.9152).abs())
+        .fold(0.0, f64::max);
+    assert!(e < 1e-4, "{e}");
+}
+
+#[test]
+fn streaming_with_chunks_1_2_3_equals_one_shot() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // ≥ 128 positions per frame at every level and one thread: then the CPU kernels accumulate
+    // every output in the same order whatever the chunk (tests/tests/export.rs, Bound::Strict).
+    let latent = dir.path().join("l.safetensors");
+    write_latent(&latent, &random_latent(7, 16, 8, 3));
+    let oneshot = dir.path().join("oneshot.onnx");
+    let (code, out, err) = seedvae(&["convert", &tiny(), "-o", s(&oneshot)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let run = |model: &str, chunk: Option<&str>, name: &str| -> Vec<f64> {
+        let o = dir.path().join(name);
+        let mut a = vec![
+            "decode",
+            "-m",
+            model,
+            s(&latent),
+            "-o",
+            s(&o),
+            "--backend",
+            "cpu",
+            "--threads",
+            "1",
+            "--cache",
+            s(&cache),
+        ];
+        if let Some(c) = chunk {
+            a.extend(["--chunk", c]);
+        }
+        ok_json(&a);
+        read_f64(&o, "video").1
+    };
+    let reference = run(s(&oneshot), None, "ref.safetensors");
+    assert_eq!(reference.len(), 3 * 25 * 128 * 64);
+    for c in ["1", "2", "3"] {
+        let v = run(&tiny(), Some(c), &format!("c{c}.safetensors"));
+        let e = rel_l2(&v, &reference);
+        eprintln!("chunk {c}: rel L2 {e:.2e} vs one-shot");
+        assert!(e <= 1e-6, "chunk {c}: {e}");
+    }
+}
+
+#[test]
+fn peak_host_memory_is_flat_in_clip_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let mut peaks = Vec::new();
+    for t in [9usize, 17, 33] {
+        let latent = dir.path().join(format!("l{t}.safetensors"));
+        write_latent(&latent, &random_latent(t, 16, 16, t as u64));
+        let out = dir.path().join(format!("v{t}.y4m"));
+        let j = ok_json(&[
+            "decode",
+            "-m",
+            &tiny(),
+            s(&latent),
+            "-o",
+            s(&out),
+            "--backend",
+            "cpu",
+            "--cache",
+            s(&cache),
+            "--threads",
+            "2",
+        ]);
+        assert_eq!(j["frames"], 4 * t - 3);
+        let peak = j["peak_host_bytes"].as_u64().expect("Linux reports VmHWM");
+        // What a one-shot run would hold just for its output (f32 frames).
+        let whole = (4 * t - 3) * 3 * 128 * 128 * 4;
+        eprintln!(
+            "T = {t}: {} frames, peak host memory {:.1} MiB (the whole output alone: {:.1} MiB)",
+            4 * t - 3,
+            peak as f64 / 1048576.0,
+            whole as f64 / 1048576.0
+        );
+        peaks.push(peak);
+    }
+    // From 9 to 33 latent frames a run holding its output would grow by 96 frames (18 MiB of
+    // f32); streaming chunk by chunk into the sink must not grow by a fifth of that.
+    assert!(peaks[2] < peaks[0] + 4 * 1048576, "{peaks:?}");
+}
+
+/// Mean |Δ| between neighbouring columns at the given x positions (all rows, channels, frames).
+fn column_jump(v: &[f64], planes: usize, h: usize, w: usize, xs: &[usize]) -> f64 {
+    let mut sum = 0.0;
+    let mut n = 0usize;
+    for p in 0..planes {
+        for y in 0..h {
+            for &x in xs {
+                let i = (p * h + y) * w + x;
+                sum += (v[i] - v[i - 1]).abs();
+                n += 1;
+            }
+        }
+    }
+    sum / n as f64
+}
+
+#[test]
+fn tiled_decoding_differs_boundedly_and_leaves_no_seam() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let latent = dir.path().join("l.safetensors");
+    let (t, h, w) = (2, 8, 40);
+    // A smooth latent (the decoder's content varies slowly; random noise hides any seam).
+    let mut l = random_latent(t, h, w, 11);
+    if let seedvae_runner::tensor::Data::F32(v) = &mut l.data {
+        for (i, x) in v.iter_mut().enumerate() {
+            let (xx, yy, c) = (i % w, (i / w) % h, i / (w * h * t));
+            *x = 0.2 * *x + ((xx as f32) * 0.15 + c as f32).sin() + ((yy as f32) * 0.2).cos();
+        }
+    }
+    write_latent(&latent, &l);
+    let w8 = tiny();
+    let run = |extra: &[&str], name: &str| -> (Vec<f64>, serde_json::Value) {
+        let o = dir.path().join(name);
+        let mut a = vec![
+            "decode",
+            "-m",
+            &w8,
+            s(&latent),
+            "-o",
+            s(&o),
+            "--backend",
+            "cpu",
+            "--cache",
+            s(&cache),
+        ];
+        a.extend_from_slice(extra);
+        let j = ok_json(&a);
+        (read_f64(&o, "video").1, j)
+    };
+    let (whole, j0) = run(&["--no-tiling"], "whole.safetensors");
+    assert_eq!(j0["tiles"], 1);
+    // 128 px tiles with 64 px overlap over 320 px: stride 8 latent → tiles at 0, 8, 16, 24.
+    let (tiled, j) = run(
+        &["--tile-size", "128", "--tile-overlap", "64"],
+        "tiled.safetensors",
+    );
+    assert_eq!(j["tiles"], 4);
+    let (max, mean) = (
+        max_abs_diff(&tiled, &whole),
+        tiled
+            .iter()
+            .zip(&whole)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f64>()
+            / whole.len() as f64,
+    );
+    let std = (whole.iter().map(|x| x * x).sum::<f64>() / whole.len() as f64).sqrt();
+    eprintln!("tiled vs untiled: max |Δ| {max:.3}, mean |Δ| {mean:.4} (output RMS {std:.3})");
+    assert!(
+        max.is_finite() && mean < std,
+        "tiling error {mean} vs RMS {std}"
+    );
+    // Seams: the columns where a tile starts or ends (inside the frame) vs all other columns.
+    let (fh, fw, planes) = (8 * h, 8 * w, 3 * (4 * t - 3));
+    // Tiles cover [0,128), [64,192), [128,256), [192,320) px: starts 64, 128, 192; ends 128, 192, 256.
+    let borders = [64usize, 128, 192, 256];
+    let interior: Vec<usize> = (1..fw).filter(|x| !borders.contains(x)).collect();
+    let (jb, ji) = (
+        column_jump(&tiled, planes, fh, fw, &borders),
+        column_jump(&tiled, planes, fh, fw, &interior),
+    );
+    eprintln!(
+        "mean |jump| across tile borders {jb:.4}, elsewhere {ji:.4} (ratio {:.2})",
+        jb / ji
+    );
+    assert!(jb <= 2.0 * ji, "seam: {jb} vs {ji}");
+    // For reference: the untiled frame's jumps at the same columns.
+    let (jw, jwi) = (
+        column_jump(&whole, planes, fh, fw, &borders),
+        column_jump(&whole, planes, fh, fw, &interior),
+    );
+    eprintln!("untiled, same columns: {jw:.4} vs {jwi:.4}");
+}
+
+#[test]
+fn without_a_gpu_tensorrt_refuses_with_the_reason_and_auto_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let latent = fixture("vae_tiny/latent_t1_8x8.safetensors");
+    let out = dir.path().join("f");
+    let msg = fails(
+        &[
+            "decode",
+            "-m",
+            &tiny(),
+            s(&latent),
+            "-o",
+            s(&out),
+            "--backend",
+            "tensorrt",
+            "--cache",
+            s(&dir.path().join("c")),
+        ],
+        &out,
+    );
+    assert!(
+        msg.contains("TensorRT-RTX backend cannot run here") && msg.contains("no NVIDIA driver"),
+        "{msg}"
+    );
+    let (code, stdout, stderr) = seedvae(&[
+        "decode",
+        "-m",
+        &tiny(),
+        s(&latent),
+        "-o",
+        s(&out),
+        "--cache",
+        s(&dir.path().join("c")),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("TensorRT-RTX not used: no NVIDIA driver") && stderr.contains("on the CPU"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("TensorRT-RTX not used"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stdout.contains("onnxruntime-cpu"), "{stdout}");
+    assert_eq!(sorted_entries(&out).len(), 1);
+}
+
+#[test]
+fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cache = d.join("cache");
+    let out = d.join("out.safetensors");
+    let w8 = tiny();
+    let dec = |latent: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "decode",
+            "-m",
+            &w8,
+            s(latent),
+            "-o",
+            s(&out),
+            "--backend",
+            "cpu",
+            "--cache",
+            s(&cache),
+        ];
+        a.extend_from_slice(extra);
+        fails(&a, &out)
+    };
+    // Wrong channels, wrong rank.
+    let p = d.join("c8.safetensors");
+    write_latent(&p, &Tensor::f32(vec![1, 8, 1, 4, 4], vec![0.0; 128]));
+    let m = dec(&p, &[]);
+    assert!(
+        m.contains("c8.safetensors")
+            && m.contains("[1, 16, T, h, w]")
+            && m.contains("[1, 8, 1, 4, 4]"),
+        "{m}"
+    );
+    let p = d.join("r3.safetensors");
+    write_latent(&p, &Tensor::f32(vec![16, 4, 4], vec![0.0; 256]));
+    let m = dec(&p, &[]);
+    assert!(m.contains("[16, 4, 4]"), "{m}");
+    // A channels-last latent gets the hint.
+    let p = d.join("dit.safetensors");
+    write_latent(&p, &Tensor::f32(vec![1, 2, 4, 4, 16], vec![0.0; 512]));
+    assert!(dec(&p, &[]).contains("--dit-latent"));
+    let fine = d.join("fine.safetensors");
+    ok_json(&[
+        "decode",
+        "-m",
+        &tiny(),
+        s(&p),
+        "-o",
+        s(&fine),
+        "--backend",
+        "cpu",
+        "--cache",
+        s(&cache),
+        "--dit-latent",
+    ]);
+    // The encoder's smallest frame (8 px) is the CPU graph's limit; the range is named.
+    let v = d.join("v.safetensors");
+    seedvae_runner::video::write_tensor(
+        &v,
+        "video",
+        &Tensor::f32(vec![1, 3, 1, 4, 16], vec![0.0; 192]),
+        seedvae_weights::DType::F32,
+        true,
+    )
+    .unwrap();
+    let lat = d.join("lat.safetensors");
+    let m = fails(
+        &[
+            "encode",
+            "-m",
+            &tiny(),
+            s(&v),
+            "-o",
+            s(&lat),
+            "--backend",
+            "cpu",
+            "--cache",
+            s(&cache),
+        ],
+        &lat,
+    );
+    assert!(m.contains("multiples of 8"), "{m}");
+    // An encoder given to decode; a missing model; not a weights file.
+    let latent = fixture("vae_tiny/latent_t1_8x8.safetensors");
+    let enc = d.join("enc.onnx");
+    assert_eq!(
+        seedvae(&["convert", &tiny(), "--part", "encoder", "-o", s(&enc)]).0,
+        0
+    );
+    let m = fails(
+        &[
+            "decode",
+            "-m",
+            s(&enc),
+            s(&latent),
+            "-o",
+            s(&out),
+            "--backend",
+            "cpu",
+        ],
+        &out,
+    );
+    assert!(
+        m.contains("encoder model") && m.contains("needs the decoder"),
+        "{m}"
+    );
+    let m = fails(
+        &[
+            "decode",
+            "-m",
+            s(&d.join("nope.safetensors")),
+            s(&latent),
+            "-o",
+            s(&out),
+        ],
+        &out,
+    );
+    assert!(
+        m.contains("nope.safetensors") && m.contains("no such file"),
+        "{m}"
+    );
+    let junk = d.join("junk.safetensors");
+    std::fs::write(&junk, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":1}").unwrap();
+    let m = fails(
+        &[
+            "decode",
+            "-m",
+            s(&junk),
+            s(&latent),
+            "-o",
+            s(&out),
+            "--backend",
+            "cpu",
+            "--cache",
+            s(&cache),
+        ],
+        &out,
+    );
+    assert!(m.contains("junk.safetensors"), "{m}");
+    // Engines: corrupt (one byte flipped), truncated, foreign (no manifest), manifest of another.
+    let engine = d.join("e.trt");
+    let (code, o, e) = seedvae(&[
+        "build",
+        &tiny(),
+        "--precision",
+        "fp16",
+        "--streaming",
+        "-o",
+        s(&engine),
+        "--cache",
+        s(&cache),
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{o}{e}");
+    let good = std::fs::read(&engine).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    std::fs::write(&engine, &bad).unwrap();
+    for backend in ["auto", "tensorrt", "cpu"] {
+        let m = fails(
+            &[
+                "decode",
+                "-m",
+                s(&engine),
+                s(&latent),
+                "-o",
+                s(&out),
+                "--backend",
+                backend,
+            ],
+            &out,
+        );
+        assert!(
+            m.contains("e.trt") && m.contains("corrupt"),
+            "{backend}: {m}"
+        );
+    }
+    std::fs::write(&engine, &good[..good.len() - 100]).unwrap();
+    let m = fails(
+        &["decode", "-m", s(&engine), s(&latent), "-o", s(&out)],
+        &out,
+    );
+    assert!(m.contains("truncated"), "{m}");
+    let foreign = d.join("foreign.trt");
+    std::fs::write(&foreign, &good).unwrap();
+    let m = fails(
+        &["decode", "-m", s(&foreign), s(&latent), "-o", s(&out)],
+        &out,
+    );
+    assert!(m.contains("foreign.trt.manifest.json"), "{m}");
+    // A valid engine on this GPU-less machine: auto cannot fall back to an engine (no graph).
+    std::fs::write(&engine, &good).unwrap();
+    let m = fails(
+        &["decode", "-m", s(&engine), s(&latent), "-o", s(&out)],
+        &out,
+    );
+    assert!(
+        m.contains("no NVIDIA driver") && m.contains("needs the weights or an ONNX graph"),
+        "{m}"
+    );
+    // Unwritable output: a path under a regular file; an existing output without --force.
+    let under = d.join("junk.safetensors").join("x.safetensors");
+    let m = fails(
+        &[
+            "decode",
+            "-m",
+            &tiny(),
+            s(&latent),
+            "-o",
+            s(&under),
+            "--backend",
+            "cpu",
+            "--cache",
+            s(&cache),
+        ],
+        &under,
+    );
+    assert!(m.contains("x.safetensors"), "{m}");
+    std::fs::write(&out, b"keep").unwrap();
+    let (code, o, e) = seedvae(&[
+        "decode",
+        "-m",
+        &tiny(),
+        s(&latent),
+        "-o",
+        s(&out),
+        "--backend",
+        "cpu",
+        "--cache",
+        s(&cache),
+    ]);
+    assert_ne!(code, 0);
+    assert!(format!("{o}{e}").contains("--force"));
+    assert_eq!(std::fs::read(&out).unwrap(), b"keep");
+    let bad_ext = d.join("x.mp4");
+    let m = fails(
+        &[
+            "decode",
+            "-m",
+            &tiny(),
+            s(&latent),
+            "-o",
+            s(&bad_ext),
+            "--backend",
+            "cpu",
+        ],
+        &bad_ext,
+    );
+    assert!(m.contains(".mp4") && m.contains(".y4m"), "{m}");
+}
+
+#[test]
+fn frames_round_trip_through_y4m_and_png_into_encode() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let video = fixture("vae_tiny/video_t9_32x48.safetensors");
+    let reference = dir.path().join("ref.safetensors");
+    ok_json(&[
+        "encode",
+        "-m",
+        &tiny(),
+        s(&video),
+        "-o",
+        s(&reference),
+        "--backend",
+        "cpu",
+        "--cache",
+        s(&cache),
+    ]);
+    let (_, want) = read_f64(&reference, "latent");
+    // The fixture video as 8-bit frames: PNG directory and y4m (via decode's writers is not
+    // possible for a video, so write them here from the tensor).
+    let (shape, v) = read_f64(&video, "video");
+    let [_, _, t, h, w] = <[usize; 5]>::try_from(shape.as_slice()).unwrap();
+    let pngs = dir.path().join("pngs");
+    std::fs::create_dir(&pngs).unwrap();
+    let y4m = dir.path().join("clip.y4m");
+    let mut yw =
+        seedvae_runner::y4m::Y4mWriter::new(std::fs::File::create(&y4m).unwrap(), h, w, (24, 1))
+            .unwrap();
+    for f in 0..t {
+        let plane = |c: usize| -> Vec<f32> {
+            (0..h * w)
+                .map(|i| v[(c * t + f) * h * w + i] as f32)
+                .collect()
+        };
+        let (r, g, b) = (plane(0), plane(1), plane(2));
+        std::fs::write(
+            pngs.join(format!("{f:04}.png")),
+            seedvae_runner::frames::png_bytes([&r, &g, &b], h, w).unwrap(),
+        )
+        .unwrap();
+        yw.frame([&r, &g, &b]).unwrap();
+    }
+    drop(yw);
+    for (src, name) in [(&pngs, "png"), (&y4m, "y4m")] {
+        let out = dir.path().join(format!("{name}.safetensors"));
+        ok_json(&[
+            "encode",
+            "-m",
+            &tiny(),
+            s(src),
+            "-o",
+            s(&out),
+            "--backend",
+            "cpu",
+            "--cache",
+            s(&cache),
+        ]);
+        let (_, got) = read_f64(&out, "latent");
+        let e = rel_l2(&got, &want);
+        eprintln!("encode from {name} (8-bit) vs from the f32 tensor: rel L2 {e:.2e}");
+        assert!(e < 0.05, "{name}: {e}");
+    }
+    // 6 frames are padded to 9: reflect and repeat differ only in the last latent frame.
+    let six = dir.path().join("six");
+    std::fs::create_dir(&six).unwrap();
+    for f in 0..6 {
+        std::fs::copy(
+            pngs.join(format!("{f:04}.png")),
+            six.join(format!("{f:04}.png")),
+        )
+        .unwrap();
+    }
+    let mut lat = Vec::new();
+    for pad in ["reflect", "repeat"] {
+        let out = dir.path().join(format!("{pad}.safetensors"));
+        ok_json(&[
+            "encode",
+            "-m",
+            &tiny(),
+            s(&six),
+            "-o",
+            s(&out),
+            "--backend",
+            "cpu",
+            "--pad",
+            pad,
+            "--cache",
+            s(&cache),
+        ]);
+        let (shape, v) = read_f64(&out, "latent");
+        assert_eq!(shape, vec![1, 16, 3, 4, 6]);
+        lat.push(v);
+    }
+    let plane = 4 * 6;
+    let frame = |v: &Vec<f64>, ti: usize| -> Vec<f64> {
+        (0..16)
+            .flat_map(|c| v[(c * 3 + ti) * plane..(c * 3 + ti + 1) * plane].to_vec())
+            .collect()
+    };
+    assert_eq!(frame(&lat[0], 1), frame(&lat[1], 1));
+    assert!(max_abs_diff(&frame(&lat[0], 2), &frame(&lat[1], 2)) > 1e-4);
+}
+
+#[test]
+fn decodes_with_the_network_namespace_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let latent = fixture("vae_tiny/latent_t2_8x8.safetensors");
+    let out = dir.path().join("frames");
+    let exe = env!("CARGO_BIN_EXE_seedvae");
+    // A new network namespace has only a down loopback: nothing can be reached. As root that is
+    // `unshare -n`; otherwise a user namespace maps us to root first (`-r`).
+    let mut tried = Vec::new();
+    for flags in [&["-n"][..], &["-r", "-n"][..]] {
+        let o = std::process::Command::new("unshare")
+            .args(flags)
+            .arg(exe)
+            .args([
+                "decode",
+                "-m",
+                &tiny(),
+                s(&latent),
+                "-o",
+                s(&out),
+                "--backend",
+                "auto",
+                "--quiet",
+                "--cache",
+            ])
+            .arg(dir.path().join("cache"))
+            .env(
+                "SEEDVAE_ORT_LIB",
+                seedvae_runner::libs::onnxruntime(None).unwrap(),
+            )
+            .output()
+            .expect("unshare (util-linux) is installed");
+        if o.status.success() {
+            assert_eq!(sorted_entries(&out).len(), 5);
+            return;
+        }
+        tried.push(format!(
+            "unshare {flags:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    panic!(
+        "could not decode in a network namespace:\n{}",
+        tried.join("\n")
+    );
+}

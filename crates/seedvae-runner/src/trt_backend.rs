@@ -1,0 +1,523 @@
+//! The TensorRT-RTX backend: runs a cached engine on an RTX GPU.
+//!
+//! Two halves. The checks (which GPU, which targets, which library version, what the engine's
+//! profile accepts, how much memory a tile needs, buffer sizes) are plain functions, unit-tested
+//! on machines without a GPU. The execution ([`TrtBackend`]) is a thin sequence of documented
+//! TensorRT-RTX calls — deserialize, one execution context (one optimization profile: ours have
+//! one), user-managed activation memory sized for the current shapes, `setInputShape`,
+//! `setTensorAddress`, `enqueueV3` on a CUDA stream, pinned host staging — with the runtime cache
+//! (JIT-compiled kernels) kept in a file beside the engine. CUDA memory and streams come from
+//! `cudarc`, whose driver library (`libcuda.so.1` / `nvcuda.dll`) is loaded at run time, so this
+//! compiles and runs its checks everywhere.
+//!
+//! Not tested here: the execution path needs a supported GPU (this workplace's H100/H200 is
+//! compute capability 9.0, which TensorRT-RTX refuses).
+
+use crate::backend::Backend;
+use crate::planner::Limits;
+use crate::tensor::{Data, Tensor};
+use crate::Error;
+use seedvae_engine::build::Target;
+use seedvae_engine::cache::Manifest;
+use seedvae_onnx::{Contract, Elem};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Compute capabilities TensorRT-RTX 1.7 runs on (7.5 needs an opt-in we do not make).
+pub const SUPPORTED_CC: [(i32, i32); 5] = [(8, 0), (8, 6), (8, 9), (12, 0), (12, 1)];
+
+/// The GPU this process would run on.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GpuInfo {
+    pub name: String,
+    pub compute_capability: (i32, i32),
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+impl GpuInfo {
+    fn cc(&self) -> String {
+        format!(
+            "{}.{}",
+            self.compute_capability.0, self.compute_capability.1
+        )
+    }
+}
+
+/// Find GPU 0 through the CUDA driver; the reason in one line when there is none.
+pub fn probe_gpu() -> Result<GpuInfo, String> {
+    use cudarc::driver::{sys, CudaContext};
+    // SAFETY: only tries to load the driver library; no driver call is made if it is absent.
+    if !unsafe { sys::is_culib_present() } {
+        return Err("no NVIDIA driver found (libcuda / nvcuda.dll is not installed)".into());
+    }
+    let n = CudaContext::device_count().map_err(|e| format!("the CUDA driver failed: {e}"))?;
+    if n < 1 {
+        return Err("the NVIDIA driver reports no GPU".into());
+    }
+    let ctx = CudaContext::new(0).map_err(|e| format!("cannot open GPU 0: {e}"))?;
+    let (free, total) = ctx.mem_get_info().map_err(|e| format!("GPU 0: {e}"))?;
+    Ok(GpuInfo {
+        name: ctx.name().unwrap_or_else(|_| "GPU 0".into()),
+        compute_capability: ctx
+            .compute_capability()
+            .map_err(|e| format!("GPU 0: {e}"))?,
+        free_bytes: free as u64,
+        total_bytes: total as u64,
+    })
+}
+
+/// Can an engine built for `targets` run on `gpu`? The reason, naming both, when not.
+pub fn check_device(gpu: &GpuInfo, targets: &[Target]) -> Result<Target, String> {
+    if !SUPPORTED_CC.contains(&gpu.compute_capability) {
+        return Err(format!(
+            "TensorRT-RTX does not support {} (compute capability {}); it runs on RTX GPUs of \
+             compute capability 8.0, 8.6, 8.9 and 12.x",
+            gpu.name,
+            gpu.cc()
+        ));
+    }
+    let names: Vec<&str> = targets.iter().map(|t| t.name()).collect();
+    let (ma, mi) = gpu.compute_capability;
+    match Target::of_compute_capability(ma, mi) {
+        Some(t) if targets.contains(&t) => Ok(t),
+        Some(t) => Err(format!(
+            "the engine was built for {}, but {} is {}: build one with --target {}",
+            names.join(", "),
+            gpu.name,
+            t.name(),
+            t.name()
+        )),
+        None => Err(format!(
+            "the engine was built for {}; seedvae builds no engine target for {} (compute \
+             capability {})",
+            names.join(", "),
+            gpu.name,
+            gpu.cc()
+        )),
+    }
+}
+
+/// Engines only load in the TensorRT-RTX version that built them.
+pub fn check_version(built_with: &str, loaded: &str) -> Result<(), String> {
+    if built_with == loaded {
+        Ok(())
+    } else {
+        Err(format!(
+            "the engine was built with TensorRT-RTX {built_with}, this machine has {loaded}: \
+             rebuild it here (`seedvae build`)"
+        ))
+    }
+}
+
+/// What an engine accepts per call, from its manifest's input ranges (the part's main input).
+pub fn limits(m: &Manifest) -> Result<Limits, String> {
+    let main = &m.info.contract.inputs[0].name;
+    let r = m
+        .info
+        .input_ranges
+        .iter()
+        .find(|r| &r.name == main)
+        .ok_or_else(|| format!("the manifest has no input range for '{main}'"))?;
+    let dim = |i: usize| -> Result<(usize, usize), String> {
+        match (r.min.get(i), r.max.get(i)) {
+            (Some(&a), Some(&b)) if a >= 1 && b >= a => Ok((a as usize, b as usize)),
+            _ => Err(format!(
+                "bad input range for '{main}': {:?}..{:?}",
+                r.min, r.max
+            )),
+        }
+    };
+    Ok(Limits {
+        t: dim(2)?,
+        h: dim(3)?,
+        w: dim(4)?,
+    })
+}
+
+/// Bytes of a tensor of `shape` and element type.
+pub fn io_bytes(shape: &[usize], elem: Elem) -> usize {
+    let size = match elem {
+        Elem::F16 => 2,
+        _ => 4,
+    };
+    shape.iter().product::<usize>() * size
+}
+
+/// The largest square tile edge (the part's input units: latent pixels or video pixels) whose
+/// memory fits `budget`, from the builder's report at the profile's largest shape: activations
+/// scale with the tile's area; weights, carried states and I/O buffers are fixed (approximated
+/// by 10% of the activations). None when the whole profile fits or the report is missing.
+pub fn memory_cap(m: &Manifest, lim: &Limits, budget: u64) -> Result<Option<usize>, String> {
+    let Some(dm) = &m.info.device_memory else {
+        return Ok(None);
+    };
+    let fixed = dm.weight_bytes + dm.activation_bytes / 10;
+    if budget <= fixed {
+        return Err(format!(
+            "the engine needs {:.2} GB for its weights and buffers, more than the {:.2} GB \
+             budget (--vram-budget)",
+            fixed as f64 / 1e9,
+            budget as f64 / 1e9
+        ));
+    }
+    let act = dm.activation_bytes.max(1) as f64;
+    let room = (budget - fixed) as f64;
+    if room >= act {
+        return Ok(None);
+    }
+    let max_edge = lim.h.1.min(lim.w.1) as f64;
+    Ok(Some((max_edge * (room / act).sqrt()).floor() as usize))
+}
+
+/// The runtime cache file kept beside an engine (`engine.trt` → `engine.trt.rtcache`).
+pub fn runtime_cache_path(engine: &Path) -> PathBuf {
+    let mut s = engine.as_os_str().to_owned();
+    s.push(".rtcache");
+    PathBuf::from(s)
+}
+
+/// Everything checked before an engine is deserialized: the GPU, the targets, the version.
+pub fn preflight(m: &Manifest, tensorrt_dir: Option<&Path>) -> Result<GpuInfo, String> {
+    let gpu = probe_gpu()?;
+    check_device(&gpu, &m.key_parts.targets)?;
+    let libs = seedvae_engine::build::load_libraries(tensorrt_dir).map_err(|e| e.to_string())?;
+    check_version(&m.key_parts.tensorrt_rtx, &libs.version)?;
+    Ok(gpu)
+}
+
+/// A device buffer that grows to the largest size asked of it.
+struct DeviceBuf(Option<cudarc::driver::CudaSlice<u8>>);
+
+impl DeviceBuf {
+    fn ensure(
+        &mut self,
+        stream: &Arc<cudarc::driver::CudaStream>,
+        bytes: usize,
+    ) -> Result<&mut cudarc::driver::CudaSlice<u8>, String> {
+        if self.0.as_ref().is_none_or(|b| b.len() < bytes) {
+            self.0 = None; // free first: the old and new buffer need not coexist
+            self.0 = Some(
+                stream
+                    .alloc_zeros::<u8>(bytes.max(1))
+                    .map_err(|e| format!("cannot allocate {bytes} bytes on the GPU: {e}"))?,
+            );
+        }
+        Ok(self.0.as_mut().expect("allocated"))
+    }
+}
+
+fn tensor_bytes(t: &Tensor) -> &[u8] {
+    // SAFETY: f32 and f16 are plain 4- and 2-byte values without padding; the slice covers
+    // exactly the vector's initialized elements and borrows it.
+    unsafe {
+        match &t.data {
+            Data::F32(v) => std::slice::from_raw_parts(v.as_ptr().cast(), v.len() * 4),
+            Data::F16(v) => std::slice::from_raw_parts(v.as_ptr().cast(), v.len() * 2),
+        }
+    }
+}
+
+fn tensor_from_bytes(shape: Vec<usize>, elem: Elem, b: &[u8]) -> Tensor {
+    let data = match elem {
+        Elem::F16 => Data::F16(
+            b.chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        ),
+        _ => Data::F32(
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+    };
+    Tensor { shape, data }
+}
+
+/// An engine loaded on the GPU. Field order matters: the context is dropped before the engine.
+pub struct TrtBackend {
+    context: trtx::ExecutionContext<'static>,
+    _engine: trtx::CudaEngine<'static>,
+    cache: Arc<trtx::RuntimeCache>,
+    cache_file: PathBuf,
+    stream: Arc<cudarc::driver::CudaStream>,
+    buffers: HashMap<String, DeviceBuf>,
+    scratch: DeviceBuf,
+    pinned: Option<cudarc::driver::PinnedHostSlice<u8>>,
+    contract: Contract,
+    pub gpu: GpuInfo,
+}
+
+fn trt(what: &str) -> impl Fn(trtx::Error) -> Error + '_ {
+    move |e| Error::Backend(format!("TensorRT-RTX: {what}: {e}"))
+}
+
+fn cuda(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {
+    move |e| Error::Backend(format!("CUDA: {what}: {e}"))
+}
+
+impl TrtBackend {
+    /// Load `engine` (verified against `manifest` by the caller) after [`preflight`].
+    pub fn open(
+        engine: &Path,
+        manifest: &Manifest,
+        tensorrt_dir: Option<&Path>,
+    ) -> Result<TrtBackend, Error> {
+        let gpu = preflight(manifest, tensorrt_dir).map_err(Error::Backend)?;
+        let bytes = std::fs::read(engine)
+            .map_err(|e| Error::Input(format!("{}: {e}", engine.display())))?;
+        manifest
+            .verify(&bytes)
+            .map_err(|e| Error::Input(format!("{}: {e}", engine.display())))?;
+        let ctx = cudarc::driver::CudaContext::new(0).map_err(cuda("open GPU 0"))?;
+        let stream = ctx.new_stream().map_err(cuda("create a stream"))?;
+        // The logger and runtime live as long as the process: engines borrow them.
+        let logger: &'static trtx::Logger =
+            Box::leak(Box::new(trtx::Logger::log_crate().map_err(trt("logger"))?));
+        let runtime: &'static mut trtx::Runtime<'static> = Box::leak(Box::new(
+            trtx::Runtime::new(logger).map_err(trt("runtime"))?,
+        ));
+        let (validity, why) = runtime
+            .engine_validity(&bytes)
+            .map_err(trt("engine header"))?;
+        if validity == trtx::EngineValidity::kINVALID {
+            return Err(Error::Backend(format!(
+                "{}: TensorRT-RTX says this engine cannot run here ({why:?})",
+                engine.display()
+            )));
+        }
+        let mut eng = runtime.deserialize_cuda_engine(&bytes).map_err(|e| {
+            Error::Backend(format!("{}: cannot load the engine: {e}", engine.display()))
+        })?;
+        let mut config = eng.create_runtime_config().map_err(trt("runtime config"))?;
+        config.set_execution_context_allocation_strategy(
+            trtx::ExecutionContextAllocationStrategy::kUSER_MANAGED,
+        );
+        let cache = Arc::new(
+            config
+                .create_runtime_cache()
+                .map_err(trt("runtime cache"))?,
+        );
+        let cache_file = runtime_cache_path(engine);
+        if let Ok(blob) = std::fs::read(&cache_file) {
+            if let Err(e) = cache.deserialize(&blob) {
+                tracing::warn!("{}: ignoring the runtime cache: {e}", cache_file.display());
+            }
+        }
+        config
+            .set_runtime_cache(cache.clone())
+            .map_err(trt("runtime cache"))?;
+        let context = eng
+            .create_execution_context_with_config(std::rc::Rc::new(config))
+            .map_err(trt("execution context"))?;
+        Ok(TrtBackend {
+            context,
+            _engine: eng,
+            cache,
+            cache_file,
+            stream,
+            buffers: HashMap::new(),
+            scratch: DeviceBuf(None),
+            pinned: None,
+            contract: manifest.info.contract.clone(),
+            gpu,
+        })
+    }
+
+    /// Copy through a pinned staging buffer (grown as needed): pageable copies are synchronous
+    /// and slower.
+    fn staging(&mut self, bytes: usize) -> Result<&mut cudarc::driver::PinnedHostSlice<u8>, Error> {
+        if self.pinned.as_ref().is_none_or(|p| p.len() < bytes) {
+            self.pinned = None;
+            // SAFETY: the buffer is fully written before any read of it (below).
+            self.pinned = Some(unsafe {
+                self.stream
+                    .context()
+                    .alloc_pinned::<u8>(bytes.max(1))
+                    .map_err(cuda("pinned host memory"))?
+            });
+        }
+        Ok(self.pinned.as_mut().expect("allocated"))
+    }
+
+    fn save_runtime_cache(&self) -> Result<(), String> {
+        let blob = self.cache.serialize().map_err(|e| e.to_string())?;
+        seedvae_weights::atomic::write_atomic(&self.cache_file, |f| {
+            std::io::Write::write_all(f, &blob)
+        })
+        .map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for TrtBackend {
+    fn drop(&mut self) {
+        if let Err(e) = self.save_runtime_cache() {
+            tracing::warn!(
+                "{}: runtime cache not saved: {e}",
+                self.cache_file.display()
+            );
+        }
+    }
+}
+
+impl Backend for TrtBackend {
+    fn name(&self) -> &str {
+        "tensorrt-rtx"
+    }
+
+    fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<HashMap<String, Tensor>, Error> {
+        use cudarc::driver::DevicePtrMut;
+        let stream = self.stream.clone();
+        for (name, t) in inputs {
+            let dims: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+            self.context
+                .set_input_shape(name, &trtx::trtx_sys::Dims64::from_slice(&dims))
+                .map_err(|e| Error::Input(format!("input '{name}' {:?}: {e}", t.shape)))?;
+            let b = tensor_bytes(t);
+            let n = b.len();
+            self.staging(n)?.as_mut_slice().map_err(cuda("staging"))?[..n].copy_from_slice(b);
+            let pinned = self.pinned.take().expect("staged");
+            let dev = self
+                .buffers
+                .entry(name.to_string())
+                .or_insert(DeviceBuf(None))
+                .ensure(&stream, n)
+                .map_err(Error::Backend)?;
+            let r = stream.memcpy_htod(&pinned, &mut dev.slice_mut(..n));
+            // The staging buffer is reused for the next input: wait for this copy.
+            let r = r.and_then(|_| stream.synchronize());
+            self.pinned = Some(pinned);
+            r.map_err(cuda("copy to the GPU"))?;
+            let (ptr, _sync) = dev.device_ptr_mut(&stream);
+            // SAFETY: the buffer holds `n` bytes = this input's size, and stays allocated (in
+            // `self.buffers`) until it is replaced by a larger one before a later call.
+            unsafe { self.context.set_tensor_address(name, ptr as *mut _) }
+                .map_err(trt("input address"))?;
+        }
+        let mut outs = Vec::new();
+        // Public outputs and the carried states' outputs (all in the contract's outputs).
+        for o in self.contract.outputs.clone() {
+            let d = self
+                .context
+                .tensor_shape(&o.name)
+                .map_err(trt("output shape"))?;
+            let shape: Vec<usize> = d.d[..d.nbDims as usize]
+                .iter()
+                .map(|&x| x as usize)
+                .collect();
+            let n = io_bytes(&shape, o.elem);
+            let dev = self
+                .buffers
+                .entry(o.name.clone())
+                .or_insert(DeviceBuf(None))
+                .ensure(&stream, n)
+                .map_err(Error::Backend)?;
+            let (ptr, _sync) = dev.device_ptr_mut(&stream);
+            // SAFETY: as for inputs; sized from the context's own output shape.
+            unsafe { self.context.set_tensor_address(&o.name, ptr as *mut _) }
+                .map_err(trt("output address"))?;
+            outs.push((o.name.clone(), shape, o.elem));
+        }
+        let need = self.context.update_device_memory_size_for_shapes();
+        let scratch = self.scratch.ensure(&stream, need).map_err(Error::Backend)?;
+        let (ptr, _sync) = scratch.device_ptr_mut(&stream);
+        // SAFETY: `need` bytes, as the context asked for these shapes; kept in `self.scratch`.
+        unsafe {
+            self.context
+                .set_device_memory_v2(ptr as *mut _, need as i64)
+        };
+        // SAFETY: every I/O address is bound above; the stream belongs to this context's device.
+        unsafe { self.context.enqueue_v3(stream.cu_stream() as *mut _) }.map_err(trt("enqueue"))?;
+        let mut result = HashMap::new();
+        for (name, shape, elem) in outs {
+            let n = io_bytes(&shape, elem);
+            let dev = self
+                .buffers
+                .get(&name)
+                .and_then(|b| b.0.as_ref())
+                .expect("bound");
+            let mut host = vec![0u8; n];
+            stream
+                .memcpy_dtoh(&dev.slice(..n), &mut host)
+                .map_err(cuda("copy from the GPU"))?;
+            result.insert(name, tensor_from_bytes(shape, elem, &host));
+        }
+        stream.synchronize().map_err(cuda("synchronize"))?;
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpu(name: &str, cc: (i32, i32)) -> GpuInfo {
+        GpuInfo {
+            name: name.into(),
+            compute_capability: cc,
+            free_bytes: 15 << 30,
+            total_bytes: 16 << 30,
+        }
+    }
+
+    #[test]
+    fn device_checks_name_the_gpu_and_the_targets() {
+        let ti = gpu("NVIDIA GeForce RTX 5070 Ti", (12, 0));
+        assert_eq!(check_device(&ti, &[Target::Sm120]).unwrap(), Target::Sm120);
+        let e = check_device(&gpu("NVIDIA H100", (9, 0)), &[Target::Sm120]).unwrap_err();
+        assert!(
+            e.contains("does not support NVIDIA H100") && e.contains("9.0"),
+            "{e}"
+        );
+        let e =
+            check_device(&gpu("NVIDIA GeForce RTX 4090", (8, 9)), &[Target::Sm120]).unwrap_err();
+        assert!(
+            e.contains("built for sm_120") && e.contains("--target sm_89"),
+            "{e}"
+        );
+        assert!(check_device(&gpu("RTX 4090", (8, 9)), &[Target::Sm120, Target::Sm89]).is_ok());
+        let e = check_device(&gpu("DGX Spark", (12, 1)), &[Target::Sm120]).unwrap_err();
+        assert!(e.contains("no engine target"), "{e}");
+        let e = check_version("1.6.0.20", "1.7.1.116").unwrap_err();
+        assert!(e.contains("1.6.0.20") && e.contains("1.7.1.116"), "{e}");
+        assert!(check_version("1.7.1.116", "1.7.1.116").is_ok());
+    }
+
+    #[test]
+    fn buffer_sizes() {
+        assert_eq!(
+            io_bytes(&[1, 16, 2, 104, 104], Elem::F32),
+            16 * 2 * 104 * 104 * 4
+        );
+        assert_eq!(
+            io_bytes(&[1, 512, 2, 104, 104], Elem::F16),
+            512 * 2 * 104 * 104 * 2
+        );
+        let t = Tensor::f32(vec![2], vec![1.5, -2.0]);
+        let back = tensor_from_bytes(vec![2], Elem::F32, tensor_bytes(&t));
+        assert_eq!(back, t);
+        let h = Tensor {
+            shape: vec![1],
+            data: Data::F16(vec![half::f16::from_f32(0.5)]),
+        };
+        assert_eq!(tensor_from_bytes(vec![1], Elem::F16, tensor_bytes(&h)), h);
+        assert_eq!(
+            runtime_cache_path(Path::new("/c/engines/k/engine.trt")),
+            PathBuf::from("/c/engines/k/engine.trt.rtcache")
+        );
+    }
+
+    #[test]
+    fn no_gpu_here_is_a_one_line_reason() {
+        // This workplace has no GPU (and CI neither); on a GPU machine this still must not panic.
+        match probe_gpu() {
+            Ok(g) => eprintln!("GPU present: {g:?}"),
+            Err(e) => assert!(!e.contains('\n') && !e.is_empty(), "{e}"),
+        }
+    }
+}
