@@ -631,6 +631,46 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
         m.contains("no NVIDIA driver") && m.contains("needs the weights or an ONNX graph"),
         "{m}"
     );
+    // What the TensorRT-RTX backend reads from a real manifest (no GPU needed): the per-call
+    // limits of the default profile's streaming decoder, and tiles capped by a memory budget.
+    let side = d.join("e.trt.manifest.json");
+    let mut m: seedvae_engine::cache::Manifest =
+        serde_json::from_slice(&std::fs::read(&side).unwrap()).unwrap();
+    let lim = seedvae_runner::trt_backend::limits(&m).unwrap();
+    assert_eq!((lim.t, lim.h, lim.w), ((1, 1), (8, 112), (8, 112)));
+    let dm = m
+        .info
+        .device_memory
+        .clone()
+        .expect("the builder reports device memory");
+    let cap = |budget: u64| seedvae_runner::trt_backend::memory_cap(&m, &lim, budget);
+    assert_eq!(cap(u64::MAX / 2).unwrap(), None);
+    let quarter = dm.weight_bytes + dm.activation_bytes / 10 + dm.activation_bytes / 4;
+    // A quarter of the activations fits: half the edge (112 → 56, less rounding).
+    let c = cap(quarter).unwrap().expect("capped");
+    assert!((55..=56).contains(&c), "{c} {dm:?}");
+    assert!(cap(dm.weight_bytes).unwrap_err().contains("--vram-budget"));
+    // An engine built by another TensorRT-RTX version: refused before any GPU is looked for.
+    m.key_parts.tensorrt_rtx = "1.6.0.20".into();
+    m.key = m.key_parts.key();
+    std::fs::write(&side, serde_json::to_vec(&m).unwrap()).unwrap();
+    let m = fails(
+        &[
+            "decode",
+            "-m",
+            s(&engine),
+            s(&latent),
+            "-o",
+            s(&out),
+            "--backend",
+            "tensorrt",
+        ],
+        &out,
+    );
+    assert!(
+        m.contains("built with TensorRT-RTX 1.6.0.20") && m.contains("1.7.1.116"),
+        "{m}"
+    );
     // Unwritable output: a path under a regular file; an existing output without --force.
     let under = d.join("junk.safetensors").join("x.safetensors");
     let m = fails(

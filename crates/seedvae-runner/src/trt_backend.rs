@@ -178,12 +178,21 @@ pub fn runtime_cache_path(engine: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Everything checked before an engine is deserialized: the GPU, the targets, the version.
-pub fn preflight(m: &Manifest, tensorrt_dir: Option<&Path>) -> Result<GpuInfo, String> {
+/// TensorRT-RTX can run here at all: its libraries load and there is a GPU it supports.
+pub fn runtime_ready(tensorrt_dir: Option<&Path>) -> Result<GpuInfo, String> {
+    seedvae_engine::build::load_libraries(tensorrt_dir).map_err(|e| e.to_string())?;
     let gpu = probe_gpu()?;
-    check_device(&gpu, &m.key_parts.targets)?;
+    check_device(&gpu, &Target::ALL)?;
+    Ok(gpu)
+}
+
+/// Everything checked before an engine is deserialized, cheapest and most specific first: the
+/// library version it was built with (no GPU needed), then the GPU and its targets.
+pub fn preflight(m: &Manifest, tensorrt_dir: Option<&Path>) -> Result<GpuInfo, String> {
     let libs = seedvae_engine::build::load_libraries(tensorrt_dir).map_err(|e| e.to_string())?;
     check_version(&m.key_parts.tensorrt_rtx, &libs.version)?;
+    let gpu = probe_gpu()?;
+    check_device(&gpu, &m.key_parts.targets)?;
     Ok(gpu)
 }
 

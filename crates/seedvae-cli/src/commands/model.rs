@@ -175,11 +175,11 @@ fn open_tensorrt(model: &Model, part: Part, a: &ModelArgs, ui: &Ui) -> Result<Op
         Model::Engine { engine, manifest } => (engine.clone(), (**manifest).clone()),
         Model::Onnx(p) | Model::Weights(p) => {
             // Refuse before building anything when no engine could run here.
-            let gpu = trt_backend::probe_gpu().map_err(|e| anyhow!(e))?;
+            let gpu =
+                trt_backend::runtime_ready(a.tensorrt_dir.as_deref()).map_err(|e| anyhow!(e))?;
             let (ma, mi) = gpu.compute_capability;
             let target = seedvae_engine::Target::of_compute_capability(ma, mi)
-                .filter(|_| trt_backend::SUPPORTED_CC.contains(&gpu.compute_capability))
-                .ok_or_else(|| anyhow!(trt_backend::check_device(&gpu, &[]).unwrap_err()))?;
+                .expect("runtime_ready checked that this GPU has a target");
             let args = super::build::Args {
                 model: p.clone(),
                 profile: a.profile.clone(),
@@ -232,7 +232,7 @@ pub fn open(a: &ModelArgs, part: Part, ui: &Ui) -> Result<Opened> {
                 Model::Engine { manifest, .. } => {
                     trt_backend::preflight(manifest, a.tensorrt_dir.as_deref()).err()
                 }
-                _ => trt_backend::probe_gpu().err(),
+                _ => trt_backend::runtime_ready(a.tensorrt_dir.as_deref()).err(),
             };
             match why {
                 None => open_tensorrt(&model, part, a, ui),
