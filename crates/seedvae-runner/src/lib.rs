@@ -1,11 +1,16 @@
 //! # seedvae-runner — running exported graphs and engines
 //!
-//! Owns: the [`backend::Backend`] trait and its implementations (ONNX Runtime on the CPU here;
-//! TensorRT-RTX on RTX GPUs), locating their native libraries ([`libs`]), and everything that
-//! drives a backend: temporal streaming with carried causal state, spatial tiling, frame I/O.
+//! Owns: the [`backend::Backend`] trait and its two implementations ([`ort_backend`]: ONNX
+//! Runtime on the CPU; [`trt_backend`]: TensorRT-RTX on RTX GPUs, with the checks that decide
+//! whether it can run), locating their native libraries ([`libs`]), and everything that drives a
+//! backend, in spec order: temporal streaming with carried causal state ([`stream`]), spatial
+//! tiling and blending ([`tiling`]), cutting a clip into calls within a backend's limits
+//! ([`planner`]), whole-clip decode and encode ([`pipeline`]), frame and latent I/O ([`io`],
+//! [`video`], [`frames`], [`y4m`]), FP8 calibration and precision checks.
 //!
 //! Must not touch: weight parsing (uses `seedvae-weights`), graph construction (uses
-//! `seedvae-onnx`), engine building. No networking code, by construction.
+//! `seedvae-onnx`), engine building and caching (uses `seedvae-engine`). No networking code, by
+//! construction (tests/tests/offline.rs).
 
 pub mod backend;
 pub mod calibrate;
