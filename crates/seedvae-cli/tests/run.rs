@@ -14,6 +14,31 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `seedvae CMD -m MODEL INPUT -o OUT --backend cpu --cache CACHE EXTRA…`
+fn cpu<'a>(
+    cmd: &'a str,
+    model: &'a str,
+    input: &'a str,
+    out: &'a str,
+    cache: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut a = vec![
+        cmd,
+        "-m",
+        model,
+        input,
+        "-o",
+        out,
+        "--backend",
+        "cpu",
+        "--cache",
+        cache,
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
 fn tiny() -> String {
     fixture("vae_tiny/weights.safetensors")
         .to_string_lossy()
@@ -87,18 +112,7 @@ fn decoding_the_fixtures_reproduces_the_goldens_as_tensors_and_png_frames() {
         let (gs, g) = read_f64(&golden, if has64 { "decoded_f64" } else { "decoded" });
         let lim = if has64 { 1e-5 } else { 2e-5 };
         let out = dir.path().join(format!("{case}.safetensors"));
-        let j = ok_json(&[
-            "decode",
-            "-m",
-            &tiny(),
-            s(&latent),
-            "-o",
-            s(&out),
-            "--backend",
-            "cpu",
-            "--cache",
-            s(&cache),
-        ]);
+        let j = ok_json(&cpu("decode", &tiny(), s(&latent), s(&out), s(&cache), &[]));
         assert_eq!(j["backend"], "onnxruntime-cpu");
         let (shape, v) = read_f64(&out, "video");
         assert_eq!(shape, gs, "{case}");
@@ -112,18 +126,14 @@ fn decoding_the_fixtures_reproduces_the_goldens_as_tensors_and_png_frames() {
 
         // PNG frames: within 1 level of the golden converted the same way.
         let frames = dir.path().join(format!("{case}_png"));
-        ok_json(&[
+        ok_json(&cpu(
             "decode",
-            "-m",
             &tiny(),
             s(&latent),
-            "-o",
             s(&frames),
-            "--backend",
-            "cpu",
-            "--cache",
             s(&cache),
-        ]);
+            &[],
+        ));
         let files = sorted_entries(&frames);
         let [_, _, f, h, w] = <[usize; 5]>::try_from(gs.as_slice()).unwrap();
         assert_eq!(files.len(), f, "{case}");
@@ -153,20 +163,14 @@ fn encoding_the_fixture_video_reproduces_the_golden_mean() {
     );
     for chunk in ["1", "2"] {
         let out = dir.path().join(format!("mean{chunk}.safetensors"));
-        let j = ok_json(&[
+        let j = ok_json(&cpu(
             "encode",
-            "-m",
             &tiny(),
             s(&video),
-            "-o",
             s(&out),
-            "--backend",
-            "cpu",
-            "--chunk",
-            chunk,
-            "--cache",
             s(&dir.path().join("cache")),
-        ]);
+            &["--chunk", chunk],
+        ));
         let (shape, v) = read_f64(&out, "latent");
         assert_eq!(shape, vec![1, 16, 3, 4, 6]);
         let e = rel_l2(&v, &mean64);
@@ -178,19 +182,14 @@ fn encoding_the_fixture_video_reproduces_the_golden_mean() {
     }
     // The DiT layout: [T, h, w, 16] × 0.9152, and decode --dit-latent takes it back.
     let dit = dir.path().join("dit.safetensors");
-    ok_json(&[
+    ok_json(&cpu(
         "encode",
-        "-m",
         &tiny(),
         s(&video),
-        "-o",
         s(&dit),
-        "--backend",
-        "cpu",
-        "--dit-latent",
-        "--cache",
         s(&dir.path().join("cache")),
-    ]);
+        &["--dit-latent"],
+    ));
     let (shape, d) = read_f64(&dit, "latent");
     assert_eq!(shape, vec![3, 4, 6, 16]);
     let (t, h, w) = (3, 4, 6);
@@ -214,20 +213,14 @@ fn streaming_with_chunks_1_2_3_equals_one_shot() {
     assert_eq!(code, 0, "{out}{err}");
     let run = |model: &str, chunk: Option<&str>, name: &str| -> Vec<f64> {
         let o = dir.path().join(name);
-        let mut a = vec![
+        let mut a = cpu(
             "decode",
-            "-m",
             model,
             s(&latent),
-            "-o",
             s(&o),
-            "--backend",
-            "cpu",
-            "--threads",
-            "1",
-            "--cache",
             s(&cache),
-        ];
+            &["--threads", "1"],
+        );
         if let Some(c) = chunk {
             a.extend(["--chunk", c]);
         }
@@ -253,20 +246,14 @@ fn peak_host_memory_is_flat_in_clip_length() {
         let latent = dir.path().join(format!("l{t}.safetensors"));
         write_latent(&latent, &random_latent(t, 16, 16, t as u64));
         let out = dir.path().join(format!("v{t}.y4m"));
-        let j = ok_json(&[
+        let j = ok_json(&cpu(
             "decode",
-            "-m",
             &tiny(),
             s(&latent),
-            "-o",
             s(&out),
-            "--backend",
-            "cpu",
-            "--cache",
             s(&cache),
-            "--threads",
-            "2",
-        ]);
+            &["--threads", "2"],
+        ));
         assert_eq!(j["frames"], 4 * t - 3);
         let peak = j["peak_host_bytes"].as_u64().expect("Linux reports VmHWM");
         // What a one-shot run would hold just for its output (f32 frames).
@@ -318,18 +305,7 @@ fn tiled_decoding_differs_boundedly_and_leaves_no_seam() {
     let w8 = tiny();
     let run = |extra: &[&str], name: &str| -> (Vec<f64>, serde_json::Value) {
         let o = dir.path().join(name);
-        let mut a = vec![
-            "decode",
-            "-m",
-            &w8,
-            s(&latent),
-            "-o",
-            s(&o),
-            "--backend",
-            "cpu",
-            "--cache",
-            s(&cache),
-        ];
+        let mut a = cpu("decode", &w8, s(&latent), s(&o), s(&cache), &[]);
         a.extend_from_slice(extra);
         let j = ok_json(&a);
         (read_f64(&o, "video").1, j)
@@ -438,18 +414,7 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
     let out = d.join("out.safetensors");
     let w8 = tiny();
     let dec = |latent: &Path, extra: &[&str]| {
-        let mut a = vec![
-            "decode",
-            "-m",
-            &w8,
-            s(latent),
-            "-o",
-            s(&out),
-            "--backend",
-            "cpu",
-            "--cache",
-            s(&cache),
-        ];
+        let mut a = cpu("decode", &w8, s(latent), s(&out), s(&cache), &[]);
         a.extend_from_slice(extra);
         fails(&a, &out)
     };
@@ -472,19 +437,14 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
     write_latent(&p, &Tensor::f32(vec![1, 2, 4, 4, 16], vec![0.0; 512]));
     assert!(dec(&p, &[]).contains("--dit-latent"));
     let fine = d.join("fine.safetensors");
-    ok_json(&[
+    ok_json(&cpu(
         "decode",
-        "-m",
         &tiny(),
         s(&p),
-        "-o",
         s(&fine),
-        "--backend",
-        "cpu",
-        "--cache",
         s(&cache),
-        "--dit-latent",
-    ]);
+        &["--dit-latent"],
+    ));
     // The encoder's smallest frame (8 px) is the CPU graph's limit; the range is named.
     let v = d.join("v.safetensors");
     seedvae_runner::video::write_tensor(
@@ -497,18 +457,7 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
     .unwrap();
     let lat = d.join("lat.safetensors");
     let m = fails(
-        &[
-            "encode",
-            "-m",
-            &tiny(),
-            s(&v),
-            "-o",
-            s(&lat),
-            "--backend",
-            "cpu",
-            "--cache",
-            s(&cache),
-        ],
+        &cpu("encode", &tiny(), s(&v), s(&lat), s(&cache), &[]),
         &lat,
     );
     assert!(m.contains("multiples of 8"), "{m}");
@@ -641,7 +590,6 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
     let dm = m
         .info
         .device_memory
-        .clone()
         .expect("the builder reports device memory");
     let cap = |budget: u64| seedvae_runner::trt_backend::memory_cap(&m, &lim, budget);
     assert_eq!(cap(u64::MAX / 2).unwrap(), None);
@@ -674,34 +622,12 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
     // Unwritable output: a path under a regular file; an existing output without --force.
     let under = d.join("junk.safetensors").join("x.safetensors");
     let m = fails(
-        &[
-            "decode",
-            "-m",
-            &tiny(),
-            s(&latent),
-            "-o",
-            s(&under),
-            "--backend",
-            "cpu",
-            "--cache",
-            s(&cache),
-        ],
+        &cpu("decode", &tiny(), s(&latent), s(&under), s(&cache), &[]),
         &under,
     );
     assert!(m.contains("x.safetensors"), "{m}");
     std::fs::write(&out, b"keep").unwrap();
-    let (code, o, e) = seedvae(&[
-        "decode",
-        "-m",
-        &tiny(),
-        s(&latent),
-        "-o",
-        s(&out),
-        "--backend",
-        "cpu",
-        "--cache",
-        s(&cache),
-    ]);
+    let (code, o, e) = seedvae(&cpu("decode", &tiny(), s(&latent), s(&out), s(&cache), &[]));
     assert_ne!(code, 0);
     assert!(format!("{o}{e}").contains("--force"));
     assert_eq!(std::fs::read(&out).unwrap(), b"keep");
@@ -728,18 +654,14 @@ fn frames_round_trip_through_y4m_and_png_into_encode() {
     let cache = dir.path().join("cache");
     let video = fixture("vae_tiny/video_t9_32x48.safetensors");
     let reference = dir.path().join("ref.safetensors");
-    ok_json(&[
+    ok_json(&cpu(
         "encode",
-        "-m",
         &tiny(),
         s(&video),
-        "-o",
         s(&reference),
-        "--backend",
-        "cpu",
-        "--cache",
         s(&cache),
-    ]);
+        &[],
+    ));
     let (_, want) = read_f64(&reference, "latent");
     // The fixture video as 8-bit frames: PNG directory and y4m (via decode's writers is not
     // possible for a video, so write them here from the tensor).
@@ -768,18 +690,7 @@ fn frames_round_trip_through_y4m_and_png_into_encode() {
     drop(yw);
     for (src, name) in [(&pngs, "png"), (&y4m, "y4m")] {
         let out = dir.path().join(format!("{name}.safetensors"));
-        ok_json(&[
-            "encode",
-            "-m",
-            &tiny(),
-            s(src),
-            "-o",
-            s(&out),
-            "--backend",
-            "cpu",
-            "--cache",
-            s(&cache),
-        ]);
+        ok_json(&cpu("encode", &tiny(), s(src), s(&out), s(&cache), &[]));
         let (_, got) = read_f64(&out, "latent");
         let e = rel_l2(&got, &want);
         eprintln!("encode from {name} (8-bit) vs from the f32 tensor: rel L2 {e:.2e}");
@@ -798,20 +709,14 @@ fn frames_round_trip_through_y4m_and_png_into_encode() {
     let mut lat = Vec::new();
     for pad in ["reflect", "repeat"] {
         let out = dir.path().join(format!("{pad}.safetensors"));
-        ok_json(&[
+        ok_json(&cpu(
             "encode",
-            "-m",
             &tiny(),
             s(&six),
-            "-o",
             s(&out),
-            "--backend",
-            "cpu",
-            "--pad",
-            pad,
-            "--cache",
             s(&cache),
-        ]);
+            &["--pad", pad],
+        ));
         let (shape, v) = read_f64(&out, "latent");
         assert_eq!(shape, vec![1, 16, 3, 4, 6]);
         lat.push(v);
@@ -871,4 +776,58 @@ fn decodes_with_the_network_namespace_cut_off() {
         "could not decode in a network namespace:\n{}",
         tried.join("\n")
     );
+}
+
+#[test]
+fn ctrl_c_stops_at_the_next_chunk_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let latent = dir.path().join("long.safetensors");
+    write_latent(&latent, &random_latent(40, 16, 16, 5));
+    let out = dir.path().join("frames");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_seedvae"))
+        .args(cpu(
+            "decode",
+            &tiny(),
+            s(&latent),
+            s(&out),
+            s(&dir.path().join("cache")),
+            &["--quiet"],
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until frames are being written into the hidden temporary directory.
+    let started = std::time::Instant::now();
+    let writing = || {
+        sorted_entries(dir.path()).iter().any(|p| {
+            p.to_string_lossy().contains(".frames.seedvae-tmp") && !sorted_entries(p).is_empty()
+        })
+    };
+    while !writing() {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "decode did not start writing"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "decode ended before Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "finished despite Ctrl-C: {err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!out.exists(), "partial output left");
+    let left: Vec<_> = sorted_entries(dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("seedvae-tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
 }

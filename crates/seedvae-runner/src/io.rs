@@ -68,6 +68,19 @@ pub fn crop(x: &Tensor, t: usize, h: usize, w: usize) -> Tensor {
     x.window((0, t), (y0, y0 + h), (x0, x0 + w))
 }
 
+/// A `.npy` version 1 header for `descr` (e.g. `<f4`) and a Python shape tuple text.
+pub fn npy_header_text(descr: &str, shape: &str) -> Vec<u8> {
+    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    b.extend_from_slice(h.as_bytes());
+    b
+}
+
 /// Parse a `.npy` file (format versions 1–3).
 pub fn parse_npy(b: &[u8]) -> Result<Tensor, String> {
     if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
@@ -169,14 +182,7 @@ mod tests {
     use super::*;
 
     fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
-        let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + h.len() + 1) % 64 != 0 {
-            h.push(' ');
-        }
-        h.push('\n');
-        let mut b = b"\x93NUMPY\x01\x00".to_vec();
-        b.extend_from_slice(&(h.len() as u16).to_le_bytes());
-        b.extend_from_slice(h.as_bytes());
+        let mut b = npy_header_text(descr, shape);
         b.extend_from_slice(data);
         b
     }

@@ -43,6 +43,20 @@ fn streamers(backend: &dyn Backend, n: usize) -> Result<Vec<Option<Streamer>>, E
         .collect()
 }
 
+/// Account for a finished chunk of `frames` frames and report progress.
+fn chunk_done(
+    stats: &mut RunStats,
+    state: &[Option<Streamer>],
+    frames: usize,
+    progress: &mut dyn FnMut(usize) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let held: usize = state.iter().flatten().map(Streamer::state_bytes).sum();
+    stats.state_bytes = stats.state_bytes.max(held);
+    stats.frames += frames;
+    stats.chunks += 1;
+    progress(stats.frames)
+}
+
 /// What a run did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RunStats {
@@ -88,13 +102,8 @@ pub fn decode(
             blend.add(&video.to_f32(), 8 * tile.y.0, 8 * tile.x.0, th, tw);
             stats.calls += 1;
         }
-        stats.state_bytes = stats
-            .state_bytes
-            .max(state.iter().flatten().map(Streamer::state_bytes).sum());
         sink.push(&blend.finish(), f)?;
-        stats.frames += f;
-        stats.chunks += 1;
-        progress(stats.frames)?;
+        chunk_done(&mut stats, &state, f, progress)?;
     }
     Ok(stats)
 }
@@ -186,13 +195,8 @@ pub fn encode(
             blend.add(&mean.to_f32(), tile.y.0, tile.x.0, th, tw);
             stats.calls += 1;
         }
-        stats.state_bytes = stats
-            .state_bytes
-            .max(state.iter().flatten().map(Streamer::state_bytes).sum());
         parts.push(Tensor::f32(vec![1, 16, lt, h, w], blend.finish()));
-        stats.frames += n;
-        stats.chunks += 1;
-        progress(stats.frames)?;
+        chunk_done(&mut stats, &state, n, progress)?;
     }
     Ok((crate::stream::concat_time(&parts), stats))
 }

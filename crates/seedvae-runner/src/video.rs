@@ -162,15 +162,7 @@ pub fn npy_header(dtype: DType, shape: &[usize]) -> Vec<u8> {
     } else {
         format!("({})", dims.join(", "))
     };
-    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    b.extend_from_slice(h.as_bytes());
-    b
+    crate::io::npy_header_text(descr, &shape_txt)
 }
 
 fn encode_values(v: &[f32], dtype: DType) -> Vec<u8> {

@@ -29,6 +29,20 @@ impl DTypeArg {
     }
 }
 
+/// Output flags shared by decode and encode.
+#[derive(clap::Args)]
+pub struct OutArgs {
+    /// Value type of a .safetensors / .npy output.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DTypeArg,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Print a JSON summary at the end.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Spatial tiling flags shared by decode and encode.
 #[derive(clap::Args)]
 pub struct TileArgs {
@@ -80,18 +94,11 @@ pub struct Args {
     pub dit_latent: bool,
     #[command(flatten)]
     pub tiles: TileArgs,
-    /// Value type of a .safetensors / .npy output.
-    #[arg(long, value_enum, default_value = "f32")]
-    pub dtype: DTypeArg,
     /// Frame rate written into a .y4m output.
     #[arg(long, default_value_t = 24)]
     pub fps: u32,
-    /// Replace OUTPUT if it exists.
-    #[arg(long)]
-    pub force: bool,
-    /// Print a JSON summary at the end.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: OutArgs,
 }
 
 /// `[T, h, w, 16]` (or with a leading 1) scaled by [`DIT_SCALE`] → `[1, 16, T, h, w]` in VAE space.
@@ -247,7 +254,7 @@ impl Summary {
 pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
     // Check what can be checked before the (possibly slow) model setup.
     seedvae_runner::video::Container::of(&a.output)?;
-    if a.output.exists() && !a.force {
+    if a.output.exists() && !a.out.force {
         bail!(
             "{}: already exists; pass --force to replace it",
             a.output.display()
@@ -285,9 +292,9 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
         frames,
         h: 8 * h,
         w: 8 * w,
-        dtype: a.dtype.dtype(),
+        dtype: a.out.dtype.dtype(),
         fps: (a.fps, 1),
-        force: a.force,
+        force: a.out.force,
     })?;
     let (pb, mut tick) = progress(ui, frames, "decoding");
     let start = Instant::now();
@@ -303,6 +310,6 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
     pb.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     let tile = plan.is_tiled().then_some(plan.tile * 8);
-    Summary::new(&a.output, &o, &stats, tile, (8 * h, 8 * w), secs).print(a.json, "decoded")?;
+    Summary::new(&a.output, &o, &stats, tile, (8 * h, 8 * w), secs).print(a.out.json, "decoded")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,4 @@
-use super::decode::{progress, DTypeArg, Summary, TileArgs, DIT_SCALE};
+use super::decode::{progress, OutArgs, Summary, TileArgs, DIT_SCALE};
 use super::model::{self, ModelArgs};
 use super::Ui;
 use anyhow::{anyhow, bail, Result};
@@ -43,14 +43,8 @@ pub struct Args {
     pub dit_latent: bool,
     #[command(flatten)]
     pub tiles: TileArgs,
-    #[arg(long, value_enum, default_value = "f32")]
-    pub dtype: DTypeArg,
-    /// Replace OUTPUT if it exists.
-    #[arg(long)]
-    pub force: bool,
-    /// Print a JSON summary at the end.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: OutArgs,
 }
 
 /// `[1, 16, T, h, w]` → the DiT's `[T, h, w, 16]` × [`DIT_SCALE`].
@@ -72,7 +66,7 @@ fn to_dit(t: &Tensor) -> Tensor {
 }
 
 pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
-    seedvae_weights::atomic::check_overwrite(&a.output, a.force)?;
+    seedvae_weights::atomic::check_overwrite(&a.output, a.out.force)?;
     let mut src = open_source(&a.frames)?;
     let (hh, ww) = src.size();
     if hh % 8 != 0 || ww % 8 != 0 {
@@ -115,10 +109,10 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
     )?;
     pb.finish_and_clear();
     let out = if a.dit_latent { to_dit(&mean) } else { mean };
-    write_tensor(&a.output, "latent", &out, a.dtype.dtype(), a.force)?;
+    write_tensor(&a.output, "latent", &out, a.out.dtype.dtype(), a.out.force)?;
     let secs = start.elapsed().as_secs_f64();
     let tile = plan.is_tiled().then_some(plan.tile * 8);
-    Summary::new(&a.output, &o, &stats, tile, (hh, ww), secs).print(a.json, "encoded")?;
+    Summary::new(&a.output, &o, &stats, tile, (hh, ww), secs).print(a.out.json, "encoded")?;
     Ok(ExitCode::SUCCESS)
 }
 
