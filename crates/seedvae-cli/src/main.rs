@@ -45,6 +45,14 @@ enum Command {
     Decode(commands::decode::Args),
     /// Encode frames (PNG directory, .y4m, tensor) to a latent (the posterior mean).
     Encode(commands::encode::Args),
+    /// Pack engines into one file to ship (.seedvae: engines, sha256 and compatibility facts).
+    Pack(commands::pack::PackArgs),
+    /// Verify a pack offline: checksums, manifests, and whether it runs on this machine.
+    Verify(commands::pack::VerifyArgs),
+    /// Install a pack's engines into the cache (all verified first; refuses on mismatch).
+    Install(commands::pack::InstallArgs),
+    /// The engine cache: list, rm, gc.
+    Engines(commands::pack::EnginesArgs),
     /// Measure how much fp16 and FP8 change the output vs fp32 (PSNR, max error), on the CPU.
     VerifyPrecision(commands::verify_precision::Args),
     /// Write a random-weight checkpoint with the exact SeedVR2 VAE names and shapes.
@@ -79,6 +87,10 @@ fn main() -> ExitCode {
         Command::Build(a) => commands::build::run(a, &ui),
         Command::Decode(a) => commands::decode::run(a, &ui),
         Command::Encode(a) => commands::encode::run(a, &ui),
+        Command::Pack(a) => commands::pack::run_pack(a, &ui),
+        Command::Verify(a) => commands::pack::run_verify(a, &ui),
+        Command::Install(a) => commands::pack::run_install(a, &ui),
+        Command::Engines(a) => commands::pack::run_engines(a, &ui),
         Command::VerifyPrecision(a) => commands::verify_precision::run(a, &ui),
         Command::Demo(a) => commands::demo::run(a, &ui),
     };

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod job;
 pub mod layers;
 pub mod libs;
+pub mod pack;
 pub mod profile;
 
 pub use build::{
@@ -32,6 +33,8 @@ pub enum Error {
     Config(String),
     #[error("engine cache: {0}")]
     Cache(String),
+    #[error("{0}")]
+    Pack(String),
     #[error(transparent)]
     Onnx(#[from] seedvae_onnx::Error),
 }

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod encode;
 pub mod inspect;
 pub mod model;
+pub mod pack;
 pub mod synth;
 pub mod verify_precision;
 
