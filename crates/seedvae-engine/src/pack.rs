@@ -67,7 +67,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn is_key(s: &str) -> bool {
+/// A cache key: 32 lowercase hex digits.
+pub fn is_key(s: &str) -> bool {
     s.len() == 32
         && s.bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
@@ -374,7 +375,13 @@ pub fn read_pack(path: &Path, stage: Option<&Path>) -> Result<PackManifest, Erro
             (None, false) => copy_hashed(&mut ent, &mut std::io::sink()),
         }
         .map_err(corrupt)?;
-        if n != pf.bytes || sha != pf.sha256 {
+        if n != pf.bytes {
+            return Err(bad(
+                path,
+                format!("entry '{name}' is truncated: {n} of {} bytes", pf.bytes),
+            ));
+        }
+        if sha != pf.sha256 {
             return Err(bad(
                 path,
                 format!(

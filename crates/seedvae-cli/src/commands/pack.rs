@@ -271,7 +271,7 @@ pub fn run_engines(a: EnginesArgs, _ui: &Ui) -> Result<ExitCode> {
         EnginesCommand::Rm { keys } => {
             for k in &keys {
                 let d = cache.entry_dir(k);
-                if !(k.len() == 32 && k.bytes().all(|b| b.is_ascii_hexdigit())) || !d.is_dir() {
+                if !(seedvae_engine::pack::is_key(k) && d.is_dir()) {
                     bail!("no engine {k} in {}", cache.root.join("engines").display());
                 }
             }

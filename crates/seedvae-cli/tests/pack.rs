@@ -1,0 +1,293 @@
+//! `seedvae pack / verify / install / engines`: the round trip, and every rejection leaving the
+//! target cache untouched.
+
+use seedvae_engine::cache::Manifest;
+use seedvae_tests::*;
+use std::path::{Path, PathBuf};
+
+fn seedvae(args: &[&str]) -> (i32, String) {
+    let (code, out, err) = run_cli(env!("CARGO_BIN_EXE_seedvae"), args);
+    (code, format!("{out}{err}"))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A tiny fp16 decoder engine in `cache`; returns its key.
+fn engine(cache: &Path) -> String {
+    let w = fixture("vae_tiny/weights.safetensors");
+    let (code, out, err) = run_cli(
+        env!("CARGO_BIN_EXE_seedvae"),
+        &[
+            "build",
+            s(&w),
+            "--precision",
+            "fp16",
+            "--cache",
+            s(cache),
+            "--json",
+            "--quiet",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
+    m["key"].as_str().unwrap().to_string()
+}
+
+/// Nothing installed in `cache`: no engine entries and no staging leftovers.
+fn untouched(cache: &Path) {
+    let e = cache.join("engines");
+    if e.exists() {
+        assert!(sorted_entries(&e).is_empty(), "{:?}", sorted_entries(&e));
+    }
+}
+
+/// A tar written entry by entry with raw names (so that '..' can be written at all).
+fn raw_tar(path: &Path, entries: &[(&str, &[u8])]) {
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    for (name, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        let raw = &mut h.as_gnu_mut().unwrap().name;
+        raw[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.finish().unwrap();
+}
+
+/// The entries of a tar as (name, bytes).
+fn read_tar(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut a = tar::Archive::new(std::fs::File::open(path).unwrap());
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let n = e.path().unwrap().to_string_lossy().into_owned();
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut v).unwrap();
+            (n, v)
+        })
+        .collect()
+}
+
+#[test]
+fn pack_verify_install_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let key = engine(&a);
+    let p = dir.path().join("e.seedvae");
+    let (code, out) = seedvae(&["pack", &key, "-o", s(&p), "--cache", s(&a)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&key) && out.contains("compute capability 12.0"),
+        "{out}"
+    );
+    // The listing: every fact the issue asks for, and sha256 of each file.
+    let entries = read_tar(&p);
+    assert_eq!(entries[0].0, "seedvae-pack.json");
+    let pm: serde_json::Value = serde_json::from_slice(&entries[0].1).unwrap();
+    let e = &pm["engines"][0];
+    for field in [
+        "key",
+        "tensorrt_rtx",
+        "targets",
+        "compute_capabilities",
+        "profile",
+        "precision",
+        "source_weights",
+    ] {
+        assert!(!e[field].is_null(), "{field} missing: {e}");
+    }
+    assert_eq!(e["files"].as_array().unwrap().len(), 2);
+    assert_eq!(e["files"][0]["sha256"].as_str().unwrap().len(), 64);
+    let (code, out) = seedvae(&["verify", s(&p)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("verified") && out.contains("GPU not checked"),
+        "{out}"
+    );
+    let (code, out) = seedvae(&["install", s(&p), "--cache", s(&b)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("{key}: added")), "{out}");
+    let (code, out) = seedvae(&["install", s(&p), "--cache", s(&b)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("{key}: present")), "{out}");
+    // Installed = identical to the source cache entry, and verified by `engines list`.
+    for f in ["engine.trt", "manifest.json"] {
+        assert_eq!(
+            std::fs::read(a.join("engines").join(&key).join(f)).unwrap(),
+            std::fs::read(b.join("engines").join(&key).join(f)).unwrap()
+        );
+    }
+    let (code, out) = seedvae(&["engines", "list", "--cache", s(&b)]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&key) && !out.contains("BAD"), "{out}");
+    assert_eq!(
+        sorted_entries(&b.join("engines")).len(),
+        1,
+        "no staging left"
+    );
+    // A damaged installed copy is replaced by install, and gc removes an unusable entry.
+    let eng = b.join("engines").join(&key).join("engine.trt");
+    std::fs::write(&eng, b"garbage").unwrap();
+    let (_, out) = seedvae(&["engines", "list", "--cache", s(&b)]);
+    assert!(out.contains("BAD"), "{out}");
+    let (code, out) = seedvae(&["install", s(&p), "--cache", s(&b)]);
+    assert!(code == 0 && out.contains("replaced"), "{out}");
+    std::fs::write(&eng, b"garbage").unwrap();
+    let (code, out) = seedvae(&["engines", "gc", "--cache", s(&b)]);
+    assert!(code == 0 && out.contains("removed unusable"), "{out}");
+    untouched(&b);
+    // rm: unknown keys refused, known removed.
+    let (code, out) = seedvae(&[
+        "engines",
+        "rm",
+        "0123456789abcdef0123456789abcdef",
+        "--cache",
+        s(&a),
+    ]);
+    assert!(code != 0 && out.contains("no engine"), "{out}");
+    let (code, _) = seedvae(&["engines", "rm", &key, "--cache", s(&a)]);
+    assert_eq!(code, 0);
+    untouched(&a);
+}
+
+/// `verify` fails and `install` installs nothing, both naming `want`.
+fn refused(p: &Path, cache: &Path, want: &str) {
+    let (code, out) = seedvae(&["verify", s(p)]);
+    assert_ne!(code, 0, "verify accepted it: {out}");
+    assert!(out.contains(want), "verify: want '{want}': {out}");
+    let (code, out) = seedvae(&["install", s(p), "--cache", s(cache)]);
+    assert_ne!(code, 0, "install accepted it: {out}");
+    assert!(out.contains(want), "install: want '{want}': {out}");
+    untouched(cache);
+}
+
+#[test]
+fn damaged_foreign_and_malicious_packs_are_refused_and_nothing_is_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let key = engine(&a);
+    let good = dir.path().join("good.seedvae");
+    assert_eq!(
+        seedvae(&["pack", &key, "-o", s(&good), "--cache", s(&a)]).0,
+        0
+    );
+    let bytes = std::fs::read(&good).unwrap();
+    let entries = read_tar(&good);
+    let path = |n: &str| -> PathBuf { dir.path().join(n) };
+
+    // One byte flipped inside the engine.
+    let mut flipped = bytes.clone();
+    let at = bytes.len() / 2;
+    flipped[at] ^= 0x01;
+    std::fs::write(path("flip.seedvae"), &flipped).unwrap();
+    refused(&path("flip.seedvae"), &b, "(corrupt)");
+
+    // Truncated in the middle of the engine.
+    std::fs::write(path("cut.seedvae"), &bytes[..bytes.len() / 2]).unwrap();
+    refused(&path("cut.seedvae"), &b, "truncated");
+
+    // Not a pack at all.
+    std::fs::write(path("junk.seedvae"), b"hello").unwrap();
+    refused(&path("junk.seedvae"), &b, "junk.seedvae");
+
+    // A consistent pack for another TensorRT-RTX version (its manifest and key say 1.6).
+    let other = path("other");
+    std::fs::create_dir(&other).unwrap();
+    let mut m: Manifest = serde_json::from_slice(
+        &std::fs::read(a.join("engines").join(&key).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    m.key_parts.tensorrt_rtx = "1.6.0.20".into();
+    m.key = m.key_parts.key();
+    std::fs::write(
+        other.join("manifest.json"),
+        serde_json::to_vec_pretty(&m).unwrap(),
+    )
+    .unwrap();
+    let src = seedvae_engine::pack::Source {
+        manifest: m,
+        manifest_file: other.join("manifest.json"),
+        engine_file: a.join("engines").join(&key).join("engine.trt"),
+    };
+    seedvae_engine::pack::pack(&[src], &path("v16.seedvae")).unwrap();
+    refused(&path("v16.seedvae"), &b, "built with TensorRT-RTX 1.6.0.20");
+
+    // An entry whose path escapes the cache directory.
+    let (pm, man, eng) = (&entries[0].1, &entries[1].1, &entries[2].1);
+    let esc = format!("../{key}/engine.trt");
+    raw_tar(
+        &path("escape.seedvae"),
+        &[("seedvae-pack.json", pm), (&entries[1].0, man), (&esc, eng)],
+    );
+    refused(&path("escape.seedvae"), &b, "escapes the cache directory");
+    assert!(!dir.path().join(&key).exists() && !b.join(&key).exists());
+
+    // A duplicate entry; an entry the listing does not have; the listing not first.
+    raw_tar(
+        &path("dup.seedvae"),
+        &[
+            ("seedvae-pack.json", pm),
+            (&entries[1].0, man),
+            (&entries[1].0, man),
+            (&entries[2].0, eng),
+        ],
+    );
+    refused(&path("dup.seedvae"), &b, "appears twice");
+    raw_tar(
+        &path("extra.seedvae"),
+        &[
+            ("seedvae-pack.json", pm),
+            (&entries[1].0, man),
+            (&entries[2].0, eng),
+            ("notes.txt", b"hi"),
+        ],
+    );
+    refused(&path("extra.seedvae"), &b, "'notes.txt' is not listed");
+    raw_tar(
+        &path("order.seedvae"),
+        &[(&entries[1].0, man), ("seedvae-pack.json", pm)],
+    );
+    refused(
+        &path("order.seedvae"),
+        &b,
+        "first entry must be seedvae-pack.json",
+    );
+
+    // A listing that lies about the engine's targets (the engine's own manifest says sm_120).
+    let mut lie: serde_json::Value = serde_json::from_slice(pm).unwrap();
+    lie["engines"][0]["targets"] = serde_json::json!(["sm_89"]);
+    let lie = serde_json::to_vec(&lie).unwrap();
+    raw_tar(
+        &path("lie.seedvae"),
+        &[
+            ("seedvae-pack.json", &lie),
+            (&entries[1].0, man),
+            (&entries[2].0, eng),
+        ],
+    );
+    refused(
+        &path("lie.seedvae"),
+        &b,
+        "disagrees with the engine's manifest",
+    );
+    // The same engine listed twice.
+    let mut twice: serde_json::Value = serde_json::from_slice(pm).unwrap();
+    let e0 = twice["engines"][0].clone();
+    twice["engines"].as_array_mut().unwrap().push(e0);
+    let twice = serde_json::to_vec(&twice).unwrap();
+    raw_tar(
+        &path("twice.seedvae"),
+        &[
+            ("seedvae-pack.json", &twice),
+            (&entries[1].0, man),
+            (&entries[2].0, eng),
+        ],
+    );
+    refused(&path("twice.seedvae"), &b, "listed twice");
+}
