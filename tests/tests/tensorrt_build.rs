@@ -32,6 +32,7 @@ fn every_form_parses_and_builds_for_sm120_without_a_gpu() {
             shapes,
             workspace_bytes: 1 << 30,
             detailed: false,
+            weightless: false,
         };
         let t = std::time::Instant::now();
         let what = p.file_name().unwrap().to_string_lossy().into_owned();
@@ -94,6 +95,7 @@ fn fp8_decoder_builds_for_sm120_with_fp8_convolutions_and_is_refused_for_sm86() 
             shapes,
             workspace_bytes: 1 << 30,
             detailed: true,
+            weightless: false,
         };
         let out = build_engine(&bytes, &c, &req).unwrap();
         let layers = seedvae_engine::summarize_layers(&out.log)

@@ -57,6 +57,7 @@ fn main() {
         profile: p,
         targets: p.targets.clone(),
         tensorrt_dir: None,
+        weightless: false,
     };
     let default: &'static Profile = Box::leak(Box::new(default));
     println!("weights: {weights}");

@@ -291,3 +291,61 @@ fn damaged_foreign_and_malicious_packs_are_refused_and_nothing_is_installed() {
     );
     refused(&path("twice.seedvae"), &b, "listed twice");
 }
+
+#[test]
+fn weightless_builds_need_a_gpu_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("c");
+    let w = fixture("vae_tiny/weights.safetensors");
+    let (code, out) = seedvae(&[
+        "build",
+        s(&w),
+        "--precision",
+        "fp16",
+        "--weightless",
+        "--cache",
+        s(&cache),
+        "--quiet",
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("weightless engines need a CUDA GPU at build time"),
+        "{out}"
+    );
+    untouched(&cache);
+}
+
+#[test]
+fn demo_runs_the_whole_pipeline_and_says_which_backend_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    let (code, out) = seedvae(&["demo", "--dir", s(dir.path())]);
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(code, 0, "{out}");
+    eprintln!("demo: {secs:.1}s (debug build)");
+    for want in [
+        "[1/9] synth",
+        "[4/9] build",
+        "[5/9] build",
+        "22 of 37 convolutions in FP8",
+        "[6/9] pack",
+        "2 engines verified",
+        "[8/9] install",
+        "Added",
+        "[9/9] decode",
+        "decoded 9 frames of 128×128",
+    ] {
+        assert!(out.contains(want), "missing '{want}':\n{out}");
+    }
+    // Which backend decoded: on this GPU-less machine, the CPU, with the reason.
+    assert!(
+        out.contains("on onnxruntime-cpu") && out.contains("no NVIDIA driver"),
+        "{out}"
+    );
+    assert_eq!(sorted_entries(&dir.path().join("frames")).len(), 9);
+    assert_eq!(
+        sorted_entries(&dir.path().join("cache").join("engines")).len(),
+        2
+    );
+    assert!(secs < 300.0, "demo took {secs:.0}s");
+}

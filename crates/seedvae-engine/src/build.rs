@@ -126,6 +126,9 @@ pub struct BuildRequest {
     pub workspace_bytes: usize,
     /// Capture TensorRT-RTX's detailed per-layer build report (for FP8 checks).
     pub detailed: bool,
+    /// Strip the weights from the plan (`kSTRIP_PLAN`, refit identical): the engine is refitted
+    /// at load time from the same graph's weights.
+    pub weightless: bool,
 }
 
 pub struct BuildOutput {
@@ -343,6 +346,12 @@ pub fn build_engine(
     if req.detailed {
         config.set_profiling_verbosity(trtx::ProfilingVerbosity::kDETAILED);
     }
+    if req.weightless {
+        // Only the weights marked below (the model's) are refittable and stripped; shape
+        // constants stay in the plan (TensorRT-RTX refuses refittable shape inputs).
+        config.set_flag(trtx::BuilderFlag::kSTRIP_PLAN);
+        config.set_flag(trtx::BuilderFlag::kREFIT_INDIVIDUAL);
+    }
     config
         .set_nb_compute_capabilities(req.targets.len() as i32)
         .map_err(|e| {
@@ -374,7 +383,25 @@ pub fn build_engine(
         .add_optimization_profile(&mut profile)
         .map_err(|e| Error::Build(collected(format!("adding the optimization profile: {e}"))))?;
     let engine = builder
-        .build_serialized_network(parser.network_mut(), &mut config)
+        .build_serialized_network(
+            {
+                let net = parser.network_mut();
+                if req.weightless {
+                    let names = seedvae_onnx::write::read_initializer_names(onnx)
+                        .map_err(|e| Error::Build(e.to_string()))?;
+                    let model = names
+                        .iter()
+                        .filter(|n| n.starts_with("encoder.") || n.starts_with("decoder."));
+                    // Weights the parser folded away have no name left to mark: skipped.
+                    let marked = model
+                        .filter(|n| net.mark_weights_refittable(n).is_ok())
+                        .count();
+                    tracing::debug!("weightless: {marked} of {} initializers refittable", names.len());
+                }
+                net
+            },
+            &mut config,
+        )
         .map_err(|e| {
             let log = lines.lock().expect("log lock");
             match crate::layers::exceeded_budget(&log) {
@@ -385,6 +412,16 @@ pub fn build_engine(
                     need as f64 / 1e9,
                     budget as f64 / 1e9
                 )),
+                None if req.weightless
+                    && log.iter().any(|(_, m)| m.contains("CUDA_SUCCESS")) =>
+                {
+                    Error::Build(
+                    "weightless engines need a CUDA GPU at build time: TensorRT-RTX 1.7 compiles \
+                     refittable kernels with CUDA, which this machine does not have. Build the \
+                     weightless engine on a PC with an NVIDIA GPU, or build a regular engine here"
+                        .into(),
+                    )
+                }
                 None => {
                     drop(log);
                     Error::Build(collected(format!("TensorRT-RTX build failed: {e}")))

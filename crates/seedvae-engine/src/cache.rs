@@ -38,6 +38,10 @@ pub struct KeyParts {
     pub precision: EnginePrecision,
     pub part: Part,
     pub streaming: bool,
+    /// Weights stripped from the plan (refitted at load time from the user's own weights).
+    /// Absent in the key when false, so that weighted engines keep their keys.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub weightless: bool,
 }
 
 impl KeyParts {

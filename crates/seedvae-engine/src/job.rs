@@ -17,6 +17,8 @@ pub struct Job<'a> {
     pub targets: Vec<Target>,
     /// Where the TensorRT-RTX libraries are (else `$SEEDVAE_TENSORRT_DIR`, else the venv).
     pub tensorrt_dir: Option<PathBuf>,
+    /// Build weightless engines (see [`crate::BuildRequest::weightless`]).
+    pub weightless: bool,
 }
 
 /// What a seedvae ONNX graph is, from its metadata.
@@ -72,6 +74,7 @@ impl Job<'_> {
             precision,
             part,
             streaming,
+            weightless: self.weightless,
         })
     }
 
@@ -103,6 +106,7 @@ impl Job<'_> {
                 shapes: parts.shapes,
                 workspace_bytes: self.profile.workspace_bytes(),
                 detailed: true,
+                weightless: parts.weightless,
             };
             let out = build_engine(onnx, c, &req)?;
             let layers = crate::layers::summarize(&out.log);

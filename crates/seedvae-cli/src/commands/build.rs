@@ -66,6 +66,10 @@ pub struct Args {
     /// Print the manifest as JSON at the end.
     #[arg(long)]
     pub json: bool,
+    /// Strip the weights from the engine: a much smaller file that carries no model weights;
+    /// the runner refits it on the GPU from your own weights file (whose hash must match).
+    #[arg(long)]
+    pub weightless: bool,
 }
 
 fn precision_of(a: &EnginePrecisionArg) -> EnginePrecision {
@@ -121,6 +125,7 @@ pub fn build(a: &Args, ui: &Ui) -> Result<(Entry, Outcome)> {
         profile: &profile,
         targets,
         tensorrt_dir: a.tensorrt_dir.clone(),
+        weightless: a.weightless,
     };
     // The engine for a graph, cached or built; a spinner only while TensorRT-RTX builds.
     let engine = |onnx: &[u8], g: &seedvae_engine::job::Graph| -> Result<(Entry, Outcome)> {

@@ -196,6 +196,7 @@ fn open_tensorrt(model: &Model, part: Part, a: &ModelArgs, ui: &Ui) -> Result<Op
                 force: false,
                 tensorrt_dir: a.tensorrt_dir.clone(),
                 json: false,
+                weightless: false,
             };
             let (entry, _) = super::build::build(&args, ui)?;
             (entry.engine, entry.manifest)
