@@ -139,6 +139,7 @@ fn fp8_decoder_builds_for_sm120_with_fp8_convolutions_and_is_refused_for_sm86() 
         shapes,
         workspace_bytes: 1 << 30,
         detailed: true,
+        weightless: false,
     };
     let out = build_engine(&std::fs::read(&p).unwrap(), &c16, &req).unwrap();
     let layers = seedvae_engine::summarize_layers(&out.log).unwrap();
