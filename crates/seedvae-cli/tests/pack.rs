@@ -349,3 +349,109 @@ fn demo_runs_the_whole_pipeline_and_says_which_backend_decoded() {
     );
     assert!(secs < 300.0, "demo took {secs:.0}s");
 }
+
+/// Build `precision` streaming decoder to `dir/NAME.trt` and return its manifest.
+fn engine_file(dir: &Path, name: &str, precision: &str) -> (PathBuf, Manifest) {
+    let w = fixture("vae_tiny/weights.safetensors");
+    let out = dir.join(format!("{name}.trt"));
+    let (code, o) = seedvae(&[
+        "build",
+        s(&w),
+        "--precision",
+        precision,
+        "--streaming",
+        "-o",
+        s(&out),
+        "--cache",
+        s(&dir.join("cache")),
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{o}");
+    let side = dir.join(format!("{name}.trt.manifest.json"));
+    (
+        out,
+        serde_json::from_slice(&std::fs::read(side).unwrap()).unwrap(),
+    )
+}
+
+#[test]
+fn weightless_refit_is_checked_on_the_cpu_up_to_the_refit_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let w = fixture("vae_tiny/weights.safetensors");
+    let weights = seedvae_weights::WeightFile::open(&w).unwrap();
+    // Everything a refit needs comes from the user's weights: the graph the engine was built
+    // from is reproduced byte for byte (FP8 calibration included) and its model weights taken.
+    for precision in ["fp16", "fp8"] {
+        let (_, m) = engine_file(d, precision, precision);
+        seedvae_runner::refit::check_weights(&m, &weights, &w).unwrap();
+        let inits = seedvae_runner::refit::regenerate(&m, &weights)
+            .unwrap_or_else(|e| panic!("{precision}: {e}"));
+        assert!(inits.iter().any(|i| i.name == "decoder.conv_out.weight"
+            || i.name.starts_with("decoder.conv_out.weight")));
+        let types: std::collections::BTreeSet<i32> = inits.iter().map(|i| i.data_type).collect();
+        eprintln!(
+            "{precision}: {} weights to refit, ONNX types {types:?}",
+            inits.len()
+        );
+        assert!(
+            types
+                .iter()
+                .all(|&t| seedvae_runner::refit::trt_data_type(t).is_some()),
+            "{types:?}"
+        );
+        if precision == "fp8" {
+            assert!(types.contains(&17), "FP8 weights are refitted as FP8");
+        }
+    }
+    // A weightless engine (its manifest says so; the build itself needs a GPU, see above).
+    let (eng, mut m) = engine_file(d, "wl", "fp16");
+    m.key_parts.weightless = true;
+    m.key = m.key_parts.key();
+    std::fs::write(
+        d.join("wl.trt.manifest.json"),
+        serde_json::to_vec_pretty(&m).unwrap(),
+    )
+    .unwrap();
+    let latent = fixture("vae_tiny/latent_t2_8x8.safetensors");
+    let out = d.join("frames");
+    let c2 = d.join("c2");
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "decode",
+            "-m",
+            s(&eng),
+            s(&latent),
+            "-o",
+            s(&out),
+            "--cache",
+            s(&c2),
+        ];
+        a.extend_from_slice(extra);
+        seedvae(&a)
+    };
+    let (code, o) = run(&["--backend", "tensorrt"]);
+    assert!(
+        code != 0 && o.contains("weightless engine: pass your weights file with --weights"),
+        "{o}"
+    );
+    let other = d.join("other.safetensors");
+    assert_eq!(
+        seedvae(&["synth", "-o", s(&other), "--width", "tiny", "--seed", "9"]).0,
+        0
+    );
+    let (code, o) = run(&["--backend", "tensorrt", "--weights", s(&other)]);
+    assert!(code != 0 && o.contains("are not the ones engine"), "{o}");
+    // The right weights pass the checks; here the GPU is what is missing.
+    let (code, o) = run(&["--backend", "tensorrt", "--weights", s(&w)]);
+    assert!(code != 0 && o.contains("no NVIDIA driver"), "{o}");
+    assert!(!out.exists());
+    // auto: falls back to the CPU with the same (checked) weights.
+    let (code, o) = run(&["--weights", s(&w)]);
+    assert_eq!(code, 0, "{o}");
+    assert!(
+        o.contains("TensorRT-RTX not used") && o.contains("onnxruntime-cpu"),
+        "{o}"
+    );
+    assert_eq!(sorted_entries(&out).len(), 5);
+}

@@ -389,9 +389,7 @@ pub fn build_engine(
                 if req.weightless {
                     let names = seedvae_onnx::write::read_initializer_names(onnx)
                         .map_err(|e| Error::Build(e.to_string()))?;
-                    let model = names
-                        .iter()
-                        .filter(|n| n.starts_with("encoder.") || n.starts_with("decoder."));
+                    let model = names.iter().filter(|n| seedvae_onnx::is_model_weight(n));
                     // Weights the parser folded away have no name left to mark: skipped.
                     let marked = model
                         .filter(|n| net.mark_weights_refittable(n).is_ok())

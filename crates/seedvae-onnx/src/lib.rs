@@ -53,6 +53,12 @@ pub mod meta {
     pub const QUANTIZATION: &str = "seedvae.quantization";
 }
 
+/// An initializer that holds the checkpoint's weights (or their FP8 form), as opposed to shape
+/// constants: what a weightless engine strips and a refit supplies.
+pub fn is_model_weight(name: &str) -> bool {
+    name.starts_with("encoder.") || name.starts_with("decoder.")
+}
+
 /// The metadata of a model exported from `w` (whose content hash is `hash`) with `c`.
 pub fn metadata(w: &WeightFile, hash: String, c: &Contract) -> Vec<(String, String)> {
     vec![

@@ -240,3 +240,60 @@ pub fn read_initializer_names(bytes: &[u8]) -> Result<Vec<String>, Error> {
         .map(|g| g.initializer.into_iter().map(|i| i.name).collect())
         .unwrap_or_default())
 }
+
+/// One initializer's stored bytes (little-endian, ONNX `data_type` code).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Initializer {
+    pub name: String,
+    pub data_type: i32,
+    pub dims: Vec<i64>,
+    pub raw: Vec<u8>,
+}
+
+/// Every initializer of a model with inline data (seedvae writes `raw_data`; models with
+/// external data are refused by name).
+pub fn read_initializers(bytes: &[u8]) -> Result<Vec<Initializer>, Error> {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Init {
+        #[prost(int64, repeated, tag = "1")]
+        dims: Vec<i64>,
+        #[prost(int32, tag = "2")]
+        data_type: i32,
+        #[prost(string, tag = "8")]
+        name: String,
+        #[prost(bytes = "vec", tag = "9")]
+        raw_data: Vec<u8>,
+        #[prost(int32, tag = "14")]
+        data_location: i32,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Graph {
+        #[prost(message, repeated, tag = "5")]
+        initializer: Vec<Init>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Model {
+        #[prost(message, optional, tag = "7")]
+        graph: Option<Graph>,
+    }
+    let m = Model::decode(bytes).map_err(|e| Error::Other(format!("not an ONNX model: {e}")))?;
+    m.graph
+        .map(|g| g.initializer)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| {
+            if i.data_location == 1 {
+                return Err(Error::Other(format!(
+                    "initializer '{}' is stored outside the model (external data)",
+                    i.name
+                )));
+            }
+            Ok(Initializer {
+                name: i.name,
+                data_type: i.data_type,
+                dims: i.dims,
+                raw: i.raw_data,
+            })
+        })
+        .collect()
+}

@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod planner;
 pub mod precision;
 pub mod prepare;
+pub mod refit;
 pub mod stream;
 pub mod tensor;
 pub mod tiling;

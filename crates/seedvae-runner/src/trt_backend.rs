@@ -244,6 +244,46 @@ fn tensor_from_bytes(shape: Vec<usize>, elem: Elem, b: &[u8]) -> Tensor {
     Tensor { shape, data }
 }
 
+/// Supply every weight the engine was stripped of, by name, from host memory, then refit.
+fn refit_engine(
+    eng: &trtx::CudaEngine<'static>,
+    logger: &'static trtx::Logger,
+    weights: &[seedvae_onnx::write::Initializer],
+) -> Result<(), Error> {
+    let by_name: HashMap<&str, &seedvae_onnx::write::Initializer> =
+        weights.iter().map(|w| (w.name.as_str(), w)).collect();
+    let mut r = trtx::Refitter::new(eng, logger).map_err(trt("refitter"))?;
+    let names = r.all_weights(1 << 20).map_err(trt("refittable weights"))?;
+    for name in &names {
+        let w = by_name.get(name.as_str()).ok_or_else(|| {
+            Error::Input(format!(
+                "the engine wants weights '{name}', which the graph does not have"
+            ))
+        })?;
+        let (Some(ty), Some(size)) = (
+            crate::refit::trt_data_type(w.data_type),
+            crate::refit::element_bytes(w.data_type),
+        ) else {
+            return Err(Error::Input(format!(
+                "weights '{name}': ONNX data type {} cannot be refitted",
+                w.data_type
+            )));
+        };
+        let raw = trtx::trtx_sys::nvinfer1::Weights {
+            type_: ty.into(),
+            values: w.raw.as_ptr().cast(),
+            count: (w.raw.len() / size) as i64,
+        };
+        // SAFETY: `raw` points into `weights`, which outlives the refit below; the count is
+        // the initializer's element count for its type; the data is in host memory.
+        unsafe { r.set_named_weights_with_location(name, raw, trtx::TensorLocation::kHOST.into()) }
+            .map_err(trt("set weights"))?;
+    }
+    r.refit_cuda_engine().map_err(trt("refit"))?;
+    tracing::info!("refitted {} weights into the engine", names.len());
+    Ok(())
+}
+
 /// An engine loaded on the GPU. Field order matters: the context is dropped before the engine.
 pub struct TrtBackend {
     context: trtx::ExecutionContext<'static>,
@@ -267,11 +307,13 @@ fn cuda(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {
 }
 
 impl TrtBackend {
-    /// Load `engine` (verified against `manifest` by the caller) after [`preflight`].
+    /// Load `engine` (verified against `manifest` by the caller) after [`preflight`]. A
+    /// weightless engine is refitted from `refit` ([`crate::refit::regenerate`]).
     pub fn open(
         engine: &Path,
         manifest: &Manifest,
         tensorrt_dir: Option<&Path>,
+        refit: Option<&[seedvae_onnx::write::Initializer]>,
     ) -> Result<TrtBackend, Error> {
         let gpu = preflight(manifest, tensorrt_dir).map_err(Error::Backend)?;
         let bytes = std::fs::read(engine)
@@ -299,6 +341,15 @@ impl TrtBackend {
         let mut eng = runtime.deserialize_cuda_engine(&bytes).map_err(|e| {
             Error::Backend(format!("{}: cannot load the engine: {e}", engine.display()))
         })?;
+        if manifest.key_parts.weightless {
+            let weights = refit.ok_or_else(|| {
+                Error::Input(format!(
+                    "{}: a weightless engine needs your weights file to refit it (--weights)",
+                    engine.display()
+                ))
+            })?;
+            refit_engine(&eng, logger, weights)?;
+        }
         let mut config = eng.create_runtime_config().map_err(trt("runtime config"))?;
         config.set_execution_context_allocation_strategy(
             trtx::ExecutionContextAllocationStrategy::kUSER_MANAGED,

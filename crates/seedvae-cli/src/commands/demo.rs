@@ -153,6 +153,7 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
                 threads: 0,
                 cache: Some(user_cache.clone()),
                 tensorrt_dir: None,
+                weights: None,
             },
             latent,
             output: frames,

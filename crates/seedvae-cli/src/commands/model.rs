@@ -45,6 +45,10 @@ pub struct ModelArgs {
     /// Folder with the TensorRT-RTX libraries (default: $SEEDVAE_TENSORRT_DIR, else the setup venv).
     #[arg(long)]
     pub tensorrt_dir: Option<PathBuf>,
+    /// With an engine as --model: your weights file. Refits a weightless engine (checked against
+    /// the hash in its manifest first) and lets the CPU run when TensorRT-RTX cannot.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
 }
 
 /// What `--model` names.
@@ -144,10 +148,18 @@ fn open_cpu(model: &Model, part: Part, a: &ModelArgs, ui: &Ui) -> Result<Opened>
     let graph = match model {
         Model::Onnx(p) => p.clone(),
         Model::Weights(p) => cpu_graph(p, part, &Cache::open(a.cache.as_deref())?, ui)?,
-        Model::Engine { engine, .. } => bail!(
-            "{} is a TensorRT-RTX engine; the CPU backend needs the weights or an ONNX graph as --model",
-            engine.display()
-        ),
+        Model::Engine { engine, manifest } => match &a.weights {
+            Some(w) => {
+                let file = WeightFile::open(w)?;
+                seedvae_runner::refit::check_weights(manifest, &file, w)?;
+                cpu_graph(w, part, &Cache::open(a.cache.as_deref())?, ui)?
+            }
+            None => bail!(
+                "{} is a TensorRT-RTX engine; the CPU backend needs the weights or an ONNX graph as --model \
+                 (or the weights as --weights)",
+                engine.display()
+            ),
+        },
     };
     let b = OrtBackend::open(&graph, a.threads)?;
     check_part(b.contract().part, part, &graph)?;
@@ -205,7 +217,30 @@ fn open_tensorrt(model: &Model, part: Part, a: &ModelArgs, ui: &Ui) -> Result<Op
     check_part(manifest.key_parts.part, part, &engine)?;
     let limits =
         trt_backend::limits(&manifest).map_err(|e| anyhow!("{}: {e}", engine.display()))?;
-    let b = TrtBackend::open(&engine, &manifest, a.tensorrt_dir.as_deref())?;
+    let refit = if manifest.key_parts.weightless {
+        // The cheap checks first: the right file, then a GPU, then the (slow) regeneration.
+        let w = a.weights.as_ref().ok_or_else(|| {
+            anyhow!(
+                "{} is a weightless engine: pass your weights file with --weights to refit it",
+                engine.display()
+            )
+        })?;
+        let file = WeightFile::open(w)?;
+        seedvae_runner::refit::check_weights(&manifest, &file, w)?;
+        trt_backend::preflight(&manifest, a.tensorrt_dir.as_deref()).map_err(|e| anyhow!(e))?;
+        let pb = ui.spinner("regenerating the engine's weights from your checkpoint");
+        let r = seedvae_runner::refit::regenerate(&manifest, &file);
+        pb.finish_and_clear();
+        Some(r?)
+    } else {
+        None
+    };
+    let b = TrtBackend::open(
+        &engine,
+        &manifest,
+        a.tensorrt_dir.as_deref(),
+        refit.as_deref(),
+    )?;
     let budget = match a.vram_budget {
         Some(gb) => (gb * 1e9) as u64,
         None => b.gpu.free_bytes.saturating_sub(512 << 20),
