@@ -46,6 +46,8 @@ pub struct PackEngine {
     pub streaming: bool,
     /// blake3 of the weights the graph was converted from (when the graph records it).
     pub source_weights: Option<String>,
+    /// Everything the engine's cache key is made of (its hash is `key`).
+    pub key_parts: crate::cache::KeyParts,
     pub files: Vec<PackFile>,
 }
 
@@ -98,6 +100,7 @@ fn describe(m: &Manifest, files: Vec<PackFile>) -> PackEngine {
         part: k.part,
         streaming: k.streaming,
         source_weights: source_weights(m),
+        key_parts: m.key_parts.clone(),
         files,
     }
 }
@@ -245,8 +248,11 @@ fn check_listing(path: &Path, pm: &PackManifest) -> Result<(), Error> {
     }
     let mut keys = BTreeSet::new();
     for e in &pm.engines {
-        if !is_key(&e.key) {
-            return Err(bad(path, format!("'{}' is not an engine key", e.key)));
+        if !is_key(&e.key) || e.key_parts.key() != e.key {
+            return Err(bad(
+                path,
+                format!("'{}' is not the engine key of its listed key parts", e.key),
+            ));
         }
         if !keys.insert(&e.key) {
             return Err(bad(path, format!("engine {} is listed twice", e.key)));

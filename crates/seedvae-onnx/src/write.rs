@@ -218,27 +218,12 @@ pub fn read_metadata(bytes: &[u8]) -> Result<Vec<(String, String)>, Error> {
         .collect())
 }
 
-/// The names of a model's initializers (weights and constants), without decoding their data.
+/// The names of a model's initializers (weights and constants).
 pub fn read_initializer_names(bytes: &[u8]) -> Result<Vec<String>, Error> {
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct Init {
-        #[prost(string, tag = "8")]
-        name: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct Graph {
-        #[prost(message, repeated, tag = "5")]
-        initializer: Vec<Init>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct Model {
-        #[prost(message, optional, tag = "7")]
-        graph: Option<Graph>,
-    }
-    let m = Model::decode(bytes).map_err(|e| Error::Other(format!("not an ONNX model: {e}")))?;
-    Ok(m.graph
-        .map(|g| g.initializer.into_iter().map(|i| i.name).collect())
-        .unwrap_or_default())
+    Ok(read_initializers(bytes)?
+        .into_iter()
+        .map(|i| i.name)
+        .collect())
 }
 
 /// One initializer's stored bytes (little-endian, ONNX `data_type` code).
