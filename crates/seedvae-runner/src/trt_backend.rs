@@ -11,7 +11,9 @@
 //! compiles and runs its checks everywhere.
 //!
 //! Not tested here: the execution path needs a supported GPU (this workplace's H100/H200 is
-//! compute capability 9.0, which TensorRT-RTX refuses).
+//! compute capability 9.0, which TensorRT-RTX refuses). Known cost, unmeasured: the carried
+//! causal states pass through host memory between calls (the [`Backend`] trait exchanges host
+//! tensors); keeping them on the GPU is the first optimization to make once it can be measured.
 
 use crate::backend::Backend;
 use crate::planner::Limits;
