@@ -26,9 +26,23 @@ fn call(
     }
 }
 
-fn take(out: &mut HashMap<String, Tensor>, name: &str) -> Result<Tensor, Error> {
-    out.remove(name)
-        .ok_or_else(|| Error::Backend(format!("the backend returned no '{name}'")))
+/// Output `name` of a call on `input`, which must have the shape `want`.
+fn output(
+    mut out: HashMap<String, Tensor>,
+    name: &str,
+    input: &Tensor,
+    want: [usize; 5],
+) -> Result<Tensor, Error> {
+    let t = out
+        .remove(name)
+        .ok_or_else(|| Error::Backend(format!("the backend returned no '{name}'")))?;
+    if t.shape != want {
+        return Err(Error::Backend(format!(
+            "the backend returned {name} {:?} for input {:?}; expected {want:?}",
+            t.shape, input.shape
+        )));
+    }
+    Ok(t)
 }
 
 fn streamers(backend: &dyn Backend, n: usize) -> Result<Vec<Option<Streamer>>, Error> {
@@ -89,16 +103,9 @@ pub fn decode(
         let mut blend = Blender::new(3, f, 8 * h, 8 * w, plan.ramp);
         for (tile, st) in plan.tiles.iter().zip(state.iter_mut()) {
             let input = latent.window((t0, t1), tile.y, tile.x);
-            let video = take(&mut call(backend, st.as_mut(), LATENT, &input)?, VIDEO)?;
             let (th, tw) = (8 * (tile.y.1 - tile.y.0), 8 * (tile.x.1 - tile.x.0));
-            if video.shape != [1, 3, f, th, tw] {
-                return Err(Error::Backend(format!(
-                    "the backend returned video {:?} for latent {:?}; expected {:?}",
-                    video.shape,
-                    input.shape,
-                    [1, 3, f, th, tw]
-                )));
-            }
+            let out = call(backend, st.as_mut(), LATENT, &input)?;
+            let video = output(out, VIDEO, &input, [1, 3, f, th, tw])?;
             blend.add(&video.to_f32(), 8 * tile.y.0, 8 * tile.x.0, th, tw);
             stats.calls += 1;
         }
@@ -182,16 +189,9 @@ pub fn encode(
                 (8 * tile.x.0, (8 * tile.x.1).min(ww)),
             );
             let input = video.window((0, n), py, px);
-            let mean = take(&mut call(backend, st.as_mut(), VIDEO, &input)?, LATENT_MEAN)?;
             let (th, tw) = (tile.y.1 - tile.y.0, tile.x.1 - tile.x.0);
-            if mean.shape != [1, 16, lt, th, tw] {
-                return Err(Error::Backend(format!(
-                    "the backend returned latent_mean {:?} for video {:?}; expected {:?}",
-                    mean.shape,
-                    input.shape,
-                    [1, 16, lt, th, tw]
-                )));
-            }
+            let out = call(backend, st.as_mut(), VIDEO, &input)?;
+            let mean = output(out, LATENT_MEAN, &input, [1, 16, lt, th, tw])?;
             blend.add(&mean.to_f32(), tile.y.0, tile.x.0, th, tw);
             stats.calls += 1;
         }
