@@ -1,7 +1,7 @@
 //! The exported graphs against the original PyTorch module's goldens (ORT CPU backend).
 
 use seedvae_onnx::{ExportOptions, Precision};
-use seedvae_runner::stream::{concat_time, slice_time, Streamer};
+use seedvae_runner::{concat_time, slice_time, Streamer};
 use seedvae_runner::{Backend, Tensor};
 use seedvae_tests::*;
 use seedvae_weights::Part;

@@ -3,7 +3,7 @@
 
 use seedvae_onnx::quantize::DEFAULT_KEEP;
 use seedvae_onnx::{ExportOptions, Precision};
-use seedvae_runner::calibrate::export_fp8;
+use seedvae_runner::prepare::calibrate::export_fp8;
 use seedvae_runner::{Backend, OrtBackend, Tensor};
 use seedvae_tests::*;
 use seedvae_weights::{Part, WeightFile};

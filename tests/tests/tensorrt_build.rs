@@ -73,7 +73,8 @@ fn fp8_decoder(
         precision: Precision::Fp16,
         streaming,
     };
-    let (c, stats) = seedvae_runner::calibrate::export_fp8(w, opts, &[z], &keep, &p).unwrap();
+    let (c, stats) =
+        seedvae_runner::prepare::calibrate::export_fp8(w, opts, &[z], &keep, &p).unwrap();
     (p, c, stats)
 }
 

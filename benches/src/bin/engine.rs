@@ -6,15 +6,14 @@
 //! usage: cargo run --release -p seedvae-benches --bin engine -- WEIGHTS [--no-profiles]
 //! WEIGHTS: a full-size checkpoint, e.g. from `seedvae synth -o /tmp/full.safetensors`.
 
-use seedvae_engine::cache::{Cache, Outcome};
-use seedvae_engine::job::{inspect_graph, Job};
+use seedvae::DEFAULT_PROFILE;
+use seedvae::{EnginePrecision, EngineRequest, Outcome, Part, Profile, Progress, WeightFile};
 use seedvae_engine::profile::{activation_bytes, SHIPPED};
-use seedvae_engine::{EnginePrecision, Profile, DEFAULT_PROFILE};
-use seedvae_runner::prepare::GraphRecipe;
-use seedvae_weights::{Part, WeightFile};
+use seedvae_runner::GraphRecipe;
 use std::path::Path;
 use std::time::Instant;
 
+/// Write the graph an engine of this kind is built from (timed apart from the build).
 fn graph(
     w: &WeightFile,
     part: Part,
@@ -22,7 +21,7 @@ fn graph(
     precision: EnginePrecision,
     p: &Profile,
     out: &Path,
-) -> (f64, Vec<u8>) {
+) -> f64 {
     let t = Instant::now();
     GraphRecipe {
         weights: w,
@@ -34,10 +33,17 @@ fn graph(
     }
     .write(out)
     .expect("graph");
-    (
-        t.elapsed().as_secs_f64(),
-        std::fs::read(out).expect("read graph"),
-    )
+    t.elapsed().as_secs_f64()
+}
+
+/// The engine for the graph at `onnx` with `profile`, through the library (cache in `cache`).
+fn engine(onnx: &Path, profile: &str, cache: &Path) -> seedvae::Result<seedvae::EngineEntry> {
+    let req = EngineRequest {
+        profile: profile.to_string(),
+        cache: Some(cache.to_path_buf()),
+        ..EngineRequest::new(onnx)
+    };
+    seedvae::ensure_engine(&req, &Progress::default())
 }
 
 fn main() {
@@ -50,16 +56,8 @@ fn main() {
         "{weights} is not a valid SeedVR2 VAE"
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let cache = Cache::open(Some(&dir.path().join("cache"))).expect("cache");
+    let cache = dir.path().join("cache");
     let default = Profile::load(DEFAULT_PROFILE).expect("profile");
-    let job = |p: &'static Profile| Job {
-        cache: &cache,
-        profile: p,
-        targets: p.targets.clone(),
-        tensorrt_dir: None,
-        weightless: false,
-    };
-    let default: &'static Profile = Box::leak(Box::new(default));
     println!("weights: {weights}");
     println!(
         "profile {DEFAULT_PROFILE}, targets sm_120, machine: {} logical CPUs, no GPU",
@@ -71,13 +69,12 @@ fn main() {
         let mut fp16_build = None;
         for precision in [EnginePrecision::Fp16, EnginePrecision::Fp8] {
             let onnx = dir.path().join("g.onnx");
-            let (gsecs, bytes) = graph(&w, Part::Decoder, streaming, precision, default, &onnx);
-            let g = inspect_graph(&bytes, "graph").expect("graph");
-            let j = job(default);
+            let gsecs = graph(&w, Part::Decoder, streaming, precision, &default, &onnx);
             let t = Instant::now();
-            let (e, outcome) = j.engine(&bytes, &g, || {}).expect("build");
+            let got = engine(&onnx, DEFAULT_PROFILE, &cache).expect("build");
             let bsecs = t.elapsed().as_secs_f64();
-            assert_eq!(outcome, Outcome::Built);
+            assert_eq!(got.outcome, Outcome::Built);
+            let e = got.entry;
             let base = *fp16_build.get_or_insert(bsecs);
             let l = e.manifest.info.layers.clone().unwrap_or_default();
             let m = e.manifest.info.device_memory.unwrap_or_default();
@@ -92,14 +89,12 @@ fn main() {
             );
             if precision == EnginePrecision::Fp8 && !streaming {
                 let t = Instant::now();
-                let parts = j
-                    .key_parts(&g.blake3, precision, Part::Decoder, false)
-                    .unwrap();
-                let hit = j.cached(&parts).expect("cached");
+                let hit = engine(&onnx, DEFAULT_PROFILE, &cache).expect("cached");
+                assert_eq!(hit.outcome, Outcome::Hit);
                 println!(
                     "| (cache hit of the row above: {:.3} s, {}) | | | | | | | |",
                     t.elapsed().as_secs_f64(),
-                    hit.manifest.key
+                    hit.entry.manifest.key
                 );
             }
         }
@@ -114,10 +109,9 @@ fn main() {
     let onnx = dir.path().join("p.onnx");
     for part in [Part::Decoder, Part::Encoder] {
         for streaming in [false, true] {
-            let (_, bytes) = graph(&w, part, streaming, EnginePrecision::Fp16, default, &onnx);
-            let g = inspect_graph(&bytes, "graph").expect("graph");
+            graph(&w, part, streaming, EnginePrecision::Fp16, &default, &onnx);
             for (name, _) in SHIPPED {
-                let p: &'static Profile = Box::leak(Box::new(Profile::load(name).unwrap()));
+                let p = Profile::load(name).expect("shipped profile");
                 let r = p.shapes(part).get(streaming);
                 let mode = if streaming { "streaming" } else { "one-shot" };
                 let est = activation_bytes(
@@ -128,9 +122,9 @@ fn main() {
                     r.h.max,
                     r.w.max,
                 );
-                match job(p).engine(&bytes, &g, || {}) {
-                    Ok((e, _)) => {
-                        let a = e.manifest.info.device_memory.unwrap_or_default().activation_bytes;
+                match engine(&onnx, name, &cache) {
+                    Ok(got) => {
+                        let a = got.entry.manifest.info.device_memory.unwrap_or_default().activation_bytes;
                         println!(
                             "| {name} | {part} | {mode} | ({}, {}, {}) | {:.2} GB | {:.2} GB | {:.2} | {:.2} GB |",
                             r.t.max, r.h.max, r.w.max, a as f64 / 1e9, est as f64 / 1e9, est as f64 / a as f64,

@@ -1,8 +1,9 @@
 //! # seedvae — the command line
 //!
 //! Owns: argument parsing, progress display, logging setup, and turning library errors into
-//! messages and exit codes. Must not own model, format or engine logic: every command is a thin
-//! call into the library crates.
+//! messages and exit codes. Must not own model, format, cache or engine logic: every command
+//! parses its flags into the `seedvae` library's request types, calls it, and prints
+//! (tests/cli/layering.rs keeps it so).
 
 mod commands;
 
@@ -96,6 +97,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // -v: every cause on its own line; else the chain on one line.
+        Err(e) if cli.verbose > 0 => {
+            eprintln!("error: {e:?}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -189,14 +189,19 @@ pub struct Libraries {
 
 /// Ask the loaded runtime library for its version (`getInferLibVersion`: major·10000 + minor·100
 /// + patch; `getInferLibBuildVersion`: the build number).
-fn library_version(rt: &Path) -> Result<String, String> {
+fn library_version(rt: &Path) -> Result<String, Error> {
     // SAFETY: the library is already loaded by trtx (this only takes another reference), and
     // both symbols are `int32_t (void)` C functions exported by every TensorRT-RTX runtime.
     unsafe {
-        let lib = libloading::Library::new(rt).map_err(|e| format!("{}: {e}", rt.display()))?;
-        let v: libloading::Symbol<unsafe extern "C" fn() -> i32> = lib
-            .get(b"getInferLibVersion\0")
-            .map_err(|e| format!("{}: not a TensorRT-RTX runtime ({e})", rt.display()))?;
+        let lib = libloading::Library::new(rt)
+            .map_err(|e| Error::Library(format!("{}: {e}", rt.display())))?;
+        let v: libloading::Symbol<unsafe extern "C" fn() -> i32> =
+            lib.get(b"getInferLibVersion\0").map_err(|e| {
+                Error::Library(format!(
+                    "{}: not a TensorRT-RTX runtime ({e})",
+                    rt.display()
+                ))
+            })?;
         let v = v();
         let build = lib
             .get::<unsafe extern "C" fn() -> i32>(b"getInferLibBuildVersion\0")
@@ -214,14 +219,15 @@ fn library_version(rt: &Path) -> Result<String, String> {
 /// Load the TensorRT-RTX runtime and ONNX parser libraries once per process (`dir`: an explicit
 /// folder; else `$SEEDVAE_TENSORRT_DIR`, else the setup venv).
 pub fn load_libraries(dir: Option<&Path>) -> Result<&'static Libraries, Error> {
-    static LOADED: std::sync::OnceLock<Result<Libraries, String>> = std::sync::OnceLock::new();
+    // A failed load is kept as its message: the libraries are loaded once per process.
+    static LOADED: std::sync::OnceLock<Result<Libraries, Error>> = std::sync::OnceLock::new();
     LOADED
         .get_or_init(|| {
             let (rt, parser) = crate::libs::tensorrt(dir)?;
             trtx::dynamically_load_tensorrt(Some(&rt))
-                .map_err(|e| format!("cannot load {}: {e}", rt.display()))?;
+                .map_err(|e| Error::Library(format!("cannot load {}: {e}", rt.display())))?;
             trtx::dynamically_load_tensorrt_onnxparser(Some(&parser))
-                .map_err(|e| format!("cannot load {}: {e}", parser.display()))?;
+                .map_err(|e| Error::Library(format!("cannot load {}: {e}", parser.display())))?;
             let version = library_version(&rt)?;
             tracing::debug!("TensorRT-RTX {version} loaded from {}", rt.display());
             Ok(Libraries {
@@ -231,7 +237,7 @@ pub fn load_libraries(dir: Option<&Path>) -> Result<&'static Libraries, Error> {
             })
         })
         .as_ref()
-        .map_err(|e| Error::Library(e.clone()))
+        .map_err(|e| Error::Library(e.to_string()))
 }
 
 /// Per-input (min, opt, max) dims for a contract and a shape range.
@@ -299,6 +305,14 @@ pub fn check_targets(fp8: bool, targets: &[Target]) -> Result<(), Error> {
     Ok(())
 }
 
+/// A failed TensorRT-RTX call as an error naming the step, TensorRT-RTX's own error as its source.
+fn trt(what: &str) -> impl FnOnce(trtx::Error) -> Error + '_ {
+    move |source| Error::TensorRt {
+        what: what.to_string(),
+        source,
+    }
+}
+
 /// Build a serialized engine from ONNX bytes with a known contract.
 pub fn build_engine(
     onnx: &[u8],
@@ -314,7 +328,7 @@ pub fn build_engine(
     let logger = Logger::new(Capture {
         lines: lines.clone(),
     })
-    .map_err(|e| Error::Build(format!("logger: {e}")))?;
+    .map_err(trt("logger"))?;
     let collected = |msg: String| {
         let errs: Vec<String> = lines
             .lock()
@@ -329,19 +343,14 @@ pub fn build_engine(
             format!("{msg}: {}", errs.join("; "))
         }
     };
-    let mut builder = Builder::new(&logger).map_err(|e| Error::Build(format!("builder: {e}")))?;
-    let network = builder
-        .create_network(0)
-        .map_err(|e| Error::Build(format!("network: {e}")))?;
+    let mut builder = Builder::new(&logger).map_err(trt("builder"))?;
+    let network = builder.create_network(0).map_err(trt("network"))?;
     // The parser owns the network (it holds the weights) until the build is done.
-    let mut parser = trtx::OnnxParser::new(network, &logger)
-        .map_err(|e| Error::Build(format!("ONNX parser: {e}")))?;
+    let mut parser = trtx::OnnxParser::new(network, &logger).map_err(trt("ONNX parser"))?;
     parser
         .parse(onnx)
         .map_err(|e| Error::Parse(collected(e.to_string())))?;
-    let mut config = builder
-        .create_config()
-        .map_err(|e| Error::Build(format!("config: {e}")))?;
+    let mut config = builder.create_config().map_err(trt("config"))?;
     config.set_memory_pool_limit(MemoryPoolType::kWORKSPACE, req.workspace_bytes);
     if req.detailed {
         config.set_profiling_verbosity(trtx::ProfilingVerbosity::kDETAILED);
@@ -367,7 +376,7 @@ pub fn build_engine(
     }
     let mut profile = builder
         .creata_optimization_profile()
-        .map_err(|e| Error::Build(format!("profile: {e}")))?;
+        .map_err(trt("profile"))?;
     for (name, [min, opt, max]) in profile_dims(contract, &req.shapes) {
         for (sel, d) in [
             (trtx::OptProfileSelector::kMIN, &min),
@@ -422,7 +431,10 @@ pub fn build_engine(
                 }
                 None => {
                     drop(log);
-                    Error::Build(collected(format!("TensorRT-RTX build failed: {e}")))
+                    Error::TensorRt {
+                        what: collected("TensorRT-RTX build failed".into()),
+                        source: e,
+                    }
                 }
             }
         })?;

@@ -104,33 +104,33 @@ pub struct Manifest {
 
 impl Manifest {
     /// Check the manifest against itself and `engine_bytes`; the reason when it does not hold.
-    pub fn verify(&self, engine_bytes: &[u8]) -> Result<(), String> {
+    pub fn verify(&self, engine_bytes: &[u8]) -> Result<(), Error> {
         if self.format != MANIFEST_FORMAT {
-            return Err(format!(
+            return Err(Error::Invalid(format!(
                 "manifest format {} (this seedvae reads {MANIFEST_FORMAT})",
                 self.format
-            ));
+            )));
         }
         let k = self.key_parts.key();
         if k != self.key {
-            return Err(format!(
+            return Err(Error::Invalid(format!(
                 "manifest key {} does not match its key parts ({k})",
                 self.key
-            ));
+            )));
         }
         if engine_bytes.len() as u64 != self.engine.bytes {
-            return Err(format!(
+            return Err(Error::Invalid(format!(
                 "engine is {} bytes, manifest says {} (truncated or replaced)",
                 engine_bytes.len(),
                 self.engine.bytes
-            ));
+            )));
         }
         let h = blake3::hash(engine_bytes).to_hex().to_string();
         if h != self.engine.blake3 {
-            return Err(format!(
+            return Err(Error::Invalid(format!(
                 "engine blake3 {h} does not match the manifest's {} (corrupt)",
                 self.engine.blake3
-            ));
+            )));
         }
         Ok(())
     }
@@ -208,11 +208,96 @@ impl Cache {
     }
 
     pub fn entry_dir(&self, key: &str) -> PathBuf {
-        self.root.join("engines").join(key)
+        self.engines_dir().join(key)
+    }
+
+    /// Where the engine entries are.
+    pub fn engines_dir(&self) -> PathBuf {
+        self.root.join("engines")
+    }
+
+    /// The cached CPU graph converted by `recipe` (a [`KeyParts`]-like hash of the weights and
+    /// settings); its folder is created.
+    pub fn graph_path(&self, recipe: &str) -> Result<PathBuf, Error> {
+        let dir = self.root.join("graphs");
+        std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        Ok(dir.join(format!("{recipe}.onnx")))
+    }
+
+    /// A temporary file name inside the cache, unique to this process and call (`name` says
+    /// what it holds); the caller removes it.
+    pub fn staging_file(&self, name: &str) -> PathBuf {
+        seedvae_weights::atomic::temp_path(&self.root.join(name))
+    }
+
+    /// A fresh staging directory for `what` (an install) inside the engine directory, so that
+    /// its entries can be renamed into place; [`Cache::gc`] removes those of dead processes.
+    pub fn staging_dir(&self, what: &str) -> PathBuf {
+        let d = self
+            .engines_dir()
+            .join(format!(".{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    /// Remove the entries `keys` (all or none: every key is checked first); returns each key
+    /// with the bytes freed.
+    pub fn remove(&self, keys: &[String]) -> Result<Vec<(String, u64)>, Error> {
+        for k in keys {
+            if !(is_key(k) && self.entry_dir(k).is_dir()) {
+                return Err(Error::Cache(format!(
+                    "no engine {k} in {}",
+                    self.engines_dir().display()
+                )));
+            }
+        }
+        keys.iter()
+            .map(|k| Ok((k.clone(), remove_path(&self.entry_dir(k))?)))
+            .collect()
+    }
+
+    /// Remove what is not needed: unusable entries, leftovers of interrupted builds and
+    /// installs (when their process is gone, or a day old), and with `graphs` the converted CPU
+    /// graphs (made again on demand).
+    pub fn gc(&self, graphs: bool) -> Result<GcReport, Error> {
+        let mut r = GcReport::default();
+        for (d, e) in self.list() {
+            if let Err(why) = e {
+                r.freed += remove_path(&d)?;
+                r.unusable.push((d, why.to_string()));
+            }
+        }
+        let dir = self.engines_dir();
+        for e in std::fs::read_dir(&dir)
+            .map_err(|e| io_err(&dir, e))?
+            .flatten()
+        {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if !(n.starts_with(".tmp-") || n.starts_with(".install-")) {
+                continue;
+            }
+            let pid = n.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|d| d.as_secs() > 24 * 3600);
+            if pid.is_some_and(process_gone) || old {
+                r.freed += remove_path(&e.path())?;
+                r.leftovers.push(e.path());
+            }
+        }
+        let g = self.root.join("graphs");
+        if graphs && g.is_dir() {
+            r.freed += remove_path(&g)?;
+            r.graphs = Some(g);
+        }
+        Ok(r)
     }
 
     /// The entry for `key`: `Ok(None)` when absent, `Err(reason)` when present but bad.
-    pub fn load(&self, key: &str) -> Result<Option<Entry>, String> {
+    pub fn load(&self, key: &str) -> Result<Option<Entry>, Error> {
         let dir = self.entry_dir(key);
         if !dir.exists() {
             return Ok(None);
@@ -221,8 +306,8 @@ impl Cache {
     }
 
     /// Every entry, verified or not (with the reason), sorted by key.
-    pub fn list(&self) -> Vec<(PathBuf, Result<Entry, String>)> {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.root.join("engines"))
+    pub fn list(&self) -> Vec<(PathBuf, Result<Entry, Error>)> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.engines_dir())
             .map(|rd| {
                 rd.flatten()
                     .map(|e| e.path())
@@ -272,7 +357,7 @@ impl Cache {
             Ok(None) => Outcome::Built,
             Err(why) => {
                 tracing::warn!("cached engine {key} is unusable ({why}); rebuilding");
-                Outcome::Rebuilt(why)
+                Outcome::Rebuilt(why.to_string())
             }
         };
         let (engine, info) = build()?;
@@ -299,11 +384,7 @@ impl Cache {
     /// Write an entry into a temporary directory and rename it into place.
     fn store(&self, key: &str, engine: &[u8], manifest: &Manifest) -> Result<Entry, Error> {
         let dir = self.entry_dir(key);
-        let tmp = self
-            .root
-            .join("engines")
-            .join(format!(".tmp-{key}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
+        let tmp = self.staging_dir(&format!("tmp-{key}"));
         std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
         let result = (|| {
             write_synced(&tmp.join(ENGINE_FILE), engine)?;
@@ -326,36 +407,121 @@ impl Cache {
     }
 }
 
+/// What [`Cache::gc`] removed.
+#[derive(Debug, Clone, Default)]
+pub struct GcReport {
+    /// Entries that did not verify, with the reason.
+    pub unusable: Vec<(PathBuf, String)>,
+    /// Leftovers of interrupted builds and installs.
+    pub leftovers: Vec<PathBuf>,
+    /// The converted CPU graphs' folder, when removed.
+    pub graphs: Option<PathBuf>,
+    pub freed: u64,
+}
+
+/// Is process `pid` gone? Known on Linux only (elsewhere: no, and age decides).
+fn process_gone(pid: u32) -> bool {
+    cfg!(target_os = "linux") && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    if p.is_file() {
+        return p.metadata().map_or(0, |m| m.len());
+    }
+    std::fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| dir_bytes(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// Remove a file or directory; the bytes it held.
+fn remove_path(p: &Path) -> Result<u64, Error> {
+    let n = dir_bytes(p);
+    if p.is_dir() {
+        std::fs::remove_dir_all(p)
+    } else {
+        std::fs::remove_file(p)
+    }
+    .map_err(|e| Error::io(p, e))?;
+    Ok(n)
+}
+
+/// The sidecar manifest path of an engine written with `build -o` (`X` → `X.manifest.json`).
+pub fn sidecar(engine: &Path) -> PathBuf {
+    let mut s = engine.as_os_str().to_owned();
+    s.push(".manifest.json");
+    PathBuf::from(s)
+}
+
+/// Where an engine's manifest and engine file are, if `spec` names an engine: a cache entry
+/// directory, an engine file with its `.manifest.json` sidecar, or a cache key (looked up in
+/// the cache at `cache`, else the default one).
+pub fn locate(spec: &Path, cache: Option<&Path>) -> Option<(PathBuf, PathBuf)> {
+    if spec.is_dir() {
+        return Some((spec.join(MANIFEST_FILE), spec.join(ENGINE_FILE)));
+    }
+    let side = sidecar(spec);
+    if side.exists() {
+        return Some((side, spec.to_path_buf()));
+    }
+    if spec.file_name().is_some_and(|n| n == ENGINE_FILE) {
+        let m = spec.with_file_name(MANIFEST_FILE);
+        return m.exists().then(|| (m, spec.to_path_buf()));
+    }
+    let s = spec.to_str()?;
+    if !spec.exists() && is_key(s) {
+        let d = Cache::open(cache).ok()?.entry_dir(s);
+        return Some((d.join(MANIFEST_FILE), d.join(ENGINE_FILE)));
+    }
+    None
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let mut f = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
     f.write_all(bytes).map_err(|e| io_err(path, e))?;
     f.sync_all().map_err(|e| io_err(path, e))
 }
 
+/// A cache key: 32 lowercase hex digits.
+pub fn is_key(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// Parse an engine manifest (`origin` names it in the error).
+pub fn parse_manifest(bytes: &[u8], origin: &str) -> Result<Manifest, Error> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Invalid(format!("{origin}: not a seedvae engine manifest: {e}")))
+}
+
+/// Read and parse the engine manifest at `path`.
+pub fn read_manifest(path: &Path) -> Result<Manifest, Error> {
+    let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_manifest(&text, &path.display().to_string())
+}
+
 /// Read and verify the manifest and engine in `dir`.
-pub fn load_entry(dir: &Path) -> Result<Entry, String> {
+pub fn load_entry(dir: &Path) -> Result<Entry, Error> {
     let mpath = dir.join(MANIFEST_FILE);
-    let text = std::fs::read(&mpath).map_err(|e| format!("{}: {e}", mpath.display()))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", mpath.display()))?;
+    let manifest = read_manifest(&mpath)?;
     let engine = dir.join(&manifest.engine.file);
     if manifest.engine.file != ENGINE_FILE {
-        return Err(format!(
+        return Err(Error::Invalid(format!(
             "{}: engine file must be {ENGINE_FILE}, manifest says {}",
             mpath.display(),
             manifest.engine.file
-        ));
+        )));
     }
-    let bytes = std::fs::read(&engine).map_err(|e| format!("{}: {e}", engine.display()))?;
+    let bytes = std::fs::read(&engine).map_err(|e| Error::io(&engine, e))?;
     manifest
         .verify(&bytes)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
+        .map_err(|e| Error::Invalid(format!("{}: {e}", dir.display())))?;
     if dir.file_name().is_some_and(|n| n != manifest.key.as_str()) {
-        return Err(format!(
+        return Err(Error::Invalid(format!(
             "{}: directory name is not the manifest's key {}",
             dir.display(),
             manifest.key
-        ));
+        )));
     }
     Ok(Entry {
         dir: dir.to_path_buf(),

@@ -18,8 +18,13 @@ pub mod profile;
 pub use build::{
     build_engine, load_libraries, BuildOutput, BuildRequest, Libraries, Range3, ShapeRange, Target,
 };
+pub use cache::{
+    is_key, locate, read_manifest, sidecar, Cache, Entry, GcReport, KeyParts, Manifest, Outcome,
+};
+pub use job::{inspect_graph, Graph, Job};
 pub use layers::{summarize as summarize_layers, LayerSummary};
-pub use profile::{EnginePrecision, Profile, DEFAULT_PROFILE};
+pub use pack::Installed;
+pub use profile::{EnginePrecision, FieldError, Profile, DEFAULT_PROFILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -35,6 +40,33 @@ pub enum Error {
     Cache(String),
     #[error("{0}")]
     Pack(String),
+    /// An engine, manifest or cache entry that does not hold up (the message says why).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A TensorRT-RTX call failed; `what` says which step, the source is TensorRT-RTX's error.
+    #[error("{what}")]
+    TensorRt {
+        what: String,
+        #[source]
+        source: trtx::Error,
+    },
     #[error(transparent)]
     Onnx(#[from] seedvae_onnx::Error),
+    #[error(transparent)]
+    Weights(#[from] seedvae_weights::Error),
+}
+
+impl Error {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }

@@ -63,7 +63,7 @@ pub fn find_prefixed(dir: &Path, prefixes: &[&str]) -> Option<PathBuf> {
 
 /// The TensorRT-RTX library directory: `explicit`, `$SEEDVAE_TENSORRT_DIR`, or the venv's
 /// `tensorrt_rtx_libs/` (from the `tensorrt-rtx-cu13` wheel). Returns (runtime, ONNX parser) paths.
-pub fn tensorrt(explicit: Option<&Path>) -> Result<(PathBuf, PathBuf), String> {
+pub fn tensorrt(explicit: Option<&Path>) -> Result<(PathBuf, PathBuf), crate::Error> {
     let (rt, parser): (&[&str], &[&str]) = if cfg!(windows) {
         (
             &["tensorrt_rtx_1", "tensorrt_rtx.dll"],
@@ -75,12 +75,12 @@ pub fn tensorrt(explicit: Option<&Path>) -> Result<(PathBuf, PathBuf), String> {
     let in_dir = |d: &Path| -> Option<(PathBuf, PathBuf)> {
         Some((find_prefixed(d, rt)?, find_prefixed(d, parser)?))
     };
-    let from = |d: PathBuf, what: &str| -> Result<(PathBuf, PathBuf), String> {
+    let from = |d: PathBuf, what: &str| -> Result<(PathBuf, PathBuf), crate::Error> {
         in_dir(&d).ok_or_else(|| {
-            format!(
+            crate::Error::Library(format!(
                 "{what} {} holds no TensorRT-RTX runtime and ONNX parser libraries",
                 d.display()
-            )
+            ))
         })
     };
     if let Some(d) = explicit {
@@ -94,8 +94,8 @@ pub fn tensorrt(explicit: Option<&Path>) -> Result<(PathBuf, PathBuf), String> {
             return Ok(found);
         }
     }
-    Err("TensorRT-RTX libraries not found: run scripts/setup.sh (it installs the tensorrt-rtx-cu13 wheel into .venv), \
+    Err(crate::Error::Library("TensorRT-RTX libraries not found: run scripts/setup.sh (it installs the tensorrt-rtx-cu13 wheel into .venv), \
          or set SEEDVAE_TENSORRT_DIR to the folder holding libtensorrt_rtx.so.1 and libtensorrt_onnxparser_rtx.so.1 \
          (tensorrt_rtx_1_7.dll and tensorrt_onnxparser_rtx_1_7.dll on Windows)"
-        .into())
+        .into()))
 }

@@ -9,7 +9,9 @@
 //! engine's own manifest re-checked (its key, its blake3) and held to agree with the pack's
 //! listing. Nothing is installed unless the whole pack verifies.
 
-use crate::cache::{load_entry, Cache, Entry, Manifest, ENGINE_FILE, MANIFEST_FILE};
+use crate::cache::{
+    is_key, load_entry, parse_manifest, Cache, Entry, Manifest, ENGINE_FILE, MANIFEST_FILE,
+};
 use crate::Error;
 use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet};
@@ -67,13 +69,6 @@ fn bad(path: &Path, msg: impl std::fmt::Display) -> Error {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A cache key: 32 lowercase hex digits.
-pub fn is_key(s: &str) -> bool {
-    s.len() == 32
-        && s.bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 fn source_weights(m: &Manifest) -> Option<String> {
@@ -216,16 +211,16 @@ pub fn pack(sources: &[Source], out: &Path) -> Result<PackManifest, Error> {
 }
 
 /// A pack entry's path as `key/name`, or why it is not acceptable.
-fn entry_path(p: &Path) -> Result<String, String> {
+fn entry_path(p: &Path) -> Result<String, Error> {
     let mut parts = Vec::new();
     for c in p.components() {
         match c {
             Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
             _ => {
-                return Err(format!(
+                return Err(Error::Pack(format!(
                     "entry '{}' escapes the cache directory (absolute or '..' paths are refused)",
                     p.display()
-                ))
+                )))
             }
         }
     }
@@ -288,8 +283,7 @@ fn check_engine(
     if m.engine.bytes != engine.0 || m.engine.blake3 != engine.1 {
         return fail("the engine file does not match its manifest (corrupt)".into());
     }
-    let mut told = describe(m, vec![]);
-    told.files = pe.files.clone();
+    let told = describe(m, pe.files.clone());
     if &told != pe {
         return fail(format!(
             "the pack's listing disagrees with the engine's manifest (listing {:?} / {} / {:?}, manifest {:?} / {} / {:?})",
@@ -397,8 +391,7 @@ pub fn read_pack(path: &Path, stage: Option<&Path>) -> Result<PackManifest, Erro
             ));
         }
         if is_manifest {
-            let m: Manifest = serde_json::from_slice(&kept)
-                .map_err(|e| bad(path, format!("entry '{name}': not an engine manifest: {e}")))?;
+            let m = parse_manifest(&kept, &format!("entry '{name}'")).map_err(|e| bad(path, e))?;
             if let Some(dir) = stage {
                 let d = dir.join(key);
                 std::fs::create_dir_all(&d).map_err(|e| bad(&d, e))?;
@@ -438,7 +431,7 @@ pub fn incompatible(pm: &PackManifest, tensorrt_rtx: &str) -> Vec<String> {
 }
 
 /// What installing did to one engine.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Installed {
     /// Newly installed.
@@ -449,6 +442,17 @@ pub enum Installed {
     Replaced,
 }
 
+impl Installed {
+    /// The word shown to users: added, present, replaced.
+    pub fn name(self) -> &'static str {
+        match self {
+            Installed::Added => "added",
+            Installed::Present => "present",
+            Installed::Replaced => "replaced",
+        }
+    }
+}
+
 /// Verify the whole pack (streaming it into a staging folder inside the cache), refuse it if any
 /// engine needs another TensorRT-RTX version, then move each engine into place. Nothing is
 /// installed when any check fails.
@@ -457,8 +461,7 @@ pub fn install(
     path: &Path,
     tensorrt_rtx: &str,
 ) -> Result<Vec<(String, Installed)>, Error> {
-    let engines = cache.root.join("engines");
-    let stage = engines.join(format!(".install-{}", std::process::id()));
+    let stage = cache.staging_dir("install");
     let _ = std::fs::remove_dir_all(&stage);
     std::fs::create_dir_all(&stage).map_err(|e| bad(&stage, e))?;
     let result = (|| {

@@ -160,6 +160,17 @@ pub fn weight_bytes(precision: EnginePrecision, part: Part) -> u64 {
     }
 }
 
+/// A profile field that does not hold: its path and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FieldError(pub String);
+
+impl From<&str> for FieldError {
+    fn from(s: &str) -> FieldError {
+        FieldError(s.to_string())
+    }
+}
+
 impl Profile {
     pub fn shapes(&self, part: Part) -> &PartShapes {
         match part {
@@ -199,37 +210,37 @@ impl Profile {
     }
 
     /// Every rule a profile must satisfy; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if self.name.trim().is_empty() {
             return Err("name is empty".into());
         }
         if !(self.vram_gb > 0.0 && self.vram_budget_gb > 0.0 && self.vram_budget_gb <= self.vram_gb)
         {
-            return Err(format!(
+            return Err(FieldError(format!(
                 "vram_budget_gb {} must be > 0 and at most vram_gb {}",
                 self.vram_budget_gb, self.vram_gb
-            ));
+            )));
         }
         let weights = weight_bytes(self.precision, Part::Decoder);
         if self.workspace_mib == 0
             || weights + self.workspace_bytes() as u64 > (self.vram_budget_gb * 1e9) as u64
         {
-            return Err(format!(
+            return Err(FieldError(format!(
                 "workspace_mib {} ({:.2} GB) plus the weights ({:.2} GB) must fit in vram_budget_gb {}",
                 self.workspace_mib,
                 self.workspace_bytes() as f64 / 1e9,
                 weights as f64 / 1e9,
                 self.vram_budget_gb
-            ));
+            )));
         }
         check_targets(self.precision == EnginePrecision::Fp8, &self.targets)
-            .map_err(|e| format!("targets: {e}"))?;
+            .map_err(|e| FieldError(format!("targets: {e}")))?;
         let names = seedvae_weights::schema::Model::default().all_tensors();
         for b in &self.fp16_blocks {
             if !names.iter().any(|n| n.name.starts_with(b.as_str())) {
-                return Err(format!(
+                return Err(FieldError(format!(
                     "fp16_blocks: '{b}' is not a prefix of any SeedVR2 VAE module (e.g. decoder.up_blocks.3.)"
-                ));
+                )));
             }
         }
         for part in [Part::Decoder, Part::Encoder] {
@@ -239,11 +250,12 @@ impl Profile {
                     if streaming { "streaming" } else { "one_shot" }
                 );
                 let r = self.shapes(part).get(streaming);
-                check_shape_range(part, streaming, r).map_err(|e| format!("{field}.{e}"))?;
+                check_shape_range(part, streaming, r)
+                    .map_err(|e| FieldError(format!("{field}.{e}")))?;
                 let need =
                     activation_bytes(self.precision, part, streaming, r.t.max, r.h.max, r.w.max);
                 if need > self.workspace_bytes() as u64 {
-                    return Err(format!(
+                    return Err(FieldError(format!(
                         "{field}: the largest tile (t {}, h {}, w {}) needs about {:.1} GB of activations, over \
                          workspace_mib {} ({:.1} GB), which bounds them: lower the max sizes",
                         r.t.max,
@@ -252,7 +264,7 @@ impl Profile {
                         need as f64 / 1e9,
                         self.workspace_mib,
                         self.workspace_bytes() as f64 / 1e9
-                    ));
+                    )));
                 }
             }
         }
@@ -260,18 +272,18 @@ impl Profile {
     }
 }
 
-fn check_range(axis: &str, r: &Range3, least: usize, what: &str) -> Result<(), String> {
+fn check_range(axis: &str, r: &Range3, least: usize, what: &str) -> Result<(), FieldError> {
     if r.min > r.opt || r.opt > r.max {
-        return Err(format!(
+        return Err(FieldError(format!(
             "{axis}: min {} ≤ opt {} ≤ max {} does not hold",
             r.min, r.opt, r.max
-        ));
+        )));
     }
     if r.min < least {
-        return Err(format!(
+        return Err(FieldError(format!(
             "{axis}: min {} is below {least}, the least the graph allows ({what})",
             r.min
-        ));
+        )));
     }
     Ok(())
 }
@@ -279,7 +291,7 @@ fn check_range(axis: &str, r: &Range3, least: usize, what: &str) -> Result<(), S
 /// What the exported graphs allow: at least one frame and one latent pixel; the encoder needs 8
 /// pixels per side (three stride-2 downsamplers), and a streaming encoder range must admit a
 /// first chunk (4k+1 frames) and a continuation chunk (4k frames, spec §8).
-pub fn check_shape_range(part: Part, streaming: bool, r: &ShapeRange) -> Result<(), String> {
+pub fn check_shape_range(part: Part, streaming: bool, r: &ShapeRange) -> Result<(), FieldError> {
     check_range("t", &r.t, 1, "one frame")?;
     let (least, what) = match part {
         Part::Decoder => (1, "one latent pixel"),
@@ -290,10 +302,10 @@ pub fn check_shape_range(part: Part, streaming: bool, r: &ShapeRange) -> Result<
     if part == Part::Encoder && streaming {
         let has = |m: usize| (r.t.min..=r.t.max).any(|t| t % 4 == m);
         if !has(1) || !has(0) || r.t.min == 0 {
-            return Err(format!(
+            return Err(FieldError(format!(
                 "t: {}..{} must include a first chunk of 4k+1 frames and a continuation of 4k frames (e.g. min 4, max 5)",
                 r.t.min, r.t.max
-            ));
+            )));
         }
     }
     Ok(())
@@ -375,7 +387,8 @@ mod tests {
                 ..ok
             },
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("h: min 40"), "{e}");
         let e = check_shape_range(
             Part::Encoder,
@@ -385,7 +398,8 @@ mod tests {
                 ..ok
             },
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("below 8"), "{e}");
         let e = check_shape_range(
             Part::Encoder,
@@ -395,7 +409,8 @@ mod tests {
                 ..ok
             },
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("4k+1"), "{e}");
     }
 
@@ -405,14 +420,14 @@ mod tests {
         let mut big = p.clone();
         big.decoder.streaming.h.max = 512;
         big.decoder.streaming.w.max = 512;
-        let e = big.validate().unwrap_err();
+        let e = big.validate().unwrap_err().to_string();
         assert!(
             e.contains("decoder.streaming") && e.contains("workspace_mib"),
             "{e}"
         );
         let mut big = p.clone();
         big.workspace_mib = 20_000;
-        let e = big.validate().unwrap_err();
+        let e = big.validate().unwrap_err().to_string();
         assert!(e.contains("vram_budget_gb"), "{e}");
     }
 

@@ -25,6 +25,12 @@ impl Elem {
             Elem::F8E4M3 => proto::data_type::FLOAT8E4M3FN,
         }
     }
+    /// The element type of an ONNX `data_type` code, if seedvae graphs use it.
+    pub fn from_onnx(code: i32) -> Option<Elem> {
+        [Elem::F32, Elem::F16, Elem::I64, Elem::F8E4M3]
+            .into_iter()
+            .find(|e| e.onnx() == code)
+    }
     pub fn size(self) -> usize {
         match self {
             Elem::F32 => 4,

@@ -3,7 +3,7 @@
 //! reason there is none, and whether an sm_120 / sm_89 engine could run on it.
 
 use seedvae_engine::build::Target;
-use seedvae_runner::trt_backend::{check_device, probe_gpu};
+use seedvae_runner::tensorrt::{check_device, probe_gpu};
 
 fn main() {
     match probe_gpu() {

@@ -1,38 +1,46 @@
 //! # seedvae-runner — running exported graphs and engines
 //!
-//! Owns: the [`backend::Backend`] trait and its two implementations ([`ort_backend`]: ONNX
-//! Runtime on the CPU; [`trt_backend`]: TensorRT-RTX on RTX GPUs, with the checks that decide
-//! whether it can run), locating their native libraries ([`libs`]), and everything that drives a
-//! backend, in spec order: temporal streaming with carried causal state ([`stream`]), spatial
-//! tiling and blending ([`tiling`]), cutting a clip into calls within a backend's limits
-//! ([`planner`]), whole-clip decode and encode ([`pipeline`]), frame and latent I/O ([`io`],
-//! [`video`], [`frames`], [`y4m`]), FP8 calibration and precision checks.
+//! Owns, in folders by job:
+//! - [`backend`]: the [`Backend`] trait and its implementations (`ort`: ONNX Runtime on the
+//!   CPU; [`tensorrt`]: TensorRT-RTX on RTX GPUs, with the checks that decide whether it can run
+//!   here), and locating their native libraries;
+//! - the core that drives a backend, in spec order: temporal streaming with carried causal
+//!   state (`stream`), spatial tiling and blending (`tiling`), cutting a clip into calls within
+//!   a backend's limits ([`planner`]), whole-clip decode and encode ([`pipeline`]);
+//! - [`media`]: frames and tensors in and out, one file per format (png, y4m, npy, safetensors);
+//! - [`prepare`]: build-time graph preparation, which needs ONNX Runtime — the FP8 policy in one
+//!   place (graph recipes, calibration, the precision report, refit from the user's weights).
 //!
 //! Must not touch: weight parsing (uses `seedvae-weights`), graph construction (uses
-//! `seedvae-onnx`), engine building and caching (uses `seedvae-engine`). No networking code, by
-//! construction (tests/tests/offline.rs).
+//! `seedvae-onnx`), engine building and caching (uses `seedvae-engine`), orchestration and user
+//! messages about flags (the `seedvae` crate). No networking code, by construction
+//! (tests/tests/offline.rs).
 
 pub mod backend;
-pub mod calibrate;
-pub mod frames;
-pub mod io;
-pub mod libs;
-pub mod ort_backend;
+pub mod media;
 pub mod pipeline;
 pub mod planner;
-pub mod precision;
 pub mod prepare;
-pub mod refit;
-pub mod stream;
-pub mod tensor;
-pub mod tiling;
-pub mod trt_backend;
-pub mod video;
-pub mod y4m;
+mod stream;
+mod tensor;
+mod tiling;
 
-pub use backend::Backend;
-pub use ort_backend::OrtBackend;
-pub use tensor::Tensor;
+pub use backend::libs::onnxruntime as onnxruntime_library;
+pub use backend::ort::OrtBackend;
+pub use backend::tensorrt::{self, TrtBackend};
+pub use backend::{Backend, Unavailable};
+pub use media::{check_latent, crop, read_latent, read_tensor, read_video, write_tensor};
+pub use pipeline::{Pad, RunStats};
+pub use planner::Limits;
+pub use prepare::{calibration_inputs, default_calibration, default_evaluation, GraphRecipe};
+pub use stream::{concat_time, slice_time, Streamer};
+pub use tensor::{Data, Tensor};
+pub use tiling::{plan_axis, Blender, Tile};
+
+/// An input or output problem, naming the file.
+pub(crate) fn bad(path: &std::path::Path, msg: impl std::fmt::Display) -> Error {
+    Error::Input(format!("{}: {msg}", path.display()))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -40,10 +48,20 @@ pub enum Error {
     Onnx(#[from] seedvae_onnx::Error),
     #[error(transparent)]
     Weights(#[from] seedvae_weights::Error),
+    #[error(transparent)]
+    Engine(#[from] seedvae_engine::Error),
+    /// A backend cannot run on this machine.
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    /// A backend call failed or returned something the contract does not allow.
     #[error("{0}")]
     Backend(String),
+    /// An input or output file is wrong (the message names it).
     #[error("{0}")]
     Input(String),
+    /// The clip cannot be cut into calls this model takes (the message says what to change).
+    #[error("{0}")]
+    Plan(String),
     #[error("interrupted")]
     Interrupted,
 }

@@ -4,11 +4,11 @@
 //! the clip's length; frames go to a [`FrameSink`] as each chunk completes.
 
 use crate::backend::Backend;
+use crate::media::{FrameSink, FrameSource};
 use crate::planner::{decoded_frames, SpatialPlan};
 use crate::stream::Streamer;
 use crate::tensor::Tensor;
 use crate::tiling::Blender;
-use crate::video::{FrameSink, FrameSource};
 use crate::Error;
 use seedvae_onnx::contract::{LATENT, LATENT_MEAN, VIDEO};
 use std::collections::HashMap;

@@ -6,6 +6,7 @@
 //! tiles are placed in latent units as the node does (pixel crop = 8× the latent tile).
 
 use crate::tiling::{latent_tiling, plan_axis, Tile};
+use crate::Error;
 use seedvae_weights::Part;
 
 /// The node's UI defaults (spec §9), in output pixels.
@@ -109,7 +110,7 @@ pub fn plan_spatial(
     w: usize,
     limits: &Limits,
     req: &TileRequest,
-) -> Result<SpatialPlan, String> {
+) -> Result<SpatialPlan, Error> {
     let [lh, lw] = limits.latent_hw(part);
     let unit = if part == Part::Encoder {
         "video pixels"
@@ -118,7 +119,7 @@ pub fn plan_spatial(
     };
     let scale = if part == Part::Encoder { 8 } else { 1 };
     if h < lh.0 || w < lw.0 {
-        return Err(format!(
+        return Err(Error::Plan(format!(
             "the {} is {}×{} {unit}; this model takes h {} and w {} — it is too small for it",
             if part == Part::Encoder {
                 "video"
@@ -129,7 +130,7 @@ pub fn plan_spatial(
             w * scale,
             range_text(limits.h),
             range_text(limits.w),
-        ));
+        )));
     }
     let (lt, lo) = latent_tiling(req.tile_px.max(8), req.overlap_px);
     let cap = [lh.1, lw.1, req.memory_cap.unwrap_or(usize::MAX)]
@@ -138,7 +139,8 @@ pub fn plan_spatial(
         .expect("three values");
     let fits_backend = h <= lh.1 && w <= lw.1 && req.memory_cap.is_none_or(|c| h <= c && w <= c);
     let wants_tiles = h > lt || w > lt || !fits_backend;
-    if !wants_tiles {
+    // Whole: nothing asks for tiles, or tiling is off and the backend takes the frame.
+    if !wants_tiles || (!req.allow && fits_backend) {
         return Ok(SpatialPlan {
             tile: h.max(w),
             overlap: 0,
@@ -150,18 +152,7 @@ pub fn plan_spatial(
         });
     }
     if !req.allow {
-        if fits_backend {
-            return Ok(SpatialPlan {
-                tile: h.max(w),
-                overlap: 0,
-                ramp: 0,
-                tiles: vec![Tile {
-                    y: (0, h),
-                    x: (0, w),
-                }],
-            });
-        }
-        return Err(format!(
+        return Err(Error::Plan(format!(
             "the frame is {}×{} {unit}, more than this model takes in one call (h {}, w {}{}); \
              allow tiling (drop --no-tiling) or use a model built for larger tiles",
             h * scale,
@@ -171,16 +162,16 @@ pub fn plan_spatial(
             req.memory_cap
                 .map(|c| format!(", {} by the memory budget", c * scale))
                 .unwrap_or_default()
-        ));
+        )));
     }
     let tile = lt.min(cap);
     let min_tile = lh.0.max(lw.0);
     if tile < min_tile || tile == 0 {
-        return Err(format!(
+        return Err(Error::Plan(format!(
             "no tile fits: the memory budget allows {} {unit}, the model needs at least {}",
             tile * scale,
             min_tile * scale
-        ));
+        )));
     }
     let overlap = lo.min(tile - 1);
     let ys = axis(h, tile, overlap, lh.0);
@@ -214,7 +205,7 @@ pub fn plan_chunks(
     streaming: bool,
     chunk: Option<usize>,
     limits: &Limits,
-) -> Result<Vec<(usize, usize)>, String> {
+) -> Result<Vec<(usize, usize)>, Error> {
     let (tmin, tmax) = limits.t;
     let unit = match part {
         Part::Decoder => "latent frames",
@@ -222,16 +213,16 @@ pub fn plan_chunks(
     };
     if !streaming {
         if chunk.is_some() {
-            return Err(
+            return Err(Error::Plan(
                 "--chunk needs a streaming model (convert or build with --streaming)".into(),
-            );
+            ));
         }
         if frames < tmin || frames > tmax {
-            return Err(format!(
+            return Err(Error::Plan(format!(
                 "the clip has {frames} {unit}; this one-shot model takes {} per call: use a \
                  streaming model (any length)",
                 range_text(limits.t)
-            ));
+            )));
         }
         return Ok(vec![(0, frames)]);
     }
@@ -245,23 +236,23 @@ pub fn plan_chunks(
         (tmin..=tmax).contains(&a.min(frames)) && (tmin..=tmax).contains(&b)
     };
     let n = match chunk {
-        Some(0) => return Err("--chunk must be at least 1".into()),
+        Some(0) => return Err(Error::Plan("--chunk must be at least 1".into())),
         Some(n) if !ok(n) => {
             let (a, b) = lens(n);
-            return Err(format!(
+            return Err(Error::Plan(format!(
                 "--chunk {n} means calls of {a} then {b} {unit}; this model takes {} per call",
                 range_text(limits.t)
-            ));
+            )));
         }
         Some(n) => n,
         None => {
             // CPU: one latent frame per call keeps memory lowest; engines: their largest.
             let hi = if tmax == usize::MAX { 1 } else { tmax };
             (1..=hi).rev().find(|&n| ok(n)).ok_or_else(|| {
-                format!(
+                Error::Plan(format!(
                     "no chunk fits this model's {} {unit} per call",
                     range_text(limits.t)
-                )
+                ))
             })?
         }
     };
@@ -274,11 +265,11 @@ pub fn plan_chunks(
     // A short last call must still be within the limits (the encoder's is a multiple of 4).
     if let Some(&(s, e)) = out.last().filter(|_| out.len() > 1) {
         if e - s < tmin {
-            return Err(format!(
+            return Err(Error::Plan(format!(
                 "the last call would take {} {unit}, below this model's minimum {tmin}; choose \
                  another --chunk",
                 e - s
-            ));
+            )));
         }
     }
     Ok(out)
@@ -357,14 +348,18 @@ mod tests {
             vec![(0, 64), (58, 66)]
         );
         // A frame below the minimum is refused with the range.
-        let e = plan_spatial(Part::Decoder, 6, 10, &lim, &req).unwrap_err();
+        let e = plan_spatial(Part::Decoder, 6, 10, &lim, &req)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("8..=112"), "{e}");
         // Too big and tiling forbidden: refused with the range; a frame that fits is fine.
         let no = TileRequest {
             allow: false,
             ..Default::default()
         };
-        let e = plan_spatial(Part::Decoder, 135, 240, &lim, &no).unwrap_err();
+        let e = plan_spatial(Part::Decoder, 135, 240, &lim, &no)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("8..=112") && e.contains("--no-tiling"), "{e}");
         assert!(!plan_spatial(Part::Decoder, 100, 112, &lim, &no)
             .unwrap()
@@ -384,7 +379,9 @@ mod tests {
             memory_cap: Some(4),
             ..Default::default()
         };
-        let e = plan_spatial(Part::Decoder, 100, 100, &engine((1, 1), (8, 112)), &req).unwrap_err();
+        let e = plan_spatial(Part::Decoder, 100, 100, &engine((1, 1), (8, 112)), &req)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no tile fits"), "{e}");
     }
 
@@ -394,7 +391,9 @@ mod tests {
         // 1920×1088 video: latent 136 × 240; pixel limit 1088 → 136 latent; node tile 1024 px.
         let p = plan_spatial(Part::Encoder, 136, 240, &lim, &TileRequest::default()).unwrap();
         assert_eq!((p.tile, p.overlap, p.ramp), (128, 16, 16));
-        let e = plan_spatial(Part::Encoder, 4, 100, &lim, &TileRequest::default()).unwrap_err();
+        let e = plan_spatial(Part::Encoder, 4, 100, &lim, &TileRequest::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("32×800") && e.contains("64..=1088"), "{e}");
     }
 
@@ -415,7 +414,9 @@ mod tests {
         );
         assert!(plan_chunks(Part::Decoder, 5, false, Some(1), &cpu).is_err());
         // An engine taking t ≤ 2 one-shot refuses a longer clip, naming the range.
-        let e = plan_chunks(Part::Decoder, 5, false, None, &engine((1, 2), (8, 104))).unwrap_err();
+        let e = plan_chunks(Part::Decoder, 5, false, None, &engine((1, 2), (8, 104)))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("1..=2") && e.contains("streaming"), "{e}");
         // Encoder streaming profile t 4..=5: first call 5 frames, then 4.
         let enc = engine((4, 5), (64, 1088));
@@ -423,7 +424,9 @@ mod tests {
             plan_chunks(Part::Encoder, 13, true, None, &enc).unwrap(),
             vec![(0, 5), (5, 9), (9, 13)]
         );
-        let e = plan_chunks(Part::Encoder, 13, true, Some(2), &enc).unwrap_err();
+        let e = plan_chunks(Part::Encoder, 13, true, Some(2), &enc)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("9 then 8"), "{e}");
         let cpu = Limits::unbounded(Part::Encoder);
         assert_eq!(

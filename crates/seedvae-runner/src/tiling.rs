@@ -80,6 +80,7 @@ pub struct Tile {
 }
 
 /// All tiles of an `h × w` latent.
+#[cfg(test)]
 pub fn plan(h: usize, w: usize, tile: usize, overlap: usize) -> Vec<Tile> {
     let ys = plan_axis(h, tile, overlap);
     let xs = plan_axis(w, tile, overlap);

@@ -7,6 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 pub const FULL_WIDTHS: [usize; 4] = [128, 256, 512, 512];
+/// Block widths of the reduced "tiny" model (the test fixtures and the demo): 246 tensors,
+/// 4.2 M parameters.
+pub const TINY_WIDTHS: [usize; 4] = [32, 32, 64, 64];
 pub const LATENT_CHANNELS: usize = 16;
 pub const RGB_CHANNELS: usize = 3;
 pub const NORM_GROUPS: usize = 32;

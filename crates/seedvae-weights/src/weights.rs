@@ -76,6 +76,8 @@ pub struct WeightFile {
     tensors: Vec<Tensor>,
     index: HashMap<String, usize>,
     report: std::sync::OnceLock<Report>,
+    /// [`WeightFile::content_hash`], computed once (several steps of one run ask for it).
+    hash: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for WeightFile {
@@ -147,6 +149,7 @@ impl WeightFile {
             tensors,
             index,
             report: Default::default(),
+            hash: Default::default(),
         })
     }
 
@@ -246,7 +249,9 @@ impl WeightFile {
 
     /// blake3 of the file's bytes: identifies the source weights in graphs, engines and manifests.
     pub fn content_hash(&self) -> String {
-        blake3::hash(&self.backing).to_hex().to_string()
+        self.hash
+            .get_or_init(|| blake3::hash(&self.backing).to_hex().to_string())
+            .clone()
     }
 
     pub fn file_size(&self) -> usize {

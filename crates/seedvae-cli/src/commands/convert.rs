@@ -1,21 +1,9 @@
+use super::args::{PartArg, PrecisionArg};
 use super::{bytes, Ui};
-use anyhow::{bail, Context, Result};
-use seedvae_onnx::{ExportOptions, Precision};
-use seedvae_weights::{Part, WeightFile};
-use std::path::{Path, PathBuf};
+use anyhow::{Context, Result};
+use seedvae::ExportOptions;
+use std::path::PathBuf;
 use std::process::ExitCode;
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum PartArg {
-    Decoder,
-    Encoder,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum PrecisionArg {
-    Fp32,
-    Fp16,
-}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -39,50 +27,30 @@ pub struct Args {
     pub force: bool,
 }
 
-pub fn options(a: &Args) -> ExportOptions {
-    ExportOptions {
-        part: match a.part {
-            PartArg::Decoder => Part::Decoder,
-            PartArg::Encoder => Part::Encoder,
-        },
-        precision: match a.precision {
-            PrecisionArg::Fp32 => Precision::Fp32,
-            PrecisionArg::Fp16 => Precision::Fp16,
-        },
+pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
+    let opts = ExportOptions {
+        part: a.part.into(),
+        precision: a.precision.into(),
         streaming: a.streaming,
-    }
-}
-
-/// Convert, printing a one-line summary; used by `convert` and `demo`.
-pub fn convert(
-    weights: &Path,
-    out: &Path,
-    opts: ExportOptions,
-    force: bool,
-    ui: &Ui,
-) -> Result<()> {
-    seedvae_weights::atomic::check_overwrite(out, force)?;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            bail!(
-                "{}: output directory {} does not exist",
-                out.display(),
-                dir.display()
-            );
-        }
-    }
-    let w = WeightFile::open(weights)?;
+    };
     let t = std::time::Instant::now();
-    let pb = ui.bar(0, "weights");
-    let (c, stats) = seedvae_onnx::convert(&w, opts, out, |i, n| {
-        pb.set_length(n as u64);
-        pb.set_position(i as u64);
-    })
-    .with_context(|| format!("converting {} to {}", weights.display(), out.display()))?;
-    pb.finish_and_clear();
+    let (c, stats) = seedvae::convert(
+        &a.weights,
+        &a.output,
+        opts,
+        a.force,
+        &ui.progress("weights"),
+    )
+    .with_context(|| {
+        format!(
+            "converting {} to {}",
+            a.weights.display(),
+            a.output.display()
+        )
+    })?;
     println!(
         "wrote {} ({}, {} {}{}, {} state pairs, {} in {:.1}s)",
-        out.display(),
+        a.output.display(),
         bytes(stats.model_bytes + stats.external_bytes),
         c.part,
         c.precision.name(),
@@ -91,10 +59,5 @@ pub fn convert(
         stats.initializers,
         t.elapsed().as_secs_f64()
     );
-    Ok(())
-}
-
-pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
-    convert(&a.weights, &a.output, options(&a), a.force, ui)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,9 @@
-use super::model::{BackendArg, ModelArgs};
-use super::{build, bytes, convert, decode, inspect, synth, Ui};
+use super::{bytes, inspect, Ui};
 use anyhow::{ensure, Result};
-use seedvae_engine::cache::Cache;
-use seedvae_runner::trt_backend;
+use seedvae::{
+    Architecture, BackendChoice, DType, EnginePrecision, EngineRequest, ExportOptions, FileOutput,
+    LatentLayout, Model, ModelOptions, Part, Precision, SynthOptions, Tensor, TileOptions,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,66 +25,58 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
         1,
         &format!("synth: a tiny random SeedVR2 VAE -> {}", weights.display()),
     );
-    synth::run(
-        synth::Args {
-            output: weights.clone(),
-            width: synth::Width::Tiny,
-            dtype: synth::SynthDType::Fp16,
-            seed: 1,
-            format: synth::Fmt::Safetensors,
-            force: true,
+    let tiny = SynthOptions {
+        model: Architecture {
+            widths: seedvae::TINY_WIDTHS,
         },
-        ui,
-    )?;
+        dtype: DType::F16,
+        seed: 1,
+        format: seedvae::SynthFormat::SafeTensors,
+    };
+    seedvae::synth(&weights, &tiny, true, &ui.progress("tensors"))?;
     step(2, "inspect:");
-    let w = seedvae_weights::WeightFile::open(&weights)?;
-    let s = inspect::summarize(&w);
+    let s = seedvae::WeightSummary::of(&seedvae::WeightFile::open(&weights)?);
     inspect::print(&s);
     ensure!(s.valid, "the synthesized checkpoint did not validate");
     step(3, "convert: the streaming decoder as an ONNX graph");
     let onnx = a.dir.join("decoder_streaming.onnx");
-    let opts = seedvae_onnx::ExportOptions {
-        part: seedvae_weights::Part::Decoder,
-        precision: seedvae_onnx::Precision::Fp32,
+    let opts = ExportOptions {
+        part: Part::Decoder,
+        precision: Precision::Fp32,
         streaming: true,
     };
-    convert::convert(&weights, &onnx, opts, true, ui)?;
+    let (c, _) = seedvae::convert(&weights, &onnx, opts, true, &ui.progress("weights"))?;
+    println!(
+        "      wrote {} ({} {}, {} state pairs)",
+        onnx.display(),
+        c.part,
+        c.precision.name(),
+        c.states.len()
+    );
 
     // A "build machine" cache and a "user machine" cache, both under the demo directory.
     let (build_cache, user_cache) = (a.dir.join("build-cache"), a.dir.join("cache"));
-    let mut keys = Vec::new();
-    for (n, precision) in [
-        (4, build::EnginePrecisionArg::Fp16),
-        (5, build::EnginePrecisionArg::Fp8),
-    ] {
-        let name = if n == 4 { "fp16" } else { "FP8" };
+    let mut engines = Vec::new();
+    for (n, precision) in [(4, EnginePrecision::Fp16), (5, EnginePrecision::Fp8)] {
         step(
             n,
-            &format!("build: a {name} streaming decoder engine for RTX 50 (sm_120), on this CPU"),
+            &format!(
+                "build: a {} streaming decoder engine for RTX 50 (sm_120), on this CPU",
+                precision.name()
+            ),
         );
-        let (entry, outcome) = build::build(
-            &build::Args {
-                model: weights.clone(),
-                profile: seedvae_engine::DEFAULT_PROFILE.into(),
-                target: vec![],
-                precision: Some(precision),
-                part: None,
-                streaming: true,
-                calibrate: vec![],
-                cache: Some(build_cache.clone()),
-                output: None,
-                force: false,
-                tensorrt_dir: None,
-                json: false,
-                weightless: false,
-            },
-            ui,
-        )?;
-        let m = &entry.manifest;
+        let req = EngineRequest {
+            precision: Some(precision),
+            streaming: true,
+            cache: Some(build_cache.clone()),
+            ..EngineRequest::new(&weights)
+        };
+        let got = seedvae::ensure_engine(&req, &ui.progress("building"))?;
+        let m = &got.entry.manifest;
         println!(
             "      engine {} ({:?}): {}{}",
             m.key,
-            outcome,
+            got.outcome,
             bytes(m.engine.bytes),
             m.info
                 .layers
@@ -94,43 +87,51 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
                 ))
                 .unwrap_or_default()
         );
-        keys.push(entry);
+        engines.push(got.entry);
     }
     let pack_file = a.dir.join("engines.seedvae");
     step(6, &format!("pack: both engines -> {}", pack_file.display()));
-    let sources: Vec<seedvae_engine::pack::Source> = keys.iter().map(Into::into).collect();
-    seedvae_engine::pack::pack(&sources, &pack_file)?;
+    let dirs: Vec<PathBuf> = engines.iter().map(|e| e.dir.clone()).collect();
+    seedvae::pack_engines(&dirs, None, &pack_file, true)?;
     println!("      {}", bytes(std::fs::metadata(&pack_file)?.len()));
     step(
         7,
         "verify: checksums, manifests, compatibility with this machine",
     );
-    let pm = seedvae_engine::pack::read_pack(&pack_file, None)?;
-    let libs = seedvae_engine::build::load_libraries(None)?;
-    let problems = seedvae_engine::pack::incompatible(&pm, &libs.version);
-    ensure!(problems.is_empty(), "{}", problems.join("; "));
+    let check = seedvae::verify_pack(&pack_file, None)?;
+    let version_problems: Vec<&String> = check
+        .problems
+        .iter()
+        .filter(|p| p.contains("TensorRT-RTX"))
+        .collect();
+    ensure!(version_problems.is_empty(), "{}", check.problems.join("; "));
     println!(
         "      {} engines verified for TensorRT-RTX {}",
-        pm.engines.len(),
-        libs.version
+        check.manifest.engines.len(),
+        engines[0].manifest.key_parts.tensorrt_rtx
     );
     step(8, &format!("install: into {}", user_cache.display()));
-    let cache = Cache::open(Some(&user_cache))?;
-    for (key, how) in seedvae_engine::pack::install(&cache, &pack_file, &libs.version)? {
+    let r = seedvae::install_pack(
+        &pack_file,
+        Some(&user_cache),
+        None,
+        &ui.progress("installing"),
+    )?;
+    for (key, how) in &r.engines {
         println!("      {key}: {how:?}");
     }
 
     // Decode with the best backend: the installed FP8 engine on a supported GPU, else the
     // weights on the CPU.
     let latent = a.dir.join("latent.safetensors");
-    let mut r = seedvae_weights::synth::Rng::new(7);
+    let mut rng = seedvae::Rng::new(7);
     let mut v = vec![0f32; 16 * 3 * 16 * 16];
-    r.fill_normal(&mut v);
-    let t = seedvae_runner::Tensor::f32(vec![1, 16, 3, 16, 16], v);
-    seedvae_runner::video::write_tensor(&latent, "latent", &t, seedvae_weights::DType::F32, true)?;
-    let (model, why) = match trt_backend::runtime_ready(None) {
+    rng.fill_normal(&mut v);
+    let t = Tensor::f32(vec![1, 16, 3, 16, 16], v);
+    seedvae::write_tensor(&latent, "latent", &t, DType::F32, true)?;
+    let (model, why) = match seedvae::tensorrt_ready(None) {
         Ok(gpu) => (
-            PathBuf::from(&keys[1].manifest.key),
+            PathBuf::from(&engines[1].manifest.key),
             format!("TensorRT-RTX on {}", gpu.name),
         ),
         Err(why) => (
@@ -143,35 +144,19 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
         9,
         &format!("decode: 3 latent frames of 16x16 -> 9 PNG frames of 128x128 with {why}"),
     );
-    decode::run(
-        decode::Args {
-            model: ModelArgs {
-                model,
-                backend: BackendArg::Auto,
-                profile: seedvae_engine::DEFAULT_PROFILE.into(),
-                vram_budget: None,
-                threads: 0,
-                cache: Some(user_cache.clone()),
-                tensorrt_dir: None,
-                weights: None,
-            },
-            latent,
-            output: frames,
-            dit_latent: false,
-            tiles: decode::TileArgs {
-                tile_size: seedvae_runner::planner::DEFAULT_TILE_PX,
-                tile_overlap: seedvae_runner::planner::DEFAULT_OVERLAP_PX,
-                no_tiling: false,
-                chunk: None,
-            },
-            fps: 24,
-            out: decode::OutArgs {
-                dtype: decode::DTypeArg::F32,
-                force: true,
-                json: false,
-            },
-        },
-        ui,
-    )?;
+    let progress = ui.progress("decoding");
+    let opts = ModelOptions {
+        backend: BackendChoice::Auto,
+        cache: Some(user_cache.clone()),
+        ..ModelOptions::default()
+    };
+    let mut m = Model::open(&model, Part::Decoder, &opts, &progress)?;
+    let out = FileOutput {
+        force: true,
+        ..FileOutput::new(&frames)
+    };
+    let latent = seedvae::read_latent(&latent, LatentLayout::Vae)?;
+    let r = m.decode_to_file(&latent, &out, &TileOptions::default(), &progress)?;
+    super::args::Summary::new(&frames, r).print(false, "decoded")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,8 @@
 use super::{bytes, thousands, Ui};
 use anyhow::Result;
-use seedvae_weights::WeightFile;
+use seedvae::{Target, WeightFile, WeightSummary};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -18,41 +18,7 @@ pub struct Args {
     pub json: bool,
 }
 
-#[derive(serde::Serialize)]
-pub struct Summary {
-    pub file: PathBuf,
-    pub format: String,
-    pub file_bytes: u64,
-    pub tensors: usize,
-    pub dtypes: BTreeMap<String, usize>,
-    pub variant: seedvae_weights::Variant,
-    pub variant_text: String,
-    pub parameters: u64,
-    pub valid: bool,
-    pub problems: Vec<seedvae_weights::Problem>,
-}
-
-pub fn summarize(w: &WeightFile) -> Summary {
-    let report = w.report();
-    let mut dtypes = BTreeMap::new();
-    for t in w.tensors() {
-        *dtypes.entry(t.stored.clone()).or_insert(0) += 1;
-    }
-    Summary {
-        file: w.path.clone(),
-        format: w.format.to_string(),
-        file_bytes: w.file_size() as u64,
-        tensors: w.tensors().len(),
-        dtypes,
-        variant_text: report.variant.to_string(),
-        variant: report.variant,
-        parameters: w.tensors().iter().map(|t| t.numel() as u64).sum(),
-        valid: report.problems.is_empty(),
-        problems: report.problems,
-    }
-}
-
-pub fn print(s: &Summary) {
+pub fn print(s: &WeightSummary) {
     let hist: Vec<String> = s.dtypes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     println!("file:       {} ({})", s.file.display(), bytes(s.file_bytes));
     println!("format:     {}", s.format);
@@ -71,11 +37,11 @@ pub fn print(s: &Summary) {
 
 /// Print the I/O contract and metadata of a seedvae ONNX graph.
 fn inspect_onnx(a: &Args) -> Result<ExitCode> {
-    let (c, md) = seedvae_onnx::read_contract(&a.file)?;
+    let (c, md) = seedvae::read_contract(&a.file)?;
     if a.json {
         let md: BTreeMap<_, _> = md
             .into_iter()
-            .filter(|(k, _)| k != seedvae_onnx::contract::METADATA_KEY)
+            .filter(|(k, _)| k != seedvae::CONTRACT_METADATA_KEY)
             .collect();
         println!(
             "{}",
@@ -103,11 +69,11 @@ fn inspect_onnx(a: &Args) -> Result<ExitCode> {
     );
     for (k, v) in md
         .iter()
-        .filter(|(k, _)| k != seedvae_onnx::contract::METADATA_KEY)
+        .filter(|(k, _)| k != seedvae::CONTRACT_METADATA_KEY)
     {
         println!("  {k} = {v}");
     }
-    let dims = |t: &seedvae_onnx::TensorIo| serde_json::to_string(&t.dims).unwrap_or_default();
+    let dims = |t: &seedvae::TensorIo| serde_json::to_string(&t.dims).unwrap_or_default();
     let main_in = &c.inputs[0];
     println!(
         "input:      {} {:?} {}",
@@ -136,44 +102,14 @@ fn inspect_onnx(a: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where an engine's manifest and engine file are, if `f` names an engine: a cache entry
-/// directory, an engine file with its `.manifest.json` sidecar, or a cache key.
-pub fn engine_files(f: &Path, cache: Option<&Path>) -> Option<(PathBuf, PathBuf)> {
-    use seedvae_engine::cache::{ENGINE_FILE, MANIFEST_FILE};
-    if f.is_dir() {
-        return Some((f.join(MANIFEST_FILE), f.join(ENGINE_FILE)));
-    }
-    let side = super::build::sidecar(f);
-    if side.exists() {
-        return Some((side, f.to_path_buf()));
-    }
-    if f.file_name().is_some_and(|n| n == ENGINE_FILE) {
-        let m = f.with_file_name(MANIFEST_FILE);
-        return m.exists().then(|| (m, f.to_path_buf()));
-    }
-    let s = f.to_str()?;
-    if !f.exists() && s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let cache = seedvae_engine::cache::Cache::open(cache).ok()?;
-        let d = cache.entry_dir(s);
-        return Some((d.join(MANIFEST_FILE), d.join(ENGINE_FILE)));
-    }
-    None
-}
-
 /// Print an engine's manifest, after checking the engine file against it.
 fn inspect_engine(
     a: &Args,
     manifest: &std::path::Path,
     engine: &std::path::Path,
 ) -> Result<ExitCode> {
-    let text =
-        std::fs::read(manifest).map_err(|e| anyhow::anyhow!("{}: {e}", manifest.display()))?;
-    let m: seedvae_engine::cache::Manifest = serde_json::from_slice(&text).map_err(|e| {
-        anyhow::anyhow!("{}: not a seedvae engine manifest: {e}", manifest.display())
-    })?;
-    let verdict = std::fs::read(engine)
-        .map_err(|e| format!("{}: {e}", engine.display()))
-        .and_then(|b| m.verify(&b));
+    let m = seedvae::read_manifest(manifest)?;
+    let verdict = seedvae::verify_engine_file(&m, engine);
     if a.json {
         let mut v = serde_json::to_value(&m)?;
         v["verified"] = serde_json::json!(verdict.is_ok());
@@ -195,7 +131,7 @@ fn inspect_engine(
             } else {
                 " one-shot"
             },
-            seedvae_engine::Target::list(&k.targets),
+            Target::list(&k.targets),
             k.tensorrt_rtx,
             m.info.profile,
             m.info.build_seconds,
@@ -259,7 +195,7 @@ fn inspect_engine(
 }
 
 pub fn run(a: Args, _ui: &Ui) -> Result<ExitCode> {
-    if let Some((m, e)) = engine_files(&a.file, a.cache.as_deref()) {
+    if let Some((m, e)) = seedvae::locate_engine(&a.file, a.cache.as_deref()) {
         return inspect_engine(&a, &m, &e);
     }
     if a.file
@@ -268,8 +204,7 @@ pub fn run(a: Args, _ui: &Ui) -> Result<ExitCode> {
     {
         return inspect_onnx(&a);
     }
-    let w = WeightFile::open(&a.file)?;
-    let s = summarize(&w);
+    let s = WeightSummary::of(&WeightFile::open(&a.file)?);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {

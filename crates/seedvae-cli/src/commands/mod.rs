@@ -1,28 +1,34 @@
-//! One module per subcommand; shared display helpers here.
+//! One module per subcommand: each parses its flags into the library's request types (see
+//! [`args`]), calls the library, and prints. Shared display here.
 
+pub mod args;
 pub mod build;
 pub mod convert;
 pub mod decode;
 pub mod demo;
 pub mod encode;
 pub mod inspect;
-pub mod model;
 pub mod pack;
 pub mod synth;
 pub mod verify_precision;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use std::sync::atomic::{AtomicBool, Ordering};
+use seedvae::{CancelToken, Event, Progress};
+use std::sync::{Mutex, OnceLock};
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Cancelled by Ctrl-C: long runs stop at the next chunk and remove their temporary files.
+fn cancel_token() -> &'static CancelToken {
+    static TOKEN: OnceLock<CancelToken> = OnceLock::new();
+    TOKEN.get_or_init(CancelToken::new)
+}
 
-/// Ctrl-C asks long runs to stop at the next chunk, so that their outputs' temporary files are
-/// removed (a second Ctrl-C exits at once).
+/// The first Ctrl-C cancels (a second one exits at once).
 pub fn install_interrupt_handler() {
     let _ = ctrlc::set_handler(|| {
-        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        if cancel_token().is_cancelled() {
             std::process::exit(130);
         }
+        cancel_token().cancel();
         eprintln!("\ninterrupted: stopping after the current chunk (Ctrl-C again to quit now)");
     });
 }
@@ -35,43 +41,74 @@ pub fn peak_host_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
-
 pub struct Ui {
     pub quiet: bool,
 }
 
 impl Ui {
-    /// A progress bar over `len` items (hidden with --quiet or when stderr is not a terminal).
-    pub fn bar(&self, len: u64, what: &str) -> ProgressBar {
-        if self.quiet {
-            return ProgressBar::hidden();
-        }
-        let pb = ProgressBar::new(len);
-        pb.set_style(
-            ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}) ETA {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        pb.set_message(what.to_string());
-        pb
+    /// The library's progress events as a spinner (stages) or a bar (frames, tensors), hidden
+    /// with --quiet; notices go to stderr; Ctrl-C cancels.
+    pub fn progress(&self, what: &str) -> Progress {
+        let quiet = self.quiet;
+        let what = what.to_string();
+        let bar: Mutex<Option<ProgressBar>> = Mutex::new(None);
+        Progress::new(move |e| {
+            let mut bar = bar.lock().unwrap_or_else(|p| p.into_inner());
+            match e {
+                Event::Notice(line) if !quiet => eprintln!("{line}"),
+                Event::Notice(_) => {}
+                Event::Stage(msg) => {
+                    if let Some(b) = bar.take() {
+                        b.finish_and_clear();
+                    }
+                    *bar = Some(spinner(quiet, msg));
+                }
+                Event::StageDone => {
+                    if let Some(b) = bar.take() {
+                        b.finish_and_clear();
+                    }
+                }
+                Event::Frames { done, total } | Event::Tensors { done, total } => {
+                    let b = bar.get_or_insert_with(|| counter(quiet, total as u64, &what));
+                    b.set_length(total as u64);
+                    b.set_position(done as u64);
+                    if done >= total {
+                        b.finish_and_clear();
+                    }
+                }
+            }
+        })
+        .with_cancel(cancel_token().clone())
     }
+}
 
-    /// A spinner with elapsed time for work of unknown length.
-    pub fn spinner(&self, what: &str) -> ProgressBar {
-        if self.quiet {
-            return ProgressBar::hidden();
-        }
-        let pb = ProgressBar::new_spinner();
-        pb.set_style(
-            ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
-        );
-        pb.set_message(what.to_string());
-        pb.enable_steady_tick(std::time::Duration::from_millis(200));
-        pb
+/// A bar over `len` items.
+fn counter(quiet: bool, len: u64, what: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
     }
+    let pb = ProgressBar::new(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}) ETA {eta}")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// A spinner with elapsed time for work of unknown length.
+fn spinner(quiet: bool, what: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        pb.set_style(style);
+    }
+    pb.set_message(what.to_string());
+    pb.enable_steady_tick(std::time::Duration::from_millis(200));
+    pb
 }
 
 /// 1234567 → "1,234,567".

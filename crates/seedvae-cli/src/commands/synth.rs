@@ -1,13 +1,8 @@
 use super::Ui;
 use anyhow::Result;
-use seedvae_weights::schema::FULL_WIDTHS;
-use seedvae_weights::synth::{synth, SynthFormat, SynthOptions};
-use seedvae_weights::{DType, Model};
+use seedvae::{DType, SynthOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Block widths of the reduced "tiny" model (the same as the test fixtures).
-pub const TINY_WIDTHS: [usize; 4] = [32, 32, 64, 64];
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Width {
@@ -48,12 +43,14 @@ pub struct Args {
     pub force: bool,
 }
 
-pub fn options(a: &Args) -> SynthOptions {
-    SynthOptions {
-        model: Model {
-            widths: match a.width {
-                Width::Full => FULL_WIDTHS,
-                Width::Tiny => TINY_WIDTHS,
+pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
+    let opts = SynthOptions {
+        model: match a.width {
+            Width::Full => seedvae::Architecture {
+                widths: seedvae::FULL_WIDTHS,
+            },
+            Width::Tiny => seedvae::Architecture {
+                widths: seedvae::TINY_WIDTHS,
             },
         },
         dtype: match a.dtype {
@@ -62,18 +59,11 @@ pub fn options(a: &Args) -> SynthOptions {
         },
         seed: a.seed,
         format: match a.format {
-            Fmt::Safetensors => SynthFormat::SafeTensors,
-            Fmt::Gguf => SynthFormat::Gguf,
+            Fmt::Safetensors => seedvae::SynthFormat::SafeTensors,
+            Fmt::Gguf => seedvae::SynthFormat::Gguf,
         },
-    }
-}
-
-pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
-    seedvae_weights::atomic::check_overwrite(&a.output, a.force)?;
-    let opts = options(&a);
-    let pb = ui.bar(opts.model.all_tensors().len() as u64, "tensors");
-    synth(&a.output, &opts, |i, _| pb.set_position(i as u64))?;
-    pb.finish_and_clear();
+    };
+    seedvae::synth(&a.output, &opts, a.force, &ui.progress("tensors"))?;
     tracing::info!("wrote {}", a.output.display());
     Ok(ExitCode::SUCCESS)
 }

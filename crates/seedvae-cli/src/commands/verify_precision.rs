@@ -1,10 +1,7 @@
-use super::convert::PartArg;
+use super::args::PartArg;
 use super::Ui;
 use anyhow::Result;
-use seedvae_engine::Profile;
-use seedvae_runner::io::{read_latent, read_video};
-use seedvae_runner::prepare::{calibration_inputs, default_evaluation};
-use seedvae_weights::{Part, WeightFile};
+use seedvae::PrecisionRequest;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,7 +24,7 @@ pub struct Args {
     #[arg(long, num_args = 1..)]
     pub calibrate: Vec<PathBuf>,
     /// The profile whose fp16_blocks the FP8 graph keeps (as `seedvae build` would).
-    #[arg(long, default_value = seedvae_engine::DEFAULT_PROFILE)]
+    #[arg(long, default_value = seedvae::DEFAULT_PROFILE)]
     pub profile: String,
     /// Print the report as JSON.
     #[arg(long)]
@@ -35,46 +32,21 @@ pub struct Args {
 }
 
 pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
-    let part = match a.part {
-        PartArg::Decoder => Part::Decoder,
-        PartArg::Encoder => Part::Encoder,
+    let req = PrecisionRequest {
+        weights: a.weights.clone(),
+        part: a.part.into(),
+        inputs: a.inputs.clone(),
+        calibration: a.calibrate.clone(),
+        profile: a.profile.clone(),
     };
-    let profile = Profile::load(&a.profile)?;
-    let w = WeightFile::open(&a.weights)?;
-    w.model_for(part)?;
-    let inputs = if a.inputs.is_empty() {
-        default_evaluation(part)
-    } else {
-        a.inputs
-            .iter()
-            .map(|p| match part {
-                Part::Decoder => read_latent(p),
-                Part::Encoder => read_video(p),
-            })
-            .collect::<Result<_, _>>()?
-    };
-    let calibration = calibration_inputs(part, &a.calibrate)?;
-    let work = tempfile_dir()?;
-    let pb = ui.spinner("verify-precision");
-    let report = seedvae_runner::precision::verify(
-        &w,
-        part,
-        &inputs,
-        &calibration,
-        &profile.fp16_blocks,
-        &work,
-        |m| pb.set_message(m.to_string()),
-    );
-    pb.finish_and_clear();
-    let _ = std::fs::remove_dir_all(&work);
-    let report = report?;
+    let (report, profile) = seedvae::verify_precision(&req, &ui.progress("verify-precision"))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
         "{} on {} input(s), `{}` vs fp32 (ONNX Runtime, CPU):",
-        part, report.inputs, report.output
+        req.part, report.inputs, report.output
     );
     for q in &report.results {
         println!(
@@ -90,11 +62,4 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
         profile.fp16_blocks.join(", ")
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// A private working directory under the system temp dir.
-fn tempfile_dir() -> Result<PathBuf> {
-    let d = seedvae_weights::atomic::temp_path(&std::env::temp_dir().join("seedvae-verify"));
-    std::fs::create_dir_all(&d)?;
-    Ok(d)
 }

@@ -1,14 +1,11 @@
 //! `seedvae inspect` on broken files: each case must exit non-zero without a panic, with a
 //! message naming the file and, where one is involved, the tensor.
 
+use super::common::seedvae;
 use seedvae_tests::*;
 use seedvae_weights::gguf::{Value, Writer};
 use seedvae_weights::GgmlType;
 use std::path::Path;
-
-fn seedvae(args: &[&str]) -> (i32, String, String) {
-    run_cli(env!("CARGO_BIN_EXE_seedvae"), args)
-}
 
 /// Inspect `bytes` written as `name`; assert failure and that the output mentions every `needle`.
 fn expect_rejected(name: &str, bytes: &[u8], needles: &[&str]) {
@@ -41,6 +38,7 @@ fn entry<'a>(
 
 #[test]
 fn valid_fixture_passes() {
+    let _machine = super::common::sharing();
     let (code, out, _) = seedvae(&[
         "inspect",
         fixture("vae_tiny/weights.safetensors").to_str().unwrap(),
@@ -54,6 +52,7 @@ fn valid_fixture_passes() {
 
 #[test]
 fn safetensors_container_corruption() {
+    let _machine = super::common::sharing();
     let t = tiny();
     expect_rejected("truncated.safetensors", &t[..t.len() - 100], &["truncated"]);
     let mut h = t.clone();
@@ -95,6 +94,7 @@ fn safetensors_container_corruption() {
 
 #[test]
 fn safetensors_schema_problems_are_all_reported() {
+    let _machine = super::common::sharing();
     let t = tiny();
     let f = edit_safetensors_header(&t, |m| {
         let v = m.remove("decoder.conv_out.bias").unwrap();
@@ -168,6 +168,7 @@ fn type_field(bytes: &[u8], name: &str) -> usize {
 
 #[test]
 fn gguf_corruption() {
+    let _machine = super::common::sharing();
     let good = small_gguf(|_| {});
     let mut f = good.clone();
     f[..4].copy_from_slice(b"GGUX");
@@ -203,6 +204,7 @@ fn gguf_corruption() {
 
 #[test]
 fn synth_full_fp16_is_the_real_size_and_valid() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("full.safetensors");
     let (code, _, err) = seedvae(&["synth", "-o", p.to_str().unwrap(), "--quiet"]);

@@ -3,7 +3,8 @@
 //! or not at all: frames are written into a hidden temporary directory that is renamed at the end
 //! and removed on any error.
 
-use crate::Error;
+use super::{FrameSink, FrameSource, SinkSpec};
+use crate::{bad, Error};
 use std::path::{Path, PathBuf};
 
 /// One decoded value in [−1, 1] (clamped) to an 8-bit level.
@@ -43,12 +44,7 @@ pub struct FrameDir {
 impl FrameDir {
     /// Refuses an existing `target` unless `force` (then it is replaced at the end).
     pub fn create(target: &Path, force: bool) -> Result<FrameDir, Error> {
-        if target.exists() && !force {
-            return Err(Error::Input(format!(
-                "{}: already exists (pass --force to replace it)",
-                target.display()
-            )));
-        }
+        seedvae_weights::atomic::check_overwrite(target, force)?;
         let tmp = seedvae_weights::atomic::temp_path(target);
         std::fs::create_dir_all(&tmp)
             .map_err(|e| Error::Input(format!("{}: {e}", tmp.display())))?;
@@ -99,6 +95,118 @@ impl Drop for FrameDir {
         if !self.done {
             let _ = std::fs::remove_dir_all(&self.tmp);
         }
+    }
+}
+
+pub(crate) struct PngSink {
+    dir: FrameDir,
+    h: usize,
+    w: usize,
+}
+
+impl PngSink {
+    pub(crate) fn create(s: &SinkSpec) -> Result<PngSink, Error> {
+        Ok(PngSink {
+            dir: FrameDir::create(s.path, s.force)?,
+            h: s.h,
+            w: s.w,
+        })
+    }
+}
+
+impl FrameSink for PngSink {
+    fn push(&mut self, v: &[f32], f: usize) -> Result<(), Error> {
+        self.dir.push(&[1, 3, f, self.h, self.w], v).map(|_| ())
+    }
+    fn finish(self: Box<Self>) -> Result<usize, Error> {
+        self.dir.finish()
+    }
+}
+
+/// A directory of PNG frames (8- or 16-bit grey, grey+alpha, RGB or RGBA; alpha ignored),
+/// taken in file-name order (name them with zero-padded numbers).
+pub struct PngFrames {
+    files: Vec<PathBuf>,
+    h: usize,
+    w: usize,
+}
+
+impl PngFrames {
+    pub fn open(dir: &Path) -> Result<PngFrames, Error> {
+        let rd = std::fs::read_dir(dir).map_err(|e| bad(dir, e))?;
+        let mut files = Vec::new();
+        for e in rd {
+            let p = e.map_err(|e| bad(dir, e))?.path();
+            if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+                files.push(p);
+            }
+        }
+        files.sort();
+        let first = files
+            .first()
+            .ok_or_else(|| bad(dir, "no .png frames in this directory"))?;
+        let (_, h, w) = decode_png(first)?;
+        Ok(PngFrames { files, h, w })
+    }
+}
+
+/// One PNG as `[3, H, W]` in [−1, 1], with its size.
+fn decode_png(path: &Path) -> Result<(Vec<f32>, usize, usize), Error> {
+    let f = std::fs::File::open(path).map_err(|e| bad(path, e))?;
+    let mut dec = png::Decoder::new(std::io::BufReader::new(f));
+    dec.set_transformations(png::Transformations::EXPAND);
+    let mut r = dec
+        .read_info()
+        .map_err(|e| bad(path, format!("PNG: {e}")))?;
+    let size = r
+        .output_buffer_size()
+        .ok_or_else(|| bad(path, "PNG image too large"))?;
+    let mut buf = vec![0u8; size];
+    let info = r
+        .next_frame(&mut buf)
+        .map_err(|e| bad(path, format!("PNG: {e}")))?;
+    let (h, w) = (info.height as usize, info.width as usize);
+    let channels = info.color_type.samples();
+    let wide = info.bit_depth == png::BitDepth::Sixteen;
+    let (max, n) = (if wide { 65535.0 } else { 255.0 }, h * w);
+    let sample = |i: usize| -> f32 {
+        if wide {
+            u16::from_be_bytes([buf[2 * i], buf[2 * i + 1]]) as f32
+        } else {
+            buf[i] as f32
+        }
+    };
+    let mut out = vec![0f32; 3 * n];
+    for p in 0..n {
+        for c in 0..3 {
+            // Grey (with or without alpha): the one channel three times.
+            let src = if channels >= 3 { c } else { 0 };
+            out[c * n + p] = sample(p * channels + src) / max * 2.0 - 1.0;
+        }
+    }
+    Ok((out, h, w))
+}
+
+impl FrameSource for PngFrames {
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+    fn size(&self) -> (usize, usize) {
+        (self.h, self.w)
+    }
+    fn read(&mut self, i: usize) -> Result<Vec<f32>, Error> {
+        let p = &self.files[i];
+        let (v, h, w) = decode_png(p)?;
+        if (h, w) != (self.h, self.w) {
+            return Err(bad(
+                p,
+                format!(
+                    "frame is {w}×{h}, the first frame is {}×{}; all frames must be the same size",
+                    self.w, self.h
+                ),
+            ));
+        }
+        Ok(v)
     }
 }
 

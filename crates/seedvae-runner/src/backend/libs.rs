@@ -1,20 +1,21 @@
 //! Locating ONNX Runtime without any network access (the venv search is shared with the engine
 //! crate's TensorRT-RTX lookup).
 
+use super::Unavailable;
 use seedvae_engine::libs::{find_prefixed, site_packages};
 use std::path::{Path, PathBuf};
 
 /// The ONNX Runtime shared library: `explicit`, `$SEEDVAE_ORT_LIB`, `$ORT_DYLIB_PATH`, or the venv's
 /// `onnxruntime/capi/libonnxruntime.so.*` (`onnxruntime.dll` on Windows).
-pub fn onnxruntime(explicit: Option<&Path>) -> Result<PathBuf, String> {
+pub fn onnxruntime(explicit: Option<&Path>) -> Result<PathBuf, Unavailable> {
     if let Some(p) = explicit {
         return if p.is_file() {
             Ok(p.to_path_buf())
         } else {
-            Err(format!(
+            Err(Unavailable(format!(
                 "ONNX Runtime library {} does not exist",
                 p.display()
-            ))
+            )))
         };
     }
     for var in ["SEEDVAE_ORT_LIB", "ORT_DYLIB_PATH"] {
@@ -22,10 +23,10 @@ pub fn onnxruntime(explicit: Option<&Path>) -> Result<PathBuf, String> {
             return if p.is_file() {
                 Ok(p)
             } else {
-                Err(format!(
+                Err(Unavailable(format!(
                     "${var} names {}, which does not exist",
                     p.display()
-                ))
+                )))
             };
         }
     }
@@ -41,7 +42,9 @@ pub fn onnxruntime(explicit: Option<&Path>) -> Result<PathBuf, String> {
             return Ok(p);
         }
     }
-    Err("ONNX Runtime library not found: run scripts/setup.sh (it installs onnxruntime into .venv), \
+    Err(Unavailable(
+        "ONNX Runtime library not found: run scripts/setup.sh (it installs onnxruntime into .venv), \
          or set SEEDVAE_ORT_LIB to libonnxruntime.so.* / onnxruntime.dll"
-        .into())
+            .into(),
+    ))
 }

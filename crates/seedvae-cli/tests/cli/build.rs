@@ -2,24 +2,10 @@
 //! FP16 decoders for sm_120 with the default profile, the cache (hits, corruption, concurrent
 //! builds), `inspect ENGINE`, and the refusals.
 
+use super::common::{s, seedvae_joined as seedvae, tiny};
 use seedvae_tests::*;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-fn seedvae(args: &[&str]) -> (i32, String) {
-    let (code, out, err) = run_cli(env!("CARGO_BIN_EXE_seedvae"), args);
-    (code, format!("{out}{err}"))
-}
-
-fn tiny() -> String {
-    fixture("vae_tiny/weights.safetensors")
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// `seedvae build ... --json` → the manifest.
 fn build_json(args: &[&str]) -> serde_json::Value {
@@ -87,7 +73,8 @@ fn fp8_and_fp16_decoders_build_for_sm120_and_a_second_build_is_a_cache_hit() {
             assert_eq!(m["contract"]["outputs"][0]["name"], "video");
             assert!(m["device_memory"]["activation_bytes"].as_u64().unwrap() > 0);
 
-            // Again: a cache hit, under a second, same key.
+            // Again: a cache hit, under a second, same key (timed with no other test running).
+            let quiet = super::common::alone();
             let t = Instant::now();
             let (code, text) = seedvae(&{
                 let mut a = vec!["build"];
@@ -95,6 +82,7 @@ fn fp8_and_fp16_decoders_build_for_sm120_and_a_second_build_is_a_cache_hit() {
                 a
             });
             let secs = t.elapsed().as_secs_f64();
+            drop(quiet);
             assert_eq!(code, 0, "{text}");
             assert!(text.contains("cache hit"), "{what}: {text}");
             assert!(text.contains(m["key"].as_str().unwrap()), "{text}");
@@ -106,6 +94,7 @@ fn fp8_and_fp16_decoders_build_for_sm120_and_a_second_build_is_a_cache_hit() {
 
 #[test]
 fn a_corrupt_or_truncated_cached_engine_is_rebuilt() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let w = tiny();
@@ -144,6 +133,7 @@ fn a_corrupt_or_truncated_cached_engine_is_rebuilt() {
 
 #[test]
 fn concurrent_builds_of_one_key_build_once() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let w = tiny();
@@ -175,6 +165,7 @@ fn concurrent_builds_of_one_key_build_once() {
 
 #[test]
 fn output_copy_inspect_and_onnx_models() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let w = tiny();
@@ -228,6 +219,7 @@ fn output_copy_inspect_and_onnx_models() {
 
 #[test]
 fn refusals_name_the_problem_and_leave_nothing() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let w = tiny();
@@ -322,6 +314,7 @@ fn refusals_name_the_problem_and_leave_nothing() {
 
 #[test]
 fn verify_precision_reports_fp16_and_fp8_against_fp32() {
+    let _machine = super::common::sharing();
     let w = tiny();
     let (code, out, err) = run_cli(
         env!("CARGO_BIN_EXE_seedvae"),

@@ -1,39 +1,10 @@
 //! `seedvae pack / verify / install / engines`: the round trip, and every rejection leaving the
 //! target cache untouched.
 
+use super::common::{s, seedvae_joined as seedvae, tiny_engine as engine};
 use seedvae_engine::cache::Manifest;
 use seedvae_tests::*;
 use std::path::{Path, PathBuf};
-
-fn seedvae(args: &[&str]) -> (i32, String) {
-    let (code, out, err) = run_cli(env!("CARGO_BIN_EXE_seedvae"), args);
-    (code, format!("{out}{err}"))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// A tiny fp16 decoder engine in `cache`; returns its key.
-fn engine(cache: &Path) -> String {
-    let w = fixture("vae_tiny/weights.safetensors");
-    let (code, out, err) = run_cli(
-        env!("CARGO_BIN_EXE_seedvae"),
-        &[
-            "build",
-            s(&w),
-            "--precision",
-            "fp16",
-            "--cache",
-            s(cache),
-            "--json",
-            "--quiet",
-        ],
-    );
-    assert_eq!(code, 0, "{out}{err}");
-    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
-    m["key"].as_str().unwrap().to_string()
-}
 
 /// Nothing installed in `cache`: no engine entries and no staging leftovers.
 fn untouched(cache: &Path) {
@@ -76,6 +47,7 @@ fn read_tar(path: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn pack_verify_install_round_trip() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let key = engine(&a);
@@ -169,6 +141,7 @@ fn refused(p: &Path, cache: &Path, want: &str) {
 
 #[test]
 fn damaged_foreign_and_malicious_packs_are_refused_and_nothing_is_installed() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let key = engine(&a);
@@ -294,6 +267,7 @@ fn damaged_foreign_and_malicious_packs_are_refused_and_nothing_is_installed() {
 
 #[test]
 fn weightless_builds_need_a_gpu_and_say_so() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("c");
     let w = fixture("vae_tiny/weights.safetensors");
@@ -317,6 +291,7 @@ fn weightless_builds_need_a_gpu_and_say_so() {
 
 #[test]
 fn demo_runs_the_whole_pipeline_and_says_which_backend_decoded() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let t = std::time::Instant::now();
     let (code, out) = seedvae(&["demo", "--dir", s(dir.path())]);
@@ -376,6 +351,7 @@ fn engine_file(dir: &Path, name: &str, precision: &str) -> (PathBuf, Manifest) {
 
 #[test]
 fn weightless_refit_is_checked_on_the_cpu_up_to_the_refit_call() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let w = fixture("vae_tiny/weights.safetensors");
@@ -384,8 +360,8 @@ fn weightless_refit_is_checked_on_the_cpu_up_to_the_refit_call() {
     // from is reproduced byte for byte (FP8 calibration included) and its model weights taken.
     for precision in ["fp16", "fp8"] {
         let (_, m) = engine_file(d, precision, precision);
-        seedvae_runner::refit::check_weights(&m, &weights, &w).unwrap();
-        let inits = seedvae_runner::refit::regenerate(&m, &weights)
+        seedvae_runner::prepare::refit::check_weights(&m, &weights, &w).unwrap();
+        let inits = seedvae_runner::prepare::refit::regenerate(&m, &weights)
             .unwrap_or_else(|e| panic!("{precision}: {e}"));
         assert!(inits.iter().any(|i| i.name == "decoder.conv_out.weight"
             || i.name.starts_with("decoder.conv_out.weight")));
@@ -397,7 +373,7 @@ fn weightless_refit_is_checked_on_the_cpu_up_to_the_refit_call() {
         assert!(
             types
                 .iter()
-                .all(|&t| seedvae_runner::refit::trt_data_type(t).is_some()),
+                .all(|&t| seedvae_runner::prepare::refit::trt_data_type(t).is_some()),
             "{types:?}"
         );
         if precision == "fp8" {

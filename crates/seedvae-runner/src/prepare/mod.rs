@@ -2,7 +2,11 @@
 //! precision and, for FP8, calibrated on the CPU (ORT) and quantized. A [`GraphRecipe`] names
 //! everything that determines that graph, so a cache can find an engine without converting again.
 
-use crate::io::{crop, read_latent, read_video};
+pub mod calibrate;
+pub mod precision;
+pub mod refit;
+
+use crate::media::{crop, read_latent, read_video};
 use crate::tensor::Tensor;
 use crate::Error;
 use seedvae_engine::EnginePrecision;
@@ -145,8 +149,13 @@ impl GraphRecipe<'_> {
         };
         if self.precision == EnginePrecision::Fp8 {
             let inputs = self.calibration_inputs()?;
-            let (c, stats) =
-                crate::calibrate::export_fp8(self.weights, opts, &inputs, &self.fp16_blocks, out)?;
+            let (c, stats) = crate::prepare::calibrate::export_fp8(
+                self.weights,
+                opts,
+                &inputs,
+                &self.fp16_blocks,
+                out,
+            )?;
             tracing::info!(
                 "FP8 graph: {} convolutions and {} attention projections quantized, {} kept in FP16",
                 stats.quantized_convs,

@@ -89,8 +89,13 @@ pub fn verify(
         let (c, _) = seedvae_onnx::convert(w, opts(Precision::Fp32), &p32, |_, _| {})?;
         seedvae_onnx::convert(w, opts(Precision::Fp16), &p16, |_, _| {})?;
         progress("calibrating and exporting the FP8 graph");
-        let (_, fp8) =
-            crate::calibrate::export_fp8(w, opts(Precision::Fp16), calibration, keep, &p8)?;
+        let (_, fp8) = crate::prepare::calibrate::export_fp8(
+            w,
+            opts(Precision::Fp16),
+            calibration,
+            keep,
+            &p8,
+        )?;
         let input = c.inputs[0].name.clone();
         let output = match part {
             Part::Decoder => seedvae_onnx::contract::VIDEO,

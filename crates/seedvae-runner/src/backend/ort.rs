@@ -1,7 +1,7 @@
 //! The ONNX Runtime CPU backend: the reference for tests and the fallback for users without a
 //! supported GPU. ONNX Runtime is loaded at run time (`ort` with `load-dynamic`).
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Unavailable};
 use crate::tensor::{Data, Tensor};
 use crate::Error;
 use ort::session::Session;
@@ -11,20 +11,27 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+static ENV: OnceLock<Result<ort::environment::Environment, Unavailable>> = OnceLock::new();
 
-/// Load ONNX Runtime once per process (from `lib`, or the default search of [`crate::libs`]).
+/// Load ONNX Runtime once per process (from `lib`, or the default search of `backend::libs`).
 pub fn environment(lib: Option<&Path>) -> Result<&'static ort::environment::Environment, Error> {
     let r = ENV.get_or_init(|| {
-        let path = crate::libs::onnxruntime(lib)?;
+        let path = crate::backend::libs::onnxruntime(lib)?;
         tracing::debug!("loading ONNX Runtime from {}", path.display());
-        let b = ort::init_from(&path)
-            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
-        b.with_name("seedvae")
-            .build()
-            .map_err(|e| format!("ONNX Runtime from {} failed to start: {e}", path.display()))
+        let b = ort::init_from(&path).map_err(|e| {
+            Unavailable(format!(
+                "cannot load ONNX Runtime from {}: {e}",
+                path.display()
+            ))
+        })?;
+        b.with_name("seedvae").build().map_err(|e| {
+            Unavailable(format!(
+                "ONNX Runtime from {} failed to start: {e}",
+                path.display()
+            ))
+        })
     });
-    r.as_ref().map_err(|e| Error::Backend(e.clone()))
+    r.as_ref().map_err(|e| Error::Unavailable(e.clone()))
 }
 
 pub struct OrtBackend {

@@ -1,12 +1,8 @@
 //! `seedvae convert` end to end, and its refusals: each leaves nothing behind.
 
+use super::common::seedvae_joined as seedvae;
 use seedvae_tests::*;
 use std::path::Path;
-
-fn seedvae(args: &[&str]) -> (i32, String) {
-    let (code, out, err) = run_cli(env!("CARGO_BIN_EXE_seedvae"), args);
-    (code, format!("{out}{err}"))
-}
 
 fn files(dir: &Path) -> Vec<String> {
     sorted_entries(dir)
@@ -17,6 +13,7 @@ fn files(dir: &Path) -> Vec<String> {
 
 #[test]
 fn converts_and_refuses_to_overwrite_without_force() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("dec.onnx");
     let w = fixture("vae_tiny/weights.safetensors");
@@ -56,6 +53,7 @@ fn converts_and_refuses_to_overwrite_without_force() {
 
 #[test]
 fn missing_decoder_tensors_are_named_and_nothing_is_written() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     // An encoder-only file, and one with one decoder tensor missing.
     for (name, keep) in [
@@ -109,6 +107,7 @@ fn missing_decoder_tensors_are_named_and_nothing_is_written() {
 
 #[test]
 fn unwritable_output_is_a_clear_error() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let w = fixture("vae_tiny/weights.safetensors");
     let blocker = dir.path().join("a_file");
@@ -129,6 +128,7 @@ fn unwritable_output_is_a_clear_error() {
 
 #[test]
 fn inspect_prints_a_graph_contract() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("enc.onnx");
     let w = fixture("vae_tiny/weights.safetensors");

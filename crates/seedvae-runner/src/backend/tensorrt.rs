@@ -18,7 +18,7 @@
 use crate::backend::Backend;
 use crate::planner::Limits;
 use crate::tensor::{Data, Tensor};
-use crate::Error;
+use crate::{Error, Unavailable};
 use seedvae_engine::build::Target;
 use seedvae_engine::cache::Manifest;
 use seedvae_onnx::{Contract, Elem};
@@ -48,87 +48,92 @@ impl GpuInfo {
 }
 
 /// Find GPU 0 through the CUDA driver; the reason in one line when there is none.
-pub fn probe_gpu() -> Result<GpuInfo, String> {
+pub fn probe_gpu() -> Result<GpuInfo, Unavailable> {
     use cudarc::driver::{sys, CudaContext};
     // SAFETY: only tries to load the driver library; no driver call is made if it is absent.
     if !unsafe { sys::is_culib_present() } {
-        return Err("no NVIDIA driver found (libcuda / nvcuda.dll is not installed)".into());
+        return Err(Unavailable(
+            "no NVIDIA driver found (libcuda / nvcuda.dll is not installed)".into(),
+        ));
     }
-    let n = CudaContext::device_count().map_err(|e| format!("the CUDA driver failed: {e}"))?;
+    let n = CudaContext::device_count()
+        .map_err(|e| Unavailable(format!("the CUDA driver failed: {e}")))?;
     if n < 1 {
-        return Err("the NVIDIA driver reports no GPU".into());
+        return Err(Unavailable("the NVIDIA driver reports no GPU".into()));
     }
-    let ctx = CudaContext::new(0).map_err(|e| format!("cannot open GPU 0: {e}"))?;
-    let (free, total) = ctx.mem_get_info().map_err(|e| format!("GPU 0: {e}"))?;
+    let ctx = CudaContext::new(0).map_err(|e| Unavailable(format!("cannot open GPU 0: {e}")))?;
+    let (free, total) = ctx
+        .mem_get_info()
+        .map_err(|e| Unavailable(format!("GPU 0: {e}")))?;
     Ok(GpuInfo {
         name: ctx.name().unwrap_or_else(|_| "GPU 0".into()),
         compute_capability: ctx
             .compute_capability()
-            .map_err(|e| format!("GPU 0: {e}"))?,
+            .map_err(|e| Unavailable(format!("GPU 0: {e}")))?,
         free_bytes: free as u64,
         total_bytes: total as u64,
     })
 }
 
 /// Can an engine built for `targets` run on `gpu`? The reason, naming both, when not.
-pub fn check_device(gpu: &GpuInfo, targets: &[Target]) -> Result<Target, String> {
+pub fn check_device(gpu: &GpuInfo, targets: &[Target]) -> Result<Target, Unavailable> {
     if !SUPPORTED_CC.contains(&gpu.compute_capability) {
-        return Err(format!(
+        return Err(Unavailable(format!(
             "TensorRT-RTX does not support {} (compute capability {}); it runs on RTX GPUs of \
              compute capability 8.0, 8.6, 8.9 and 12.x",
             gpu.name,
             gpu.cc()
-        ));
+        )));
     }
     let names: Vec<&str> = targets.iter().map(|t| t.name()).collect();
     let (ma, mi) = gpu.compute_capability;
     match Target::of_compute_capability(ma, mi) {
         Some(t) if targets.contains(&t) => Ok(t),
-        Some(t) => Err(format!(
+        Some(t) => Err(Unavailable(format!(
             "the engine was built for {}, but {} is {}: build one with --target {}",
             names.join(", "),
             gpu.name,
             t.name(),
             t.name()
-        )),
-        None => Err(format!(
+        ))),
+        None => Err(Unavailable(format!(
             "the engine was built for {}; seedvae builds no engine target for {} (compute \
              capability {})",
             names.join(", "),
             gpu.name,
             gpu.cc()
-        )),
+        ))),
     }
 }
 
 /// Engines only load in the TensorRT-RTX version that built them.
-pub fn check_version(built_with: &str, loaded: &str) -> Result<(), String> {
+pub fn check_version(built_with: &str, loaded: &str) -> Result<(), Unavailable> {
     if built_with == loaded {
         Ok(())
     } else {
-        Err(format!(
+        Err(Unavailable(format!(
             "the engine was built with TensorRT-RTX {built_with}, this machine has {loaded}: \
              rebuild it here (`seedvae build`)"
-        ))
+        )))
     }
 }
 
 /// What an engine accepts per call, from its manifest's input ranges (the part's main input).
-pub fn limits(m: &Manifest) -> Result<Limits, String> {
+pub fn limits(m: &Manifest) -> Result<Limits, Error> {
     let main = &m.info.contract.inputs[0].name;
     let r = m
         .info
         .input_ranges
         .iter()
         .find(|r| &r.name == main)
-        .ok_or_else(|| format!("the manifest has no input range for '{main}'"))?;
-    let dim = |i: usize| -> Result<(usize, usize), String> {
+        .ok_or_else(|| Error::Backend(format!("the manifest has no input range for '{main}'")))?;
+    let dim = |i: usize| -> Result<(usize, usize), Error> {
         match (r.min.get(i), r.max.get(i)) {
             (Some(&a), Some(&b)) if a >= 1 && b >= a => Ok((a as usize, b as usize)),
-            _ => Err(format!(
+            _ => Err(Error::Backend(format!(
                 "bad input range for '{main}': {:?}..{:?}",
                 r.min, r.max
-            )),
+            ))),
         }
     };
     Ok(Limits {
@@ -140,29 +145,25 @@ pub fn limits(m: &Manifest) -> Result<Limits, String> {
 
 /// Bytes of a tensor of `shape` and element type.
 pub fn io_bytes(shape: &[usize], elem: Elem) -> usize {
-    let size = match elem {
-        Elem::F16 => 2,
-        _ => 4,
-    };
-    shape.iter().product::<usize>() * size
+    shape.iter().product::<usize>() * elem.size()
 }
 
 /// The largest square tile edge (the part's input units: latent pixels or video pixels) whose
 /// memory fits `budget`, from the builder's report at the profile's largest shape: activations
 /// scale with the tile's area; weights, carried states and I/O buffers are fixed (approximated
 /// by 10% of the activations). None when the whole profile fits or the report is missing.
-pub fn memory_cap(m: &Manifest, lim: &Limits, budget: u64) -> Result<Option<usize>, String> {
+pub fn memory_cap(m: &Manifest, lim: &Limits, budget: u64) -> Result<Option<usize>, Error> {
     let Some(dm) = &m.info.device_memory else {
         return Ok(None);
     };
     let fixed = dm.weight_bytes + dm.activation_bytes / 10;
     if budget <= fixed {
-        return Err(format!(
+        return Err(Error::Backend(format!(
             "the engine needs {:.2} GB for its weights and buffers, more than the {:.2} GB \
              budget (--vram-budget)",
             fixed as f64 / 1e9,
             budget as f64 / 1e9
-        ));
+        )));
     }
     let act = dm.activation_bytes.max(1) as f64;
     let room = (budget - fixed) as f64;
@@ -181,8 +182,8 @@ pub fn runtime_cache_path(engine: &Path) -> PathBuf {
 }
 
 /// TensorRT-RTX can run here at all: its libraries load and there is a GPU it supports.
-pub fn runtime_ready(tensorrt_dir: Option<&Path>) -> Result<GpuInfo, String> {
-    seedvae_engine::build::load_libraries(tensorrt_dir).map_err(|e| e.to_string())?;
+pub fn runtime_ready(tensorrt_dir: Option<&Path>) -> Result<GpuInfo, Unavailable> {
+    seedvae_engine::build::load_libraries(tensorrt_dir).map_err(|e| Unavailable(e.to_string()))?;
     let gpu = probe_gpu()?;
     check_device(&gpu, &Target::ALL)?;
     Ok(gpu)
@@ -190,8 +191,9 @@ pub fn runtime_ready(tensorrt_dir: Option<&Path>) -> Result<GpuInfo, String> {
 
 /// Everything checked before an engine is deserialized, cheapest and most specific first: the
 /// library version it was built with (no GPU needed), then the GPU and its targets.
-pub fn preflight(m: &Manifest, tensorrt_dir: Option<&Path>) -> Result<GpuInfo, String> {
-    let libs = seedvae_engine::build::load_libraries(tensorrt_dir).map_err(|e| e.to_string())?;
+pub fn preflight(m: &Manifest, tensorrt_dir: Option<&Path>) -> Result<GpuInfo, Unavailable> {
+    let libs = seedvae_engine::build::load_libraries(tensorrt_dir)
+        .map_err(|e| Unavailable(e.to_string()))?;
     check_version(&m.key_parts.tensorrt_rtx, &libs.version)?;
     let gpu = probe_gpu()?;
     check_device(&gpu, &m.key_parts.targets)?;
@@ -206,14 +208,12 @@ impl DeviceBuf {
         &mut self,
         stream: &Arc<cudarc::driver::CudaStream>,
         bytes: usize,
-    ) -> Result<&mut cudarc::driver::CudaSlice<u8>, String> {
+    ) -> Result<&mut cudarc::driver::CudaSlice<u8>, Error> {
         if self.0.as_ref().is_none_or(|b| b.len() < bytes) {
             self.0 = None; // free first: the old and new buffer need not coexist
-            self.0 = Some(
-                stream
-                    .alloc_zeros::<u8>(bytes.max(1))
-                    .map_err(|e| format!("cannot allocate {bytes} bytes on the GPU: {e}"))?,
-            );
+            self.0 = Some(stream.alloc_zeros::<u8>(bytes.max(1)).map_err(|e| {
+                Error::Backend(format!("cannot allocate {bytes} bytes on the GPU: {e}"))
+            })?);
         }
         Ok(self.0.as_mut().expect("allocated"))
     }
@@ -262,10 +262,7 @@ fn refit_engine(
                 "the engine wants weights '{name}', which the graph does not have"
             ))
         })?;
-        let (Some(ty), Some(size)) = (
-            crate::refit::trt_data_type(w.data_type),
-            crate::refit::element_bytes(w.data_type),
-        ) else {
+        let Some((ty, size)) = crate::prepare::refit::trt_data_type(w.data_type) else {
             return Err(Error::Input(format!(
                 "weights '{name}': ONNX data type {} cannot be refitted",
                 w.data_type
@@ -309,15 +306,16 @@ fn cuda(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {
 }
 
 impl TrtBackend {
-    /// Load `engine` (verified against `manifest` by the caller) after [`preflight`]. A
-    /// weightless engine is refitted from `refit` ([`crate::refit::regenerate`]).
+    /// Load `engine` after [`preflight`], checking its bytes against `manifest` (again when the
+    /// caller already did: the file is read here anyway, and may have changed since). A weightless
+    /// engine is refitted from `refit` ([`crate::prepare::refit::regenerate`]).
     pub fn open(
         engine: &Path,
         manifest: &Manifest,
         tensorrt_dir: Option<&Path>,
         refit: Option<&[seedvae_onnx::write::Initializer]>,
     ) -> Result<TrtBackend, Error> {
-        let gpu = preflight(manifest, tensorrt_dir).map_err(Error::Backend)?;
+        let gpu = preflight(manifest, tensorrt_dir)?;
         let bytes = std::fs::read(engine)
             .map_err(|e| Error::Input(format!("{}: {e}", engine.display())))?;
         manifest
@@ -403,12 +401,15 @@ impl TrtBackend {
         Ok(self.pinned.as_mut().expect("allocated"))
     }
 
-    fn save_runtime_cache(&self) -> Result<(), String> {
-        let blob = self.cache.serialize().map_err(|e| e.to_string())?;
+    fn save_runtime_cache(&self) -> Result<(), Error> {
+        let blob = self
+            .cache
+            .serialize()
+            .map_err(|e| Error::Backend(e.to_string()))?;
         seedvae_weights::atomic::write_atomic(&self.cache_file, |f| {
             std::io::Write::write_all(f, &blob)
-        })
-        .map_err(|e| e.to_string())
+        })?;
+        Ok(())
     }
 }
 
@@ -448,8 +449,7 @@ impl Backend for TrtBackend {
                 .buffers
                 .entry(name.to_string())
                 .or_insert(DeviceBuf(None))
-                .ensure(&stream, n)
-                .map_err(Error::Backend)?;
+                .ensure(&stream, n)?;
             let r = stream.memcpy_htod(&pinned, &mut dev.slice_mut(..n));
             // The staging buffer is reused for the next input: wait for this copy.
             let r = r.and_then(|_| stream.synchronize());
@@ -477,8 +477,7 @@ impl Backend for TrtBackend {
                 .buffers
                 .entry(o.name.clone())
                 .or_insert(DeviceBuf(None))
-                .ensure(&stream, n)
-                .map_err(Error::Backend)?;
+                .ensure(&stream, n)?;
             let (ptr, _sync) = dev.device_ptr_mut(&stream);
             // SAFETY: as for inputs; sized from the context's own output shape.
             unsafe { self.context.set_tensor_address(&o.name, ptr as *mut _) }
@@ -486,7 +485,7 @@ impl Backend for TrtBackend {
             outs.push((o.name.clone(), shape, o.elem));
         }
         let need = self.context.update_device_memory_size_for_shapes();
-        let scratch = self.scratch.ensure(&stream, need).map_err(Error::Backend)?;
+        let scratch = self.scratch.ensure(&stream, need)?;
         let (ptr, _sync) = scratch.device_ptr_mut(&stream);
         // SAFETY: `need` bytes, as the context asked for these shapes; kept in `self.scratch`.
         unsafe {
@@ -531,21 +530,26 @@ mod tests {
     fn device_checks_name_the_gpu_and_the_targets() {
         let ti = gpu("NVIDIA GeForce RTX 5070 Ti", (12, 0));
         assert_eq!(check_device(&ti, &[Target::Sm120]).unwrap(), Target::Sm120);
-        let e = check_device(&gpu("NVIDIA H100", (9, 0)), &[Target::Sm120]).unwrap_err();
+        let e = check_device(&gpu("NVIDIA H100", (9, 0)), &[Target::Sm120])
+            .unwrap_err()
+            .0;
         assert!(
             e.contains("does not support NVIDIA H100") && e.contains("9.0"),
             "{e}"
         );
-        let e =
-            check_device(&gpu("NVIDIA GeForce RTX 4090", (8, 9)), &[Target::Sm120]).unwrap_err();
+        let e = check_device(&gpu("NVIDIA GeForce RTX 4090", (8, 9)), &[Target::Sm120])
+            .unwrap_err()
+            .0;
         assert!(
             e.contains("built for sm_120") && e.contains("--target sm_89"),
             "{e}"
         );
         assert!(check_device(&gpu("RTX 4090", (8, 9)), &[Target::Sm120, Target::Sm89]).is_ok());
-        let e = check_device(&gpu("DGX Spark", (12, 1)), &[Target::Sm120]).unwrap_err();
+        let e = check_device(&gpu("DGX Spark", (12, 1)), &[Target::Sm120])
+            .unwrap_err()
+            .0;
         assert!(e.contains("no engine target"), "{e}");
-        let e = check_version("1.6.0.20", "1.7.1.116").unwrap_err();
+        let e = check_version("1.6.0.20", "1.7.1.116").unwrap_err().0;
         assert!(e.contains("1.6.0.20") && e.contains("1.7.1.116"), "{e}");
         assert!(check_version("1.7.1.116", "1.7.1.116").is_ok());
     }
@@ -579,7 +583,7 @@ mod tests {
         // This workplace has no GPU (and CI neither); on a GPU machine this still must not panic.
         match probe_gpu() {
             Ok(g) => eprintln!("GPU present: {g:?}"),
-            Err(e) => assert!(!e.contains('\n') && !e.is_empty(), "{e}"),
+            Err(Unavailable(e)) => assert!(!e.contains('\n') && !e.is_empty(), "{e}"),
         }
     }
 }

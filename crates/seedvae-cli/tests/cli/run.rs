@@ -2,17 +2,10 @@
 //! the goldens, streaming = one-shot, flat memory in T, tiling and seams, the TensorRT-RTX
 //! refusal and fallback, bad inputs, and a decode with the network cut off.
 
+use super::common::{s, seedvae, tiny};
 use seedvae_runner::Tensor;
 use seedvae_tests::*;
 use std::path::Path;
-
-fn seedvae(args: &[&str]) -> (i32, String, String) {
-    run_cli(env!("CARGO_BIN_EXE_seedvae"), args)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// `seedvae CMD -m MODEL INPUT -o OUT --backend cpu --cache CACHE EXTRA…`
 fn cpu<'a>(
@@ -37,12 +30,6 @@ fn cpu<'a>(
     ];
     a.extend_from_slice(extra);
     a
-}
-
-fn tiny() -> String {
-    fixture("vae_tiny/weights.safetensors")
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// Run and expect success; returns the JSON summary.
@@ -76,8 +63,7 @@ fn read_f64(path: &Path, name: &str) -> (Vec<usize>, Vec<f64>) {
 }
 
 fn write_latent(path: &Path, t: &Tensor) {
-    seedvae_runner::video::write_tensor(path, "latent", t, seedvae_weights::DType::F32, true)
-        .unwrap();
+    seedvae_runner::write_tensor(path, "latent", t, seedvae_weights::DType::F32, true).unwrap();
 }
 
 fn random_latent(t: usize, h: usize, w: usize, seed: u64) -> Tensor {
@@ -99,6 +85,7 @@ fn png_rgb(path: &Path) -> (usize, usize, Vec<u8>) {
 
 #[test]
 fn decoding_the_fixtures_reproduces_the_goldens_as_tensors_and_png_frames() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     for case in ["t1_8x8", "t2_8x8", "t3_8x8", "t2_6x10"] {
@@ -143,8 +130,8 @@ fn decoding_the_fixtures_reproduces_the_goldens_as_tensors_and_png_frames() {
             assert_eq!((ph, pw), (h, w));
             for i in 0..h * w {
                 for c in 0..3 {
-                    let want =
-                        seedvae_runner::frames::to_u8(g[(c * f + fi) * h * w + i] as f32) as i32;
+                    let want = seedvae_runner::media::png::to_u8(g[(c * f + fi) * h * w + i] as f32)
+                        as i32;
                     worst = worst.max((rgb[3 * i + c] as i32 - want).abs());
                 }
             }
@@ -155,6 +142,7 @@ fn decoding_the_fixtures_reproduces_the_goldens_as_tensors_and_png_frames() {
 
 #[test]
 fn encoding_the_fixture_video_reproduces_the_golden_mean() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let video = fixture("vae_tiny/video_t9_32x48.safetensors");
     let (_, mean64) = read_f64(
@@ -202,6 +190,7 @@ fn encoding_the_fixture_video_reproduces_the_golden_mean() {
 
 #[test]
 fn streaming_with_chunks_1_2_3_equals_one_shot() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     // ≥ 128 positions per frame at every level and one thread: then the CPU kernels accumulate
@@ -239,6 +228,7 @@ fn streaming_with_chunks_1_2_3_equals_one_shot() {
 
 #[test]
 fn peak_host_memory_is_flat_in_clip_length() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let mut peaks = Vec::new();
@@ -289,13 +279,14 @@ fn column_jump(v: &[f64], planes: usize, h: usize, w: usize, xs: &[usize]) -> f6
 
 #[test]
 fn tiled_decoding_differs_boundedly_and_leaves_no_seam() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let latent = dir.path().join("l.safetensors");
     let (t, h, w) = (2, 8, 40);
     // A smooth latent (the decoder's content varies slowly; random noise hides any seam).
     let mut l = random_latent(t, h, w, 11);
-    if let seedvae_runner::tensor::Data::F32(v) = &mut l.data {
+    if let seedvae_runner::Data::F32(v) = &mut l.data {
         for (i, x) in v.iter_mut().enumerate() {
             let (xx, yy, c) = (i % w, (i / w) % h, i / (w * h * t));
             *x = 0.2 * *x + ((xx as f32) * 0.15 + c as f32).sin() + ((yy as f32) * 0.2).cos();
@@ -357,6 +348,7 @@ fn tiled_decoding_differs_boundedly_and_leaves_no_seam() {
 
 #[test]
 fn without_a_gpu_tensorrt_refuses_with_the_reason_and_auto_falls_back() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let latent = fixture("vae_tiny/latent_t1_8x8.safetensors");
     let out = dir.path().join("f");
@@ -408,6 +400,7 @@ fn without_a_gpu_tensorrt_refuses_with_the_reason_and_auto_falls_back() {
 
 #[test]
 fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let cache = d.join("cache");
@@ -447,7 +440,7 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
     ));
     // The encoder's smallest frame (8 px) is the CPU graph's limit; the range is named.
     let v = d.join("v.safetensors");
-    seedvae_runner::video::write_tensor(
+    seedvae_runner::write_tensor(
         &v,
         "video",
         &Tensor::f32(vec![1, 3, 1, 4, 16], vec![0.0; 192]),
@@ -585,19 +578,22 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
     let side = d.join("e.trt.manifest.json");
     let mut m: seedvae_engine::cache::Manifest =
         serde_json::from_slice(&std::fs::read(&side).unwrap()).unwrap();
-    let lim = seedvae_runner::trt_backend::limits(&m).unwrap();
+    let lim = seedvae_runner::tensorrt::limits(&m).unwrap();
     assert_eq!((lim.t, lim.h, lim.w), ((1, 1), (8, 112), (8, 112)));
     let dm = m
         .info
         .device_memory
         .expect("the builder reports device memory");
-    let cap = |budget: u64| seedvae_runner::trt_backend::memory_cap(&m, &lim, budget);
+    let cap = |budget: u64| seedvae_runner::tensorrt::memory_cap(&m, &lim, budget);
     assert_eq!(cap(u64::MAX / 2).unwrap(), None);
     let quarter = dm.weight_bytes + dm.activation_bytes / 10 + dm.activation_bytes / 4;
     // A quarter of the activations fits: half the edge (112 → 56, less rounding).
     let c = cap(quarter).unwrap().expect("capped");
     assert!((55..=56).contains(&c), "{c} {dm:?}");
-    assert!(cap(dm.weight_bytes).unwrap_err().contains("--vram-budget"));
+    assert!(cap(dm.weight_bytes)
+        .unwrap_err()
+        .to_string()
+        .contains("--vram-budget"));
     // An engine built by another TensorRT-RTX version: refused before any GPU is looked for.
     m.key_parts.tensorrt_rtx = "1.6.0.20".into();
     m.key = m.key_parts.key();
@@ -650,6 +646,7 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
 
 #[test]
 fn frames_round_trip_through_y4m_and_png_into_encode() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let video = fixture("vae_tiny/video_t9_32x48.safetensors");
@@ -670,9 +667,13 @@ fn frames_round_trip_through_y4m_and_png_into_encode() {
     let pngs = dir.path().join("pngs");
     std::fs::create_dir(&pngs).unwrap();
     let y4m = dir.path().join("clip.y4m");
-    let mut yw =
-        seedvae_runner::y4m::Y4mWriter::new(std::fs::File::create(&y4m).unwrap(), h, w, (24, 1))
-            .unwrap();
+    let mut yw = seedvae_runner::media::y4m::Y4mWriter::new(
+        std::fs::File::create(&y4m).unwrap(),
+        h,
+        w,
+        (24, 1),
+    )
+    .unwrap();
     for f in 0..t {
         let plane = |c: usize| -> Vec<f32> {
             (0..h * w)
@@ -682,7 +683,7 @@ fn frames_round_trip_through_y4m_and_png_into_encode() {
         let (r, g, b) = (plane(0), plane(1), plane(2));
         std::fs::write(
             pngs.join(format!("{f:04}.png")),
-            seedvae_runner::frames::png_bytes([&r, &g, &b], h, w).unwrap(),
+            seedvae_runner::media::png::png_bytes([&r, &g, &b], h, w).unwrap(),
         )
         .unwrap();
         yw.frame([&r, &g, &b]).unwrap();
@@ -733,6 +734,7 @@ fn frames_round_trip_through_y4m_and_png_into_encode() {
 
 #[test]
 fn decodes_with_the_network_namespace_cut_off() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let latent = fixture("vae_tiny/latent_t2_8x8.safetensors");
     let out = dir.path().join("frames");
@@ -759,7 +761,7 @@ fn decodes_with_the_network_namespace_cut_off() {
             .arg(dir.path().join("cache"))
             .env(
                 "SEEDVAE_ORT_LIB",
-                seedvae_runner::libs::onnxruntime(None).unwrap(),
+                seedvae_runner::onnxruntime_library(None).unwrap(),
             )
             .output()
             .expect("unshare (util-linux) is installed");
@@ -780,6 +782,7 @@ fn decodes_with_the_network_namespace_cut_off() {
 
 #[test]
 fn ctrl_c_stops_at_the_next_chunk_and_leaves_nothing() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let latent = dir.path().join("long.safetensors");
     write_latent(&latent, &random_latent(40, 16, 16, 5));
@@ -834,6 +837,7 @@ fn ctrl_c_stops_at_the_next_chunk_and_leaves_nothing() {
 
 #[test]
 fn tiled_encoding_blends_latent_tiles() {
+    let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     // A smooth 5-frame 96 × 128 clip in [-1, 1].
@@ -846,7 +850,7 @@ fn tiled_encoding_blends_latent_tiles() {
         })
         .collect();
     let video = dir.path().join("v.safetensors");
-    seedvae_runner::video::write_tensor(
+    seedvae_runner::write_tensor(
         &video,
         "video",
         &Tensor::f32(vec![1, 3, t, h, w], v),

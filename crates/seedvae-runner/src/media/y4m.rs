@@ -4,14 +4,12 @@
 //! not interpolated), 4:2:2, 4:4:4 or mono, limited range unless the header says `FULL`.
 //! Every length is checked before use; errors name the file and the frame.
 
-use crate::Error;
+use super::{FrameSink, FrameSource, SinkSpec};
+use crate::{bad, Error};
+use seedvae_weights::atomic::AtomicFile;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-
-fn bad(path: &Path, msg: impl std::fmt::Display) -> Error {
-    Error::Input(format!("{}: {msg}", path.display()))
-}
 
 /// Chroma subsampling of a `.y4m` stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +250,54 @@ impl Y4mReader {
             }
         }
         Ok(out)
+    }
+}
+
+pub(crate) struct Y4mSink {
+    out: Y4mWriter<AtomicFile>,
+    hw: usize,
+    n: usize,
+}
+
+impl Y4mSink {
+    pub(crate) fn create(s: &SinkSpec) -> Result<Y4mSink, Error> {
+        let f = super::atomic(s.path, s.force)?;
+        let out = Y4mWriter::new(f, s.h, s.w, s.fps).map_err(|e| bad(s.path, e))?;
+        Ok(Y4mSink {
+            out,
+            hw: s.h * s.w,
+            n: 0,
+        })
+    }
+}
+
+impl FrameSink for Y4mSink {
+    fn push(&mut self, v: &[f32], f: usize) -> Result<(), Error> {
+        let (hw, fhw) = (self.hw, f * self.hw);
+        for i in 0..f {
+            let p = |c: usize| &v[c * fhw + i * hw..c * fhw + (i + 1) * hw];
+            self.out
+                .frame([p(0), p(1), p(2)])
+                .map_err(|e| Error::Input(format!("writing frame {}: {e}", self.n)))?;
+            self.n += 1;
+        }
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<usize, Error> {
+        self.out.into_inner().commit()?;
+        Ok(self.n)
+    }
+}
+
+impl FrameSource for Y4mReader {
+    fn len(&self) -> usize {
+        Y4mReader::len(self)
+    }
+    fn size(&self) -> (usize, usize) {
+        (self.h, self.w)
+    }
+    fn read(&mut self, i: usize) -> Result<Vec<f32>, Error> {
+        Y4mReader::read(self, i)
     }
 }
 

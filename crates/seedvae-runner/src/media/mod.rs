@@ -6,19 +6,21 @@
 //! all (temporary name, renamed by [`FrameSink::finish`]; dropped unfinished: removed).
 //! Inputs ([`FrameSource`]): a directory of PNG frames (sorted by name), a `.y4m` file, or a
 //! `[1, 3, T, H, W]` tensor in [−1, 1] (`.safetensors` / `.npy`).
+//! Each format is read and written in one file: [`png`], [`y4m`], [`npy`], [`safetensors`].
 
-use crate::frames::FrameDir;
+pub mod npy;
+pub mod png;
+pub mod safetensors;
+pub mod y4m;
+
 use crate::tensor::Tensor;
-use crate::y4m::{Y4mReader, Y4mWriter};
-use crate::Error;
+use crate::{bad, Error};
+use png::{PngFrames, PngSink};
 use seedvae_weights::atomic::AtomicFile;
 use seedvae_weights::DType;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-
-fn bad(path: &Path, msg: impl std::fmt::Display) -> Error {
-    Error::Input(format!("{}: {msg}", path.display()))
-}
+use y4m::{Y4mReader, Y4mSink};
 
 /// How a path is read or written, from its extension (none or a directory: PNG frames).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,70 +77,15 @@ pub struct SinkSpec<'a> {
 
 pub fn create_sink(spec: &SinkSpec) -> Result<Box<dyn FrameSink>, Error> {
     Ok(match Container::of(spec.path)? {
-        Container::PngDir => Box::new(PngSink {
-            dir: FrameDir::create(spec.path, spec.force)?,
-            h: spec.h,
-            w: spec.w,
-        }),
+        Container::PngDir => Box::new(PngSink::create(spec)?),
         Container::Y4m => Box::new(Y4mSink::create(spec)?),
         c => Box::new(TensorSink::create(spec, c == Container::Npy)?),
     })
 }
 
-fn atomic(path: &Path, force: bool) -> Result<AtomicFile, Error> {
+pub(crate) fn atomic(path: &Path, force: bool) -> Result<AtomicFile, Error> {
     seedvae_weights::atomic::check_overwrite(path, force)?;
     Ok(AtomicFile::create(path)?)
-}
-
-struct PngSink {
-    dir: FrameDir,
-    h: usize,
-    w: usize,
-}
-
-impl FrameSink for PngSink {
-    fn push(&mut self, v: &[f32], f: usize) -> Result<(), Error> {
-        self.dir.push(&[1, 3, f, self.h, self.w], v).map(|_| ())
-    }
-    fn finish(self: Box<Self>) -> Result<usize, Error> {
-        self.dir.finish()
-    }
-}
-
-struct Y4mSink {
-    out: Y4mWriter<AtomicFile>,
-    hw: usize,
-    n: usize,
-}
-
-impl Y4mSink {
-    fn create(s: &SinkSpec) -> Result<Y4mSink, Error> {
-        let f = atomic(s.path, s.force)?;
-        let out = Y4mWriter::new(f, s.h, s.w, s.fps).map_err(|e| bad(s.path, e))?;
-        Ok(Y4mSink {
-            out,
-            hw: s.h * s.w,
-            n: 0,
-        })
-    }
-}
-
-impl FrameSink for Y4mSink {
-    fn push(&mut self, v: &[f32], f: usize) -> Result<(), Error> {
-        let (hw, fhw) = (self.hw, f * self.hw);
-        for i in 0..f {
-            let p = |c: usize| &v[c * fhw + i * hw..c * fhw + (i + 1) * hw];
-            self.out
-                .frame([p(0), p(1), p(2)])
-                .map_err(|e| Error::Input(format!("writing frame {}: {e}", self.n)))?;
-            self.n += 1;
-        }
-        Ok(())
-    }
-    fn finish(self: Box<Self>) -> Result<usize, Error> {
-        self.out.into_inner().commit()?;
-        Ok(self.n)
-    }
 }
 
 /// `[1, 3, F, H, W]` written a chunk of frames at a time: each chunk's frames of one channel are
@@ -153,18 +100,6 @@ struct TensorSink {
     n: usize,
 }
 
-/// The `.npy` (version 1) header for a little-endian C-order array.
-pub fn npy_header(dtype: DType, shape: &[usize]) -> Vec<u8> {
-    let descr = if dtype == DType::F16 { "<f2" } else { "<f4" };
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_txt = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    crate::io::npy_header_text(descr, &shape_txt)
-}
-
 fn encode_values(v: &[f32], dtype: DType) -> Vec<u8> {
     match dtype {
         DType::F16 => v
@@ -177,13 +112,9 @@ fn encode_values(v: &[f32], dtype: DType) -> Vec<u8> {
 
 fn tensor_header(npy: bool, name: &str, dtype: DType, shape: &[usize]) -> Vec<u8> {
     if npy {
-        npy_header(dtype, shape)
+        npy::header(dtype, shape)
     } else {
-        let bytes = shape.iter().product::<usize>() * dtype.size();
-        seedvae_weights::safetensors::header_for(
-            &Default::default(),
-            &[(name, dtype, shape, bytes)],
-        )
+        safetensors::header(name, dtype, shape)
     }
 }
 
@@ -281,24 +212,61 @@ pub fn open_source(path: &Path) -> Result<Box<dyn FrameSource>, Error> {
     Ok(match Container::of(path)? {
         Container::PngDir => Box::new(PngFrames::open(path)?),
         Container::Y4m => Box::new(Y4mReader::open(path)?),
-        _ => Box::new(TensorFrames(crate::io::read_video(path)?)),
+        _ => Box::new(TensorFrames(crate::media::read_video(path)?)),
     })
 }
 
-impl FrameSource for Y4mReader {
-    fn len(&self) -> usize {
-        Y4mReader::len(self)
+/// Decoded frames kept in memory, assembled into one `[1, 3, F, H, W]` tensor at the end (for
+/// callers that want the video itself, not a file).
+pub struct MemorySink {
+    h: usize,
+    w: usize,
+    chunks: Vec<(Vec<f32>, usize)>,
+}
+
+impl MemorySink {
+    pub fn new(h: usize, w: usize) -> MemorySink {
+        MemorySink {
+            h,
+            w,
+            chunks: Vec::new(),
+        }
     }
-    fn size(&self) -> (usize, usize) {
-        (self.h, self.w)
-    }
-    fn read(&mut self, i: usize) -> Result<Vec<f32>, Error> {
-        Y4mReader::read(self, i)
+
+    /// The frames pushed so far, channel-major.
+    pub fn into_tensor(self) -> Tensor {
+        let hw = self.h * self.w;
+        let frames: usize = self.chunks.iter().map(|c| c.1).sum();
+        let mut v = Vec::with_capacity(3 * frames * hw);
+        for c in 0..3 {
+            for (chunk, f) in &self.chunks {
+                v.extend_from_slice(&chunk[c * f * hw..(c + 1) * f * hw]);
+            }
+        }
+        Tensor::f32(vec![1, 3, frames, self.h, self.w], v)
     }
 }
 
-/// A `[1, 3, T, H, W]` tensor already in memory.
-struct TensorFrames(Tensor);
+impl FrameSink for MemorySink {
+    fn push(&mut self, v: &[f32], f: usize) -> Result<(), Error> {
+        if v.len() != 3 * f * self.h * self.w {
+            return Err(Error::Backend(format!(
+                "a chunk of {f} frames of {}×{} has {} values",
+                self.w,
+                self.h,
+                v.len()
+            )));
+        }
+        self.chunks.push((v.to_vec(), f));
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<usize, Error> {
+        Ok(self.chunks.iter().map(|c| c.1).sum())
+    }
+}
+
+/// A `[1, 3, T, H, W]` video tensor as frames to encode.
+pub struct TensorFrames(pub Tensor);
 
 impl FrameSource for TensorFrames {
     fn len(&self) -> usize {
@@ -313,89 +281,66 @@ impl FrameSource for TensorFrames {
     }
 }
 
-/// A directory of PNG frames (8- or 16-bit grey, grey+alpha, RGB or RGBA; alpha ignored),
-/// taken in file-name order (name them with zero-padded numbers).
-pub struct PngFrames {
-    files: Vec<PathBuf>,
-    h: usize,
-    w: usize,
+/// One tensor from `path` as f32: `.npy`, or `.safetensors` holding `name` (or only one tensor).
+pub fn read_tensor(path: &Path, name: &str) -> Result<Tensor, Error> {
+    let is_npy = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if is_npy {
+        return npy::read(path);
+    }
+    safetensors::read(path, name)
 }
 
-impl PngFrames {
-    pub fn open(dir: &Path) -> Result<PngFrames, Error> {
-        let rd = std::fs::read_dir(dir).map_err(|e| bad(dir, e))?;
-        let mut files = Vec::new();
-        for e in rd {
-            let p = e.map_err(|e| bad(dir, e))?.path();
-            if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
-                files.push(p);
-            }
-        }
-        files.sort();
-        let first = files
-            .first()
-            .ok_or_else(|| bad(dir, "no .png frames in this directory"))?;
-        let (_, h, w) = decode_png(first)?;
-        Ok(PngFrames { files, h, w })
-    }
+/// A decoder input: `[1, 16, T, h, w]` in VAE space.
+pub fn read_latent(path: &Path) -> Result<Tensor, Error> {
+    let t = read_tensor(path, "latent")?;
+    check_latent(path, &t)?;
+    Ok(t)
 }
 
-/// One PNG as `[3, H, W]` in [−1, 1], with its size.
-fn decode_png(path: &Path) -> Result<(Vec<f32>, usize, usize), Error> {
-    let f = std::fs::File::open(path).map_err(|e| bad(path, e))?;
-    let mut dec = png::Decoder::new(std::io::BufReader::new(f));
-    dec.set_transformations(png::Transformations::EXPAND);
-    let mut r = dec
-        .read_info()
-        .map_err(|e| bad(path, format!("PNG: {e}")))?;
-    let size = r
-        .output_buffer_size()
-        .ok_or_else(|| bad(path, "PNG image too large"))?;
-    let mut buf = vec![0u8; size];
-    let info = r
-        .next_frame(&mut buf)
-        .map_err(|e| bad(path, format!("PNG: {e}")))?;
-    let (h, w) = (info.height as usize, info.width as usize);
-    let channels = info.color_type.samples();
-    let wide = info.bit_depth == png::BitDepth::Sixteen;
-    let (max, n) = (if wide { 65535.0 } else { 255.0 }, h * w);
-    let sample = |i: usize| -> f32 {
-        if wide {
-            u16::from_be_bytes([buf[2 * i], buf[2 * i + 1]]) as f32
-        } else {
-            buf[i] as f32
-        }
-    };
-    let mut out = vec![0f32; 3 * n];
-    for p in 0..n {
-        for c in 0..3 {
-            // Grey (with or without alpha): the one channel three times.
-            let src = if channels >= 3 { c } else { 0 };
-            out[c * n + p] = sample(p * channels + src) / max * 2.0 - 1.0;
-        }
-    }
-    Ok((out, h, w))
+/// Is `t` (read from `path`) a decoder input `[1, 16, T, h, w]`?
+pub fn check_latent(path: &Path, t: &Tensor) -> Result<(), Error> {
+    check_shape(path, "latent", &t.shape, 16, "T, H, W")
 }
 
-impl FrameSource for PngFrames {
-    fn len(&self) -> usize {
-        self.files.len()
+/// An encoder input: `[1, 3, T, H, W]` in [−1, 1].
+pub fn read_video(path: &Path) -> Result<Tensor, Error> {
+    let t = read_tensor(path, "video")?;
+    check_shape(path, "video", &t.shape, 3, "T, H, W")?;
+    Ok(t)
+}
+
+fn check_shape(path: &Path, what: &str, s: &[usize], ch: usize, dims: &str) -> Result<(), Error> {
+    if s.len() != 5 || s[0] != 1 || s[1] != ch || s[2..].contains(&0) {
+        return Err(bad(
+            path,
+            format!("{what} must be [1, {ch}, {dims}] with {dims} ≥ 1; found {s:?}"),
+        ));
     }
-    fn size(&self) -> (usize, usize) {
-        (self.h, self.w)
-    }
-    fn read(&mut self, i: usize) -> Result<Vec<f32>, Error> {
-        let p = &self.files[i];
-        let (v, h, w) = decode_png(p)?;
-        if (h, w) != (self.h, self.w) {
-            return Err(bad(
-                p,
-                format!(
-                    "frame is {w}×{h}, the first frame is {}×{}; all frames must be the same size",
-                    self.w, self.h
-                ),
-            ));
-        }
-        Ok(v)
+    Ok(())
+}
+
+/// The first `t` frames and the central `h × w` window (at most) of a `[1, C, T, H, W]` tensor.
+pub fn crop(x: &Tensor, t: usize, h: usize, w: usize) -> Tensor {
+    let [tt, hh, ww] = [x.shape[2], x.shape[3], x.shape[4]];
+    let (t, h, w) = (t.min(tt), h.min(hh), w.min(ww));
+    let (y0, x0) = ((hh - h) / 2, (ww - w) / 2);
+    x.window((0, t), (y0, y0 + h), (x0, x0 + w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crop_takes_the_centre() {
+        let v: Vec<f32> = (0..2 * 3 * 4 * 4).map(|i| i as f32).collect();
+        let x = Tensor::f32(vec![1, 2, 3, 4, 4], v);
+        let c = crop(&x, 2, 2, 2);
+        assert_eq!(c.shape, vec![1, 2, 2, 2, 2]);
+        // channel 0, frame 0: rows 1-2, cols 1-2 of a 4×4 grid numbered row-major.
+        assert_eq!(&c.to_f32()[..4], &[5.0, 6.0, 9.0, 10.0]);
+        assert_eq!(c.to_f32()[4], 16.0 + 5.0);
     }
 }

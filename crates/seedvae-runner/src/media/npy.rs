@@ -1,71 +1,37 @@
-//! Reading latents and videos as host tensors: `.safetensors` (a named tensor, or the file's only
-//! one) and `.npy` (f32, f16 or f64, C order). Every length is checked before use; errors name
-//! the file, the tensor, what was expected and what was found.
+//! `.npy` arrays (format versions 1–3; little-endian f32, f16 or f64, C order): a paranoid
+//! parser (every length checked before use, errors saying what was expected and found) and the
+//! version-1 header seedvae writes.
+//!
+//! Ours rather than `npyz` / `ndarray-npy`: the reader must bound what it allocates by the
+//! header before reading the data and name the field that is wrong; a whole-file parse through a
+//! general crate gives neither, and the format subset we take is small.
 
 use crate::tensor::Tensor;
-use crate::Error;
+use crate::{bad, Error};
+use seedvae_weights::DType;
 use std::path::Path;
 
-fn bad(path: &Path, msg: impl std::fmt::Display) -> Error {
-    Error::Input(format!("{}: {msg}", path.display()))
-}
+/// What is wrong with a `.npy` file (the caller names the file).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Malformed(pub String);
 
-/// One tensor from `path` as f32: `.npy`, or `.safetensors` holding `name` (or only one tensor).
-pub fn read_tensor(path: &Path, name: &str) -> Result<Tensor, Error> {
-    let is_npy = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-    if is_npy {
-        let bytes = std::fs::read(path).map_err(|e| bad(path, e))?;
-        return parse_npy(&bytes).map_err(|e| bad(path, e));
+impl From<&str> for Malformed {
+    fn from(s: &str) -> Malformed {
+        Malformed(s.to_string())
     }
-    let w = seedvae_weights::WeightFile::open(path)?;
-    let t = match w.get(name) {
-        Some(t) => t,
-        None if w.tensors().len() == 1 => &w.tensors()[0],
-        None => {
-            let names: Vec<&str> = w.tensors().iter().map(|t| t.name.as_str()).collect();
-            return Err(bad(
-                path,
-                format!("no tensor '{name}' (found: {})", names.join(", ")),
-            ));
-        }
-    };
-    let v = w.f32(&t.name)?.into_owned();
-    Ok(Tensor::f32(t.shape.clone(), v))
 }
 
-/// A decoder input: `[1, 16, T, h, w]` in VAE space.
-pub fn read_latent(path: &Path) -> Result<Tensor, Error> {
-    let t = read_tensor(path, "latent")?;
-    check_shape(path, "latent", &t, 16)?;
-    Ok(t)
-}
-
-/// An encoder input: `[1, 3, T, H, W]` in [−1, 1].
-pub fn read_video(path: &Path) -> Result<Tensor, Error> {
-    let t = read_tensor(path, "video")?;
-    check_shape(path, "video", &t, 3)?;
-    Ok(t)
-}
-
-fn check_shape(path: &Path, what: &str, t: &Tensor, ch: usize) -> Result<(), Error> {
-    let s = &t.shape;
-    if s.len() != 5 || s[0] != 1 || s[1] != ch || s[2..].contains(&0) {
-        return Err(bad(
-            path,
-            format!("{what} must be [1, {ch}, T, H, W] with T, H, W ≥ 1; found {s:?}"),
-        ));
+impl From<String> for Malformed {
+    fn from(s: String) -> Malformed {
+        Malformed(s)
     }
-    Ok(())
 }
 
-/// The first `t` frames and the central `h × w` window (at most) of a `[1, C, T, H, W]` tensor.
-pub fn crop(x: &Tensor, t: usize, h: usize, w: usize) -> Tensor {
-    let [tt, hh, ww] = [x.shape[2], x.shape[3], x.shape[4]];
-    let (t, h, w) = (t.min(tt), h.min(hh), w.min(ww));
-    let (y0, x0) = ((hh - h) / 2, (ww - w) / 2);
-    x.window((0, t), (y0, y0 + h), (x0, x0 + w))
+/// Read a `.npy` file as an f32 tensor.
+pub fn read(path: &Path) -> Result<Tensor, Error> {
+    let bytes = std::fs::read(path).map_err(|e| bad(path, e))?;
+    parse_npy(&bytes).map_err(|e| bad(path, e))
 }
 
 /// A `.npy` version 1 header for `descr` (e.g. `<f4`) and a Python shape tuple text.
@@ -82,7 +48,7 @@ pub fn npy_header_text(descr: &str, shape: &str) -> Vec<u8> {
 }
 
 /// Parse a `.npy` file (format versions 1–3).
-pub fn parse_npy(b: &[u8]) -> Result<Tensor, String> {
+pub fn parse_npy(b: &[u8]) -> Result<Tensor, Malformed> {
     if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (bad magic)".into());
     }
@@ -95,9 +61,9 @@ pub fn parse_npy(b: &[u8]) -> Result<Tensor, String> {
             (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
         }
         v => {
-            return Err(format!(
+            return Err(Malformed(format!(
                 ".npy format version {v} is not supported (1–3 are)"
-            ))
+            )))
         }
     };
     let end = start
@@ -105,7 +71,7 @@ pub fn parse_npy(b: &[u8]) -> Result<Tensor, String> {
         .filter(|&e| e <= b.len())
         .ok_or("truncated .npy header")?;
     let header = std::str::from_utf8(&b[start..end]).map_err(|_| "non-text .npy header")?;
-    let field = |key: &str| -> Result<&str, String> {
+    let field = |key: &str| -> Result<&str, Malformed> {
         let i = header
             .find(&format!("'{key}'"))
             .ok_or(format!(".npy header has no '{key}'"))?;
@@ -147,18 +113,18 @@ pub fn parse_npy(b: &[u8]) -> Result<Tensor, String> {
         "<f2" => 2,
         "<f8" => 8,
         d => {
-            return Err(format!(
+            return Err(Malformed(format!(
                 "dtype '{d}' is not supported (little-endian float32, float16 or float64 are)"
-            ))
+            )))
         }
     };
     let data = &b[end..];
     let need = n.checked_mul(size).ok_or("shape overflows")?;
     if data.len() != need {
-        return Err(format!(
+        return Err(Malformed(format!(
             "data is {} bytes, shape {shape:?} of '{descr}' needs {need}",
             data.len()
-        ));
+        )));
     }
     let v: Vec<f32> = match size {
         4 => data
@@ -175,6 +141,18 @@ pub fn parse_npy(b: &[u8]) -> Result<Tensor, String> {
             .collect(),
     };
     Ok(Tensor::f32(shape, v))
+}
+
+/// The `.npy` (version 1) header for a little-endian C-order array.
+pub fn header(dtype: DType, shape: &[usize]) -> Vec<u8> {
+    let descr = if dtype == DType::F16 { "<f2" } else { "<f4" };
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_txt = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    npy_header_text(descr, &shape_txt)
 }
 
 #[cfg(test)]
@@ -199,29 +177,23 @@ mod tests {
             .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
             .collect();
         assert_eq!(parse_npy(&npy("<f2", "(6,)", &d16)).unwrap().to_f32(), vals);
-        let e = parse_npy(&npy("<f4", "(1, 2, 4)", &data)).unwrap_err();
+        let e = parse_npy(&npy("<f4", "(1, 2, 4)", &data))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("needs 32"), "{e}");
-        let e = parse_npy(&npy("<i8", "(6,)", &data)).unwrap_err();
+        let e = parse_npy(&npy("<i8", "(6,)", &data))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("<i8"), "{e}");
         let e = parse_npy(&npy(
             "<f4",
             "(99999999999, 99999999999, 99999999999)",
             &data,
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("overflow"), "{e}");
         assert!(parse_npy(b"\x93NUMPY\x01\x00\xff\xff").is_err());
         assert!(parse_npy(b"PK\x03\x04").is_err());
-    }
-
-    #[test]
-    fn crop_takes_the_centre() {
-        let v: Vec<f32> = (0..2 * 3 * 4 * 4).map(|i| i as f32).collect();
-        let x = Tensor::f32(vec![1, 2, 3, 4, 4], v);
-        let c = crop(&x, 2, 2, 2);
-        assert_eq!(c.shape, vec![1, 2, 2, 2, 2]);
-        // channel 0, frame 0: rows 1-2, cols 1-2 of a 4×4 grid numbered row-major.
-        assert_eq!(&c.to_f32()[..4], &[5.0, 6.0, 9.0, 10.0]);
-        assert_eq!(c.to_f32()[4], 16.0 + 5.0);
     }
 }

@@ -1,10 +1,20 @@
 //! The backend trait: run one exported graph (by its contract's tensor names) on some device.
 //! Everything above it (streaming, tiling, I/O) is backend-independent and tested on the CPU.
 
+pub(crate) mod libs;
+pub mod ort;
+pub mod tensorrt;
+
 use crate::tensor::Tensor;
 use crate::Error;
 use seedvae_onnx::Contract;
 use std::collections::HashMap;
+
+/// Why a backend cannot run on this machine (no driver, unsupported GPU, library missing...):
+/// the condition under which `--backend auto` falls back rather than fails.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
 
 pub trait Backend {
     /// Short name for logs and summaries ("onnxruntime-cpu", "tensorrt-rtx").

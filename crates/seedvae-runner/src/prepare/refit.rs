@@ -10,6 +10,7 @@ use crate::Error;
 use seedvae_engine::cache::Manifest;
 use seedvae_engine::Profile;
 use seedvae_onnx::write::Initializer;
+use seedvae_onnx::Elem;
 use seedvae_weights::WeightFile;
 use std::path::Path;
 
@@ -79,28 +80,16 @@ pub fn regenerate(m: &Manifest, weights: &WeightFile) -> Result<Vec<Initializer>
         .collect())
 }
 
-/// TensorRT-RTX's type for an ONNX `data_type` code (the ones seedvae graphs hold).
-pub fn trt_data_type(onnx: i32) -> Option<trtx::DataType> {
-    Some(match onnx {
-        1 => trtx::DataType::kFLOAT,
-        10 => trtx::DataType::kHALF,
-        16 => trtx::DataType::kBF16,
-        17 => trtx::DataType::kFP8,
-        6 => trtx::DataType::kINT32,
-        7 => trtx::DataType::kINT64,
-        _ => return None,
-    })
-}
-
-/// Element size in bytes for [`trt_data_type`]'s codes.
-pub fn element_bytes(onnx: i32) -> Option<usize> {
-    Some(match onnx {
-        1 | 6 => 4,
-        10 | 16 => 2,
-        17 => 1,
-        7 => 8,
-        _ => return None,
-    })
+/// TensorRT-RTX's type, and its element size, for an ONNX `data_type` code of a seedvae graph.
+pub fn trt_data_type(onnx: i32) -> Option<(trtx::DataType, usize)> {
+    let e = Elem::from_onnx(onnx)?;
+    let t = match e {
+        Elem::F32 => trtx::DataType::kFLOAT,
+        Elem::F16 => trtx::DataType::kHALF,
+        Elem::I64 => trtx::DataType::kINT64,
+        Elem::F8E4M3 => trtx::DataType::kFP8,
+    };
+    Some((t, e.size()))
 }
 
 #[cfg(test)]
@@ -109,9 +98,8 @@ mod tests {
 
     #[test]
     fn data_types() {
-        assert_eq!(trt_data_type(17), Some(trtx::DataType::kFP8));
-        assert_eq!(element_bytes(17), Some(1));
-        assert_eq!(element_bytes(10), Some(2));
+        assert_eq!(trt_data_type(17), Some((trtx::DataType::kFP8, 1)));
+        assert_eq!(trt_data_type(10), Some((trtx::DataType::kHALF, 2)));
         assert_eq!(trt_data_type(3), None);
     }
 }

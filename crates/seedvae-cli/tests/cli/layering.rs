@@ -1,0 +1,96 @@
+//! The CLI only parses, calls the `seedvae` library and prints. This reads its sources and
+//! fails on what would mean orchestration crept back in: a crate below the library, the
+//! cache layout, conversion / calibration / build / refit logic, or a command's argument struct
+//! filled in by another command.
+
+use seedvae_tests::repo_root;
+
+fn cli_sources() -> Vec<(String, String)> {
+    let dir = repo_root().join("crates/seedvae-cli/src");
+    let mut out = Vec::new();
+    let mut stack = vec![dir];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                out.push((p.display().to_string(), text));
+            }
+        }
+    }
+    assert!(out.len() > 5, "CLI sources not found");
+    out
+}
+
+#[test]
+fn the_cli_holds_no_orchestration() {
+    let _machine = super::common::sharing();
+    // Crates below the library, the cache's layout, and the steps the library owns.
+    let forbidden = [
+        "seedvae_weights",
+        "seedvae_onnx",
+        "seedvae_engine",
+        "seedvae_runner",
+        "\"engines\"",
+        "\"graphs\"",
+        "\"recipes\"",
+        "\"locks\"",
+        "manifest.json\"",
+        "engine.trt\"",
+        "GraphRecipe",
+        "Job {",
+        "calibrate::",
+        "calibration_inputs",
+        "export_fp8",
+        "refit::",
+        "build_engine",
+    ];
+    let mut found = Vec::new();
+    for (path, text) in cli_sources() {
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for f in forbidden {
+                if code.contains(f) {
+                    found.push(format!("{path}:{}: `{f}` in: {}", i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "orchestration in the CLI:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn no_command_fills_another_commands_arguments() {
+    let _machine = super::common::sharing();
+    let mut found = Vec::new();
+    for (path, text) in cli_sources() {
+        let own = std::path::Path::new(&path)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        for (i, line) in text.lines().enumerate() {
+            // `other::Args {` builds another command's flags; shared flags live in args.rs.
+            for cmd in [
+                "build", "convert", "decode", "encode", "demo", "inspect", "pack", "synth",
+            ] {
+                let other = format!("{cmd}::Args {{");
+                let other_pack = format!("{cmd}::PackArgs {{");
+                if cmd != own && (line.contains(&other) || line.contains(&other_pack)) {
+                    found.push(format!("{path}:{}: {}", i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "argument structs built outside parsing:\n{}",
+        found.join("\n")
+    );
+}

@@ -1,0 +1,360 @@
+//! Decode and encode whole clips with a [`Model`]: the chunk and tile plan within the backend's
+//! limits, the run through the runner's pipeline, and a [`RunReport`] of what happened.
+
+use crate::error::{invalid, Error, Result};
+use crate::model::Model;
+use crate::progress::Progress;
+use seedvae_runner::media::{self, FrameSink, FrameSource, SinkSpec};
+use seedvae_runner::planner::{self, decoded_frames, SpatialPlan, TileRequest};
+use seedvae_runner::{pipeline, Pad, RunStats, Tensor};
+use seedvae_weights::{DType, Part};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Spatial tiling and temporal chunking of a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TileOptions {
+    /// Tile edge in output pixels (decode) or input pixels (encode); the ComfyUI node's default.
+    pub tile_px: usize,
+    /// Tile overlap, same units.
+    pub overlap_px: usize,
+    /// Never tile: a frame larger than the model takes is an error.
+    pub no_tiling: bool,
+    /// Latent frames (decode) or video frames (encode) per backend call; None: the largest the
+    /// backend takes (1 latent frame on the CPU). Results do not depend on it.
+    pub chunk: Option<usize>,
+}
+
+impl Default for TileOptions {
+    fn default() -> Self {
+        TileOptions {
+            tile_px: planner::DEFAULT_TILE_PX,
+            overlap_px: planner::DEFAULT_OVERLAP_PX,
+            no_tiling: false,
+            chunk: None,
+        }
+    }
+}
+
+impl TileOptions {
+    fn request(&self, memory_cap: Option<usize>) -> TileRequest {
+        TileRequest {
+            tile_px: self.tile_px,
+            overlap_px: self.overlap_px,
+            allow: !self.no_tiling,
+            memory_cap,
+        }
+    }
+}
+
+/// A file to decode into: a directory (PNG frames), `.y4m`, `.safetensors` or `.npy`.
+#[derive(Debug, Clone)]
+pub struct FileOutput {
+    pub path: PathBuf,
+    /// Value type of a `.safetensors` / `.npy` output.
+    pub dtype: DType,
+    /// Frame rate of a `.y4m` output.
+    pub fps: u32,
+    /// Replace an existing output.
+    pub force: bool,
+}
+
+impl FileOutput {
+    pub fn new(path: impl Into<PathBuf>) -> FileOutput {
+        FileOutput {
+            path: path.into(),
+            dtype: DType::F32,
+            fps: 24,
+            force: false,
+        }
+    }
+
+    /// Refuse early (before any slow model setup): unknown extension, or an existing output
+    /// without `force`.
+    pub fn check(&self) -> Result<()> {
+        media::Container::of(&self.path)?;
+        seedvae_weights::atomic::check_overwrite(&self.path, self.force)?;
+        Ok(())
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    pub backend: String,
+    pub fallback_reason: Option<String>,
+    pub frames: usize,
+    pub width: usize,
+    pub height: usize,
+    pub tiles: usize,
+    pub tile_px: Option<usize>,
+    pub chunks: usize,
+    pub calls: usize,
+    pub seconds: f64,
+    pub frames_per_second: f64,
+    /// Largest carried causal state held at once (bytes).
+    pub state_bytes: usize,
+}
+
+/// A decode's plan: latent-frame chunks and latent tiles.
+struct Plan {
+    chunks: Vec<(usize, usize)>,
+    spatial: SpatialPlan,
+    frames: usize,
+}
+
+impl Model {
+    fn report(
+        &self,
+        st: &RunStats,
+        plan: &SpatialPlan,
+        hw: (usize, usize),
+        t: Instant,
+    ) -> RunReport {
+        let seconds = t.elapsed().as_secs_f64();
+        RunReport {
+            backend: self.backend.name().to_string(),
+            fallback_reason: self.fallback.clone(),
+            frames: st.frames,
+            width: hw.1,
+            height: hw.0,
+            tiles: st.tiles,
+            tile_px: plan.is_tiled().then_some(plan.tile * 8),
+            chunks: st.chunks,
+            calls: st.calls,
+            seconds,
+            frames_per_second: st.frames as f64 / seconds.max(1e-9),
+            state_bytes: st.state_bytes,
+        }
+    }
+
+    fn need(&self, part: Part) -> Result<()> {
+        if self.part != part {
+            return Err(invalid!(
+                "this is the {} model; {part} it with the {part} model",
+                self.part
+            ));
+        }
+        Ok(())
+    }
+
+    fn plan_decode(&self, latent: &Tensor, opts: &TileOptions) -> Result<Plan> {
+        self.need(Part::Decoder)?;
+        let s = &latent.shape;
+        if s.len() != 5 || s[0] != 1 || s[1] != 16 || s[2..].contains(&0) {
+            return Err(invalid!(
+                "a latent must be [1, 16, T, h, w] with T, h, w ≥ 1; found {s:?}"
+            ));
+        }
+        let [t, h, w] = [latent.shape[2], latent.shape[3], latent.shape[4]];
+        let chunks = planner::plan_chunks(
+            Part::Decoder,
+            t,
+            self.is_streaming(),
+            opts.chunk,
+            &self.limits,
+        )?;
+        let spatial = planner::plan_spatial(
+            Part::Decoder,
+            h,
+            w,
+            &self.limits,
+            &opts.request(self.memory_cap),
+        )?;
+        if spatial.is_tiled() {
+            tracing::info!(
+                "decoding in {} tiles of {} px with {} px overlap",
+                spatial.tiles.len(),
+                spatial.tile * 8,
+                spatial.overlap * 8
+            );
+        }
+        let frames = chunks.iter().map(|&(s, e)| decoded_frames(s, e)).sum();
+        Ok(Plan {
+            chunks,
+            spatial,
+            frames,
+        })
+    }
+
+    fn run_decode(
+        &mut self,
+        latent: &Tensor,
+        plan: &Plan,
+        sink: &mut dyn FrameSink,
+        progress: &Progress,
+    ) -> Result<RunReport> {
+        let start = Instant::now();
+        let stats = pipeline::decode(
+            self.backend.as_mut(),
+            latent,
+            &plan.spatial,
+            &plan.chunks,
+            sink,
+            &mut progress.frames(plan.frames),
+        )?;
+        let hw = (8 * latent.shape[3], 8 * latent.shape[4]);
+        Ok(self.report(&stats, &plan.spatial, hw, start))
+    }
+
+    /// Decode `latent` (`[1, 16, T, h, w]`, VAE space) into `sink`: `4T − 3` frames of
+    /// `8h × 8w`, pushed a chunk at a time.
+    pub fn decode(
+        &mut self,
+        latent: &Tensor,
+        sink: &mut dyn FrameSink,
+        opts: &TileOptions,
+        progress: &Progress,
+    ) -> Result<RunReport> {
+        let plan = self.plan_decode(latent, opts)?;
+        self.run_decode(latent, &plan, sink, progress)
+    }
+
+    /// Decode into a file; the output appears whole at the end, or not at all.
+    pub fn decode_to_file(
+        &mut self,
+        latent: &Tensor,
+        out: &FileOutput,
+        opts: &TileOptions,
+        progress: &Progress,
+    ) -> Result<RunReport> {
+        let plan = self.plan_decode(latent, opts)?;
+        let mut sink = media::create_sink(&SinkSpec {
+            path: &out.path,
+            frames: plan.frames,
+            h: 8 * latent.shape[3],
+            w: 8 * latent.shape[4],
+            dtype: out.dtype,
+            fps: (out.fps, 1),
+            force: out.force,
+        })?;
+        let report = self.run_decode(latent, &plan, sink.as_mut(), progress)?;
+        sink.finish()?;
+        Ok(report)
+    }
+
+    /// Decode to a `[1, 3, 4T − 3, 8h, 8w]` tensor in [−1, 1] (unclamped).
+    pub fn decode_tensor(
+        &mut self,
+        latent: &Tensor,
+        opts: &TileOptions,
+        progress: &Progress,
+    ) -> Result<(Tensor, RunReport)> {
+        let plan = self.plan_decode(latent, opts)?;
+        let mut sink = media::MemorySink::new(8 * latent.shape[3], 8 * latent.shape[4]);
+        let report = self.run_decode(latent, &plan, &mut sink, progress)?;
+        Ok((sink.into_tensor(), report))
+    }
+
+    /// Decode the latent file at `latent` (read in `layout`) into `out`; errors name the file.
+    pub fn decode_file(
+        &mut self,
+        latent: &Path,
+        layout: crate::LatentLayout,
+        out: &FileOutput,
+        opts: &TileOptions,
+        progress: &Progress,
+    ) -> Result<RunReport> {
+        let t = crate::latent::read_latent(latent, layout)?;
+        self.decode_to_file(&t, out, opts, progress)
+            .map_err(|e| with_path(latent, e))
+    }
+
+    /// Encode `source` (frames of `H × W`, multiples of 8), padded to 4n+1 frames with `pad`;
+    /// returns the posterior mean `[1, 16, n + 1, H/8, W/8]`.
+    pub fn encode(
+        &mut self,
+        source: &mut dyn FrameSource,
+        pad: Pad,
+        opts: &TileOptions,
+        progress: &Progress,
+    ) -> Result<(Tensor, RunReport)> {
+        self.need(Part::Encoder)?;
+        let (hh, ww) = source.size();
+        if hh % 8 != 0 || ww % 8 != 0 {
+            return Err(invalid!(
+                "frames are {ww}×{hh}; the VAE needs multiples of 8 (crop or pad to multiples of 16, as the \
+                 SeedVR2 pipelines do)"
+            ));
+        }
+        if source.is_empty() {
+            return Err(invalid!("no frames to encode"));
+        }
+        let t = source.len();
+        let padded = Pad::padded_len(t);
+        if padded != t {
+            tracing::info!("{t} frames padded to {padded} (4n+1) by {pad:?}");
+        }
+        let chunks = planner::plan_chunks(
+            Part::Encoder,
+            padded,
+            self.is_streaming(),
+            opts.chunk,
+            &self.limits,
+        )?;
+        let plan = planner::plan_spatial(
+            Part::Encoder,
+            hh / 8,
+            ww / 8,
+            &self.limits,
+            &opts.request(self.memory_cap.map(|c| c / 8)),
+        )?;
+        let start = Instant::now();
+        let (mean, stats) = pipeline::encode(
+            self.backend.as_mut(),
+            source,
+            pad,
+            &plan,
+            &chunks,
+            &mut progress.frames(padded),
+        )?;
+        Ok((mean, self.report(&stats, &plan, (hh, ww), start)))
+    }
+
+    /// Encode the frames at `path` (a PNG directory, `.y4m`, or a `[1, 3, T, H, W]` tensor).
+    pub fn encode_file(
+        &mut self,
+        path: &Path,
+        pad: Pad,
+        opts: &TileOptions,
+        progress: &Progress,
+    ) -> Result<(Tensor, RunReport)> {
+        let mut src = open_frames(path)?;
+        self.encode(src.as_mut(), pad, opts, progress)
+            .map_err(|e| with_path(path, e))
+    }
+}
+
+/// Refuse an output that exists unless `force` (before any slow work).
+pub fn check_output(path: &Path, force: bool) -> Result<()> {
+    Ok(seedvae_weights::atomic::check_overwrite(path, force)?)
+}
+
+/// The frames at `path` to encode: a PNG directory, `.y4m`, or a `[1, 3, T, H, W]` tensor;
+/// refused early (naming the file) unless H and W are multiples of 8.
+pub fn open_frames(path: &Path) -> Result<Box<dyn FrameSource>> {
+    let src = media::open_source(path)?;
+    let (hh, ww) = src.size();
+    if hh % 8 != 0 || ww % 8 != 0 {
+        return Err(invalid!(
+            "{}: frames are {ww}×{hh}; the VAE needs multiples of 8 (crop or pad to multiples of 16, as the \
+             SeedVR2 pipelines do)",
+            path.display()
+        ));
+    }
+    Ok(src)
+}
+
+/// Name the input file in an error about its content that could not name it (a clip the model
+/// cannot take, frames of the wrong size); other errors already name their file.
+pub fn name_input(path: &Path, e: Error) -> Error {
+    with_path(path, e)
+}
+
+fn with_path(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Invalid(m) => invalid!("{}: {m}", path.display()),
+        Error::Runner(seedvae_runner::Error::Plan(m)) => invalid!("{}: {m}", path.display()),
+        e => e,
+    }
+}
