@@ -1,27 +1,33 @@
 #!/usr/bin/env bash
 # The README's test command: setup (idempotent), then every test of the workspace in tiers,
-# printing each tier's time and the total. Extra arguments go to every `cargo test`.
-#   unit   unit tests of every crate (beside the code)
-#   cross  cross-crate tests against the PyTorch goldens and Python oracles (tests/)
-#   cli    the `seedvae` command driven as a user would (crates/seedvae-cli/tests/cli)
-#   doc    documentation examples (the library's full decode)
+# printing each tier's time, each test binary's time, and the total. Extra arguments go to
+# every `cargo test`. Every tier selects with --workspace so that features resolve the same way
+# and nothing is compiled twice.
+#   build        compiling every test target
+#   unit         unit tests of every crate (beside the code)
+#   integration  tests/ (cross-crate, against the PyTorch goldens and Python oracles) and
+#                crates/seedvae-cli/tests/cli (the `seedvae` command driven as a user would)
+#   doc          documentation examples (the library's full decode of the tiny fixture)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
 start=$(date +%s)
-cargo test --workspace --locked --no-run "$@" 2>&1 | grep -v '^  Executable' || true
 report=()
 tier() {
     local name=$1; shift
     local t0; t0=$(date +%s)
-    cargo test --locked "$@"
-    report+=("$(printf '%-6s %4d s' "$name" $(( $(date +%s) - t0 )))")
+    cargo test --workspace --locked "$@" 2>&1 | tee -a "$log"
+    report+=("$(printf '%-12s %4d s' "$name" $(( $(date +%s) - t0 )))")
 }
-tier unit --workspace --lib --bins "$@"
-tier cross -p seedvae-tests --tests "$@"
-tier cli -p seedvae-cli --test cli "$@"
-tier doc --workspace --doc "$@"
+tier build --no-run "$@"
+tier unit --lib --bins "$@"
+tier integration --test '*' "$@"
+tier doc --doc "$@"
 echo "test tiers (this machine: $(nproc) cores):"
 printf '  %s\n' "${report[@]}"
-printf '  %-6s %4d s (build included)\n' total $(( $(date +%s) - start ))
+printf '  %-12s %4d s\n' total $(( $(date +%s) - start ))
+echo "integration test binaries:"
+awk '/Running tests\//{split($2,p,"/"); name=p[length(p)]} /^test result:/{if(name!=""){sub(/s$/,"",$NF); printf "  %-24s %6.1f s\n", name, $NF; name=""}}' "$log"

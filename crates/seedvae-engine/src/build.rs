@@ -412,22 +412,26 @@ pub fn build_engine(
         .map_err(|e| {
             let log = lines.lock().expect("log lock");
             match crate::layers::exceeded_budget(&log) {
-                Some((budget, need)) => Error::Build(format!(
-                    "at the profile's largest tile the engine needs {:.2} GB of device memory for activations, \
-                     but the workspace limit is {:.2} GB: raise workspace_mib (and vram_budget_gb) in the profile, \
-                     or lower its max sizes",
-                    need as f64 / 1e9,
-                    budget as f64 / 1e9
-                )),
+                Some((budget, need)) => Error::TensorRt {
+                    what: format!(
+                        "at the profile's largest tile the engine needs {:.2} GB of device memory for activations, \
+                         but the workspace limit is {:.2} GB: raise workspace_mib (and vram_budget_gb) in the profile, \
+                         or lower its max sizes",
+                        need as f64 / 1e9,
+                        budget as f64 / 1e9
+                    ),
+                    source: e,
+                },
                 None if req.weightless
                     && log.iter().any(|(_, m)| m.contains("CUDA_SUCCESS")) =>
                 {
-                    Error::Build(
-                    "weightless engines need a CUDA GPU at build time: TensorRT-RTX 1.7 compiles \
-                     refittable kernels with CUDA, which this machine does not have. Build the \
-                     weightless engine on a PC with an NVIDIA GPU, or build a regular engine here"
-                        .into(),
-                    )
+                    Error::TensorRt {
+                        what: "weightless engines need a CUDA GPU at build time: TensorRT-RTX 1.7 compiles \
+                               refittable kernels with CUDA, which this machine does not have. Build the \
+                               weightless engine on a PC with an NVIDIA GPU, or build a regular engine here"
+                            .into(),
+                        source: e,
+                    }
                 }
                 None => {
                     drop(log);

@@ -203,7 +203,7 @@ impl Cache {
 
     pub fn set_recipe(&self, recipe: &str, onnx_blake3: &str) -> Result<(), Error> {
         let path = self.root.join("recipes").join(recipe);
-        seedvae_weights::atomic::write_atomic(&path, |f| f.write_all(onnx_blake3.as_bytes()))
+        seedvae_weights::output::write_atomic(&path, |f| f.write_all(onnx_blake3.as_bytes()))
             .map_err(|e| Error::Cache(e.to_string()))
     }
 
@@ -227,7 +227,7 @@ impl Cache {
     /// A temporary file name inside the cache, unique to this process and call (`name` says
     /// what it holds); the caller removes it.
     pub fn staging_file(&self, name: &str) -> PathBuf {
-        seedvae_weights::atomic::temp_path(&self.root.join(name))
+        seedvae_weights::output::temp_path(&self.root.join(name))
     }
 
     /// A fresh staging directory for `what` (an install) inside the engine directory, so that

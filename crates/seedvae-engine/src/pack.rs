@@ -184,7 +184,7 @@ pub fn pack(sources: &[Source], out: &Path) -> Result<PackManifest, Error> {
         engines,
     };
     let json = serde_json::to_vec_pretty(&pm).expect("serializable");
-    let mut file = seedvae_weights::atomic::AtomicFile::create(out).map_err(|e| bad(out, e))?;
+    let mut file = seedvae_weights::output::AtomicFile::create(out).map_err(|e| bad(out, e))?;
     {
         let mut tar = tar::Builder::new(&mut file);
         let mut add = |path: &str, size: u64, r: &mut dyn Read| -> std::io::Result<()> {

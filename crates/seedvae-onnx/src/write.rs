@@ -10,7 +10,7 @@ use crate::proto::{
 use crate::Error;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
-use seedvae_weights::atomic::AtomicFile;
+use seedvae_weights::output::AtomicFile;
 use std::io::Write;
 use std::path::Path;
 

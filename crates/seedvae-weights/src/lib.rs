@@ -8,10 +8,10 @@
 //! Must not touch: ONNX, TensorRT, inference or the CLI. It has no network code and no
 //! configuration files: the model is in [`schema`], not read from anywhere.
 
-pub mod atomic;
 pub mod dtype;
 pub mod error;
 pub mod gguf;
+pub mod output;
 pub mod quant;
 pub mod safetensors;
 pub mod schema;

@@ -119,7 +119,7 @@ pub fn synth(
         data.push(encode(opts.dtype, &init_tensor(s, &mut rng)));
         progress(i + 1, specs.len());
     }
-    crate::atomic::write_atomic(out, |w| match opts.format {
+    crate::output::write_atomic(out, |w| match opts.format {
         SynthFormat::SafeTensors => {
             let ts: Vec<WriteTensor> = specs
                 .iter()

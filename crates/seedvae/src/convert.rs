@@ -20,7 +20,7 @@ pub fn convert(
     force: bool,
     progress: &Progress,
 ) -> Result<(Contract, WriteStats)> {
-    seedvae_weights::atomic::check_overwrite(out, force)?;
+    seedvae_weights::output::check_output(out, force, &[weights])?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
             return Err(invalid!(
@@ -36,7 +36,7 @@ pub fn convert(
 
 /// Write a random-weight checkpoint with the exact SeedVR2 VAE names and shapes.
 pub fn synth(out: &Path, opts: &SynthOptions, force: bool, progress: &Progress) -> Result<()> {
-    seedvae_weights::atomic::check_overwrite(out, force)?;
+    seedvae_weights::output::check_overwrite(out, force)?;
     Ok(seedvae_weights::synth::synth(
         out,
         opts,
@@ -77,7 +77,7 @@ pub fn verify_precision(
             .collect::<Result<_, _>>()?
     };
     let calibration = calibration_inputs(req.part, &req.calibration)?;
-    let work = seedvae_weights::atomic::temp_path(&std::env::temp_dir().join("seedvae-verify"));
+    let work = seedvae_weights::output::temp_path(&std::env::temp_dir().join("seedvae-verify"));
     std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
     progress.emit(crate::Event::Stage("verify-precision"));
     let report = seedvae_runner::prepare::precision::verify(

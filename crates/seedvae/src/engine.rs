@@ -72,7 +72,7 @@ fn is_onnx(p: &Path) -> bool {
 /// stages on `progress`). With `req.output`, also written there with its manifest.
 pub fn ensure_engine(req: &EngineRequest, progress: &Progress) -> Result<EngineEntry> {
     if let Some(o) = &req.output {
-        seedvae_weights::atomic::check_overwrite(o, req.force)?;
+        check_export(o, req.force, &[&req.model])?;
     }
     let profile = Profile::load(&req.profile)?;
     let targets = if req.targets.is_empty() {
@@ -213,14 +213,31 @@ fn from_weights(
     r
 }
 
-/// Write a cached engine to `path`, and its manifest beside it; both appear whole or not at all.
+/// The engine file and its manifest are one output: both may be written, or neither.
+fn check_export(path: &Path, force: bool, inputs: &[&Path]) -> Result<()> {
+    seedvae_weights::output::check_output(path, force, inputs)?;
+    seedvae_weights::output::check_output(&seedvae_engine::sidecar(path), force, inputs)?;
+    Ok(())
+}
+
+/// Write a cached engine to `path`, and its manifest beside it: both written under temporary
+/// names first, then renamed; if the second rename fails the first file is removed again.
 pub fn export_engine(entry: &Entry, path: &Path, force: bool) -> Result<PathBuf> {
+    use seedvae_weights::output::AtomicFile;
     use std::io::Write;
-    seedvae_weights::atomic::check_overwrite(path, force)?;
-    let engine = std::fs::read(&entry.engine).map_err(|e| Error::io(&entry.engine, e))?;
-    let m = serde_json::to_vec_pretty(&entry.manifest).expect("a manifest serializes");
-    seedvae_weights::atomic::write_atomic(path, |f| f.write_all(&engine))?;
+    check_export(path, force, &[&entry.engine])?;
     let side = seedvae_engine::sidecar(path);
-    seedvae_weights::atomic::write_atomic(&side, |f| f.write_all(&m))?;
+    let engine = std::fs::read(&entry.engine).map_err(|e| Error::io(&entry.engine, e))?;
+    let m = serde_json::to_vec_pretty(&entry.manifest)
+        .map_err(|e| invalid!("{}: cannot write the manifest: {e}", side.display()))?;
+    let mut e = AtomicFile::create(path)?;
+    e.write_all(&engine).map_err(|err| Error::io(path, err))?;
+    let mut s = AtomicFile::create(&side)?;
+    s.write_all(&m).map_err(|err| Error::io(&side, err))?;
+    s.commit()?;
+    if let Err(err) = e.commit() {
+        let _ = std::fs::remove_file(&side);
+        return Err(err.into());
+    }
     Ok(side)
 }

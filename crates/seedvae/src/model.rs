@@ -202,7 +202,7 @@ fn cpu_graph(w: &WeightFile, part: Part, cache: &Cache, progress: &Progress) -> 
             "converting {} to a streaming fp32 {part} graph for the CPU (once; cached)",
             w.path.display()
         );
-        let tmp = seedvae_weights::atomic::temp_path(&path);
+        let tmp = seedvae_weights::output::temp_path(&path);
         if let Err(e) = progress.stage(&what, || recipe.write(&tmp)) {
             let _ = std::fs::remove_file(&tmp);
             return Err(e.into());

@@ -69,12 +69,11 @@ impl FileOutput {
         }
     }
 
-    /// Refuse early (before any slow model setup): unknown extension, or an existing output
-    /// without `force`.
-    pub fn check(&self) -> Result<()> {
+    /// Refuse early (before any slow model setup): an unknown extension, or a path the output
+    /// rules forbid (`seedvae_weights::output`), `inputs` included.
+    pub fn check(&self, inputs: &[&Path]) -> Result<()> {
         media::Container::of(&self.path)?;
-        seedvae_weights::atomic::check_overwrite(&self.path, self.force)?;
-        Ok(())
+        check_output(&self.path, self.force, inputs)
     }
 }
 
@@ -325,9 +324,10 @@ impl Model {
     }
 }
 
-/// Refuse an output that exists unless `force` (before any slow work).
-pub fn check_output(path: &Path, force: bool) -> Result<()> {
-    Ok(seedvae_weights::atomic::check_overwrite(path, force)?)
+/// May `path` be written (replacing what is there only with `force`)? Never through a link,
+/// never over a directory seedvae did not write, the working directory, or one of `inputs`.
+pub fn check_output(path: &Path, force: bool, inputs: &[&Path]) -> Result<()> {
+    Ok(seedvae_weights::output::check_output(path, force, inputs)?)
 }
 
 /// The frames at `path` to encode: a PNG directory, `.y4m`, or a `[1, 3, T, H, W]` tensor;

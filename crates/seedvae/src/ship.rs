@@ -17,7 +17,8 @@ pub fn pack_engines(
     out: &Path,
     force: bool,
 ) -> Result<PackManifest> {
-    seedvae_weights::atomic::check_overwrite(out, force)?;
+    let inputs: Vec<&Path> = engines.iter().map(PathBuf::as_path).collect();
+    seedvae_weights::output::check_output(out, force, &inputs)?;
     let mut sources = Vec::new();
     for e in engines {
         let (m, f) = seedvae_engine::locate(e, cache).ok_or_else(|| {

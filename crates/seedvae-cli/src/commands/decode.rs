@@ -41,7 +41,7 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
         force: a.out.force,
     };
     // What can be checked before the (possibly slow) model setup.
-    out.check()?;
+    out.check(&[&a.latent, &a.model.model])?;
     let layout = if a.dit_latent {
         LatentLayout::Dit
     } else {

@@ -42,7 +42,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
-    seedvae::check_output(&a.output, a.out.force)?;
+    seedvae::check_output(&a.output, a.out.force, &[&a.frames, &a.model.model])?;
     let pad = match a.pad {
         PadArg::Reflect => Pad::Reflect,
         PadArg::Repeat => Pad::Repeat,

@@ -9,5 +9,6 @@ mod build;
 mod convert;
 mod inspect_bad_inputs;
 mod layering;
+mod outputs;
 mod pack;
 mod run;

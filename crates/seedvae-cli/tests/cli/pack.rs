@@ -290,6 +290,40 @@ fn weightless_builds_need_a_gpu_and_say_so() {
 }
 
 #[test]
+fn a_failed_engine_build_shows_its_cause_chain_under_v() {
+    let _machine = super::common::sharing();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("c");
+    let w = fixture("vae_tiny/weights.safetensors");
+    let args = |v: bool| {
+        let mut a = vec!["build", s(&w), "--precision", "fp16", "--weightless"];
+        a.extend(["--cache", s(&cache), "--quiet"]);
+        if v {
+            a.push("-v");
+        }
+        seedvae(&a)
+    };
+    // Without -v: one line, our reason then TensorRT-RTX's own error.
+    let (code, plain) = args(false);
+    assert_ne!(code, 0, "{plain}");
+    let line = plain.lines().find(|l| l.starts_with("error: ")).unwrap();
+    assert!(
+        line.contains("need a CUDA GPU") && line.contains("build a regular engine here: "),
+        "{plain}"
+    );
+    // With -v: the same error, then each cause on its own line.
+    let (code, verbose) = args(true);
+    assert_ne!(code, 0, "{verbose}");
+    let cause = verbose
+        .split("Caused by:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no cause chain:\n{verbose}"));
+    let trt_error = line.rsplit("build a regular engine here: ").next().unwrap();
+    assert!(cause.contains(trt_error.trim()), "{verbose}");
+    untouched(&cache);
+}
+
+#[test]
 fn demo_runs_the_whole_pipeline_and_says_which_backend_decoded() {
     let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();

@@ -406,7 +406,7 @@ impl TrtBackend {
             .cache
             .serialize()
             .map_err(|e| Error::Backend(e.to_string()))?;
-        seedvae_weights::atomic::write_atomic(&self.cache_file, |f| {
+        seedvae_weights::output::write_atomic(&self.cache_file, |f| {
             std::io::Write::write_all(f, &blob)
         })?;
         Ok(())

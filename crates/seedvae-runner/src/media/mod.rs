@@ -16,7 +16,7 @@ pub mod y4m;
 use crate::tensor::Tensor;
 use crate::{bad, Error};
 use png::{PngFrames, PngSink};
-use seedvae_weights::atomic::AtomicFile;
+use seedvae_weights::output::AtomicFile;
 use seedvae_weights::DType;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -84,7 +84,7 @@ pub fn create_sink(spec: &SinkSpec) -> Result<Box<dyn FrameSink>, Error> {
 }
 
 pub(crate) fn atomic(path: &Path, force: bool) -> Result<AtomicFile, Error> {
-    seedvae_weights::atomic::check_overwrite(path, force)?;
+    seedvae_weights::output::check_overwrite(path, force)?;
     Ok(AtomicFile::create(path)?)
 }
 

@@ -1,14 +1,17 @@
-//! `.npy` arrays (format versions 1–3; little-endian f32, f16 or f64, C order): a paranoid
-//! parser (every length checked before use, errors saying what was expected and found) and the
+//! `.npy` arrays (format versions 1–3; little-endian f32, f16 or f64, C order) and the
 //! version-1 header seedvae writes.
 //!
-//! Ours rather than `npyz` / `ndarray-npy`: the reader must bound what it allocates by the
-//! header before reading the data and name the field that is wrong; a whole-file parse through a
-//! general crate gives neither, and the format subset we take is small.
+//! The header (a Python dict literal) is parsed by `ndarray-npy`'s `Header` (a maintained crate;
+//! like numpy, a repeated key takes the last value); the checks and messages on top are ours:
+//! supported dtypes and order, the shape's element count without overflow, and the data's
+//! length against the header *before* any data is read or allocated — from the file's size on
+//! disk, so a huge or endless file is refused without reading it.
 
 use crate::tensor::Tensor;
 use crate::{bad, Error};
+use ndarray_npy::npy::header::Header;
 use seedvae_weights::DType;
+use std::io::{Read, Seek};
 use std::path::Path;
 
 /// What is wrong with a `.npy` file (the caller names the file).
@@ -28,10 +31,97 @@ impl From<String> for Malformed {
     }
 }
 
-/// Read a `.npy` file as an f32 tensor.
+/// Read a `.npy` file as an f32 tensor: header first, then exactly the data it announces.
 pub fn read(path: &Path) -> Result<Tensor, Error> {
-    let bytes = std::fs::read(path).map_err(|e| bad(path, e))?;
-    parse_npy(&bytes).map_err(|e| bad(path, e))
+    let mut f = std::fs::File::open(path).map_err(|e| bad(path, e))?;
+    let len = f.metadata().map_err(|e| bad(path, e))?.len();
+    let layout = layout(&mut f).map_err(|e| bad(path, e))?;
+    let start = f.stream_position().map_err(|e| bad(path, e))?;
+    layout
+        .check_len(len.saturating_sub(start))
+        .map_err(|e| bad(path, e))?;
+    let mut data = vec![0u8; layout.bytes];
+    f.read_exact(&mut data).map_err(|e| bad(path, e))?;
+    Ok(layout.decode(&data))
+}
+
+/// What a header announces.
+struct Layout {
+    descr: &'static str,
+    shape: Vec<usize>,
+    elem: usize,
+    bytes: usize,
+}
+
+/// Parse and check a header from `r` (left at the first data byte).
+fn layout(r: &mut impl Read) -> Result<Layout, Malformed> {
+    let h = Header::from_reader(r)
+        .map_err(|e| Malformed(format!("not a readable .npy header: {e}")))?;
+    let descr =
+        match &h.type_descriptor {
+            py_literal::Value::String(d) => d.as_str(),
+            other => return Err(Malformed(format!(
+                "dtype {other} is not supported (little-endian float32, float16 or float64 are)"
+            ))),
+        };
+    let (descr, elem) = match descr {
+        "<f4" => ("<f4", 4),
+        "<f2" => ("<f2", 2),
+        "<f8" => ("<f8", 8),
+        d => {
+            return Err(Malformed(format!(
+                "dtype '{d}' is not supported (little-endian float32, float16 or float64 are)"
+            )))
+        }
+    };
+    if h.layout.is_fortran() {
+        return Err(
+            "Fortran-order arrays are not supported; save with np.ascontiguousarray".into(),
+        );
+    }
+    let bytes = h
+        .shape
+        .iter()
+        .try_fold(elem, |a: usize, &d| a.checked_mul(d))
+        .ok_or("shape overflows")?;
+    Ok(Layout {
+        descr,
+        shape: h.shape,
+        elem,
+        bytes,
+    })
+}
+
+impl Layout {
+    fn check_len(&self, have: u64) -> Result<(), Malformed> {
+        if have != self.bytes as u64 {
+            return Err(Malformed(format!(
+                "data is {have} bytes, shape {:?} of '{}' needs {}",
+                self.shape, self.descr, self.bytes
+            )));
+        }
+        Ok(())
+    }
+
+    fn decode(&self, data: &[u8]) -> Tensor {
+        let v: Vec<f32> = match self.elem {
+            4 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            2 => data
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            _ => data
+                .chunks_exact(8)
+                .map(|c| {
+                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
+                .collect(),
+        };
+        Tensor::f32(self.shape.clone(), v)
+    }
 }
 
 /// A `.npy` version 1 header for `descr` (e.g. `<f4`) and a Python shape tuple text.
@@ -47,100 +137,13 @@ pub fn npy_header_text(descr: &str, shape: &str) -> Vec<u8> {
     b
 }
 
-/// Parse a `.npy` file (format versions 1–3).
+/// Parse a `.npy` file held in memory (format versions 1–3).
 pub fn parse_npy(b: &[u8]) -> Result<Tensor, Malformed> {
-    if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
-        return Err("not a .npy file (bad magic)".into());
-    }
-    let (hlen, start) = match b[6] {
-        1 => (u16::from_le_bytes([b[8], b[9]]) as usize, 10usize),
-        2 | 3 => {
-            if b.len() < 12 {
-                return Err("truncated .npy header".into());
-            }
-            (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
-        }
-        v => {
-            return Err(Malformed(format!(
-                ".npy format version {v} is not supported (1–3 are)"
-            )))
-        }
-    };
-    let end = start
-        .checked_add(hlen)
-        .filter(|&e| e <= b.len())
-        .ok_or("truncated .npy header")?;
-    let header = std::str::from_utf8(&b[start..end]).map_err(|_| "non-text .npy header")?;
-    let field = |key: &str| -> Result<&str, Malformed> {
-        let i = header
-            .find(&format!("'{key}'"))
-            .ok_or(format!(".npy header has no '{key}'"))?;
-        Ok(header[i + key.len() + 2..]
-            .trim_start()
-            .trim_start_matches(':')
-            .trim_start())
-    };
-    let descr = field("descr")?;
-    let descr = descr
-        .strip_prefix('\'')
-        .and_then(|d| d.split('\'').next())
-        .ok_or("bad 'descr' in .npy header")?;
-    if field("fortran_order")?.starts_with("True") {
-        return Err(
-            "Fortran-order arrays are not supported; save with np.ascontiguousarray".into(),
-        );
-    }
-    let shape_txt = field("shape")?;
-    let shape_txt = shape_txt
-        .strip_prefix('(')
-        .and_then(|s| s.split(')').next())
-        .ok_or("bad 'shape' in .npy header")?;
-    let shape: Vec<usize> = shape_txt
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<usize>()
-                .map_err(|_| format!("bad dimension '{s}'"))
-        })
-        .collect::<Result<_, _>>()?;
-    let n = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or("shape overflows")?;
-    let size = match descr {
-        "<f4" => 4,
-        "<f2" => 2,
-        "<f8" => 8,
-        d => {
-            return Err(Malformed(format!(
-                "dtype '{d}' is not supported (little-endian float32, float16 or float64 are)"
-            )))
-        }
-    };
-    let data = &b[end..];
-    let need = n.checked_mul(size).ok_or("shape overflows")?;
-    if data.len() != need {
-        return Err(Malformed(format!(
-            "data is {} bytes, shape {shape:?} of '{descr}' needs {need}",
-            data.len()
-        )));
-    }
-    let v: Vec<f32> = match size {
-        4 => data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        2 => data
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        _ => data
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
-            .collect(),
-    };
-    Ok(Tensor::f32(shape, v))
+    let mut r = std::io::Cursor::new(b);
+    let layout = layout(&mut r)?;
+    let data = &b[r.position() as usize..];
+    layout.check_len(data.len() as u64)?;
+    Ok(layout.decode(data))
 }
 
 /// The `.npy` (version 1) header for a little-endian C-order array.

@@ -37,6 +37,7 @@ pub fn png_bytes(planes: [&[f32]; 3], h: usize, w: usize) -> Result<Vec<u8>, Err
 pub struct FrameDir {
     target: PathBuf,
     tmp: PathBuf,
+    force: bool,
     next: usize,
     done: bool,
 }
@@ -44,16 +45,22 @@ pub struct FrameDir {
 impl FrameDir {
     /// Refuses an existing `target` unless `force` (then it is replaced at the end).
     pub fn create(target: &Path, force: bool) -> Result<FrameDir, Error> {
-        seedvae_weights::atomic::check_overwrite(target, force)?;
-        let tmp = seedvae_weights::atomic::temp_path(target);
-        std::fs::create_dir_all(&tmp)
-            .map_err(|e| Error::Input(format!("{}: {e}", tmp.display())))?;
-        Ok(FrameDir {
+        use seedvae_weights::output;
+        output::check_overwrite(target, force)?;
+        let tmp = output::temp_path(target);
+        std::fs::create_dir(&tmp).map_err(|e| bad(&tmp, e))?;
+        output::register_temporary(&tmp);
+        let dir = FrameDir {
             target: target.to_path_buf(),
             tmp,
+            force,
             next: 0,
             done: false,
-        })
+        };
+        // Marks the directory as seedvae's own: only such a directory is replaced by --force.
+        let marker = dir.tmp.join(output::DIR_MARKER);
+        std::fs::write(&marker, b"frames written by seedvae\n").map_err(|e| bad(&marker, e))?;
+        Ok(dir)
     }
 
     /// Append the frames of a `[1, 3, F, H, W]` chunk; returns how many were written so far.
@@ -77,13 +84,9 @@ impl FrameDir {
         Ok(self.next)
     }
 
-    /// Move the finished directory into place.
+    /// Move the finished directory into place (the output rules checked again first).
     pub fn finish(mut self) -> Result<usize, Error> {
-        let io = |e: std::io::Error| Error::Input(format!("{}: {e}", self.target.display()));
-        if self.target.exists() {
-            std::fs::remove_dir_all(&self.target).map_err(io)?;
-        }
-        std::fs::rename(&self.tmp, &self.target).map_err(io)?;
+        seedvae_weights::output::replace_dir(&self.tmp, &self.target, self.force)?;
         self.done = true;
         Ok(self.next)
     }
@@ -94,6 +97,7 @@ impl Drop for FrameDir {
     fn drop(&mut self) {
         if !self.done {
             let _ = std::fs::remove_dir_all(&self.tmp);
+            seedvae_weights::output::forget_temporary(&self.tmp);
         }
     }
 }

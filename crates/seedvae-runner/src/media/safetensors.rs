@@ -1,6 +1,12 @@
 //! One tensor in a `.safetensors` file: read through seedvae-weights' checked SafeTensors parser
 //! (the same one that reads checkpoints; every offset checked, F32/F16/BF16/F64), written with a
 //! header of one tensor.
+//!
+//! Not Hugging Face's `safetensors` crate: seedvae-weights' reader is the one audited and
+//! fuzzed parser for this format in the project (`scripts/fuzz.sh`), with the per-tensor errors
+//! the checkpoint path needs and a copying fallback for unaligned data, which the crate's
+//! zero-copy views assume away (../shared/notes/dependencies.md); two parsers of one format would
+//! disagree at the edges.
 
 use crate::tensor::Tensor;
 use crate::{bad, Error};

@@ -3,10 +3,15 @@
 //! nothing but 8-bit rounding is lost; read files may be 4:2:0 (any siting; chroma is replicated,
 //! not interpolated), 4:2:2, 4:4:4 or mono, limited range unless the header says `FULL`.
 //! Every length is checked before use; errors name the file and the frame.
+//!
+//! Ours rather than the `y4m` crate: its `Decoder` reads frames in order from a `Read`
+//! (`read_frame`), while encode's reflect padding reads frames out of order — ours seeks to frame
+//! `i` from offsets checked against the file's size — and it leaves `XCOLORRANGE` to the caller's
+//! parsing of raw parameters. The writer is the reader's mirror image (4:4:4, full range).
 
 use super::{FrameSink, FrameSource, SinkSpec};
 use crate::{bad, Error};
-use seedvae_weights::atomic::AtomicFile;
+use seedvae_weights::output::AtomicFile;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};

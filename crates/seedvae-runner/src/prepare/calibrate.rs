@@ -29,7 +29,7 @@ pub fn calibrate(
     let sites = quantize::sites(&g, keep);
     let outs = quantize::expose_activations(&mut g, &sites);
     let path =
-        seedvae_weights::atomic::temp_path(&std::env::temp_dir().join("seedvae-calibration.onnx"));
+        seedvae_weights::output::temp_path(&std::env::temp_dir().join("seedvae-calibration.onnx"));
     let md = seedvae_onnx::metadata(w, String::new(), &c);
     let result = (|| {
         seedvae_onnx::write::write_model(&g, || Ok(md), &path, u64::MAX, |_, _| {})?;

@@ -82,7 +82,7 @@ pub fn verify(
         precision,
         streaming: false,
     };
-    let path = |n: &str| seedvae_weights::atomic::temp_path(&workdir.join(format!("{n}.onnx")));
+    let path = |n: &str| seedvae_weights::output::temp_path(&workdir.join(format!("{n}.onnx")));
     let (p32, p16, p8) = (path("fp32"), path("fp16"), path("fp8"));
     let result = (|| {
         progress("exporting fp32 and fp16 graphs");

@@ -60,7 +60,7 @@ pub fn regenerate(m: &Manifest, weights: &WeightFile) -> Result<Vec<Initializer>
         calibration: vec![],
     };
     let dir = std::env::temp_dir();
-    let tmp = seedvae_weights::atomic::temp_path(&dir.join("refit.onnx"));
+    let tmp = seedvae_weights::output::temp_path(&dir.join("refit.onnx"));
     let bytes = recipe.write(&tmp).and_then(|_| {
         std::fs::read(&tmp).map_err(|e| Error::Input(format!("{}: {e}", tmp.display())))
     });
