@@ -97,6 +97,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e)
+            if e.downcast_ref::<seedvae::Error>()
+                .is_some_and(seedvae::Error::is_interrupted) =>
+        {
+            eprintln!("interrupted: nothing was left half-written");
+            ExitCode::from(commands::interrupted_exit_code())
+        }
         // -v: every cause on its own line; else the chain on one line.
         Err(e) if cli.verbose > 0 => {
             eprintln!("error: {e:?}");

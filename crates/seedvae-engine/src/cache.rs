@@ -288,6 +288,23 @@ impl Cache {
                 r.leftovers.push(e.path());
             }
         }
+        // Temporary outputs (`.NAME.seedvae-tmp-PID-N`) of dead processes, in the root and graphs/.
+        for d in [self.root.clone(), self.root.join("graphs")] {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                let Some((_, rest)) = n.split_once(".seedvae-tmp-") else {
+                    continue;
+                };
+                let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+                if pid.is_some_and(|p| p != std::process::id() && process_gone(p)) {
+                    r.freed += remove_path(&e.path())?;
+                    r.leftovers.push(e.path());
+                }
+            }
+        }
         let g = self.root.join("graphs");
         if graphs && g.is_dir() {
             r.freed += remove_path(&g)?;
@@ -424,9 +441,13 @@ fn process_gone(pid: u32) -> bool {
     cfg!(target_os = "linux") && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Bytes under `p`, not following links (a removed link frees only itself).
 fn dir_bytes(p: &Path) -> u64 {
-    if p.is_file() {
-        return p.metadata().map_or(0, |m| m.len());
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
     }
     std::fs::read_dir(p)
         .map(|rd| rd.flatten().map(|e| dir_bytes(&e.path())).sum())

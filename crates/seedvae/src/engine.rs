@@ -93,6 +93,9 @@ pub fn ensure_engine(req: &EngineRequest, progress: &Progress) -> Result<EngineE
     } else {
         from_weights(req, &job, &cache, &profile, progress)?
     };
+    // A build cannot be stopped inside TensorRT-RTX: a cancel takes effect once it returns (the
+    // finished engine stays in the cache; nothing else is written).
+    progress.check()?;
     if let Some(o) = &req.output {
         export_engine(&got.entry, o, req.force)?;
     }
@@ -201,6 +204,7 @@ fn from_weights(
         }
     );
     let staged = cache.staging_file("graph.onnx");
+    seedvae_weights::output::register_temporary(&staged);
     let r = (|| -> Result<EngineEntry> {
         progress.stage(&what, || recipe.write(&staged))?;
         progress.check()?;
@@ -210,6 +214,7 @@ fn from_weights(
         engine(job, &onnx, &g, progress)
     })();
     let _ = std::fs::remove_file(&staged);
+    seedvae_weights::output::forget_temporary(&staged);
     r
 }
 

@@ -202,12 +202,19 @@ fn cpu_graph(w: &WeightFile, part: Part, cache: &Cache, progress: &Progress) -> 
             "converting {} to a streaming fp32 {part} graph for the CPU (once; cached)",
             w.path.display()
         );
-        let tmp = seedvae_weights::output::temp_path(&path);
-        if let Err(e) = progress.stage(&what, || recipe.write(&tmp)) {
+        use seedvae_weights::output;
+        let tmp = output::temp_path(&path);
+        output::register_temporary(&tmp);
+        let r = progress
+            .stage(&what, || recipe.write(&tmp))
+            .map_err(Error::from)
+            .and_then(|_| progress.check())
+            .and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e)));
+        if r.is_err() {
             let _ = std::fs::remove_file(&tmp);
-            return Err(e.into());
         }
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        output::forget_temporary(&tmp);
+        r?;
     }
     Ok(path)
 }

@@ -94,6 +94,7 @@ pub fn install_pack(
     })?;
     let cache = Cache::open(cache)?;
     let what = format!("verifying and installing {}", pack_file.display());
+    progress.check()?;
     let engines = progress.stage(&what, || pack::install(&cache, pack_file, &libs.version))?;
     Ok(InstallReport {
         engines,

@@ -22,15 +22,59 @@ fn cancel_token() -> &'static CancelToken {
     TOKEN.get_or_init(CancelToken::new)
 }
 
-/// The first Ctrl-C cancels (a second one exits at once).
+/// The signal that cancelled this run (SIGINT 2, SIGTERM 15), for the exit code 128 + signal.
+static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// The exit code of a cancelled run: 130 after Ctrl-C, 143 after SIGTERM.
+pub fn interrupted_exit_code() -> u8 {
+    match SIGNAL.load(std::sync::atomic::Ordering::SeqCst) {
+        15 => 143,
+        _ => 130,
+    }
+}
+
+fn on_signal(sig: i32) {
+    if cancel_token().is_cancelled() {
+        // Second signal: leave now. Temporary outputs are removed; no destructor runs, so a
+        // library in the middle of a call (TensorRT-RTX building) is not torn down under it.
+        seedvae::remove_temporaries();
+        exit_now(128 + sig);
+    }
+    SIGNAL.store(sig, std::sync::atomic::Ordering::SeqCst);
+    cancel_token().cancel();
+    eprintln!("\ninterrupted: stopping at the next safe point (again to quit now)");
+}
+
+#[cfg(unix)]
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit only ends the process; it touches no state of this program.
+    unsafe { libc::_exit(code) }
+}
+
+#[cfg(not(unix))]
+fn exit_now(code: i32) -> ! {
+    std::process::exit(code)
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM cancel long runs at their next safe point (between chunks, after
+/// a conversion or a build); a second signal exits at once.
+#[cfg(unix)]
 pub fn install_interrupt_handler() {
-    let _ = ctrlc::set_handler(|| {
-        if cancel_token().is_cancelled() {
-            std::process::exit(130);
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        tracing::warn!("cannot handle Ctrl-C: an interrupted run may leave temporary files");
+        return;
+    };
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            on_signal(sig);
         }
-        cancel_token().cancel();
-        eprintln!("\ninterrupted: stopping after the current chunk (Ctrl-C again to quit now)");
     });
+}
+
+#[cfg(not(unix))]
+pub fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| on_signal(2));
 }
 
 /// This process's peak resident memory (Linux: VmHWM; None elsewhere).

@@ -12,3 +12,4 @@ mod layering;
 mod outputs;
 mod pack;
 mod run;
+mod signals;

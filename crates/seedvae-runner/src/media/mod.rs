@@ -22,6 +22,25 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use y4m::{Y4mReader, Y4mSink};
 
+/// The largest frame accepted from a file, per side (32768 px: 8K video is 7680 wide) and in
+/// pixels (2^28, a 16384² frame, 3 GB as f32): checked from the header, before any allocation.
+pub const MAX_FRAME_SIDE: usize = 1 << 15;
+pub const MAX_FRAME_PIXELS: usize = 1 << 28;
+
+/// Refuse a frame size read from a header that seedvae will not allocate.
+pub(crate) fn check_frame_size(path: &Path, w: usize, h: usize) -> Result<(), Error> {
+    if h == 0 || w == 0 || h > MAX_FRAME_SIDE || w > MAX_FRAME_SIDE || h * w > MAX_FRAME_PIXELS {
+        return Err(bad(
+            path,
+            format!(
+                "bad frame size {w}×{h} in the header (at most {MAX_FRAME_SIDE} px a side and \
+                 {MAX_FRAME_PIXELS} pixels)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// How a path is read or written, from its extension (none or a directory: PNG frames).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Container {

@@ -57,13 +57,14 @@ struct Layout {
 fn layout(r: &mut impl Read) -> Result<Layout, Malformed> {
     let h = Header::from_reader(r)
         .map_err(|e| Malformed(format!("not a readable .npy header: {e}")))?;
-    let descr =
-        match &h.type_descriptor {
-            py_literal::Value::String(d) => d.as_str(),
-            other => return Err(Malformed(format!(
+    let descr = match &h.type_descriptor {
+        py_literal::Value::String(d) => d.as_str(),
+        other => {
+            return Err(Malformed(format!(
                 "dtype {other} is not supported (little-endian float32, float16 or float64 are)"
-            ))),
-        };
+            )))
+        }
+    };
     let (descr, elem) = match descr {
         "<f4" => ("<f4", 4),
         "<f2" => ("<f2", 2),

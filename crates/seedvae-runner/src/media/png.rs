@@ -162,6 +162,8 @@ fn decode_png(path: &Path) -> Result<(Vec<f32>, usize, usize), Error> {
     let mut r = dec
         .read_info()
         .map_err(|e| bad(path, format!("PNG: {e}")))?;
+    let (w, h) = (r.info().width as usize, r.info().height as usize);
+    super::check_frame_size(path, w, h)?;
     let size = r
         .output_buffer_size()
         .ok_or_else(|| bad(path, "PNG image too large"))?;

@@ -168,9 +168,7 @@ impl Y4mReader {
                 _ => {}
             }
         }
-        if h == 0 || w == 0 || h > 1 << 15 || w > 1 << 15 {
-            return Err(bad(path, format!("bad frame size {w}×{h} in the header")));
-        }
+        super::check_frame_size(path, w, h)?;
         let mut rd = Y4mReader {
             path: path.to_path_buf(),
             file: r,
