@@ -175,6 +175,12 @@ pub fn encode(
         let n = f1 - f0;
         for (k, i) in (f0..f1).enumerate() {
             let frame = source.read(pad.source(i, t))?;
+            if let Some(at) = frame.iter().position(|x| !x.is_finite()) {
+                return Err(Error::Input(format!(
+                    "frame {} holds NaN/Inf values (the first at value {at}); seedvae only takes finite values",
+                    pad.source(i, t)
+                )));
+            }
             for c in 0..3 {
                 v[(c * n + k) * hh * ww..(c * n + k + 1) * hh * ww]
                     .copy_from_slice(&frame[c * hh * ww..(c + 1) * hh * ww]);

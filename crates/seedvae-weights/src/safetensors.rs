@@ -67,6 +67,15 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Header> {
     let obj = json
         .as_object()
         .ok_or_else(|| err("header JSON is not an object".into()))?;
+    // serde_json keeps one value per key; a name given twice is an error, not a choice.
+    let TopKeys(keys) = serde_json::from_str(text.trim_end_matches(' '))
+        .map_err(|e| err(format!("header is not valid JSON: {e}")))?;
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(k) = keys.iter().find(|k| !seen.insert(k.as_str())) {
+        return Err(err(format!(
+            "tensor name '{k}' appears twice in the header"
+        )));
+    }
 
     let data_len = bytes.len() - header_end;
     let mut out = Header::default();
@@ -171,6 +180,33 @@ fn parse_entry(
         shape,
         range: base + begin..base + end,
     })
+}
+
+/// The top-level keys of a JSON object in file order, repeats kept.
+struct TopKeys(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for TopKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = TopKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<TopKeys, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(k);
+                }
+                Ok(TopKeys(keys))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 fn usize_array(v: Option<&serde_json::Value>) -> Option<Vec<usize>> {

@@ -75,11 +75,18 @@ pub fn ensure_engine(req: &EngineRequest, progress: &Progress) -> Result<EngineE
         check_export(o, req.force, &[&req.model])?;
     }
     let profile = Profile::load(&req.profile)?;
-    let targets = if req.targets.is_empty() {
+    let mut targets = if req.targets.is_empty() {
         profile.targets.clone()
     } else {
         req.targets.clone()
     };
+    // `--target sm_120,sm_120` is one target (and one cache key).
+    let mut seen = Vec::new();
+    targets.retain(|t| {
+        let new = !seen.contains(t);
+        seen.push(*t);
+        new
+    });
     let cache = Cache::open(req.cache.as_deref())?;
     let job = Job {
         cache: &cache,

@@ -22,6 +22,8 @@ pub enum LatentLayout {
 /// returned in VAE space `[1, 16, T, h, w]`.
 pub fn read_latent(path: &Path, layout: LatentLayout) -> Result<Tensor> {
     let mut t = seedvae_runner::read_tensor(path, "latent")?;
+    seedvae_runner::media::check_finite("latent", &t)
+        .map_err(|e| invalid!("{}: {e}", path.display()))?;
     if layout == LatentLayout::Dit {
         return from_dit(path, &t);
     }

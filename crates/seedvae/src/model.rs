@@ -41,6 +41,28 @@ pub struct ModelOptions {
     pub weights: Option<PathBuf>,
 }
 
+impl ModelOptions {
+    /// Refuse settings that cannot be meant: more threads than cores, a budget that is not a
+    /// positive number of GB.
+    pub fn validate(&self) -> Result<()> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.threads > cores {
+            return Err(invalid!(
+                "--threads {}: this machine has {cores} logical cores; use at most {cores} (0 = all)",
+                self.threads
+            ));
+        }
+        if let Some(gb) = self.vram_budget_gb {
+            if !(gb.is_finite() && gb > 0.0 && gb <= 4096.0) {
+                return Err(invalid!(
+                    "--vram-budget {gb}: give the GPU memory to plan within in GB, e.g. 12"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for ModelOptions {
     fn default() -> Self {
         ModelOptions {
@@ -136,6 +158,7 @@ impl Model {
         opts: &ModelOptions,
         progress: &Progress,
     ) -> Result<Model> {
+        opts.validate()?;
         let source = ModelSource::resolve(spec.as_ref(), opts.cache.as_deref())?;
         match opts.backend {
             BackendChoice::Cpu => open_cpu(&source, part, opts, progress),

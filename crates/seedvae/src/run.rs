@@ -37,6 +37,27 @@ impl Default for TileOptions {
 }
 
 impl TileOptions {
+    /// Tiles of at least 64 px (8 latent pixels, the smallest any engine takes), in steps of
+    /// 8 px (one latent pixel), overlapping by less than a tile.
+    pub fn validate(&self) -> Result<()> {
+        let (t, o) = (self.tile_px, self.overlap_px);
+        if t < 64 || !t.is_multiple_of(8) {
+            return Err(invalid!(
+                "--tile-size {t}: tiles are at least 64 px and a multiple of 8 (one latent pixel), e.g. {}",
+                (t.max(64) / 8) * 8
+            ));
+        }
+        if !o.is_multiple_of(8) || o >= t {
+            return Err(invalid!(
+                "--tile-overlap {o}: the overlap is a multiple of 8 px and smaller than the tile ({t} px)"
+            ));
+        }
+        if self.chunk == Some(0) {
+            return Err(invalid!("--chunk 0: a chunk is at least one latent frame"));
+        }
+        Ok(())
+    }
+
     fn request(&self, memory_cap: Option<usize>) -> TileRequest {
         TileRequest {
             tile_px: self.tile_px,
@@ -139,12 +160,14 @@ impl Model {
 
     fn plan_decode(&self, latent: &Tensor, opts: &TileOptions) -> Result<Plan> {
         self.need(Part::Decoder)?;
+        opts.validate()?;
         let s = &latent.shape;
         if s.len() != 5 || s[0] != 1 || s[1] != 16 || s[2..].contains(&0) {
             return Err(invalid!(
                 "a latent must be [1, 16, T, h, w] with T, h, w ≥ 1; found {s:?}"
             ));
         }
+        seedvae_runner::media::check_finite("latent", latent).map_err(Error::Invalid)?;
         let [t, h, w] = [latent.shape[2], latent.shape[3], latent.shape[4]];
         let chunks = planner::plan_chunks(
             Part::Decoder,
@@ -269,6 +292,7 @@ impl Model {
         progress: &Progress,
     ) -> Result<(Tensor, RunReport)> {
         self.need(Part::Encoder)?;
+        opts.validate()?;
         let (hh, ww) = source.size();
         if hh % 8 != 0 || ww % 8 != 0 {
             return Err(invalid!(

@@ -7,6 +7,7 @@ mod common;
 
 mod build;
 mod convert;
+mod hostile;
 mod inspect_bad_inputs;
 mod layering;
 mod outputs;

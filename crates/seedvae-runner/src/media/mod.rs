@@ -302,6 +302,10 @@ impl FrameSource for TensorFrames {
 
 /// One tensor from `path` as f32: `.npy`, or `.safetensors` holding `name` (or only one tensor).
 pub fn read_tensor(path: &Path, name: &str) -> Result<Tensor, Error> {
+    // A device or pipe (`/dev/zero` named `x.npy`) would be read without end.
+    if !std::fs::metadata(path).map_err(|e| bad(path, e))?.is_file() {
+        return Err(bad(path, "not a regular file"));
+    }
     let is_npy = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
@@ -315,7 +319,27 @@ pub fn read_tensor(path: &Path, name: &str) -> Result<Tensor, Error> {
 pub fn read_latent(path: &Path) -> Result<Tensor, Error> {
     let t = read_tensor(path, "latent")?;
     check_latent(path, &t)?;
+    check_finite("latent", &t).map_err(|e| bad(path, e))?;
     Ok(t)
+}
+
+/// Why `t` cannot be a model input: how many values are NaN or infinite, and where the first
+/// one is (seedvae refuses them rather than decode a video of NaN).
+pub fn check_finite(name: &str, t: &Tensor) -> Result<(), String> {
+    let v = t.to_f32();
+    let bad = v.iter().filter(|x| !x.is_finite()).count();
+    let Some(first) = v.iter().position(|x| !x.is_finite()) else {
+        return Ok(());
+    };
+    let mut at = vec![0; t.shape.len()];
+    let mut rest = first;
+    for (i, d) in t.shape.iter().enumerate().rev() {
+        at[i] = rest % d;
+        rest /= d;
+    }
+    Err(format!(
+        "tensor '{name}' holds {bad} NaN/Inf value(s), the first at {at:?}; seedvae only takes finite values"
+    ))
 }
 
 /// Is `t` (read from `path`) a decoder input `[1, 16, T, h, w]`?
@@ -327,6 +351,7 @@ pub fn check_latent(path: &Path, t: &Tensor) -> Result<(), Error> {
 pub fn read_video(path: &Path) -> Result<Tensor, Error> {
     let t = read_tensor(path, "video")?;
     check_shape(path, "video", &t.shape, 3, "T, H, W")?;
+    check_finite("video", &t).map_err(|e| bad(path, e))?;
     Ok(t)
 }
 
