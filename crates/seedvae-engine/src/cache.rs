@@ -216,12 +216,57 @@ impl Cache {
         self.root.join("engines")
     }
 
-    /// The cached CPU graph converted by `recipe` (a [`KeyParts`]-like hash of the weights and
-    /// settings); its folder is created.
+    /// Where the CPU graph converted by `recipe` (a hash of the weights and settings) is kept;
+    /// its folder is created.
     pub fn graph_path(&self, recipe: &str) -> Result<PathBuf, Error> {
         let dir = self.root.join("graphs");
         std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
         Ok(dir.join(format!("{recipe}.onnx")))
+    }
+
+    /// The cached graph for `recipe` if it verifies: its bytes hash to what was recorded when
+    /// it was stored, and its metadata names `source_blake3` as the weights it came from.
+    /// Anything else (missing, corrupt, another model's graph put in its place) is `Err` with
+    /// the reason, or `Ok(None)` when there is none.
+    pub fn verified_graph(
+        &self,
+        recipe: &str,
+        source_blake3: &str,
+    ) -> Result<Option<PathBuf>, Error> {
+        let path = self.graph_path(recipe)?;
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let recorded = std::fs::read_to_string(hash_file(&path)).unwrap_or_default();
+        let actual = blake3::hash(&bytes).to_hex().to_string();
+        if recorded.trim() != actual {
+            return Err(Error::Invalid(format!(
+                "{}: its content hash is not the one recorded when it was written (corrupt or replaced)",
+                path.display()
+            )));
+        }
+        let md = seedvae_onnx::write::read_metadata(&bytes)?;
+        let source = md
+            .iter()
+            .find(|(k, _)| k == seedvae_onnx::meta::SOURCE_HASH);
+        if source.is_none_or(|(_, v)| v != source_blake3) {
+            return Err(Error::Invalid(format!(
+                "{}: made from other weights than these",
+                path.display()
+            )));
+        }
+        Ok(Some(path))
+    }
+
+    /// Move a finished graph `tmp` into place for `recipe`, with its content hash beside it.
+    pub fn store_graph(&self, recipe: &str, tmp: &Path) -> Result<PathBuf, Error> {
+        let path = self.graph_path(recipe)?;
+        let bytes = std::fs::read(tmp).map_err(|e| Error::io(tmp, e))?;
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        seedvae_weights::output::write_atomic(&hash_file(&path), |f| f.write_all(hash.as_bytes()))?;
+        std::fs::rename(tmp, &path).map_err(|e| Error::io(&path, e))?;
+        Ok(path)
     }
 
     /// A temporary file name inside the cache, unique to this process and call (`name` says
@@ -422,6 +467,13 @@ impl Cache {
             manifest: manifest.clone(),
         })
     }
+}
+
+/// The content hash recorded beside a cached graph.
+fn hash_file(graph: &Path) -> PathBuf {
+    let mut s = graph.as_os_str().to_owned();
+    s.push(".blake3");
+    PathBuf::from(s)
 }
 
 /// What [`Cache::gc`] removed.

@@ -193,10 +193,22 @@ fn from_weights(
     if let Some(h) = cache.recipe(&rh) {
         let parts = job.key_parts(&h, precision, part, req.streaming)?;
         if let Some(entry) = job.cached(&parts) {
-            return Ok(EngineEntry {
-                entry,
-                outcome: Outcome::Hit,
-            });
+            // The recipe file is only a pointer: the engine must say it came from these weights.
+            let source = entry
+                .manifest
+                .info
+                .source
+                .get(seedvae_onnx::meta::SOURCE_HASH);
+            if source.is_some_and(|s| *s == w.content_hash()) {
+                return Ok(EngineEntry {
+                    entry,
+                    outcome: Outcome::Hit,
+                });
+            }
+            tracing::warn!(
+                "cache recipe {rh} points at engine {}, built from other weights; converting again",
+                entry.manifest.key
+            );
         }
     }
     let what = format!(

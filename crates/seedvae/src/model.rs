@@ -219,27 +219,29 @@ fn cpu_graph(w: &WeightFile, part: Part, cache: &Cache, progress: &Progress) -> 
         fp16_blocks: vec![],
         calibration: vec![],
     };
-    let path = cache.graph_path(&recipe.hash()?)?;
-    if !path.exists() {
-        let what = format!(
-            "converting {} to a streaming fp32 {part} graph for the CPU (once; cached)",
-            w.path.display()
-        );
-        use seedvae_weights::output;
-        let tmp = output::temp_path(&path);
-        output::register_temporary(&tmp);
-        let r = progress
-            .stage(&what, || recipe.write(&tmp))
-            .map_err(Error::from)
-            .and_then(|_| progress.check())
-            .and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e)));
-        if r.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        output::forget_temporary(&tmp);
-        r?;
+    let rh = recipe.hash()?;
+    match cache.verified_graph(&rh, &w.content_hash()) {
+        Ok(Some(path)) => return Ok(path),
+        Ok(None) => {}
+        Err(why) => tracing::warn!("cached CPU graph not used: {why}; converting again"),
     }
-    Ok(path)
+    let what = format!(
+        "converting {} to a streaming fp32 {part} graph for the CPU (once; cached)",
+        w.path.display()
+    );
+    use seedvae_weights::output;
+    let tmp = output::temp_path(&cache.graph_path(&rh)?);
+    output::register_temporary(&tmp);
+    let r = progress
+        .stage(&what, || recipe.write(&tmp))
+        .map_err(Error::from)
+        .and_then(|_| progress.check())
+        .and_then(|_| Ok(cache.store_graph(&rh, &tmp)?));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    output::forget_temporary(&tmp);
+    r
 }
 
 fn check_part(found: Part, want: Part, path: &Path) -> Result<()> {

@@ -183,7 +183,12 @@ fn loose_flags_are_refused_with_the_reason() {
         &["--threads", "100000"],
         &["--threads 100000", "logical cores"],
     );
-    for b in ["--vram-budget=NaN", "--vram-budget=inf", "--vram-budget=-1", "--vram-budget=0"] {
+    for b in [
+        "--vram-budget=NaN",
+        "--vram-budget=inf",
+        "--vram-budget=-1",
+        "--vram-budget=0",
+    ] {
         dec(&[b], &["--vram-budget"]);
     }
 }
@@ -278,4 +283,94 @@ fn a_repeated_target_is_one_target() {
     super::common::tiny_engine(&cache);
     assert_eq!(key("sm_120,sm_120"), key("sm_120"));
     assert_eq!(sorted_entries(&cache.join("engines")).len(), 1);
+}
+
+#[test]
+fn cache_entries_from_other_weights_are_not_used() {
+    let _machine = super::common::sharing();
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("c");
+    let other = t.path().join("other.safetensors");
+    let (code, text) =
+        seedvae_joined(&["synth", "-o", s(&other), "--width", "tiny", "--seed", "7"]);
+    assert_eq!(code, 0, "{text}");
+    let l = t.path().join("l.safetensors");
+    latent(&l, None);
+    let decode = |w: &str, out: &Path| {
+        let (code, text) = seedvae_joined(&[
+            "decode",
+            "-m",
+            w,
+            s(&l),
+            "-o",
+            s(out),
+            "--backend",
+            "cpu",
+            "--cache",
+            s(&cache),
+            "--quiet",
+        ]);
+        assert_eq!(code, 0, "{text}");
+        std::fs::read(out).unwrap()
+    };
+    // CPU graphs: the fixture's graph swapped for the other model's, then truncated.
+    let good = decode(&tiny(), &t.path().join("a.safetensors"));
+    let graphs = || -> Vec<std::path::PathBuf> {
+        sorted_entries(&cache.join("graphs"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+            .collect()
+    };
+    let mine = graphs()[0].clone();
+    decode(s(&other), &t.path().join("b.safetensors"));
+    let theirs = graphs().into_iter().find(|p| *p != mine).unwrap();
+    std::fs::copy(&theirs, &mine).unwrap();
+    assert_eq!(decode(&tiny(), &t.path().join("c.safetensors")), good);
+    let len = std::fs::metadata(&mine).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&mine)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    assert_eq!(decode(&tiny(), &t.path().join("d.safetensors")), good);
+
+    // Recipes: the fixture's recipe pointed at the other weights' graph.
+    let build = |w: &str| -> serde_json::Value {
+        let (code, out, err) = super::common::seedvae(&[
+            "build",
+            w,
+            "--precision",
+            "fp16",
+            "--cache",
+            s(&cache),
+            "--json",
+            "--quiet",
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let source = |m: &serde_json::Value| {
+        m["source"]["seedvae.source_blake3"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before: std::collections::BTreeSet<_> =
+        sorted_entries(&cache.join("recipes")).into_iter().collect();
+    let fixture_source = source(&build(&tiny()));
+    let after: Vec<_> = sorted_entries(&cache.join("recipes"))
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    let fixture_recipe = after[0].clone();
+    let before: std::collections::BTreeSet<_> =
+        sorted_entries(&cache.join("recipes")).into_iter().collect();
+    build(s(&other));
+    let other_recipe = sorted_entries(&cache.join("recipes"))
+        .into_iter()
+        .find(|p| !before.contains(p))
+        .unwrap();
+    std::fs::copy(&other_recipe, &fixture_recipe).unwrap();
+    assert_eq!(source(&build(&tiny())), fixture_source);
 }
