@@ -193,6 +193,18 @@ impl Cache {
         Ok(Cache { root })
     }
 
+    /// The cache at `dir` (or the default) as it is, creating nothing: for listing and cleaning,
+    /// which must work on a read-only or absent cache.
+    pub fn existing(dir: Option<&Path>) -> Result<Cache, Error> {
+        let root = match dir {
+            Some(d) => d.to_path_buf(),
+            None => default_root().ok_or_else(|| {
+                Error::Cache("no cache directory: set SEEDVAE_CACHE or pass --cache DIR".into())
+            })?,
+        };
+        Ok(Cache { root })
+    }
+
     /// The blake3 of the graph last converted from weights by `recipe` (a hash of the weights
     /// and every conversion setting), so that a cached engine is found without converting again.
     pub fn recipe(&self, recipe: &str) -> Option<String> {
@@ -288,6 +300,13 @@ impl Cache {
     /// Remove the entries `keys` (all or none: every key is checked first); returns each key
     /// with the bytes freed.
     pub fn remove(&self, keys: &[String]) -> Result<Vec<(String, u64)>, Error> {
+        let mut once = Vec::new();
+        for k in keys {
+            if !once.contains(k) {
+                once.push(k.clone());
+            }
+        }
+        let keys = &once;
         for k in keys {
             if !(is_key(k) && self.entry_dir(k).is_dir()) {
                 return Err(Error::Cache(format!(
@@ -313,10 +332,7 @@ impl Cache {
             }
         }
         let dir = self.engines_dir();
-        for e in std::fs::read_dir(&dir)
-            .map_err(|e| io_err(&dir, e))?
-            .flatten()
-        {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             if !(n.starts_with(".tmp-") || n.starts_with(".install-")) {
                 continue;

@@ -43,11 +43,11 @@ pub enum Error {
     /// An engine, manifest or cache entry that does not hold up (the message says why).
     #[error("{0}")]
     Invalid(String),
-    #[error("{}: {source}", path.display())]
+    /// The OS error is part of the message (not also a `source`: it would print twice).
+    #[error("{}: {cause}", path.display())]
     Io {
         path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A TensorRT-RTX call failed; `what` says which step, the source is TensorRT-RTX's error.
     #[error("{what}")]
@@ -66,7 +66,7 @@ impl Error {
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Error {
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 }

@@ -210,6 +210,27 @@ pub fn pack(sources: &[Source], out: &Path) -> Result<PackManifest, Error> {
     Ok(pm)
 }
 
+/// A compressed pack, recognized by its magic bytes, gets a message instead of tar's complaint
+/// about binary garbage (the file position is restored).
+fn refuse_compressed(path: &Path, f: &mut std::fs::File) -> Result<(), Error> {
+    use std::io::{Read, Seek};
+    let mut head = [0u8; 6];
+    let n = f.read(&mut head).map_err(|e| bad(path, e))?;
+    f.rewind().map_err(|e| bad(path, e))?;
+    let kind = match &head[..n] {
+        [0x1f, 0x8b, ..] => "gzip",
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => "zstd",
+        [0xfd, b'7', b'z', b'X', b'Z', 0] => "xz",
+        [b'B', b'Z', b'h', ..] => "bzip2",
+        [b'P', b'K', 3, 4, ..] => "zip",
+        _ => return Ok(()),
+    };
+    Err(bad(
+        path,
+        format!("is a {kind}-compressed file; a seedvae pack is a plain tar: decompress it first"),
+    ))
+}
+
 /// A pack entry's path as `key/name`, or why it is not acceptable.
 fn entry_path(p: &Path) -> Result<String, Error> {
     let mut parts = Vec::new();
@@ -296,7 +317,8 @@ fn check_engine(
 /// Read and verify the whole pack at `path`. With `stage` (a directory), each engine's files are
 /// also written to `stage/<key>/` as they stream.
 pub fn read_pack(path: &Path, stage: Option<&Path>) -> Result<PackManifest, Error> {
-    let f = std::fs::File::open(path).map_err(|e| bad(path, e))?;
+    let mut f = std::fs::File::open(path).map_err(|e| bad(path, e))?;
+    refuse_compressed(path, &mut f)?;
     let corrupt =
         |e: std::io::Error| bad(path, format!("truncated or not a seedvae pack (tar: {e})"));
     let mut ar = tar::Archive::new(std::io::BufReader::new(f));
@@ -314,10 +336,18 @@ pub fn read_pack(path: &Path, stage: Option<&Path>) -> Result<PackManifest, Erro
         }
         let size = ent.header().size().map_err(corrupt)?;
         if i == 0 {
-            if name != PACK_MANIFEST || size > MAX_PACK_MANIFEST {
+            if name != PACK_MANIFEST {
                 return Err(bad(
                     path,
                     format!("not a seedvae pack: the first entry must be {PACK_MANIFEST}"),
+                ));
+            }
+            if size > MAX_PACK_MANIFEST {
+                return Err(bad(
+                    path,
+                    format!(
+                        "{PACK_MANIFEST} is {size} bytes, over the {MAX_PACK_MANIFEST}-byte limit for a listing"
+                    ),
                 ));
             }
             let mut text = Vec::new();

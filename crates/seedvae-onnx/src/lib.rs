@@ -32,10 +32,12 @@ use std::path::{Path, PathBuf};
 pub enum Error {
     #[error(transparent)]
     Weights(#[from] seedvae_weights::Error),
-    #[error("{}: {source}", path.display())]
+    /// The OS error is part of the message (named `cause`, not `source`, so that a chain does
+    /// not print it twice).
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{0}")]
     Other(String),
@@ -121,7 +123,7 @@ pub fn contract_in(md: &[(String, String)], origin: &str) -> Result<Contract, Er
 pub fn read_contract(path: &Path) -> Result<(Contract, Vec<(String, String)>), Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::Io {
         path: path.to_path_buf(),
-        source: e,
+        cause: e,
     })?;
     let md = write::read_metadata(&bytes)
         .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;

@@ -133,7 +133,7 @@ pub fn write_model(
     };
     let io = |e: std::io::Error| Error::Io {
         path: out.to_path_buf(),
-        source: e,
+        cause: e,
     };
     let mut buf = model_head.encode_to_vec();
     encode_key(7, WireType::LengthDelimited, &mut buf);

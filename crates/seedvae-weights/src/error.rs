@@ -5,17 +5,18 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
+    /// The OS error is part of the message (it is not also a `source`, which would print it
+    /// twice in a chain).
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The container itself is malformed (bad magic, truncated header, offsets out of range...).
     #[error("{}: {msg}", path.display())]
     Format { path: PathBuf, msg: String },
     /// One tensor's entry is malformed or cannot be decoded.
-    #[error("{}: tensor '{tensor}': {msg}", path.display())]
+    #[error("{}: tensor '{}': {msg}", path.display(), crate::schema::printable(tensor))]
     Tensor {
         path: PathBuf,
         tensor: String,
@@ -35,7 +36,7 @@ impl Error {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
     pub fn format(path: &Path, msg: impl Into<String>) -> Self {

@@ -436,15 +436,40 @@ pub enum Problem {
     },
 }
 
+/// A name read from a file, as it may be shown on a terminal: control characters (escape
+/// sequences, line breaks that could fake a line of output) are escaped.
+pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().any(char::is_control) {
+        name.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        name.into()
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = printable;
         match self {
             Problem::Missing { tensor, expected } => {
-                write!(f, "missing tensor '{tensor}' (expected shape {expected:?})")
+                write!(
+                    f,
+                    "missing tensor '{}' (expected shape {expected:?})",
+                    p(tensor)
+                )
             }
             Problem::Unexpected { tensor, found } => write!(
                 f,
-                "unexpected tensor '{tensor}' (shape {found:?}) is not part of the SeedVR2 VAE"
+                "unexpected tensor '{}' (shape {found:?}) is not part of the SeedVR2 VAE",
+                p(tensor)
             ),
             Problem::Shape {
                 tensor,
@@ -452,10 +477,11 @@ impl fmt::Display for Problem {
                 found,
             } => write!(
                 f,
-                "tensor '{tensor}' has shape {found:?}, expected {expected:?}"
+                "tensor '{}' has shape {found:?}, expected {expected:?}",
+                p(tensor)
             ),
             Problem::NonFinite { tensor, count } => {
-                write!(f, "tensor '{tensor}' holds {count} NaN/Inf value(s)")
+                write!(f, "tensor '{}' holds {count} NaN/Inf value(s)", p(tensor))
             }
             Problem::Width { widths, msg } => write!(f, "block widths {widths:?}: {msg}"),
             Problem::PartAbsent { part } => write!(f, "the file has no {part} tensors"),

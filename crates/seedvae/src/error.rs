@@ -13,12 +13,12 @@ pub enum Error {
     Engine(#[from] seedvae_engine::Error),
     #[error(transparent)]
     Runner(#[from] seedvae_runner::Error),
-    /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    /// A file could not be read or written (the OS error is part of the message, not also a
+    /// `source`, which would print it twice).
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The request cannot be served with this input; the message names the file and what to change.
     #[error("{0}")]
@@ -44,7 +44,7 @@ impl Error {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 

@@ -19,7 +19,8 @@ fn step(n: usize, what: &str) {
 }
 
 pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
-    std::fs::create_dir_all(&a.dir)?;
+    std::fs::create_dir_all(&a.dir)
+        .map_err(|e| anyhow::anyhow!("--dir {}: {e}", a.dir.display()))?;
     let weights = a.dir.join("tiny_vae.safetensors");
     step(
         1,

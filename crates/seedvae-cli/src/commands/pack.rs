@@ -164,7 +164,8 @@ pub struct EnginesArgs {
 }
 
 pub fn run_engines(a: EnginesArgs, _ui: &Ui) -> Result<ExitCode> {
-    let cache = Cache::open(a.cache.as_deref())?;
+    // Listing and cleaning create nothing (a read-only or absent cache is simply empty).
+    let cache = Cache::existing(a.cache.as_deref())?;
     match a.command {
         EnginesCommand::List { json } => list(&cache, json)?,
         EnginesCommand::Rm { keys } => {

@@ -10,6 +10,7 @@ mod convert;
 mod hostile;
 mod inspect_bad_inputs;
 mod layering;
+mod messages;
 mod outputs;
 mod pack;
 mod run;

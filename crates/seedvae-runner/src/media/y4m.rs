@@ -257,6 +257,7 @@ impl Y4mReader {
 }
 
 pub(crate) struct Y4mSink {
+    path: PathBuf,
     out: Y4mWriter<AtomicFile>,
     hw: usize,
     n: usize,
@@ -267,6 +268,7 @@ impl Y4mSink {
         let f = super::atomic(s.path, s.force)?;
         let out = Y4mWriter::new(f, s.h, s.w, s.fps).map_err(|e| bad(s.path, e))?;
         Ok(Y4mSink {
+            path: s.path.to_path_buf(),
             out,
             hw: s.h * s.w,
             n: 0,
@@ -281,7 +283,7 @@ impl FrameSink for Y4mSink {
             let p = |c: usize| &v[c * fhw + i * hw..c * fhw + (i + 1) * hw];
             self.out
                 .frame([p(0), p(1), p(2)])
-                .map_err(|e| Error::Input(format!("writing frame {}: {e}", self.n)))?;
+                .map_err(|e| bad(&self.path, format!("writing frame {}: {e}", self.n)))?;
             self.n += 1;
         }
         Ok(())
