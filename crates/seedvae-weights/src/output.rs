@@ -172,7 +172,11 @@ pub fn replace_dir(tmp: &Path, target: &Path, force: bool) -> Result<()> {
     }
     forget_temporary(tmp);
     if let Some(old) = old {
-        let _ = std::fs::remove_dir_all(old);
+        let _ = if old.is_dir() {
+            std::fs::remove_dir_all(&old)
+        } else {
+            std::fs::remove_file(&old)
+        };
     }
     Ok(())
 }
@@ -316,5 +320,149 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--force"));
+    }
+
+    /// Every file under `dir` with its bytes (links as their target, not followed).
+    fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let m = std::fs::symlink_metadata(&p).unwrap();
+                if m.file_type().is_symlink() {
+                    out.insert(
+                        p.clone(),
+                        std::fs::read_link(&p)
+                            .unwrap()
+                            .to_string_lossy()
+                            .as_bytes()
+                            .to_vec(),
+                    );
+                } else if m.is_dir() {
+                    out.insert(p.clone(), b"<dir>".to_vec());
+                    stack.push(p);
+                } else {
+                    out.insert(p.clone(), std::fs::read(&p).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    /// The output discipline as a property: for random things at the output path (nothing, a
+    /// file, seedvae's own directory, someone's directory, links to either) × write a file or a
+    /// directory × succeed, fail or be interrupted × with or without --force, no byte that is
+    /// not the output's own is ever lost, and no temporary file stays.
+    #[test]
+    fn no_pre_existing_byte_but_the_outputs_is_ever_lost() {
+        let mut rng = crate::synth::Rng::new(2026);
+        for case in 0..300 {
+            let t = tempfile::tempdir().unwrap();
+            let root = t.path();
+            let victim = root.join("victim");
+            std::fs::create_dir(&victim).unwrap();
+            std::fs::write(victim.join("keep.txt"), format!("precious {case}")).unwrap();
+            std::fs::write(root.join("sibling.txt"), b"also precious").unwrap();
+            let target = root.join("out");
+            let kind = rng.next_u64() % 7;
+            let mut own = false; // is what sits at `target` seedvae's own output?
+            match kind {
+                0 => {}
+                1 => {
+                    std::fs::write(&target, b"old output").unwrap();
+                    own = true;
+                }
+                2 => {
+                    std::fs::create_dir(&target).unwrap();
+                    std::fs::write(target.join(DIR_MARKER), b"").unwrap();
+                    std::fs::write(target.join("frame_000000.png"), b"old frame").unwrap();
+                    own = true;
+                }
+                3 => {
+                    std::fs::create_dir(&target).unwrap();
+                    std::fs::write(target.join("theirs.txt"), b"not seedvae's").unwrap();
+                }
+                #[cfg(unix)]
+                4 => std::os::unix::fs::symlink(&victim, &target).unwrap(),
+                #[cfg(unix)]
+                5 => std::os::unix::fs::symlink(victim.join("keep.txt"), &target).unwrap(),
+                _ => {
+                    std::fs::create_dir(&target).unwrap();
+                    std::fs::create_dir(target.join("sub")).unwrap();
+                    std::fs::write(target.join("sub/deep.txt"), b"deep").unwrap();
+                }
+            }
+            let force = rng.next_u64() % 2 == 0;
+            let outcome = rng.next_u64() % 3; // 0 success, 1 failure, 2 interrupted
+            let as_dir = rng.next_u64() % 2 == 0;
+            let trailing = rng.next_u64() % 2 == 0;
+            let given = if trailing {
+                PathBuf::from(format!("{}/", target.display()))
+            } else {
+                target.clone()
+            };
+            let before = snapshot(root);
+            let wrote = (|| -> Result<bool> {
+                check_output(&given, force, &[&victim.join("keep.txt")])?;
+                if as_dir {
+                    let tmp = temp_path(&bare(&given));
+                    std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+                    register_temporary(&tmp);
+                    std::fs::write(tmp.join(DIR_MARKER), b"").unwrap();
+                    std::fs::write(tmp.join("frame_000000.png"), b"new frame").unwrap();
+                    match outcome {
+                        0 => replace_dir(&tmp, &given, force).map(|_| true),
+                        1 => {
+                            std::fs::remove_dir_all(&tmp).unwrap();
+                            forget_temporary(&tmp);
+                            Ok(false)
+                        }
+                        _ => {
+                            remove_temporaries();
+                            Ok(false)
+                        }
+                    }
+                } else {
+                    let mut f = AtomicFile::create(bare(&given))?;
+                    f.write_all(b"new output").unwrap();
+                    match outcome {
+                        0 => f.commit().map(|_| true),
+                        1 => Ok(false),
+                        _ => {
+                            remove_temporaries();
+                            std::mem::forget(f);
+                            Ok(false)
+                        }
+                    }
+                }
+            })()
+            .unwrap_or(false);
+            let after = snapshot(root);
+            let what = format!("case {case}: kind {kind}, force {force}, outcome {outcome}, dir {as_dir}, slash {trailing}");
+            for (p, bytes) in &before {
+                let part_of_output = p == &target || (own && p.starts_with(&target));
+                if part_of_output && wrote {
+                    continue;
+                }
+                assert_eq!(
+                    after.get(p),
+                    Some(bytes),
+                    "{what}: {} lost or changed",
+                    p.display()
+                );
+            }
+            if wrote {
+                assert!(
+                    kind == 0 || own,
+                    "{what}: replaced something that was not seedvae's output"
+                );
+            }
+            let temps: Vec<_> = after
+                .keys()
+                .filter(|p| p.to_string_lossy().contains("seedvae-tmp"))
+                .collect();
+            assert!(temps.is_empty(), "{what}: temporaries left: {temps:?}");
+        }
     }
 }
