@@ -306,9 +306,22 @@ fn check_engine(
     }
     let told = describe(m, pe.files.clone());
     if &told != pe {
+        // Name each field that differs, with both values.
+        let (a, b) = (serde_json::to_value(pe), serde_json::to_value(&told));
+        let diff: Vec<String> = match (a, b) {
+            (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) => a
+                .iter()
+                .filter(|(k, v)| b.get(*k) != Some(*v))
+                .map(|(k, v)| {
+                    let m = b.get(k).map_or("absent".into(), |x| x.to_string());
+                    format!("{k}: listing {v}, manifest {m}")
+                })
+                .collect(),
+            _ => vec!["(fields not comparable)".into()],
+        };
         return fail(format!(
-            "the pack's listing disagrees with the engine's manifest (listing {:?} / {} / {:?}, manifest {:?} / {} / {:?})",
-            pe.targets, pe.tensorrt_rtx, pe.precision, told.targets, told.tensorrt_rtx, told.precision
+            "the pack's listing disagrees with the engine's manifest: {}",
+            diff.join("; ")
         ));
     }
     Ok(())

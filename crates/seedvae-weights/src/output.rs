@@ -85,7 +85,15 @@ pub fn check_overwrite(path: &Path, force: bool) -> Result<()> {
     let b = bare(path);
     let meta = match std::fs::symlink_metadata(&b) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        // Nothing there (or a parent that is not a directory): the writer reports its own error.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(())
+        }
         Err(e) => return Err(Error::io(path, e)),
     };
     if meta.file_type().is_symlink() {

@@ -17,8 +17,6 @@ pub fn pack_engines(
     out: &Path,
     force: bool,
 ) -> Result<PackManifest> {
-    let inputs: Vec<&Path> = engines.iter().map(PathBuf::as_path).collect();
-    seedvae_weights::output::check_output(out, force, &inputs)?;
     let mut sources = Vec::new();
     for e in engines {
         let (m, f) = seedvae_engine::locate(e, cache).ok_or_else(|| {
@@ -33,6 +31,12 @@ pub fn pack_engines(
             engine_file: f,
         });
     }
+    // The pack must not replace an engine it packs (or its manifest), however it was named.
+    let mut inputs: Vec<&Path> = engines.iter().map(PathBuf::as_path).collect();
+    for s in &sources {
+        inputs.extend([s.engine_file.as_path(), s.manifest_file.as_path()]);
+    }
+    seedvae_weights::output::check_output(out, force, &inputs)?;
     Ok(pack::pack(&sources, out)?)
 }
 

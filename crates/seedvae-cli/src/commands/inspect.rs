@@ -196,6 +196,14 @@ fn inspect_engine(
 
 pub fn run(a: Args, _ui: &Ui) -> Result<ExitCode> {
     if let Some((m, e)) = seedvae::locate_engine(&a.file, a.cache.as_deref()) {
+        if !m.exists() {
+            anyhow::bail!(
+                "{}: no engine here (no {} found): give an engine directory, a `seedvae build -o` file \
+                 with its .manifest.json, or the key of an engine in the cache",
+                a.file.display(),
+                m.display()
+            );
+        }
         return inspect_engine(&a, &m, &e);
     }
     if a.file

@@ -82,3 +82,11 @@ pub fn sharing() -> RwLockReadGuard<'static, ()> {
 pub fn alone() -> RwLockWriteGuard<'static, ()> {
     MACHINE.write().unwrap_or_else(|p| p.into_inner())
 }
+
+/// The PNG frames in a frame directory, sorted (the directory also holds seedvae's marker).
+pub fn frames(dir: &Path) -> Vec<PathBuf> {
+    seedvae_tests::sorted_entries(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect()
+}

@@ -351,7 +351,7 @@ fn demo_runs_the_whole_pipeline_and_says_which_backend_decoded() {
         out.contains("on onnxruntime-cpu") && out.contains("no NVIDIA driver"),
         "{out}"
     );
-    assert_eq!(sorted_entries(&dir.path().join("frames")).len(), 9);
+    assert_eq!(super::common::frames(&dir.path().join("frames")).len(), 9);
     assert_eq!(
         sorted_entries(&dir.path().join("cache").join("engines")).len(),
         2
@@ -463,5 +463,5 @@ fn weightless_refit_is_checked_on_the_cpu_up_to_the_refit_call() {
         o.contains("TensorRT-RTX not used") && o.contains("onnxruntime-cpu"),
         "{o}"
     );
-    assert_eq!(sorted_entries(&out).len(), 5);
+    assert_eq!(super::common::frames(&out).len(), 5);
 }

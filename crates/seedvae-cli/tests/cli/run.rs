@@ -121,7 +121,7 @@ fn decoding_the_fixtures_reproduces_the_goldens_as_tensors_and_png_frames() {
             s(&cache),
             &[],
         ));
-        let files = sorted_entries(&frames);
+        let files = super::common::frames(&frames);
         let [_, _, f, h, w] = <[usize; 5]>::try_from(gs.as_slice()).unwrap();
         assert_eq!(files.len(), f, "{case}");
         let mut worst = 0i32;
@@ -395,7 +395,7 @@ fn without_a_gpu_tensorrt_refuses_with_the_reason_and_auto_falls_back() {
         "{stderr}"
     );
     assert!(stdout.contains("onnxruntime-cpu"), "{stdout}");
-    assert_eq!(sorted_entries(&out).len(), 1);
+    assert_eq!(super::common::frames(&out).len(), 1);
 }
 
 #[test]
@@ -766,7 +766,7 @@ fn decodes_with_the_network_namespace_cut_off() {
             .output()
             .expect("unshare (util-linux) is installed");
         if o.status.success() {
-            assert_eq!(sorted_entries(&out).len(), 5);
+            assert_eq!(super::common::frames(&out).len(), 5);
             return;
         }
         tried.push(format!(

@@ -242,7 +242,9 @@ mod tests {
         assert_eq!(fd.push(&[1, 3, f, h, w], &v).unwrap(), 2);
         assert!(!target.exists());
         assert_eq!(fd.finish().unwrap(), 2);
-        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 2);
+        // Two frames, and the marker that makes the directory seedvae's own.
+        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 2 + 1);
+        assert!(target.join(seedvae_weights::output::DIR_MARKER).is_file());
         // Decode frame 1 and compare every level.
         let file = std::fs::File::open(target.join("frame_000001.png")).unwrap();
         let mut dec = png::Decoder::new(std::io::BufReader::new(file))

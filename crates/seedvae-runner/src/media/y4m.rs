@@ -370,4 +370,37 @@ mod tests {
         );
         assert!((f[2] - f[6]).abs() < 1e-6 && (f[6] - f[10]).abs() < 1e-6);
     }
+
+    /// `XCOLORRANGE=LIMITED` (ffmpeg's usual output) and an untagged file are read as limited
+    /// range (16–235 → black–white); `FULL` as full range: the tag changes the result.
+    #[test]
+    fn the_colour_range_tag_is_honoured() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |tag: &str| {
+            let p = dir.path().join(format!("r{}.y4m", tag.len()));
+            let mut b = format!("YUV4MPEG2 W2 H1 F25:1 C444{tag}\nFRAME\n").into_bytes();
+            b.extend_from_slice(&[16, 235, 128, 128, 128, 128]);
+            std::fs::write(&p, b).unwrap();
+            Y4mReader::open(&p).unwrap().read(0).unwrap()
+        };
+        let (limited, untagged, full) = (
+            read(" XCOLORRANGE=LIMITED"),
+            read(""),
+            read(" XCOLORRANGE=FULL"),
+        );
+        assert_eq!(limited, untagged);
+        assert!(
+            (limited[0] + 1.0).abs() < 1e-5 && (limited[1] - 1.0).abs() < 1e-5,
+            "{limited:?}"
+        );
+        // Full range: 16 and 235 are not black and white.
+        assert!(
+            (full[0] - (16.0 / 255.0 * 2.0 - 1.0)).abs() < 1e-5,
+            "{full:?}"
+        );
+        assert!(
+            (full[1] - (235.0 / 255.0 * 2.0 - 1.0)).abs() < 1e-5,
+            "{full:?}"
+        );
+    }
 }
