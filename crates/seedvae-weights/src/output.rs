@@ -401,10 +401,10 @@ mod tests {
                     std::fs::write(target.join("sub/deep.txt"), b"deep").unwrap();
                 }
             }
-            let force = rng.next_u64() % 2 == 0;
+            let force = rng.next_u64().is_multiple_of(2);
             let outcome = rng.next_u64() % 3; // 0 success, 1 failure, 2 interrupted
-            let as_dir = rng.next_u64() % 2 == 0;
-            let trailing = rng.next_u64() % 2 == 0;
+            let as_dir = rng.next_u64().is_multiple_of(2);
+            let trailing = rng.next_u64().is_multiple_of(2);
             let given = if trailing {
                 PathBuf::from(format!("{}/", target.display()))
             } else {
