@@ -90,3 +90,28 @@ pub fn frames(dir: &Path) -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "png"))
         .collect()
 }
+
+/// `seedvae CMD -m MODEL INPUT -o OUT --backend cpu --cache CACHE EXTRA…`
+pub fn cpu<'a>(
+    cmd: &'a str,
+    model: &'a str,
+    input: &'a str,
+    out: &'a str,
+    cache: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut a = vec![
+        cmd,
+        "-m",
+        model,
+        input,
+        "-o",
+        out,
+        "--backend",
+        "cpu",
+        "--cache",
+        cache,
+    ];
+    a.extend_from_slice(extra);
+    a
+}

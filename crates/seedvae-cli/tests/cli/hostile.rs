@@ -1,7 +1,7 @@
 //! Hostile and careless inputs (issue 14, items 2, 6, 7, 9): each refused with the reason,
 //! non-zero, no panic or abort, nothing written.
 
-use super::common::{s, seedvae_joined, tiny};
+use super::common::{cpu, s, seedvae_joined, tiny};
 use seedvae_tests::*;
 use std::path::Path;
 
@@ -84,18 +84,7 @@ fn nan_and_inf_inputs_are_refused_with_where_they_are() {
     )
     .unwrap();
     refused(
-        &[
-            "encode",
-            "-m",
-            &tiny(),
-            s(&video),
-            "-o",
-            s(&out),
-            "--backend",
-            "cpu",
-            "--cache",
-            s(&cache),
-        ],
+        &cpu("encode", &tiny(), s(&video), s(&out), s(&cache), &[]),
         &out,
         &["inf.npy", "NaN/Inf"],
     );
@@ -118,18 +107,14 @@ fn a_png_claiming_a_huge_size_is_refused_before_allocating() {
     std::fs::write(frames.join("f0.png"), &png).unwrap();
     let out = t.path().join("l.safetensors");
     refused(
-        &[
+        &cpu(
             "encode",
-            "-m",
             &tiny(),
             s(&frames),
-            "-o",
             s(&out),
-            "--backend",
-            "cpu",
-            "--cache",
             s(&t.path().join("c")),
-        ],
+            &[],
+        ),
         &out,
         &["f0.png", "100000×100000"],
     );
@@ -203,18 +188,7 @@ fn files_that_are_not_regular_or_repeat_a_name_are_refused() {
         let z = t.path().join("z.npy");
         std::os::unix::fs::symlink("/dev/zero", &z).unwrap();
         refused(
-            &[
-                "decode",
-                "-m",
-                &tiny(),
-                s(&z),
-                "-o",
-                s(&out),
-                "--backend",
-                "cpu",
-                "--cache",
-                s(&cache),
-            ],
+            &cpu("decode", &tiny(), s(&z), s(&out), s(&cache), &[]),
             &out,
             &["z.npy", "not a regular file"],
         );
@@ -227,18 +201,7 @@ fn files_that_are_not_regular_or_repeat_a_name_are_refused() {
     let dup = t.path().join("dup.safetensors");
     std::fs::write(&dup, b).unwrap();
     refused(
-        &[
-            "decode",
-            "-m",
-            &tiny(),
-            s(&dup),
-            "-o",
-            s(&out),
-            "--backend",
-            "cpu",
-            "--cache",
-            s(&cache),
-        ],
+        &cpu("decode", &tiny(), s(&dup), s(&out), s(&cache), &[]),
         &out,
         &["dup.safetensors", "'latent' appears twice"],
     );

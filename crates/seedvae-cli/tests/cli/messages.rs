@@ -1,7 +1,7 @@
 //! Messages (issue 14, item 8): each names the file or field, prints an OS error once, and
 //! shows file-supplied text escaped.
 
-use super::common::{s, seedvae_joined, tiny};
+use super::common::{cpu, s, seedvae_joined, tiny};
 use seedvae_tests::*;
 
 #[test]
@@ -9,18 +9,14 @@ fn an_os_error_is_printed_once_with_the_path() {
     let _machine = super::common::sharing();
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("nodir/sub/x.safetensors");
-    let (code, text) = seedvae_joined(&[
+    let (code, text) = seedvae_joined(&cpu(
         "decode",
-        "-m",
         &tiny(),
         s(&fixture("vae_tiny/latent_t1_8x8.safetensors")),
-        "-o",
         s(&out),
-        "--backend",
-        "cpu",
-        "--cache",
         s(&t.path().join("c")),
-    ]);
+        &[],
+    ));
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("nodir/sub/x.safetensors"), "{text}");
     assert_eq!(text.matches("(os error 2)").count(), 1, "{text}");

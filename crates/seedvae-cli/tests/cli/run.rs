@@ -2,35 +2,10 @@
 //! the goldens, streaming = one-shot, flat memory in T, tiling and seams, the TensorRT-RTX
 //! refusal and fallback, bad inputs, and a decode with the network cut off.
 
-use super::common::{s, seedvae, tiny};
+use super::common::{cpu, s, seedvae, tiny};
 use seedvae_runner::Tensor;
 use seedvae_tests::*;
 use std::path::Path;
-
-/// `seedvae CMD -m MODEL INPUT -o OUT --backend cpu --cache CACHE EXTRA…`
-fn cpu<'a>(
-    cmd: &'a str,
-    model: &'a str,
-    input: &'a str,
-    out: &'a str,
-    cache: &'a str,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut a = vec![
-        cmd,
-        "-m",
-        model,
-        input,
-        "-o",
-        out,
-        "--backend",
-        "cpu",
-        "--cache",
-        cache,
-    ];
-    a.extend_from_slice(extra);
-    a
-}
 
 /// Run and expect success; returns the JSON summary.
 fn ok_json(args: &[&str]) -> serde_json::Value {
@@ -496,18 +471,7 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
     let junk = d.join("junk.safetensors");
     std::fs::write(&junk, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":1}").unwrap();
     let m = fails(
-        &[
-            "decode",
-            "-m",
-            s(&junk),
-            s(&latent),
-            "-o",
-            s(&out),
-            "--backend",
-            "cpu",
-            "--cache",
-            s(&cache),
-        ],
+        &cpu("decode", s(&junk), s(&latent), s(&out), s(&cache), &[]),
         &out,
     );
     assert!(m.contains("junk.safetensors"), "{m}");
