@@ -105,3 +105,48 @@ fn an_encoder_given_to_decode_is_named_with_its_article() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("is an encoder model"), "{text}");
 }
+
+#[test]
+fn inspect_of_a_directory_or_key_without_an_engine_says_so() {
+    let _machine = super::common::sharing();
+    let t = tempfile::tempdir().unwrap();
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let key = "0".repeat(32);
+    for what in [s(&empty), &key] {
+        let (code, text) = seedvae_joined(&["inspect", what, "--cache", s(&t.path().join("c"))]);
+        assert_eq!(code, 1, "{text}");
+        assert!(text.contains("no engine here"), "{text}");
+    }
+}
+
+#[test]
+fn an_output_path_that_is_a_directory_leaves_no_temporary_file() {
+    let _machine = super::common::sharing();
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("d.onnx");
+    std::fs::create_dir(&d).unwrap();
+    let (code, text) = seedvae_joined(&["convert", &tiny(), "-o", s(&d), "--force"]);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(text.matches("(os error").count(), 0, "{text}");
+    let names: Vec<_> = sorted_entries(t.path());
+    assert_eq!(names, vec![d.clone()], "{text}");
+    assert!(sorted_entries(&d).is_empty());
+}
+
+#[cfg(unix)]
+#[test]
+fn gc_of_a_linked_entry_frees_only_the_link() {
+    let _machine = super::common::sharing();
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("c");
+    std::fs::create_dir_all(cache.join("engines")).unwrap();
+    let elsewhere = t.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("big"), vec![0u8; 1 << 20]).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, cache.join("engines").join("0".repeat(32))).unwrap();
+    let (code, text) = seedvae_joined(&["engines", "gc", "--cache", s(&cache)]);
+    assert_eq!(code, 0, "{text}");
+    assert!(elsewhere.join("big").is_file(), "{text}");
+    assert!(!text.contains("1.0 MiB"), "{text}");
+}

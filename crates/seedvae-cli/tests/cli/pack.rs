@@ -249,6 +249,16 @@ fn damaged_foreign_and_malicious_packs_are_refused_and_nothing_is_installed() {
         &b,
         "disagrees with the engine's manifest",
     );
+    // ...and the message names the field that differs, with both values.
+    refused(
+        &path("lie.seedvae"),
+        &b,
+        r#"targets: listing ["sm_89"], manifest ["sm_120"]"#,
+    );
+    // A listing over the size limit is named as such (it is the first entry).
+    let big = vec![b' '; (16 << 20) + 1];
+    raw_tar(&path("big.seedvae"), &[("seedvae-pack.json", &big)]);
+    refused(&path("big.seedvae"), &b, "over the 16777216-byte limit");
     // The same engine listed twice.
     let mut twice: serde_json::Value = serde_json::from_slice(pm).unwrap();
     let e0 = twice["engines"][0].clone();
