@@ -167,7 +167,8 @@ impl Model {
                 "a latent must be [1, 16, T, h, w] with T, h, w ≥ 1; found {s:?}"
             ));
         }
-        seedvae_runner::media::check_finite("latent", latent).map_err(Error::Invalid)?;
+        seedvae_runner::media::check_finite("latent", latent)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         let [t, h, w] = [latent.shape[2], latent.shape[3], latent.shape[4]];
         let chunks = planner::plan_chunks(
             Part::Decoder,

@@ -94,3 +94,49 @@ fn no_command_fills_another_commands_arguments() {
         found.join("\n")
     );
 }
+
+/// Library crates return typed errors (one `thiserror` type per crate, causes kept), never
+/// `Result<_, String>`, which loses the cause.
+#[test]
+fn library_crates_return_no_string_errors() {
+    let mut found = Vec::new();
+    for krate in [
+        "seedvae",
+        "seedvae-weights",
+        "seedvae-onnx",
+        "seedvae-engine",
+        "seedvae-runner",
+    ] {
+        let mut stack = vec![repo_root().join("crates").join(krate).join("src")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap();
+                // Signatures may span lines: look at the text with whitespace squeezed.
+                let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                for pat in [", String>", ",String>"] {
+                    for (i, _) in flat.match_indices(pat) {
+                        let before = &flat[..i];
+                        let open = before.rfind('<').unwrap_or(0);
+                        if before[..open].ends_with("Result") {
+                            found.push(format!(
+                                "{}: {}",
+                                p.display(),
+                                &flat[open.saturating_sub(6)..i + pat.len()]
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "Result<_, String> in library crates:\n{}",
+        found.join("\n")
+    );
+}

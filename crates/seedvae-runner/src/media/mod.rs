@@ -323,9 +323,14 @@ pub fn read_latent(path: &Path) -> Result<Tensor, Error> {
     Ok(t)
 }
 
+/// A tensor holding NaN or infinite values: how many, and where the first one is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NonFinite(pub String);
+
 /// Why `t` cannot be a model input: how many values are NaN or infinite, and where the first
 /// one is (seedvae refuses them rather than decode a video of NaN).
-pub fn check_finite(name: &str, t: &Tensor) -> Result<(), String> {
+pub fn check_finite(name: &str, t: &Tensor) -> Result<(), NonFinite> {
     let v = t.to_f32();
     let bad = v.iter().filter(|x| !x.is_finite()).count();
     let Some(first) = v.iter().position(|x| !x.is_finite()) else {
@@ -337,9 +342,9 @@ pub fn check_finite(name: &str, t: &Tensor) -> Result<(), String> {
         at[i] = rest % d;
         rest /= d;
     }
-    Err(format!(
+    Err(NonFinite(format!(
         "tensor '{name}' holds {bad} NaN/Inf value(s), the first at {at:?}; seedvae only takes finite values"
-    ))
+    )))
 }
 
 /// Is `t` (read from `path`) a decoder input `[1, 16, T, h, w]`?
