@@ -30,4 +30,4 @@ echo "test tiers (this machine: $(nproc) cores):"
 printf '  %s\n' "${report[@]}"
 printf '  %-12s %4d s\n' total $(( $(date +%s) - start ))
 echo "integration test binaries:"
-awk '/Running tests\//{split($2,p,"/"); name=p[length(p)]} /^test result:/{if(name!=""){sub(/s$/,"",$NF); printf "  %-24s %6.1f s\n", name, $NF; name=""}}' "$log"
+awk '/Running tests\//{name=$2; sub(/^tests\//,"",name)} /^test result:/{if(name!=""){sub(/s$/,"",$NF); printf "  %-24s %6.1f s\n", name, $NF; name=""}}' "$log"
