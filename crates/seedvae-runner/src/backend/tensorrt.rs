@@ -444,15 +444,22 @@ impl Backend for TrtBackend {
             let b = tensor_bytes(t);
             let n = b.len();
             self.staging(n)?.as_mut_slice().map_err(cuda("staging"))?[..n].copy_from_slice(b);
-            let pinned = self.pinned.take().expect("staged");
+            let pinned = self
+                .pinned
+                .take()
+                .ok_or_else(|| Error::Backend("the staging buffer is missing".into()))?;
             let dev = self
                 .buffers
                 .entry(name.to_string())
                 .or_insert(DeviceBuf(None))
                 .ensure(&stream, n)?;
-            let r = stream.memcpy_htod(&pinned, &mut dev.slice_mut(..n));
-            // The staging buffer is reused for the next input: wait for this copy.
-            let r = r.and_then(|_| stream.synchronize());
+            // Only this input's `n` bytes: the staging buffer keeps the largest size seen, and a
+            // copy of all of it into an `n`-byte slice would fail cudarc's length assertion
+            // (review A1). The buffer is reused for the next input: wait for this copy.
+            let r = pinned
+                .as_slice()
+                .and_then(|src| stream.memcpy_htod(&src[..n], &mut dev.slice_mut(..n)))
+                .and_then(|_| stream.synchronize());
             self.pinned = Some(pinned);
             r.map_err(cuda("copy to the GPU"))?;
             let (ptr, _sync) = dev.device_ptr_mut(&stream);
