@@ -26,8 +26,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Compute capabilities TensorRT-RTX 1.7 runs on (7.5 needs an opt-in we do not make).
-pub const SUPPORTED_CC: [(i32, i32); 5] = [(8, 0), (8, 6), (8, 9), (12, 0), (12, 1)];
+/// Compute capabilities TensorRT-RTX 1.7 runs on, from NVIDIA's support matrix (7.5 needs an
+/// opt-in we do not make; 8.0, the A100, is not listed).
+pub const SUPPORTED_CC: [(i32, i32); 4] = [(8, 6), (8, 9), (12, 0), (12, 1)];
 
 /// The GPU this process would run on.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -80,7 +81,7 @@ pub fn check_device(gpu: &GpuInfo, targets: &[Target]) -> Result<Target, Unavail
     if !SUPPORTED_CC.contains(&gpu.compute_capability) {
         return Err(Unavailable(format!(
             "TensorRT-RTX does not support {} (compute capability {}); it runs on RTX GPUs of \
-             compute capability 8.0, 8.6, 8.9 and 12.x",
+             compute capability 8.6, 8.9 and 12.x",
             gpu.name,
             gpu.cc()
         )));
@@ -198,6 +199,42 @@ pub fn preflight(m: &Manifest, tensorrt_dir: Option<&Path>) -> Result<GpuInfo, U
     let gpu = probe_gpu()?;
     check_device(&gpu, &m.key_parts.targets)?;
     Ok(gpu)
+}
+
+/// An output's shape as TensorRT-RTX reports it: no rank (not an I/O tensor) or a −1 dimension
+/// (a data-dependent shape) is an error naming the tensor, not an index out of bounds.
+pub fn output_shape(name: &str, nb_dims: i32, d: &[i64]) -> Result<Vec<usize>, Error> {
+    let rank = usize::try_from(nb_dims)
+        .ok()
+        .filter(|&r| r <= d.len())
+        .ok_or_else(|| {
+            Error::Backend(format!(
+                "the engine reports no shape for output '{name}' (rank {nb_dims}): it does not \
+                 match this model's contract"
+            ))
+        })?;
+    d[..rank]
+        .iter()
+        .map(|&x| usize::try_from(x))
+        .collect::<Result<_, _>>()
+        .map_err(|_| {
+            Error::Backend(format!(
+                "the engine reports shape {:?} for output '{name}'; seedvae needs every dimension known",
+                &d[..rank]
+            ))
+        })
+}
+
+/// `updateDeviceMemorySizeForShapes` answers 0 when it failed.
+pub fn activation_size(bytes: usize) -> Result<usize, Error> {
+    if bytes == 0 {
+        return Err(Error::Backend(
+            "TensorRT-RTX could not size the activation memory for these input shapes (are they \
+             inside the engine's profile?)"
+                .into(),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// A device buffer that grows to the largest size asked of it.
@@ -415,6 +452,8 @@ impl TrtBackend {
 
 impl Drop for TrtBackend {
     fn drop(&mut self) {
+        // Work an error path left queued must finish before the context is destroyed.
+        let _ = self.stream.synchronize();
         if let Err(e) = self.save_runtime_cache() {
             tracing::warn!(
                 "{}: runtime cache not saved: {e}",
@@ -475,10 +514,7 @@ impl Backend for TrtBackend {
                 .context
                 .tensor_shape(&o.name)
                 .map_err(trt("output shape"))?;
-            let shape: Vec<usize> = d.d[..d.nbDims as usize]
-                .iter()
-                .map(|&x| x as usize)
-                .collect();
+            let shape = output_shape(&o.name, d.nbDims, &d.d)?;
             let n = io_bytes(&shape, o.elem);
             let dev = self
                 .buffers
@@ -491,7 +527,7 @@ impl Backend for TrtBackend {
                 .map_err(trt("output address"))?;
             outs.push((o.name.clone(), shape, o.elem));
         }
-        let need = self.context.update_device_memory_size_for_shapes();
+        let need = activation_size(self.context.update_device_memory_size_for_shapes())?;
         let scratch = self.scratch.ensure(&stream, need)?;
         let (ptr, _sync) = scratch.device_ptr_mut(&stream);
         // SAFETY: `need` bytes, as the context asked for these shapes; kept in `self.scratch`.
@@ -592,5 +628,27 @@ mod tests {
             Ok(g) => eprintln!("GPU present: {g:?}"),
             Err(Unavailable(e)) => assert!(!e.contains('\n') && !e.is_empty(), "{e}"),
         }
+    }
+
+    #[test]
+    fn bad_output_shapes_and_sizes_are_errors_not_panics() {
+        assert_eq!(output_shape("video", 2, &[3, 4, 0, 0]).unwrap(), vec![3, 4]);
+        let e = output_shape("video", -1, &[0; 8]).unwrap_err().to_string();
+        assert!(e.contains("'video'") && e.contains("rank -1"), "{e}");
+        assert!(output_shape("video", 9, &[1; 8]).is_err());
+        let e = output_shape("state_out.3", 2, &[1, -1])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("state_out.3") && e.contains("[1, -1]"), "{e}");
+        assert!(activation_size(0).is_err());
+        assert_eq!(activation_size(42).unwrap(), 42);
+    }
+
+    #[test]
+    fn an_a100_is_refused_up_front() {
+        let e = check_device(&gpu("NVIDIA A100", (8, 0)), &Target::ALL)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("does not support NVIDIA A100"), "{e}");
     }
 }
