@@ -46,7 +46,8 @@ pub fn site_packages() -> Vec<PathBuf> {
     out
 }
 
-/// The first file in `dir` whose name starts with one of `prefixes`.
+/// The first file in `dir` whose name starts with one of `prefixes` (on Windows only `.dll`
+/// files: an SDK's `lib\` folder also holds import libraries with the same prefix).
 pub fn find_prefixed(dir: &Path, prefixes: &[&str]) -> Option<PathBuf> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
@@ -55,9 +56,12 @@ pub fn find_prefixed(dir: &Path, prefixes: &[&str]) -> Option<PathBuf> {
         .collect();
     names.sort();
     names.into_iter().find(|p| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| prefixes.iter().any(|pre| n.starts_with(pre)))
+        let loadable =
+            !cfg!(windows) || p.extension().is_some_and(|e| e.eq_ignore_ascii_case("dll"));
+        loadable
+            && p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| prefixes.iter().any(|pre| n.starts_with(pre)))
     })
 }
 

@@ -225,6 +225,29 @@ pub fn output_shape(name: &str, nb_dims: i32, d: &[i64]) -> Result<Vec<usize>, E
         })
 }
 
+/// TensorRT-RTX's engine-invalidity bits (`getEngineValidity`) as reasons a user can act on.
+pub fn invalidity_text(bits: u64) -> String {
+    const REASONS: [&str; 7] = [
+        "it was built by another TensorRT-RTX version (rebuild it with `seedvae build`)",
+        "this GPU's compute capability is not supported",
+        "the NVIDIA driver is older than the one it was built with (update the driver; the cu13 \
+         libraries need R580 or newer)",
+        "the CUDA runtime is older than the one it was built with",
+        "the GPU has too little free memory for its weights (close other GPU programs)",
+        "the file is not a well-formed engine (corrupt: rebuild it)",
+        "the CUDA driver or runtime is not installed correctly",
+    ];
+    let said: Vec<&str> = (0..REASONS.len())
+        .filter(|i| bits & (1 << i) != 0)
+        .map(|i| REASONS[i])
+        .collect();
+    if said.is_empty() {
+        format!("no reason given (diagnostics {bits:#x})")
+    } else {
+        said.join("; ")
+    }
+}
+
 /// `updateDeviceMemorySizeForShapes` answers 0 when it failed.
 pub fn activation_size(bytes: usize) -> Result<usize, Error> {
     if bytes == 0 {
@@ -371,8 +394,9 @@ impl TrtBackend {
             .map_err(trt("engine header"))?;
         if validity == trtx::EngineValidity::kINVALID {
             return Err(Error::Backend(format!(
-                "{}: TensorRT-RTX says this engine cannot run here ({why:?})",
-                engine.display()
+                "{}: TensorRT-RTX says this engine cannot run here: {}",
+                engine.display(),
+                invalidity_text(why.bits())
             )));
         }
         let mut eng = runtime.deserialize_cuda_engine(&bytes).map_err(|e| {
@@ -650,5 +674,15 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("does not support NVIDIA A100"), "{e}");
+    }
+
+    #[test]
+    fn engine_invalidity_reads_as_reasons() {
+        let t = invalidity_text(trtx::EngineInvalidityDiagnostics::OLD_CUDA_DRIVER.bits() | 1);
+        assert!(
+            t.contains("driver is older") && t.contains("another TensorRT-RTX version"),
+            "{t}"
+        );
+        assert!(invalidity_text(0).contains("no reason"));
     }
 }
