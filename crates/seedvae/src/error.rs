@@ -48,6 +48,20 @@ impl Error {
         }
     }
 
+    /// Is this "the machine cannot do it" (no or old driver, GPU out of memory, TensorRT-RTX
+    /// refusing this GPU, a CUDA or JIT failure) rather than "the model or input is wrong"? The
+    /// first kind makes `--backend auto` fall back to the CPU; the second is the user's to fix.
+    pub fn is_environment_failure(&self) -> bool {
+        use seedvae_engine::Error as E;
+        use seedvae_runner::Error as R;
+        match self {
+            Error::Unavailable(_) => true,
+            Error::Runner(R::Unavailable(_) | R::Backend(_)) => true,
+            Error::Engine(E::TensorRt { .. } | E::Library(_)) => true,
+            _ => false,
+        }
+    }
+
     /// True when the run stopped because it was cancelled (Ctrl-C), not because it failed.
     pub fn is_interrupted(&self) -> bool {
         matches!(
@@ -62,3 +76,26 @@ macro_rules! invalid {
     ($($t:tt)*) => { $crate::Error::Invalid(format!($($t)*)) };
 }
 pub(crate) use invalid;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_failures_are_told_from_model_errors() {
+        let env = [
+            Error::Unavailable(seedvae_runner::Unavailable("no NVIDIA driver".into())),
+            Error::Runner(seedvae_runner::Error::Backend(
+                "CUDA_ERROR_OUT_OF_MEMORY".into(),
+            )),
+            Error::Engine(seedvae_engine::Error::Library("cannot load".into())),
+        ];
+        assert!(env.iter().all(Error::is_environment_failure));
+        let model = [
+            Error::Invalid("x.onnx is an encoder model".into()),
+            Error::Runner(seedvae_runner::Error::Input("latent: bad shape".into())),
+            Error::Interrupted,
+        ];
+        assert!(!model.iter().any(Error::is_environment_failure));
+    }
+}

@@ -170,10 +170,20 @@ impl Model {
                     }
                     _ => tensorrt::runtime_ready(opts.tensorrt_dir.as_deref()).err(),
                 };
-                let Some(why) = why else {
-                    return open_tensorrt(&source, part, opts, progress);
+                let reason = match why {
+                    None => match open_tensorrt(&source, part, opts, progress) {
+                        // Past the checks, the GPU can still fail to open the engine (an old
+                        // driver, too little memory, a JIT failure): that too falls back.
+                        Err(e)
+                            if e.is_environment_failure()
+                                && !progress.cancel_token().is_cancelled() =>
+                        {
+                            e.to_string()
+                        }
+                        r => return r,
+                    },
+                    Some(why) => why.to_string(),
                 };
-                let reason = why.to_string();
                 progress.emit(Event::Notice(&format!(
                     "TensorRT-RTX not used: {reason}; running on the CPU (ONNX Runtime)"
                 )));
