@@ -54,12 +54,12 @@ impl Error {
     pub fn is_environment_failure(&self) -> bool {
         use seedvae_engine::Error as E;
         use seedvae_runner::Error as R;
-        match self {
-            Error::Unavailable(_) => true,
-            Error::Runner(R::Unavailable(_) | R::Backend(_)) => true,
-            Error::Engine(E::TensorRt { .. } | E::Library(_)) => true,
-            _ => false,
-        }
+        matches!(
+            self,
+            Error::Unavailable(_)
+                | Error::Runner(R::Unavailable(_) | R::Backend(_))
+                | Error::Engine(E::TensorRt { .. } | E::Library(_))
+        )
     }
 
     /// True when the run stopped because it was cancelled (Ctrl-C), not because it failed.
