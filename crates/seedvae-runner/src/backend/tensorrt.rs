@@ -248,6 +248,93 @@ pub fn invalidity_text(bits: u64) -> String {
     }
 }
 
+/// One I/O tensor as a deserialized engine describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineTensor {
+    pub name: String,
+    pub input: bool,
+    /// None: a type seedvae graphs never have.
+    pub elem: Option<Elem>,
+    pub on_device: bool,
+    pub shape_io: bool,
+    pub linear: bool,
+}
+
+/// The engine's I/O table against the contract it was built from (review B3): every contract
+/// tensor is there, with its direction and element type, as a linear device tensor that is not a
+/// shape input; and nothing else is. The first mismatch, naming the tensor, is the error.
+pub fn check_io_table(c: &Contract, engine: &[EngineTensor]) -> Result<(), Error> {
+    let bad = |name: &str, why: String| {
+        Err(Error::Backend(format!(
+            "the engine's tensor '{name}' {why}: the engine does not match its manifest's contract \
+             (rebuild it with `seedvae build`)"
+        )))
+    };
+    let want = c
+        .inputs
+        .iter()
+        .map(|t| (t, true))
+        .chain(c.outputs.iter().map(|t| (t, false)));
+    for (t, input) in want {
+        let Some(e) = engine.iter().find(|e| e.name == t.name) else {
+            return bad(&t.name, "is missing".into());
+        };
+        if e.input != input {
+            let dir = |i: bool| if i { "an input" } else { "an output" };
+            return bad(
+                &t.name,
+                format!("is {}, expected {}", dir(e.input), dir(input)),
+            );
+        }
+        if e.elem != Some(t.elem) {
+            return bad(
+                &t.name,
+                format!("has type {:?}, expected {:?}", e.elem, t.elem),
+            );
+        }
+        if !e.on_device || e.shape_io || !e.linear {
+            return bad(
+                &t.name,
+                "is not a linear device tensor (host, shape or vectorized tensors are not supported)"
+                    .into(),
+            );
+        }
+    }
+    let known = |n: &str| c.inputs.iter().chain(&c.outputs).any(|t| t.name == n);
+    if let Some(e) = engine.iter().find(|e| !known(&e.name)) {
+        return bad(&e.name, "is not in the contract".into());
+    }
+    Ok(())
+}
+
+/// The engine's I/O table, read through TensorRT-RTX.
+fn io_table(eng: &trtx::CudaEngine) -> Result<Vec<EngineTensor>, Error> {
+    let n = eng.nb_io_tensors().map_err(trt("I/O tensor count"))?;
+    (0..n)
+        .map(|i| {
+            let name = eng.io_tensor_name(i).map_err(trt("I/O tensor name"))?;
+            let elem = match eng.tensor_data_type(&name).map_err(trt("tensor type"))? {
+                trtx::DataType::kFLOAT => Some(Elem::F32),
+                trtx::DataType::kHALF => Some(Elem::F16),
+                trtx::DataType::kINT64 => Some(Elem::I64),
+                trtx::DataType::kFP8 => Some(Elem::F8E4M3),
+                _ => None,
+            };
+            Ok(EngineTensor {
+                input: eng.tensor_io_mode(&name).map_err(trt("tensor I/O mode"))?
+                    == trtx::TensorIOMode::kINPUT,
+                on_device: eng.tensor_location(&name).map_err(trt("tensor location"))?
+                    == trtx::TensorLocation::kDEVICE,
+                shape_io: eng.is_shape_inference_io(&name).map_err(trt("shape I/O"))?,
+                linear: eng.tensor_format(&name).map_err(trt("tensor format"))?
+                    == trtx::TensorFormat::kLINEAR,
+                elem,
+                name,
+            })
+        })
+        .collect()
+}
+
 /// `updateDeviceMemorySizeForShapes` answers 0 when it failed.
 pub fn activation_size(bytes: usize) -> Result<usize, Error> {
     if bytes == 0 {
@@ -402,6 +489,8 @@ impl TrtBackend {
         let mut eng = runtime.deserialize_cuda_engine(&bytes).map_err(|e| {
             Error::Backend(format!("{}: cannot load the engine: {e}", engine.display()))
         })?;
+        check_io_table(&manifest.info.contract, &io_table(&eng)?)
+            .map_err(|e| Error::Backend(format!("{}: {e}", engine.display())))?;
         if manifest.key_parts.weightless {
             let weights = refit.ok_or_else(|| {
                 Error::Input(format!(
@@ -684,5 +773,77 @@ mod tests {
             "{t}"
         );
         assert!(invalidity_text(0).contains("no reason"));
+    }
+
+    /// The I/O table an engine built from `c` would have.
+    fn table_of(c: &Contract) -> Vec<EngineTensor> {
+        let io = |t: &seedvae_onnx::TensorIo, input| EngineTensor {
+            name: t.name.clone(),
+            input,
+            elem: Some(t.elem),
+            on_device: true,
+            shape_io: false,
+            linear: true,
+        };
+        c.inputs
+            .iter()
+            .map(|t| io(t, true))
+            .chain(c.outputs.iter().map(|t| io(t, false)))
+            .collect()
+    }
+
+    #[test]
+    fn an_engine_whose_io_table_differs_from_its_contract_is_refused() {
+        let w = seedvae_weights::WeightFile::open(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/fixtures/vae_tiny/weights.safetensors"),
+        );
+        let Ok(w) = w else { return }; // the shared fixtures are beside the checkout in CI too
+        let opts = seedvae_onnx::ExportOptions {
+            part: seedvae_weights::Part::Decoder,
+            precision: seedvae_onnx::Precision::Fp16,
+            streaming: true,
+        };
+        let (_, c) = seedvae_onnx::export::build(&w, opts).unwrap();
+        let good = table_of(&c);
+        check_io_table(&c, &good).unwrap();
+        let victim = c.states[5].input.clone();
+        let mut t = good.clone();
+        t.retain(|e| e.name != victim);
+        assert!(check_io_table(&c, &t)
+            .unwrap_err()
+            .to_string()
+            .contains(&format!("'{victim}' is missing")));
+        let mut t = good.clone();
+        t[0].elem = Some(if t[0].elem == Some(Elem::F32) {
+            Elem::F16
+        } else {
+            Elem::F32
+        });
+        assert!(check_io_table(&c, &t)
+            .unwrap_err()
+            .to_string()
+            .contains("has type"));
+        let mut t = good.clone();
+        t[1].shape_io = true;
+        assert!(check_io_table(&c, &t)
+            .unwrap_err()
+            .to_string()
+            .contains("linear device tensor"));
+        let mut t = good.clone();
+        t.last_mut().unwrap().input = true;
+        assert!(check_io_table(&c, &t)
+            .unwrap_err()
+            .to_string()
+            .contains("expected an output"));
+        let mut t = good;
+        t.push(EngineTensor {
+            name: "extra".into(),
+            ..t[0].clone()
+        });
+        assert!(check_io_table(&c, &t)
+            .unwrap_err()
+            .to_string()
+            .contains("'extra' is not in the contract"));
     }
 }
