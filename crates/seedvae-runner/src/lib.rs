@@ -53,6 +53,13 @@ pub enum Error {
     /// A backend cannot run on this machine.
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
+    /// A TensorRT-RTX call failed: `what` says which, the source is TensorRT-RTX's own error.
+    #[error("{what}")]
+    TrtCall {
+        what: String,
+        #[source]
+        source: trtx::Error,
+    },
     /// A backend call failed or returned something the contract does not allow.
     #[error("{0}")]
     Backend(String),

@@ -57,7 +57,7 @@ impl Error {
         matches!(
             self,
             Error::Unavailable(_)
-                | Error::Runner(R::Unavailable(_) | R::Backend(_))
+                | Error::Runner(R::Unavailable(_) | R::Backend(_) | R::TrtCall { .. })
                 | Error::Engine(E::TensorRt { .. } | E::Library(_))
         )
     }

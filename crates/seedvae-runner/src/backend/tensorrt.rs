@@ -415,19 +415,60 @@ fn refit_engine(
                 w.data_type
             )));
         };
+        let count = refit_count(name, w.raw.len(), size)?;
+        // What the engine was built with: type and count must be the same (review B9).
+        let proto = r.weights_prototype(name);
+        let want: trtx::trtx_sys::nvinfer1::DataType = ty.into();
+        if proto.count != count || proto.type_ != want {
+            return Err(Error::Input(format!(
+                "weights '{name}': the engine holds {} values of TensorRT type {}, the regenerated \
+                 graph gives {count} of {ty:?} ({}): the weights file does not match this engine",
+                proto.count,
+                proto.type_.clone() as i32,
+                want.clone() as i32
+            )));
+        }
         let raw = trtx::trtx_sys::nvinfer1::Weights {
             type_: ty.into(),
             values: w.raw.as_ptr().cast(),
-            count: (w.raw.len() / size) as i64,
+            count,
         };
         // SAFETY: `raw` points into `weights`, which outlives the refit below; the count is
         // the initializer's element count for its type; the data is in host memory.
         unsafe { r.set_named_weights_with_location(name, raw, trtx::TensorLocation::kHOST.into()) }
-            .map_err(trt("set weights"))?;
+            .map_err(|e| Error::TrtCall {
+                what: format!("TensorRT-RTX refused weights '{name}' ({count} values of {ty:?})"),
+                source: e,
+            })?;
     }
-    r.refit_cuda_engine().map_err(trt("refit"))?;
+    if let Err(e) = r.refit_cuda_engine() {
+        let missing = r.missing_weights(16).unwrap_or_default();
+        return Err(Error::TrtCall {
+            what: format!(
+                "refitting the engine failed; weights still missing: {}",
+                if missing.is_empty() {
+                    "none reported".into()
+                } else {
+                    missing.join(", ")
+                }
+            ),
+            source: e,
+        });
+    }
     tracing::info!("refitted {} weights into the engine", names.len());
     Ok(())
+}
+
+/// The element count of `bytes` bytes of `size`-byte elements; a remainder means the regenerated
+/// weights are not what the engine expects.
+pub fn refit_count(name: &str, bytes: usize, size: usize) -> Result<i64, Error> {
+    if size == 0 || !bytes.is_multiple_of(size) {
+        return Err(Error::Input(format!(
+            "weights '{name}': {bytes} bytes is not a whole number of {size}-byte values"
+        )));
+    }
+    i64::try_from(bytes / size)
+        .map_err(|_| Error::Input(format!("weights '{name}': {bytes} bytes is too many")))
 }
 
 /// An engine loaded on the GPU. Field order matters: the context is dropped before the engine.
@@ -845,5 +886,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("'extra' is not in the contract"));
+    }
+
+    #[test]
+    fn refit_counts_are_whole() {
+        assert_eq!(refit_count("w", 12, 2).unwrap(), 6);
+        let e = refit_count("decoder.conv_in.weight", 7, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("decoder.conv_in.weight") && e.contains("7 bytes"),
+            "{e}"
+        );
     }
 }
