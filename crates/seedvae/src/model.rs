@@ -6,7 +6,7 @@ use crate::error::{invalid, Error, Result};
 use crate::progress::{Event, Progress};
 use seedvae_engine::{Cache, EnginePrecision, Manifest, Target};
 use seedvae_runner::tensorrt::{self, TrtBackend};
-use seedvae_runner::{Backend, GraphRecipe, Limits, OrtBackend};
+use seedvae_runner::{Backend, GraphRecipe, Limits, OrtBackend, OrtDevice};
 use seedvae_weights::{Part, WeightFile};
 use std::path::{Path, PathBuf};
 
@@ -14,11 +14,14 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
-    /// TensorRT-RTX when a supported GPU and engine are there, else the CPU (with the reason).
+    /// TensorRT-RTX when a supported GPU and engine are there, else ONNX Runtime's CUDA
+    /// provider, else the CPU (each skip with its reason).
     #[default]
     Auto,
     /// TensorRT-RTX on the GPU, or an error with the reason.
     Tensorrt,
+    /// ONNX Runtime's CUDA provider on any NVIDIA GPU (fp16 graphs), or an error with the reason.
+    Cuda,
     /// ONNX Runtime on the CPU.
     Cpu,
 }
@@ -163,6 +166,7 @@ impl Model {
         match opts.backend {
             BackendChoice::Cpu => open_cpu(&source, part, opts, progress),
             BackendChoice::Tensorrt => open_tensorrt(&source, part, opts, progress),
+            BackendChoice::Cuda => open_cuda(&source, part, opts, progress),
             BackendChoice::Auto => {
                 let why = match &source {
                     ModelSource::Engine { manifest, .. } => {
@@ -170,7 +174,8 @@ impl Model {
                     }
                     _ => tensorrt::runtime_ready(opts.tensorrt_dir.as_deref()).err(),
                 };
-                let reason = match why {
+                let mut reasons = Vec::new();
+                match why {
                     None => match open_tensorrt(&source, part, opts, progress) {
                         // Past the checks, the GPU can still fail to open the engine (an old
                         // driver, too little memory, a JIT failure): that too falls back.
@@ -178,14 +183,40 @@ impl Model {
                             if e.is_environment_failure()
                                 && !progress.cancel_token().is_cancelled() =>
                         {
-                            e.to_string()
+                            reasons.push(format!("TensorRT-RTX not used: {e}"))
                         }
                         r => return r,
                     },
-                    Some(why) => why.to_string(),
+                    Some(why) => reasons.push(format!("TensorRT-RTX not used: {why}")),
+                }
+                // An engine runs only on TensorRT-RTX; the CUDA provider needs a graph.
+                let cuda = match seedvae_runner::cuda_ready() {
+                    Ok(_)
+                        if !matches!(source, ModelSource::Engine { .. })
+                            || opts.weights.is_some() =>
+                    {
+                        open_cuda(&source, part, opts, progress)
+                    }
+                    Ok(_) => Err(invalid!("an engine needs TensorRT-RTX")),
+                    Err(why) => Err(Error::Unavailable(why)),
                 };
+                match cuda {
+                    Ok(mut m) => {
+                        let reason = reasons.join("; ");
+                        progress.emit(Event::Notice(&format!(
+                            "{reason}; running on ONNX Runtime's CUDA provider"
+                        )));
+                        m.fallback = Some(reason);
+                        return Ok(m);
+                    }
+                    Err(e) if e.is_environment_failure() || matches!(e, Error::Invalid(_)) => {
+                        reasons.push(format!("ONNX Runtime's CUDA provider not used: {e}"))
+                    }
+                    Err(e) => return Err(e),
+                }
+                let reason = reasons.join("; ");
                 progress.emit(Event::Notice(&format!(
-                    "TensorRT-RTX not used: {reason}; running on the CPU (ONNX Runtime)"
+                    "{reason}; running on the CPU (ONNX Runtime)"
                 )));
                 let mut m =
                     open_cpu(&source, part, opts, progress).map_err(|e| Error::Fallback {
@@ -203,7 +234,7 @@ impl Model {
         self.backend.name()
     }
 
-    /// Why TensorRT-RTX was not used (auto only).
+    /// Why the preferred backends were not used (auto only), one reason each.
     pub fn fallback_reason(&self) -> Option<&str> {
         self.fallback.as_deref()
     }
@@ -218,14 +249,21 @@ impl Model {
     }
 }
 
-/// The fp32 streaming graph for the CPU, converted once per weights file into the cache.
-fn cpu_graph(w: &WeightFile, part: Part, cache: &Cache, progress: &Progress) -> Result<PathBuf> {
+/// The streaming graph at `precision` (fp32 for the CPU, fp16 for CUDA), converted once per
+/// weights file into the cache and verified on every hit.
+fn cached_graph(
+    w: &WeightFile,
+    part: Part,
+    precision: EnginePrecision,
+    cache: &Cache,
+    progress: &Progress,
+) -> Result<PathBuf> {
     w.model_for(part)?;
     let recipe = GraphRecipe {
         weights: w,
         part,
         streaming: true,
-        precision: EnginePrecision::Fp32,
+        precision,
         fp16_blocks: vec![],
         calibration: vec![],
     };
@@ -236,8 +274,9 @@ fn cpu_graph(w: &WeightFile, part: Part, cache: &Cache, progress: &Progress) -> 
         Err(why) => tracing::warn!("cached CPU graph not used: {why}; converting again"),
     }
     let what = format!(
-        "converting {} to a streaming fp32 {part} graph for the CPU (once; cached)",
-        w.path.display()
+        "converting {} to a streaming {} {part} graph (once; cached)",
+        w.path.display(),
+        precision.name()
     );
     use seedvae_weights::output;
     let tmp = output::temp_path(&cache.graph_path(&rh)?);
@@ -268,35 +307,51 @@ fn check_part(found: Part, want: Part, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn open_cpu(
+/// The graph `source` names for a graph backend at `precision`: an ONNX file as it is, else
+/// converted from the weights (an engine's own weights given with `--weights`, checked first).
+fn graph_for(
     source: &ModelSource,
     part: Part,
+    precision: EnginePrecision,
     o: &ModelOptions,
     progress: &Progress,
-) -> Result<Model> {
-    let graph = match source {
-        ModelSource::Onnx(p) => p.clone(),
+) -> Result<PathBuf> {
+    match source {
+        ModelSource::Onnx(p) => Ok(p.clone()),
         ModelSource::Weights(p) => {
             let file = WeightFile::open(p)?;
-            cpu_graph(&file, part, &Cache::open(o.cache.as_deref())?, progress)?
+            cached_graph(&file, part, precision, &Cache::open(o.cache.as_deref())?, progress)
         }
         ModelSource::Engine { engine, manifest } => match &o.weights {
             Some(w) => {
                 // Opened (and hashed) once for the check and the conversion.
                 let file = WeightFile::open(w)?;
                 seedvae_runner::prepare::refit::check_weights(manifest, &file, w)?;
-                cpu_graph(&file, part, &Cache::open(o.cache.as_deref())?, progress)?
+                cached_graph(&file, part, precision, &Cache::open(o.cache.as_deref())?, progress)
             }
-            None => {
-                return Err(invalid!(
-                    "{} is a TensorRT-RTX engine; the CPU backend needs the weights or an ONNX graph as --model \
-                     (or the weights as --weights)",
-                    engine.display()
-                ))
-            }
+            None => Err(invalid!(
+                "{} is a TensorRT-RTX engine; the CPU backend needs the weights or an ONNX graph as --model \
+                 (or the weights as --weights)",
+                engine.display()
+            )),
         },
+    }
+}
+
+/// A graph backend (ONNX Runtime on the CPU or through CUDA) for `source`.
+fn open_graph(
+    source: &ModelSource,
+    part: Part,
+    device: OrtDevice,
+    o: &ModelOptions,
+    progress: &Progress,
+) -> Result<Model> {
+    let precision = match device {
+        OrtDevice::Cpu { .. } => EnginePrecision::Fp32,
+        OrtDevice::Cuda { .. } => EnginePrecision::Fp16,
     };
-    let b = OrtBackend::open(&graph, o.threads)?;
+    let graph = graph_for(source, part, precision, o, progress)?;
+    let b = OrtBackend::open_on(&graph, device)?;
     check_part(b.contract().part, part, &graph)?;
     Ok(Model {
         backend: Box::new(b),
@@ -305,6 +360,32 @@ fn open_cpu(
         fallback: None,
         part,
     })
+}
+
+fn open_cpu(
+    source: &ModelSource,
+    part: Part,
+    o: &ModelOptions,
+    progress: &Progress,
+) -> Result<Model> {
+    open_graph(
+        source,
+        part,
+        OrtDevice::Cpu { threads: o.threads },
+        o,
+        progress,
+    )
+}
+
+/// ONNX Runtime's CUDA provider on GPU 0, running the fp16 streaming graph.
+fn open_cuda(
+    source: &ModelSource,
+    part: Part,
+    o: &ModelOptions,
+    progress: &Progress,
+) -> Result<Model> {
+    seedvae_runner::cuda_ready()?;
+    open_graph(source, part, OrtDevice::Cuda { id: 0 }, o, progress)
 }
 
 /// The engine for this GPU: the named one, or built (cached) from weights / ONNX for its target.

@@ -55,10 +55,13 @@ impl From<EnginePrecisionArg> for EnginePrecision {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendArg {
-    /// TensorRT-RTX when a supported GPU and engine are there, else the CPU (says why).
+    /// TensorRT-RTX when a supported GPU and engine are there, else ONNX Runtime's CUDA
+    /// provider, else the CPU (says why).
     Auto,
     /// TensorRT-RTX on the GPU, or fail with the reason.
     Tensorrt,
+    /// ONNX Runtime's CUDA provider on any NVIDIA GPU (needs `scripts/setup.sh --gpu`).
+    Cuda,
     /// ONNX Runtime on the CPU.
     Cpu,
 }
@@ -68,6 +71,7 @@ impl From<BackendArg> for BackendChoice {
         match b {
             BackendArg::Auto => BackendChoice::Auto,
             BackendArg::Tensorrt => BackendChoice::Tensorrt,
+            BackendArg::Cuda => BackendChoice::Cuda,
             BackendArg::Cpu => BackendChoice::Cpu,
         }
     }
@@ -223,7 +227,7 @@ impl Summary {
             r.backend,
             r.fallback_reason
                 .as_ref()
-                .map(|why| format!(" (TensorRT-RTX not used: {why})"))
+                .map(|why| format!(" ({why})"))
                 .unwrap_or_default(),
             r.chunks,
             r.tiles,

@@ -150,3 +150,30 @@ fn gc_of_a_linked_entry_frees_only_the_link() {
     assert!(elsewhere.join("big").is_file(), "{text}");
     assert!(!text.contains("1.0 MiB"), "{text}");
 }
+
+#[test]
+fn the_cuda_backend_without_its_library_or_a_gpu_says_why() {
+    let _machine = super::common::sharing();
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("x.safetensors");
+    let latent = fixture("vae_tiny/latent_t1_8x8.safetensors");
+    let (w, cache) = (tiny(), t.path().join("c"));
+    let mut a = cpu("decode", &w, s(&latent), s(&out), s(&cache), &[]);
+    let i = a.iter().position(|x| *x == "cpu").unwrap();
+    a[i] = "cuda";
+    let (code, text) = seedvae_joined(&a);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("CUDA provider is not installed") || text.contains("no NVIDIA driver"),
+        "{text}"
+    );
+    assert!(!out.exists());
+    // auto names both reasons and still decodes on the CPU.
+    a[i] = "auto";
+    let (code, text) = seedvae_joined(&a);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("CUDA provider not used") && text.contains("on the CPU"),
+        "{text}"
+    );
+}

@@ -34,15 +34,56 @@ pub fn environment(lib: Option<&Path>) -> Result<&'static ort::environment::Envi
     r.as_ref().map_err(|e| Error::Unavailable(e.clone()))
 }
 
+/// Can ONNX Runtime's CUDA provider run here: a GPU with a driver, and the provider library
+/// beside the ONNX Runtime library that would be loaded (the onnxruntime-gpu package's)?
+pub fn cuda_ready() -> Result<crate::tensorrt::GpuInfo, Unavailable> {
+    let lib = crate::backend::libs::onnxruntime(None)?;
+    let provider = if cfg!(windows) {
+        "onnxruntime_providers_cuda.dll"
+    } else {
+        "libonnxruntime_providers_cuda.so"
+    };
+    let dir = lib.parent().unwrap_or(Path::new("."));
+    if !dir.join(provider).is_file() {
+        return Err(Unavailable(format!(
+            "ONNX Runtime's CUDA provider is not installed ({} has no {provider}): run \
+             `scripts/setup.sh --gpu`, or point SEEDVAE_ORT_LIB at an onnxruntime-gpu library",
+            dir.display()
+        )));
+    }
+    crate::tensorrt::probe_gpu()
+}
+
 pub struct OrtBackend {
     session: Session,
     contract: Contract,
     path: PathBuf,
+    name: &'static str,
+}
+
+/// Where ONNX Runtime runs a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrtDevice {
+    Cpu {
+        threads: usize,
+    },
+    /// The CUDA execution provider on GPU `id` (needs the onnxruntime-gpu libraries).
+    Cuda {
+        id: i32,
+    },
 }
 
 impl OrtBackend {
     /// Open a seedvae-exported model on the CPU with `threads` intra-op threads (0: all cores).
     pub fn open(model: &Path, threads: usize) -> Result<Self, Error> {
+        Self::open_on(model, OrtDevice::Cpu { threads })
+    }
+
+    /// Open a seedvae-exported model on `device`. CUDA: a provider that cannot start (no
+    /// onnxruntime-gpu library, no driver, an old one) is [`Error::Unavailable`], never a
+    /// silent CPU run; cuDNN picks convolution algorithms by heuristics (exhaustive search took
+    /// 9–13× longer here) and TF32 is off (fp32 graphs keep their precision).
+    pub fn open_on(model: &Path, device: OrtDevice) -> Result<Self, Error> {
         let (contract, md) = seedvae_onnx::read_contract(model)?;
         let quantized = md
             .iter()
@@ -50,9 +91,29 @@ impl OrtBackend {
         let env = environment(None)?;
         let ctx = |e: ort::Error| Error::Backend(format!("{}: ONNX Runtime: {e}", model.display()));
         let mut b = Session::builder(env).map_err(ctx)?;
-        if threads > 0 {
-            b = b.with_intra_threads(threads).map_err(|e| ctx(e.into()))?;
-        }
+        let name = match device {
+            OrtDevice::Cpu { threads } => {
+                if threads > 0 {
+                    b = b.with_intra_threads(threads).map_err(|e| ctx(e.into()))?;
+                }
+                "onnxruntime-cpu"
+            }
+            OrtDevice::Cuda { id } => {
+                use ort::ep::cuda::{ConvAlgorithmSearch, CUDA};
+                let ep = CUDA::default()
+                    .with_device_id(id)
+                    .with_conv_algorithm_search(ConvAlgorithmSearch::Heuristic)
+                    .with_tf32(false)
+                    .build()
+                    .error_on_failure();
+                b = b.with_execution_providers([ep]).map_err(|e| {
+                    Error::Unavailable(crate::Unavailable(format!(
+                        "ONNX Runtime's CUDA provider cannot start: {e}"
+                    )))
+                })?;
+                "onnxruntime-cuda"
+            }
+        };
         if quantized {
             // Run Q/DQ literally (simulated FP8): ORT's QDQ fusions target int8 kernels and
             // have none for FP8 (e.g. MatMulIntegerToFloat rejects float8e4m3fn).
@@ -65,6 +126,7 @@ impl OrtBackend {
             session,
             contract,
             path: model.to_path_buf(),
+            name,
         })
     }
 }
@@ -93,7 +155,7 @@ fn from_ort(v: &DynValue) -> Result<Tensor, ort::Error> {
 
 impl Backend for OrtBackend {
     fn name(&self) -> &str {
-        "onnxruntime-cpu"
+        self.name
     }
 
     fn contract(&self) -> &Contract {
