@@ -35,18 +35,8 @@ fn nan_and_inf_inputs_are_refused_with_where_they_are() {
     let nan = t.path().join("nan.safetensors");
     // [0, 3, 1, 2, 3] in a [1, 16, 2, 4, 4] latent.
     latent(&nan, Some(((3 * 2 + 1) * 4 + 2) * 4 + 3));
-    let dec = [
-        "decode",
-        "-m",
-        &tiny(),
-        s(&nan),
-        "-o",
-        s(&out),
-        "--backend",
-        "cpu",
-        "--cache",
-        s(&cache),
-    ];
+    let w = tiny();
+    let dec = cpu("decode", &w, s(&nan), s(&out), s(&cache), &[]);
     refused(
         &dec,
         &out,

@@ -2,7 +2,7 @@
 //! the goldens, streaming = one-shot, flat memory in T, tiling and seams, the TensorRT-RTX
 //! refusal and fallback, bad inputs, and a decode with the network cut off.
 
-use super::common::{cpu, s, seedvae, tiny};
+use super::common::{cpu, random_latent, s, seedvae, tiny, write_latent};
 use seedvae_runner::Tensor;
 use seedvae_tests::*;
 use std::path::Path;
@@ -35,17 +35,6 @@ fn read_f64(path: &Path, name: &str) -> (Vec<usize>, Vec<f64>) {
     let w = seedvae_weights::WeightFile::open(path).unwrap();
     let t = w.get(name).unwrap();
     (t.shape.clone(), w.f64(name).unwrap())
-}
-
-fn write_latent(path: &Path, t: &Tensor) {
-    seedvae_runner::write_tensor(path, "latent", t, seedvae_weights::DType::F32, true).unwrap();
-}
-
-fn random_latent(t: usize, h: usize, w: usize, seed: u64) -> Tensor {
-    let mut r = seedvae_weights::synth::Rng::new(seed);
-    let mut v = vec![0f32; 16 * t * h * w];
-    r.fill_normal(&mut v);
-    Tensor::f32(vec![1, 16, t, h, w], v)
 }
 
 fn png_rgb(path: &Path) -> (usize, usize, Vec<u8>) {

@@ -2,7 +2,7 @@
 //! exit 130 / 143 and nothing half-written; a second signal exits at once, removing temporary
 //! files, without a crash; `engines gc` removes what a killed process left.
 
-use super::common::{s, tiny};
+use super::common::{cpu, random_latent, s, tiny, write_latent};
 use seedvae_tests::*;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -50,26 +50,18 @@ fn sigterm_stops_a_decode_with_143_and_leaves_nothing() {
     let _machine = super::common::sharing();
     let dir = tempfile::tempdir().unwrap();
     let latent = dir.path().join("long.npy");
-    let mut r = seedvae::Rng::new(9);
-    let mut v = vec![0f32; 16 * 40 * 16 * 16];
-    r.fill_normal(&mut v);
-    let t = seedvae::Tensor::f32(vec![1, 16, 40, 16, 16], v);
-    seedvae::write_tensor(&latent, "latent", &t, seedvae::DType::F32, true).unwrap();
+    write_latent(&latent, &random_latent(40, 16, 16, 9));
     let out = dir.path().join("clip.y4m");
     let cache = dir.path().join("cache");
-    let mut child = spawn(&[
+    let w = tiny();
+    let mut child = spawn(&cpu(
         "decode",
-        "-m",
-        &tiny(),
+        &w,
         s(&latent),
-        "-o",
         s(&out),
-        "--backend",
-        "cpu",
-        "--cache",
         s(&cache),
-        "--quiet",
-    ]);
+        &["--quiet"],
+    ));
     wait_for(&mut child, "writing frames", || {
         temporaries(dir.path())
             .iter()
