@@ -1,8 +1,10 @@
 //! # seedvae-engine — engine building and the engine cache
 //!
 //! Owns: TensorRT-RTX engine builds from seedvae ONNX graphs, ahead of time for named GPU
-//! architectures (no GPU needed), and locating the TensorRT-RTX libraries ([`libs`], which also
-//! holds the setup-venv search the runner uses for ONNX Runtime).
+//! architectures (no GPU needed); build profiles; the cache and its whole layout ([`cache`]:
+//! engines, recipes, converted graphs, locks, staging, gc — nothing outside it joins cache
+//! paths); engine packs ([`pack`]); and locating the TensorRT-RTX libraries ([`libs`], which
+//! also holds the setup-venv search the runner uses for ONNX Runtime).
 //!
 //! Must not touch: weight parsing or graph construction (it reads graphs through their
 //! `seedvae-onnx` contract), running engines (the runner's job), the CLI. No network code.
