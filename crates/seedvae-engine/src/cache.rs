@@ -180,17 +180,12 @@ pub fn default_root() -> Option<PathBuf> {
 impl Cache {
     /// The cache at `dir`, or at [`default_root`].
     pub fn open(dir: Option<&Path>) -> Result<Cache, Error> {
-        let root = match dir {
-            Some(d) => d.to_path_buf(),
-            None => default_root().ok_or_else(|| {
-                Error::Cache("no cache directory: set SEEDVAE_CACHE or pass --cache DIR".into())
-            })?,
-        };
+        let cache = Cache::existing(dir)?;
         for sub in ["engines", "locks", "recipes"] {
-            let d = root.join(sub);
+            let d = cache.root.join(sub);
             std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
         }
-        Ok(Cache { root })
+        Ok(cache)
     }
 
     /// The cache at `dir` (or the default) as it is, creating nothing: for listing and cleaning,

@@ -30,6 +30,12 @@ pub fn read_latent(path: &Path, layout: LatentLayout) -> Result<Tensor> {
     if t.shape.len() == 4 && t.shape[0] == 1 {
         t.shape.insert(2, 1);
     }
+    check_vae_latent(&t).map_err(|e| invalid!("{}: {e}", path.display()))?;
+    Ok(t)
+}
+
+/// Is `t` a VAE-space latent `[1, 16, T, h, w]`? The reason, with a hint for the DiT's layout.
+pub(crate) fn check_vae_latent(t: &Tensor) -> Result<()> {
     let s = &t.shape;
     if s.len() != 5 || s[0] != 1 || s[1] != 16 || s[2..].contains(&0) {
         let hint = if s.last() == Some(&16) {
@@ -38,11 +44,10 @@ pub fn read_latent(path: &Path, layout: LatentLayout) -> Result<Tensor> {
             ""
         };
         return Err(invalid!(
-            "{}: latent must be [1, 16, T, h, w] with T, h, w ≥ 1; found {s:?}{hint}",
-            path.display()
+            "latent must be [1, 16, T, h, w] with T, h, w ≥ 1; found {s:?}{hint}"
         ));
     }
-    Ok(t)
+    Ok(())
 }
 
 /// `[T, h, w, 16]` (or with a leading 1) scaled by [`DIT_SCALE`] → `[1, 16, T, h, w]` in VAE space.

@@ -161,12 +161,7 @@ impl Model {
     fn plan_decode(&self, latent: &Tensor, opts: &TileOptions) -> Result<Plan> {
         self.need(Part::Decoder)?;
         opts.validate()?;
-        let s = &latent.shape;
-        if s.len() != 5 || s[0] != 1 || s[1] != 16 || s[2..].contains(&0) {
-            return Err(invalid!(
-                "a latent must be [1, 16, T, h, w] with T, h, w ≥ 1; found {s:?}"
-            ));
-        }
+        crate::latent::check_vae_latent(latent)?;
         seedvae_runner::media::check_finite("latent", latent)
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let [t, h, w] = [latent.shape[2], latent.shape[3], latent.shape[4]];
@@ -295,12 +290,7 @@ impl Model {
         self.need(Part::Encoder)?;
         opts.validate()?;
         let (hh, ww) = source.size();
-        if hh % 8 != 0 || ww % 8 != 0 {
-            return Err(invalid!(
-                "frames are {ww}×{hh}; the VAE needs multiples of 8 (crop or pad to multiples of 16, as the \
-                 SeedVR2 pipelines do)"
-            ));
-        }
+        check_frame_size(hh, ww)?;
         if source.is_empty() {
             return Err(invalid!("no frames to encode"));
         }
@@ -360,14 +350,19 @@ pub fn check_output(path: &Path, force: bool, inputs: &[&Path]) -> Result<()> {
 pub fn open_frames(path: &Path) -> Result<Box<dyn FrameSource>> {
     let src = media::open_source(path)?;
     let (hh, ww) = src.size();
-    if hh % 8 != 0 || ww % 8 != 0 {
+    check_frame_size(hh, ww).map_err(|e| with_path(path, e))?;
+    Ok(src)
+}
+
+/// The encoder takes frames whose sides are multiples of 8.
+fn check_frame_size(hh: usize, ww: usize) -> Result<()> {
+    if !hh.is_multiple_of(8) || !ww.is_multiple_of(8) {
         return Err(invalid!(
-            "{}: frames are {ww}×{hh}; the VAE needs multiples of 8 (crop or pad to multiples of 16, as the \
-             SeedVR2 pipelines do)",
-            path.display()
+            "frames are {ww}×{hh}; the VAE needs multiples of 8 (crop or pad to multiples of 16, as the \
+             SeedVR2 pipelines do)"
         ));
     }
-    Ok(src)
+    Ok(())
 }
 
 /// Name the input file in an error about its content that could not name it (a clip the model
