@@ -233,6 +233,59 @@ fn streaming_decoder_matches_the_fp64_golden_like_one_shot() {
     }
 }
 
+/// The default streaming step of the [`Backend`] trait: host tensors through `run`.
+struct HostStates<'a>(&'a mut dyn Backend);
+
+impl Backend for HostStates<'_> {
+    fn name(&self) -> &str {
+        "host-states"
+    }
+    fn contract(&self) -> &seedvae_onnx::Contract {
+        self.0.contract()
+    }
+    fn run(
+        &mut self,
+        inputs: &[(&str, &Tensor)],
+    ) -> Result<std::collections::HashMap<String, Tensor>, seedvae_runner::Error> {
+        self.0.run(inputs)
+    }
+}
+
+/// ONNX Runtime's own step keeps states as its values through I/O binding (on a GPU: device
+/// memory) and leaves the first chunk's states uninitialized; it must give what host tensors
+/// with zero first states give, bit for bit, and a second stream of a smaller size must not
+/// see the first's buffers.
+#[test]
+fn bound_states_stream_like_host_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = fixture("vae_tiny/weights.safetensors");
+    let mut st = export_and_open_threads(
+        &weights,
+        dir.path(),
+        opts(Part::Decoder, Precision::Fp32, true),
+        1,
+    );
+    for (t, h, w, chunks) in [(5, 8, 6, vec![2, 1, 2]), (3, 6, 4, vec![1, 1, 1])] {
+        let z = random_latent(t, h, w, 5);
+        let bound = stream_run(&mut st, &z, &chunks, "video");
+        let host = stream_run(&mut HostStates(&mut st), &z, &chunks, "video");
+        assert_eq!(bound.shape, vec![1, 3, 4 * t - 3, 8 * h, 8 * w]);
+        assert!(bound == host, "{t}x{h}x{w}: bound and host states differ");
+    }
+    // A stream keeps its tile size; states of one backend are not another's.
+    let mut s = Streamer::new(st.contract()).unwrap();
+    s.step(&mut st, &random_latent(1, 8, 6, 1)).unwrap();
+    assert!(s.state_bytes() > 0);
+    let e = s.step(&mut st, &random_latent(1, 6, 6, 1)).unwrap_err();
+    assert!(e.to_string().contains("keep their size"), "{e}");
+    let mut s = Streamer::new(st.contract()).unwrap();
+    s.step(&mut st, &random_latent(1, 8, 6, 1)).unwrap();
+    let e = s
+        .step(&mut HostStates(&mut st), &random_latent(1, 8, 6, 1))
+        .unwrap_err();
+    assert!(e.to_string().contains("another backend's state"), "{e}");
+}
+
 fn check_streaming_encoder(bound: Bound, threads: usize, h: usize, w: usize) {
     let dir = tempfile::tempdir().unwrap();
     let weights = fixture("vae_tiny/weights.safetensors");

@@ -5,6 +5,7 @@ pub(crate) mod libs;
 pub mod ort;
 pub mod tensorrt;
 
+use crate::stream::Carried;
 use crate::tensor::Tensor;
 use crate::Error;
 use seedvae_onnx::Contract;
@@ -23,4 +24,15 @@ pub trait Backend {
     fn contract(&self) -> &Contract;
     /// Run once. `inputs` must hold every input of the contract; returns every output.
     fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<HashMap<String, Tensor>, Error>;
+    /// One chunk of a streaming graph: `input` under the contract's first input name, the state
+    /// `carried` from the previous chunk (`None` on the first); returns the public outputs and the
+    /// state to carry on. GPU backends keep the state in device memory; the default goes through
+    /// [`Backend::run`] with host tensors.
+    fn step(
+        &mut self,
+        carried: Option<Carried>,
+        input: &Tensor,
+    ) -> Result<(HashMap<String, Tensor>, Carried), Error> {
+        crate::stream::host_step(self, carried, input)
+    }
 }

@@ -2,10 +2,12 @@
 //! supported GPU. ONNX Runtime is loaded at run time (`ort` with `load-dynamic`).
 
 use crate::backend::{Backend, Unavailable};
+use crate::stream::{check_chunk, marker, Carried};
 use crate::tensor::{Data, Tensor};
 use crate::Error;
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::Session;
-use ort::value::{DynValue, Tensor as OrtTensor};
+use ort::value::{DynTensor, DynValue, Tensor as OrtTensor, TensorElementType};
 use seedvae_onnx::Contract;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +61,7 @@ pub struct OrtBackend {
     contract: Contract,
     path: PathBuf,
     name: &'static str,
+    device: OrtDevice,
 }
 
 /// Where ONNX Runtime runs a model.
@@ -127,6 +130,7 @@ impl OrtBackend {
             contract,
             path: model.to_path_buf(),
             name,
+            device,
         })
     }
 }
@@ -151,6 +155,38 @@ fn from_ort(v: &DynValue) -> Result<Tensor, ort::Error> {
         shape: shape.iter().map(|&d| d as usize).collect(),
         data: Data::F16(data.to_vec()),
     })
+}
+
+/// A stream's carried state as ONNX Runtime values in the memory the session computes in (the
+/// GPU for CUDA): handed from one call's outputs to the next call's inputs without a copy.
+struct OrtStates(Vec<DynValue>);
+
+impl OrtBackend {
+    /// Where carried states live: the session's device.
+    fn state_memory(&self) -> Result<MemoryInfo<'static>, ort::Error> {
+        let (dev, id) = match self.device {
+            OrtDevice::Cpu { .. } => (AllocationDevice::CPU, 0),
+            OrtDevice::Cuda { id } => (AllocationDevice::CUDA, id),
+        };
+        MemoryInfo::new(dev, id, AllocatorType::Device, MemoryType::Default)
+    }
+
+    /// The first chunk's state inputs: allocated on the device, left uninitialized — the graph
+    /// only slices them away on a first chunk (the `continuation` marker says so), never reads
+    /// their values.
+    fn first_states(&self, hw: (usize, usize)) -> Result<Vec<DynValue>, ort::Error> {
+        let alloc = Allocator::new(&self.session, self.state_memory()?)?;
+        let ty = match self.contract.state_elem() {
+            seedvae_onnx::Elem::F16 => TensorElementType::Float16,
+            _ => TensorElementType::Float32,
+        };
+        let mut v = Vec::with_capacity(self.contract.states.len());
+        for s in &self.contract.states {
+            let (sh, sw) = s.spatial(hw.0, hw.1);
+            v.push(DynTensor::new(&alloc, ty, [1, s.channels, s.frames, sh, sw])?.into_dyn());
+        }
+        Ok(v)
+    }
 }
 
 impl Backend for OrtBackend {
@@ -183,5 +219,76 @@ impl Backend for OrtBackend {
             );
         }
         Ok(out)
+    }
+
+    /// Streaming through I/O binding: the state outputs are bound to the session's device and
+    /// become the next call's state inputs as they are, so on a GPU only the chunk's input and
+    /// its public outputs cross PCIe. A fresh binding per call: ONNX Runtime reuses an output
+    /// buffer that stays bound, which would alias the state a call reads with the one it writes.
+    fn step(
+        &mut self,
+        carried: Option<Carried>,
+        input: &Tensor,
+    ) -> Result<(HashMap<String, Tensor>, Carried), Error> {
+        let hw = check_chunk(&self.contract, input, carried.as_ref())?;
+        let first = carried.is_none();
+        let path = self.path.clone();
+        let ctx = |e: ort::Error| Error::Backend(format!("{}: ONNX Runtime: {e}", path.display()));
+        let states = match carried {
+            Some(c) => c.take::<OrtStates>(self.name)?.0,
+            None => self.first_states(hw).map_err(&ctx)?,
+        };
+        let host = MemoryInfo::new(
+            AllocationDevice::CPU,
+            0,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )
+        .map_err(&ctx)?;
+        let device = self.state_memory().map_err(&ctx)?;
+        let mut b = self.session.create_binding().map_err(&ctx)?;
+        let c = self.contract.clone();
+        b.bind_input(&c.inputs[0].name, &to_ort(input).map_err(&ctx)?)
+            .map_err(&ctx)?;
+        if let Some(name) = &c.continuation {
+            b.bind_input(name, &to_ort(&marker(first)).map_err(&ctx)?)
+                .map_err(&ctx)?;
+        }
+        for (s, v) in c.states.iter().zip(&states) {
+            b.bind_input(&s.input, v).map_err(&ctx)?;
+        }
+        for o in &c.outputs {
+            let state = c.states.iter().any(|s| s.output == o.name);
+            b.bind_output_to_device(&o.name, if state { &device } else { &host })
+                .map_err(&ctx)?;
+        }
+        let mut outs = self.session.run_binding(&b).map_err(ctx)?;
+        drop(states);
+        let mut next = Vec::with_capacity(c.states.len());
+        let mut bytes = 0;
+        for s in &c.states {
+            let v = outs
+                .remove(&s.output)
+                .ok_or_else(|| Error::Backend(format!("backend returned no '{}'", s.output)))?;
+            let shape: Vec<usize> = v
+                .shape()
+                .iter()
+                .map(|&d| usize::try_from(d).unwrap_or(0))
+                .collect();
+            bytes += crate::tensorrt::io_bytes(&shape, c.state_elem());
+            next.push(v);
+        }
+        let mut public = HashMap::new();
+        for (name, v) in outs.iter() {
+            public.insert(
+                name.to_string(),
+                from_ort(&v).map_err(|e| {
+                    Error::Backend(format!("{}: output {name}: {e}", path.display()))
+                })?,
+            );
+        }
+        drop(outs);
+        drop(b);
+        Ok((public, Carried::new(bytes, hw, OrtStates(next))))
     }
 }
