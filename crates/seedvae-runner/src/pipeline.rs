@@ -8,7 +8,7 @@ use crate::media::{FrameSink, FrameSource};
 use crate::planner::{decoded_frames, SpatialPlan};
 use crate::stream::Streamer;
 use crate::tensor::Tensor;
-use crate::tiling::Blender;
+use crate::tiling::{Blender, Tile};
 use crate::Error;
 use seedvae_onnx::contract::{LATENT, LATENT_MEAN, VIDEO};
 use std::collections::HashMap;
@@ -45,32 +45,6 @@ fn output(
     Ok(t)
 }
 
-fn streamers(backend: &dyn Backend, n: usize) -> Result<Vec<Option<Streamer>>, Error> {
-    (0..n)
-        .map(|_| {
-            Ok(if backend.contract().streaming {
-                Some(Streamer::new(backend.contract())?)
-            } else {
-                None
-            })
-        })
-        .collect()
-}
-
-/// Account for a finished chunk of `frames` frames and report progress.
-fn chunk_done(
-    stats: &mut RunStats,
-    state: &[Option<Streamer>],
-    frames: usize,
-    progress: &mut dyn FnMut(usize) -> Result<(), Error>,
-) -> Result<(), Error> {
-    let held: usize = state.iter().flatten().map(Streamer::state_bytes).sum();
-    stats.state_bytes = stats.state_bytes.max(held);
-    stats.frames += frames;
-    stats.chunks += 1;
-    progress(stats.frames)
-}
-
 /// What a run did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RunStats {
@@ -78,12 +52,122 @@ pub struct RunStats {
     pub chunks: usize,
     pub tiles: usize,
     pub calls: usize,
-    /// Largest carried state held at once, all tiles together (bytes).
+    /// Largest carried state held at once (bytes): one tile's, since tiles run one after another.
     pub state_bytes: usize,
+    /// Bytes of the whole-clip blending accumulator (tiled runs only; 0 untiled).
+    pub accumulator_bytes: usize,
+}
+
+/// One part's calls: names, output channels and size, and how a tile maps to output pixels.
+struct Job<'a> {
+    input: &'a str,
+    output: &'a str,
+    channels: usize,
+    /// Output frame size.
+    out_hw: (usize, usize),
+    /// Output pixels per tile unit (8 for the decoder; 1 for the encoder, tiled in latent units).
+    scale: usize,
+    /// Output frames of each chunk.
+    out_frames: Vec<usize>,
+    /// Progress units (frames) of each chunk.
+    progress_frames: Vec<usize>,
+}
+
+/// Run every tile's stream over the chunks. Untiled: chunk after chunk, each emitted as it
+/// completes. Tiled: tile after tile over the whole clip, each tile's causal state carried from
+/// chunk to chunk and dropped before the next tile starts — so at most one tile's state exists
+/// at a time, wherever the backend keeps it (on a GPU: device memory) — into a whole-clip
+/// blending accumulator emitted at the end. (The other order, all tiles per chunk, would hold
+/// every tile's state at once: tiles × gigabytes on the device, or a host round trip per call.)
+/// `input(chunk, tile)` gives a call's input; `emit(values [C, f, H, W], f)` takes output.
+fn drive(
+    backend: &mut dyn Backend,
+    plan: &SpatialPlan,
+    chunks: &[(usize, usize)],
+    job: &Job,
+    input: &mut dyn FnMut(usize, &Tile) -> Result<Tensor, Error>,
+    emit: &mut dyn FnMut(Vec<f32>, usize) -> Result<(), Error>,
+    progress: &mut dyn FnMut(usize) -> Result<(), Error>,
+) -> Result<RunStats, Error> {
+    let streaming = backend.contract().streaming;
+    let mut stats = RunStats {
+        tiles: plan.tiles.len(),
+        chunks: chunks.len(),
+        ..Default::default()
+    };
+    let total_frames: usize = job.out_frames.iter().sum();
+    let total_progress: usize = job.progress_frames.iter().sum();
+    let total_calls = chunks.len() * plan.tiles.len();
+    let (hh, ww) = job.out_hw;
+    let mut run_tile = |backend: &mut dyn Backend,
+                        tile: &Tile,
+                        stats: &mut RunStats,
+                        sink: &mut dyn FnMut(usize, Tensor) -> Result<(), Error>|
+     -> Result<(), Error> {
+        let mut streamer = streaming
+            .then(|| Streamer::new(backend.contract()))
+            .transpose()?;
+        let (th, tw) = (
+            job.scale * (tile.y.1 - tile.y.0),
+            job.scale * (tile.x.1 - tile.x.0),
+        );
+        for k in 0..chunks.len() {
+            let x = input(k, tile)?;
+            let out = call(backend, streamer.as_mut(), job.input, &x)?;
+            let want = [1, job.channels, job.out_frames[k], th, tw];
+            let y = output(out, job.output, &x, want)?;
+            stats.calls += 1;
+            if let Some(s) = &streamer {
+                stats.state_bytes = stats.state_bytes.max(s.state_bytes());
+            }
+            sink(k, y)?;
+        }
+        Ok(())
+    };
+    if plan.tiles.len() == 1 {
+        let mut sink = |k: usize, y: Tensor| {
+            emit(y.to_f32(), job.out_frames[k])?;
+            progress(job.progress_frames[..=k].iter().sum())
+        };
+        run_tile(backend, &plan.tiles[0], &mut stats, &mut sink)?;
+    } else {
+        let mut blend = Blender::new(job.channels, total_frames, hh, ww, plan.ramp);
+        stats.accumulator_bytes = blend.bytes();
+        let starts: Vec<usize> = job
+            .out_frames
+            .iter()
+            .scan(0, |f, &n| {
+                let s = *f;
+                *f += n;
+                Some(s)
+            })
+            .collect();
+        let mut calls = 0;
+        for tile in &plan.tiles {
+            let mut sink = |k: usize, y: Tensor| {
+                let (th, tw) = (y.shape[3], y.shape[4]);
+                blend.add_frames(
+                    &y.to_f32(),
+                    starts[k],
+                    job.out_frames[k],
+                    job.scale * tile.y.0,
+                    job.scale * tile.x.0,
+                    th,
+                    tw,
+                );
+                calls += 1;
+                progress(total_progress * calls / total_calls)
+            };
+            run_tile(backend, tile, &mut stats, &mut sink)?;
+        }
+        emit(blend.finish(), total_frames)?;
+    }
+    stats.frames = total_progress;
+    Ok(stats)
 }
 
 /// Decode `latent` (`[1, 16, T, h, w]`) over latent-frame `chunks` and `plan`'s tiles into `sink`;
-/// `progress(frames_done)` after each chunk (an error from it, e.g. Ctrl-C, stops the run).
+/// `progress(frames_done)` after each call (an error from it, e.g. Ctrl-C, stops the run).
 pub fn decode(
     backend: &mut dyn Backend,
     latent: &Tensor,
@@ -93,26 +177,19 @@ pub fn decode(
     progress: &mut dyn FnMut(usize) -> Result<(), Error>,
 ) -> Result<RunStats, Error> {
     let (h, w) = (latent.shape[3], latent.shape[4]);
-    let mut state = streamers(backend, plan.tiles.len())?;
-    let mut stats = RunStats {
-        tiles: plan.tiles.len(),
-        ..Default::default()
+    let frames: Vec<usize> = chunks.iter().map(|&(a, b)| decoded_frames(a, b)).collect();
+    let job = Job {
+        input: LATENT,
+        output: VIDEO,
+        channels: 3,
+        out_hw: (8 * h, 8 * w),
+        scale: 8,
+        out_frames: frames.clone(),
+        progress_frames: frames,
     };
-    for &(t0, t1) in chunks {
-        let f = decoded_frames(t0, t1);
-        let mut blend = Blender::new(3, f, 8 * h, 8 * w, plan.ramp);
-        for (tile, st) in plan.tiles.iter().zip(state.iter_mut()) {
-            let input = latent.window((t0, t1), tile.y, tile.x);
-            let (th, tw) = (8 * (tile.y.1 - tile.y.0), 8 * (tile.x.1 - tile.x.0));
-            let out = call(backend, st.as_mut(), LATENT, &input)?;
-            let video = output(out, VIDEO, &input, [1, 3, f, th, tw])?;
-            blend.add(&video.to_f32(), 8 * tile.y.0, 8 * tile.x.0, th, tw);
-            stats.calls += 1;
-        }
-        sink.push(&blend.finish(), f)?;
-        chunk_done(&mut stats, &state, f, progress)?;
-    }
-    Ok(stats)
+    let mut input = |k: usize, tile: &Tile| Ok(latent.window(chunks[k], tile.y, tile.x));
+    let mut emit = |v: Vec<f32>, f: usize| sink.push(&v, f);
+    drive(backend, plan, chunks, &job, &mut input, &mut emit, progress)
 }
 
 /// How a clip is padded to 4n+1 frames (spec §7): the original pipeline repeats the last frame,
@@ -164,47 +241,69 @@ pub fn encode(
     let (hh, ww) = source.size();
     let (h, w) = (hh / 8, ww / 8);
     let t = source.len();
-    let mut state = streamers(backend, plan.tiles.len())?;
-    let mut stats = RunStats {
-        tiles: plan.tiles.len(),
-        ..Default::default()
+    let latent_frames = |&(f0, f1): &(usize, usize)| {
+        let n = f1 - f0;
+        if f0 == 0 {
+            (n - 1) / 4 + 1
+        } else {
+            n / 4
+        }
+    };
+    let job = Job {
+        input: VIDEO,
+        output: LATENT_MEAN,
+        channels: 16,
+        out_hw: (h, w),
+        scale: 1,
+        out_frames: chunks.iter().map(latent_frames).collect(),
+        progress_frames: chunks.iter().map(|&(a, b)| b - a).collect(),
+    };
+    // The chunk's frames, read once per chunk and reused by the tiles of an untiled run; a tiled
+    // run (tile-major) reads each chunk once per tile.
+    let mut cached: Option<(usize, Tensor)> = None;
+    let mut input = |k: usize, tile: &Tile| -> Result<Tensor, Error> {
+        if cached.as_ref().is_none_or(|c| c.0 != k) {
+            cached = Some((k, read_chunk(source, pad, t, chunks[k])?));
+        }
+        let video = &cached.as_ref().expect("read above").1;
+        let n = chunks[k].1 - chunks[k].0;
+        let py = (8 * tile.y.0, (8 * tile.y.1).min(hh));
+        let px = (8 * tile.x.0, (8 * tile.x.1).min(ww));
+        Ok(video.window((0, n), py, px))
     };
     let mut parts: Vec<Tensor> = Vec::new();
-    for &(f0, f1) in chunks {
-        let mut v = vec![0f32; 3 * (f1 - f0) * hh * ww];
-        let n = f1 - f0;
-        for (k, i) in (f0..f1).enumerate() {
-            let frame = source.read(pad.source(i, t))?;
-            if let Some(at) = frame.iter().position(|x| !x.is_finite()) {
-                return Err(Error::Input(format!(
-                    "frame {} holds NaN/Inf values (the first at value {at}); seedvae only takes finite values",
-                    pad.source(i, t)
-                )));
-            }
-            for c in 0..3 {
-                v[(c * n + k) * hh * ww..(c * n + k + 1) * hh * ww]
-                    .copy_from_slice(&frame[c * hh * ww..(c + 1) * hh * ww]);
-            }
-        }
-        let video = Tensor::f32(vec![1, 3, n, hh, ww], v);
-        let lt = if f0 == 0 { (n - 1) / 4 + 1 } else { n / 4 };
-        let mut blend = Blender::new(16, lt, h, w, plan.ramp);
-        for (tile, st) in plan.tiles.iter().zip(state.iter_mut()) {
-            let (py, px) = (
-                (8 * tile.y.0, (8 * tile.y.1).min(hh)),
-                (8 * tile.x.0, (8 * tile.x.1).min(ww)),
-            );
-            let input = video.window((0, n), py, px);
-            let (th, tw) = (tile.y.1 - tile.y.0, tile.x.1 - tile.x.0);
-            let out = call(backend, st.as_mut(), VIDEO, &input)?;
-            let mean = output(out, LATENT_MEAN, &input, [1, 16, lt, th, tw])?;
-            blend.add(&mean.to_f32(), tile.y.0, tile.x.0, th, tw);
-            stats.calls += 1;
-        }
-        parts.push(Tensor::f32(vec![1, 16, lt, h, w], blend.finish()));
-        chunk_done(&mut stats, &state, n, progress)?;
-    }
+    let mut emit = |v: Vec<f32>, lt: usize| {
+        parts.push(Tensor::f32(vec![1, 16, lt, h, w], v));
+        Ok(())
+    };
+    let stats = drive(backend, plan, chunks, &job, &mut input, &mut emit, progress)?;
     Ok((crate::stream::concat_time(&parts), stats))
+}
+
+/// Frames `[f0, f1)` of the padded clip as `[1, 3, n, H, W]`; non-finite values are an error.
+fn read_chunk(
+    source: &mut dyn FrameSource,
+    pad: Pad,
+    t: usize,
+    (f0, f1): (usize, usize),
+) -> Result<Tensor, Error> {
+    let (hh, ww) = source.size();
+    let n = f1 - f0;
+    let mut v = vec![0f32; 3 * n * hh * ww];
+    for (k, i) in (f0..f1).enumerate() {
+        let frame = source.read(pad.source(i, t))?;
+        if let Some(at) = frame.iter().position(|x| !x.is_finite()) {
+            return Err(Error::Input(format!(
+                "frame {} holds NaN/Inf values (the first at value {at}); seedvae only takes finite values",
+                pad.source(i, t)
+            )));
+        }
+        for c in 0..3 {
+            v[(c * n + k) * hh * ww..(c * n + k + 1) * hh * ww]
+                .copy_from_slice(&frame[c * hh * ww..(c + 1) * hh * ww]);
+        }
+    }
+    Ok(Tensor::f32(vec![1, 3, n, hh, ww], v))
 }
 
 #[cfg(test)]

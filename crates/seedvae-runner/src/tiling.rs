@@ -114,24 +114,49 @@ impl Blender {
         }
     }
 
-    /// Add a tile whose output covers rows `y0..y0+th`, columns `x0..x0+tw` (pixels).
+    /// Add a tile whose output covers every frame, rows `y0..y0+th`, columns `x0..x0+tw`.
     pub fn add(&mut self, tile: &[f32], y0: usize, x0: usize, th: usize, tw: usize) {
-        assert_eq!(tile.len(), self.c * self.f * th * tw, "tile size");
+        self.add_frames(tile, 0, self.f, y0, x0, th, tw);
+    }
+
+    /// Bytes held (accumulator and weights).
+    pub fn bytes(&self) -> usize {
+        4 * (self.acc.len() + self.wsum.len())
+    }
+
+    /// Add a tile `[C, f, th, tw]` covering frames `f0..f0+f`, rows `y0..y0+th`, columns
+    /// `x0..x0+tw`. Each tile's chunks are added in turn, the first at frame 0: its weights are
+    /// summed then, once per tile.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_frames(
+        &mut self,
+        tile: &[f32],
+        f0: usize,
+        f: usize,
+        y0: usize,
+        x0: usize,
+        th: usize,
+        tw: usize,
+    ) {
+        assert_eq!(tile.len(), self.c * f * th * tw, "tile size");
         assert!(
-            y0 + th <= self.h && x0 + tw <= self.w,
+            y0 + th <= self.h && x0 + tw <= self.w && f0 + f <= self.f,
             "tile outside the frame"
         );
         let wy = axis_weights(th, y0 > 0, y0 + th < self.h, self.overlap_px);
         let wx = axis_weights(tw, x0 > 0, x0 + tw < self.w, self.overlap_px);
-        for (yi, &a) in wy.iter().enumerate() {
-            let row = (y0 + yi) * self.w + x0;
-            for (xi, &b) in wx.iter().enumerate() {
-                self.wsum[row + xi] += a * b;
+        if f0 == 0 {
+            for (yi, &a) in wy.iter().enumerate() {
+                let row = (y0 + yi) * self.w + x0;
+                for (xi, &b) in wx.iter().enumerate() {
+                    self.wsum[row + xi] += a * b;
+                }
             }
         }
-        for cf in 0..self.c * self.f {
+        for (ci, fi) in (0..self.c).flat_map(|c| (0..f).map(move |k| (c, k))) {
+            let cf = ci * self.f + f0 + fi;
             for (yi, &a) in wy.iter().enumerate() {
-                let src = (cf * th + yi) * tw;
+                let src = ((ci * f + fi) * th + yi) * tw;
                 let dst = (cf * self.h + y0 + yi) * self.w + x0;
                 for (xi, &b) in wx.iter().enumerate() {
                     self.acc[dst + xi] += a * b * tile[src + xi];

@@ -112,8 +112,11 @@ pub struct RunReport {
     pub calls: usize,
     pub seconds: f64,
     pub frames_per_second: f64,
-    /// Largest carried causal state held at once (bytes).
+    /// Largest carried causal state held at once (bytes; one tile's: tiles run one after
+    /// another), wherever the backend keeps it (device memory on a GPU).
     pub state_bytes: usize,
+    /// Host bytes of the whole-clip blending accumulator of a tiled run (0 untiled).
+    pub accumulator_bytes: usize,
 }
 
 /// A decode's plan: latent-frame chunks and latent tiles.
@@ -145,6 +148,7 @@ impl Model {
             seconds,
             frames_per_second: st.frames as f64 / seconds.max(1e-9),
             state_bytes: st.state_bytes,
+            accumulator_bytes: st.accumulator_bytes,
         }
     }
 

@@ -10,13 +10,16 @@
 //! `cudarc`, whose driver library (`libcuda.so.1` / `nvcuda.dll`) is loaded at run time, so this
 //! compiles and runs its checks everywhere.
 //!
+//! Streaming keeps the carried causal states on the GPU ([`Backend::step`]): two device sets per
+//! stream, ping-pong — the state outputs of one call are the state inputs of the next, bound by
+//! address, and the set a call read becomes the next call's output set.
+//!
 //! Not tested here: the execution path needs a supported GPU (this workplace's H100/H200 is
-//! compute capability 9.0, which TensorRT-RTX refuses). Known cost, unmeasured: the carried
-//! causal states pass through host memory between calls (the [`Backend`] trait exchanges host
-//! tensors); keeping them on the GPU is the first optimization to make once it can be measured.
+//! compute capability 9.0, which TensorRT-RTX refuses).
 
 use crate::backend::Backend;
 use crate::planner::Limits;
+use crate::stream::{check_chunk, marker, Carried};
 use crate::tensor::{Data, Tensor};
 use crate::{Error, Unavailable};
 use seedvae_engine::build::Target;
@@ -481,8 +484,21 @@ pub struct TrtBackend {
     buffers: HashMap<String, DeviceBuf>,
     scratch: DeviceBuf,
     pinned: Option<cudarc::driver::PinnedHostSlice<u8>>,
+    /// The state set the last streaming call read: the next call writes into it (ping-pong).
+    spare: Option<Vec<cudarc::driver::CudaSlice<u8>>>,
     contract: Contract,
     pub gpu: GpuInfo,
+}
+
+/// A stream's carried state on the GPU: one buffer per state tensor, in the contract's order.
+struct TrtStates(Vec<cudarc::driver::CudaSlice<u8>>);
+
+/// A tensor bound by device address (a carried state), with the shape it has.
+struct DeviceIo {
+    name: String,
+    shape: Vec<usize>,
+    ptr: cudarc::driver::sys::CUdeviceptr,
+    bytes: usize,
 }
 
 fn trt(what: &str) -> impl Fn(trtx::Error) -> Error + '_ {
@@ -571,6 +587,7 @@ impl TrtBackend {
             buffers: HashMap::new(),
             scratch: DeviceBuf(None),
             pinned: None,
+            spare: None,
             contract: manifest.info.contract.clone(),
             gpu,
         })
@@ -617,18 +634,27 @@ impl Drop for TrtBackend {
     }
 }
 
-impl Backend for TrtBackend {
-    fn name(&self) -> &str {
-        "tensorrt-rtx"
-    }
-
-    fn contract(&self) -> &Contract {
-        &self.contract
-    }
-
-    fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<HashMap<String, Tensor>, Error> {
+impl TrtBackend {
+    /// One enqueue: `inputs` from host memory (through pinned staging), `dev_in` and `dev_out`
+    /// bound by address; every other output is copied back to the host and returned.
+    fn execute(
+        &mut self,
+        inputs: &[(&str, &Tensor)],
+        dev_in: &[DeviceIo],
+        dev_out: &[DeviceIo],
+    ) -> Result<HashMap<String, Tensor>, Error> {
         use cudarc::driver::DevicePtrMut;
         let stream = self.stream.clone();
+        for d in dev_in {
+            let dims: Vec<i64> = d.shape.iter().map(|&x| x as i64).collect();
+            self.context
+                .set_input_shape(&d.name, &trtx::trtx_sys::Dims64::from_slice(&dims))
+                .map_err(|e| Error::Input(format!("input '{}' {:?}: {e}", d.name, d.shape)))?;
+            // SAFETY: the caller's buffer holds `d.bytes` = this shape's size and outlives the
+            // enqueue (it is synchronized before returning).
+            unsafe { self.context.set_tensor_address(&d.name, d.ptr as *mut _) }
+                .map_err(trt("state input address"))?;
+        }
         for (name, t) in inputs {
             let dims: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
             self.context
@@ -670,6 +696,18 @@ impl Backend for TrtBackend {
                 .map_err(trt("output shape"))?;
             let shape = output_shape(&o.name, d.nbDims, &d.d)?;
             let n = io_bytes(&shape, o.elem);
+            if let Some(b) = dev_out.iter().find(|b| b.name == o.name) {
+                if shape != b.shape || n > b.bytes {
+                    return Err(Error::Backend(format!(
+                        "TensorRT-RTX gives state '{}' the shape {shape:?}; the contract says {:?}",
+                        o.name, b.shape
+                    )));
+                }
+                // SAFETY: the caller's buffer holds at least `n` bytes and outlives the enqueue.
+                unsafe { self.context.set_tensor_address(&o.name, b.ptr as *mut _) }
+                    .map_err(trt("state output address"))?;
+                continue;
+            }
             let dev = self
                 .buffers
                 .entry(o.name.clone())
@@ -698,7 +736,7 @@ impl Backend for TrtBackend {
                 .buffers
                 .get(&name)
                 .and_then(|b| b.0.as_ref())
-                .expect("bound");
+                .ok_or_else(|| Error::Backend(format!("output '{name}' has no buffer")))?;
             let mut host = vec![0u8; n];
             stream
                 .memcpy_dtoh(&dev.slice(..n), &mut host)
@@ -707,6 +745,92 @@ impl Backend for TrtBackend {
         }
         stream.synchronize().map_err(cuda("synchronize"))?;
         Ok(result)
+    }
+}
+
+impl Backend for TrtBackend {
+    fn name(&self) -> &str {
+        "tensorrt-rtx"
+    }
+
+    fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<HashMap<String, Tensor>, Error> {
+        self.execute(inputs, &[], &[])
+    }
+
+    /// Streaming with the states on the GPU (two sets, ping-pong; see the module doc).
+    fn step(
+        &mut self,
+        carried: Option<Carried>,
+        input: &Tensor,
+    ) -> Result<(HashMap<String, Tensor>, Carried), Error> {
+        use cudarc::driver::DevicePtr;
+        let c = self.contract.clone();
+        let hw = check_chunk(&c, input, carried.as_ref())?;
+        let first = carried.is_none();
+        let shapes: Vec<Vec<usize>> = c
+            .states
+            .iter()
+            .map(|s| {
+                let (sh, sw) = s.spatial(hw.0, hw.1);
+                vec![1, s.channels, s.frames, sh, sw]
+            })
+            .collect();
+        let sizes: Vec<usize> = shapes.iter().map(|s| io_bytes(s, c.state_elem())).collect();
+        let alloc = |stream: &Arc<cudarc::driver::CudaStream>| -> Result<Vec<_>, Error> {
+            sizes
+                .iter()
+                .map(|&n| {
+                    stream.alloc_zeros::<u8>(n.max(1)).map_err(|e| {
+                        Error::Backend(format!(
+                            "cannot allocate {n} bytes of carried state on the GPU: {e}"
+                        ))
+                    })
+                })
+                .collect()
+        };
+        let fits = |set: &Vec<cudarc::driver::CudaSlice<u8>>| {
+            set.len() == sizes.len() && set.iter().zip(&sizes).all(|(b, &n)| b.len() == n.max(1))
+        };
+        // First chunk: zero states (the graph slices them away, but reads stay defined).
+        let read = match carried {
+            Some(s) => s.take::<TrtStates>(self.name())?.0,
+            None => alloc(&self.stream)?,
+        };
+        let write = match self.spare.take() {
+            Some(set) if fits(&set) => set,
+            _ => alloc(&self.stream)?,
+        };
+        if !fits(&read) {
+            return Err(Error::Backend("a carried state does not fit its stream".into()));
+        }
+        let stream = self.stream.clone();
+        let bind = |set: &[cudarc::driver::CudaSlice<u8>], output: bool| -> Vec<DeviceIo> {
+            c.states
+                .iter()
+                .zip(set)
+                .zip(&shapes)
+                .map(|((s, b), shape)| DeviceIo {
+                    name: if output { s.output.clone() } else { s.input.clone() },
+                    shape: shape.clone(),
+                    ptr: b.device_ptr(&stream).0,
+                    bytes: b.len(),
+                })
+                .collect()
+        };
+        let (dev_in, dev_out) = (bind(&read, false), bind(&write, true));
+        let m = marker(first);
+        let mut host: Vec<(&str, &Tensor)> = vec![(c.inputs[0].name.as_str(), input)];
+        if let Some(name) = &c.continuation {
+            host.push((name.as_str(), &m));
+        }
+        let out = self.execute(&host, &dev_in, &dev_out)?;
+        self.spare = Some(read);
+        let bytes = sizes.iter().sum();
+        Ok((out, Carried::new(bytes, hw, TrtStates(write))))
     }
 }
 
