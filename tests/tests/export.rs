@@ -361,3 +361,29 @@ fn gguf_fixtures_decode_like_safetensors_within_quantization_error() {
         assert!(e <= lim && e > 0.0, "{file}: {e}");
     }
 }
+
+/// The GPU memory plan counts carried state exactly (what a stream really holds), grows with the
+/// tile, and gives the largest tile within its budget.
+#[test]
+fn the_memory_plan_counts_the_states_a_stream_holds() {
+    use seedvae_runner::planner::GraphMemory;
+    let dir = tempfile::tempdir().unwrap();
+    let weights = fixture("vae_tiny/weights.safetensors");
+    let mut st = export_and_open(
+        &weights,
+        dir.path(),
+        opts(Part::Decoder, Precision::Fp32, true),
+    );
+    let m = GraphMemory::new(st.contract(), 1 << 20, 3 << 30);
+    for (h, w) in [(8, 6), (5, 7)] {
+        let mut s = Streamer::new(st.contract()).unwrap();
+        s.step(&mut st, &random_latent(1, h, w, 1)).unwrap();
+        assert_eq!(s.state_bytes() as u64, m.state_bytes(h, w), "{h}x{w}");
+    }
+    let cap = m.cap(1);
+    assert!(cap > 8, "{cap}");
+    assert!(m.call_bytes(1, cap, cap) <= m.budget);
+    assert!(m.call_bytes(1, cap + 1, cap + 1) > m.budget);
+    assert!(m.cap(3) < cap, "longer calls take smaller tiles");
+    assert_eq!(GraphMemory::new(st.contract(), 1 << 20, 1 << 20).cap(1), 0);
+}

@@ -130,17 +130,24 @@ pub fn activation_bytes(
     h: usize,
     w: usize,
 ) -> u64 {
+    live_copies_x2(part) * act_bytes(precision) * largest_tensor_elements(part, streaming, t, h, w)
+        / 2
+}
+
+/// Elements of the largest activation of one call at shape (t, h, w) (units as for
+/// [`activation_bytes`]). cuDNN's convolutions index with 32 bits: a call whose largest tensor
+/// reaches 2^31 elements fails (measured on the H200: an illegal memory access at the decoder's
+/// `up_blocks.2.upsamplers.0.conv`), so planners keep it below [`MAX_TENSOR_ELEMENTS`].
+pub fn largest_tensor_elements(part: Part, streaming: bool, t: usize, h: usize, w: usize) -> u64 {
     let (channels, pixels) = match part {
         Part::Decoder => (256u64, 64 * h as u64 * w as u64),
         Part::Encoder => (128u64, h as u64 * w as u64),
     };
-    live_copies_x2(part)
-        * act_bytes(precision)
-        * channels
-        * peak_frames(part, streaming, t)
-        * pixels
-        / 2
+    channels * peak_frames(part, streaming, t) * pixels
 }
+
+/// The largest tensor one call may create (cuDNN's 32-bit indexing).
+pub const MAX_TENSOR_ELEMENTS: u64 = (1 << 31) - 1;
 
 /// Parameters of the full-size model's parts (spec §1).
 fn parameters(part: Part) -> u64 {

@@ -275,6 +275,89 @@ pub fn plan_chunks(
     Ok(out)
 }
 
+/// The GPU memory of a graph backend (ONNX Runtime's CUDA provider) per call, to size tiles
+/// within a budget: weights and the runtime's fixed cost, **two** sets of carried state (the set
+/// a call reads and the set it writes; exact, from the contract), activations (the engine
+/// estimate of `seedvae_engine::profile` × [`GraphMemory::ACTIVATION_FACTOR`], fitted on the
+/// H200, see benches/README.md) and the call's I/O; and no tensor over 2^31 elements.
+#[derive(Debug, Clone)]
+pub struct GraphMemory {
+    pub contract: seedvae_onnx::Contract,
+    /// What the plan may use, bytes.
+    pub budget: u64,
+    /// Weights (the graph file's size) plus the CUDA context, library handles and arena slack.
+    pub fixed: u64,
+}
+
+impl GraphMemory {
+    /// ONNX Runtime's activations relative to TensorRT-RTX's (fitted; see benches/README.md).
+    pub const ACTIVATION_FACTOR: f64 = 1.5;
+    /// The CUDA context, cuDNN/cuBLAS handles and workspaces, arena rounding.
+    pub const OVERHEAD: u64 = 1 << 30;
+
+    pub fn new(contract: &seedvae_onnx::Contract, graph_bytes: u64, budget: u64) -> GraphMemory {
+        GraphMemory {
+            contract: contract.clone(),
+            budget,
+            fixed: graph_bytes + Self::OVERHEAD,
+        }
+    }
+
+    /// One set of carried state for an `h × w` tile (input units), bytes.
+    pub fn state_bytes(&self, h: usize, w: usize) -> u64 {
+        let c = &self.contract;
+        c.states
+            .iter()
+            .map(|s| {
+                let (sh, sw) = s.spatial(h, w);
+                (s.channels * s.frames * sh * sw * c.state_elem().size()) as u64
+            })
+            .sum()
+    }
+
+    /// Device bytes of one call of `t` input frames on an `h × w` tile.
+    pub fn call_bytes(&self, t: usize, h: usize, w: usize) -> u64 {
+        let c = &self.contract;
+        let act = seedvae_engine::profile::activation_bytes(
+            seedvae_engine::EnginePrecision::Fp16,
+            c.part,
+            c.streaming,
+            t,
+            h,
+            w,
+        ) as f64
+            * Self::ACTIVATION_FACTOR;
+        // Output in f32: the decoder's 3 × 4t × 8h × 8w, the encoder's (small) latent.
+        let io = match c.part {
+            Part::Decoder => 4 * 3 * 4 * t * 64 * h * w,
+            Part::Encoder => 4 * 3 * t * h * w,
+        } as u64;
+        let states = if c.streaming { 2 * self.state_bytes(h, w) } else { 0 };
+        self.fixed + states + act as u64 + io
+    }
+
+    /// The largest square tile edge (input units) whose calls of `t` frames fit the budget and
+    /// stay under 2^31 elements per tensor; 0 when none does.
+    pub fn cap(&self, t: usize) -> usize {
+        let c = &self.contract;
+        let fits = |e: usize| {
+            self.call_bytes(t, e, e) <= self.budget
+                && seedvae_engine::profile::largest_tensor_elements(c.part, c.streaming, t, e, e)
+                    <= seedvae_engine::profile::MAX_TENSOR_ELEMENTS
+        };
+        let (mut lo, mut hi) = (0usize, 1 << 16);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if fits(mid) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
+    }
+}
+
 /// Output frames of a decoder call over latent frames `[s, e)`: 4n−3 for the first, 4n later.
 pub fn decoded_frames(s: usize, e: usize) -> usize {
     if s == 0 {

@@ -134,8 +134,10 @@ impl ModelSource {
 pub struct Model {
     pub(crate) backend: Box<dyn Backend>,
     pub(crate) limits: Limits,
-    /// Largest tile edge (the part's input units) that fits the memory budget.
+    /// Largest tile edge (the part's input units) that fits the memory budget (engines).
     pub(crate) memory_cap: Option<usize>,
+    /// Graph backends on a GPU: the memory plan, whose tile cap depends on the chunk.
+    pub(crate) graph_memory: Option<seedvae_runner::planner::GraphMemory>,
     pub(crate) fallback: Option<String>,
     pub(crate) part: Part,
 }
@@ -343,6 +345,7 @@ fn open_graph(
     source: &ModelSource,
     part: Part,
     device: OrtDevice,
+    budget: Option<u64>,
     o: &ModelOptions,
     progress: &Progress,
 ) -> Result<Model> {
@@ -353,10 +356,22 @@ fn open_graph(
     let graph = graph_for(source, part, precision, o, progress)?;
     let b = OrtBackend::open_on(&graph, device)?;
     check_part(b.contract().part, part, &graph)?;
+    let graph_memory = match (device, budget) {
+        (OrtDevice::Cuda { .. }, Some(budget)) => {
+            let bytes = std::fs::metadata(&graph).map_or(0, |m| m.len());
+            Some(seedvae_runner::planner::GraphMemory::new(
+                b.contract(),
+                bytes,
+                budget,
+            ))
+        }
+        _ => None,
+    };
     Ok(Model {
         backend: Box::new(b),
         limits: Limits::unbounded(part),
         memory_cap: None,
+        graph_memory,
         fallback: None,
         part,
     })
@@ -372,6 +387,7 @@ fn open_cpu(
         source,
         part,
         OrtDevice::Cpu { threads: o.threads },
+        None,
         o,
         progress,
     )
@@ -384,8 +400,23 @@ fn open_cuda(
     o: &ModelOptions,
     progress: &Progress,
 ) -> Result<Model> {
-    seedvae_runner::cuda_ready()?;
-    open_graph(source, part, OrtDevice::Cuda { id: 0 }, o, progress)
+    let gpu = seedvae_runner::cuda_ready()?;
+    let budget = plan_budget(o, gpu.free_bytes);
+    // With --vram-budget the arena is held to it (less the context's share): an allocation
+    // past it is an error, not a spill.
+    let mem_limit = o
+        .vram_budget_gb
+        .map(|_| budget.saturating_sub(512 << 20) as usize);
+    let device = OrtDevice::Cuda { id: 0, mem_limit };
+    open_graph(source, part, device, Some(budget), o, progress)
+}
+
+/// GPU memory to plan within: `--vram-budget`, else the free memory less 0.5 GB.
+fn plan_budget(o: &ModelOptions, free_bytes: u64) -> u64 {
+    match o.vram_budget_gb {
+        Some(gb) => (gb * 1e9) as u64,
+        None => free_bytes.saturating_sub(512 << 20),
+    }
 }
 
 /// The engine for this GPU: the named one, or built (cached) from weights / ONNX for its target.
@@ -444,16 +475,14 @@ fn open_tensorrt(
         o.tensorrt_dir.as_deref(),
         refit.as_deref(),
     )?;
-    let budget = match o.vram_budget_gb {
-        Some(gb) => (gb * 1e9) as u64,
-        None => b.gpu.free_bytes.saturating_sub(512 << 20),
-    };
+    let budget = plan_budget(o, b.gpu.free_bytes);
     let memory_cap = tensorrt::memory_cap(&manifest, &limits, budget)
         .map_err(|e| invalid!("{}: {e}", engine.display()))?;
     Ok(Model {
         backend: Box::new(b),
         limits,
         memory_cap,
+        graph_memory: None,
         fallback: None,
         part,
     })

@@ -152,6 +152,23 @@ impl Model {
         }
     }
 
+    /// The largest tile edge (input units) the memory plan allows for calls as long as the
+    /// longest of `chunks`.
+    fn tile_cap(&self, chunks: &[(usize, usize)]) -> Option<usize> {
+        let Some(m) = self.graph_memory.as_ref() else {
+            return self.memory_cap;
+        };
+        let t = chunks.iter().map(|&(s, e)| e - s).max().unwrap_or(1);
+        let cap = m.cap(t);
+        tracing::info!(
+            "GPU memory plan: {:.1} GB to plan within; calls of {t} frames take tiles up to {cap}              (input units; {:.2} GB per call at that size, {:.2} GB of it carried state)",
+            m.budget as f64 / 1e9,
+            m.call_bytes(t, cap, cap) as f64 / 1e9,
+            2.0 * m.state_bytes(cap, cap) as f64 / 1e9,
+        );
+        Some(cap)
+    }
+
     fn need(&self, part: Part) -> Result<()> {
         if self.part != part {
             return Err(invalid!(
@@ -181,7 +198,7 @@ impl Model {
             h,
             w,
             &self.limits,
-            &opts.request(self.memory_cap),
+            &opts.request(self.tile_cap(&chunks)),
         )?;
         if spatial.is_tiled() {
             tracing::info!(
@@ -315,7 +332,7 @@ impl Model {
             hh / 8,
             ww / 8,
             &self.limits,
-            &opts.request(self.memory_cap.map(|c| c / 8)),
+            &opts.request(self.tile_cap(&chunks).map(|c| c / 8)),
         )?;
         let start = Instant::now();
         let (mean, stats) = pipeline::encode(

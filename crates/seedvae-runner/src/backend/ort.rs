@@ -70,9 +70,11 @@ pub enum OrtDevice {
     Cpu {
         threads: usize,
     },
-    /// The CUDA execution provider on GPU `id` (needs the onnxruntime-gpu libraries).
+    /// The CUDA execution provider on GPU `id` (needs the onnxruntime-gpu libraries); its
+    /// memory arena capped at `mem_limit` bytes (an allocation past it fails, never spills).
     Cuda {
         id: i32,
+        mem_limit: Option<usize>,
     },
 }
 
@@ -101,14 +103,24 @@ impl OrtBackend {
                 }
                 "onnxruntime-cpu"
             }
-            OrtDevice::Cuda { id } => {
+            OrtDevice::Cuda { id, mem_limit } => {
                 use ort::ep::cuda::{ConvAlgorithmSearch, CUDA};
-                let ep = CUDA::default()
+                use ort::ep::ArenaExtendStrategy;
+                // The arena grows by what is asked (not powers of two): peak memory stays what
+                // the memory plan counts.
+                let mut ep = CUDA::default()
                     .with_device_id(id)
                     .with_conv_algorithm_search(ConvAlgorithmSearch::Heuristic)
                     .with_tf32(false)
-                    .build()
-                    .error_on_failure();
+                    .with_arena_extend_strategy(ArenaExtendStrategy::SameAsRequested);
+                if let Some(limit) = mem_limit {
+                    ep = ep.with_memory_limit(limit);
+                }
+                // Measurement knob (benches/README.md): NHWC convolutions.
+                if std::env::var_os("SEEDVAE_CUDA_NHWC").is_some_and(|v| v == "1") {
+                    ep = ep.with_prefer_nhwc(true);
+                }
+                let ep = ep.build().error_on_failure();
                 b = b.with_execution_providers([ep]).map_err(|e| {
                     Error::Unavailable(crate::Unavailable(format!(
                         "ONNX Runtime's CUDA provider cannot start: {e}"
@@ -166,7 +178,7 @@ impl OrtBackend {
     fn state_memory(&self) -> Result<MemoryInfo<'static>, ort::Error> {
         let (dev, id) = match self.device {
             OrtDevice::Cpu { .. } => (AllocationDevice::CPU, 0),
-            OrtDevice::Cuda { id } => (AllocationDevice::CUDA, id),
+            OrtDevice::Cuda { id, .. } => (AllocationDevice::CUDA, id),
         };
         MemoryInfo::new(dev, id, AllocatorType::Device, MemoryType::Default)
     }
