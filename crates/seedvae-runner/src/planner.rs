@@ -318,8 +318,12 @@ impl GraphMemory {
     /// Device bytes of one call of `t` input frames on an `h × w` tile.
     pub fn call_bytes(&self, t: usize, h: usize, w: usize) -> u64 {
         let c = &self.contract;
+        let precision = match c.precision {
+            seedvae_onnx::Precision::Fp32 => seedvae_engine::EnginePrecision::Fp32,
+            _ => seedvae_engine::EnginePrecision::Fp16,
+        };
         let act = seedvae_engine::profile::activation_bytes(
-            seedvae_engine::EnginePrecision::Fp16,
+            precision,
             c.part,
             c.streaming,
             t,

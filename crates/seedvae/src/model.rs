@@ -42,6 +42,8 @@ pub struct ModelOptions {
     pub tensorrt_dir: Option<PathBuf>,
     /// With an engine as the model: the user's weights (refit, or the CPU fallback).
     pub weights: Option<PathBuf>,
+    /// The CUDA provider runs the fp32 graph (TF32 off) instead of the fp16 one.
+    pub cuda_fp32: bool,
 }
 
 impl ModelOptions {
@@ -76,6 +78,7 @@ impl Default for ModelOptions {
             cache: None,
             tensorrt_dir: None,
             weights: None,
+            cuda_fp32: false,
         }
     }
 }
@@ -350,8 +353,8 @@ fn open_graph(
     progress: &Progress,
 ) -> Result<Model> {
     let precision = match device {
-        OrtDevice::Cpu { .. } => EnginePrecision::Fp32,
-        OrtDevice::Cuda { .. } => EnginePrecision::Fp16,
+        OrtDevice::Cuda { .. } if !o.cuda_fp32 => EnginePrecision::Fp16,
+        _ => EnginePrecision::Fp32,
     };
     let graph = graph_for(source, part, precision, o, progress)?;
     let b = OrtBackend::open_on(&graph, device)?;

@@ -105,6 +105,10 @@ pub struct ModelArgs {
     /// the hash in its manifest first) and lets the CPU run when TensorRT-RTX cannot.
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// With --backend cuda: run the fp32 graph (TF32 off; matches the CPU to ~1e-6, slower and
+    /// twice the memory) instead of fp16.
+    #[arg(long)]
+    pub cuda_fp32: bool,
 }
 
 impl ModelArgs {
@@ -129,6 +133,7 @@ impl ModelArgs {
             cache: self.cache.clone(),
             tensorrt_dir: self.tensorrt_dir.clone(),
             weights: self.weights.clone(),
+            cuda_fp32: self.cuda_fp32,
         }
     }
 }
