@@ -58,6 +58,9 @@ enum Command {
     VerifyPrecision(commands::verify_precision::Args),
     /// Write a random-weight checkpoint with the exact SeedVR2 VAE names and shapes.
     Synth(commands::synth::Args),
+    /// Check decoding and encoding on every backend that loads here (cpu, cuda, tensorrt)
+    /// against references; exit code 0 when all pass.
+    Selftest(commands::selftest::Args),
     /// Run the whole pipeline on a built-in default (a tiny random VAE) and say what each step produced.
     Demo(commands::demo::Args),
 }
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Command::Engines(a) => commands::pack::run_engines(a, &ui),
         Command::VerifyPrecision(a) => commands::verify_precision::run(a, &ui),
         Command::Demo(a) => commands::demo::run(a, &ui),
+        Command::Selftest(a) => commands::selftest::run(a, &ui),
     };
     match result {
         Ok(code) => code,

@@ -322,21 +322,19 @@ impl GraphMemory {
             seedvae_onnx::Precision::Fp32 => seedvae_engine::EnginePrecision::Fp32,
             _ => seedvae_engine::EnginePrecision::Fp16,
         };
-        let act = seedvae_engine::profile::activation_bytes(
-            precision,
-            c.part,
-            c.streaming,
-            t,
-            h,
-            w,
-        ) as f64
+        let act = seedvae_engine::profile::activation_bytes(precision, c.part, c.streaming, t, h, w)
+            as f64
             * Self::ACTIVATION_FACTOR;
         // Output in f32: the decoder's 3 × 4t × 8h × 8w, the encoder's (small) latent.
         let io = match c.part {
             Part::Decoder => 4 * 3 * 4 * t * 64 * h * w,
             Part::Encoder => 4 * 3 * t * h * w,
         } as u64;
-        let states = if c.streaming { 2 * self.state_bytes(h, w) } else { 0 };
+        let states = if c.streaming {
+            2 * self.state_bytes(h, w)
+        } else {
+            0
+        };
         self.fixed + states + act as u64 + io
     }
 

@@ -48,6 +48,7 @@ mod latent;
 mod model;
 mod progress;
 mod run;
+mod selftest;
 mod ship;
 
 pub use convert::{convert, synth, verify_precision, PrecisionRequest};
@@ -58,6 +59,7 @@ pub use latent::{from_dit, read_latent, to_dit, LatentLayout, DIT_SCALE};
 pub use model::{BackendChoice, Model, ModelOptions, ModelSource};
 pub use progress::{CancelToken, Event, Progress};
 pub use run::{check_output, name_input, open_frames, FileOutput, RunReport, TileOptions};
+pub use selftest::{selftest, Bound, Check, SelftestOptions, SelftestReport, Status};
 pub use ship::{install_pack, pack_engines, verify_pack, InstallReport, PackCheck};
 
 // The vocabulary of the crates below that callers need, re-exported so that they depend on

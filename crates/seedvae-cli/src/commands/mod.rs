@@ -9,6 +9,7 @@ pub mod demo;
 pub mod encode;
 pub mod inspect;
 pub mod pack;
+pub mod selftest;
 pub mod synth;
 pub mod verify_precision;
 

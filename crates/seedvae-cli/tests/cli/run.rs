@@ -310,10 +310,22 @@ fn tiled_decoding_differs_boundedly_and_leaves_no_seam() {
     eprintln!("untiled, same columns: {jw:.4} vs {jwi:.4}");
     // Tiles run one after another over the whole clip, each with its own stream: chunked
     // streaming equals one call per tile, frame for frame in the blending accumulator.
-    let tiled_args = |chunk| ["--tile-size", "128", "--tile-overlap", "64", "--chunk", chunk];
+    let tiled_args = |chunk| {
+        [
+            "--tile-size",
+            "128",
+            "--tile-overlap",
+            "64",
+            "--chunk",
+            chunk,
+        ]
+    };
     let (one, j1) = run(&tiled_args("2"), "tiled_one_call.safetensors");
     let (streamed, j2) = run(&tiled_args("1"), "tiled_streamed.safetensors");
-    assert_eq!((j1["calls"].as_u64(), j2["calls"].as_u64()), (Some(4), Some(8)));
+    assert_eq!(
+        (j1["calls"].as_u64(), j2["calls"].as_u64()),
+        (Some(4), Some(8))
+    );
     assert!(j2["accumulator_bytes"].as_u64().unwrap() > 0);
     let e = seedvae_tests::rel_l2(&streamed, &one);
     eprintln!("tiled, chunks of 1 vs one call per tile: rel L2 {e:.2e}");

@@ -805,7 +805,9 @@ impl Backend for TrtBackend {
             _ => alloc(&self.stream)?,
         };
         if !fits(&read) {
-            return Err(Error::Backend("a carried state does not fit its stream".into()));
+            return Err(Error::Backend(
+                "a carried state does not fit its stream".into(),
+            ));
         }
         let stream = self.stream.clone();
         let bind = |set: &[cudarc::driver::CudaSlice<u8>], output: bool| -> Vec<DeviceIo> {
@@ -814,7 +816,11 @@ impl Backend for TrtBackend {
                 .zip(set)
                 .zip(&shapes)
                 .map(|((s, b), shape)| DeviceIo {
-                    name: if output { s.output.clone() } else { s.input.clone() },
+                    name: if output {
+                        s.output.clone()
+                    } else {
+                        s.input.clone()
+                    },
                     shape: shape.clone(),
                     ptr: b.device_ptr(&stream).0,
                     bytes: b.len(),

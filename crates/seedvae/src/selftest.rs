@@ -1,0 +1,358 @@
+//! `seedvae selftest`: does this machine decode and encode correctly, on every backend that can
+//! load here? A tiny VAE (the reduced-width fixture: its weights and the original PyTorch
+//! module's fp64 goldens when `fixtures` is given, else the same architecture synthesized here
+//! with CPU fp32 as the reference — itself held to those goldens by seedvae's tests) is decoded
+//! in one call and streamed in two chunk patterns, from the largest latent to the smallest on
+//! one opened model (calls of shrinking shape), and a short clip is encoded; every output is
+//! compared with the reference within its precision's bound.
+
+use crate::error::{Error, Result};
+use crate::model::{BackendChoice, Model, ModelOptions};
+use crate::progress::Progress;
+use crate::run::TileOptions;
+use seedvae_runner::media::TensorFrames;
+use seedvae_runner::{read_tensor, Pad, Tensor};
+use seedvae_weights::synth::{Rng, SynthFormat, SynthOptions};
+use seedvae_weights::{DType, Model as Architecture, Part};
+use std::path::{Path, PathBuf};
+
+/// How an output is held to its reference (issue 12): relative L2 for fp32 (≤ 1e-5) and fp16
+/// graphs (≤ 2e-3); PSNR for engines, which may be FP8 (≥ 30 dB, peak-to-peak 2).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    RelL2(f64),
+    PsnrDb(f64),
+}
+
+impl Bound {
+    fn measure(self, got: &[f32], want: &[f32]) -> (f64, bool) {
+        let (mut d, mut n) = (0f64, 0f64);
+        for (&x, &y) in got.iter().zip(want) {
+            d += (x as f64 - y as f64).powi(2);
+            n += (y as f64).powi(2);
+        }
+        let d = if d.is_nan() { f64::INFINITY } else { d };
+        match self {
+            Bound::RelL2(b) => {
+                let e = (d / n.max(1e-300)).sqrt();
+                (e, e <= b)
+            }
+            Bound::PsnrDb(b) => {
+                let mse = d / got.len().max(1) as f64;
+                let p = 10.0 * (4.0 / mse.max(1e-300)).log10();
+                (p, p >= b)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bound::RelL2(b) => write!(f, "rel L2 ≤ {b:.0e}"),
+            Bound::PsnrDb(b) => write!(f, "PSNR ≥ {b} dB"),
+        }
+    }
+}
+
+/// Did a check pass, fail, or not run (a backend that cannot load here)?
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    Skipped,
+}
+
+/// What to test.
+#[derive(Debug, Clone, Default)]
+pub struct SelftestOptions {
+    /// The `vae_tiny` fixture folder (weights and goldens); None: synthesize, CPU reference.
+    pub fixtures: Option<PathBuf>,
+    /// Cache for the graphs and engines it converts (None: a temporary one, removed after).
+    pub cache: Option<PathBuf>,
+    pub tensorrt_dir: Option<PathBuf>,
+}
+
+/// One checked output.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    /// "cpu fp32", "cuda fp16", "tensorrt"...
+    pub backend: String,
+    /// What ran: "decode t3_8x8 one call", "decode t3_8x8 chunks of 1", "encode t9_32x48".
+    pub case: String,
+    /// The measured value (rel L2 or PSNR, as the bound says).
+    pub value: Option<f64>,
+    pub bound: Bound,
+    pub status: Status,
+    /// Why a backend was not tested, or what failed.
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SelftestReport {
+    pub seedvae: &'static str,
+    pub reference: String,
+    pub gpu: Option<crate::GpuInfo>,
+    pub checks: Vec<Check>,
+}
+
+impl SelftestReport {
+    /// Every backend that loaded passed every check (backends that cannot load here are
+    /// skipped, with the reason), and at least one ran.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.status != Status::Fail)
+            && self.checks.iter().any(|c| c.status == Status::Pass)
+    }
+
+    /// The report as JSON in `path` (written whole, or not at all).
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_vec_pretty(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        seedvae_weights::output::write_atomic(path, |f| std::io::Write::write_all(f, &text))?;
+        Ok(())
+    }
+}
+
+/// A latent case: name, latent, reference frames.
+struct Case {
+    name: String,
+    latent: Tensor,
+    reference: Tensor,
+}
+
+/// The backends and graph precisions a selftest tries, with the bound each is held to.
+const VARIANTS: [(&str, BackendChoice, bool, Bound); 4] = [
+    ("cpu fp32", BackendChoice::Cpu, false, Bound::RelL2(1e-5)),
+    ("cuda fp32", BackendChoice::Cuda, true, Bound::RelL2(1e-5)),
+    ("cuda fp16", BackendChoice::Cuda, false, Bound::RelL2(2e-3)),
+    (
+        "tensorrt",
+        BackendChoice::Tensorrt,
+        false,
+        Bound::PsnrDb(30.0),
+    ),
+];
+
+/// Run the selftest; `Err` only for what stops it as a whole (no fixture, no CPU backend).
+pub fn selftest(o: &SelftestOptions, progress: &Progress) -> Result<SelftestReport> {
+    let tmp = tempfile::tempdir().map_err(|e| Error::io(Path::new("temporary folder"), e))?;
+    let cache = o.cache.clone().unwrap_or_else(|| tmp.path().join("cache"));
+    let (weights, reference) = match &o.fixtures {
+        Some(dir) => (
+            dir.join("weights.safetensors"),
+            "the PyTorch module's goldens (fp64 where the fixture has them, else fp32)".to_string(),
+        ),
+        None => {
+            let w = tmp.path().join("tiny.safetensors");
+            let tiny = SynthOptions {
+                model: Architecture {
+                    widths: seedvae_weights::schema::TINY_WIDTHS,
+                },
+                dtype: DType::F16,
+                seed: 1,
+                format: SynthFormat::SafeTensors,
+            };
+            crate::convert::synth(&w, &tiny, true, progress)?;
+            (
+                w,
+                "the CPU backend's fp32 graph (held to PyTorch fp64 goldens by seedvae's tests)"
+                    .to_string(),
+            )
+        }
+    };
+    let opts = |backend, cuda_fp32| ModelOptions {
+        backend,
+        cache: Some(cache.clone()),
+        tensorrt_dir: o.tensorrt_dir.clone(),
+        cuda_fp32,
+        ..ModelOptions::default()
+    };
+    let (cases, video, mean) = inputs(
+        o.fixtures.as_deref(),
+        &weights,
+        &opts(BackendChoice::Cpu, false),
+        progress,
+    )?;
+    let mut checks = Vec::new();
+    for (label, backend, fp32, bound) in VARIANTS {
+        progress.check()?;
+        let skip = |why: String| Check {
+            backend: label.into(),
+            case: "all".into(),
+            value: None,
+            bound,
+            status: Status::Skipped,
+            note: Some(why),
+        };
+        let mut dec = match Model::open(&weights, Part::Decoder, &opts(backend, fp32), progress) {
+            Ok(m) => m,
+            Err(e) if e.is_environment_failure() => {
+                checks.push(skip(e.to_string()));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let quiet = Progress::new(|_| {}).with_cancel(progress.cancel_token().clone());
+        for case in &cases {
+            let t = case.latent.shape[2];
+            for (mode, chunk) in [
+                ("one call", Some(t)),
+                ("chunks of 1", Some(1)),
+                ("chunks of 2", Some(2)),
+            ] {
+                if chunk.unwrap_or(1) > t || (mode != "one call" && chunk == Some(t)) {
+                    continue;
+                }
+                let tile = TileOptions {
+                    no_tiling: true,
+                    chunk,
+                    ..TileOptions::default()
+                };
+                let r = dec.decode_tensor(&case.latent, &tile, &quiet);
+                checks.push(check(
+                    label,
+                    &format!("decode {} {mode}", case.name),
+                    r.map(|(v, _)| v),
+                    &case.reference,
+                    bound,
+                ));
+            }
+        }
+        drop(dec);
+        match Model::open(&weights, Part::Encoder, &opts(backend, fp32), progress) {
+            Ok(mut enc) => {
+                let mut src = TensorFrames(video.clone());
+                let r = enc.encode(
+                    &mut src,
+                    Pad::Repeat,
+                    &TileOptions {
+                        no_tiling: true,
+                        ..TileOptions::default()
+                    },
+                    &quiet,
+                );
+                checks.push(check(
+                    label,
+                    "encode t9_32x48",
+                    r.map(|(v, _)| v),
+                    &mean,
+                    bound,
+                ));
+            }
+            Err(e) => checks.push(check(label, "encode t9_32x48", Err(e), &mean, bound)),
+        }
+    }
+    Ok(SelftestReport {
+        seedvae: env!("CARGO_PKG_VERSION"),
+        reference,
+        gpu: crate::probe_gpu().ok(),
+        checks,
+    })
+}
+
+fn check(backend: &str, case: &str, got: Result<Tensor>, want: &Tensor, bound: Bound) -> Check {
+    let (value, ok, note) = match got {
+        Ok(v) if v.shape == want.shape => {
+            let (value, ok) = bound.measure(&v.to_f32(), &want.to_f32());
+            (Some(value), ok, None)
+        }
+        Ok(v) => (
+            None,
+            false,
+            Some(format!("shape {:?}, expected {:?}", v.shape, want.shape)),
+        ),
+        Err(e) => (None, false, Some(e.to_string())),
+    };
+    Check {
+        backend: backend.into(),
+        case: case.into(),
+        value,
+        bound,
+        status: if ok { Status::Pass } else { Status::Fail },
+        note,
+    }
+}
+
+/// The latents (largest first: later calls shrink), the clip to encode, and their references.
+fn inputs(
+    fixtures: Option<&Path>,
+    weights: &Path,
+    cpu: &ModelOptions,
+    progress: &Progress,
+) -> Result<(Vec<Case>, Tensor, Tensor)> {
+    const NAMES: [&str; 4] = ["t3_8x8", "t2_8x8", "t2_6x10", "t1_8x8"];
+    if let Some(dir) = fixtures {
+        let golden = |file: String, keys: &[&str]| -> Result<Tensor> {
+            let p = dir.join(file);
+            let mut last = None;
+            for k in keys {
+                match read_tensor(&p, k) {
+                    Ok(t) => return Ok(t),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.expect("a key").into())
+        };
+        let cases = NAMES
+            .iter()
+            .map(|n| {
+                Ok(Case {
+                    name: n.to_string(),
+                    latent: read_tensor(&dir.join(format!("latent_{n}.safetensors")), "latent")?,
+                    reference: golden(
+                        format!("decoded_{n}.safetensors"),
+                        &["decoded_f64", "decoded"],
+                    )?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let video = read_tensor(&dir.join("video_t9_32x48.safetensors"), "video")?;
+        let mean = golden(
+            "encoded_t9_32x48.safetensors".into(),
+            &["latent_mean_f64", "latent_mean"],
+        )?;
+        return Ok((cases, video, mean));
+    }
+    // Synthesized: the same shapes, seeded values, CPU fp32 as the reference.
+    let mut rng = Rng::new(7);
+    let mut random = |shape: Vec<usize>| {
+        let mut v = vec![0f32; shape.iter().product()];
+        rng.fill_normal(&mut v);
+        Tensor::f32(shape, v)
+    };
+    let quiet = Progress::new(|_| {}).with_cancel(progress.cancel_token().clone());
+    let mut dec = Model::open(weights, Part::Decoder, cpu, progress)?;
+    let one = |t: usize| TileOptions {
+        no_tiling: true,
+        chunk: Some(t),
+        ..TileOptions::default()
+    };
+    let mut cases = Vec::new();
+    for n in NAMES {
+        let dims: Vec<usize> = n[1..]
+            .split(['_', 'x'])
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        let latent = random(vec![1, 16, dims[0], dims[1], dims[2]]);
+        let (reference, _) = dec.decode_tensor(&latent, &one(dims[0]), &quiet)?;
+        cases.push(Case {
+            name: n.into(),
+            latent,
+            reference,
+        });
+    }
+    let video = random(vec![1, 3, 9, 32, 48]);
+    let video = Tensor::f32(
+        video.shape.clone(),
+        video.to_f32().iter().map(|x| x.clamp(-1.0, 1.0)).collect(),
+    );
+    let mut enc = Model::open(weights, Part::Encoder, cpu, progress)?;
+    let (mean, _) = enc.encode(
+        &mut TensorFrames(video.clone()),
+        Pad::Repeat,
+        &one(9),
+        &quiet,
+    )?;
+    Ok((cases, video, mean))
+}
