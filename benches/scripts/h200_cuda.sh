@@ -1,63 +1,125 @@
 #!/usr/bin/env bash
-# seedvae's CUDA backend on an NVIDIA GPU machine with PyTorch (CUDA 13 wheels: cuBLAS, cuDNN,
-# cuFFT under site-packages/nvidia) but no seedvae build: the tiny goldens on cuda and cpu,
-# auto's choice, and a full-size 720p decode timed against eager PyTorch fp16
-# (../shared/oracle/torch_decoder.py) on the same GPU and latent. Used for benches/README.md.
+# seedvae's CUDA backend on an NVIDIA GPU machine with PyTorch (CUDA 13 wheels: cuBLAS, cuDNN
+# under site-packages/nvidia) but no seedvae build: selftest against the tiny fixture's goldens,
+# then the full-size decoder (random weights) timed against eager PyTorch fp16
+# (../shared/oracle/torch_decoder.py) on the same GPU and latents, with peak device memory from
+# the driver (nvidia-smi, sampled every 50 ms) and peak host memory (/usr/bin/time). Used for
+# benches/README.md.
 #
 # Expects, relative to the repository root: .dev/run/{seedvae (a release build), fixtures/
-# (../shared/fixtures/vae_tiny), torch_decoder.py, this script as gpu.sh}, and the
-# onnxruntime-gpu 1.31.1 wheel split into /tmp/w/part.00..04 (`split -b 52M -d WHEEL part.`):
-# the device tool carries at most 64 MiB a call, so the pieces travel one call each into /tmp/w
-# (which lasts while the machine stays warm), and the last call runs this. $OUT collects outputs.
+# (../shared/fixtures/vae_tiny), torch_decoder.py}, and the onnxruntime-gpu 1.31.1 wheel split
+# into /tmp/w/part.00..04 (`split -b 52M -d WHEEL part.`): the device tool carries at most
+# 64 MiB a call, so the pieces travel one call each into /tmp/w (which lasts while the machine
+# stays warm), and the last call runs this. Everything it prints is also in $OUT/log.txt.
 set -uo pipefail
+exec > >(tee -a "$OUT/log.txt") 2>&1
 R=$PWD/.dev/run
 B=$R/seedvae; F=$R/fixtures
 mkdir -p /tmp/w && cd /tmp/w
-cat part.0* > ort.whl && python3 -m zipfile -e ort.whl ortgpu >/dev/null && rm ort.whl part.0*
+if [ ! -d ortgpu ]; then
+  cat part.0* > ort.whl && python3 -m zipfile -e ort.whl ortgpu >/dev/null && rm ort.whl part.0*
+fi
 NV=$(python3 -c "import nvidia,os;print(':'.join(os.path.join(p,d,'lib') for p in nvidia.__path__ for d in sorted(os.listdir(p)) if os.path.isdir(os.path.join(p,d,'lib'))))")
 export LD_LIBRARY_PATH=$NV:${LD_LIBRARY_PATH:-}
 export SEEDVAE_ORT_LIB=/tmp/w/ortgpu/onnxruntime/capi/libonnxruntime.so.1.31.1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-echo "== tiny goldens: cuda (fp16 graph) and cpu (fp32 graph) through the same onnxruntime-gpu library"
-for c in t1_8x8 t2_6x10 t2_8x8 t3_8x8; do
-  for be in cuda cpu; do
-    $B decode -m $F/weights.safetensors $F/latent_$c.safetensors -o $OUT/${be}_$c.safetensors --backend $be --cache /tmp/c --quiet --json > $OUT/${be}_$c.json || echo "FAILED $be $c"
-  done
-done
-$B encode -m $F/weights.safetensors $F/video_t9_32x48.safetensors -o $OUT/cuda_enc.safetensors --backend cuda --cache /tmp/c --quiet || echo "FAILED encode cuda"
-$B decode -m $F/weights.safetensors $F/latent_t2_8x8.safetensors -o $OUT/auto_t2.safetensors --cache /tmp/c --json > $OUT/auto.json 2> $OUT/auto.err; cat $OUT/auto.err
-python3 - "$F" "$OUT" <<'PY'
-import sys, json
-from safetensors.numpy import load_file
-import numpy as np
-F, O = sys.argv[1], sys.argv[2]
-def rel(a, b): return float(np.linalg.norm((a - b).astype(np.float64)) / np.linalg.norm(b.astype(np.float64)))
-for c in ["t1_8x8", "t2_6x10", "t2_8x8", "t3_8x8"]:
-    g = load_file(f"{F}/decoded_{c}.safetensors"); g = g.get("decoded_f64", g.get("decoded"))
-    for be in ["cuda", "cpu"]:
-        try:
-            v = load_file(f"{O}/{be}_{c}.safetensors")["video"]
-            j = json.load(open(f"{O}/{be}_{c}.json"))
-            print(f"{c} {be:4} backend={j['backend']} rel_l2_vs_golden={rel(v, g):.3e} max_abs={float(np.abs(v-g).max()):.3e}")
-        except Exception as e: print(c, be, "ERROR", e)
-try:
-    g = load_file(f"{F}/encoded_t9_32x48.safetensors"); k = [k for k in g if "mean" in k or "latent" in k or "encoded" in k]
-    v = load_file(f"{O}/cuda_enc.safetensors")["latent"]
-    for key in g: print("encode cuda vs golden", key, f"rel_l2={rel(v, g[key]):.3e}" if g[key].shape == v.shape else f"shape {g[key].shape} vs {v.shape}")
-except Exception as e: print("encode ERROR", e)
-print("auto:", json.load(open(f"{O}/auto.json"))["backend"])
-PY
-echo "== full size: random weights, 720p x 9 frames (latent 1x16x3x90x160), streaming, untiled"
+export SEEDVAE_CACHE=/tmp/c
+nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv
+quiet() { grep -v "cudnn_fe_call\|^\s*$" || true; }
+
+# Run a command with its stdout in /tmp/out_TAG.txt; print its wall time, peak device memory
+# (nvidia-smi every 50 ms, above the idle level before it) and peak host memory.
+peak() {
+  local tag=$1; shift
+  local base; base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > /tmp/mem_$tag.txt &
+  local pid=$!
+  local t0; t0=$(date +%s%N)
+  /usr/bin/time -f "%M" -o /tmp/host_$tag.txt "$@" > /tmp/out_$tag.txt 2> >(quiet >&2)
+  local rc=$?
+  local t1; t1=$(date +%s%N)
+  kill $pid 2>/dev/null; wait $pid 2>/dev/null
+  local top; top=$(sort -n /tmp/mem_$tag.txt | tail -1)
+  echo "$tag: rc=$rc wall=$(( (t1 - t0) / 1000000 )) ms, device peak $top MiB (idle $base MiB: +$((top - base)) MiB), host peak $(( $(tail -1 /tmp/host_$tag.txt 2>/dev/null || echo 0) / 1000 )) MB"
+}
+
+echo "== selftest (tiny fixture, goldens)"
+timeout 300 $B selftest --fixtures $F --json $OUT/selftest.json 2>&1 | quiet
+
+echo "== full size: random weights"
 $B synth -o /tmp/full.safetensors --quiet --force
-python3 -c "import torch; from safetensors.torch import save_file; torch.manual_seed(0); save_file({'latent': torch.randn(1,16,3,90,160)}, '/tmp/l720.safetensors')"
-for i in 1 2 3; do
-  /usr/bin/time -f "seedvae cuda run $i: %e s wall, %M KB peak host" $B decode -m /tmp/full.safetensors /tmp/l720.safetensors -o /tmp/s720.safetensors --backend cuda --no-tiling --cache /tmp/c --quiet --force --json > $OUT/full_$i.json
-  python3 -c "import json; j=json.load(open('$OUT/full_$i.json')); print('decode', j['seconds'], 's', j['frames'], 'frames', 'ms/frame', 1000*j['seconds']/j['frames'], j['backend'])"
+python3 - <<'PY'
+import torch
+from safetensors.torch import save_file
+g = torch.Generator().manual_seed(0)
+save_file({'latent': torch.randn(1, 16, 3, 90, 160, generator=g)}, '/tmp/l720.safetensors')
+clip = torch.randn(1, 16, 21, 90, 156, generator=torch.Generator().manual_seed(1))
+save_file({'latent': clip}, '/tmp/clip.safetensors')
+save_file({'latent': clip[:, :, :, 13:77, 46:110].contiguous()}, '/tmp/crop.safetensors')
+PY
+DEC="$B decode -m /tmp/full.safetensors --backend cuda --quiet --force --json"
+summary() { cp /tmp/out_$1.txt $OUT/$1.json; python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print('  seedvae:', j['backend'], j['frames'], 'frames', round(j['seconds'],3), 's', round(1000*j['seconds']/j['frames'],2), 'ms/frame; tiles', j['tiles'], 'tile_px', j['tile_px'], 'calls', j['calls'], 'state', round(j['state_bytes']/1e9,2), 'GB; accumulator', round(j.get('accumulator_bytes',0)/1e9,2), 'GB')" /tmp/out_$1.txt; }
+
+echo "== 720p x 9 frames (latent 1x16x3x90x160), streaming, untiled: twice (the first converts the graph)"
+for i in 1 2; do
+  peak a$i timeout 240 $DEC /tmp/l720.safetensors -o /tmp/s720.safetensors --no-tiling
+  summary a$i
 done
-cd $R && python3 torch_decoder.py /tmp/full.safetensors --latent /tmp/l720.safetensors --dtype fp16 --device cuda --bench 3 --out /tmp/t720.safetensors 2>&1 | tail -5
+T=$(python3 -c "import json; print(json.load(open('/tmp/out_a2.txt'))['seconds'])" 2>/dev/null || echo 999)
+cd $R && python3 torch_decoder.py /tmp/full.safetensors --latent /tmp/l720.safetensors --dtype fp16 --bench 3 --out /tmp/t720.safetensors 2>&1 | tail -1
 python3 - <<'PY'
 from safetensors.numpy import load_file
 import numpy as np
 a = load_file('/tmp/s720.safetensors')['video'].astype(np.float64); b = load_file('/tmp/t720.safetensors')['video'].astype(np.float64)
-print('full 720p: seedvae cuda fp16 vs torch fp16: rel_l2', np.linalg.norm(a-b)/np.linalg.norm(b), 'shapes', a.shape, b.shape)
+print('  720p: seedvae cuda fp16 vs torch fp16: rel L2 %.3e' % (np.linalg.norm(a-b)/np.linalg.norm(b)))
 PY
+
+echo "== ONNX Runtime's profile of one 720p x 5-frame decode (2 calls): where the time goes"
+python3 -c "import torch; from safetensors.torch import load_file, save_file; save_file({'latent': load_file('/tmp/l720.safetensors')['latent'][:, :, :2].contiguous()}, '/tmp/l720_2.safetensors')"
+SEEDVAE_ORT_PROFILE=/tmp/prof timeout 200 $B decode -m /tmp/full.safetensors /tmp/l720_2.safetensors -o /tmp/p.safetensors --backend cuda --no-tiling --quiet --force 2>&1 | quiet
+python3 - <<'PY'
+import json, glob, collections
+f = sorted(glob.glob('/tmp/prof*.json'))
+if not f: print('  no profile written'); raise SystemExit
+ev = json.load(open(f[-1]))
+by_op, by_node, runs = collections.Counter(), collections.Counter(), []
+for e in ev:
+    if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time'):
+        by_op[e['args'].get('op_name', '?') + ' @' + e['args'].get('provider', '?')] += e['dur']
+        by_node[e['name'][:-12]] += e['dur']
+    if e.get('cat') == 'Session' and e['name'] == 'model_run':
+        runs.append(e['dur'])
+print('  model_run (ms):', [round(r / 1000, 1) for r in runs])
+print('  kernel time by op (ms):', [(k, round(v / 1000, 1)) for k, v in by_op.most_common(12)])
+print('  top nodes (ms):', [(k, round(v / 1000, 1)) for k, v in by_node.most_common(10)])
+PY
+
+echo "== the 1248x720 clip, 21 latent frames (81 frames), streaming"
+if python3 -c "import sys; sys.exit(0 if $T < 30 else 1)"; then
+  peak budget16 env RUST_LOG=info timeout 300 $DEC /tmp/clip.safetensors -o /tmp/sclip.safetensors --vram-budget 16 --dtype f16
+  summary budget16
+  peak untiled timeout 240 $DEC /tmp/clip.safetensors -o /tmp/sclip_whole.safetensors --no-tiling --dtype f16
+  summary untiled
+  cd $R && peak torch16 python3 torch_decoder.py /tmp/full.safetensors --latent /tmp/clip.safetensors --dtype fp16 --bench 2 --out /tmp/tclip.safetensors
+  cat /tmp/out_torch16.txt
+  python3 - <<'PY'
+from safetensors.numpy import load_file
+import numpy as np
+t = load_file('/tmp/tclip.safetensors')['video'].astype(np.float64)
+for name in ['sclip_whole', 'sclip']:
+    a = load_file(f'/tmp/{name}.safetensors')['video'].astype(np.float64)
+    print(f'  {name} vs torch fp16 (whole frame, untiled): rel L2 %.3e' % (np.linalg.norm(a-t)/np.linalg.norm(t)))
+PY
+  echo "== a 512x512 crop of the clip (latent 21x64x64), all 81 frames: seedvae cuda fp16 vs torch fp32"
+  peak crop timeout 200 $DEC /tmp/crop.safetensors -o /tmp/scrop.safetensors --vram-budget 16
+  summary crop
+  cd $R && python3 torch_decoder.py /tmp/full.safetensors --latent /tmp/crop.safetensors --dtype fp32 --no-tf32 --out /tmp/tcrop.safetensors 2>&1 | tail -1
+  python3 - <<'PY'
+from safetensors.numpy import load_file
+import numpy as np
+a = load_file('/tmp/scrop.safetensors')['video'].astype(np.float64); b = load_file('/tmp/tcrop.safetensors')['video'].astype(np.float64)
+print('  crop: seedvae cuda fp16 vs torch fp32: rel L2 %.3e, shapes %s %s' % (np.linalg.norm(a-b)/np.linalg.norm(b), a.shape, b.shape))
+PY
+else
+  echo "  skipped: 9 frames took $T s; the clip would not finish within the call"
+fi
+echo "== done"

@@ -14,4 +14,5 @@ mod messages;
 mod outputs;
 mod pack;
 mod run;
+mod selftest;
 mod signals;

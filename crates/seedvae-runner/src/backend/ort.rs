@@ -136,6 +136,11 @@ impl OrtBackend {
                 .with_config_entry("session.disable_quant_qdq", "1")
                 .map_err(|e| ctx(e.into()))?;
         }
+        // Measurement knob (benches/README.md): ONNX Runtime's per-node profile, written as
+        // `<prefix>_<date>.json` when the session closes.
+        if let Some(prefix) = std::env::var_os("SEEDVAE_ORT_PROFILE") {
+            b = b.with_profiling(prefix).map_err(|e| ctx(e.into()))?;
+        }
         let session = b.commit_from_file(model).map_err(ctx)?;
         Ok(OrtBackend {
             session,

@@ -1,0 +1,65 @@
+//! `seedvae selftest` on this GPU-less machine: the CPU passes against the fp64 goldens, the GPU
+//! backends are skipped with their reasons, and a damaged fixture fails with a bug-report hint.
+
+use super::common::*;
+use seedvae_tests::fixture;
+
+#[test]
+fn selftest_passes_on_the_cpu_and_says_why_gpu_backends_are_skipped() {
+    let _machine = sharing();
+    let dir = temp();
+    let json = dir.path().join("selftest.json");
+    let fixtures = fixture("vae_tiny");
+    let (code, out, err) = seedvae(&[
+        "selftest",
+        "--fixtures",
+        s(&fixtures),
+        "--json",
+        s(&json),
+        "--cache",
+        s(&dir.path().join("c")),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("selftest passed"), "{out}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let checks = r["checks"].as_array().unwrap();
+    let cpu: Vec<_> = checks.iter().filter(|c| c["backend"] == "cpu fp32").collect();
+    // 4 latents in one call, 4 chunked runs (t3: chunks of 1 and 2; the two t2: of 1), 1 encode.
+    assert_eq!(cpu.len(), 9, "{cpu:?}");
+    for c in &cpu {
+        assert_eq!(c["status"], "pass", "{c}");
+        assert!(c["value"].as_f64().unwrap() <= 1e-5, "{c}");
+    }
+    for gpu in ["cuda fp32", "cuda fp16", "tensorrt"] {
+        let c = checks.iter().find(|c| c["backend"] == gpu).unwrap();
+        assert_eq!(c["status"], "skipped", "{c}");
+        assert!(!c["note"].as_str().unwrap().is_empty(), "{c}");
+    }
+}
+
+#[test]
+fn a_wrong_golden_fails_the_selftest_with_a_bug_report_hint() {
+    let _machine = sharing();
+    let dir = temp();
+    let fixtures = dir.path().join("vae_tiny");
+    std::fs::create_dir(&fixtures).unwrap();
+    for e in std::fs::read_dir(fixture("vae_tiny")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, fixtures.join(p.file_name().unwrap())).unwrap();
+    }
+    // An input of the right shape that does not belong to its golden must fail on the value.
+    let other = random_latent(1, 8, 8, 3);
+    let wrong = fixtures.join("latent_t1_8x8.safetensors");
+    std::fs::remove_file(&wrong).unwrap();
+    write_latent(&wrong, &other);
+    let (code, out, err) = seedvae(&[
+        "selftest",
+        "--fixtures",
+        s(&fixtures),
+        "--cache",
+        s(&dir.path().join("c")),
+    ]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("decode t1_8x8 one call") && out.contains("FAIL"), "{out}");
+    assert!(err.contains("bug report"), "{err}");
+}
