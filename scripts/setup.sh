@@ -7,7 +7,19 @@
 #     and the test oracles (onnx, gguf, numpy, safetensors).
 # seedvae finds the libraries in .venv by itself; .venv/seedvae-env.sh exports their paths for
 # other tools. Re-running is fast: each step checks before it acts.
+#
+# `scripts/setup.sh --gpu` also installs, opt-in, ONNX Runtime's CUDA provider and the CUDA 13 /
+# cuDNN 9 libraries it loads (scripts/requirements-gpu.txt, ~2 GB) into .venv/gpu, for
+# `--backend cuda` on any NVIDIA GPU with an r580+ driver. seedvae then prefers that ONNX Runtime
+# (it runs the CPU backend too) and loads the CUDA libraries from it.
 set -euo pipefail
+gpu=0
+for arg in "$@"; do
+    case "$arg" in
+        --gpu) gpu=1 ;;
+        *) echo "usage: scripts/setup.sh [--gpu]" >&2; exit 2 ;;
+    esac
+done
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 say() { printf '[setup] %s\n' "$*" >&2; }
@@ -41,9 +53,25 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
+# 2b. Opt-in: the CUDA provider, apart from the CPU package (same module name)
+if ((gpu)); then
+    gstamp=.venv/gpu/.seedvae-requirements
+    gwant="$(sha256sum scripts/requirements-gpu.txt | cut -d' ' -f1)"
+    if [ "$(cat "$gstamp" 2>/dev/null || true)" != "$gwant" ]; then
+        say "installing ONNX Runtime's CUDA provider and CUDA libraries into .venv/gpu (scripts/requirements-gpu.txt)"
+        rm -rf .venv/gpu
+        .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
+            --target .venv/gpu -r scripts/requirements-gpu.txt
+        echo "$gwant" > "$gstamp"
+    fi
+fi
+
 # 3. Library paths, for tools other than seedvae (which searches .venv itself)
 site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 ort="$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1)"
+if [ -d .venv/gpu ]; then
+    ort="$(ls "$root"/.venv/gpu/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1)"
+fi
 trt="$site/tensorrt_rtx_libs"
 [ -f "$ort" ] || { say "libonnxruntime not found under $site/onnxruntime/capi"; exit 1; }
 [ -f "$trt/libtensorrt_rtx.so.1" ] || { say "libtensorrt_rtx.so.1 not found under $trt"; exit 1; }

@@ -12,6 +12,12 @@ fn venv_site_packages(start: &Path) -> Vec<PathBuf> {
         if !venv.is_dir() {
             continue;
         }
+        // `scripts/setup.sh --gpu` installs onnxruntime-gpu and its CUDA libraries here, apart
+        // from the CPU package (both are the `onnxruntime` module); first, so that it wins.
+        let gpu = venv.join("gpu");
+        if gpu.is_dir() {
+            out.push(gpu);
+        }
         // Windows venvs: Lib/site-packages; Unix: lib/pythonX.Y/site-packages.
         let win = venv.join("Lib").join("site-packages");
         if win.is_dir() {

@@ -48,3 +48,113 @@ pub fn onnxruntime(explicit: Option<&Path>) -> Result<PathBuf, Unavailable> {
             .into(),
     ))
 }
+
+/// The CUDA libraries ONNX Runtime's CUDA provider links against (runtime, nvJitLink, cuBLAS,
+/// cuFFT, cuRAND, NVRTC, cuDNN), as the `nvidia-*` wheels lay them out: `nvidia/<package>/lib/*.so.*`
+/// (`bin\\*.dll` on Windows).
+const CUDA_LIBS: [&str; 8] = if cfg!(windows) {
+    [
+        "cudart64_",
+        "nvJitLink_",
+        "cublasLt64_",
+        "cublas64_",
+        "cufft64_",
+        "curand64_",
+        "nvrtc64_",
+        "cudnn64_",
+    ]
+} else {
+    [
+        "libcudart.so.",
+        "libnvJitLink.so.",
+        "libcublasLt.so.",
+        "libcublas.so.",
+        "libcufft.so.",
+        "libcurand.so.",
+        "libnvrtc.so.",
+        "libcudnn.so.",
+    ]
+};
+
+/// Load the `nvidia-*` wheels' CUDA libraries found beside the ONNX Runtime library `ort` (its
+/// site-packages) or in the setup venv, so that the CUDA provider finds them without
+/// `LD_LIBRARY_PATH` / `PATH` (what the onnxruntime-gpu package's `preload_dlls()` does in
+/// Python). Loaded once, kept for the process; a library that does not load is left to the
+/// system's search. Returns the libraries loaded.
+pub fn preload_cuda_libraries(ort: &Path) -> Vec<PathBuf> {
+    static LOADED: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let mut roots: Vec<PathBuf> = ort.ancestors().nth(3).map(|sp| sp.join("nvidia")).into_iter().collect();
+            roots.extend(site_packages().into_iter().map(|sp| sp.join("nvidia")));
+            let sub = if cfg!(windows) { "bin" } else { "lib" };
+            let mut files: Vec<PathBuf> = Vec::new();
+            for root in roots.iter().filter(|r| r.is_dir()) {
+                let Ok(rd) = std::fs::read_dir(root) else { continue };
+                for pkg in rd.flatten() {
+                    let dir = pkg.path().join(sub);
+                    for pre in CUDA_LIBS {
+                        if let Some(f) = find_prefixed(&dir, &[pre]) {
+                            if !files.iter().any(|g| g.file_name() == f.file_name()) {
+                                files.push(f);
+                            }
+                        }
+                    }
+                }
+            }
+            // In dependency order where possible; passes until nothing more loads.
+            files.sort_by_key(|f| {
+                let n = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                CUDA_LIBS.iter().position(|p| n.starts_with(p)).unwrap_or(CUDA_LIBS.len())
+            });
+            let mut loaded = Vec::new();
+            loop {
+                let before = loaded.len();
+                for f in &files {
+                    if !loaded.contains(f) && load_global(f) {
+                        loaded.push(f.clone());
+                    }
+                }
+                if loaded.len() == before {
+                    break;
+                }
+            }
+            for f in &loaded {
+                tracing::debug!("preloaded {}", f.display());
+            }
+            loaded
+        })
+        .clone()
+}
+
+/// Load `path` for the whole process (its symbols visible to later libraries) and keep it.
+fn load_global(path: &Path) -> bool {
+    // SAFETY: loading a CUDA library runs its initializers, which only register the library;
+    // the handle is never closed (the CUDA provider uses it until the process exits).
+    #[cfg(unix)]
+    let lib = unsafe {
+        use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+        Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL).map(libloading::Library::from)
+    };
+    #[cfg(windows)]
+    let lib = unsafe {
+        use libloading::os::windows::{
+            Library, LOAD_LIBRARY_SEARCH_DEFAULT_DIRS, LOAD_LIBRARY_SEARCH_DLL_LOAD_DIR,
+        };
+        Library::load_with_flags(
+            path,
+            LOAD_LIBRARY_SEARCH_DEFAULT_DIRS | LOAD_LIBRARY_SEARCH_DLL_LOAD_DIR,
+        )
+        .map(libloading::Library::from)
+    };
+    match lib {
+        Ok(l) => {
+            std::mem::forget(l);
+            true
+        }
+        Err(e) => {
+            tracing::trace!("{}: not loaded yet: {e}", path.display());
+            false
+        }
+    }
+}

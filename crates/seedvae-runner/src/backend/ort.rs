@@ -53,7 +53,9 @@ pub fn cuda_ready() -> Result<crate::tensorrt::GpuInfo, Unavailable> {
             dir.display()
         )));
     }
-    crate::tensorrt::probe_gpu()
+    let gpu = crate::tensorrt::probe_gpu()?;
+    crate::backend::libs::preload_cuda_libraries(&lib);
+    Ok(gpu)
 }
 
 pub struct OrtBackend {
