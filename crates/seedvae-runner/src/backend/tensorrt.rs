@@ -51,6 +51,19 @@ impl GpuInfo {
     }
 }
 
+/// GPU 0's primary context, retained once for the process: the probe and the backend share it
+/// (dropping a cudarc context releases the primary context, which stayed current on the thread
+/// deinitialized, and every open paid for its setup again; review B7).
+fn gpu0() -> Result<Arc<cudarc::driver::CudaContext>, Unavailable> {
+    static CTX: std::sync::OnceLock<Result<Arc<cudarc::driver::CudaContext>, Unavailable>> =
+        std::sync::OnceLock::new();
+    CTX.get_or_init(|| {
+        cudarc::driver::CudaContext::new(0)
+            .map_err(|e| Unavailable(format!("cannot open GPU 0: {e}")))
+    })
+    .clone()
+}
+
 /// Find GPU 0 through the CUDA driver; the reason in one line when there is none.
 pub fn probe_gpu() -> Result<GpuInfo, Unavailable> {
     use cudarc::driver::{sys, CudaContext};
@@ -65,7 +78,7 @@ pub fn probe_gpu() -> Result<GpuInfo, Unavailable> {
     if n < 1 {
         return Err(Unavailable("the NVIDIA driver reports no GPU".into()));
     }
-    let ctx = CudaContext::new(0).map_err(|e| Unavailable(format!("cannot open GPU 0: {e}")))?;
+    let ctx = gpu0()?;
     let (free, total) = ctx
         .mem_get_info()
         .map_err(|e| Unavailable(format!("GPU 0: {e}")))?;
@@ -525,7 +538,7 @@ impl TrtBackend {
         manifest
             .verify(&bytes)
             .map_err(|e| Error::Input(format!("{}: {e}", engine.display())))?;
-        let ctx = cudarc::driver::CudaContext::new(0).map_err(cuda("open GPU 0"))?;
+        let ctx = gpu0()?;
         let stream = ctx.new_stream().map_err(cuda("create a stream"))?;
         // The logger and runtime live as long as the process: engines borrow them.
         let logger: &'static trtx::Logger =
