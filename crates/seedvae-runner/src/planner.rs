@@ -275,6 +275,27 @@ pub fn plan_chunks(
     Ok(out)
 }
 
+/// One set of a streaming graph's carried state for an `h × w` tile (input units), bytes: exact,
+/// from the contract (0 for a one-shot graph).
+pub fn state_bytes(c: &seedvae_onnx::Contract, h: usize, w: usize) -> u64 {
+    c.states
+        .iter()
+        .map(|s| {
+            let (sh, sw) = s.spatial(h, w);
+            (s.channels * s.frames * sh * sw * c.state_elem().size()) as u64
+        })
+        .sum()
+}
+
+/// A call's I/O on the device, bytes: its f32 input and output (the decoder's 3 × 4t × 8h × 8w
+/// frames dominate; the encoder's video in).
+pub fn io_bytes(part: Part, t: usize, h: usize, w: usize) -> u64 {
+    (match part {
+        Part::Decoder => 4 * (16 * t * h * w + 3 * 4 * t * 64 * h * w),
+        Part::Encoder => 4 * (3 * t * h * w + 16 * t.div_ceil(4) * (h / 8) * (w / 8)),
+    }) as u64
+}
+
 /// The GPU memory of a graph backend (ONNX Runtime's CUDA provider) per call, to size tiles
 /// within a budget: weights and the runtime's fixed cost, **two** sets of carried state (the set
 /// a call reads and the set it writes; exact, from the contract), activations (the engine
@@ -305,14 +326,7 @@ impl GraphMemory {
 
     /// One set of carried state for an `h × w` tile (input units), bytes.
     pub fn state_bytes(&self, h: usize, w: usize) -> u64 {
-        let c = &self.contract;
-        c.states
-            .iter()
-            .map(|s| {
-                let (sh, sw) = s.spatial(h, w);
-                (s.channels * s.frames * sh * sw * c.state_elem().size()) as u64
-            })
-            .sum()
+        state_bytes(&self.contract, h, w)
     }
 
     /// Device bytes of one call of `t` input frames on an `h × w` tile.
@@ -325,11 +339,7 @@ impl GraphMemory {
         let act = seedvae_engine::profile::activation_bytes(precision, c.part, c.streaming, t, h, w)
             as f64
             * Self::ACTIVATION_FACTOR;
-        // Output in f32: the decoder's 3 × 4t × 8h × 8w, the encoder's (small) latent.
-        let io = match c.part {
-            Part::Decoder => 4 * 3 * 4 * t * 64 * h * w,
-            Part::Encoder => 4 * 3 * t * h * w,
-        } as u64;
+        let io = io_bytes(c.part, t, h, w);
         let states = if c.streaming {
             2 * self.state_bytes(h, w)
         } else {

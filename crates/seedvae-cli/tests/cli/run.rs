@@ -560,11 +560,17 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
         .device_memory
         .expect("the builder reports device memory");
     let cap = |budget: u64| seedvae_runner::tensorrt::memory_cap(&m, &lim, budget);
+    let bytes = |e: usize| seedvae_runner::tensorrt::call_bytes(&m, &lim, e).unwrap();
     assert_eq!(cap(u64::MAX / 2).unwrap(), None);
-    let quarter = dm.weight_bytes + dm.activation_bytes / 10 + dm.activation_bytes / 4;
-    // A quarter of the activations fits: half the edge (112 → 56, less rounding).
-    let c = cap(quarter).unwrap().expect("capped");
-    assert!((55..=56).contains(&c), "{c} {dm:?}");
+    // The plan counts the two carried state sets exactly: a call at edge e holds more than the
+    // weights, the scaled activations and both sets of the contract's states.
+    let states = seedvae_runner::planner::state_bytes(&m.info.contract, 56, 56);
+    assert!(states > 0);
+    assert!(bytes(56) > dm.weight_bytes + dm.activation_bytes / 4 + 2 * states);
+    // The largest edge within a budget: it fits, one more does not.
+    let budget = bytes(56) + 1;
+    assert_eq!(cap(budget).unwrap(), Some(56));
+    assert!(bytes(57) > budget);
     assert!(cap(dm.weight_bytes)
         .unwrap_err()
         .to_string()

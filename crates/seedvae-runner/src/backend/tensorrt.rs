@@ -165,30 +165,53 @@ pub fn io_bytes(shape: &[usize], elem: Elem) -> usize {
     shape.iter().product::<usize>() * elem.size()
 }
 
+/// Device bytes of one call on an `e × e` tile (input units) at the profile's longest call:
+/// weights; activations from the builder's report at the profile's largest tile, scaled with the
+/// tile's area; for a streaming engine two sets of carried state (exact, from the contract: the
+/// set a call reads and the set it writes, both bound by address; review A2); the call's I/O;
+/// and 5% on top for what TensorRT-RTX may allocate itself (review B4).
+pub fn call_bytes(m: &Manifest, lim: &Limits, e: usize) -> Option<u64> {
+    let dm = m.info.device_memory.as_ref()?;
+    let c = &m.info.contract;
+    let max_edge = lim.h.1.min(lim.w.1).max(1) as f64;
+    let area = (e as f64 / max_edge).powi(2);
+    let act = dm.activation_bytes as f64 * area;
+    let states = 2 * crate::planner::state_bytes(c, e, e);
+    let io = crate::planner::io_bytes(c.part, lim.t.1, e, e);
+    Some(dm.weight_bytes + ((act + (states + io) as f64) * 1.05) as u64)
+}
+
 /// The largest square tile edge (the part's input units: latent pixels or video pixels) whose
-/// memory fits `budget`, from the builder's report at the profile's largest shape: activations
-/// scale with the tile's area; weights, carried states and I/O buffers are fixed (approximated
-/// by 10% of the activations). None when the whole profile fits or the report is missing.
+/// call fits `budget` ([`call_bytes`]). None when the profile's largest tile fits or the
+/// builder's report is missing.
 pub fn memory_cap(m: &Manifest, lim: &Limits, budget: u64) -> Result<Option<usize>, Error> {
-    let Some(dm) = &m.info.device_memory else {
+    let max_edge = lim.h.1.min(lim.w.1);
+    let Some(full) = call_bytes(m, lim, max_edge) else {
         return Ok(None);
     };
-    let fixed = dm.weight_bytes + dm.activation_bytes / 10;
-    if budget <= fixed {
+    if full <= budget {
+        return Ok(None);
+    }
+    let fits = |e: usize| call_bytes(m, lim, e).is_some_and(|b| b <= budget);
+    let min_edge = lim.h.0.max(lim.w.0).max(1);
+    if !fits(min_edge) {
         return Err(Error::Backend(format!(
-            "the engine needs {:.2} GB for its weights and buffers, more than the {:.2} GB \
-             budget (--vram-budget)",
-            fixed as f64 / 1e9,
+            "the engine needs {:.2} GB at its smallest tile (weights, activations, carried \
+             state), more than the {:.2} GB budget (--vram-budget)",
+            call_bytes(m, lim, min_edge).unwrap_or(0) as f64 / 1e9,
             budget as f64 / 1e9
         )));
     }
-    let act = dm.activation_bytes.max(1) as f64;
-    let room = (budget - fixed) as f64;
-    if room >= act {
-        return Ok(None);
+    let (mut lo, mut hi) = (min_edge, max_edge);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
     }
-    let max_edge = lim.h.1.min(lim.w.1) as f64;
-    Ok(Some((max_edge * (room / act).sqrt()).floor() as usize))
+    Ok(Some(lo))
 }
 
 /// The runtime cache file kept beside an engine (`engine.trt` → `engine.trt.rtcache`).
