@@ -76,16 +76,18 @@ const CUDA_LIBS: [&str; 8] = if cfg!(windows) {
     ]
 };
 
-/// Load the `nvidia-*` wheels' CUDA libraries found beside the ONNX Runtime library `ort` (its
-/// site-packages) or in the setup venv, so that the CUDA provider finds them without
+/// Load the `nvidia-*` wheels' CUDA libraries found beside the library `near` (ONNX Runtime's or
+/// TensorRT-RTX's, in its site-packages) or in the setup venv, so that they are found without
 /// `LD_LIBRARY_PATH` / `PATH` (what the onnxruntime-gpu package's `preload_dlls()` does in
 /// Python). Loaded once, kept for the process; a library that does not load is left to the
 /// system's search. Returns the libraries loaded.
-pub fn preload_cuda_libraries(ort: &Path) -> Vec<PathBuf> {
+pub fn preload_cuda_libraries(near: &Path) -> Vec<PathBuf> {
     static LOADED: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
     LOADED
         .get_or_init(|| {
-            let mut roots: Vec<PathBuf> = ort.ancestors().nth(3).map(|sp| sp.join("nvidia")).into_iter().collect();
+            // The site-packages holding the library: `onnxruntime/capi/` or `tensorrt_rtx_libs/`.
+            let mut roots: Vec<PathBuf> =
+                near.ancestors().skip(1).take(3).map(|d| d.join("nvidia")).collect();
             roots.extend(site_packages().into_iter().map(|sp| sp.join("nvidia")));
             let sub = if cfg!(windows) { "bin" } else { "lib" };
             let mut files: Vec<PathBuf> = Vec::new();

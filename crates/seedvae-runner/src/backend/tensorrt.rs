@@ -223,9 +223,13 @@ pub fn runtime_cache_path(engine: &Path) -> PathBuf {
 
 /// TensorRT-RTX can run here at all: its libraries load and there is a GPU it supports.
 pub fn runtime_ready(tensorrt_dir: Option<&Path>) -> Result<GpuInfo, Unavailable> {
-    seedvae_engine::build::load_libraries(tensorrt_dir).map_err(|e| Unavailable(e.to_string()))?;
+    let libs = seedvae_engine::build::load_libraries(tensorrt_dir)
+        .map_err(|e| Unavailable(e.to_string()))?;
     let gpu = probe_gpu()?;
     check_device(&gpu, &Target::ALL)?;
+    // TensorRT-RTX loads NVRTC by name when its JIT needs it (review B8): an nvidia-cuda-nvrtc
+    // wheel beside it (`scripts/setup.sh --gpu` installs one) is loaded first, so it is found.
+    crate::backend::libs::preload_cuda_libraries(&libs.runtime);
     Ok(gpu)
 }
 
@@ -237,6 +241,7 @@ pub fn preflight(m: &Manifest, tensorrt_dir: Option<&Path>) -> Result<GpuInfo, U
     check_version(&m.key_parts.tensorrt_rtx, &libs.version)?;
     let gpu = probe_gpu()?;
     check_device(&gpu, &m.key_parts.targets)?;
+    crate::backend::libs::preload_cuda_libraries(&libs.runtime);
     Ok(gpu)
 }
 
