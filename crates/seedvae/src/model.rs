@@ -141,6 +141,8 @@ pub struct Model {
     pub(crate) memory_cap: Option<usize>,
     /// Graph backends on a GPU: the memory plan, whose tile cap depends on the chunk.
     pub(crate) graph_memory: Option<seedvae_runner::planner::GraphMemory>,
+    /// Opened by auto on a GPU: what to reopen from if its first call fails.
+    pub(crate) auto: Option<Box<(ModelSource, ModelOptions)>>,
     pub(crate) fallback: Option<String>,
     pub(crate) part: Part,
 }
@@ -173,65 +175,47 @@ impl Model {
             BackendChoice::Tensorrt => open_tensorrt(&source, part, opts, progress),
             BackendChoice::Cuda => open_cuda(&source, part, opts, progress),
             BackendChoice::Auto => {
-                let why = match &source {
-                    ModelSource::Engine { manifest, .. } => {
-                        tensorrt::preflight(manifest, opts.tensorrt_dir.as_deref()).err()
-                    }
-                    _ => tensorrt::runtime_ready(opts.tensorrt_dir.as_deref()).err(),
-                };
-                let mut reasons = Vec::new();
-                match why {
-                    None => match open_tensorrt(&source, part, opts, progress) {
-                        // Past the checks, the GPU can still fail to open the engine (an old
-                        // driver, too little memory, a JIT failure): that too falls back.
-                        Err(e)
-                            if e.is_environment_failure()
-                                && !progress.cancel_token().is_cancelled() =>
-                        {
-                            reasons.push(format!("TensorRT-RTX not used: {e}"))
-                        }
-                        r => return r,
-                    },
-                    Some(why) => reasons.push(format!("TensorRT-RTX not used: {why}")),
+                let mut m = open_auto(&source, part, opts, progress, Vec::new(), true)?;
+                if m.backend.name() != CPU {
+                    m.auto = Some(Box::new((source, opts.clone())));
                 }
-                // An engine runs only on TensorRT-RTX; the CUDA provider needs a graph.
-                let cuda = match seedvae_runner::cuda_ready() {
-                    Ok(_)
-                        if !matches!(source, ModelSource::Engine { .. })
-                            || opts.weights.is_some() =>
-                    {
-                        open_cuda(&source, part, opts, progress)
-                    }
-                    Ok(_) => Err(invalid!("an engine needs TensorRT-RTX")),
-                    Err(why) => Err(Error::Unavailable(why)),
-                };
-                match cuda {
-                    Ok(mut m) => {
-                        let reason = reasons.join("; ");
-                        progress.emit(Event::Notice(&format!(
-                            "{reason}; running on ONNX Runtime's CUDA provider"
-                        )));
-                        m.fallback = Some(reason);
-                        return Ok(m);
-                    }
-                    Err(e) if e.is_environment_failure() || matches!(e, Error::Invalid(_)) => {
-                        reasons.push(format!("ONNX Runtime's CUDA provider not used: {e}"))
-                    }
-                    Err(e) => return Err(e),
-                }
-                let reason = reasons.join("; ");
-                progress.emit(Event::Notice(&format!(
-                    "{reason}; running on the CPU (ONNX Runtime)"
-                )));
-                let mut m =
-                    open_cpu(&source, part, opts, progress).map_err(|e| Error::Fallback {
-                        reason: reason.clone(),
-                        source: Box::new(e),
-                    })?;
-                m.fallback = Some(reason);
                 Ok(m)
             }
         }
+    }
+
+    /// Under `--backend auto`, a GPU backend whose very first call failed for an environment
+    /// reason (out of memory, a CUDA or JIT failure) gives way to the next one in auto's order
+    /// (TensorRT-RTX → CUDA provider → CPU) before anything was output; the caller runs again.
+    /// Anything else is `e` back.
+    pub(crate) fn fall_back_at_first_call(
+        &mut self,
+        e: Error,
+        calls: usize,
+        progress: &Progress,
+    ) -> Result<()> {
+        let first =
+            calls == 0 && e.is_environment_failure() && !progress.cancel_token().is_cancelled();
+        let Some(auto) = self.auto.take().filter(|_| first) else {
+            return Err(e);
+        };
+        let (source, opts) = *auto;
+        let was_tensorrt = self.backend.name() == TENSORRT;
+        let what = if was_tensorrt {
+            "TensorRT-RTX"
+        } else {
+            "ONNX Runtime's CUDA provider"
+        };
+        let mut reasons: Vec<String> = self.fallback.iter().cloned().collect();
+        reasons.push(format!("{what} failed at its first call: {e}"));
+        // The failed backend's memory goes before the next one opens.
+        self.backend = Box::new(Closed(self.backend.contract().clone()));
+        let mut m = open_auto(&source, self.part, &opts, progress, reasons, false)?;
+        if was_tensorrt && m.backend.name() != CPU {
+            m.auto = Some(Box::new((source, opts)));
+        }
+        *self = m;
+        Ok(())
     }
 
     /// The backend's short name ("onnxruntime-cpu", "tensorrt-rtx").
@@ -251,6 +235,96 @@ impl Model {
     /// Streaming models decode clips of any length chunk by chunk.
     pub fn is_streaming(&self) -> bool {
         self.backend.contract().streaming
+    }
+}
+
+const CPU: &str = "onnxruntime-cpu";
+const TENSORRT: &str = "tensorrt-rtx";
+
+/// Auto's order from TensorRT-RTX (when `try_tensorrt`) over the CUDA provider to the CPU, each
+/// skip given with its reason (`reasons` holds earlier ones).
+fn open_auto(
+    source: &ModelSource,
+    part: Part,
+    opts: &ModelOptions,
+    progress: &Progress,
+    mut reasons: Vec<String>,
+    try_tensorrt: bool,
+) -> Result<Model> {
+    if try_tensorrt {
+        let why = match source {
+            ModelSource::Engine { manifest, .. } => {
+                tensorrt::preflight(manifest, opts.tensorrt_dir.as_deref()).err()
+            }
+            _ => tensorrt::runtime_ready(opts.tensorrt_dir.as_deref()).err(),
+        };
+        match why {
+            None => match open_tensorrt(source, part, opts, progress) {
+                // Past the checks, the GPU can still fail to open the engine (an old
+                // driver, too little memory, a JIT failure): that too falls back.
+                Err(e) if e.is_environment_failure() && !progress.cancel_token().is_cancelled() => {
+                    reasons.push(format!("TensorRT-RTX not used: {e}"))
+                }
+                r => return r,
+            },
+            Some(why) => reasons.push(format!("TensorRT-RTX not used: {why}")),
+        }
+    }
+    // An engine runs only on TensorRT-RTX; the CUDA provider needs a graph.
+    let cuda = match seedvae_runner::cuda_ready() {
+        Ok(_) if !matches!(source, ModelSource::Engine { .. }) || opts.weights.is_some() => {
+            open_cuda(source, part, opts, progress)
+        }
+        Ok(_) => Err(invalid!("an engine needs TensorRT-RTX")),
+        Err(why) => Err(Error::Unavailable(why)),
+    };
+    match cuda {
+        Ok(mut m) => {
+            let reason = reasons.join("; ");
+            progress.emit(Event::Notice(&format!(
+                "{reason}; running on ONNX Runtime's CUDA provider"
+            )));
+            m.fallback = Some(reason);
+            return Ok(m);
+        }
+        Err(e) if e.is_environment_failure() || matches!(e, Error::Invalid(_)) => {
+            reasons.push(format!("ONNX Runtime's CUDA provider not used: {e}"))
+        }
+        Err(e) => return Err(e),
+    }
+    let reason = reasons.join("; ");
+    progress.emit(Event::Notice(&format!(
+        "{reason}; running on the CPU (ONNX Runtime)"
+    )));
+    let mut m = open_cpu(source, part, opts, progress).map_err(|e| Error::Fallback {
+        reason: reason.clone(),
+        source: Box::new(e),
+    })?;
+    m.fallback = Some(reason);
+    Ok(m)
+}
+
+/// What a model holds between a failed backend and the next one (and keeps if no next one
+/// opens): its contract, and an error for every call.
+struct Closed(seedvae_onnx::Contract);
+
+impl Backend for Closed {
+    fn name(&self) -> &str {
+        "closed"
+    }
+    fn contract(&self) -> &seedvae_onnx::Contract {
+        &self.0
+    }
+    fn run(
+        &mut self,
+        _: &[(&str, &seedvae_runner::Tensor)],
+    ) -> std::result::Result<
+        std::collections::HashMap<String, seedvae_runner::Tensor>,
+        seedvae_runner::Error,
+    > {
+        Err(seedvae_runner::Error::Backend(
+            "the GPU backend failed and no other one could open (see the earlier error)".into(),
+        ))
     }
 }
 
@@ -375,6 +449,7 @@ fn open_graph(
         limits: Limits::unbounded(part),
         memory_cap: None,
         graph_memory,
+        auto: None,
         fallback: None,
         part,
     })
@@ -486,7 +561,107 @@ fn open_tensorrt(
         limits,
         memory_cap,
         graph_memory: None,
+        auto: None,
         fallback: None,
         part,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::TileOptions;
+    use seedvae_runner::Tensor;
+    use std::collections::HashMap;
+
+    /// A GPU backend stand-in: delegates to a CPU backend but fails its call number `fail_at`
+    /// the way a GPU does when memory runs out.
+    struct FlakyGpu {
+        inner: Box<dyn Backend>,
+        calls: usize,
+        fail_at: usize,
+    }
+
+    impl Backend for FlakyGpu {
+        fn name(&self) -> &str {
+            "mock-gpu"
+        }
+        fn contract(&self) -> &seedvae_onnx::Contract {
+            self.inner.contract()
+        }
+        fn run(
+            &mut self,
+            inputs: &[(&str, &Tensor)],
+        ) -> std::result::Result<HashMap<String, Tensor>, seedvae_runner::Error> {
+            self.calls += 1;
+            if self.calls == self.fail_at {
+                return Err(seedvae_runner::Error::Backend(
+                    "CUDA failure 2: out of memory".into(),
+                ));
+            }
+            self.inner.run(inputs)
+        }
+    }
+
+    fn flaky(fail_at: usize, cache: &Path) -> (Model, ModelOptions) {
+        let weights = seedvae_tests::fixture("vae_tiny/weights.safetensors");
+        let opts = ModelOptions {
+            backend: BackendChoice::Auto,
+            cache: Some(cache.to_path_buf()),
+            threads: 1,
+            ..ModelOptions::default()
+        };
+        let quiet = Progress::new(|_| {});
+        let mut m = Model::open(&weights, Part::Decoder, &opts, &quiet).unwrap();
+        assert_eq!(m.backend_name(), CPU, "this machine has no GPU");
+        let source = ModelSource::resolve(&weights, Some(cache)).unwrap();
+        let closed = Box::new(Closed(m.backend.contract().clone()));
+        let cpu = std::mem::replace(&mut m.backend, closed);
+        m.backend = Box::new(FlakyGpu {
+            inner: cpu,
+            calls: 0,
+            fail_at,
+        });
+        m.auto = Some(Box::new((source, opts.clone())));
+        (m, opts)
+    }
+
+    #[test]
+    fn a_gpu_failing_its_first_call_gives_way_to_the_next_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let latent = seedvae_runner::read_latent(&seedvae_tests::fixture(
+            "vae_tiny/latent_t2_8x8.safetensors",
+        ))
+        .unwrap();
+        let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = notices.clone();
+        let progress = Progress::new(move |e| {
+            if let Event::Notice(n) = e {
+                seen.lock().unwrap().push(n.to_string());
+            }
+        });
+        let opts = TileOptions {
+            chunk: Some(1),
+            ..TileOptions::default()
+        };
+        let (mut m, _) = flaky(1, dir.path());
+        let (video, report) = m.decode_tensor(&latent, &opts, &progress).unwrap();
+        assert_eq!(video.shape, vec![1, 3, 5, 64, 64]);
+        assert_eq!(report.backend, CPU);
+        let why = report.fallback_reason.unwrap();
+        assert!(
+            why.contains("failed at its first call: CUDA failure 2: out of memory"),
+            "{why}"
+        );
+        assert!(notices
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.contains("first call")));
+        // Once a call has completed, output may exist: a later failure is the run's error.
+        let (mut m, _) = flaky(2, dir.path());
+        let e = m.decode_tensor(&latent, &opts, &progress).unwrap_err();
+        assert!(e.to_string().contains("out of memory"), "{e}");
+        assert_eq!(m.backend_name(), "mock-gpu");
+    }
 }

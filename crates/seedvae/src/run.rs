@@ -219,21 +219,40 @@ impl Model {
     fn run_decode(
         &mut self,
         latent: &Tensor,
+        opts: &TileOptions,
         plan: &Plan,
         sink: &mut dyn FrameSink,
         progress: &Progress,
     ) -> Result<RunReport> {
-        let start = Instant::now();
-        let stats = pipeline::decode(
-            self.backend.as_mut(),
-            latent,
-            &plan.spatial,
-            &plan.chunks,
-            sink,
-            &mut progress.frames(plan.frames),
-        )?;
-        let hw = (8 * latent.shape[3], 8 * latent.shape[4]);
-        Ok(self.report(&stats, &plan.spatial, hw, start))
+        let mut replanned;
+        let mut plan = plan;
+        loop {
+            let start = Instant::now();
+            let mut calls = 0usize;
+            let mut frames = progress.frames(plan.frames);
+            let r = pipeline::decode(
+                self.backend.as_mut(),
+                latent,
+                &plan.spatial,
+                &plan.chunks,
+                sink,
+                &mut |f| {
+                    calls += 1;
+                    frames(f)
+                },
+            );
+            match r {
+                Ok(stats) => {
+                    let hw = (8 * latent.shape[3], 8 * latent.shape[4]);
+                    return Ok(self.report(&stats, &plan.spatial, hw, start));
+                }
+                Err(e) => {
+                    self.fall_back_at_first_call(e.into(), calls, progress)?;
+                    replanned = self.plan_decode(latent, opts)?;
+                    plan = &replanned;
+                }
+            }
+        }
     }
 
     /// Decode `latent` (`[1, 16, T, h, w]`, VAE space) into `sink`: `4T − 3` frames of
@@ -246,7 +265,7 @@ impl Model {
         progress: &Progress,
     ) -> Result<RunReport> {
         let plan = self.plan_decode(latent, opts)?;
-        self.run_decode(latent, &plan, sink, progress)
+        self.run_decode(latent, opts, &plan, sink, progress)
     }
 
     /// Decode into a file; the output appears whole at the end, or not at all.
@@ -267,7 +286,7 @@ impl Model {
             fps: (out.fps, 1),
             force: out.force,
         })?;
-        let report = self.run_decode(latent, &plan, sink.as_mut(), progress)?;
+        let report = self.run_decode(latent, opts, &plan, sink.as_mut(), progress)?;
         sink.finish()?;
         Ok(report)
     }
@@ -281,7 +300,7 @@ impl Model {
     ) -> Result<(Tensor, RunReport)> {
         let plan = self.plan_decode(latent, opts)?;
         let mut sink = media::MemorySink::new(8 * latent.shape[3], 8 * latent.shape[4]);
-        let report = self.run_decode(latent, &plan, &mut sink, progress)?;
+        let report = self.run_decode(latent, opts, &plan, &mut sink, progress)?;
         Ok((sink.into_tensor(), report))
     }
 
@@ -320,30 +339,42 @@ impl Model {
         if padded != t {
             tracing::info!("{t} frames padded to {padded} (4n+1) by {pad:?}");
         }
-        let chunks = planner::plan_chunks(
-            Part::Encoder,
-            padded,
-            self.is_streaming(),
-            opts.chunk,
-            &self.limits,
-        )?;
-        let plan = planner::plan_spatial(
-            Part::Encoder,
-            hh / 8,
-            ww / 8,
-            &self.limits,
-            &opts.request(self.tile_cap(&chunks).map(|c| c / 8)),
-        )?;
-        let start = Instant::now();
-        let (mean, stats) = pipeline::encode(
-            self.backend.as_mut(),
-            source,
-            pad,
-            &plan,
-            &chunks,
-            &mut progress.frames(padded),
-        )?;
-        Ok((mean, self.report(&stats, &plan, (hh, ww), start)))
+        loop {
+            let chunks = planner::plan_chunks(
+                Part::Encoder,
+                padded,
+                self.is_streaming(),
+                opts.chunk,
+                &self.limits,
+            )?;
+            let plan = planner::plan_spatial(
+                Part::Encoder,
+                hh / 8,
+                ww / 8,
+                &self.limits,
+                &opts.request(self.tile_cap(&chunks).map(|c| c / 8)),
+            )?;
+            let start = Instant::now();
+            let mut calls = 0usize;
+            let mut frames = progress.frames(padded);
+            let r = pipeline::encode(
+                self.backend.as_mut(),
+                source,
+                pad,
+                &plan,
+                &chunks,
+                &mut |f| {
+                    calls += 1;
+                    frames(f)
+                },
+            );
+            match r {
+                Ok((mean, stats)) => {
+                    return Ok((mean, self.report(&stats, &plan, (hh, ww), start)))
+                }
+                Err(e) => self.fall_back_at_first_call(e.into(), calls, progress)?,
+            }
+        }
     }
 
     /// Encode the frames at `path` (a PNG directory, `.y4m`, or a `[1, 3, T, H, W]` tensor).

@@ -23,7 +23,10 @@ fn selftest_passes_on_the_cpu_and_says_why_gpu_backends_are_skipped() {
     assert!(out.contains("selftest passed"), "{out}");
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let checks = r["checks"].as_array().unwrap();
-    let cpu: Vec<_> = checks.iter().filter(|c| c["backend"] == "cpu fp32").collect();
+    let cpu: Vec<_> = checks
+        .iter()
+        .filter(|c| c["backend"] == "cpu fp32")
+        .collect();
     // 4 latents in one call, 4 chunked runs (t3: chunks of 1 and 2; the two t2: of 1), 1 encode.
     assert_eq!(cpu.len(), 9, "{cpu:?}");
     for c in &cpu {
@@ -60,6 +63,9 @@ fn a_wrong_golden_fails_the_selftest_with_a_bug_report_hint() {
         s(&dir.path().join("c")),
     ]);
     assert_eq!(code, 1, "{out}\n{err}");
-    assert!(out.contains("decode t1_8x8 one call") && out.contains("FAIL"), "{out}");
+    assert!(
+        out.contains("decode t1_8x8 one call") && out.contains("FAIL"),
+        "{out}"
+    );
     assert!(err.contains("bug report"), "{err}");
 }

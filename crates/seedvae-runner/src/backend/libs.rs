@@ -86,13 +86,19 @@ pub fn preload_cuda_libraries(near: &Path) -> Vec<PathBuf> {
     LOADED
         .get_or_init(|| {
             // The site-packages holding the library: `onnxruntime/capi/` or `tensorrt_rtx_libs/`.
-            let mut roots: Vec<PathBuf> =
-                near.ancestors().skip(1).take(3).map(|d| d.join("nvidia")).collect();
+            let mut roots: Vec<PathBuf> = near
+                .ancestors()
+                .skip(1)
+                .take(3)
+                .map(|d| d.join("nvidia"))
+                .collect();
             roots.extend(site_packages().into_iter().map(|sp| sp.join("nvidia")));
             let sub = if cfg!(windows) { "bin" } else { "lib" };
             let mut files: Vec<PathBuf> = Vec::new();
             for root in roots.iter().filter(|r| r.is_dir()) {
-                let Ok(rd) = std::fs::read_dir(root) else { continue };
+                let Ok(rd) = std::fs::read_dir(root) else {
+                    continue;
+                };
                 for pkg in rd.flatten() {
                     let dir = pkg.path().join(sub);
                     for pre in CUDA_LIBS {
@@ -107,7 +113,10 @@ pub fn preload_cuda_libraries(near: &Path) -> Vec<PathBuf> {
             // In dependency order where possible; passes until nothing more loads.
             files.sort_by_key(|f| {
                 let n = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                CUDA_LIBS.iter().position(|p| n.starts_with(p)).unwrap_or(CUDA_LIBS.len())
+                CUDA_LIBS
+                    .iter()
+                    .position(|p| n.starts_with(p))
+                    .unwrap_or(CUDA_LIBS.len())
             });
             let mut loaded = Vec::new();
             loop {
