@@ -24,7 +24,7 @@ fi
 NVDIR=$(python3 -c "import nvidia,os; print(nvidia.__path__[0])")
 [ -e ortgpu/nvidia ] || ln -s "$NVDIR" ortgpu/nvidia
 echo "== seedvae loads the CUDA libraries itself (no LD_LIBRARY_PATH)"
-SEEDVAE_ORT_LIB=/tmp/w/ortgpu/onnxruntime/capi/libonnxruntime.so.1.31.1 timeout 120 $B decode -m $F/weights.safetensors $F/latent_t1_8x8.safetensors -o /tmp/preload.safetensors --backend cuda --cache /tmp/c0 --force -v 2>&1 | grep -i "preloaded\|error\|backend" | head -12
+[ -n "${SKIP_PRELOAD:-}" ] || SEEDVAE_ORT_LIB=/tmp/w/ortgpu/onnxruntime/capi/libonnxruntime.so.1.31.1 timeout 120 $B decode -m $F/weights.safetensors $F/latent_t1_8x8.safetensors -o /tmp/preload.safetensors --backend cuda --cache /tmp/c0 --force -v 2>&1 | grep -i "preloaded\|error\|backend" | head -12
 NV=$(python3 -c "import nvidia,os;print(':'.join(os.path.join(p,d,'lib') for p in nvidia.__path__ for d in sorted(os.listdir(p)) if os.path.isdir(os.path.join(p,d,'lib'))))")
 export LD_LIBRARY_PATH=$NV:${LD_LIBRARY_PATH:-}
 export SEEDVAE_ORT_LIB=/tmp/w/ortgpu/onnxruntime/capi/libonnxruntime.so.1.31.1
@@ -50,6 +50,28 @@ peak() {
 
 echo "== selftest (tiny fixture, goldens)"
 timeout 300 $B selftest --fixtures $F --json $OUT/selftest.json 2>&1 | quiet
+
+echo "== PyTorch on the same tiny fixture (torch_decoder.py), vs the same goldens: what fp16 arithmetic gives"
+for c in t1_8x8 t2_6x10 t2_8x8 t3_8x8; do
+  for dt in fp16 fp32; do
+    (cd $R && python3 torch_decoder.py $F/weights.safetensors --latent $F/latent_$c.safetensors --dtype $dt --no-tf32 --out /tmp/tt_${dt}_$c.safetensors > /dev/null 2>&1)
+  done
+done
+python3 - "$F" <<'PY2'
+import sys
+from safetensors.numpy import load_file
+import numpy as np
+F = sys.argv[1]
+for c in ["t1_8x8", "t2_6x10", "t2_8x8", "t3_8x8"]:
+    g = load_file(f"{F}/decoded_{c}.safetensors"); g = g.get("decoded_f64", g["decoded"]).astype(np.float64)
+    r = []
+    for dt in ["fp16", "fp32"]:
+        try:
+            v = load_file(f"/tmp/tt_{dt}_{c}.safetensors")["video"].astype(np.float64)
+            r.append(f"{dt} {np.linalg.norm(v-g)/np.linalg.norm(g):.3e}")
+        except Exception as e: r.append(f"{dt} ERROR {e}")
+    print(f"  torch {c} vs golden: " + ", ".join(r))
+PY2
 
 echo "== full size: random weights"
 $B synth -o /tmp/full.safetensors --quiet --force
@@ -78,6 +100,10 @@ import numpy as np
 a = load_file('/tmp/s720.safetensors')['video'].astype(np.float64); b = load_file('/tmp/t720.safetensors')['video'].astype(np.float64)
 print('  720p: seedvae cuda fp16 vs torch fp16: rel L2 %.3e' % (np.linalg.norm(a-b)/np.linalg.norm(b)))
 PY
+
+echo "== the same with NHWC convolutions (SEEDVAE_CUDA_NHWC=1)"
+peak nhwc env SEEDVAE_CUDA_NHWC=1 timeout 200 $DEC /tmp/l720.safetensors -o /tmp/s720n.safetensors --no-tiling
+summary nhwc
 
 echo "== ONNX Runtime's profile of one 720p x 5-frame decode (2 calls): where the time goes"
 python3 -c "import torch; from safetensors.torch import load_file, save_file; save_file({'latent': load_file('/tmp/l720.safetensors')['latent'][:, :, :2].contiguous()}, '/tmp/l720_2.safetensors')"

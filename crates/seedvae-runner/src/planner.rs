@@ -137,7 +137,10 @@ pub fn plan_spatial(
         .into_iter()
         .min()
         .expect("three values");
-    let fits_backend = h <= lh.1 && w <= lw.1 && req.memory_cap.is_none_or(|c| h <= c && w <= c);
+    // The memory cap is a square tile's edge; what it bounds (memory, the largest tensor) grows
+    // with the area, so a frame fits when its area does.
+    let fits_backend =
+        h <= lh.1 && w <= lw.1 && req.memory_cap.is_none_or(|c| h * w <= c.saturating_mul(c));
     let wants_tiles = h > lt || w > lt || !fits_backend;
     // Whole: nothing asks for tiles, or tiling is off and the backend takes the frame.
     if !wants_tiles || (!req.allow && fits_backend) {
@@ -160,7 +163,7 @@ pub fn plan_spatial(
             range_text(limits.h),
             range_text(limits.w),
             req.memory_cap
-                .map(|c| format!(", {} by the memory budget", c * scale))
+                .map(|c| format!(", {0}×{0} by the memory plan", c * scale))
                 .unwrap_or_default()
         )));
     }
@@ -478,6 +481,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no tile fits"), "{e}");
+        // The cap bounds the area: a 90 × 160 frame (14,400) is whole under a cap of 147
+        // (147² = 21,609) though 160 > 147, with tiling off too.
+        let wide = TileRequest {
+            memory_cap: Some(147),
+            tile_px: 2048,
+            allow: false,
+            ..Default::default()
+        };
+        let p = plan_spatial(Part::Decoder, 90, 160, &Limits::unbounded(Part::Decoder), &wide);
+        assert_eq!(p.unwrap().tiles.len(), 1);
     }
 
     #[test]
