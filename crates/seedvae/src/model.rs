@@ -480,11 +480,11 @@ fn open_cuda(
 ) -> Result<Model> {
     let gpu = seedvae_runner::cuda_ready()?;
     let budget = plan_budget(o, gpu.free_bytes);
-    // With --vram-budget the arena is held to it (less the context's share): an allocation
-    // past it is an error, not a spill.
-    let mem_limit = o
-        .vram_budget_gb
-        .map(|_| budget.saturating_sub(512 << 20) as usize);
+    // With --vram-budget the arena is held to it, less what lives outside it (the CUDA context,
+    // cuDNN/cuBLAS handles: the plan's overhead): an allocation past it is an error, not a spill.
+    let mem_limit = o.vram_budget_gb.map(|_| {
+        budget.saturating_sub(seedvae_runner::planner::GraphMemory::OVERHEAD) as usize
+    });
     let device = OrtDevice::Cuda { id: 0, mem_limit };
     open_graph(source, part, device, Some(budget), o, progress)
 }
