@@ -491,7 +491,13 @@ mod tests {
             allow: false,
             ..Default::default()
         };
-        let p = plan_spatial(Part::Decoder, 90, 160, &Limits::unbounded(Part::Decoder), &wide);
+        let p = plan_spatial(
+            Part::Decoder,
+            90,
+            160,
+            &Limits::unbounded(Part::Decoder),
+            &wide,
+        );
         assert_eq!(p.unwrap().tiles.len(), 1);
     }
 

@@ -482,9 +482,9 @@ fn open_cuda(
     let budget = plan_budget(o, gpu.free_bytes);
     // With --vram-budget the arena is held to it, less what lives outside it (the CUDA context,
     // cuDNN/cuBLAS handles: the plan's overhead): an allocation past it is an error, not a spill.
-    let mem_limit = o.vram_budget_gb.map(|_| {
-        budget.saturating_sub(seedvae_runner::planner::GraphMemory::OVERHEAD) as usize
-    });
+    let mem_limit = o
+        .vram_budget_gb
+        .map(|_| budget.saturating_sub(seedvae_runner::planner::GraphMemory::OVERHEAD) as usize);
     let device = OrtDevice::Cuda { id: 0, mem_limit };
     open_graph(source, part, device, Some(budget), o, progress)
 }
