@@ -278,6 +278,20 @@ pub fn plan_chunks(
     Ok(out)
 }
 
+/// The largest edge in `lo..=hi` for which `fits` holds, `fits` being true up to some edge and
+/// false beyond (memory grows with the tile); `lo` when none above it fits.
+pub fn largest_fitting(mut lo: usize, mut hi: usize, fits: impl Fn(usize) -> bool) -> usize {
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo
+}
+
 /// One set of a streaming graph's carried state for an `h × w` tile (input units), bytes: exact,
 /// from the contract (0 for a one-shot graph).
 pub fn state_bytes(c: &seedvae_onnx::Contract, h: usize, w: usize) -> u64 {
@@ -362,16 +376,7 @@ impl GraphMemory {
                 && seedvae_engine::profile::largest_tensor_elements(c.part, c.streaming, t, e, e)
                     <= seedvae_engine::profile::MAX_TENSOR_ELEMENTS
         };
-        let (mut lo, mut hi) = (0usize, 1 << 16);
-        while lo < hi {
-            let mid = (lo + hi).div_ceil(2);
-            if fits(mid) {
-                lo = mid;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        lo
+        largest_fitting(0, 1 << 16, fits)
     }
 }
 

@@ -46,6 +46,7 @@ mod error;
 mod inspect;
 mod latent;
 mod model;
+mod probe;
 mod progress;
 mod run;
 mod selftest;

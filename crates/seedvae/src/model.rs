@@ -425,9 +425,9 @@ fn open_graph(
     budget: Option<u64>,
     o: &ModelOptions,
     progress: &Progress,
-) -> Result<Model> {
+) -> Result<(Model, PathBuf)> {
     let precision = match device {
-        OrtDevice::Cuda { .. } if !o.cuda_fp32 => EnginePrecision::Fp16,
+        OrtDevice::Cuda { .. } => cuda_precision(o),
         _ => EnginePrecision::Fp32,
     };
     let graph = graph_for(source, part, precision, o, progress)?;
@@ -444,7 +444,7 @@ fn open_graph(
         }
         _ => None,
     };
-    Ok(Model {
+    let m = Model {
         backend: Box::new(b),
         limits: Limits::unbounded(part),
         memory_cap: None,
@@ -452,23 +452,18 @@ fn open_graph(
         auto: None,
         fallback: None,
         part,
-    })
+    };
+    Ok((m, graph))
 }
 
-fn open_cpu(
+pub(crate) fn open_cpu(
     source: &ModelSource,
     part: Part,
     o: &ModelOptions,
     progress: &Progress,
 ) -> Result<Model> {
-    open_graph(
-        source,
-        part,
-        OrtDevice::Cpu { threads: o.threads },
-        None,
-        o,
-        progress,
-    )
+    let cpu = OrtDevice::Cpu { threads: o.threads };
+    Ok(open_graph(source, part, cpu, None, o, progress)?.0)
 }
 
 /// ONNX Runtime's CUDA provider on GPU 0, running the fp16 streaming graph.
@@ -486,7 +481,39 @@ fn open_cuda(
         .vram_budget_gb
         .map(|_| budget.saturating_sub(seedvae_runner::planner::GraphMemory::OVERHEAD) as usize);
     let device = OrtDevice::Cuda { id: 0, mem_limit };
-    open_graph(source, part, device, Some(budget), o, progress)
+    let (mut m, graph) = open_graph(source, part, device, Some(budget), o, progress)?;
+    let bound = match cuda_precision(o) {
+        EnginePrecision::Fp32 => crate::selftest::Bound::RelL2(1e-5),
+        _ => crate::selftest::Bound::RelL2(3e-3),
+    };
+    let id = format!("onnxruntime-cuda {}", graph_identity(&graph));
+    crate::probe::first_run(&mut m, source, o, &gpu, &id, bound, progress)?;
+    Ok(m)
+}
+
+/// The graph precision the CUDA provider runs.
+fn cuda_precision(o: &ModelOptions) -> EnginePrecision {
+    if o.cuda_fp32 {
+        EnginePrecision::Fp32
+    } else {
+        EnginePrecision::Fp16
+    }
+}
+
+/// A graph file's identity for probe records: its name (the cache's recipe hash), size and
+/// modification time.
+fn graph_identity(graph: &Path) -> String {
+    let meta = std::fs::metadata(graph).ok();
+    let mtime = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    format!(
+        "{} {} {mtime}",
+        graph.display(),
+        meta.map_or(0, |m| m.len())
+    )
 }
 
 /// GPU memory to plan within: `--vram-budget`, else the free memory less 0.5 GB.
@@ -556,7 +583,8 @@ fn open_tensorrt(
     let budget = plan_budget(o, b.gpu.free_bytes);
     let memory_cap = tensorrt::memory_cap(&manifest, &limits, budget)
         .map_err(|e| invalid!("{}: {e}", engine.display()))?;
-    Ok(Model {
+    let gpu = b.gpu.clone();
+    let mut m = Model {
         backend: Box::new(b),
         limits,
         memory_cap,
@@ -564,7 +592,12 @@ fn open_tensorrt(
         auto: None,
         fallback: None,
         part,
-    })
+    };
+    // FP8 engines are held to what FP8 gives (≥ 30 dB, as `verify-precision` reports it).
+    let bound = crate::selftest::Bound::PsnrDb(30.0);
+    let id = format!("tensorrt-rtx engine {}", manifest.key);
+    crate::probe::first_run(&mut m, source, o, &gpu, &id, bound, progress)?;
+    Ok(m)
 }
 
 #[cfg(test)]
@@ -663,5 +696,80 @@ mod tests {
         let e = m.decode_tensor(&latent, &opts, &progress).unwrap_err();
         assert!(e.to_string().contains("out of memory"), "{e}");
         assert_eq!(m.backend_name(), "mock-gpu");
+    }
+    /// A GPU stand-in whose outputs are off by `err` (wrong kernels) or exact, counting calls.
+    struct Skewed {
+        inner: Box<dyn Backend>,
+        err: f32,
+        calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Backend for Skewed {
+        fn name(&self) -> &str {
+            "mock-gpu"
+        }
+        fn contract(&self) -> &seedvae_onnx::Contract {
+            self.inner.contract()
+        }
+        fn run(
+            &mut self,
+            inputs: &[(&str, &Tensor)],
+        ) -> std::result::Result<HashMap<String, Tensor>, seedvae_runner::Error> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut out = self.inner.run(inputs)?;
+            if let Some(seedvae_runner::Data::F32(v)) = out.get_mut("video").map(|t| &mut t.data) {
+                v.iter_mut().for_each(|x| *x *= 1.0 + self.err);
+            }
+            Ok(out)
+        }
+    }
+
+    #[test]
+    fn the_first_run_on_a_gpu_is_checked_against_the_cpu_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let (mut m, opts) = flaky(0, dir.path());
+        let weights = seedvae_tests::fixture("vae_tiny/weights.safetensors");
+        let source = ModelSource::resolve(&weights, Some(dir.path())).unwrap();
+        let gpu = seedvae_runner::tensorrt::GpuInfo {
+            name: "Mock GPU".into(),
+            uuid: "00ff".into(),
+            compute_capability: (12, 0),
+            free_bytes: 1 << 34,
+            total_bytes: 1 << 34,
+        };
+        let quiet = Progress::new(|_| {});
+        let bound = crate::selftest::Bound::RelL2(3e-3);
+        let mut with = |err: f32| {
+            let calls = std::sync::Arc::new(AtomicUsize::new(0));
+            let inner = open_cpu(&source, Part::Decoder, &opts, &quiet)
+                .unwrap()
+                .backend;
+            m.backend = Box::new(Skewed {
+                inner,
+                err,
+                calls: calls.clone(),
+            });
+            let r = crate::probe::first_run(&mut m, &source, &opts, &gpu, "model-x", bound, &quiet);
+            (r, calls.load(Ordering::SeqCst))
+        };
+        // 1% off: refused as an environment failure (auto falls back), nothing recorded.
+        let (r, calls) = with(0.01);
+        let e = r.unwrap_err();
+        assert!(e.is_environment_failure(), "{e}");
+        assert!(
+            e.to_string().contains("gives wrong results on Mock GPU"),
+            "{e}"
+        );
+        assert!(calls > 0);
+        let probes = dir.path().join("probes");
+        assert!(!probes.exists());
+        // Exact: passes and is recorded; the next open of the same model on the same GPU skips it.
+        let (r, _) = with(0.0);
+        r.unwrap();
+        assert_eq!(std::fs::read_dir(&probes).unwrap().count(), 1);
+        let (r, calls) = with(0.5);
+        r.unwrap();
+        assert_eq!(calls, 0, "a recorded pass is not checked again");
     }
 }

@@ -29,7 +29,8 @@ pub enum Bound {
 }
 
 impl Bound {
-    fn measure(self, got: &[f32], want: &[f32]) -> (f64, bool) {
+    /// The measured value and whether it holds.
+    pub(crate) fn measure(self, got: &[f32], want: &[f32]) -> (f64, bool) {
         let (mut d, mut n) = (0f64, 0f64);
         for (&x, &y) in got.iter().zip(want) {
             d += (x as f64 - y as f64).powi(2);

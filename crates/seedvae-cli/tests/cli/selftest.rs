@@ -69,3 +69,35 @@ fn a_wrong_golden_fails_the_selftest_with_a_bug_report_hint() {
     );
     assert!(err.contains("bug report"), "{err}");
 }
+
+/// Opt-in GPU test: with `SEEDVAE_GPU_TESTS=1` on a machine with an NVIDIA GPU (r580+ driver) and
+/// `scripts/setup.sh --gpu`, the CUDA provider must load and pass every selftest row (fp32 and
+/// fp16). Without the variable it only says that it did not run (CI has no GPU).
+#[test]
+fn gpu_selftest_passes_when_asked() {
+    if std::env::var_os("SEEDVAE_GPU_TESTS").is_none_or(|v| v != "1") {
+        eprintln!("not run: set SEEDVAE_GPU_TESTS=1 on a machine with an NVIDIA GPU");
+        return;
+    }
+    let dir = temp();
+    let json = dir.path().join("selftest.json");
+    let (code, out, err) = seedvae(&[
+        "selftest",
+        "--fixtures",
+        s(&fixture("vae_tiny")),
+        "--json",
+        s(&json),
+        "--cache",
+        s(&dir.path().join("c")),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let cuda: Vec<_> = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["backend"].as_str().unwrap().starts_with("cuda"))
+        .collect();
+    assert_eq!(cuda.len(), 18, "{out}");
+    assert!(cuda.iter().all(|c| c["status"] == "pass"), "{out}");
+}

@@ -37,6 +37,8 @@ pub const SUPPORTED_CC: [(i32, i32); 4] = [(8, 6), (8, 9), (12, 0), (12, 1)];
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct GpuInfo {
     pub name: String,
+    /// The driver's UUID of the GPU (hex): what first-run probes are recorded under.
+    pub uuid: String,
     pub compute_capability: (i32, i32),
     pub free_bytes: u64,
     pub total_bytes: u64,
@@ -82,7 +84,17 @@ pub fn probe_gpu() -> Result<GpuInfo, Unavailable> {
     let (free, total) = ctx
         .mem_get_info()
         .map_err(|e| Unavailable(format!("GPU 0: {e}")))?;
+    let uuid = ctx
+        .uuid()
+        .map(|u| {
+            u.bytes
+                .iter()
+                .map(|b| format!("{:02x}", *b as u8))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(GpuInfo {
+        uuid,
         name: ctx.name().unwrap_or_else(|_| "GPU 0".into()),
         compute_capability: ctx
             .compute_capability()
@@ -202,16 +214,9 @@ pub fn memory_cap(m: &Manifest, lim: &Limits, budget: u64) -> Result<Option<usiz
             budget as f64 / 1e9
         )));
     }
-    let (mut lo, mut hi) = (min_edge, max_edge);
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        if fits(mid) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    Ok(Some(lo))
+    Ok(Some(crate::planner::largest_fitting(
+        min_edge, max_edge, fits,
+    )))
 }
 
 /// The runtime cache file kept beside an engine (`engine.trt` → `engine.trt.rtcache`).
@@ -887,6 +892,7 @@ mod tests {
 
     fn gpu(name: &str, cc: (i32, i32)) -> GpuInfo {
         GpuInfo {
+            uuid: String::new(),
             name: name.into(),
             compute_capability: cc,
             free_bytes: 15 << 30,
