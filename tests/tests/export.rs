@@ -387,3 +387,32 @@ fn the_memory_plan_counts_the_states_a_stream_holds() {
     assert!(m.cap(3) < cap, "longer calls take smaller tiles");
     assert_eq!(GraphMemory::new(st.contract(), 1 << 20, 1 << 20).cap(1), 0);
 }
+
+/// The carried states a profile or plan counts from the schema alone are exactly the exported
+/// graphs' (both parts), and the full-size decoder's match what the H200 run held: 7,963,545,600
+/// bytes of fp16 state for a 90 × 160 latent (benches/README.md).
+#[test]
+fn state_specs_from_the_schema_are_the_exported_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = fixture("vae_tiny/weights.safetensors");
+    let tiny = seedvae_weights::schema::Model {
+        widths: seedvae_weights::schema::TINY_WIDTHS,
+    };
+    for part in [Part::Decoder, Part::Encoder] {
+        let b = export_and_open(&weights, dir.path(), opts(part, Precision::Fp32, true));
+        assert_eq!(
+            seedvae_onnx::contract::state_specs(&tiny, part),
+            b.contract().states,
+            "{part}"
+        );
+    }
+    let full = seedvae_onnx::contract::state_specs(
+        &seedvae_weights::schema::Model::default(),
+        Part::Decoder,
+    );
+    assert_eq!(full.len(), 33);
+    assert_eq!(
+        seedvae_onnx::contract::state_set_bytes(&full, 90, 160, 2),
+        7_963_545_600
+    );
+}

@@ -149,6 +149,13 @@ pub fn largest_tensor_elements(part: Part, streaming: bool, t: usize, h: usize, 
 /// The largest tensor one call may create (cuDNN's 32-bit indexing).
 pub const MAX_TENSOR_ELEMENTS: u64 = (1 << 31) - 1;
 
+/// One set of the full-size model's carried causal state for a call on an `h × w` tile (the
+/// part's input units), in the engine's state type (fp16 for FP8 and FP16 engines).
+pub fn state_bytes(precision: EnginePrecision, part: Part, h: usize, w: usize) -> u64 {
+    let states = seedvae_onnx::contract::state_specs(&seedvae_weights::schema::Model::default(), part);
+    seedvae_onnx::contract::state_set_bytes(&states, h, w, act_bytes(precision) as usize)
+}
+
 /// Parameters of the full-size model's parts (spec §1).
 fn parameters(part: Part) -> u64 {
     match part {
@@ -271,6 +278,28 @@ impl Profile {
                         need as f64 / 1e9,
                         self.workspace_mib,
                         self.workspace_bytes() as f64 / 1e9
+                    )));
+                }
+                // A streaming call also holds the state set it reads and the one it writes
+                // (engine I/O, outside the workspace; review A2).
+                let states = if streaming {
+                    2 * state_bytes(self.precision, part, r.h.max, r.w.max)
+                } else {
+                    0
+                };
+                let total = weight_bytes(self.precision, part) + need + states;
+                if total > (self.vram_budget_gb * 1e9) as u64 {
+                    return Err(FieldError(format!(
+                        "{field}: the largest tile (t {}, h {}, w {}) needs about {:.1} GB: {:.1} GB \
+                         of activations, {:.1} GB of carried state (the set a call reads and the \
+                         one it writes) and the weights, over vram_budget_gb {}: lower the max sizes",
+                        r.t.max,
+                        r.h.max,
+                        r.w.max,
+                        total as f64 / 1e9,
+                        need as f64 / 1e9,
+                        states as f64 / 1e9,
+                        self.vram_budget_gb
                     )));
                 }
             }
@@ -432,6 +461,13 @@ mod tests {
             e.contains("decoder.streaming") && e.contains("workspace_mib"),
             "{e}"
         );
+        // Within the workspace, but not with the two carried state sets: the old 896 px
+        // streaming tile (13.9 GB of state on a 13 GB budget).
+        let mut big = p.clone();
+        big.decoder.streaming.h.max = 112;
+        big.decoder.streaming.w.max = 112;
+        let e = big.validate().unwrap_err().to_string();
+        assert!(e.contains("carried state") && e.contains("13.9 GB"), "{e}");
         let mut big = p.clone();
         big.workspace_mib = 20_000;
         let e = big.validate().unwrap_err().to_string();

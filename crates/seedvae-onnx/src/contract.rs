@@ -67,6 +67,48 @@ pub struct StateSpec {
     pub scale_log2: i32,
 }
 
+/// The carried states a streaming export of `model`'s `part` has, in order, from the schema
+/// alone (no weights): every causal conv with kT = 3 keeps kT − sT frames of its input at the
+/// scale it runs at — after an upsampler's pixel shuffle (×2), before a downsampler's stride
+/// (÷2 after it). Profiles size memory with it; tests hold it equal to exported contracts.
+pub fn state_specs(model: &seedvae_weights::schema::Model, part: Part) -> Vec<StateSpec> {
+    use seedvae_weights::schema::Block;
+    let mut scale = 0i32;
+    let mut out = Vec::new();
+    for block in model.blocks(part) {
+        if matches!(block, Block::Upsample { .. }) {
+            scale += 1;
+        }
+        for (conv, stride) in block.convs() {
+            if conv.kt == 3 {
+                out.push(StateSpec {
+                    input: format!("state_in.{}", conv.name),
+                    output: format!("state_out.{}", conv.name),
+                    conv: conv.name,
+                    channels: conv.cin,
+                    frames: 3 - stride,
+                    scale_log2: scale,
+                });
+            }
+        }
+        if matches!(block, Block::Downsample { .. }) {
+            scale -= 1;
+        }
+    }
+    out
+}
+
+/// Bytes of one set of `states` for a part input of `h × w`, at `elem_size` bytes per value.
+pub fn state_set_bytes(states: &[StateSpec], h: usize, w: usize, elem_size: usize) -> u64 {
+    states
+        .iter()
+        .map(|s| {
+            let (sh, sw) = s.spatial(h, w);
+            (s.channels * s.frames * sh * sw * elem_size) as u64
+        })
+        .sum()
+}
+
 impl StateSpec {
     /// Spatial size of this state for a part input of `h × w`.
     pub fn spatial(&self, h: usize, w: usize) -> (usize, usize) {

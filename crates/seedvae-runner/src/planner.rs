@@ -295,13 +295,7 @@ pub fn largest_fitting(mut lo: usize, mut hi: usize, fits: impl Fn(usize) -> boo
 /// One set of a streaming graph's carried state for an `h × w` tile (input units), bytes: exact,
 /// from the contract (0 for a one-shot graph).
 pub fn state_bytes(c: &seedvae_onnx::Contract, h: usize, w: usize) -> u64 {
-    c.states
-        .iter()
-        .map(|s| {
-            let (sh, sw) = s.spatial(h, w);
-            (s.channels * s.frames * sh * sw * c.state_elem().size()) as u64
-        })
-        .sum()
+    seedvae_onnx::contract::state_set_bytes(&c.states, h, w, c.state_elem().size())
 }
 
 /// A call's I/O on the device, bytes: its f32 input and output (the decoder's 3 × 4t × 8h × 8w

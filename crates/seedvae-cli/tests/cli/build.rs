@@ -64,7 +64,7 @@ fn fp8_and_fp16_decoders_build_for_sm120_and_a_second_build_is_a_cache_hit() {
             let inputs = m["input_ranges"].as_array().unwrap();
             assert_eq!(inputs[0]["name"], "latent");
             let max = if streaming {
-                [1, 16, 1, 112, 112]
+                [1, 16, 1, 80, 80]
             } else {
                 [1, 16, 2, 104, 104]
             };

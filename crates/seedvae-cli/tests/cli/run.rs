@@ -554,7 +554,7 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
     let mut m: seedvae_engine::cache::Manifest =
         serde_json::from_slice(&std::fs::read(&side).unwrap()).unwrap();
     let lim = seedvae_runner::tensorrt::limits(&m).unwrap();
-    assert_eq!((lim.t, lim.h, lim.w), ((1, 1), (8, 112), (8, 112)));
+    assert_eq!((lim.t, lim.h, lim.w), ((1, 1), (8, 80), (8, 80)));
     let dm = m
         .info
         .device_memory
