@@ -152,7 +152,8 @@ pub const MAX_TENSOR_ELEMENTS: u64 = (1 << 31) - 1;
 /// One set of the full-size model's carried causal state for a call on an `h × w` tile (the
 /// part's input units), in the engine's state type (fp16 for FP8 and FP16 engines).
 pub fn state_bytes(precision: EnginePrecision, part: Part, h: usize, w: usize) -> u64 {
-    let states = seedvae_onnx::contract::state_specs(&seedvae_weights::schema::Model::default(), part);
+    let states =
+        seedvae_onnx::contract::state_specs(&seedvae_weights::schema::Model::default(), part);
     seedvae_onnx::contract::state_set_bytes(&states, h, w, act_bytes(precision) as usize)
 }
 
