@@ -607,15 +607,28 @@ mod tests {
     use seedvae_runner::Tensor;
     use std::collections::HashMap;
 
-    /// A GPU backend stand-in: delegates to a CPU backend but fails its call number `fail_at`
-    /// the way a GPU does when memory runs out.
-    struct FlakyGpu {
+    /// A GPU backend stand-in over a CPU backend: fails its call number `fail_at` the way a GPU
+    /// does when memory runs out (0: never), scales its frames by `1 + err` (wrong kernels), and
+    /// counts its calls.
+    struct MockGpu {
         inner: Box<dyn Backend>,
-        calls: usize,
         fail_at: usize,
+        err: f32,
+        calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     }
 
-    impl Backend for FlakyGpu {
+    impl MockGpu {
+        fn new(inner: Box<dyn Backend>, fail_at: usize, err: f32) -> MockGpu {
+            MockGpu {
+                inner,
+                fail_at,
+                err,
+                calls: Default::default(),
+            }
+        }
+    }
+
+    impl Backend for MockGpu {
         fn name(&self) -> &str {
             "mock-gpu"
         }
@@ -626,13 +639,17 @@ mod tests {
             &mut self,
             inputs: &[(&str, &Tensor)],
         ) -> std::result::Result<HashMap<String, Tensor>, seedvae_runner::Error> {
-            self.calls += 1;
-            if self.calls == self.fail_at {
+            let n = 1 + self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n == self.fail_at {
                 return Err(seedvae_runner::Error::Backend(
                     "CUDA failure 2: out of memory".into(),
                 ));
             }
-            self.inner.run(inputs)
+            let mut out = self.inner.run(inputs)?;
+            if let Some(seedvae_runner::Data::F32(v)) = out.get_mut("video").map(|t| &mut t.data) {
+                v.iter_mut().for_each(|x| *x *= 1.0 + self.err);
+            }
+            Ok(out)
         }
     }
 
@@ -650,11 +667,7 @@ mod tests {
         let source = ModelSource::resolve(&weights, Some(cache)).unwrap();
         let closed = Box::new(Closed(m.backend.contract().clone()));
         let cpu = std::mem::replace(&mut m.backend, closed);
-        m.backend = Box::new(FlakyGpu {
-            inner: cpu,
-            calls: 0,
-            fail_at,
-        });
+        m.backend = Box::new(MockGpu::new(cpu, fail_at, 0.0));
         m.auto = Some(Box::new((source, opts.clone())));
         (m, opts)
     }
@@ -697,36 +710,9 @@ mod tests {
         assert!(e.to_string().contains("out of memory"), "{e}");
         assert_eq!(m.backend_name(), "mock-gpu");
     }
-    /// A GPU stand-in whose outputs are off by `err` (wrong kernels) or exact, counting calls.
-    struct Skewed {
-        inner: Box<dyn Backend>,
-        err: f32,
-        calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    }
-
-    impl Backend for Skewed {
-        fn name(&self) -> &str {
-            "mock-gpu"
-        }
-        fn contract(&self) -> &seedvae_onnx::Contract {
-            self.inner.contract()
-        }
-        fn run(
-            &mut self,
-            inputs: &[(&str, &Tensor)],
-        ) -> std::result::Result<HashMap<String, Tensor>, seedvae_runner::Error> {
-            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let mut out = self.inner.run(inputs)?;
-            if let Some(seedvae_runner::Data::F32(v)) = out.get_mut("video").map(|t| &mut t.data) {
-                v.iter_mut().for_each(|x| *x *= 1.0 + self.err);
-            }
-            Ok(out)
-        }
-    }
-
     #[test]
     fn the_first_run_on_a_gpu_is_checked_against_the_cpu_once() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::atomic::Ordering;
         let dir = tempfile::tempdir().unwrap();
         let (mut m, opts) = flaky(0, dir.path());
         let weights = seedvae_tests::fixture("vae_tiny/weights.safetensors");
@@ -741,15 +727,12 @@ mod tests {
         let quiet = Progress::new(|_| {});
         let bound = crate::selftest::Bound::RelL2(3e-3);
         let mut with = |err: f32| {
-            let calls = std::sync::Arc::new(AtomicUsize::new(0));
             let inner = open_cpu(&source, Part::Decoder, &opts, &quiet)
                 .unwrap()
                 .backend;
-            m.backend = Box::new(Skewed {
-                inner,
-                err,
-                calls: calls.clone(),
-            });
+            let mock = MockGpu::new(inner, 0, err);
+            let calls = mock.calls.clone();
+            m.backend = Box::new(mock);
             let r = crate::probe::first_run(&mut m, &source, &opts, &gpu, "model-x", bound, &quiet);
             (r, calls.load(Ordering::SeqCst))
         };
