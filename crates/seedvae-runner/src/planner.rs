@@ -280,7 +280,7 @@ pub fn plan_chunks(
 
 /// The largest edge in `lo..=hi` for which `fits` holds, `fits` being true up to some edge and
 /// false beyond (memory grows with the tile); `lo` when none above it fits.
-pub fn largest_fitting(mut lo: usize, mut hi: usize, fits: impl Fn(usize) -> bool) -> usize {
+pub fn largest_fitting(mut lo: usize, mut hi: usize, mut fits: impl FnMut(usize) -> bool) -> usize {
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
         if fits(mid) {

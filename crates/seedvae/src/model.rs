@@ -574,14 +574,14 @@ fn open_tensorrt(
     } else {
         None
     };
-    let b = TrtBackend::open(
+    let mut b = TrtBackend::open(
         &engine,
         &manifest,
         o.tensorrt_dir.as_deref(),
         refit.as_deref(),
     )?;
     let budget = plan_budget(o, b.gpu.free_bytes);
-    let memory_cap = tensorrt::memory_cap(&manifest, &limits, budget)
+    let memory_cap = tensorrt::measured_memory_cap(&mut b, &manifest, &limits, budget)
         .map_err(|e| invalid!("{}: {e}", engine.display()))?;
     let gpu = b.gpu.clone();
     let mut m = Model {

@@ -184,13 +184,19 @@ pub fn io_bytes(shape: &[usize], elem: Elem) -> usize {
 /// and 5% on top for what TensorRT-RTX may allocate itself (review B4).
 pub fn call_bytes(m: &Manifest, lim: &Limits, e: usize) -> Option<u64> {
     let dm = m.info.device_memory.as_ref()?;
-    let c = &m.info.contract;
     let max_edge = lim.h.1.min(lim.w.1).max(1) as f64;
-    let area = (e as f64 / max_edge).powi(2);
-    let act = dm.activation_bytes as f64 * area;
+    let act = dm.activation_bytes as f64 * (e as f64 / max_edge).powi(2);
+    Some(call_bytes_with(m, lim, e, act as u64))
+}
+
+/// [`call_bytes`] with the activation bytes `act` of that call given (e.g. asked of the
+/// execution context at that shape).
+pub fn call_bytes_with(m: &Manifest, lim: &Limits, e: usize, act: u64) -> u64 {
+    let c = &m.info.contract;
+    let weights = m.info.device_memory.as_ref().map_or(0, |d| d.weight_bytes);
     let states = 2 * crate::planner::state_bytes(c, e, e);
     let io = crate::planner::io_bytes(c.part, lim.t.1, e, e);
-    Some(dm.weight_bytes + ((act + (states + io) as f64) * 1.05) as u64)
+    weights + ((act + states + io) as f64 * 1.05) as u64
 }
 
 /// The largest square tile edge (the part's input units: latent pixels or video pixels) whose
@@ -216,6 +222,51 @@ pub fn memory_cap(m: &Manifest, lim: &Limits, budget: u64) -> Result<Option<usiz
     }
     Ok(Some(crate::planner::largest_fitting(
         min_edge, max_edge, fits,
+    )))
+}
+
+/// [`memory_cap`] from the execution context's own activation numbers at candidate tiles
+/// ([`TrtBackend::activation_bytes_at`]); the builder's report scaled by area where the context
+/// cannot say (logged).
+pub fn measured_memory_cap(
+    b: &mut TrtBackend,
+    m: &Manifest,
+    lim: &Limits,
+    budget: u64,
+) -> Result<Option<usize>, Error> {
+    let t = lim.t.1;
+    let max_edge = lim.h.1.min(lim.w.1);
+    let min_edge = lim.h.0.max(lim.w.0).max(1);
+    let mut asked = |e: usize| -> Option<u64> {
+        match b.activation_bytes_at(t, e, e) {
+            Ok(act) => Some(call_bytes_with(m, lim, e, act)),
+            Err(err) => {
+                tracing::info!("TensorRT-RTX could not size a {e}×{e} tile ({err}); using the builder's report");
+                None
+            }
+        }
+    };
+    match asked(max_edge) {
+        None => return memory_cap(m, lim, budget),
+        Some(full) if full <= budget => return Ok(None),
+        Some(_) => {}
+    }
+    match asked(min_edge) {
+        None => return memory_cap(m, lim, budget),
+        Some(least) if least > budget => {
+            return Err(Error::Backend(format!(
+                "the engine needs {:.2} GB at its smallest tile (weights, activations, carried \
+                 state), more than the {:.2} GB budget (--vram-budget)",
+                least as f64 / 1e9,
+                budget as f64 / 1e9
+            )))
+        }
+        Some(_) => {}
+    }
+    Ok(Some(crate::planner::largest_fitting(
+        min_edge,
+        max_edge,
+        |e| asked(e).is_some_and(|bytes| bytes <= budget),
     )))
 }
 
@@ -681,6 +732,33 @@ impl Drop for TrtBackend {
 }
 
 impl TrtBackend {
+    /// The activation memory TensorRT-RTX's execution context asks for at a call of `t` frames
+    /// on an `h × w` tile (every input set to its matching shape): the JIT runtime's own number
+    /// (`updateDeviceMemorySizeForShapes`), which the memory plan searches over.
+    pub fn activation_bytes_at(&mut self, t: usize, h: usize, w: usize) -> Result<u64, Error> {
+        let c = self.contract.clone();
+        let channels = match c.part {
+            seedvae_weights::Part::Decoder => 16,
+            seedvae_weights::Part::Encoder => 3,
+        };
+        let mut shapes: Vec<(String, Vec<usize>)> =
+            vec![(c.inputs[0].name.clone(), vec![1, channels, t, h, w])];
+        if let Some(name) = &c.continuation {
+            shapes.push((name.clone(), vec![2]));
+        }
+        for s in &c.states {
+            let (sh, sw) = s.spatial(h, w);
+            shapes.push((s.input.clone(), vec![1, s.channels, s.frames, sh, sw]));
+        }
+        for (name, shape) in &shapes {
+            let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+            self.context
+                .set_input_shape(name, &trtx::trtx_sys::Dims64::from_slice(&dims))
+                .map_err(|e| Error::Backend(format!("input '{name}' {shape:?}: {e}")))?;
+        }
+        Ok(activation_size(self.context.update_device_memory_size_for_shapes())? as u64)
+    }
+
     /// One enqueue: `inputs` from host memory (through pinned staging), `dev_in` and `dev_out`
     /// bound by address; every other output is copied back to the host and returned.
     fn execute(
