@@ -17,7 +17,8 @@ use std::process::ExitCode;
     about = "Turn the SeedVR2 video VAE into fast, offline TensorRT-RTX engines",
     long_about = "seedvae reads your local SeedVR2 VAE checkpoint (ema_vae_fp16.safetensors or a .gguf), \
 checks it against the hardcoded model, converts it to ONNX, builds FP8 TensorRT-RTX engines ahead of time \
-(no GPU needed) and decodes latents to frames (and encodes frames to latents) on an RTX GPU or the CPU. \
+(no GPU needed) and decodes latents to frames (and encodes frames to latents) on an RTX GPU, any NVIDIA GPU \
+(ONNX Runtime's CUDA provider) or the CPU. \
 Nothing is downloaded: everything runs offline.\n\n\
 Start with `seedvae demo`, or `seedvae inspect YOUR_FILE`.",
     after_help = "Set RUST_LOG=debug (or pass -v) for detailed logs."
