@@ -17,6 +17,7 @@
 //! (tests/tests/offline.rs).
 
 pub mod backend;
+pub mod color;
 pub mod media;
 pub mod pipeline;
 pub mod planner;
