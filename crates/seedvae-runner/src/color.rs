@@ -6,8 +6,10 @@
 //! Here so far: `adain` (per-channel mean and standard deviation transferred) and `wavelet`
 //! (the frame's high frequencies over the reference's low ones, five dilated-blur levels);
 //! against the numz functions run in PyTorch f32 on 72×104 random and smooth frames: wavelet
-//! bit-identical, adain within 1.2e-7 (`matches_the_numz_reference_when_given`). The node's
-//! `lab`, `wavelet_adaptive` and `hsv` are issue 13's next step.
+//! bit-identical, adain within 1.2e-7; `lab` (the node's default) on a batch of two frames:
+//! 99.8% of values within 1e-5, mean 2.8e-7, max 1.9e-4 where histogram ranks swap between
+//! near-equal pixels (`matches_the_numz_reference_when_given`). The node's `wavelet_adaptive`
+//! and `hsv` are issue 13's next step.
 
 /// The numz node's 3×3 blur: [1, 2, 1] ⊗ [1, 2, 1] / 16.
 const KERNEL: [[f32; 3]; 3] = [
@@ -91,6 +93,142 @@ pub fn adain(frame: &mut [f32], reference: &[f32], c: usize, h: usize, w: usize)
         let (sm, ss) = mean_std(&reference[ch * n..(ch + 1) * n]);
         for x in &mut frame[ch * n..(ch + 1) * n] {
             *x = (((*x as f64 - cm) / cs) * ss + sm) as f32;
+        }
+    }
+}
+
+/// sRGB (D65) → XYZ and back, as the node writes them.
+const RGB_TO_XYZ: [[f32; 3]; 3] = [
+    [0.4124564, 0.3575761, 0.1804375],
+    [0.2126729, 0.7151522, 0.0721750],
+    [0.0193339, 0.1191920, 0.9503041],
+];
+const XYZ_TO_RGB: [[f32; 3]; 3] = [
+    [3.2404542, -1.5371385, -0.4985314],
+    [-0.9692660, 1.8760108, 0.0415560],
+    [0.0556434, -0.2040259, 1.0572252],
+];
+const WHITE: [f32; 3] = [0.95047, 1.0, 1.08883];
+const EPSILON: f32 = 6.0 / 29.0;
+const KAPPA: f32 = 24389.0 / 27.0;
+
+/// `_rgb_to_lab_batch` on one pixel in [0, 1] (computed in f64: the node's f32 PyTorch kernels
+/// round differently from libm's, and f64 stays within both).
+fn rgb_to_lab(rgb: [f32; 3]) -> [f32; 3] {
+    let lin = rgb.map(|v| {
+        let v = v as f64;
+        if v > 0.04045 {
+            ((v + 0.055) / 1.055).powf(2.4)
+        } else {
+            v / 12.92
+        }
+    });
+    let e = EPSILON as f64;
+    let mut f = [0f64; 3];
+    for (k, row) in RGB_TO_XYZ.iter().enumerate() {
+        let xyz = (row[0] as f64 * lin[0] + row[1] as f64 * lin[1] + row[2] as f64 * lin[2])
+            / WHITE[k] as f64;
+        f[k] = if xyz > e * e * e {
+            xyz.cbrt()
+        } else {
+            (xyz * KAPPA as f64 + 16.0) / 116.0
+        };
+    }
+    [
+        (116.0 * f[1] - 16.0) as f32,
+        (500.0 * (f[0] - f[1])) as f32,
+        (200.0 * (f[1] - f[2])) as f32,
+    ]
+}
+
+/// `_lab_to_rgb_batch` on one pixel; the result clamped to [0, 1].
+fn lab_to_rgb(lab: [f32; 3]) -> [f32; 3] {
+    let lab = lab.map(|v| v as f64);
+    let fy = (lab[0] + 16.0) / 116.0;
+    let f = [lab[1] / 500.0 + fy, fy, fy - lab[2] / 200.0];
+    let xyz: [f64; 3] = std::array::from_fn(|k| {
+        let v = if f[k] > EPSILON as f64 {
+            f[k].powi(3)
+        } else {
+            (f[k] * 116.0 - 16.0) / KAPPA as f64
+        };
+        v * WHITE[k] as f64
+    });
+    XYZ_TO_RGB.map(|row| {
+        let l = row[0] as f64 * xyz[0] + row[1] as f64 * xyz[1] + row[2] as f64 * xyz[2];
+        let v = if l > 0.0031308 {
+            l.max(0.0).powf(1.0 / 2.4) * 1.055 - 0.055
+        } else {
+            l * 12.92
+        };
+        v.clamp(0.0, 1.0) as f32
+    })
+}
+
+/// `_histogram_matching_channel`: each value replaced by the reference's value of the same rank
+/// (quantile mapping when the counts differ).
+fn match_histogram(source: &[f32], reference: &[f32]) -> Vec<f32> {
+    let mut order: Vec<usize> = (0..source.len()).collect();
+    order.sort_by(|&a, &b| source[a].total_cmp(&source[b]));
+    let mut sorted_ref = reference.to_vec();
+    sorted_ref.sort_by(f32::total_cmp);
+    let (n, m) = (source.len(), sorted_ref.len());
+    let mut out = vec![0f32; n];
+    for (rank, &i) in order.iter().enumerate() {
+        let j = if n == m {
+            rank
+        } else {
+            // torch.linspace(0, 1, n) * (m − 1), truncated.
+            let q = if n > 1 {
+                rank as f32 / (n - 1) as f32
+            } else {
+                0.0
+            };
+            ((q * (m - 1) as f32) as usize).min(m - 1)
+        };
+        out[i] = sorted_ref[j];
+    }
+    out
+}
+
+/// `lab_color_transfer` with the node's luminance weight 0.8: `wavelet` first, then in CIELAB
+/// the a* and b* channels histogram-matched to the reference and L* blended 0.8 : 0.2 with its
+/// matched version. Histograms span every frame given: the node corrects a batch of frames
+/// (`[t, 3, h, w]`, its generation batch) at once, so pass the frames it would see together.
+pub fn lab(frames: &mut [f32], reference: &[f32], t: usize, h: usize, w: usize) {
+    const LUMINANCE_WEIGHT: f32 = 0.8;
+    let n = h * w;
+    for k in 0..t {
+        let r = 3 * n * k..3 * n * (k + 1);
+        wavelet(&mut frames[r.clone()], &reference[r], 3, h, w);
+    }
+    let to_lab = |v: &[f32]| -> [Vec<f32>; 3] {
+        let mut out = [vec![0f32; t * n], vec![0f32; t * n], vec![0f32; t * n]];
+        for k in 0..t {
+            for p in 0..n {
+                let px =
+                    std::array::from_fn(|c| ((v[(3 * k + c) * n + p] + 1.0) * 0.5).clamp(0.0, 1.0));
+                let l = rgb_to_lab(px);
+                for c in 0..3 {
+                    out[c][k * n + p] = l[c];
+                }
+            }
+        }
+        out
+    };
+    let content = to_lab(frames);
+    let style = to_lab(reference);
+    let a = match_histogram(&content[1], &style[1]);
+    let b = match_histogram(&content[2], &style[2]);
+    let l = match_histogram(&content[0], &style[0]);
+    for k in 0..t {
+        for p in 0..n {
+            let i = k * n + p;
+            let lum = content[0][i] * LUMINANCE_WEIGHT + l[i] * (1.0 - LUMINANCE_WEIGHT);
+            let rgb = lab_to_rgb([lum, a[i], b[i]]);
+            for c in 0..3 {
+                frames[(3 * k + c) * n + p] = rgb[c] * 2.0 - 1.0;
+            }
         }
     }
 }
@@ -191,5 +329,38 @@ mod tests {
                 assert!(err <= 1e-4, "{case} {method}: {err}");
             }
         }
+        // lab over a batch of two frames: the histograms span both.
+        let content = read("batch_content.npy".into());
+        let style = read("batch_style.npy".into());
+        let (t, h, w) = (content.shape[0], content.shape[2], content.shape[3]);
+        let mut got = content.to_f32();
+        lab(&mut got, &style.to_f32(), t, h, w);
+        let want = read("batch_lab.npy".into()).to_f32();
+        let err = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let off = got
+            .iter()
+            .zip(&want)
+            .filter(|(a, b)| (*a - *b).abs() > 1e-5)
+            .count();
+        let mean = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs() as f64)
+            .sum::<f64>()
+            / got.len() as f64;
+        eprintln!(
+            "batch of {t} lab: max |error| vs numz {err:.2e}, mean {mean:.1e}, {off} of {} values off by > 1e-5",
+            got.len()
+        );
+        // Histogram matching ranks the pixels: where two are within rounding of each other, a
+        // 1-ulp difference from PyTorch's kernels swaps their ranks and their matched values
+        // (one reference rank apart). So: nearly all values within 1e-5, none far off.
+        assert!(
+            err <= 5e-4 && off * 100 < got.len(),
+            "lab: {err}, {off} off"
+        );
     }
 }
