@@ -98,19 +98,19 @@ pub fn adain(frame: &mut [f32], reference: &[f32], c: usize, h: usize, w: usize)
 }
 
 /// sRGB (D65) → XYZ and back, as the node writes them.
-const RGB_TO_XYZ: [[f32; 3]; 3] = [
+const RGB_TO_XYZ: [[f64; 3]; 3] = [
     [0.4124564, 0.3575761, 0.1804375],
     [0.2126729, 0.7151522, 0.0721750],
     [0.0193339, 0.1191920, 0.9503041],
 ];
-const XYZ_TO_RGB: [[f32; 3]; 3] = [
+const XYZ_TO_RGB: [[f64; 3]; 3] = [
     [3.2404542, -1.5371385, -0.4985314],
     [-0.9692660, 1.8760108, 0.0415560],
     [0.0556434, -0.2040259, 1.0572252],
 ];
-const WHITE: [f32; 3] = [0.95047, 1.0, 1.08883];
-const EPSILON: f32 = 6.0 / 29.0;
-const KAPPA: f32 = 24389.0 / 27.0;
+const WHITE: [f64; 3] = [0.95047, 1.0, 1.08883];
+const EPSILON: f64 = 6.0 / 29.0;
+const KAPPA: f64 = 24389.0 / 27.0;
 
 /// `_rgb_to_lab_batch` on one pixel in [0, 1] (computed in f64: the node's f32 PyTorch kernels
 /// round differently from libm's, and f64 stays within both).
@@ -123,15 +123,14 @@ fn rgb_to_lab(rgb: [f32; 3]) -> [f32; 3] {
             v / 12.92
         }
     });
-    let e = EPSILON as f64;
+    let e = EPSILON;
     let mut f = [0f64; 3];
     for (k, row) in RGB_TO_XYZ.iter().enumerate() {
-        let xyz = (row[0] as f64 * lin[0] + row[1] as f64 * lin[1] + row[2] as f64 * lin[2])
-            / WHITE[k] as f64;
+        let xyz = (row[0] * lin[0] + row[1] * lin[1] + row[2] * lin[2]) / WHITE[k];
         f[k] = if xyz > e * e * e {
             xyz.cbrt()
         } else {
-            (xyz * KAPPA as f64 + 16.0) / 116.0
+            (xyz * KAPPA + 16.0) / 116.0
         };
     }
     [
@@ -147,15 +146,15 @@ fn lab_to_rgb(lab: [f32; 3]) -> [f32; 3] {
     let fy = (lab[0] + 16.0) / 116.0;
     let f = [lab[1] / 500.0 + fy, fy, fy - lab[2] / 200.0];
     let xyz: [f64; 3] = std::array::from_fn(|k| {
-        let v = if f[k] > EPSILON as f64 {
+        let v = if f[k] > EPSILON {
             f[k].powi(3)
         } else {
-            (f[k] * 116.0 - 16.0) / KAPPA as f64
+            (f[k] * 116.0 - 16.0) / KAPPA
         };
-        v * WHITE[k] as f64
+        v * WHITE[k]
     });
     XYZ_TO_RGB.map(|row| {
-        let l = row[0] as f64 * xyz[0] + row[1] as f64 * xyz[1] + row[2] as f64 * xyz[2];
+        let l = row[0] * xyz[0] + row[1] * xyz[1] + row[2] * xyz[2];
         let v = if l > 0.0031308 {
             l.max(0.0).powf(1.0 / 2.4) * 1.055 - 0.055
         } else {
