@@ -3,13 +3,15 @@
 //! corrected against a reference frame of the same size (the input video resized to the output),
 //! channel-major `[3, H, W]` in [−1, 1].
 //!
-//! Here so far: `adain` (per-channel mean and standard deviation transferred) and `wavelet`
-//! (the frame's high frequencies over the reference's low ones, five dilated-blur levels);
-//! against the numz functions run in PyTorch f32 on 72×104 random and smooth frames: wavelet
+//! The five methods: `adain` (per-channel mean and standard deviation transferred), `wavelet`
+//! (the frame's high frequencies over the reference's low ones, five dilated-blur levels), and
+//! over a batch of frames `lab`, `hsv`, `wavelet_adaptive`. Against the numz functions run in PyTorch f32 on 72×104 random and smooth frames: wavelet
 //! bit-identical, adain within 1.2e-7; `lab` (the node's default) on a batch of two frames:
 //! 99.8% of values within 1e-5, mean 2.8e-7, max 1.9e-4 where histogram ranks swap between
-//! near-equal pixels (`matches_the_numz_reference_when_given`). The node's `wavelet_adaptive`
-//! and `hsv` are issue 13's next step.
+//! near-equal pixels; `hsv` and `wavelet_adaptive` (histograms over the batch, too): all but
+//! 26 and 2 of 44,928 values within 1e-5 — tied saturations, which PyTorch's unstable sort
+//! orders its own way (`matches_the_numz_reference_when_given`). Wiring into the library and
+//! the CLI (`--color-ref`, `--color-fix`) is issue 13's next step.
 
 /// The numz node's 3×3 blur: [1, 2, 1] ⊗ [1, 2, 1] / 16.
 const KERNEL: [[f32; 3]; 3] = [
@@ -232,6 +234,155 @@ pub fn lab(frames: &mut [f32], reference: &[f32], t: usize, h: usize, w: usize) 
     }
 }
 
+/// `_rgb_to_hsv_batch` on one pixel in [0, 1]: hue in [0, 1) (the red, green, blue cases in the
+/// node's order, a later one winning a tie), saturation, value.
+fn rgb_to_hsv([r, g, b]: [f32; 3]) -> [f32; 3] {
+    let maxc = r.max(g).max(b);
+    let minc = r.min(g).min(b);
+    let range = maxc - minc;
+    let mut h = 0f32;
+    if range > 1e-10 {
+        if maxc == r {
+            h = ((g - b) / range).rem_euclid(6.0);
+        }
+        if maxc == g {
+            h = (b - r) / range + 2.0;
+        }
+        if maxc == b {
+            h = (r - g) / range + 4.0;
+        }
+    }
+    let s = if maxc > 1e-10 {
+        range / maxc.max(1e-10)
+    } else {
+        0.0
+    };
+    [h / 6.0, s, maxc]
+}
+
+/// `_hsv_to_rgb_batch` on one pixel.
+fn hsv_to_rgb([h, s, v]: [f32; 3]) -> [f32; 3] {
+    let h6 = h * 6.0;
+    let fl = h6.floor();
+    let i = (fl as i64).rem_euclid(6);
+    let f = h6 - fl;
+    let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
+    match i {
+        0 => [v, t, p],
+        1 => [q, v, p],
+        2 => [p, v, t],
+        3 => [p, q, v],
+        4 => [t, p, v],
+        _ => [v, p, q],
+    }
+}
+
+/// Pixels of `[t, 3, h, w]` frames in [−1, 1] as planes of a per-pixel conversion of [0, 1] RGB.
+fn planes(v: &[f32], t: usize, n: usize, f: fn([f32; 3]) -> [f32; 3]) -> [Vec<f32>; 3] {
+    let mut out = [vec![0f32; t * n], vec![0f32; t * n], vec![0f32; t * n]];
+    for k in 0..t {
+        for p in 0..n {
+            let px =
+                std::array::from_fn(|c| ((v[(3 * k + c) * n + p] + 1.0) * 0.5).clamp(0.0, 1.0));
+            let q = f(px);
+            for c in 0..3 {
+                out[c][k * n + p] = q[c];
+            }
+        }
+    }
+    out
+}
+
+/// `_hue_conditional_saturation_match`: 12 hue bins of 30° (the first also taking the last
+/// twelfth, which the last bin then takes back), each bin's saturations histogram-matched to
+/// the reference's in that bin when both hold more than 100 pixels.
+fn match_saturation_by_hue(ch: &[f32], cs: &[f32], sh: &[f32], ss: &[f32]) -> Vec<f32> {
+    const BINS: usize = 12;
+    let width = 1.0 / BINS as f64;
+    let last = (1.0 - width) as f32;
+    let mut matched = cs.to_vec();
+    for bin in 0..BINS {
+        let (start, end) = (
+            (bin as f64 * width) as f32,
+            ((bin + 1) as f64 * width) as f32,
+        );
+        let inside = |h: f32| {
+            if bin == 0 {
+                (h >= 0.0 && h < end) || h >= last
+            } else {
+                h >= start && h < end
+            }
+        };
+        let idx: Vec<usize> = (0..ch.len()).filter(|&i| inside(ch[i])).collect();
+        let reference: Vec<f32> = (0..sh.len())
+            .filter(|&i| inside(sh[i]))
+            .map(|i| ss[i])
+            .collect();
+        if idx.len() > 100 && reference.len() > 100 {
+            let source: Vec<f32> = idx.iter().map(|&i| cs[i]).collect();
+            for (&i, v) in idx.iter().zip(match_histogram(&source, &reference)) {
+                matched[i] = v;
+            }
+        }
+    }
+    matched
+}
+
+/// `hsv_saturation_histogram_match`: hue and value kept, saturation matched per hue bin to the
+/// reference's. Over every frame given at once (`[t, 3, h, w]`), as the node corrects a batch.
+pub fn hsv(frames: &mut [f32], reference: &[f32], t: usize, h: usize, w: usize) {
+    let n = h * w;
+    let [chue, csat, cval] = planes(frames, t, n, rgb_to_hsv);
+    let [shue, ssat, _] = planes(reference, t, n, rgb_to_hsv);
+    let sat = match_saturation_by_hue(&chue, &csat, &shue, &ssat);
+    for k in 0..t {
+        for p in 0..n {
+            let i = k * n + p;
+            let rgb = hsv_to_rgb([chue[i], sat[i], cval[i]]);
+            for c in 0..3 {
+                frames[(3 * k + c) * n + p] = rgb[c].clamp(0.0, 1.0) * 2.0 - 1.0;
+            }
+        }
+    }
+}
+
+/// `_get_saturation_map` of one pixel in [−1, 1].
+fn saturation(px: [f32; 3]) -> f32 {
+    rgb_to_hsv(px.map(|v| ((v + 1.0) * 0.5).clamp(0.0, 1.0)))[1]
+}
+
+/// `wavelet_adaptive_color_correction`: `wavelet` everywhere, blended towards `hsv` where the
+/// frame is oversaturated against the reference (sigmoid(5 · (Δs − 0.15))) and the wavelet
+/// result still is (by more than 0.075). Over every frame given at once, as `hsv`.
+pub fn wavelet_adaptive(frames: &mut [f32], reference: &[f32], t: usize, h: usize, w: usize) {
+    let n = h * w;
+    let mut wav = frames.to_vec();
+    for k in 0..t {
+        let r = 3 * n * k..3 * n * (k + 1);
+        wavelet(&mut wav[r.clone()], &reference[r], 3, h, w);
+    }
+    let mut hs = frames.to_vec();
+    hsv(&mut hs, reference, t, h, w);
+    let px = |v: &[f32], k: usize, p: usize| -> [f32; 3] {
+        std::array::from_fn(|c| v[(3 * k + c) * n + p])
+    };
+    for k in 0..t {
+        for p in 0..n {
+            let style = saturation(px(reference, k, p));
+            let diff = saturation(px(frames, k, p)) - style;
+            let mut weight = 1.0 / (1.0 + (-(5.0 * (diff - 0.15))).exp());
+            if saturation(px(&wav, k, p)) - style <= 0.15 * 0.5 {
+                weight = 0.0;
+            }
+            let weight = weight.clamp(0.0, 1.0);
+            for c in 0..3 {
+                let i = (3 * k + c) * n + p;
+                frames[i] = wav[i] * (1.0 - weight) + hs[i] * weight;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,5 +512,32 @@ mod tests {
             err <= 5e-4 && off * 100 < got.len(),
             "lab: {err}, {off} off"
         );
+        for (method, f) in [
+            ("hsv", hsv as fn(&mut [f32], &[f32], usize, usize, usize)),
+            ("wavelet_adaptive", wavelet_adaptive),
+        ] {
+            let mut got = content.to_f32();
+            f(&mut got, &style.to_f32(), t, h, w);
+            let want = read(format!("batch_{method}.npy")).to_f32();
+            let err = got
+                .iter()
+                .zip(&want)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let off = got
+                .iter()
+                .zip(&want)
+                .filter(|(a, b)| (*a - *b).abs() > 1e-5)
+                .count();
+            eprintln!(
+                "batch of {t} {method}: max |error| vs numz {err:.2e}, {off} values off by > 1e-5"
+            );
+            // Saturation has exact ties (here 12 pairs of pixels): PyTorch's unstable sort hands
+            // tied pixels the reference's values in an order of its own, ours keeps pixel
+            // order; either is the method. So: at most 0.1% of values differ.
+            assert!(
+                err <= 1e-2 && off * 1000 < got.len(),
+                "{method}: {err}, {off} off"
+            );
+        }
     }
 }
