@@ -383,6 +383,201 @@ pub fn wavelet_adaptive(frames: &mut [f32], reference: &[f32], t: usize, h: usiz
     }
 }
 
+/// A colour-correction method, by the numz node's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    #[default]
+    None,
+    Lab,
+    Wavelet,
+    WaveletAdaptive,
+    Hsv,
+    Adain,
+}
+
+impl Method {
+    pub const ALL: [Method; 6] = [
+        Method::None,
+        Method::Lab,
+        Method::Wavelet,
+        Method::WaveletAdaptive,
+        Method::Hsv,
+        Method::Adain,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::None => "none",
+            Method::Lab => "lab",
+            Method::Wavelet => "wavelet",
+            Method::WaveletAdaptive => "wavelet_adaptive",
+            Method::Hsv => "hsv",
+            Method::Adain => "adain",
+        }
+    }
+}
+
+/// Correct `t` frames `[t, 3, h, w]` against `reference` of the same shape with `method`.
+pub fn correct(
+    method: Method,
+    frames: &mut [f32],
+    reference: &[f32],
+    t: usize,
+    h: usize,
+    w: usize,
+) {
+    let per_frame = |f: fn(&mut [f32], &[f32], usize, usize, usize), frames: &mut [f32]| {
+        let n = 3 * h * w;
+        for k in 0..t {
+            f(
+                &mut frames[k * n..(k + 1) * n],
+                &reference[k * n..(k + 1) * n],
+                3,
+                h,
+                w,
+            );
+        }
+    };
+    match method {
+        Method::None => {}
+        Method::Wavelet => per_frame(wavelet, frames),
+        Method::Adain => per_frame(adain, frames),
+        Method::Lab => lab(frames, reference, t, h, w),
+        Method::Hsv => hsv(frames, reference, t, h, w),
+        Method::WaveletAdaptive => wavelet_adaptive(frames, reference, t, h, w),
+    }
+}
+
+/// Bilinear resize of `[c, h, w]` to `oh × ow` as PyTorch's `interpolate(mode='bilinear',
+/// align_corners=False)` without antialiasing (how the node brings the reference to the
+/// output's size).
+pub fn resize_bilinear(
+    img: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+) -> Vec<f32> {
+    let axis = |out: usize, inp: usize| -> Vec<(usize, usize, f32)> {
+        let scale = inp as f32 / out as f32;
+        (0..out)
+            .map(|o| {
+                let src = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
+                let i0 = (src as usize).min(inp - 1);
+                let i1 = (i0 + 1).min(inp - 1);
+                (i0, i1, src - i0 as f32)
+            })
+            .collect()
+    };
+    let (ys, xs) = (axis(oh, h), axis(ow, w));
+    let mut out = vec![0f32; c * oh * ow];
+    for ch in 0..c {
+        let plane = &img[ch * h * w..(ch + 1) * h * w];
+        for (oy, &(y0, y1, fy)) in ys.iter().enumerate() {
+            for (ox, &(x0, x1, fx)) in xs.iter().enumerate() {
+                let top = plane[y0 * w + x0] * (1.0 - fx) + plane[y0 * w + x1] * fx;
+                let bottom = plane[y1 * w + x0] * (1.0 - fx) + plane[y1 * w + x1] * fx;
+                out[(ch * oh + oy) * ow + ox] = top * (1.0 - fy) + bottom * fy;
+            }
+        }
+    }
+    out
+}
+
+/// A [`FrameSink`](crate::media::FrameSink) that colour-corrects the frames pushed to it against
+/// the reference clip's frames of the same index (resized to the output when their size
+/// differs), `batch` frames at a time (the node's generation batch: `lab`, `hsv` and
+/// `wavelet_adaptive` match histograms over it), then passes them on.
+pub struct ColorSink {
+    inner: Box<dyn crate::media::FrameSink>,
+    reference: Box<dyn crate::media::FrameSource>,
+    method: Method,
+    batch: usize,
+    hw: (usize, usize),
+    /// Frames waiting for a full batch, `[k, 3, h, w]`.
+    pending: Vec<f32>,
+    done: usize,
+}
+
+impl ColorSink {
+    pub fn new(
+        inner: Box<dyn crate::media::FrameSink>,
+        reference: Box<dyn crate::media::FrameSource>,
+        method: Method,
+        batch: usize,
+        hw: (usize, usize),
+    ) -> ColorSink {
+        ColorSink {
+            inner,
+            reference,
+            method,
+            batch: batch.max(1),
+            hw,
+            pending: Vec::new(),
+            done: 0,
+        }
+    }
+
+    /// Correct and pass on the pending frames.
+    fn flush(&mut self) -> Result<(), crate::Error> {
+        let (h, w) = self.hw;
+        let n = 3 * h * w;
+        let t = self.pending.len() / n;
+        if t == 0 {
+            return Ok(());
+        }
+        let (rh, rw) = self.reference.size();
+        let mut reference = Vec::with_capacity(t * n);
+        for k in 0..t {
+            let i = (self.done + k).min(self.reference.len().saturating_sub(1));
+            let f = self.reference.read(i)?;
+            if (rh, rw) == (h, w) {
+                reference.extend_from_slice(&f);
+            } else {
+                reference.extend(resize_bilinear(&f, 3, rh, rw, h, w));
+            }
+        }
+        correct(self.method, &mut self.pending, &reference, t, h, w);
+        // Back to the sinks' channel-major `[3, t, h, w]`.
+        let mut out = vec![0f32; t * n];
+        for k in 0..t {
+            for c in 0..3 {
+                let src = (k * 3 + c) * h * w;
+                let dst = (c * t + k) * h * w;
+                out[dst..dst + h * w].copy_from_slice(&self.pending[src..src + h * w]);
+            }
+        }
+        self.inner.push(&out, t)?;
+        self.done += t;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+impl crate::media::FrameSink for ColorSink {
+    fn push(&mut self, v: &[f32], f: usize) -> Result<(), crate::Error> {
+        let (h, w) = self.hw;
+        let plane = h * w;
+        for k in 0..f {
+            for c in 0..3 {
+                let src = (c * f + k) * plane;
+                self.pending.extend_from_slice(&v[src..src + plane]);
+            }
+            if self.pending.len() == self.batch * 3 * plane {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<usize, crate::Error> {
+        self.flush()?;
+        self.inner.finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,6 +674,16 @@ mod tests {
                 assert!(err <= 1e-4, "{case} {method}: {err}");
             }
         }
+        // The reference brought to the output's size as PyTorch's bilinear interpolate does.
+        let small = read("resize_in.npy".into());
+        let got = resize_bilinear(&small.to_f32(), 3, 18, 26, 72, 104);
+        let want = read("resize_out.npy".into()).to_f32();
+        let err = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        eprintln!("bilinear resize 18x26 -> 72x104: max |error| vs PyTorch {err:.2e}");
+        assert!(err <= 1e-5, "resize: {err}");
         // lab over a batch of two frames: the histograms span both.
         let content = read("batch_content.npy".into());
         let style = read("batch_style.npy".into());

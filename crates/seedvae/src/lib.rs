@@ -59,7 +59,10 @@ pub use inspect::{verify_engine_file, WeightSummary};
 pub use latent::{from_dit, read_latent, to_dit, LatentLayout, DIT_SCALE};
 pub use model::{BackendChoice, Model, ModelOptions, ModelSource};
 pub use progress::{CancelToken, Event, Progress};
-pub use run::{check_output, name_input, open_frames, FileOutput, RunReport, TileOptions};
+pub use run::{
+    check_output, name_input, open_frames, ColorCorrection, ColorMethod, FileOutput, RunReport,
+    TileOptions,
+};
 pub use selftest::{selftest, Bound, Check, SelftestOptions, SelftestReport, Status};
 pub use ship::{install_pack, pack_engines, verify_pack, InstallReport, PackCheck};
 

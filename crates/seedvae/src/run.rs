@@ -78,7 +78,24 @@ pub struct FileOutput {
     pub fps: u32,
     /// Replace an existing output.
     pub force: bool,
+    /// Colour-correct the decoded frames against a reference clip (the numz node's methods).
+    pub color: Option<ColorCorrection>,
 }
+
+/// SeedVR2's colour correction of decoded frames, as the numz ComfyUI node does it.
+#[derive(Debug, Clone)]
+pub struct ColorCorrection {
+    pub method: ColorMethod,
+    /// The clip whose colours to keep (the input video: PNG frames, .y4m or a tensor), frame for
+    /// frame; resized to the output bilinearly when its size differs, its last frame repeated
+    /// when it is shorter.
+    pub reference: PathBuf,
+    /// Frames corrected together (the node's generation batch; `lab`, `hsv` and
+    /// `wavelet_adaptive` match histograms over it).
+    pub batch: usize,
+}
+
+pub use seedvae_runner::color::Method as ColorMethod;
 
 impl FileOutput {
     pub fn new(path: impl Into<PathBuf>) -> FileOutput {
@@ -87,6 +104,7 @@ impl FileOutput {
             dtype: DType::F32,
             fps: 24,
             force: false,
+            color: None,
         }
     }
 
@@ -94,7 +112,14 @@ impl FileOutput {
     /// rules forbid (`seedvae_weights::output`), `inputs` included.
     pub fn check(&self, inputs: &[&Path]) -> Result<()> {
         media::Container::of(&self.path)?;
-        check_output(&self.path, self.force, inputs)
+        let mut all = inputs.to_vec();
+        if let Some(c) = &self.color {
+            if c.batch == 0 {
+                return Err(invalid!("--color-batch must be at least 1"));
+            }
+            all.push(&c.reference);
+        }
+        check_output(&self.path, self.force, &all)
     }
 }
 
@@ -277,15 +302,32 @@ impl Model {
         progress: &Progress,
     ) -> Result<RunReport> {
         let plan = self.plan_decode(latent, opts)?;
+        let hw = (8 * latent.shape[3], 8 * latent.shape[4]);
+        // The reference first: a bad one is refused before anything is created.
+        let reference = match &out.color {
+            Some(c) if c.method != ColorMethod::None => {
+                let src = open_frames(&c.reference)?;
+                if src.is_empty() {
+                    return Err(invalid!("{}: no frames", c.reference.display()));
+                }
+                Some((src, c))
+            }
+            _ => None,
+        };
         let mut sink = media::create_sink(&SinkSpec {
             path: &out.path,
             frames: plan.frames,
-            h: 8 * latent.shape[3],
-            w: 8 * latent.shape[4],
+            h: hw.0,
+            w: hw.1,
             dtype: out.dtype,
             fps: (out.fps, 1),
             force: out.force,
         })?;
+        if let Some((src, c)) = reference {
+            sink = Box::new(seedvae_runner::color::ColorSink::new(
+                sink, src, c.method, c.batch, hw,
+            ));
+        }
         let report = self.run_decode(latent, opts, &plan, sink.as_mut(), progress)?;
         sink.finish()?;
         Ok(report)

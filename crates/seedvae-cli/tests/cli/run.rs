@@ -880,3 +880,144 @@ fn tiled_encoding_blends_latent_tiles() {
     );
     assert!(jb <= 2.0 * ji, "seam in the latent: {jb} vs {ji}");
 }
+
+/// `--color-fix`: the decoded frames take the reference clip's colours (adain: each frame's
+/// channel means and deviations become the reference's), a reference of another size is
+/// resized, the lab default runs, and the flags' misuse is refused with nothing written.
+#[test]
+fn color_correction_round_trip() {
+    let _machine = super::common::sharing();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let latent = fixture("vae_tiny/latent_t2_8x8.safetensors");
+    let w8 = tiny();
+    let plain = dir.path().join("plain.safetensors");
+    ok_json(&cpu("decode", &w8, s(&latent), s(&plain), s(&cache), &[]));
+    let (shape, v) = read_f64(&plain, "video");
+    assert_eq!(shape, vec![1, 3, 5, 64, 64]);
+    // The reference: the same frames with another tone per channel.
+    let tone = [(0.5, 0.2), (0.8, -0.1), (0.3, 0.05)];
+    let plane = 5 * 64 * 64;
+    let reference: Vec<f32> = v
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let (a, b) = tone[i / plane];
+            (a * x + b).clamp(-1.0, 1.0) as f32
+        })
+        .collect();
+    let refp = dir.path().join("ref.safetensors");
+    seedvae::write_tensor(
+        &refp,
+        "video",
+        &Tensor::f32(shape.clone(), reference.clone()),
+        seedvae::DType::F32,
+        true,
+    )
+    .unwrap();
+    let fixed = dir.path().join("adain.safetensors");
+    ok_json(&cpu(
+        "decode",
+        &w8,
+        s(&latent),
+        s(&fixed),
+        s(&cache),
+        &["--color-fix", "adain", "--color-ref", s(&refp)],
+    ));
+    let (_, got) = read_f64(&fixed, "video");
+    let stats = |v: &[f64]| {
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        (
+            m,
+            (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt(),
+        )
+    };
+    for c in 0..3 {
+        for f in 0..5 {
+            let r = (c * 5 + f) * 4096..(c * 5 + f + 1) * 4096;
+            let want: Vec<f64> = reference[r.clone()].iter().map(|&x| x as f64).collect();
+            let ((gm, gs), (wm, ws)) = (stats(&got[r]), stats(&want));
+            assert!(
+                (gm - wm).abs() < 1e-4 && (gs - ws).abs() < 1e-3,
+                "c{c} f{f}: {gm} {gs} vs {wm} {ws}"
+            );
+        }
+    }
+    // The node's default method, against a reference of another size (resized), in batches of 2.
+    let small = dir.path().join("small.safetensors");
+    let s16: Vec<f32> = (0..3 * 5 * 32 * 32)
+        .map(|i| ((i % 97) as f32 / 97.0) * 1.6 - 0.8)
+        .collect();
+    seedvae::write_tensor(
+        &small,
+        "video",
+        &Tensor::f32(vec![1, 3, 5, 32, 32], s16),
+        seedvae::DType::F32,
+        true,
+    )
+    .unwrap();
+    let lab = dir.path().join("lab.safetensors");
+    ok_json(&cpu(
+        "decode",
+        &w8,
+        s(&latent),
+        s(&lab),
+        s(&cache),
+        &[
+            "--color-fix",
+            "lab",
+            "--color-ref",
+            s(&small),
+            "--color-batch",
+            "2",
+        ],
+    ));
+    let (_, l) = read_f64(&lab, "video");
+    assert!(l.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
+    assert!(max_abs_diff(&l, &v) > 1e-2, "lab changed nothing");
+    // Misuse: no reference; a zero batch; the output as its own reference.
+    let out = dir.path().join("bad.safetensors");
+    let m = fails(
+        &cpu(
+            "decode",
+            &w8,
+            s(&latent),
+            s(&out),
+            s(&cache),
+            &["--color-fix", "lab"],
+        ),
+        &out,
+    );
+    assert!(m.contains("--color-ref"), "{m}");
+    let m = fails(
+        &cpu(
+            "decode",
+            &w8,
+            s(&latent),
+            s(&out),
+            s(&cache),
+            &[
+                "--color-fix",
+                "hsv",
+                "--color-ref",
+                s(&refp),
+                "--color-batch",
+                "0",
+            ],
+        ),
+        &out,
+    );
+    assert!(m.contains("--color-batch"), "{m}");
+    let m = fails(
+        &cpu(
+            "decode",
+            &w8,
+            s(&latent),
+            s(&refp),
+            s(&cache),
+            &["--color-fix", "hsv", "--color-ref", s(&refp), "--force"],
+        ),
+        &dir.path().join("never"),
+    );
+    assert!(m.contains("ref.safetensors"), "{m}");
+}
