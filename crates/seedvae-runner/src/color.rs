@@ -641,10 +641,9 @@ mod tests {
             assert!((m1 - m2).abs() < 1e-5 && (s1 - s2).abs() < 1e-4, "{ch}");
         }
     }
-    /// Against the numz functions themselves: `SEEDVAE_COLOR_REF=DIR` holding, per case,
-    /// `CASE_{content,style,wavelet,adain}.npy` written by running `wavelet_reconstruction` and
-    /// `adaptive_instance_normalization` of `color_fix.py` (PyTorch, f32). Until the test venv
-    /// has PyTorch (issue 13) it runs only when asked.
+    /// Against the numz functions themselves: `SEEDVAE_COLOR_REF=DIR` holding the outputs of
+    /// `tests/oracle/numz_color_reference.py DIR` (the node's `color_fix.py` run in PyTorch f32).
+    /// Until the test venv has PyTorch (issue 13) it runs only when asked.
     #[test]
     fn matches_the_numz_reference_when_given() {
         let Some(dir) = std::env::var_os("SEEDVAE_COLOR_REF").map(std::path::PathBuf::from) else {
