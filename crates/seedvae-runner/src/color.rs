@@ -203,22 +203,8 @@ pub fn lab(frames: &mut [f32], reference: &[f32], t: usize, h: usize, w: usize) 
         let r = 3 * n * k..3 * n * (k + 1);
         wavelet(&mut frames[r.clone()], &reference[r], 3, h, w);
     }
-    let to_lab = |v: &[f32]| -> [Vec<f32>; 3] {
-        let mut out = [vec![0f32; t * n], vec![0f32; t * n], vec![0f32; t * n]];
-        for k in 0..t {
-            for p in 0..n {
-                let px =
-                    std::array::from_fn(|c| ((v[(3 * k + c) * n + p] + 1.0) * 0.5).clamp(0.0, 1.0));
-                let l = rgb_to_lab(px);
-                for c in 0..3 {
-                    out[c][k * n + p] = l[c];
-                }
-            }
-        }
-        out
-    };
-    let content = to_lab(frames);
-    let style = to_lab(reference);
+    let content = planes(frames, t, n, rgb_to_lab);
+    let style = planes(reference, t, n, rgb_to_lab);
     let a = match_histogram(&content[1], &style[1]);
     let b = match_histogram(&content[2], &style[2]);
     let l = match_histogram(&content[0], &style[0]);
@@ -644,6 +630,15 @@ mod tests {
     /// Against the numz functions themselves: `SEEDVAE_COLOR_REF=DIR` holding the outputs of
     /// `tests/oracle/numz_color_reference.py DIR` (the node's `color_fix.py` run in PyTorch f32).
     /// Until the test venv has PyTorch (issue 13) it runs only when asked.
+    /// Largest |a − b|, and how many values differ by more than 1e-5.
+    fn diff(a: &[f32], b: &[f32]) -> (f32, usize) {
+        let d = a.iter().zip(b).map(|(x, y)| (x - y).abs());
+        (
+            d.clone().fold(0f32, f32::max),
+            d.filter(|&e| e > 1e-5).count(),
+        )
+    }
+
     #[test]
     fn matches_the_numz_reference_when_given() {
         let Some(dir) = std::env::var_os("SEEDVAE_COLOR_REF").map(std::path::PathBuf::from) else {
@@ -665,10 +660,7 @@ mod tests {
                 let mut got = content.to_f32();
                 f(&mut got, &style.to_f32(), c, h, w);
                 let want = read(format!("{case}_{method}.npy")).to_f32();
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                let (err, _) = diff(&got, &want);
                 eprintln!("{case} {method}: max |error| vs numz {err:.2e}");
                 assert!(err <= 1e-4, "{case} {method}: {err}");
             }
@@ -677,10 +669,7 @@ mod tests {
         let small = read("resize_in.npy".into());
         let got = resize_bilinear(&small.to_f32(), 3, 18, 26, 72, 104);
         let want = read("resize_out.npy".into()).to_f32();
-        let err = got
-            .iter()
-            .zip(&want)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let (err, _) = diff(&got, &want);
         eprintln!("bilinear resize 18x26 -> 72x104: max |error| vs PyTorch {err:.2e}");
         assert!(err <= 1e-5, "resize: {err}");
         // lab over a batch of two frames: the histograms span both.
@@ -690,15 +679,7 @@ mod tests {
         let mut got = content.to_f32();
         lab(&mut got, &style.to_f32(), t, h, w);
         let want = read("batch_lab.npy".into()).to_f32();
-        let err = got
-            .iter()
-            .zip(&want)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        let off = got
-            .iter()
-            .zip(&want)
-            .filter(|(a, b)| (*a - *b).abs() > 1e-5)
-            .count();
+        let (err, off) = diff(&got, &want);
         let mean = got
             .iter()
             .zip(&want)
@@ -723,15 +704,7 @@ mod tests {
             let mut got = content.to_f32();
             f(&mut got, &style.to_f32(), t, h, w);
             let want = read(format!("batch_{method}.npy")).to_f32();
-            let err = got
-                .iter()
-                .zip(&want)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-            let off = got
-                .iter()
-                .zip(&want)
-                .filter(|(a, b)| (*a - *b).abs() > 1e-5)
-                .count();
+            let (err, off) = diff(&got, &want);
             eprintln!(
                 "batch of {t} {method}: max |error| vs numz {err:.2e}, {off} values off by > 1e-5"
             );
