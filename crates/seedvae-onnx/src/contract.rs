@@ -102,14 +102,17 @@ pub fn state_specs(model: &seedvae_weights::schema::Model, part: Part) -> Vec<St
 pub fn state_set_bytes(states: &[StateSpec], h: usize, w: usize, elem_size: usize) -> u64 {
     states
         .iter()
-        .map(|s| {
-            let (sh, sw) = s.spatial(h, w);
-            (s.channels * s.frames * sh * sw * elem_size) as u64
-        })
+        .map(|s| (s.shape(h, w).iter().product::<usize>() * elem_size) as u64)
         .sum()
 }
 
 impl StateSpec {
+    /// This state's tensor shape `[1, channels, frames, h', w']` for a part input of `h × w`.
+    pub fn shape(&self, h: usize, w: usize) -> [usize; 5] {
+        let (sh, sw) = self.spatial(h, w);
+        [1, self.channels, self.frames, sh, sw]
+    }
+
     /// Spatial size of this state for a part input of `h × w`.
     pub fn spatial(&self, h: usize, w: usize) -> (usize, usize) {
         if self.scale_log2 >= 0 {

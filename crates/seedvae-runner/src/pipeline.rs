@@ -45,6 +45,10 @@ fn output(
     Ok(t)
 }
 
+/// The hook a run calls after each backend call with the frames done so far; an error from it
+/// (e.g. Ctrl-C) stops the run.
+pub type Hook<'a> = dyn FnMut(usize) -> Result<(), Error> + 'a;
+
 /// What a run did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RunStats {
@@ -87,7 +91,7 @@ fn drive(
     job: &Job,
     input: &mut dyn FnMut(usize, &Tile) -> Result<Tensor, Error>,
     emit: &mut dyn FnMut(Vec<f32>, usize) -> Result<(), Error>,
-    progress: &mut dyn FnMut(usize) -> Result<(), Error>,
+    progress: &mut Hook,
 ) -> Result<RunStats, Error> {
     let streaming = backend.contract().streaming;
     let mut stats = RunStats {
@@ -174,7 +178,7 @@ pub fn decode(
     plan: &SpatialPlan,
     chunks: &[(usize, usize)],
     sink: &mut dyn FrameSink,
-    progress: &mut dyn FnMut(usize) -> Result<(), Error>,
+    progress: &mut Hook,
 ) -> Result<RunStats, Error> {
     let (h, w) = (latent.shape[3], latent.shape[4]);
     let frames: Vec<usize> = chunks.iter().map(|&(a, b)| decoded_frames(a, b)).collect();
@@ -236,7 +240,7 @@ pub fn encode(
     pad: Pad,
     plan: &SpatialPlan,
     chunks: &[(usize, usize)],
-    progress: &mut dyn FnMut(usize) -> Result<(), Error>,
+    progress: &mut Hook,
 ) -> Result<(Tensor, RunStats), Error> {
     let (hh, ww) = source.size();
     let (h, w) = (hh / 8, ww / 8);

@@ -87,10 +87,7 @@ pub fn host_step<B: Backend + ?Sized>(
         None => c
             .states
             .iter()
-            .map(|s| {
-                let (sh, sw) = s.spatial(hw.0, hw.1);
-                Tensor::zeros(vec![1, s.channels, s.frames, sh, sw], c.state_elem())
-            })
+            .map(|s| Tensor::zeros(s.shape(hw.0, hw.1).to_vec(), c.state_elem()))
             .collect(),
     };
     let m = marker(first);

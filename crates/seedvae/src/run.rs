@@ -186,7 +186,8 @@ impl Model {
         let t = chunks.iter().map(|&(s, e)| e - s).max().unwrap_or(1);
         let cap = m.cap(t);
         tracing::info!(
-            "GPU memory plan: {:.1} GB to plan within; calls of {t} frames take tiles up to {cap}              (input units; {:.2} GB per call at that size, {:.2} GB of it carried state)",
+            "GPU memory plan: {:.1} GB to plan within; calls of {t} frames take tiles up to {cap} \
+             (input units; {:.2} GB per call at that size, {:.2} GB of it carried state)",
             m.budget as f64 / 1e9,
             m.call_bytes(t, cap, cap) as f64 / 1e9,
             2.0 * m.state_bytes(cap, cap) as f64 / 1e9,
@@ -241,6 +242,29 @@ impl Model {
         })
     }
 
+    /// Run `attempt` (planning and the pipeline, each finished call reported through the hook
+    /// it is given) until it succeeds or fails for good: a GPU backend whose first call failed
+    /// for an environment reason gives way to the next one and the attempt runs again.
+    fn until_done<T>(
+        &mut self,
+        progress: &Progress,
+        total_frames: usize,
+        mut attempt: impl FnMut(&mut Model, &mut pipeline::Hook) -> Result<T>,
+    ) -> Result<T> {
+        loop {
+            let mut calls = 0usize;
+            let mut frames = progress.frames(total_frames);
+            let r = attempt(self, &mut |f| {
+                calls += 1;
+                frames(f)
+            });
+            match r {
+                Ok(v) => return Ok(v),
+                Err(e) => self.fall_back_at_first_call(e, calls, progress)?,
+            }
+        }
+    }
+
     fn run_decode(
         &mut self,
         latent: &Tensor,
@@ -249,35 +273,29 @@ impl Model {
         sink: &mut dyn FrameSink,
         progress: &Progress,
     ) -> Result<RunReport> {
-        let mut replanned;
-        let mut plan = plan;
-        loop {
+        // The caller's plan first; after a fallback, the next backend's.
+        let mut given = Some(plan);
+        self.until_done(progress, plan.frames, |m, frames| {
+            let replanned;
+            let plan = match given.take() {
+                Some(p) => p,
+                None => {
+                    replanned = m.plan_decode(latent, opts)?;
+                    &replanned
+                }
+            };
             let start = Instant::now();
-            let mut calls = 0usize;
-            let mut frames = progress.frames(plan.frames);
-            let r = pipeline::decode(
-                self.backend.as_mut(),
+            let stats = pipeline::decode(
+                m.backend.as_mut(),
                 latent,
                 &plan.spatial,
                 &plan.chunks,
-                sink,
-                &mut |f| {
-                    calls += 1;
-                    frames(f)
-                },
-            );
-            match r {
-                Ok(stats) => {
-                    let hw = (8 * latent.shape[3], 8 * latent.shape[4]);
-                    return Ok(self.report(&stats, &plan.spatial, hw, start));
-                }
-                Err(e) => {
-                    self.fall_back_at_first_call(e.into(), calls, progress)?;
-                    replanned = self.plan_decode(latent, opts)?;
-                    plan = &replanned;
-                }
-            }
-        }
+                &mut *sink,
+                frames,
+            )?;
+            let hw = (8 * latent.shape[3], 8 * latent.shape[4]);
+            Ok(m.report(&stats, &plan.spatial, hw, start))
+        })
     }
 
     /// Decode `latent` (`[1, 16, T, h, w]`, VAE space) into `sink`: `4T − 3` frames of
@@ -381,42 +399,32 @@ impl Model {
         if padded != t {
             tracing::info!("{t} frames padded to {padded} (4n+1) by {pad:?}");
         }
-        loop {
+        self.until_done(progress, padded, |m, frames| {
             let chunks = planner::plan_chunks(
                 Part::Encoder,
                 padded,
-                self.is_streaming(),
+                m.is_streaming(),
                 opts.chunk,
-                &self.limits,
+                &m.limits,
             )?;
             let plan = planner::plan_spatial(
                 Part::Encoder,
                 hh / 8,
                 ww / 8,
-                &self.limits,
-                &opts.request(self.tile_cap(&chunks).map(|c| c / 8)),
+                &m.limits,
+                &opts.request(m.tile_cap(&chunks).map(|c| c / 8)),
             )?;
             let start = Instant::now();
-            let mut calls = 0usize;
-            let mut frames = progress.frames(padded);
-            let r = pipeline::encode(
-                self.backend.as_mut(),
-                source,
+            let (mean, stats) = pipeline::encode(
+                m.backend.as_mut(),
+                &mut *source,
                 pad,
                 &plan,
                 &chunks,
-                &mut |f| {
-                    calls += 1;
-                    frames(f)
-                },
-            );
-            match r {
-                Ok((mean, stats)) => {
-                    return Ok((mean, self.report(&stats, &plan, (hh, ww), start)))
-                }
-                Err(e) => self.fall_back_at_first_call(e.into(), calls, progress)?,
-            }
-        }
+                frames,
+            )?;
+            Ok((mean, m.report(&stats, &plan, (hh, ww), start)))
+        })
     }
 
     /// Encode the frames at `path` (a PNG directory, `.y4m`, or a `[1, 3, T, H, W]` tensor).

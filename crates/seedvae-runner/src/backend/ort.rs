@@ -201,8 +201,7 @@ impl OrtBackend {
         };
         let mut v = Vec::with_capacity(self.contract.states.len());
         for s in &self.contract.states {
-            let (sh, sw) = s.spatial(hw.0, hw.1);
-            v.push(DynTensor::new(&alloc, ty, [1, s.channels, s.frames, sh, sw])?.into_dyn());
+            v.push(DynTensor::new(&alloc, ty, s.shape(hw.0, hw.1))?.into_dyn());
         }
         Ok(v)
     }
@@ -283,6 +282,7 @@ impl Backend for OrtBackend {
         }
         let mut outs = self.session.run_binding(&b).map_err(ctx)?;
         drop(states);
+        // Bytes from the values ONNX Runtime returned (what the memory plan is tested against).
         let mut next = Vec::with_capacity(c.states.len());
         let mut bytes = 0;
         for s in &c.states {

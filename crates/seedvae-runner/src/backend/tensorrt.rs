@@ -203,26 +203,7 @@ pub fn call_bytes_with(m: &Manifest, lim: &Limits, e: usize, act: u64) -> u64 {
 /// call fits `budget` ([`call_bytes`]). None when the profile's largest tile fits or the
 /// builder's report is missing.
 pub fn memory_cap(m: &Manifest, lim: &Limits, budget: u64) -> Result<Option<usize>, Error> {
-    let max_edge = lim.h.1.min(lim.w.1);
-    let Some(full) = call_bytes(m, lim, max_edge) else {
-        return Ok(None);
-    };
-    if full <= budget {
-        return Ok(None);
-    }
-    let fits = |e: usize| call_bytes(m, lim, e).is_some_and(|b| b <= budget);
-    let min_edge = lim.h.0.max(lim.w.0).max(1);
-    if !fits(min_edge) {
-        return Err(Error::Backend(format!(
-            "the engine needs {:.2} GB at its smallest tile (weights, activations, carried \
-             state), more than the {:.2} GB budget (--vram-budget)",
-            call_bytes(m, lim, min_edge).unwrap_or(0) as f64 / 1e9,
-            budget as f64 / 1e9
-        )));
-    }
-    Ok(Some(crate::planner::largest_fitting(
-        min_edge, max_edge, fits,
-    )))
+    largest_edge(lim, budget, |e| call_bytes(m, lim, e)).unwrap_or(Ok(None))
 }
 
 /// [`memory_cap`] from the execution context's own activation numbers at candidate tiles
@@ -235,39 +216,45 @@ pub fn measured_memory_cap(
     budget: u64,
 ) -> Result<Option<usize>, Error> {
     let t = lim.t.1;
-    let max_edge = lim.h.1.min(lim.w.1);
-    let min_edge = lim.h.0.max(lim.w.0).max(1);
-    let mut asked = |e: usize| -> Option<u64> {
-        match b.activation_bytes_at(t, e, e) {
-            Ok(act) => Some(call_bytes_with(m, lim, e, act)),
-            Err(err) => {
-                tracing::info!("TensorRT-RTX could not size a {e}×{e} tile ({err}); using the builder's report");
-                None
-            }
+    let asked = |e: usize| match b.activation_bytes_at(t, e, e) {
+        Ok(act) => Some(call_bytes_with(m, lim, e, act)),
+        Err(err) => {
+            tracing::info!(
+                "TensorRT-RTX could not size a {e}×{e} tile ({err}); using the builder's report"
+            );
+            None
         }
     };
-    match asked(max_edge) {
-        None => return memory_cap(m, lim, budget),
-        Some(full) if full <= budget => return Ok(None),
-        Some(_) => {}
+    largest_edge(lim, budget, asked).unwrap_or_else(|| memory_cap(m, lim, budget))
+}
+
+/// The largest square edge within `lim` whose call `bytes(e)` fits `budget`: Ok(None) when the
+/// largest fits, an error when not even the smallest does; None when `bytes` cannot say at
+/// either end (a failure mid-search counts as not fitting).
+fn largest_edge(
+    lim: &Limits,
+    budget: u64,
+    mut bytes: impl FnMut(usize) -> Option<u64>,
+) -> Option<Result<Option<usize>, Error>> {
+    let max_edge = lim.h.1.min(lim.w.1);
+    let min_edge = lim.h.0.max(lim.w.0).max(1);
+    if bytes(max_edge)? <= budget {
+        return Some(Ok(None));
     }
-    match asked(min_edge) {
-        None => return memory_cap(m, lim, budget),
-        Some(least) if least > budget => {
-            return Err(Error::Backend(format!(
-                "the engine needs {:.2} GB at its smallest tile (weights, activations, carried \
-                 state), more than the {:.2} GB budget (--vram-budget)",
-                least as f64 / 1e9,
-                budget as f64 / 1e9
-            )))
-        }
-        Some(_) => {}
+    let least = bytes(min_edge)?;
+    if least > budget {
+        return Some(Err(Error::Backend(format!(
+            "the engine needs {:.2} GB at its smallest tile (weights, activations, carried \
+             state), more than the {:.2} GB budget (--vram-budget)",
+            least as f64 / 1e9,
+            budget as f64 / 1e9
+        ))));
     }
-    Ok(Some(crate::planner::largest_fitting(
+    Some(Ok(Some(crate::planner::largest_fitting(
         min_edge,
         max_edge,
-        |e| asked(e).is_some_and(|bytes| bytes <= budget),
-    )))
+        |e| bytes(e).is_some_and(|b| b <= budget),
+    ))))
 }
 
 /// The runtime cache file kept beside an engine (`engine.trt` → `engine.trt.rtcache`).
@@ -747,8 +734,7 @@ impl TrtBackend {
             shapes.push((name.clone(), vec![2]));
         }
         for s in &c.states {
-            let (sh, sw) = s.spatial(h, w);
-            shapes.push((s.input.clone(), vec![1, s.channels, s.frames, sh, sw]));
+            shapes.push((s.input.clone(), s.shape(h, w).to_vec()));
         }
         for (name, shape) in &shapes {
             let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
@@ -898,10 +884,7 @@ impl Backend for TrtBackend {
         let shapes: Vec<Vec<usize>> = c
             .states
             .iter()
-            .map(|s| {
-                let (sh, sw) = s.spatial(hw.0, hw.1);
-                vec![1, s.channels, s.frames, sh, sw]
-            })
+            .map(|s| s.shape(hw.0, hw.1).to_vec())
             .collect();
         let sizes: Vec<usize> = shapes.iter().map(|s| io_bytes(s, c.state_elem())).collect();
         let alloc = |stream: &Arc<cudarc::driver::CudaStream>| -> Result<Vec<_>, Error> {
