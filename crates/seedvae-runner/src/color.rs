@@ -509,37 +509,78 @@ impl ColorSink {
     /// Correct and pass on the pending frames.
     fn flush(&mut self) -> Result<(), crate::Error> {
         let (h, w) = self.hw;
-        let n = 3 * h * w;
-        let t = self.pending.len() / n;
+        let t = self.pending.len() / (3 * h * w);
         if t == 0 {
             return Ok(());
         }
-        let (rh, rw) = self.reference.size();
-        let mut reference = Vec::with_capacity(t * n);
-        for k in 0..t {
-            let i = (self.done + k).min(self.reference.len().saturating_sub(1));
-            let f = self.reference.read(i)?;
-            if (rh, rw) == (h, w) {
-                reference.extend_from_slice(&f);
-            } else {
-                reference.extend(resize_bilinear(&f, 3, rh, rw, h, w));
-            }
-        }
+        let reference = reference_frames(self.reference.as_mut(), self.done, t, h, w)?;
         correct(self.method, &mut self.pending, &reference, t, h, w);
-        // Back to the sinks' channel-major `[3, t, h, w]`.
-        let mut out = vec![0f32; t * n];
-        for k in 0..t {
-            for c in 0..3 {
-                let src = (k * 3 + c) * h * w;
-                let dst = (c * t + k) * h * w;
-                out[dst..dst + h * w].copy_from_slice(&self.pending[src..src + h * w]);
-            }
-        }
-        self.inner.push(&out, t)?;
+        self.inner
+            .push(&swap_major(&self.pending, t, 3, h * w), t)?;
         self.done += t;
         self.pending.clear();
         Ok(())
     }
+}
+
+/// Frames `start..start + t` of `reference` as `[t, 3, h, w]`, resized to `h × w` when their
+/// size differs, the last frame repeated past its end.
+fn reference_frames(
+    reference: &mut dyn crate::media::FrameSource,
+    start: usize,
+    t: usize,
+    h: usize,
+    w: usize,
+) -> Result<Vec<f32>, crate::Error> {
+    let (rh, rw) = reference.size();
+    let mut out = Vec::with_capacity(t * 3 * h * w);
+    for k in 0..t {
+        let f = reference.read((start + k).min(reference.len().saturating_sub(1)))?;
+        if (rh, rw) == (h, w) {
+            out.extend_from_slice(&f);
+        } else {
+            out.extend(resize_bilinear(&f, 3, rh, rw, h, w));
+        }
+    }
+    Ok(out)
+}
+
+/// `[a, b, plane]` → `[b, a, plane]`: frame-major `[t, 3, h, w]` ↔ the sinks' channel-major
+/// `[3, t, h, w]`.
+fn swap_major(v: &[f32], a: usize, b: usize, plane: usize) -> Vec<f32> {
+    let mut out = vec![0f32; v.len()];
+    for i in 0..a {
+        for j in 0..b {
+            let src = (i * b + j) * plane;
+            let dst = (j * a + i) * plane;
+            out[dst..dst + plane].copy_from_slice(&v[src..src + plane]);
+        }
+    }
+    out
+}
+
+/// Colour-correct a decoded video `[3, F, h, w]` (channel-major, in [−1, 1]) in place against
+/// `reference`, `batch` frames at a time — what [`ColorSink`] does to a stream, for a video
+/// already in memory.
+pub fn correct_video(
+    video: &mut [f32],
+    (f, h, w): (usize, usize, usize),
+    reference: &mut dyn crate::media::FrameSource,
+    method: Method,
+    batch: usize,
+) -> Result<(), crate::Error> {
+    if method == Method::None || f == 0 {
+        return Ok(());
+    }
+    let mut frames = swap_major(video, 3, f, h * w);
+    let n = 3 * h * w;
+    for start in (0..f).step_by(batch.max(1)) {
+        let t = batch.max(1).min(f - start);
+        let r = reference_frames(reference, start, t, h, w)?;
+        correct(method, &mut frames[start * n..(start + t) * n], &r, t, h, w);
+    }
+    video.copy_from_slice(&swap_major(&frames, f, 3, h * w));
+    Ok(())
 }
 
 impl crate::media::FrameSink for ColorSink {
@@ -631,6 +672,63 @@ mod tests {
     /// `tests/oracle/numz_color_reference.py DIR` (the node's `color_fix.py` run in PyTorch f32).
     /// Until the test venv has PyTorch (issue 13) it runs only when asked.
     /// Largest |a − b|, and how many values differ by more than 1e-5.
+    /// Collects what is pushed, channel-major per push.
+    struct Collect(std::sync::Arc<std::sync::Mutex<Vec<(Vec<f32>, usize)>>>);
+    impl crate::media::FrameSink for Collect {
+        fn push(&mut self, v: &[f32], f: usize) -> Result<(), crate::Error> {
+            self.0.lock().unwrap().push((v.to_vec(), f));
+            Ok(())
+        }
+        fn finish(self: Box<Self>) -> Result<usize, crate::Error> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn a_stream_and_a_video_in_memory_are_corrected_alike() {
+        use crate::media::{FrameSink, TensorFrames};
+        let (f, h, w) = (7, 16, 24);
+        let video = smooth(3 * f, h, w, 0.4); // [3, F, h, w]
+        let reference = crate::Tensor::f32(vec![1, 3, 4, 8, 12], smooth(12, 8, 12, 1.1));
+        for method in [Method::Lab, Method::Wavelet, Method::Hsv] {
+            let mut whole = video.clone();
+            let mut src = TensorFrames(reference.clone());
+            correct_video(&mut whole, (f, h, w), &mut src, method, 3).unwrap();
+            assert_ne!(whole, video, "{method:?} changed nothing");
+
+            let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let mut sink: Box<dyn FrameSink> = Box::new(ColorSink::new(
+                Box::new(Collect(got.clone())),
+                Box::new(TensorFrames(reference.clone())),
+                method,
+                3,
+                (h, w),
+            ));
+            // Pushed in chunks of 2 frames, as a decoder would.
+            for start in (0..f).step_by(2) {
+                let t = 2.min(f - start);
+                let chunk: Vec<f32> = (0..3)
+                    .flat_map(|c| &video[(c * f + start) * h * w..(c * f + start + t) * h * w])
+                    .copied()
+                    .collect();
+                sink.push(&chunk, t).unwrap();
+            }
+            sink.finish().unwrap();
+            let mut streamed = vec![0f32; video.len()];
+            let mut at = 0;
+            for (v, t) in got.lock().unwrap().iter() {
+                for c in 0..3 {
+                    let dst = (c * f + at) * h * w;
+                    streamed[dst..dst + t * h * w]
+                        .copy_from_slice(&v[c * t * h * w..(c + 1) * t * h * w]);
+                }
+                at += t;
+            }
+            assert_eq!(at, f);
+            assert_eq!(streamed, whole, "{method:?}");
+        }
+    }
+
     fn diff(a: &[f32], b: &[f32]) -> (f32, usize) {
         let d = a.iter().zip(b).map(|(x, y)| (x - y).abs());
         (

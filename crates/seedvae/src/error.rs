@@ -62,6 +62,18 @@ impl Error {
         )
     }
 
+    /// Is this the input's or a setting's fault — a bad file, shape, value or option, whose
+    /// message says what to change — rather than the machine's or seedvae's?
+    pub fn is_invalid_input(&self) -> bool {
+        use seedvae_runner::Error as R;
+        matches!(
+            self,
+            Error::Invalid(_)
+                | Error::Weights(_)
+                | Error::Runner(R::Input(_) | R::Plan(_) | R::Weights(_))
+        )
+    }
+
     /// True when the run stopped because it was cancelled (Ctrl-C), not because it failed.
     pub fn is_interrupted(&self) -> bool {
         matches!(
@@ -97,5 +109,7 @@ mod tests {
             Error::Interrupted,
         ];
         assert!(!model.iter().any(Error::is_environment_failure));
+        assert!(model[..2].iter().all(Error::is_invalid_input));
+        assert!(!env.iter().chain(&model[2..]).any(Error::is_invalid_input));
     }
 }

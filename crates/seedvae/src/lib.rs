@@ -60,8 +60,8 @@ pub use latent::{from_dit, read_latent, to_dit, LatentLayout, DIT_SCALE};
 pub use model::{BackendChoice, Model, ModelOptions, ModelSource};
 pub use progress::{CancelToken, Event, Progress};
 pub use run::{
-    check_output, name_input, open_frames, ColorCorrection, ColorMethod, FileOutput, RunReport,
-    TileOptions,
+    check_output, correct_colors, name_input, open_frames, ColorCorrection, ColorMethod,
+    FileOutput, RunReport, TileOptions,
 };
 pub use selftest::{selftest, Bound, Check, SelftestOptions, SelftestReport, Status};
 pub use ship::{install_pack, pack_engines, verify_pack, InstallReport, PackCheck};
@@ -77,7 +77,7 @@ pub use seedvae_onnx::contract::METADATA_KEY as CONTRACT_METADATA_KEY;
 pub use seedvae_onnx::{read_contract, Contract, ExportOptions, Precision, TensorIo};
 pub use seedvae_runner::media::{FrameSink, FrameSource, MemorySink, TensorFrames};
 pub use seedvae_runner::tensorrt::{probe_gpu, runtime_ready as tensorrt_ready, GpuInfo};
-pub use seedvae_runner::{read_tensor, write_tensor, Pad, Tensor, Unavailable};
+pub use seedvae_runner::{read_tensor, write_tensor, Data, Pad, Tensor, Unavailable};
 pub use seedvae_weights::output::remove_temporaries;
 pub use seedvae_weights::schema::{FULL_WIDTHS, TINY_WIDTHS};
 pub use seedvae_weights::synth::{Rng, SynthFormat, SynthOptions};

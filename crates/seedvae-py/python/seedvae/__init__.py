@@ -1,0 +1,314 @@
+"""seedvae: the SeedVR2 video VAE, fast and offline.
+
+Decode and encode with TensorRT-RTX engines on RTX GPUs, ONNX Runtime's CUDA provider on other
+NVIDIA GPUs, or exactly on the CPU — from the user's own ``ema_vae_fp16.safetensors`` / ``.gguf``,
+with nothing downloaded::
+
+    import seedvae
+    vae = seedvae.Model("ema_vae_fp16.safetensors", "decoder", backend="auto")
+    video = vae.decode(latent)            # [1, 16, T, h, w] -> [1, 3, 4T-3, 8h, 8w] in [-1, 1]
+    print(vae.last_report["seconds"], vae.backend, vae.fallback_reason)
+
+Arrays go in as numpy arrays or torch tensors (any DLPack producer: CPU tensors are read
+without a copy through DLPack, CUDA tensors are copied to the host first) and come back as the
+same kind, on the same device. Every call releases the GIL; Ctrl-C, ``CancelToken.cancel()`` or
+an exception from the progress callback stops a run at its next chunk. Errors are
+:class:`SeedvaeError` subclasses carrying the messages the ``seedvae`` CLI prints.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Optional
+
+import numpy as np
+
+
+def _package_dir(name: str) -> Optional[Path]:
+    """The folder of an installed package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _find_libraries() -> None:
+    """Point the native module at the ONNX Runtime and TensorRT-RTX libraries of this Python
+    environment (pip packages ``onnxruntime`` / ``onnxruntime-gpu`` and ``tensorrt-rtx-cu13``),
+    unless the environment variables already name them."""
+    if not (os.environ.get("SEEDVAE_ORT_LIB") or os.environ.get("ORT_DYLIB_PATH")):
+        capi = _package_dir("onnxruntime")
+        if capi is not None:
+            capi = capi / "capi"
+            names = ["onnxruntime.dll"] if sys.platform == "win32" else []
+            names += sorted(p.name for p in capi.glob("libonnxruntime.so*")) if capi.is_dir() else []
+            names += ["libonnxruntime.dylib"] if sys.platform == "darwin" else []
+            for n in names:
+                if (capi / n).is_file():
+                    os.environ["SEEDVAE_ORT_LIB"] = str(capi / n)
+                    break
+    if not os.environ.get("SEEDVAE_TENSORRT_DIR"):
+        trt = _package_dir("tensorrt_rtx_libs")
+        if trt is not None and trt.is_dir():
+            os.environ["SEEDVAE_TENSORRT_DIR"] = str(trt)
+
+
+_find_libraries()
+
+from . import _seedvae  # noqa: E402  (after the library paths are set)
+from ._seedvae import (  # noqa: E402
+    CancelledError,
+    CancelToken,
+    InvalidInputError,
+    SeedvaeError,
+    UnavailableError,
+)
+
+__version__ = _seedvae.__version__
+__all__ = [
+    "Model",
+    "Event",
+    "CancelToken",
+    "correct_colors",
+    "ensure_engine",
+    "COLOR_METHODS",
+    "DIT_SCALE",
+    "SeedvaeError",
+    "InvalidInputError",
+    "UnavailableError",
+    "CancelledError",
+]
+
+#: The colour-correction methods of the numz SeedVR2 node, by its names.
+COLOR_METHODS = ("lab", "wavelet", "wavelet_adaptive", "hsv", "adain", "none")
+#: The SeedVR2 pipeline's VAE <-> DiT latent scale (ComfyUI's SeedVR2 latents carry it).
+DIT_SCALE = 0.9152
+
+
+class Event(NamedTuple):
+    """A progress event: ``kind`` is "stage" (``text`` says what), "stage_done", "frames"
+    (``done`` of ``total`` frames), "tensors" (``done`` of ``total``) or "notice" (``text``)."""
+
+    kind: str
+    text: Optional[str]
+    done: Optional[int]
+    total: Optional[int]
+
+
+ProgressFn = Callable[[Event], Any]
+
+
+def _callback(progress: Optional[ProgressFn]):
+    if progress is None:
+        return None
+    return lambda kind, text, done, total: progress(Event(kind, text, done, total))
+
+
+def _host(x: Any) -> tuple[np.ndarray, Any]:
+    """``x`` as a C-ordered float32 numpy array, and how to give a result back in its kind
+    (a torch tensor on its device, or numpy)."""
+    back = None
+    mod = type(x).__module__
+    if mod.startswith("torch"):
+        import torch
+
+        device = x.device
+        t = x.detach()
+        if t.device.type != "cpu":
+            t = t.to("cpu")
+        if t.dtype != torch.float32:
+            t = t.float()
+        a = np.from_dlpack(t.contiguous())
+
+        def back(r: np.ndarray) -> Any:
+            out = torch.from_numpy(r)
+            return out if device.type == "cpu" else out.to(device)
+
+    elif isinstance(x, np.ndarray):
+        a = x
+    elif hasattr(x, "__dlpack__"):
+        a = np.from_dlpack(x)
+    else:
+        a = np.asarray(x)
+    return np.ascontiguousarray(a, dtype=np.float32), (back or (lambda r: r))
+
+
+class Model:
+    """A SeedVR2 VAE decoder or encoder, opened once and run many times.
+
+    ``model``: weights (``.safetensors``/``.gguf``), a seedvae ONNX graph, an engine file or an
+    engine cache key. ``backend``: "auto" (TensorRT-RTX, else ONNX Runtime CUDA, else CPU, each
+    skip with its reason in :attr:`fallback_reason`), "tensorrt", "cuda" or "cpu". The other
+    options are the CLI's (``seedvae decode --help``).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        part: str = "decoder",
+        backend: str = "auto",
+        *,
+        cache: Optional[str | os.PathLike] = None,
+        profile: Optional[str] = None,
+        vram_budget_gb: Optional[float] = None,
+        threads: int = 0,
+        weights: Optional[str | os.PathLike] = None,
+        tensorrt_dir: Optional[str | os.PathLike] = None,
+        cuda_fp32: bool = False,
+        progress: Optional[ProgressFn] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> None:
+        self._m = _seedvae.Model(
+            os.fspath(model),
+            part,
+            backend,
+            cache=None if cache is None else os.fspath(cache),
+            profile=profile,
+            vram_budget_gb=vram_budget_gb,
+            threads=threads,
+            weights=None if weights is None else os.fspath(weights),
+            tensorrt_dir=None if tensorrt_dir is None else os.fspath(tensorrt_dir),
+            cuda_fp32=cuda_fp32,
+            progress=_callback(progress),
+            cancel=cancel,
+        )
+        #: What the last decode/encode did (the CLI's ``--json`` fields).
+        self.last_report: Optional[dict] = None
+
+    @property
+    def backend(self) -> str:
+        return self._m.backend
+
+    @property
+    def fallback_reason(self) -> Optional[str]:
+        return self._m.fallback_reason
+
+    @property
+    def part(self) -> str:
+        return self._m.part
+
+    @property
+    def streaming(self) -> bool:
+        return self._m.streaming
+
+    def __repr__(self) -> str:
+        return f"seedvae.Model(part={self.part!r}, backend={self.backend!r})"
+
+    def decode(
+        self,
+        latent: Any,
+        *,
+        tile: Optional[int] = None,
+        overlap: Optional[int] = None,
+        no_tiling: bool = False,
+        chunk: Optional[int] = None,
+        color_fix: str = "none",
+        color_reference: Any = None,
+        color_batch: int = 5,
+        progress: Optional[ProgressFn] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> Any:
+        """Decode ``latent`` ``[1, 16, T, h, w]``, ``[16, T, h, w]`` or ``[1, 16, h, w]`` (VAE space) into
+        ``[1, 3, 4T - 3, 8h, 8w]`` in [-1, 1]. ``tile``/``overlap`` in output pixels,
+        ``chunk`` in latent frames per call (results do not depend on it). With ``color_fix``
+        and ``color_reference`` (the input clip ``[1, 3, T', H', W']`` in [-1, 1]), the frames
+        are colour-corrected as the numz SeedVR2 node does (see :func:`correct_colors`)."""
+        if color_fix not in COLOR_METHODS:
+            raise ValueError(f"colour method {color_fix!r}: choose one of {', '.join(COLOR_METHODS)}")
+        if color_fix != "none" and color_reference is None:
+            raise InvalidInputError(f"color_fix={color_fix!r} needs a color_reference clip")
+        a, back = _host(latent)
+        if a.ndim == 4:
+            # [1, 16, h, w]: one latent frame; [16, T, h, w]: no batch axis.
+            a = a[:, :, None] if a.shape[:2] == (1, 16) else a[None]
+        video, self.last_report = self._m.decode(
+            a,
+            tile=tile,
+            overlap=overlap,
+            no_tiling=no_tiling,
+            chunk=chunk,
+            progress=_callback(progress),
+            cancel=cancel,
+        )
+        if color_fix != "none":
+            video = _seedvae.correct_colors(video, _host(color_reference)[0], color_fix, color_batch)
+        return back(video)
+
+    def encode(
+        self,
+        frames: Any,
+        *,
+        pad: str = "reflect",
+        tile: Optional[int] = None,
+        overlap: Optional[int] = None,
+        no_tiling: bool = False,
+        chunk: Optional[int] = None,
+        progress: Optional[ProgressFn] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> Any:
+        """Encode frames ``[1, 3, T, H, W]`` or ``[3, T, H, W]`` in [-1, 1] (``H``, ``W``
+        multiples of 8; ``T`` padded to 4n + 1 by ``pad``: "reflect" or "repeat") into the
+        posterior mean ``[1, 16, n + 1, H/8, W/8]``."""
+        a, back = _host(frames)
+        if a.ndim == 4:
+            a = a[None]
+        latent, self.last_report = self._m.encode(
+            a,
+            pad=pad,
+            tile=tile,
+            overlap=overlap,
+            no_tiling=no_tiling,
+            chunk=chunk,
+            progress=_callback(progress),
+            cancel=cancel,
+        )
+        return back(latent)
+
+
+def correct_colors(video: Any, reference: Any, method: str = "lab", batch: int = 5) -> Any:
+    """Colour-correct ``video`` ``[1, 3, F, H, W]`` in [-1, 1] against ``reference``
+    ``[1, 3, T, H', W']`` in [-1, 1] (the clip before upscaling) with one of
+    :data:`COLOR_METHODS`, as the numz SeedVR2 node does: frame for frame (the reference
+    resized bilinearly, its last frame repeated), ``batch`` frames together (``lab``, ``hsv``
+    and ``wavelet_adaptive`` match histograms over a batch)."""
+    v, back = _host(video)
+    r, _ = _host(reference)
+    return back(_seedvae.correct_colors(v, r, method, batch))
+
+
+def ensure_engine(
+    model: str | os.PathLike,
+    *,
+    part: Optional[str] = None,
+    profile: Optional[str] = None,
+    precision: Optional[str] = None,
+    targets: Optional[list[str]] = None,
+    streaming: bool = False,
+    cache: Optional[str | os.PathLike] = None,
+    tensorrt_dir: Optional[str | os.PathLike] = None,
+    weightless: bool = False,
+    progress: Optional[ProgressFn] = None,
+    cancel: Optional[CancelToken] = None,
+) -> dict:
+    """The TensorRT-RTX engine for ``model`` from the cache, or converted, calibrated and built
+    now (minutes, on any machine: no GPU needed). Returns ``key``, ``engine``, ``dir`` and
+    ``outcome`` ("hit", "built" or "rebuilt: why"); open it with ``Model(result["key"])``."""
+    return _seedvae.ensure_engine(
+        os.fspath(model),
+        part=part,
+        profile=profile,
+        precision=precision,
+        targets=targets,
+        streaming=streaming,
+        cache=None if cache is None else os.fspath(cache),
+        tensorrt_dir=None if tensorrt_dir is None else os.fspath(tensorrt_dir),
+        weightless=weightless,
+        progress=_callback(progress),
+        cancel=cancel,
+    )

@@ -1,0 +1,30 @@
+//! numpy arrays ↔ the library's tensors (float32, C order; the Python half converts dtypes,
+//! torch tensors and DLPack producers before they get here).
+
+use numpy::ndarray::{ArrayD, IxDyn};
+use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use seedvae::Tensor;
+
+/// A copy of `a` as a library tensor (the library works on owned buffers; the copy is made
+/// while the GIL is held, so the array cannot change under a run).
+pub fn tensor_in(a: &PyReadonlyArrayDyn<'_, f32>) -> Tensor {
+    let shape = a.shape().to_vec();
+    let data = match a.as_slice() {
+        Ok(s) => s.to_vec(),
+        Err(_) => a.as_array().iter().copied().collect(),
+    };
+    Tensor::f32(shape, data)
+}
+
+/// A library tensor as a new numpy array (its buffer moved, not copied, when it is float32).
+pub fn array_out(py: Python<'_>, t: Tensor) -> PyResult<Bound<'_, PyArrayDyn<f32>>> {
+    let data = match t.data {
+        seedvae::Data::F32(v) => v,
+        seedvae::Data::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+    };
+    let a = ArrayD::from_shape_vec(IxDyn(&t.shape), data).map_err(|e| {
+        crate::errors::SeedvaeError::new_err(format!("internal: result shape: {e}"))
+    })?;
+    Ok(a.into_pyarray(py))
+}

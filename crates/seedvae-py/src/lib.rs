@@ -1,0 +1,354 @@
+//! # seedvae-py — the `seedvae` Python package's native module (`seedvae._seedvae`)
+//!
+//! Owns the crossing between Python and the library: numpy arrays in and out, the GIL released
+//! while the library works, progress events called back into Python, Ctrl-C and callback
+//! exceptions turned into a cancel at the next chunk, and library errors raised as Python
+//! exceptions with the CLI's messages. It must not own decoding, formats or policy: every
+//! decision is the `seedvae` crate's. torch tensors, DLPack and library discovery are the
+//! Python half's (`python/seedvae/__init__.py`).
+//!
+//! A model lives on a thread of its own (its worker), opened and used there only: GPU contexts
+//! and the backends' handles are tied to a thread, and ComfyUI calls nodes from a thread of its
+//! choosing. Each call sends a job to the worker and waits, the GIL released, checking for
+//! Ctrl-C between short waits.
+
+mod convert;
+mod errors;
+mod worker;
+
+use convert::{array_out, tensor_in};
+use errors::to_py;
+use numpy::{PyArrayDyn, PyReadonlyArrayDyn};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use seedvae::{
+    BackendChoice, ColorMethod, EnginePrecision, EngineRequest, ModelOptions, Outcome, Pad, Part,
+    RunReport, Target, TileOptions,
+};
+use std::path::PathBuf;
+use worker::{hooks, run_detached, Worker};
+
+/// Pick `name` from `choices` or say which names there are.
+fn choose<T: Copy>(what: &str, name: &str, choices: &[(&str, T)]) -> PyResult<T> {
+    choices
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            PyValueError::new_err(format!(
+                "{what} {name:?}: choose one of {}",
+                names.join(", ")
+            ))
+        })
+}
+
+fn part_of(name: &str) -> PyResult<Part> {
+    choose(
+        "part",
+        name,
+        &[("decoder", Part::Decoder), ("encoder", Part::Encoder)],
+    )
+}
+
+fn color_of(name: &str) -> PyResult<ColorMethod> {
+    let all: Vec<(&str, ColorMethod)> = ColorMethod::ALL.iter().map(|m| (m.name(), *m)).collect();
+    choose("colour method", name, &all)
+}
+
+fn tiles(
+    tile: Option<usize>,
+    overlap: Option<usize>,
+    no_tiling: bool,
+    chunk: Option<usize>,
+) -> TileOptions {
+    let d = TileOptions::default();
+    TileOptions {
+        tile_px: tile.unwrap_or(d.tile_px),
+        overlap_px: overlap.unwrap_or(d.overlap_px),
+        no_tiling,
+        chunk,
+    }
+}
+
+/// What a run did, as a dict (the CLI's `--json` fields).
+fn report_dict<'py>(py: Python<'py>, r: &RunReport) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("backend", &r.backend)?;
+    d.set_item("fallback_reason", &r.fallback_reason)?;
+    d.set_item("frames", r.frames)?;
+    d.set_item("width", r.width)?;
+    d.set_item("height", r.height)?;
+    d.set_item("tiles", r.tiles)?;
+    d.set_item("tile_px", r.tile_px)?;
+    d.set_item("chunks", r.chunks)?;
+    d.set_item("calls", r.calls)?;
+    d.set_item("seconds", r.seconds)?;
+    d.set_item("frames_per_second", r.frames_per_second)?;
+    d.set_item("state_bytes", r.state_bytes)?;
+    d.set_item("accumulator_bytes", r.accumulator_bytes)?;
+    Ok(d)
+}
+
+/// A shared stop flag: `cancel()` from any thread (or a Ctrl-C) stops a run at its next chunk
+/// with `CancelledError`, leaving nothing half-written.
+#[pyclass(name = "CancelToken", module = "seedvae._seedvae", frozen)]
+#[derive(Clone, Default)]
+struct PyCancelToken(seedvae::CancelToken);
+
+#[pymethods]
+impl PyCancelToken {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+    fn cancel(&self) {
+        self.0.cancel()
+    }
+    #[getter]
+    fn cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
+/// A SeedVR2 VAE decoder or encoder, opened once, run many times (see the package docs).
+#[pyclass(name = "Model", module = "seedvae._seedvae", frozen)]
+struct PyModel {
+    worker: Worker,
+}
+
+#[pymethods]
+impl PyModel {
+    #[new]
+    #[pyo3(signature = (model, part = "decoder", backend = "auto", *, cache = None, profile = None,
+        vram_budget_gb = None, threads = 0, weights = None, tensorrt_dir = None, cuda_fp32 = false,
+        progress = None, cancel = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        model: PathBuf,
+        part: &str,
+        backend: &str,
+        cache: Option<PathBuf>,
+        profile: Option<String>,
+        vram_budget_gb: Option<f64>,
+        threads: usize,
+        weights: Option<PathBuf>,
+        tensorrt_dir: Option<PathBuf>,
+        cuda_fp32: bool,
+        progress: Option<Py<PyAny>>,
+        cancel: Option<PyRef<'_, PyCancelToken>>,
+    ) -> PyResult<Self> {
+        let backend = choose(
+            "backend",
+            backend,
+            &[
+                ("auto", BackendChoice::Auto),
+                ("tensorrt", BackendChoice::Tensorrt),
+                ("cuda", BackendChoice::Cuda),
+                ("cpu", BackendChoice::Cpu),
+            ],
+        )?;
+        let d = ModelOptions::default();
+        let opts = ModelOptions {
+            backend,
+            profile: profile.unwrap_or(d.profile),
+            vram_budget_gb,
+            threads,
+            cache,
+            tensorrt_dir,
+            weights,
+            cuda_fp32,
+        };
+        let part = part_of(part)?;
+        let h = hooks(progress, cancel.map(|c| c.0.clone()));
+        let worker = Worker::open(py, model, part, opts, &h)?;
+        Ok(PyModel { worker })
+    }
+
+    /// The backend that runs the model ("tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu").
+    #[getter]
+    fn backend(&self) -> String {
+        self.worker.info.backend.clone()
+    }
+
+    /// Why `backend="auto"` skipped the faster backends, or None.
+    #[getter]
+    fn fallback_reason(&self) -> Option<String> {
+        self.worker.info.fallback_reason.clone()
+    }
+
+    #[getter]
+    fn part(&self) -> &'static str {
+        match self.worker.info.part {
+            Part::Decoder => "decoder",
+            Part::Encoder => "encoder",
+        }
+    }
+
+    /// Streaming models take clips of any length, chunk by chunk.
+    #[getter]
+    fn streaming(&self) -> bool {
+        self.worker.info.streaming
+    }
+
+    /// Decode a VAE-space latent `[1, 16, T, h, w]` (float32, C order) into a video
+    /// `[1, 3, 4T − 3, 8h, 8w]` in [−1, 1]; returns `(video, report)`.
+    #[pyo3(signature = (latent, *, tile = None, overlap = None, no_tiling = false, chunk = None,
+        progress = None, cancel = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        latent: PyReadonlyArrayDyn<'py, f32>,
+        tile: Option<usize>,
+        overlap: Option<usize>,
+        no_tiling: bool,
+        chunk: Option<usize>,
+        progress: Option<Py<PyAny>>,
+        cancel: Option<PyRef<'_, PyCancelToken>>,
+    ) -> PyResult<(Bound<'py, PyArrayDyn<f32>>, Bound<'py, PyDict>)> {
+        let latent = tensor_in(&latent);
+        let opts = tiles(tile, overlap, no_tiling, chunk);
+        let h = hooks(progress, cancel.map(|c| c.0.clone()));
+        let progress = h.progress.clone();
+        let (video, report) = self
+            .worker
+            .run(py, &h, move |m| m.decode_tensor(&latent, &opts, &progress))?;
+        Ok((array_out(py, video)?, report_dict(py, &report)?))
+    }
+
+    /// Encode frames `[1, 3, T, H, W]` in [−1, 1] (H, W multiples of 8; T padded to 4n + 1 by
+    /// `pad`, "reflect" or "repeat") into the posterior mean `[1, 16, (T' − 1)/4 + 1, H/8, W/8]`;
+    /// returns `(latent, report)`.
+    #[pyo3(signature = (frames, *, pad = "reflect", tile = None, overlap = None, no_tiling = false,
+        chunk = None, progress = None, cancel = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        frames: PyReadonlyArrayDyn<'py, f32>,
+        pad: &str,
+        tile: Option<usize>,
+        overlap: Option<usize>,
+        no_tiling: bool,
+        chunk: Option<usize>,
+        progress: Option<Py<PyAny>>,
+        cancel: Option<PyRef<'_, PyCancelToken>>,
+    ) -> PyResult<(Bound<'py, PyArrayDyn<f32>>, Bound<'py, PyDict>)> {
+        let pad = choose(
+            "pad",
+            pad,
+            &[("reflect", Pad::Reflect), ("repeat", Pad::Repeat)],
+        )?;
+        let frames = tensor_in(&frames);
+        if !matches!(frames.shape.as_slice(), [1, 3, _, _, _]) {
+            return Err(errors::InvalidInputError::new_err(format!(
+                "frames must be [1, 3, T, H, W] in [-1, 1]; found {:?}",
+                frames.shape
+            )));
+        }
+        let opts = tiles(tile, overlap, no_tiling, chunk);
+        let h = hooks(progress, cancel.map(|c| c.0.clone()));
+        let progress = h.progress.clone();
+        let (latent, report) = self.worker.run(py, &h, move |m| {
+            m.encode(&mut seedvae::TensorFrames(frames), pad, &opts, &progress)
+        })?;
+        Ok((array_out(py, latent)?, report_dict(py, &report)?))
+    }
+}
+
+/// Colour-correct `video` `[1, 3, F, H, W]` in [−1, 1] against `reference` `[1, 3, T, H', W']`
+/// in [−1, 1] with one of the numz node's methods; returns the corrected video.
+#[pyfunction]
+#[pyo3(signature = (video, reference, method = "lab", batch = 5))]
+fn correct_colors<'py>(
+    py: Python<'py>,
+    video: PyReadonlyArrayDyn<'py, f32>,
+    reference: PyReadonlyArrayDyn<'py, f32>,
+    method: &str,
+    batch: usize,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let method = color_of(method)?;
+    let mut video = tensor_in(&video);
+    let reference = tensor_in(&reference);
+    let h = hooks(None, None);
+    let video = run_detached(py, &h, move || {
+        seedvae::correct_colors(&mut video, &reference, method, batch).map(|()| video)
+    })?;
+    array_out(py, video)
+}
+
+/// Get the TensorRT-RTX engine for `model` (weights or a seedvae ONNX graph) from the cache, or
+/// convert, calibrate and build it now (minutes; any machine, no GPU needed). Returns a dict:
+/// `key`, `engine` (path), `dir`, `outcome` ("hit", "built", "rebuilt: why").
+#[pyfunction]
+#[pyo3(signature = (model, *, part = None, profile = None, precision = None, targets = None,
+    streaming = false, cache = None, tensorrt_dir = None, weightless = false, progress = None,
+    cancel = None))]
+#[allow(clippy::too_many_arguments)]
+fn ensure_engine<'py>(
+    py: Python<'py>,
+    model: PathBuf,
+    part: Option<&str>,
+    profile: Option<String>,
+    precision: Option<&str>,
+    targets: Option<Vec<String>>,
+    streaming: bool,
+    cache: Option<PathBuf>,
+    tensorrt_dir: Option<PathBuf>,
+    weightless: bool,
+    progress: Option<Py<PyAny>>,
+    cancel: Option<PyRef<'_, PyCancelToken>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let mut req = EngineRequest::new(model);
+    if let Some(p) = profile {
+        req.profile = p;
+    }
+    req.part = part.map(part_of).transpose()?;
+    req.precision = precision
+        .map(|p| {
+            EnginePrecision::parse(p).ok_or_else(|| {
+                PyValueError::new_err(format!("precision {p:?}: choose one of fp8, fp16, fp32"))
+            })
+        })
+        .transpose()?;
+    for t in targets.unwrap_or_default() {
+        req.targets
+            .push(Target::parse(&t).map_err(|e| to_py(seedvae::Error::Engine(e)))?);
+    }
+    req.streaming = streaming;
+    req.cache = cache;
+    req.tensorrt_dir = tensorrt_dir;
+    req.weightless = weightless;
+    let h = hooks(progress, cancel.map(|c| c.0.clone()));
+    let progress = h.progress.clone();
+    let got = run_detached(py, &h, move || seedvae::ensure_engine(&req, &progress))?;
+    let d = PyDict::new(py);
+    d.set_item(
+        "key",
+        got.entry.dir.file_name().map(|n| n.to_string_lossy()),
+    )?;
+    d.set_item("engine", &got.entry.engine)?;
+    d.set_item("dir", &got.entry.dir)?;
+    d.set_item(
+        "outcome",
+        match &got.outcome {
+            Outcome::Hit => "hit".to_string(),
+            Outcome::Built => "built".to_string(),
+            Outcome::Rebuilt(why) => format!("rebuilt: {why}"),
+        },
+    )?;
+    Ok(d)
+}
+
+#[pymodule]
+fn _seedvae(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<PyModel>()?;
+    m.add_class::<PyCancelToken>()?;
+    m.add_function(wrap_pyfunction!(correct_colors, m)?)?;
+    m.add_function(wrap_pyfunction!(ensure_engine, m)?)?;
+    errors::register(m)
+}

@@ -1,0 +1,194 @@
+//! Running library calls from Python: off the GIL, on a model's own thread, with progress
+//! called back into Python and Ctrl-C / callback exceptions turned into a cancel.
+
+use crate::errors::{to_py, SeedvaeError};
+use pyo3::prelude::*;
+use seedvae::{CancelToken, Event, Model, ModelOptions, Part, Progress};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// How often a waiting call looks for Ctrl-C.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+/// A call's progress (into the Python callback) and the Python exception that stopped it.
+pub struct Hooks {
+    pub progress: Progress,
+    raised: Arc<Mutex<Option<PyErr>>>,
+}
+
+/// `(kind, text, done, total)`: the callback's arguments for an event.
+fn describe(e: Event<'_>) -> (&'static str, Option<String>, Option<usize>, Option<usize>) {
+    match e {
+        Event::Stage(s) => ("stage", Some(s.to_string()), None, None),
+        Event::StageDone => ("stage_done", None, None, None),
+        Event::Frames { done, total } => ("frames", None, Some(done), Some(total)),
+        Event::Tensors { done, total } => ("tensors", None, Some(done), Some(total)),
+        Event::Notice(s) => ("notice", Some(s.to_string()), None, None),
+    }
+}
+
+/// Progress for a call: events go to `callback(kind, text, done, total)`; an exception it
+/// raises cancels the run (at the next chunk) and is raised from the call.
+pub fn hooks(callback: Option<Py<PyAny>>, cancel: Option<CancelToken>) -> Hooks {
+    let token = cancel.unwrap_or_default();
+    let raised: Arc<Mutex<Option<PyErr>>> = Arc::default();
+    let progress = match callback {
+        None => Progress::default(),
+        Some(cb) => {
+            let (raised, token) = (raised.clone(), token.clone());
+            Progress::new(move |e| {
+                Python::attach(|py| {
+                    if let Err(err) = cb.call1(py, describe(e)) {
+                        keep_first(&raised, err);
+                        token.cancel();
+                    }
+                })
+            })
+        }
+    };
+    Hooks {
+        progress: progress.with_cancel(token),
+        raised,
+    }
+}
+
+fn keep_first(slot: &Mutex<Option<PyErr>>, err: PyErr) {
+    let mut s = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if s.is_none() {
+        *s = Some(err);
+    }
+}
+
+impl Hooks {
+    /// The call's result: a Python exception raised during it first (Ctrl-C, the callback's),
+    /// else the library's error as an exception.
+    fn finish<T>(&self, r: seedvae::Result<T>) -> PyResult<T> {
+        let raised = self
+            .raised
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match raised {
+            Some(e) => Err(e),
+            None => r.map_err(to_py),
+        }
+    }
+
+    /// Wait for `rx` without the GIL, checking for Ctrl-C meanwhile: a KeyboardInterrupt
+    /// cancels the run, which then stops at its next chunk; the wait goes on until it has.
+    fn wait<T: Send>(&self, py: Python<'_>, rx: Receiver<T>) -> PyResult<T> {
+        let token = self.progress.cancel_token().clone();
+        py.detach(move || loop {
+            match rx.recv_timeout(SIGNAL_POLL) {
+                Ok(v) => return Ok(v),
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Err(err) = Python::attach(|py| py.check_signals()) {
+                        keep_first(&self.raised, err);
+                        token.cancel();
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(SeedvaeError::new_err(
+                        "internal error: seedvae's worker thread stopped without an answer",
+                    ))
+                }
+            }
+        })
+    }
+}
+
+/// Run `f` on a thread of its own while this one waits (GIL released, Ctrl-C checked).
+pub fn run_detached<T: Send>(
+    py: Python<'_>,
+    hooks: &Hooks,
+    f: impl FnOnce() -> seedvae::Result<T> + Send,
+) -> PyResult<T> {
+    let (tx, rx) = mpsc::channel();
+    let r = std::thread::scope(|s| {
+        s.spawn(move || {
+            let _ = tx.send(f());
+        });
+        hooks.wait(py, rx)
+    })?;
+    hooks.finish(r)
+}
+
+type Job = Box<dyn FnOnce(&mut Model) + Send>;
+
+/// What Python may ask about a model without a round trip to its thread.
+pub struct Info {
+    pub backend: String,
+    pub fallback_reason: Option<String>,
+    pub part: Part,
+    pub streaming: bool,
+}
+
+/// A model on its own thread: opened there, run there, dropped there (when this is dropped).
+pub struct Worker {
+    jobs: Mutex<Sender<Job>>,
+    pub info: Info,
+}
+
+impl Worker {
+    pub fn open(
+        py: Python<'_>,
+        spec: PathBuf,
+        part: Part,
+        opts: ModelOptions,
+        hooks: &Hooks,
+    ) -> PyResult<Worker> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel();
+        let progress = hooks.progress.clone();
+        std::thread::Builder::new()
+            .name("seedvae-model".into())
+            .spawn(move || match Model::open(&spec, part, &opts, &progress) {
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+                Ok(mut m) => {
+                    let info = Info {
+                        backend: m.backend_name().to_string(),
+                        fallback_reason: m.fallback_reason().map(str::to_string),
+                        part: m.part(),
+                        streaming: m.is_streaming(),
+                    };
+                    if tx.send(Ok(info)).is_ok() {
+                        for job in queue {
+                            job(&mut m);
+                        }
+                    }
+                }
+            })
+            .map_err(|e| SeedvaeError::new_err(format!("cannot start a thread: {e}")))?;
+        let info = hooks.finish(hooks.wait(py, rx)?)?;
+        Ok(Worker {
+            jobs: Mutex::new(jobs),
+            info,
+        })
+    }
+
+    /// Run `f` on the model's thread and wait for it. Calls on one model take turns.
+    pub fn run<T: Send + 'static>(
+        &self,
+        py: Python<'_>,
+        hooks: &Hooks,
+        f: impl FnOnce(&mut Model) -> seedvae::Result<T> + Send + 'static,
+    ) -> PyResult<T> {
+        let (tx, rx) = mpsc::channel();
+        let job: Job = Box::new(move |m| {
+            let _ = tx.send(f(m));
+        });
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(job)
+            .map_err(|_| {
+                SeedvaeError::new_err("internal error: seedvae's worker thread is gone")
+            })?;
+        let r = hooks.wait(py, rx)?;
+        hooks.finish(r)
+    }
+}

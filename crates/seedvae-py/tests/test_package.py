@@ -1,0 +1,188 @@
+"""The Python package against the tiny fixture's PyTorch goldens, from numpy and torch; shapes
+changing between calls; cancellation (token, callback exception, Ctrl-C); errors with the CLI's
+messages. Run by scripts/test.sh (the "python" tier) in the test venv, which has torch."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import seedvae
+from safetensors.numpy import load_file
+
+ROOT = Path(__file__).resolve().parents[3]
+FIX = ROOT.parent / "shared" / "fixtures" / "vae_tiny"
+WEIGHTS = FIX / "weights.safetensors"
+
+
+def rel_l2(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def golden(case):
+    d = load_file(FIX / f"decoded_{case}.safetensors")
+    return d.get("decoded_f64", d["decoded"])
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def decoder(cache):
+    return seedvae.Model(WEIGHTS, "decoder", "cpu", cache=cache)
+
+
+@pytest.fixture(scope="module")
+def encoder(cache):
+    return seedvae.Model(WEIGHTS, "encoder", "cpu", cache=cache)
+
+
+def test_decode_reproduces_the_goldens_from_numpy_with_shapes_changing(decoder):
+    assert decoder.backend == "onnxruntime-cpu" and decoder.part == "decoder"
+    for case in ["t3_8x8", "t2_6x10", "t1_8x8", "t2_8x8"]:
+        latent = load_file(FIX / f"latent_{case}.safetensors")["latent"]
+        video = decoder.decode(latent)
+        g = golden(case)
+        assert isinstance(video, np.ndarray) and video.dtype == np.float32
+        assert video.shape == g.shape
+        assert rel_l2(video, g) <= 1e-5, case
+        assert decoder.last_report["frames"] == g.shape[2]
+
+
+def test_decode_takes_the_other_latent_layouts_and_dtypes(decoder):
+    latent = load_file(FIX / "latent_t2_8x8.safetensors")["latent"]
+    full = decoder.decode(latent)
+    np.testing.assert_array_equal(decoder.decode(latent[0]), full)  # [16, T, h, w]
+    one = load_file(FIX / "latent_t1_8x8.safetensors")["latent"]
+    np.testing.assert_array_equal(decoder.decode(one[:, :, 0]), decoder.decode(one))  # [1, 16, h, w]
+    # float64 and a non-contiguous view are converted, not refused.
+    f64 = np.asfortranarray(latent.astype(np.float64))
+    assert rel_l2(decoder.decode(f64), full) < 1e-6
+
+
+def test_torch_cpu_tensors_in_and_out():
+    torch = pytest.importorskip("torch")
+    dec = seedvae.Model(WEIGHTS, "decoder", "cpu")
+    latent = torch.from_numpy(load_file(FIX / "latent_t2_6x10.safetensors")["latent"])
+    video = dec.decode(latent)
+    assert isinstance(video, torch.Tensor) and video.device.type == "cpu"
+    assert rel_l2(video.numpy(), golden("t2_6x10")) <= 1e-5
+    # bf16 and a transposed view go through DLPack after a conversion.
+    v2 = dec.decode(latent.to(torch.bfloat16).float().transpose(3, 4).contiguous().transpose(3, 4))
+    assert rel_l2(v2.numpy(), golden("t2_6x10")) < 2e-2
+
+
+def test_encode_reproduces_the_goldens_from_numpy_and_torch(encoder):
+    video = load_file(FIX / "video_t9_32x48.safetensors")["video"]
+    want = load_file(FIX / "encoded_t9_32x48.safetensors")["latent_mean_f64"]
+    mean = encoder.encode(video)
+    assert mean.shape == want.shape and rel_l2(mean, want) <= 1e-5
+    torch = pytest.importorskip("torch")
+    t = encoder.encode(torch.from_numpy(video))
+    assert isinstance(t, torch.Tensor) and rel_l2(t.numpy(), want) <= 1e-5
+    # A different shape next: 5 frames of 32 x 32.
+    assert encoder.encode(video[:, :, :5, :, :32]).shape == (1, 16, 2, 4, 4)
+
+
+def test_progress_reports_frames_and_a_cancel_stops_the_run(decoder):
+    latent = load_file(FIX / "latent_t3_8x8.safetensors")["latent"]
+    seen = []
+    decoder.decode(latent, chunk=1, progress=seen.append)
+    frames = [e for e in seen if e.kind == "frames"]
+    assert [e.done for e in frames] == [1, 5, 9] and frames[-1].total == 9
+
+    token = seedvae.CancelToken()
+
+    def stop(e):
+        if e.kind == "frames":
+            token.cancel()
+
+    with pytest.raises(seedvae.CancelledError, match="interrupted"):
+        decoder.decode(latent, chunk=1, progress=stop, cancel=token)
+    assert token.cancelled
+
+    class Boom(Exception):
+        pass
+
+    def fail(e):
+        raise Boom("from the callback")
+
+    with pytest.raises(Boom):
+        decoder.decode(latent, chunk=1, progress=fail)
+    # The model still works after both.
+    assert rel_l2(decoder.decode(latent), golden("t3_8x8")) <= 1e-5
+
+
+def test_ctrl_c_stops_a_run_at_the_next_chunk(decoder):
+    # A long clip, one latent frame per call: SIGINT arrives during the run.
+    latent = np.random.default_rng(0).standard_normal((1, 16, 60, 16, 16)).astype(np.float32)
+    seen = []
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    start = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        decoder.decode(latent, chunk=1, progress=seen.append)
+    took = time.monotonic() - start
+    timer.join()
+    done = max(e.done for e in seen if e.kind == "frames")
+    assert done < 4 * 60 - 3, "the run went to the end"
+    assert took < 30, took
+    # Usable afterwards.
+    assert decoder.decode(latent[:, :, :1]).shape == (1, 3, 1, 128, 128)
+
+
+def cli_message(args):
+    """The CLI's stderr for a failing command, `error: ` taken off."""
+    exe = os.environ.get("SEEDVAE_BIN") or str(ROOT / "target" / "debug" / "seedvae")
+    r = subprocess.run([exe, *args], capture_output=True, text=True)
+    assert r.returncode != 0, r
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: "), r.stderr
+    return line[len("error: "):]
+
+
+def test_bad_inputs_raise_with_the_clis_messages(decoder, tmp_path):
+    bad = np.zeros((1, 16, 2, 3), np.float32)[:, :, None]  # [1, 16, 1, 2, 3] is fine: ...
+    nan = load_file(FIX / "latent_t1_8x8.safetensors")["latent"].copy()
+    nan[0, 3, 0, 2, 1] = np.nan
+    wrong = np.zeros((1, 8, 1, 4, 4), np.float32)
+    for arr in [nan, wrong]:
+        path = tmp_path / "latent.npy"
+        np.save(path, arr)
+        with pytest.raises(seedvae.InvalidInputError) as e:
+            decoder.decode(arr)
+        cli = cli_message(["decode", str(path), "-o", str(tmp_path / "out.npy"),
+                           "--model", str(WEIGHTS), "--backend", "cpu",
+                           "--cache", str(tmp_path / "c")])
+        # The CLI names the file first; the rest is the same message.
+        assert cli == f"{path}: {e.value}", (cli, str(e.value))
+    assert decoder.decode(bad).shape == (1, 3, 1, 16, 24)
+    with pytest.raises(ValueError, match="choose one of"):
+        seedvae.Model(WEIGHTS, "decoder", "gpu")
+    with pytest.raises(seedvae.SeedvaeError, match="missing.safetensors"):
+        seedvae.Model(FIX / "missing.safetensors", "decoder", "cpu")
+    with pytest.raises(seedvae.InvalidInputError, match="multiples of 8|multiple of 8"):
+        seedvae.Model(WEIGHTS, "encoder", "cpu").encode(np.zeros((1, 3, 1, 30, 32), np.float32))
+
+
+def test_colour_correction_through_the_package(decoder):
+    latent = load_file(FIX / "latent_t2_8x8.safetensors")["latent"]
+    video = decoder.decode(latent)
+    ref = np.clip(video * 0.5 + 0.2, -1, 1)[:, :, :, ::2, ::2].copy()  # smaller, other colours
+    for method in ["lab", "wavelet", "adain", "hsv", "wavelet_adaptive"]:
+        fixed = decoder.decode(latent, color_fix=method, color_reference=ref)
+        assert fixed.shape == video.shape
+        np.testing.assert_array_equal(fixed, seedvae.correct_colors(video, ref, method))
+        assert not np.array_equal(fixed, video)
+    assert np.array_equal(decoder.decode(latent, color_fix="none"), video)
+    with pytest.raises(seedvae.InvalidInputError):
+        decoder.decode(latent, color_fix="lab")
+    with pytest.raises(ValueError):
+        decoder.decode(latent, color_fix="sepia", color_reference=ref)
