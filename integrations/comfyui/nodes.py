@@ -1,0 +1,270 @@
+"""seedvae's ComfyUI nodes: load a SeedVR2 VAE for seedvae, decode SeedVR2 latents to IMAGEs,
+encode IMAGEs to SeedVR2 latents — TensorRT-RTX on RTX GPUs, ONNX Runtime's CUDA provider on
+other NVIDIA GPUs, the CPU elsewhere (exact).
+
+Latent layouts (ComfyUI's SeedVR2 path; every form carries the pipeline's scale 0.9152):
+- ``[b, 16·t, h, w]``: what the sampler returns and ComfyUI's SeedVR2 VAE ``decode`` takes
+  (channels outer, frames inner);
+- ``[b, t, h, w, 16]``: what SeedVR2's input processing (and :class:`SeedVAEEncode`) returns;
+- ``[b, 16, t, h, w]``: channels first, when the last axis is not 16.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+import comfy.model_management
+import comfy.utils
+import folder_paths
+from comfy_api.latest import io
+
+import seedvae
+
+log = logging.getLogger("seedvae")
+
+#: The pipeline's VAE <-> sampler latent scale (comfy/ldm/seedvr/vae.py).
+SCALE = seedvae.DIT_SCALE
+BACKENDS = ["auto", "tensorrt", "cuda", "cpu"]
+COLOR_METHODS = list(seedvae.COLOR_METHODS)
+
+# Engines and converted graphs live in models/seedvae (the engine cache).
+if "seedvae" not in folder_paths.folder_names_and_paths:
+    folder_paths.add_model_folder_path(
+        "seedvae", folder_paths.os.path.join(folder_paths.models_dir, "seedvae"), is_default=True
+    )
+
+
+def cache_dir() -> str:
+    return folder_paths.get_folder_paths("seedvae")[0]
+
+
+# ---- latents ---------------------------------------------------------------------------------
+
+
+def to_vae_latents(samples: torch.Tensor) -> torch.Tensor:
+    """A SeedVR2 LATENT's samples as VAE-space latents ``[b, 16, t, h, w]`` (float32, CPU)."""
+    s = samples.detach().to("cpu", torch.float32)
+    if s.ndim == 4:
+        b, ct, h, w = s.shape
+        if ct % 16:
+            raise ValueError(
+                f"SeedVR2 latent [b, 16·t, h, w] expected, found {list(s.shape)}: "
+                f"{ct} channels is not a multiple of 16"
+            )
+        s = s.reshape(b, 16, ct // 16, h, w)
+    elif s.ndim == 5 and s.shape[-1] == 16:
+        s = s.permute(0, 4, 1, 2, 3)
+    elif s.ndim == 5 and s.shape[1] == 16:
+        pass
+    else:
+        raise ValueError(
+            "SeedVR2 latent expected as [b, 16·t, h, w], [b, t, h, w, 16] or [b, 16, t, h, w]; "
+            f"found {list(s.shape)}"
+        )
+    return (s / SCALE).contiguous()
+
+
+def from_vae_latents(z: torch.Tensor) -> torch.Tensor:
+    """VAE-space ``[b, 16, t, h, w]`` as SeedVR2 input processing returns it:
+    ``[b, t, h, w, 16]`` × 0.9152."""
+    return (z.permute(0, 2, 3, 4, 1) * SCALE).contiguous()
+
+
+# ---- images ----------------------------------------------------------------------------------
+
+
+def images_to_clip(images: torch.Tensor) -> torch.Tensor:
+    """IMAGE ``[T, H, W, 3]`` in [0, 1] → a clip ``[1, 3, T, H, W]`` in [-1, 1]."""
+    x = images.detach().to("cpu", torch.float32)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[-1] < 3:
+        raise ValueError(f"IMAGE [frames, height, width, 3] expected, found {list(x.shape)}")
+    return (x[..., :3].clamp(0, 1) * 2 - 1).permute(3, 0, 1, 2)[None].contiguous()
+
+
+def clip_to_images(video: torch.Tensor) -> torch.Tensor:
+    """A decoded ``[b, 3, F, H, W]`` in [-1, 1] → IMAGE ``[b·F, H, W, 3]`` in [0, 1]."""
+    return ((video.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1).flatten(0, 1).contiguous()
+
+
+def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pad IMAGE ``[T, H, W, C]`` on the bottom and right to a multiple of ``multiple``, as
+    SeedVR2's input processing does (black, before normalising)."""
+    h, w = x.shape[1:3]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        x = torch.nn.functional.pad(x, (0, 0, 0, pw, 0, ph))
+    return x
+
+
+# ---- running ---------------------------------------------------------------------------------
+
+
+class Progress:
+    """seedvae's progress events → ComfyUI's progress bar; ComfyUI's interrupt → a cancel
+    (the callback raises, seedvae stops at the next chunk and re-raises it)."""
+
+    def __init__(self, total: int = 1):
+        self.bar = comfy.utils.ProgressBar(max(total, 1))
+
+    def __call__(self, e: seedvae.Event) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        if e.kind in ("frames", "tensors") and e.total:
+            self.bar.update_absolute(e.done, e.total)
+        elif e.kind == "stage":
+            log.info("seedvae: %s", e.text)
+        elif e.kind == "notice":
+            log.warning("seedvae: %s", e.text)
+
+
+@dataclass
+class SeedVAE:
+    """What the loader hands on: the weights and how to run them. The decoder and encoder are
+    opened on first use (converted, or built into engines, once; cached in models/seedvae)."""
+
+    weights: str
+    backend: str = "auto"
+    vram_budget_gb: Optional[float] = None
+    models: dict = field(default_factory=dict)
+
+    def model(self, part: str) -> seedvae.Model:
+        m = self.models.get(part)
+        if m is None:
+            m = seedvae.Model(
+                self.weights,
+                part,
+                self.backend,
+                cache=cache_dir(),
+                vram_budget_gb=self.vram_budget_gb,
+                progress=Progress(),
+            )
+            if m.fallback_reason:
+                log.warning("seedvae %s on %s: %s", part, m.backend, m.fallback_reason)
+            self.models[part] = m
+        if m.backend != "onnxruntime-cpu":
+            # Room on the GPU: ComfyUI's cached models go first.
+            comfy.model_management.unload_all_models()
+            comfy.model_management.soft_empty_cache()
+        return m
+
+
+SEEDVAE = io.Custom("SEEDVAE")
+
+
+def tile_inputs():
+    return [
+        io.Boolean.Input("tiling", default=True, tooltip="Cut frames into overlapping tiles when they do not fit the GPU (results blend seamlessly)."),
+        io.Int.Input("tile_size", default=1024, min=64, max=8192, step=8, tooltip="Tile edge in output pixels (decode) or input pixels (encode)."),
+        io.Int.Input("tile_overlap", default=128, min=0, max=4096, step=8),
+    ]
+
+
+def tile_args(tiling: bool, tile_size: int, tile_overlap: int) -> dict:
+    return {"no_tiling": not tiling, "tile": tile_size, "overlap": tile_overlap}
+
+
+class SeedVAELoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SeedVAELoader",
+            display_name="Load SeedVR2 VAE (seedvae)",
+            category="loaders/seedvae",
+            description="A SeedVR2 VAE from models/vae for seedvae's decode/encode nodes. "
+            "On an RTX GPU the first run builds TensorRT-RTX engines (minutes, once; kept in "
+            "models/seedvae); other NVIDIA GPUs run ONNX Runtime's CUDA provider, the CPU runs exactly.",
+            inputs=[
+                io.Combo.Input("vae_name", options=folder_paths.get_filename_list("vae")),
+                io.Combo.Input("backend", options=BACKENDS, default="auto"),
+                io.Float.Input("vram_budget_gb", default=0.0, min=0.0, max=1024.0, step=0.5, tooltip="GPU memory to plan tiles within; 0 = the GPU's free memory."),
+            ],
+            outputs=[SEEDVAE.Output("seedvae")],
+        )
+
+    @classmethod
+    def execute(cls, vae_name, backend, vram_budget_gb) -> io.NodeOutput:
+        path = folder_paths.get_full_path_or_raise("vae", vae_name)
+        return io.NodeOutput(SeedVAE(path, backend, vram_budget_gb or None))
+
+
+class SeedVAEDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SeedVAEDecode",
+            display_name="SeedVR2 VAE Decode (seedvae)",
+            category="latent/seedvae",
+            description="Decode SeedVR2 latents to frames (4t−3 frames of 8h × 8w per latent), "
+            "optionally colour-corrected against reference frames as the SeedVR2 node does.",
+            inputs=[
+                io.Latent.Input("samples"),
+                SEEDVAE.Input("vae"),
+                *tile_inputs(),
+                io.Combo.Input("color_fix", options=COLOR_METHODS, default="none"),
+                io.Image.Input("color_reference", optional=True, tooltip="The frames before upscaling, for color_fix."),
+            ],
+            outputs=[io.Image.Output()],
+        )
+
+    @classmethod
+    def execute(cls, samples, vae, tiling, tile_size, tile_overlap, color_fix, color_reference=None) -> io.NodeOutput:
+        z = to_vae_latents(samples["samples"])
+        model = vae.model("decoder")
+        reference = None if color_reference is None else images_to_clip(color_reference).numpy()
+        if color_fix != "none" and reference is None:
+            raise ValueError(f"color_fix {color_fix!r} needs color_reference frames")
+        frames = 4 * z.shape[2] - 3
+        progress = Progress(z.shape[0] * frames)
+        out = []
+        for i in range(z.shape[0]):
+            done = i * frames
+
+            def report(e, done=done):
+                if e.kind == "frames":
+                    e = e._replace(done=done + e.done, total=z.shape[0] * frames)
+                progress(e)
+
+            video = model.decode(
+                z[i : i + 1].numpy(),
+                **tile_args(tiling, tile_size, tile_overlap),
+                color_fix=color_fix,
+                color_reference=reference,
+                progress=report,
+            )
+            out.append(torch.from_numpy(video))
+        return io.NodeOutput(clip_to_images(torch.cat(out)))
+
+
+class SeedVAEEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SeedVAEEncode",
+            display_name="SeedVR2 VAE Encode (seedvae)",
+            category="latent/seedvae",
+            description="Encode frames to a SeedVR2 latent [1, t, h, w, 16] × 0.9152, as SeedVR2's "
+            "input processing does after resizing: padded to a multiple of 16 pixels (black) and "
+            "to 4n+1 frames (the last repeated); the posterior mean.",
+            inputs=[io.Image.Input("pixels"), SEEDVAE.Input("vae"), *tile_inputs()],
+            outputs=[io.Latent.Output()],
+        )
+
+    @classmethod
+    def execute(cls, pixels, vae, tiling, tile_size, tile_overlap) -> io.NodeOutput:
+        clip = images_to_clip(pad_to(pixels, 16))
+        model = vae.model("encoder")
+        latent = model.encode(
+            clip.numpy(),
+            pad="repeat",
+            **tile_args(tiling, tile_size, tile_overlap),
+            progress=Progress(clip.shape[2]),
+        )
+        return io.NodeOutput({"samples": from_vae_latents(torch.from_numpy(latent))})
+
+
+NODES = [SeedVAELoader, SeedVAEDecode, SeedVAEEncode]
