@@ -8,16 +8,24 @@
 # seedvae finds the libraries in .venv by itself; .venv/seedvae-env.sh exports their paths for
 # other tools. Re-running is fast: each step checks before it acts.
 #
+# `scripts/setup.sh --python` also builds the `seedvae` Python package (crates/seedvae-py, with
+# maturin, the dev profile that the tests share) and installs it into .venv;
+# `scripts/setup.sh --comfyui` (implies --python) makes the test venv .venv/comfyui: the shipped
+# ComfyUI's requirements (scripts/requirements-comfyui.txt, torch included: ~6.6 GB, minutes the
+# first time) plus the package, for the Python, ComfyUI and colour-oracle tests.
+#
 # `scripts/setup.sh --gpu` also installs, opt-in, ONNX Runtime's CUDA provider and the CUDA 13 /
 # cuDNN 9 libraries it loads (scripts/requirements-gpu.txt, ~2 GB) into .venv/gpu, for
 # `--backend cuda` on any NVIDIA GPU with an r580+ driver. seedvae then prefers that ONNX Runtime
 # (it runs the CPU backend too) and loads the CUDA libraries from it.
 set -euo pipefail
-gpu=0
+gpu=0 python=0 comfyui=0
 for arg in "$@"; do
     case "$arg" in
         --gpu) gpu=1 ;;
-        *) echo "usage: scripts/setup.sh [--gpu]" >&2; exit 2 ;;
+        --python) python=1 ;;
+        --comfyui) python=1 comfyui=1 ;;
+        *) echo "usage: scripts/setup.sh [--gpu] [--python] [--comfyui]" >&2; exit 2 ;;
     esac
 done
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -80,4 +88,31 @@ export ORT_DYLIB_PATH="$ort"
 export SEEDVAE_ORT_LIB="$ort"
 export SEEDVAE_TENSORRT_DIR="$trt"
 ENV
+
+# 4. Opt-in: the test venv with ComfyUI's requirements (re-installed only when they change)
+if ((comfyui)); then
+    cstamp=.venv/comfyui/.seedvae-requirements
+    cwant="$(sha256sum scripts/requirements-comfyui.txt | cut -d' ' -f1)"
+    if [ "$(cat "$cstamp" 2>/dev/null || true)" != "$cwant" ]; then
+        say "installing the test venv .venv/comfyui (scripts/requirements-comfyui.txt: ComfyUI's requirements, torch included; minutes)"
+        rm -rf .venv/comfyui
+        "$py" -m venv .venv/comfyui
+        .venv/comfyui/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements-comfyui.txt
+        echo "$cwant" > "$cstamp"
+    fi
+fi
+
+# 5. Opt-in: the Python package, built from this checkout and installed into the venvs
+if ((python)); then
+    say "building the seedvae Python package (maturin)"
+    rm -rf target/wheels/seedvae-*.whl
+    .venv/bin/maturin build --quiet --profile dev -m crates/seedvae-py/Cargo.toml \
+        -i .venv/bin/python -o target/wheels >&2
+    wheel="$(ls target/wheels/seedvae-*.whl)"
+    for v in .venv .venv/comfyui; do
+        [ -x "$v/bin/python" ] || continue
+        "$v/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"
+    done
+    say "seedvae Python package installed: $wheel"
+fi
 say "ready (ORT: $ort; TensorRT-RTX: $trt)"

@@ -8,14 +8,22 @@
 #   integration  tests/ (cross-crate, against the PyTorch goldens and Python oracles) and
 #                crates/seedvae-cli/tests/cli (the `seedvae` command driven as a user would)
 #   doc          documentation examples (the library's full decode of the tiny fixture)
+#   python       the Python package (crates/seedvae-py/tests) and the ComfyUI node pack inside
+#                the shipped ComfyUI, headless (integrations/comfyui/tests), with pytest in the
+#                test venv .venv/comfyui
+# Before the tiers, the numz node's own colour functions (torch, in the test venv) write the
+# references that the colour unit test compares with (SEEDVAE_COLOR_REF).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-scripts/setup.sh
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
 start=$(date +%s)
-report=()
+scripts/setup.sh --comfyui
+log="$(mktemp)"
+ref="$(mktemp -d)"
+trap 'rm -rf "$log" "$ref"' EXIT
+.venv/comfyui/bin/python tests/oracle/numz_color_reference.py "$ref" >/dev/null
+export SEEDVAE_COLOR_REF="$ref"
+report=("$(printf '%-12s %4d s' setup $(( $(date +%s) - start )))")
 tier() {
     local name=$1; shift
     local t0; t0=$(date +%s)
@@ -26,6 +34,10 @@ tier build --no-run "$@"
 tier unit --lib --bins "$@"
 tier integration --test '*' "$@"
 tier doc --doc "$@"
+t0=$(date +%s)
+SEEDVAE_BIN="$root/target/debug/seedvae" .venv/comfyui/bin/python -m pytest -q -p no:cacheprovider \
+    crates/seedvae-py/tests integrations/comfyui/tests 2>&1 | tee -a "$log"
+report+=("$(printf '%-12s %4d s' python $(( $(date +%s) - t0 )))")
 echo "test tiers (this machine: $(nproc) cores):"
 printf '  %s\n' "${report[@]}"
 printf '  %-12s %4d s\n' total $(( $(date +%s) - start ))

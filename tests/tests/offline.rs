@@ -1,5 +1,6 @@
 //! Offline by construction: no HTTP, TLS, socket or async-runtime crate may enter the dependency
-//! tree of anything that ships (the CLI and every library crate it uses).
+//! tree of anything that ships (the CLI, the Python package's native module, and every library
+//! crate they use).
 
 use seedvae_tests::repo_root;
 use std::process::Command;
@@ -37,6 +38,8 @@ const DENY: &[&str] = &[
 fn no_networking_crate_in_the_runtime_dependency_tree() {
     let crates = [
         "seedvae-cli",
+        "seedvae-py",
+        "seedvae",
         "seedvae-runner",
         "seedvae-engine",
         "seedvae-onnx",

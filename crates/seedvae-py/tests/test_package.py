@@ -186,3 +186,36 @@ def test_colour_correction_through_the_package(decoder):
         decoder.decode(latent, color_fix="lab")
     with pytest.raises(ValueError):
         decoder.decode(latent, color_fix="sepia", color_reference=ref)
+
+
+def test_the_type_stubs_match_the_native_module():
+    import ast
+    import inspect
+
+    from seedvae import _seedvae
+
+    stub = ast.parse((Path(seedvae.__file__).parent / "_seedvae.pyi").read_text())
+
+    def params(fn: ast.FunctionDef):
+        a = fn.args
+        names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+        return [n for n in names if n != "self"]
+
+    checked = 0
+    for node in stub.body:
+        if isinstance(node, ast.FunctionDef):
+            assert params(node) == list(inspect.signature(getattr(_seedvae, node.name)).parameters), node.name
+            checked += 1
+        elif isinstance(node, ast.ClassDef):
+            cls = getattr(_seedvae, node.name)
+            for fn in node.body:
+                if isinstance(fn, ast.FunctionDef) and not any(
+                    isinstance(d, ast.Name) and d.id == "property" for d in fn.decorator_list
+                ):
+                    target = cls if fn.name == "__init__" else getattr(cls, fn.name)
+                    got = [p for p in inspect.signature(target).parameters if p != "self"]
+                    assert params(fn) == got, (node.name, fn.name, got)
+                    checked += 1
+                elif isinstance(fn, ast.FunctionDef):
+                    assert hasattr(cls, fn.name), (node.name, fn.name)
+    assert checked >= 6

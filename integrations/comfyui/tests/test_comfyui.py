@@ -129,6 +129,32 @@ def test_encode_matches_comfyuis_seedvr2_vae(inproc):
     assert rel <= 1e-4
 
 
+def test_comfyuis_cancel_stops_a_decode(inproc):
+    nodes, _, ours, torch = inproc
+    import comfy.model_management as mm
+
+    samples = torch.randn(1, 16 * 3, 8, 8)
+    calls = []
+
+    def cancel_after_first(e):
+        calls.append(e)
+        if e.kind == "frames":
+            mm.interrupt_current_processing(True)  # what ComfyUI's Cancel button does
+
+    real = nodes.Progress.__call__
+    nodes.Progress.__call__ = lambda self, e: (cancel_after_first(e), real(self, e))[1]
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            nodes.SeedVAEDecode.execute(
+                {"samples": samples}, ours, tiling=False, tile_size=1024, tile_overlap=128, color_fix="none"
+            )
+    finally:
+        nodes.Progress.__call__ = real
+        mm.interrupt_current_processing(False)
+    frames = [e.done for e in calls if e.kind == "frames"]
+    assert frames and frames[-1] < 9, frames  # stopped before the last of 9 frames
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
