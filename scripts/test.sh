@@ -9,7 +9,7 @@
 #                crates/seedvae-cli/tests/cli (the `seedvae` command driven as a user would)
 #   doc          documentation examples (the library's full decode of the tiny fixture)
 #   python       the Python package (crates/seedvae-py/tests) and the ComfyUI node pack inside
-#                the shipped ComfyUI, headless (integrations/comfyui/tests), with pytest in the
+#                the shipped ComfyUI, headless (tests/comfyui), with pytest in the
 #                test venv .venv/comfyui
 # Before the tiers, the numz node's own colour functions (torch, in the test venv) write the
 # references that the colour unit test compares with (SEEDVAE_COLOR_REF).
@@ -36,7 +36,7 @@ tier integration --test '*' "$@"
 tier doc --doc "$@"
 t0=$(date +%s)
 SEEDVAE_BIN="$root/target/debug/seedvae" .venv/comfyui/bin/python -m pytest -q -p no:cacheprovider \
-    crates/seedvae-py/tests integrations/comfyui/tests 2>&1 | tee -a "$log"
+    crates/seedvae-py/tests tests/comfyui 2>&1 | tee -a "$log"
 report+=("$(printf '%-12s %4d s' python $(( $(date +%s) - t0 )))")
 echo "test tiers (this machine: $(nproc) cores):"
 printf '  %s\n' "${report[@]}"

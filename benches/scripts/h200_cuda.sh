@@ -15,14 +15,8 @@ set -uo pipefail
 exec > >(tee -a "$OUT/log.txt") 2>&1
 R=$PWD/.dev/run
 B=$R/seedvae; F=$R/fixtures
-mkdir -p /tmp/w && cd /tmp/w
-if [ ! -d ortgpu ]; then
-  cat part.0* > ort.whl && python3 -m zipfile -e ort.whl ortgpu >/dev/null && rm ort.whl part.0*
-fi
-# The CUDA libraries as the nvidia-* wheels lay them out, beside the ONNX Runtime package (as
-# `scripts/setup.sh --gpu` installs them): here PyTorch's, linked in.
-NVDIR=$(python3 -c "import nvidia,os; print(nvidia.__path__[0])")
-[ -e ortgpu/nvidia ] || ln -s "$NVDIR" ortgpu/nvidia
+. "$(dirname "${BASH_SOURCE[0]}")/h200_env.sh"
+cd /tmp/w
 echo "== seedvae loads the CUDA libraries itself (no LD_LIBRARY_PATH)"
 [ -n "${SKIP_PRELOAD:-}" ] || SEEDVAE_ORT_LIB=/tmp/w/ortgpu/onnxruntime/capi/libonnxruntime.so.1.31.1 timeout 120 $B decode -m $F/weights.safetensors $F/latent_t1_8x8.safetensors -o /tmp/preload.safetensors --backend cuda --cache /tmp/c0 --force -v 2>&1 | grep -i "preloaded\|error\|backend" | head -12
 NV=$(python3 -c "import nvidia,os;print(':'.join(os.path.join(p,d,'lib') for p in nvidia.__path__ for d in sorted(os.listdir(p)) if os.path.isdir(os.path.join(p,d,'lib'))))")

@@ -3,10 +3,7 @@
 # records a pass under probes/, a second run skips it; full-size fp16/fp32 show its values.
 # Same setup as h200_cuda.sh (the wheel pieces in /tmp/w, .dev/run with the release binary).
 set -u
-cd /tmp/w && if [ ! -d ortgpu ]; then cat part.0* > ort.whl && python3 -m zipfile -e ort.whl ortgpu >/dev/null && rm ort.whl; fi
-[ -e ortgpu/nvidia ] || ln -s "$(python3 -c 'import nvidia; print(nvidia.__path__[0])')" ortgpu/nvidia
-cd - >/dev/null
-export SEEDVAE_ORT_LIB=/tmp/w/ortgpu/onnxruntime/capi/libonnxruntime.so.1.31.1
+. "$(dirname "${BASH_SOURCE[0]}")/h200_env.sh"
 B=.dev/run/seedvae; F=.dev/run/fixtures
 q() { grep -v "cudnn_fe_call" | grep -i "check\|probe\|error\|decoded\|backend" | head -8; }
 echo "== tiny, fresh cache: the probe runs"; time $B decode -m $F/weights.safetensors $F/latent_t2_8x8.safetensors -o /tmp/o1.safetensors --backend cuda --cache /tmp/pc --force -v 2>&1 | q

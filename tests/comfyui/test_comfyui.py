@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-PACK = Path(__file__).resolve().parents[1]
-ROOT = PACK.parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+PACK = ROOT / "integrations" / "comfyui"
 ARCHIVE = ROOT.parent / "shared" / "thirdparty" / "ComfyUI-seedvr2-270e72f.tar.xz"
 CHECKPOINT = "seedvr2_synth_fp16.safetensors"
 
@@ -42,7 +42,7 @@ def comfy(tmp_path_factory):
     with tarfile.open(ARCHIVE) as t:
         t.extractall(base, filter="data")
     root = base / "ComfyUI-seedvr2"
-    shutil.copytree(PACK, root / "custom_nodes" / "seedvae", ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    shutil.copytree(PACK, root / "custom_nodes" / "seedvae", ignore=shutil.ignore_patterns("__pycache__"))
     raw = base / "synth.safetensors"
     exe = os.environ.get("SEEDVAE_BIN") or str(ROOT / "target" / "debug" / "seedvae")
     subprocess.run([exe, "-q", "synth", "-o", str(raw), "--seed", "7"], check=True)
