@@ -53,25 +53,22 @@ if [ ! -x .venv/bin/python ]; then
     say "creating .venv"
     "$py" -m venv .venv
 fi
-stamp=.venv/.seedvae-requirements
-want="$(sha256sum scripts/requirements.txt | cut -d' ' -f1)"
-if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+# Is DIR's stamp that of requirements file REQ? Else say why, and after the install `stamp`.
+fresh() { [ "$(cat "$1/.seedvae-requirements" 2>/dev/null || true)" = "$(sha256sum "$2" | cut -d' ' -f1)" ]; }
+stamp() { sha256sum "$2" | cut -d' ' -f1 > "$1/.seedvae-requirements"; }
+pipq() { "$1" -m pip install -q --disable-pip-version-check "${@:2}"; }
+if ! fresh .venv scripts/requirements.txt; then
     say "installing Python packages (scripts/requirements.txt)"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements.txt
-    echo "$want" > "$stamp"
+    pipq .venv/bin/python -r scripts/requirements.txt
+    stamp .venv scripts/requirements.txt
 fi
 
 # 2b. Opt-in: the CUDA provider, apart from the CPU package (same module name)
-if ((gpu)); then
-    gstamp=.venv/gpu/.seedvae-requirements
-    gwant="$(sha256sum scripts/requirements-gpu.txt | cut -d' ' -f1)"
-    if [ "$(cat "$gstamp" 2>/dev/null || true)" != "$gwant" ]; then
-        say "installing ONNX Runtime's CUDA provider and CUDA libraries into .venv/gpu (scripts/requirements-gpu.txt)"
-        rm -rf .venv/gpu
-        .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
-            --target .venv/gpu -r scripts/requirements-gpu.txt
-        echo "$gwant" > "$gstamp"
-    fi
+if ((gpu)) && ! fresh .venv/gpu scripts/requirements-gpu.txt; then
+    say "installing ONNX Runtime's CUDA provider and CUDA libraries into .venv/gpu (scripts/requirements-gpu.txt)"
+    rm -rf .venv/gpu
+    pipq .venv/bin/python --no-deps --target .venv/gpu -r scripts/requirements-gpu.txt
+    stamp .venv/gpu scripts/requirements-gpu.txt
 fi
 
 # 3. Library paths, for tools other than seedvae (which searches .venv itself)
@@ -90,16 +87,12 @@ export SEEDVAE_TENSORRT_DIR="$trt"
 ENV
 
 # 4. Opt-in: the test venv with ComfyUI's requirements (re-installed only when they change)
-if ((comfyui)); then
-    cstamp=.venv/comfyui/.seedvae-requirements
-    cwant="$(sha256sum scripts/requirements-comfyui.txt | cut -d' ' -f1)"
-    if [ "$(cat "$cstamp" 2>/dev/null || true)" != "$cwant" ]; then
-        say "installing the test venv .venv/comfyui (scripts/requirements-comfyui.txt: ComfyUI's requirements, torch included; minutes)"
-        rm -rf .venv/comfyui
-        "$py" -m venv .venv/comfyui
-        .venv/comfyui/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements-comfyui.txt
-        echo "$cwant" > "$cstamp"
-    fi
+if ((comfyui)) && ! fresh .venv/comfyui scripts/requirements-comfyui.txt; then
+    say "installing the test venv .venv/comfyui (scripts/requirements-comfyui.txt: ComfyUI's requirements, torch included; minutes)"
+    rm -rf .venv/comfyui
+    "$py" -m venv .venv/comfyui
+    pipq .venv/comfyui/bin/python -r scripts/requirements-comfyui.txt
+    stamp .venv/comfyui scripts/requirements-comfyui.txt
 fi
 
 # 5. Opt-in: the Python package, built from this checkout and installed into the venvs
@@ -111,7 +104,7 @@ if ((python)); then
     wheel="$(ls target/wheels/seedvae-*.whl)"
     for v in .venv .venv/comfyui; do
         [ -x "$v/bin/python" ] || continue
-        "$v/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"
+        pipq "$v/bin/python" --force-reinstall --no-deps "$wheel"
     done
     say "seedvae Python package installed: $wheel"
 fi

@@ -104,6 +104,10 @@ class Event(NamedTuple):
 ProgressFn = Callable[[Event], Any]
 
 
+def _path(p: Optional[str | os.PathLike]) -> Optional[str]:
+    return None if p is None else os.fspath(p)
+
+
 def _callback(progress: Optional[ProgressFn]):
     if progress is None:
         return None
@@ -168,12 +172,12 @@ class Model:
             os.fspath(model),
             part,
             backend,
-            cache=None if cache is None else os.fspath(cache),
+            cache=_path(cache),
             profile=profile,
             vram_budget_gb=vram_budget_gb,
             threads=threads,
-            weights=None if weights is None else os.fspath(weights),
-            tensorrt_dir=None if tensorrt_dir is None else os.fspath(tensorrt_dir),
+            weights=_path(weights),
+            tensorrt_dir=_path(tensorrt_dir),
             cuda_fp32=cuda_fp32,
             progress=_callback(progress),
             cancel=cancel,
@@ -306,8 +310,8 @@ def ensure_engine(
         precision=precision,
         targets=targets,
         streaming=streaming,
-        cache=None if cache is None else os.fspath(cache),
-        tensorrt_dir=None if tensorrt_dir is None else os.fspath(tensorrt_dir),
+        cache=_path(cache),
+        tensorrt_dir=_path(tensorrt_dir),
         weightless=weightless,
         progress=_callback(progress),
         cancel=cancel,
