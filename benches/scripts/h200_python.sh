@@ -12,6 +12,6 @@ python3 --version
 echo "==== h200_probe.sh (issue 12: the first-run probe)"
 [ -n "${SKIP_PROBE:-}" ] || timeout 420 bash benches/scripts/h200_probe.sh 2>&1
 echo "==== the Python package"
-python3 -m pip install -q --no-deps --target /tmp/pyseedvae .dev/run/seedvae-*.whl 2>&1 | tail -2
-PYTHONPATH=/tmp/pyseedvae timeout 400 python3 benches/scripts/h200_python.py 2>&1 | grep -v "cudnn_fe_call"
+python3 -m pip install -q --no-deps --upgrade --target /tmp/pyseedvae .dev/run/seedvae-*.whl 2>&1 | tail -2
+PYTHONPATH=/tmp/pyseedvae timeout 400 python3 benches/scripts/h200_python.py 2>&1 | grep -v "cudnn_fe_call"; echo "python exit status: ${PIPESTATUS[0]}"
 echo "==== done"

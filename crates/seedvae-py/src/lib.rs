@@ -167,6 +167,12 @@ impl PyModel {
         Ok(PyModel { worker })
     }
 
+    /// Free the model now (its GPU memory included) instead of when it is garbage-collected;
+    /// later calls raise. Waits for a run in progress on another thread.
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.worker.close())
+    }
+
     /// The backend that runs the model ("tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu").
     #[getter]
     fn backend(&self) -> String {

@@ -7,6 +7,7 @@ use seedvae::{CancelToken, Event, Model, ModelOptions, Part, Progress};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How often a waiting call looks for Ctrl-C.
@@ -125,9 +126,13 @@ pub struct Info {
     pub streaming: bool,
 }
 
-/// A model on its own thread: opened there, run there, dropped there (when this is dropped).
+/// A model on its own thread: opened there, run there, dropped there — on `close` or when this
+/// is dropped, which also waits for the thread, so that no GPU object outlives the call (a
+/// session left alive on a thread while the process exits tears the CUDA libraries down under
+/// it: seen as a segmentation fault at exit on the H200).
 pub struct Worker {
-    jobs: Mutex<Sender<Job>>,
+    jobs: Mutex<Option<Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     pub info: Info,
 }
 
@@ -142,7 +147,7 @@ impl Worker {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (tx, rx) = mpsc::channel();
         let progress = hooks.progress.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("seedvae-model".into())
             .spawn(move || match Model::open(&spec, part, &opts, &progress) {
                 Err(e) => {
@@ -165,9 +170,23 @@ impl Worker {
             .map_err(|e| SeedvaeError::new_err(format!("cannot start a thread: {e}")))?;
         let info = hooks.finish(hooks.wait(py, rx)?)?;
         Ok(Worker {
-            jobs: Mutex::new(jobs),
+            jobs: Mutex::new(Some(jobs)),
+            thread: Mutex::new(Some(thread)),
             info,
         })
+    }
+
+    /// Drop the model on its thread and wait for that thread to end (after a run in progress).
+    pub fn close(&self) {
+        drop(self.jobs.lock().unwrap_or_else(PoisonError::into_inner).take());
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
     }
 
     /// Run `f` on the model's thread and wait for it. Calls on one model take turns.
@@ -181,14 +200,18 @@ impl Worker {
         let job: Job = Box::new(move |m| {
             let _ = tx.send(f(m));
         });
-        self.jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .send(job)
-            .map_err(|_| {
-                SeedvaeError::new_err("internal error: seedvae's worker thread is gone")
-            })?;
+        let sent = match self.jobs.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            None => return Err(SeedvaeError::new_err("this model is closed")),
+            Some(jobs) => jobs.send(job),
+        };
+        sent.map_err(|_| SeedvaeError::new_err("internal error: seedvae's worker thread is gone"))?;
         let r = hooks.wait(py, rx)?;
         hooks.finish(r)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.close()
     }
 }

@@ -258,3 +258,12 @@ def test_the_gil_is_released_while_a_run_works(cache):
     worker.join()
     assert done and done[0].shape == (1, 3, 29, 128, 128)
     assert during > 0.2 * alone, (during, alone)
+
+
+def test_a_closed_model_refuses_runs(cache):
+    latent = load_file(FIX / "latent_t1_8x8.safetensors")["latent"]
+    with seedvae.Model(WEIGHTS, "decoder", "cpu", cache=cache) as m:
+        assert m.decode(latent).shape == (1, 3, 1, 64, 64)
+    with pytest.raises(seedvae.SeedvaeError, match="closed"):
+        m.decode(latent)
+    m.close()  # twice is fine

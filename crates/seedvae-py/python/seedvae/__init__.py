@@ -18,9 +18,11 @@ an exception from the progress callback stops a run at its next chunk. Errors ar
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import sys
+import weakref
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -143,8 +145,20 @@ def _host(x: Any) -> tuple[np.ndarray, Any]:
     return np.ascontiguousarray(a, dtype=np.float32), (back or (lambda r: r))
 
 
+# Open models, closed before the interpreter tears down (GPU libraries must not see a live
+# session while the process exits).
+_open: "weakref.WeakSet[Model]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for m in list(_open):
+        m.close()
+
+
 class Model:
-    """A SeedVR2 VAE decoder or encoder, opened once and run many times.
+    """A SeedVR2 VAE decoder or encoder, opened once and run many times; ``close()`` (or a
+    ``with`` block) frees it, GPU memory included, before garbage collection would.
 
     ``model``: weights (``.safetensors``/``.gguf``), a seedvae ONNX graph, an engine file or an
     engine cache key. ``backend``: "auto" (TensorRT-RTX, else ONNX Runtime CUDA, else CPU, each
@@ -184,6 +198,17 @@ class Model:
         )
         #: What the last decode/encode did (the CLI's ``--json`` fields).
         self.last_report: Optional[dict] = None
+        _open.add(self)
+
+    def close(self) -> None:
+        """Free the model now; later calls raise :class:`SeedvaeError`."""
+        self._m.close()
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def backend(self) -> str:
