@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use seedvae::{CancelToken, Event, Model, ModelOptions, Part, Progress};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -55,8 +55,13 @@ pub fn hooks(callback: Option<Py<PyAny>>, cancel: Option<CancelToken>) -> Hooks 
     }
 }
 
+/// The lock even after a panic elsewhere (what it guards stays consistent: options taken whole).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn keep_first(slot: &Mutex<Option<PyErr>>, err: PyErr) {
-    let mut s = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut s = lock(slot);
     if s.is_none() {
         *s = Some(err);
     }
@@ -66,11 +71,7 @@ impl Hooks {
     /// The call's result: a Python exception raised during it first (Ctrl-C, the callback's),
     /// else the library's error as an exception.
     fn finish<T>(&self, r: seedvae::Result<T>) -> PyResult<T> {
-        let raised = self
-            .raised
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let raised = lock(&self.raised).take();
         match raised {
             Some(e) => Err(e),
             None => r.map_err(to_py),
@@ -178,12 +179,8 @@ impl Worker {
 
     /// Drop the model on its thread and wait for that thread to end (after a run in progress).
     pub fn close(&self) {
-        drop(self.jobs.lock().unwrap_or_else(PoisonError::into_inner).take());
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        drop(lock(&self.jobs).take());
+        let thread = lock(&self.thread).take();
         if let Some(t) = thread {
             let _ = t.join();
         }
@@ -200,7 +197,7 @@ impl Worker {
         let job: Job = Box::new(move |m| {
             let _ = tx.send(f(m));
         });
-        let sent = match self.jobs.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+        let sent = match lock(&self.jobs).as_ref() {
             None => return Err(SeedvaeError::new_err("this model is closed")),
             Some(jobs) => jobs.send(job),
         };
