@@ -672,8 +672,11 @@ mod tests {
     /// `tests/oracle/numz_color_reference.py DIR` (the node's `color_fix.py` run in PyTorch f32).
     /// Until the test venv has PyTorch (issue 13) it runs only when asked.
     /// Largest |a − b|, and how many values differ by more than 1e-5.
-    /// Collects what is pushed, channel-major per push.
-    struct Collect(std::sync::Arc<std::sync::Mutex<Vec<(Vec<f32>, usize)>>>);
+    /// What a sink was pushed: each push's channel-major frames and their count.
+    type Pushed = std::sync::Arc<std::sync::Mutex<Vec<(Vec<f32>, usize)>>>;
+
+    /// Collects what is pushed.
+    struct Collect(Pushed);
     impl crate::media::FrameSink for Collect {
         fn push(&mut self, v: &[f32], f: usize) -> Result<(), crate::Error> {
             self.0.lock().unwrap().push((v.to_vec(), f));
