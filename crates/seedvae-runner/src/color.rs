@@ -5,13 +5,15 @@
 //!
 //! The five methods: `adain` (per-channel mean and standard deviation transferred), `wavelet`
 //! (the frame's high frequencies over the reference's low ones, five dilated-blur levels), and
-//! over a batch of frames `lab`, `hsv`, `wavelet_adaptive`. Against the numz functions run in PyTorch f32 on 72×104 random and smooth frames: wavelet
+//! over a batch of frames `lab`, `hsv`, `wavelet_adaptive`. Against the numz functions run in
+//! PyTorch f32 on 72×104 random and smooth frames (`matches_the_numz_reference_when_given`, run
+//! by `scripts/test.sh` with references from `tests/oracle/numz_color_reference.py`): wavelet
 //! bit-identical, adain within 1.2e-7; `lab` (the node's default) on a batch of two frames:
 //! 99.8% of values within 1e-5, mean 2.8e-7, max 1.9e-4 where histogram ranks swap between
 //! near-equal pixels; `hsv` and `wavelet_adaptive` (histograms over the batch, too): all but
-//! 26 and 2 of 44,928 values within 1e-5 — tied saturations, which PyTorch's unstable sort
-//! orders its own way (`matches_the_numz_reference_when_given`). Wiring into the library and
-//! the CLI (`--color-ref`, `--color-fix`) is issue 13's next step.
+//! 14 and 6 of 44,928 values within 1e-5 (max 2.1e-3 and 2.8e-4) — tied saturations, which
+//! PyTorch's unstable sort orders its own way. The quantile map of unequal histograms uses
+//! PyTorch's f32 `linspace` (counted up to the middle, down after), as the node does.
 
 /// The numz node's 3×3 blur: [1, 2, 1] ⊗ [1, 2, 1] / 16.
 const KERNEL: [[f32; 3]; 3] = [
@@ -179,9 +181,15 @@ fn match_histogram(source: &[f32], reference: &[f32]) -> Vec<f32> {
         let j = if n == m {
             rank
         } else {
-            // torch.linspace(0, 1, n) * (m − 1), truncated.
+            // torch.linspace(0, 1, n) * (m − 1), truncated, in f32 as PyTorch's CPU kernel
+            // computes it: the first half counted up from 0, the second down from 1.
             let q = if n > 1 {
-                rank as f32 / (n - 1) as f32
+                let step = 1.0f32 / (n - 1) as f32;
+                if rank < n / 2 {
+                    step * rank as f32
+                } else {
+                    1.0 - step * (n - 1 - rank) as f32
+                }
             } else {
                 0.0
             };
