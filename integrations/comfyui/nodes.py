@@ -12,6 +12,7 @@ Latent layouts (ComfyUI's SeedVR2 path; every form carries the pipeline's scale 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -34,7 +35,7 @@ COLOR_METHODS = list(seedvae.COLOR_METHODS)
 # Engines and converted graphs live in models/seedvae (the engine cache).
 if "seedvae" not in folder_paths.folder_names_and_paths:
     folder_paths.add_model_folder_path(
-        "seedvae", folder_paths.os.path.join(folder_paths.models_dir, "seedvae"), is_default=True
+        "seedvae", os.path.join(folder_paths.models_dir, "seedvae"), is_default=True
     )
 
 
