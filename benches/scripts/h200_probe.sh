@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The first-run probe on the CUDA provider (not yet run on a GPU): a fresh cache runs it and
-# records a pass under probes/, a second run skips it; full-size fp16/fp32 show its values.
+# The first-run probe on the CUDA provider (ran on the H200: benches/README.md): a fresh cache
+# runs it and records a pass under probes/, a second run skips it; full-size fp16/fp32 show its
+# values.
 # Same setup as h200_cuda.sh (the wheel pieces in /tmp/w, .dev/run with the release binary).
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/h200_env.sh"

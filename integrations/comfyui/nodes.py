@@ -216,9 +216,9 @@ class SeedVAEDecode(io.ComfyNode):
     def execute(cls, samples, vae, tiling, tile_size, tile_overlap, color_fix, color_reference=None) -> io.NodeOutput:
         z = to_vae_latents(samples["samples"])
         model = vae.model("decoder")
-        reference = None if color_reference is None else images_to_clip(color_reference).numpy()
-        if color_fix != "none" and reference is None:
-            raise ValueError(f"color_fix {color_fix!r} needs color_reference frames")
+        # Without color_reference, the package refuses a color_fix before decoding anything.
+        use = color_fix != "none" and color_reference is not None
+        reference = images_to_clip(color_reference).numpy() if use else None
         frames = 4 * z.shape[2] - 3
         progress = Progress(z.shape[0] * frames)
         out = []

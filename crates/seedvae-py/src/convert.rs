@@ -19,11 +19,8 @@ pub fn tensor_in(a: &PyReadonlyArrayDyn<'_, f32>) -> Tensor {
 
 /// A library tensor as a new numpy array (its buffer moved, not copied, when it is float32).
 pub fn array_out(py: Python<'_>, t: Tensor) -> PyResult<Bound<'_, PyArrayDyn<f32>>> {
-    let data = match t.data {
-        seedvae::Data::F32(v) => v,
-        seedvae::Data::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
-    };
-    let a = ArrayD::from_shape_vec(IxDyn(&t.shape), data).map_err(|e| {
+    let shape = t.shape.clone();
+    let a = ArrayD::from_shape_vec(IxDyn(&shape), t.into_f32()).map_err(|e| {
         crate::errors::SeedvaeError::new_err(format!("internal: result shape: {e}"))
     })?;
     Ok(a.into_pyarray(py))

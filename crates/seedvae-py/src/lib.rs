@@ -72,23 +72,14 @@ fn tiles(
     }
 }
 
-/// What a run did, as a dict (the CLI's `--json` fields).
+/// What a run did, as a dict: the report's own serialization (the CLI's `--json` fields).
 fn report_dict<'py>(py: Python<'py>, r: &RunReport) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("backend", &r.backend)?;
-    d.set_item("fallback_reason", &r.fallback_reason)?;
-    d.set_item("frames", r.frames)?;
-    d.set_item("width", r.width)?;
-    d.set_item("height", r.height)?;
-    d.set_item("tiles", r.tiles)?;
-    d.set_item("tile_px", r.tile_px)?;
-    d.set_item("chunks", r.chunks)?;
-    d.set_item("calls", r.calls)?;
-    d.set_item("seconds", r.seconds)?;
-    d.set_item("frames_per_second", r.frames_per_second)?;
-    d.set_item("state_bytes", r.state_bytes)?;
-    d.set_item("accumulator_bytes", r.accumulator_bytes)?;
-    Ok(d)
+    let json = serde_json::to_string(r)
+        .map_err(|e| errors::SeedvaeError::new_err(format!("internal: report: {e}")))?;
+    Ok(py
+        .import("json")?
+        .call_method1("loads", (json,))?
+        .cast_into::<PyDict>()?)
 }
 
 /// A shared stop flag: `cancel()` from any thread (or a Ctrl-C) stops a run at its next chunk
@@ -176,18 +167,18 @@ impl PyModel {
     /// The backend that runs the model ("tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu").
     #[getter]
     fn backend(&self) -> String {
-        self.worker.info.backend.clone()
+        self.worker.info().backend.clone()
     }
 
     /// Why `backend="auto"` skipped the faster backends, or None.
     #[getter]
     fn fallback_reason(&self) -> Option<String> {
-        self.worker.info.fallback_reason.clone()
+        self.worker.info().fallback_reason.clone()
     }
 
     #[getter]
     fn part(&self) -> &'static str {
-        match self.worker.info.part {
+        match self.worker.info().part {
             Part::Decoder => "decoder",
             Part::Encoder => "encoder",
         }
@@ -196,7 +187,7 @@ impl PyModel {
     /// Streaming models take clips of any length, chunk by chunk.
     #[getter]
     fn streaming(&self) -> bool {
-        self.worker.info.streaming
+        self.worker.info().streaming
     }
 
     /// Decode a VAE-space latent `[1, 16, T, h, w]` (float32, C order) into a video
@@ -277,11 +268,11 @@ fn correct_colors<'py>(
     batch: usize,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let method = color_of(method)?;
-    let mut video = tensor_in(&video);
+    let video = tensor_in(&video);
     let reference = tensor_in(&reference);
     let h = hooks(None, None);
     let video = run_detached(py, &h, move || {
-        seedvae::correct_colors(&mut video, &reference, method, batch).map(|()| video)
+        seedvae::correct_colors(video, reference, method, batch)
     })?;
     array_out(py, video)
 }
@@ -352,6 +343,9 @@ fn ensure_engine<'py>(
 #[pymodule]
 fn _seedvae(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    let methods: Vec<&str> = ColorMethod::ALL.iter().map(|c| c.name()).collect();
+    m.add("COLOR_METHODS", pyo3::types::PyTuple::new(m.py(), methods)?)?;
+    m.add("DIT_SCALE", seedvae::DIT_SCALE)?;
     m.add_class::<PyModel>()?;
     m.add_class::<PyCancelToken>()?;
     m.add_function(wrap_pyfunction!(correct_colors, m)?)?;

@@ -119,12 +119,26 @@ pub fn run_detached<T: Send>(
 
 type Job = Box<dyn FnOnce(&mut Model) + Send>;
 
-/// What Python may ask about a model without a round trip to its thread.
+/// What Python may ask about a model without a round trip to its thread: read from the model
+/// after it opens and after every run (under `auto` a failed first call moves it to the next
+/// backend).
+#[derive(Clone)]
 pub struct Info {
     pub backend: String,
     pub fallback_reason: Option<String>,
     pub part: Part,
     pub streaming: bool,
+}
+
+impl Info {
+    fn of(m: &Model) -> Info {
+        Info {
+            backend: m.backend_name().to_string(),
+            fallback_reason: m.fallback_reason().map(str::to_string),
+            part: m.part(),
+            streaming: m.is_streaming(),
+        }
+    }
 }
 
 /// A model on its own thread: opened there, run there, dropped there — on `close` or when this
@@ -134,7 +148,7 @@ pub struct Info {
 pub struct Worker {
     jobs: Mutex<Option<Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    pub info: Info,
+    info: Mutex<Info>,
 }
 
 impl Worker {
@@ -155,13 +169,7 @@ impl Worker {
                     let _ = tx.send(Err(e));
                 }
                 Ok(mut m) => {
-                    let info = Info {
-                        backend: m.backend_name().to_string(),
-                        fallback_reason: m.fallback_reason().map(str::to_string),
-                        part: m.part(),
-                        streaming: m.is_streaming(),
-                    };
-                    if tx.send(Ok(info)).is_ok() {
+                    if tx.send(Ok(Info::of(&m))).is_ok() {
                         for job in queue {
                             job(&mut m);
                         }
@@ -173,8 +181,12 @@ impl Worker {
         Ok(Worker {
             jobs: Mutex::new(Some(jobs)),
             thread: Mutex::new(Some(thread)),
-            info,
+            info: Mutex::new(info),
         })
+    }
+
+    pub fn info(&self) -> Info {
+        lock(&self.info).clone()
     }
 
     /// Drop the model on its thread and wait for that thread to end (after a run in progress).
@@ -195,14 +207,16 @@ impl Worker {
     ) -> PyResult<T> {
         let (tx, rx) = mpsc::channel();
         let job: Job = Box::new(move |m| {
-            let _ = tx.send(f(m));
+            let r = f(m);
+            let _ = tx.send((r, Info::of(m)));
         });
         let sent = match lock(&self.jobs).as_ref() {
             None => return Err(SeedvaeError::new_err("this model is closed")),
             Some(jobs) => jobs.send(job),
         };
         sent.map_err(|_| SeedvaeError::new_err("internal error: seedvae's worker thread is gone"))?;
-        let r = hooks.wait(py, rx)?;
+        let (r, info) = hooks.wait(py, rx)?;
+        *lock(&self.info) = info;
         hooks.finish(r)
     }
 }

@@ -678,10 +678,6 @@ mod tests {
             assert!((m1 - m2).abs() < 1e-5 && (s1 - s2).abs() < 1e-4, "{ch}");
         }
     }
-    /// Against the numz functions themselves: `SEEDVAE_COLOR_REF=DIR` holding the outputs of
-    /// `tests/oracle/numz_color_reference.py DIR` (the node's `color_fix.py` run in PyTorch f32).
-    /// Until the test venv has PyTorch (issue 13) it runs only when asked.
-    /// Largest |a − b|, and how many values differ by more than 1e-5.
     /// What a sink was pushed: each push's channel-major frames and their count.
     type Pushed = std::sync::Arc<std::sync::Mutex<Vec<(Vec<f32>, usize)>>>;
 
@@ -742,6 +738,7 @@ mod tests {
         }
     }
 
+    /// Largest |a − b|, and how many values differ by more than 1e-5.
     fn diff(a: &[f32], b: &[f32]) -> (f32, usize) {
         let d = a.iter().zip(b).map(|(x, y)| (x - y).abs());
         (
@@ -750,6 +747,9 @@ mod tests {
         )
     }
 
+    /// Against the numz functions themselves: `SEEDVAE_COLOR_REF=DIR` holding the outputs of
+    /// `tests/oracle/numz_color_reference.py DIR` (the node's `color_fix.py` run in PyTorch f32);
+    /// `scripts/test.sh` writes them in its test venv and sets the variable.
     #[test]
     fn matches_the_numz_reference_when_given() {
         let Some(dir) = std::env::var_os("SEEDVAE_COLOR_REF").map(std::path::PathBuf::from) else {

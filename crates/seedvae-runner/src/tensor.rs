@@ -62,6 +62,14 @@ impl Tensor {
         }
     }
 
+    /// Values as f32, the buffer itself when it is f32 already.
+    pub fn into_f32(self) -> Vec<f32> {
+        match self.data {
+            Data::F32(v) => v,
+            Data::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+        }
+    }
+
     pub fn as_f32(&self) -> Option<&[f32]> {
         match &self.data {
             Data::F32(v) => Some(v),

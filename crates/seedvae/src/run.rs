@@ -441,34 +441,34 @@ impl Model {
     }
 }
 
-/// Colour-correct a decoded video `[1, 3, F, H, W]` (in [−1, 1], as decoders return it) in
-/// place against `reference` `[1, 3, T, H', W']` (the input clip in [−1, 1]), as
+/// `video`, a decoded `[1, 3, F, H, W]` (in [−1, 1], as decoders return it), colour-corrected
+/// against `reference` `[1, 3, T, H', W']` (the input clip in [−1, 1]), as
 /// [`FileOutput::color`] does to a file: frame for frame, the reference resized to the video
 /// bilinearly when its size differs and its last frame repeated when it is shorter, `batch`
-/// frames corrected together.
+/// frames corrected together. Both are taken, not copied (videos are large).
 pub fn correct_colors(
-    video: &mut Tensor,
-    reference: &Tensor,
+    video: Tensor,
+    reference: Tensor,
     method: ColorMethod,
     batch: usize,
-) -> Result<()> {
+) -> Result<Tensor> {
     let five = |t: &Tensor, what: &str| match t.shape.as_slice() {
         &[1, 3, f, h, w] if f > 0 && h > 0 && w > 0 => Ok((f, h, w)),
         s => Err(invalid!(
             "{what} must be [1, 3, frames, height, width] with every size ≥ 1; found {s:?}"
         )),
     };
-    let dims = five(video, "the video to colour-correct")?;
-    five(reference, "the colour reference")?;
+    let dims = five(&video, "the video to colour-correct")?;
+    five(&reference, "the colour reference")?;
     if batch == 0 {
         return Err(invalid!("the colour-correction batch must be at least 1"));
     }
-    media::check_finite("colour reference", reference).map_err(|e| invalid!("{e}"))?;
-    let mut v = video.to_f32();
-    let mut src = media::TensorFrames(reference.clone());
+    media::check_finite("colour reference", &reference).map_err(|e| invalid!("{e}"))?;
+    let shape = video.shape.clone();
+    let mut v = video.into_f32();
+    let mut src = media::TensorFrames(reference);
     seedvae_runner::color::correct_video(&mut v, dims, &mut src, method, batch)?;
-    *video = Tensor::f32(video.shape.clone(), v);
-    Ok(())
+    Ok(Tensor::f32(shape, v))
 }
 
 /// May `path` be written (replacing what is there only with `force`)? Never through a link,

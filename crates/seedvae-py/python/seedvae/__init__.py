@@ -87,10 +87,10 @@ __all__ = [
     "CancelledError",
 ]
 
-#: The colour-correction methods of the numz SeedVR2 node, by its names.
-COLOR_METHODS = ("lab", "wavelet", "wavelet_adaptive", "hsv", "adain", "none")
+#: The colour-correction methods of the numz SeedVR2 node, by its names ("none" first).
+COLOR_METHODS: tuple[str, ...] = _seedvae.COLOR_METHODS
 #: The SeedVR2 pipeline's VAE <-> DiT latent scale (ComfyUI's SeedVR2 latents carry it).
-DIT_SCALE = 0.9152
+DIT_SCALE: float = _seedvae.DIT_SCALE
 
 
 class Event(NamedTuple):

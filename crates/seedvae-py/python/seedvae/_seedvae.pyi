@@ -8,6 +8,8 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
+COLOR_METHODS: tuple[str, ...]
+DIT_SCALE: float
 
 F32 = npt.NDArray[np.float32]
 # callback(kind, text, done, total)
