@@ -44,7 +44,7 @@ peak() {
 
 if [ -z "${ONLY_CLIP:-}" ]; then
 echo "== selftest (tiny fixture, goldens)"
-timeout 300 $B selftest --fixtures $F --json $OUT/selftest.json 2>&1 | quiet
+timeout 300 $B selftest --fixtures $F --json 2>&1 >$OUT/selftest.json | quiet
 
 echo "== PyTorch on the same tiny fixture (torch_decoder.py), vs the same goldens: what fp16 arithmetic gives"
 for c in t1_8x8 t2_6x10 t2_8x8 t3_8x8; do

@@ -8,6 +8,12 @@
 //! one key across threads and processes; an entry appears by renaming a finished temporary
 //! directory, so readers never see a half-written one. Every hit is verified (manifest parses,
 //! its key parts hash to its key, the engine's size and blake3 match); a bad entry is rebuilt.
+//!
+//! A cache root is a folder seedvae made: it holds [`CACHE_MARKER`]. seedvae writes into, and
+//! cleans, only a marked root, one it may mark (new or empty, or laid out entirely as a cache of
+//! an earlier seedvae that had no marker), and inside it only entries whose names (and, for
+//! engines, contents) are its own: a cache option or variable pointing at a project folder is
+//! refused, never cleaned.
 
 use crate::build::{ShapeRange, Target};
 use crate::layers::{DeviceMemory, LayerSummary};
@@ -158,29 +164,148 @@ pub struct Cache {
     pub root: PathBuf,
 }
 
+/// The file that marks a folder as a seedvae cache root.
+pub const CACHE_MARKER: &str = ".seedvae-cache";
+
 fn io_err(path: &Path, e: std::io::Error) -> Error {
     Error::Cache(format!("{}: {e}", path.display()))
 }
 
 /// The per-user cache directory: `$SEEDVAE_CACHE`, else `%LOCALAPPDATA%\seedvae` on Windows,
-/// `$XDG_CACHE_HOME/seedvae` or `~/.cache/seedvae` elsewhere.
-pub fn default_root() -> Option<PathBuf> {
+/// `$XDG_CACHE_HOME/seedvae` or `~/.cache/seedvae` elsewhere. `SEEDVAE_CACHE` set but empty
+/// (what `export SEEDVAE_CACHE=$TYPO` gives) is an error, not the working directory.
+pub fn default_root() -> Result<Option<PathBuf>, Error> {
     if let Some(d) = std::env::var_os("SEEDVAE_CACHE") {
-        return Some(PathBuf::from(d));
+        if d.is_empty() {
+            return Err(Error::Cache(
+                "SEEDVAE_CACHE is set but empty; unset it (for the default cache folder) or set \
+                 it to a folder"
+                    .into(),
+            ));
+        }
+        return Ok(Some(PathBuf::from(d)));
     }
     if cfg!(windows) {
-        return std::env::var_os("LOCALAPPDATA").map(|d| PathBuf::from(d).join("seedvae"));
+        return Ok(std::env::var_os("LOCALAPPDATA")
+            .filter(|d| !d.is_empty())
+            .map(|d| PathBuf::from(d).join("seedvae")));
     }
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d).join("seedvae"));
+        return Ok(Some(PathBuf::from(d).join("seedvae")));
     }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("seedvae"))
+    Ok(std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache").join("seedvae")))
+}
+
+/// Is `name` (an entry of folder `sub` of a cache root, `None` for the root itself) one that
+/// seedvae writes there? Temporary outputs (`.NAME.seedvae-tmp-PID-N`) are everywhere.
+fn own_name(sub: Option<&str>, name: &str, is_dir: bool) -> bool {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if name.contains(".seedvae-tmp-") {
+        return true;
+    }
+    match sub {
+        None => {
+            (is_dir && ["engines", "locks", "recipes", "graphs", "probes"].contains(&name))
+                || (!is_dir && name == CACHE_MARKER)
+        }
+        Some("engines") => {
+            is_dir && (is_key(name) || name.starts_with(".tmp-") || name.starts_with(".install-"))
+        }
+        Some("locks") => !is_dir && name.strip_suffix(".lock").is_some_and(is_key),
+        Some("recipes") => !is_dir && hex(name, 64),
+        Some("graphs") => !is_dir && graph_file_name(name),
+        Some("probes") => !is_dir && name.strip_suffix(".json").is_some_and(|n| hex(n, 32)),
+        Some(_) => false,
+    }
+}
+
+/// A converted graph (`<64 hex>.onnx`) or its content hash (`.onnx.blake3`).
+fn graph_file_name(name: &str) -> bool {
+    let stem = name
+        .strip_suffix(".onnx.blake3")
+        .or_else(|| name.strip_suffix(".onnx"));
+    stem.is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The first entry under `root` (two levels) that an unmarked cache of an earlier seedvae
+/// would not hold, if any.
+fn foreign_entry(root: &Path) -> Result<Option<PathBuf>, Error> {
+    let rd = std::fs::read_dir(root).map_err(|e| io_err(root, e))?;
+    for e in rd {
+        let e = e.map_err(|e| io_err(root, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if !own_name(None, &name, is_dir) {
+            return Ok(Some(e.path()));
+        }
+        if !is_dir {
+            continue;
+        }
+        for f in std::fs::read_dir(e.path()).map_err(|err| io_err(&e.path(), err))? {
+            let f = f.map_err(|err| io_err(&e.path(), err))?;
+            let n = f.file_name().to_string_lossy().into_owned();
+            if !own_name(Some(&name), &n, f.file_type().is_ok_and(|t| t.is_dir())) {
+                return Ok(Some(f.path()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Why `root` (existing) is not a cache seedvae may use, or `Ok(true)` when it is marked,
+/// `Ok(false)` when it may be marked (empty, or an earlier seedvae's unmarked cache).
+fn check_root(root: &Path) -> Result<bool, Error> {
+    let meta = std::fs::metadata(root).map_err(|e| io_err(root, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Cache(format!(
+            "{} is not a folder; the cache is a folder",
+            root.display()
+        )));
+    }
+    if root.join(CACHE_MARKER).is_file() {
+        return Ok(true);
+    }
+    match foreign_entry(root)? {
+        None => Ok(false),
+        Some(p) => Err(Error::Cache(format!(
+            "{} is not a seedvae cache: it has no {CACHE_MARKER} marker and holds things seedvae \
+             did not write ({}); seedvae never writes into or cleans such a folder: give a new or \
+             empty folder as the cache",
+            root.display(),
+            p.display()
+        ))),
+    }
+}
+
+fn mark(root: &Path) -> Result<(), Error> {
+    let text = format!(
+        "A seedvae cache (engines, converted graphs, first-run records): safe to delete.\n\
+         Made by seedvae {}.\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    seedvae_weights::output::write_atomic(&root.join(CACHE_MARKER), |f| {
+        f.write_all(text.as_bytes())
+    })?;
+    Ok(())
 }
 
 impl Cache {
-    /// The cache at `dir`, or at [`default_root`].
+    /// The cache at `dir`, or at [`default_root`], created and marked when new or empty; a
+    /// folder that is neither seedvae's cache nor empty is refused.
     pub fn open(dir: Option<&Path>) -> Result<Cache, Error> {
         let cache = Cache::existing(dir)?;
+        let root = &cache.root;
+        let marked = if root.exists() {
+            check_root(root)?
+        } else {
+            std::fs::create_dir_all(root).map_err(|e| io_err(root, e))?;
+            false
+        };
+        if !marked {
+            mark(root)?;
+        }
         for sub in ["engines", "locks", "recipes"] {
             let d = cache.root.join(sub);
             std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
@@ -189,14 +314,23 @@ impl Cache {
     }
 
     /// The cache at `dir` (or the default) as it is, creating nothing: for listing and cleaning,
-    /// which must work on a read-only or absent cache.
+    /// which must work on a read-only or absent cache. A folder that exists and is not a
+    /// seedvae cache (nor empty) is refused.
     pub fn existing(dir: Option<&Path>) -> Result<Cache, Error> {
         let root = match dir {
+            Some(d) if d.as_os_str().is_empty() => {
+                return Err(Error::Cache(
+                    "the cache folder is an empty path; give a folder".into(),
+                ))
+            }
             Some(d) => d.to_path_buf(),
-            None => default_root().ok_or_else(|| {
+            None => default_root()?.ok_or_else(|| {
                 Error::Cache("no cache directory: set SEEDVAE_CACHE or pass --cache DIR".into())
             })?,
         };
+        if root.exists() {
+            check_root(&root)?;
+        }
         Ok(Cache { root })
     }
 
@@ -216,6 +350,11 @@ impl Cache {
 
     pub fn entry_dir(&self, key: &str) -> PathBuf {
         self.engines_dir().join(key)
+    }
+
+    /// Where the first-run check of a model on a GPU records its pass (`name`: 32 hex digits).
+    pub fn probe_record(&self, name: &str) -> PathBuf {
+        self.root.join("probes").join(format!("{name}.json"))
     }
 
     /// Where the engine entries are.
@@ -321,9 +460,12 @@ impl Cache {
     pub fn gc(&self, graphs: bool) -> Result<GcReport, Error> {
         let mut r = GcReport::default();
         for (d, e) in self.list() {
-            if let Err(why) = e {
+            let Err(why) = e else { continue };
+            if own_entry_dir(&d) {
                 r.freed += remove_path(&d)?;
                 r.unusable.push((d, why.to_string()));
+            } else {
+                r.kept.push(d);
             }
         }
         let dir = self.engines_dir();
@@ -363,8 +505,18 @@ impl Cache {
         }
         let g = self.root.join("graphs");
         if graphs && g.is_dir() {
-            r.freed += remove_path(&g)?;
-            r.graphs = Some(g);
+            for e in std::fs::read_dir(&g).map_err(|e| io_err(&g, e))?.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if e.file_type().is_ok_and(|t| t.is_file()) && graph_file_name(&n) {
+                    r.freed += remove_path(&e.path())?;
+                } else if !n.contains(".seedvae-tmp-") {
+                    r.kept.push(e.path());
+                }
+            }
+            // Only once empty: anything else in it is not seedvae's to remove.
+            if std::fs::remove_dir(&g).is_ok() {
+                r.graphs = Some(g);
+            }
         }
         Ok(r)
     }
@@ -496,7 +648,25 @@ pub struct GcReport {
     pub leftovers: Vec<PathBuf>,
     /// The converted CPU graphs' folder, when removed.
     pub graphs: Option<PathBuf>,
+    /// What is in the cache but not seedvae's (names or contents it does not write): left alone.
+    pub kept: Vec<PathBuf>,
     pub freed: u64,
+}
+
+/// Is `dir` an engine entry seedvae wrote, by its name (a key) and contents (nothing but the
+/// engine and its manifest)? Only such a folder is removed when it does not verify.
+fn own_entry_dir(dir: &Path) -> bool {
+    let named = dir
+        .file_name()
+        .is_some_and(|n| is_key(&n.to_string_lossy()));
+    named
+        && std::fs::read_dir(dir).is_ok_and(|rd| {
+            rd.flatten().all(|e| {
+                e.file_type().is_ok_and(|t| t.is_file())
+                    && [ENGINE_FILE, MANIFEST_FILE]
+                        .contains(&e.file_name().to_string_lossy().as_ref())
+            })
+        })
 }
 
 /// Is process `pid` gone? Known on Linux only (elsewhere: no, and age decides).

@@ -42,9 +42,65 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The library's options by their CLI flags (as its messages name them), and the keyword
+/// arguments a Python caller passes for them: messages speak the caller's language.
+const KEYWORDS: [(&str, &str); 13] = [
+    ("--tile-size", "tile="),
+    ("--tile-overlap", "overlap="),
+    ("--no-tiling", "no_tiling=True"),
+    ("--chunk", "chunk="),
+    ("--vram-budget", "vram_budget_gb="),
+    ("--threads", "threads="),
+    ("--tensorrt-dir", "tensorrt_dir="),
+    ("--color-batch", "color_batch="),
+    ("--cuda-fp32", "cuda_fp32=True"),
+    ("--weights", "weights="),
+    ("--backend", "backend="),
+    ("--cache", "cache="),
+    ("--profile", "profile="),
+];
+
+/// `msg` with every CLI flag that has a keyword argument named by the keyword instead
+/// (`--tile-size 7` → `tile=7`).
+pub fn keywords(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    'scan: while let Some(at) = rest.find("--") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        for (flag, kw) in KEYWORDS {
+            let Some(after) = tail.strip_prefix(flag) else {
+                continue;
+            };
+            if after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-') {
+                continue;
+            }
+            out.push_str(kw);
+            // `--flag VALUE` → `kw=VALUE`; a bare flag or one followed by prose → `kw` alone.
+            let after = match after.strip_prefix(' ') {
+                Some(v) if kw.ends_with('=') && v.starts_with(|c: char| c.is_ascii_digit()) => v,
+                _ if kw.ends_with('=') => {
+                    out.push_str("...");
+                    after
+                }
+                _ => after,
+            };
+            rest = after;
+            continue 'scan;
+        }
+        out.push_str("--");
+        rest = &tail[2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The exception for a library error.
 pub fn to_py(e: seedvae::Error) -> PyErr {
-    let msg = chain(&e);
+    let msg = keywords(&chain(&e));
+    if e.is_out_of_memory() {
+        return pyo3::exceptions::PyMemoryError::new_err(msg);
+    }
     if e.is_interrupted() {
         CancelledError::new_err("interrupted: nothing was left half-written")
     } else if e.is_environment_failure() {
@@ -63,4 +119,26 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("UnavailableError", py.get_type::<UnavailableError>())?;
     m.add("CancelledError", py.get_type::<CancelledError>())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keywords;
+
+    #[test]
+    fn flags_become_keyword_arguments() {
+        assert_eq!(
+            keywords("--tile-size 7: tiles are at least 64 px"),
+            "tile=7: tiles are at least 64 px"
+        );
+        assert_eq!(
+            keywords("--chunk 0: a chunk is at least one latent frame"),
+            "chunk=0: a chunk is at least one latent frame"
+        );
+        assert_eq!(
+            keywords("lower --vram-budget or pass --no-tiling"),
+            "lower vram_budget_gb=... or pass no_tiling=True"
+        );
+        assert_eq!(keywords("a --force-ful --x"), "a --force-ful --x");
+    }
 }

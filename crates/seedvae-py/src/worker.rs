@@ -148,6 +148,9 @@ impl Info {
 pub struct Worker {
     jobs: Mutex<Option<Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The model's thread, where its progress callbacks run: a call from there is a call from
+    /// inside a run of this model.
+    thread_id: std::thread::ThreadId,
     info: Mutex<Info>,
 }
 
@@ -177,10 +180,12 @@ impl Worker {
                 }
             })
             .map_err(|e| SeedvaeError::new_err(format!("cannot start a thread: {e}")))?;
+        let thread_id = thread.thread().id();
         let info = hooks.finish(hooks.wait(py, rx)?)?;
         Ok(Worker {
             jobs: Mutex::new(Some(jobs)),
             thread: Mutex::new(Some(thread)),
+            thread_id,
             info: Mutex::new(info),
         })
     }
@@ -189,9 +194,19 @@ impl Worker {
         lock(&self.info).clone()
     }
 
+    /// Is this the model's own thread (a progress callback of a run of this model)?
+    fn inside_a_run(&self) -> bool {
+        std::thread::current().id() == self.thread_id
+    }
+
     /// Drop the model on its thread and wait for that thread to end (after a run in progress).
+    /// From the model's own progress callback it cannot wait for itself: the model is closed
+    /// for new calls at once and dropped when the run in progress returns.
     pub fn close(&self) {
         drop(lock(&self.jobs).take());
+        if self.inside_a_run() {
+            return;
+        }
         let thread = lock(&self.thread).take();
         if let Some(t) = thread {
             let _ = t.join();
@@ -205,6 +220,14 @@ impl Worker {
         hooks: &Hooks,
         f: impl FnOnce(&mut Model) -> seedvae::Result<T> + Send + 'static,
     ) -> PyResult<T> {
+        if self.inside_a_run() {
+            // Queued behind the run that is calling back, it would wait for itself for good.
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "this model was called from its own progress callback, during one of its runs; a \
+                 model runs one call at a time: call it after this run returns, or open another \
+                 Model for it",
+            ));
+        }
         let (tx, rx) = mpsc::channel();
         let job: Job = Box::new(move |m| {
             let r = f(m);

@@ -613,6 +613,10 @@ impl crate::media::FrameSink for ColorSink {
         self.flush()?;
         self.inner.finish()
     }
+
+    fn spill_dir(&self) -> Option<std::path::PathBuf> {
+        self.inner.spill_dir()
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,9 @@ pub enum Error {
     /// A backend cannot run on this machine.
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
+    /// A host buffer the run needs does not fit in memory.
+    #[error(transparent)]
+    Memory(#[from] seedvae_weights::OutOfMemory),
     /// A TensorRT-RTX call failed: `what` says which, the source is TensorRT-RTX's own error.
     #[error("{what}")]
     TrtCall {

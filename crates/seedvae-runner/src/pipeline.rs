@@ -75,6 +75,8 @@ struct Job<'a> {
     out_frames: Vec<usize>,
     /// Progress units (frames) of each chunk.
     progress_frames: Vec<usize>,
+    /// Where a tiled run's accumulator may spill when it does not fit in memory.
+    spill: Option<std::path::PathBuf>,
 }
 
 /// Run every tile's stream over the chunks. Untiled: chunk after chunk, each emitted as it
@@ -135,7 +137,14 @@ fn drive(
         };
         run_tile(backend, &plan.tiles[0], &mut stats, &mut sink)?;
     } else {
-        let mut blend = Blender::new(job.channels, total_frames, hh, ww, plan.ramp);
+        let mut blend = Blender::with_spill(
+            job.channels,
+            total_frames,
+            hh,
+            ww,
+            plan.ramp,
+            job.spill.as_deref(),
+        )?;
         stats.accumulator_bytes = blend.bytes();
         let starts: Vec<usize> = job
             .out_frames
@@ -164,7 +173,8 @@ fn drive(
             };
             run_tile(backend, tile, &mut stats, &mut sink)?;
         }
-        emit(blend.finish(), total_frames)?;
+        let per = job.out_frames.iter().copied().max().unwrap_or(1);
+        blend.emit(per, emit)?;
     }
     stats.frames = total_progress;
     Ok(stats)
@@ -190,6 +200,7 @@ pub fn decode(
         scale: 8,
         out_frames: frames.clone(),
         progress_frames: frames,
+        spill: sink.spill_dir(),
     };
     let mut input = |k: usize, tile: &Tile| Ok(latent.window(chunks[k], tile.y, tile.x));
     let mut emit = |v: Vec<f32>, f: usize| sink.push(&v, f);
@@ -261,6 +272,7 @@ pub fn encode(
         scale: 1,
         out_frames: chunks.iter().map(latent_frames).collect(),
         progress_frames: chunks.iter().map(|&(a, b)| b - a).collect(),
+        spill: None,
     };
     // The chunk's frames, read once per chunk and reused by the tiles of an untiled run; a tiled
     // run (tile-major) reads each chunk once per tile.
@@ -293,15 +305,13 @@ fn read_chunk(
 ) -> Result<Tensor, Error> {
     let (hh, ww) = source.size();
     let n = f1 - f0;
-    let mut v = vec![0f32; 3 * n * hh * ww];
+    let mut v = seedvae_weights::memory::zeroed(3 * n * hh * ww, || {
+        format!("{n} frames of {ww}×{hh} to encode")
+    })?;
     for (k, i) in (f0..f1).enumerate() {
         let frame = source.read(pad.source(i, t))?;
-        if let Some(at) = frame.iter().position(|x| !x.is_finite()) {
-            return Err(Error::Input(format!(
-                "frame {} holds NaN/Inf values (the first at value {at}); seedvae only takes finite values",
-                pad.source(i, t)
-            )));
-        }
+        crate::media::check_frame_values(&format!("frame {}", pad.source(i, t)), &frame)
+            .map_err(Error::Input)?;
         for c in 0..3 {
             v[(c * n + k) * hh * ww..(c * n + k + 1) * hh * ww]
                 .copy_from_slice(&frame[c * hh * ww..(c + 1) * hh * ww]);

@@ -97,21 +97,116 @@ pub struct Blender {
     h: usize,
     w: usize,
     overlap_px: usize,
-    acc: Vec<f32>,
+    acc: Store,
     wsum: Vec<f32>,
 }
 
+/// Where the accumulator lives: in memory while it fits, else in a temporary file beside the
+/// output, mapped (the page cache holds what is in use; a y4m or PNG output of any length then
+/// never needs the whole video in memory).
+enum Store {
+    Heap(Vec<f32>),
+    File(memmap2::MmapMut),
+}
+
+impl std::ops::Deref for Store {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            Store::Heap(v) => v,
+            Store::File(m) => bytemuck::cast_slice(m),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Store {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        match self {
+            Store::Heap(v) => v,
+            Store::File(m) => bytemuck::cast_slice_mut(m),
+        }
+    }
+}
+
+/// A zeroed accumulator of `n` values in a temporary file in `dir` (removed by the OS when
+/// closed, even after a crash on Unix). The zeros are written, not left sparse: a full disk is
+/// then an error here, never a fault while the map is written.
+fn file_store(n: usize, dir: &std::path::Path) -> std::io::Result<memmap2::MmapMut> {
+    use std::io::Write;
+    let file = tempfile::tempfile_in(dir)?;
+    let zeros = vec![0u8; 1 << 24];
+    let mut left = 4 * n;
+    let mut w = std::io::BufWriter::new(&file);
+    while left > 0 {
+        let k = left.min(zeros.len());
+        w.write_all(&zeros[..k])?;
+        left -= k;
+    }
+    w.flush()?;
+    drop(w);
+    // SAFETY: the file is this process's own unnamed temporary file, nobody else maps or
+    // truncates it; its length is exactly the map's.
+    unsafe { memmap2::MmapMut::map_mut(&file) }
+}
+
 impl Blender {
-    pub fn new(c: usize, f: usize, h: usize, w: usize, overlap_px: usize) -> Blender {
-        Blender {
+    /// An accumulator of `c` channels, `f` frames of `h × w` in memory (which must fit).
+    pub fn new(
+        c: usize,
+        f: usize,
+        h: usize,
+        w: usize,
+        overlap_px: usize,
+    ) -> Result<Blender, crate::Error> {
+        Blender::with_spill(c, f, h, w, overlap_px, None)
+    }
+
+    /// As [`Blender::new`], in a temporary file in `spill` when it does not fit in memory.
+    pub fn with_spill(
+        c: usize,
+        f: usize,
+        h: usize,
+        w: usize,
+        overlap_px: usize,
+        spill: Option<&std::path::Path>,
+    ) -> Result<Blender, crate::Error> {
+        let n = c * f * h * w;
+        let what = || format!("the tile blending accumulator ({f} frames of {w}×{h})");
+        let wsum = seedvae_weights::memory::zeroed(h * w, what)?;
+        // Room for the accumulator and, as the frames are emitted, a chunk of them.
+        let acc = match seedvae_weights::memory::check(
+            4 * n as u64 + (4 * n as u64).min(1 << 30),
+            what,
+        ) {
+            Ok(()) => Store::Heap(seedvae_weights::memory::zeroed(n, what)?),
+            Err(e) => match spill {
+                Some(dir) => {
+                    tracing::info!(
+                        "{}; accumulating the tiles in a temporary file in {} instead",
+                        e,
+                        dir.display()
+                    );
+                    Store::File(file_store(n, dir).map_err(|err| {
+                        crate::Error::Input(format!(
+                            "{}: the tile blending accumulator ({:.1} GB) does not fit in memory, \
+                             and a temporary file for it could not be written there: {err}",
+                            dir.display(),
+                            4.0 * n as f64 / 1e9
+                        ))
+                    })?)
+                }
+                None => return Err(e.into()),
+            },
+        };
+        Ok(Blender {
             c,
             f,
             h,
             w,
             overlap_px,
-            acc: vec![0.0; c * f * h * w],
-            wsum: vec![0.0; h * w],
-        }
+            acc,
+            wsum,
+        })
     }
 
     /// Add a tile whose output covers every frame, rows `y0..y0+th`, columns `x0..x0+tw`.
@@ -166,12 +261,44 @@ impl Blender {
     }
 
     /// The blended `[C, F, H, W]` values.
-    pub fn finish(mut self) -> Vec<f32> {
+    pub fn finish(self) -> Vec<f32> {
+        let mut out = Vec::new();
+        let f = self.f;
+        self.emit(f, &mut |v, _| {
+            out = v;
+            Ok(())
+        })
+        .expect("collecting cannot fail");
+        out
+    }
+
+    /// The blended values `per` frames at a time, each chunk `[C, n, H, W]` given to `emit`
+    /// with its frame count: memory for one chunk, whatever the clip's length.
+    pub fn emit(
+        self,
+        per: usize,
+        emit: &mut dyn FnMut(Vec<f32>, usize) -> Result<(), crate::Error>,
+    ) -> Result<(), crate::Error> {
         let plane = self.h * self.w;
-        for (i, v) in self.acc.iter_mut().enumerate() {
-            *v /= self.wsum[i % plane].max(1e-6);
+        let mut f0 = 0;
+        while f0 < self.f {
+            let n = per.max(1).min(self.f - f0);
+            let mut v = seedvae_weights::memory::with_capacity(self.c * n * plane, || {
+                format!("{n} blended frames of {}×{}", self.w, self.h)
+            })?;
+            for c in 0..self.c {
+                let start = (c * self.f + f0) * plane;
+                let src = &self.acc[start..start + n * plane];
+                v.extend(
+                    src.iter()
+                        .enumerate()
+                        .map(|(i, x)| x / self.wsum[i % plane].max(1e-6)),
+                );
+            }
+            emit(v, n)?;
+            f0 += n;
         }
-        self.acc
+        Ok(())
     }
 }
 
@@ -224,7 +351,7 @@ mod tests {
             .map(|i| ((i % w) as f32 * 0.01 + (i / w) as f32 * 0.003).sin())
             .collect();
         let overlap_px = 48;
-        let mut b = Blender::new(2, 1, h, w, overlap_px);
+        let mut b = Blender::new(2, 1, h, w, overlap_px).unwrap();
         let tiles = plan(40, 23, 16, overlap_px / 8);
         assert!(tiles.len() > 4, "{tiles:?}");
         for t in &tiles {

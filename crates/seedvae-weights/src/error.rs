@@ -22,6 +22,9 @@ pub enum Error {
         tensor: String,
         msg: String,
     },
+    /// A buffer this file needs does not fit in memory.
+    #[error(transparent)]
+    Memory(#[from] crate::memory::OutOfMemory),
     /// The file parsed, but it is not a usable SeedVR2 VAE (missing, unexpected or mis-shaped tensors).
     #[error("{}: not a valid SeedVR2 VAE checkpoint ({} problem(s)):\n{}", path.display(), problems.len(), crate::schema::format_problems(problems))]
     Invalid {

@@ -13,6 +13,7 @@
 pub mod dtype;
 pub mod error;
 pub mod gguf;
+pub mod memory;
 pub mod output;
 pub mod quant;
 pub mod safetensors;
@@ -22,6 +23,7 @@ pub mod weights;
 
 pub use dtype::DType;
 pub use error::{Error, Result};
+pub use memory::OutOfMemory;
 pub use quant::GgmlType;
 pub use schema::{Block, Conv, Model, Part, Problem, Report, Variant};
 pub use weights::{Format, Tensor, WeightFile};

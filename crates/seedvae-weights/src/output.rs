@@ -5,7 +5,8 @@
 //!   registered, so that a second Ctrl-C, which exits at once, still removes them
 //!   ([`remove_temporaries`]).
 //! - An existing output is replaced only with `--force`, and only when it is a regular file or a
-//!   directory seedvae itself wrote (it holds [`DIR_MARKER`]); never through a symbolic link,
+//!   directory seedvae itself wrote (it holds [`DIR_MARKER`], which lists the files it wrote)
+//!   and that holds nothing else since; never through a symbolic link,
 //!   never `.`, `..`, the working directory or one of its parents, never a path that is also an
 //!   input or holds one ([`check_output`]).
 
@@ -16,8 +17,55 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
-/// The file seedvae puts in every directory it writes as an output (PNG frames).
+/// The file seedvae puts in every directory it writes as an output (PNG frames): a first line
+/// [`DIR_MARKER_HEADER`], then the name of every file it wrote there, one a line.
 pub const DIR_MARKER: &str = ".seedvae-output";
+pub const DIR_MARKER_HEADER: &str = "frames written by seedvae";
+
+/// Write `dir`'s marker listing `files` (names inside `dir`), the files seedvae wrote there.
+pub fn write_dir_marker(dir: &Path, files: &[String]) -> Result<()> {
+    let mut text = format!("{DIR_MARKER_HEADER}\n");
+    for f in files {
+        text.push_str(f);
+        text.push('\n');
+    }
+    let path = dir.join(DIR_MARKER);
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+}
+
+/// The first entry of the marked output directory `dir` that seedvae did not write: not the
+/// marker, not a regular file listed in it. (A marker of an earlier seedvae, which listed
+/// nothing, owns the `frame_NNNNNN.png` files it wrote.)
+fn foreign_entry(dir: &Path) -> Result<Option<String>> {
+    let marker = std::fs::read_to_string(dir.join(DIR_MARKER)).map_err(|e| Error::io(dir, e))?;
+    let mut lines = marker.lines();
+    if lines.next() != Some(DIR_MARKER_HEADER) {
+        return Ok(Some(DIR_MARKER.to_string()));
+    }
+    let listed: BTreeSet<&str> = lines.filter(|l| !l.is_empty()).collect();
+    let legacy = |n: &str| {
+        n.strip_prefix("frame_")
+            .and_then(|r| r.strip_suffix(".png"))
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    };
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == DIR_MARKER {
+            continue;
+        }
+        let file = e.file_type().is_ok_and(|t| t.is_file());
+        let own = if listed.is_empty() {
+            legacy(&name)
+        } else {
+            listed.contains(name.as_str())
+        };
+        if !(file && own) {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
 
 /// Temporary outputs of this process not yet renamed or removed.
 static TEMPORARIES: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
@@ -128,6 +176,15 @@ pub fn check_overwrite(path: &Path, force: bool) -> Result<()> {
             path,
             "is a directory seedvae did not write (it has no .seedvae-output marker); --force only \
              replaces seedvae's own outputs: remove it yourself or choose another -o path",
+        ));
+    }
+    if let Some(name) = foreign_entry(&b)? {
+        return Err(refuse(
+            path,
+            &format!(
+                "holds '{name}', which seedvae did not write there; --force only replaces a \
+                 folder of seedvae's own frames: move it out or choose another -o path"
+            ),
         ));
     }
     Ok(())
@@ -365,7 +422,7 @@ mod tests {
     #[test]
     fn no_pre_existing_byte_but_the_outputs_is_ever_lost() {
         let mut rng = crate::synth::Rng::new(2026);
-        for case in 0..300 {
+        for case in 0..500 {
             let t = tempfile::tempdir().unwrap();
             let root = t.path();
             let victim = root.join("victim");
@@ -373,7 +430,7 @@ mod tests {
             std::fs::write(victim.join("keep.txt"), format!("precious {case}")).unwrap();
             std::fs::write(root.join("sibling.txt"), b"also precious").unwrap();
             let target = root.join("out");
-            let kind = rng.next_u64() % 7;
+            let kind = rng.next_u64() % 10;
             let mut own = false; // is what sits at `target` seedvae's own output?
             match kind {
                 0 => {}
@@ -383,13 +440,36 @@ mod tests {
                 }
                 2 => {
                     std::fs::create_dir(&target).unwrap();
-                    std::fs::write(target.join(DIR_MARKER), b"").unwrap();
+                    std::fs::write(target.join(DIR_MARKER), DIR_MARKER_HEADER).unwrap();
                     std::fs::write(target.join("frame_000000.png"), b"old frame").unwrap();
                     own = true;
                 }
                 3 => {
                     std::fs::create_dir(&target).unwrap();
                     std::fs::write(target.join("theirs.txt"), b"not seedvae's").unwrap();
+                }
+                // seedvae's frames, then the user's own notes and folder added beside them.
+                7 => {
+                    std::fs::create_dir(&target).unwrap();
+                    write_dir_marker(&target, &["frame_000000.png".into()]).unwrap();
+                    std::fs::write(target.join("frame_000000.png"), b"old frame").unwrap();
+                    std::fs::write(target.join("notes.txt"), b"mine").unwrap();
+                    std::fs::create_dir(target.join("keep")).unwrap();
+                    std::fs::write(target.join("keep/x.txt"), b"mine too").unwrap();
+                }
+                // An earlier seedvae's marker (no list): its frames, and a file of the user's.
+                8 => {
+                    std::fs::create_dir(&target).unwrap();
+                    std::fs::write(target.join(DIR_MARKER), DIR_MARKER_HEADER).unwrap();
+                    std::fs::write(target.join("frame_000000.png"), b"old frame").unwrap();
+                    std::fs::write(target.join("frame_000000.png.txt"), b"mine").unwrap();
+                }
+                // seedvae's frames and nothing else, listed: replaceable.
+                9 => {
+                    std::fs::create_dir(&target).unwrap();
+                    write_dir_marker(&target, &["frame_000000.png".into()]).unwrap();
+                    std::fs::write(target.join("frame_000000.png"), b"old frame").unwrap();
+                    own = true;
                 }
                 #[cfg(unix)]
                 4 => std::os::unix::fs::symlink(&victim, &target).unwrap(),
@@ -417,7 +497,7 @@ mod tests {
                     let tmp = temp_path(&bare(&given));
                     std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
                     register_temporary(&tmp);
-                    std::fs::write(tmp.join(DIR_MARKER), b"").unwrap();
+                    write_dir_marker(&tmp, &["frame_000000.png".into()]).unwrap();
                     std::fs::write(tmp.join("frame_000000.png"), b"new frame").unwrap();
                     match outcome {
                         0 => replace_dir(&tmp, &given, force).map(|_| true),

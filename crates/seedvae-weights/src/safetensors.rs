@@ -39,19 +39,24 @@ pub fn numel(shape: &[usize]) -> Option<usize> {
 
 /// Parse and validate the header of a SafeTensors file held in `bytes` (`path` only names it in errors).
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Header> {
+    parse_prefix(path, bytes, bytes.len() as u64)
+}
+
+/// [`parse`] from the file's first bytes alone (`prefix`: at least the length field and the
+/// header) and its length `total`: every check, the data's extent against the file's length
+/// included, made before any data is read.
+pub fn parse_prefix(path: &Path, prefix: &[u8], total: u64) -> Result<Header> {
     let err = |msg: String| Error::format(path, msg);
-    if bytes.len() < 8 {
+    if total < 8 || prefix.len() < 8 {
         return Err(err(format!(
-            "not a SafeTensors file: {} bytes, shorter than the 8-byte header length field",
-            bytes.len()
+            "not a SafeTensors file: {total} bytes, shorter than the 8-byte header length field"
         )));
     }
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    let avail = bytes.len() as u64 - 8;
+    let n = u64::from_le_bytes(prefix[..8].try_into().expect("8 bytes"));
+    let avail = total - 8;
     if n > avail {
         return Err(err(format!(
-            "header length {n} runs past the end of the file ({} bytes): the file is truncated or not SafeTensors",
-            bytes.len()
+            "header length {n} runs past the end of the file ({total} bytes): the file is truncated or not SafeTensors"
         )));
     }
     if n > MAX_HEADER {
@@ -60,8 +65,15 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Header> {
         )));
     }
     let header_end = 8 + n as usize;
-    let text = std::str::from_utf8(&bytes[8..header_end])
-        .map_err(|e| err(format!("header is not UTF-8: {e}")))?;
+    let Ok(total) = usize::try_from(total) else {
+        return Err(err(format!(
+            "{total} bytes is larger than this machine can address"
+        )));
+    };
+    let Some(head) = prefix.get(8..header_end) else {
+        return Err(err("the header was not read whole".into()));
+    };
+    let text = std::str::from_utf8(head).map_err(|e| err(format!("header is not UTF-8: {e}")))?;
     let json: serde_json::Value = serde_json::from_str(text.trim_end_matches(' '))
         .map_err(|e| err(format!("header is not valid JSON: {e}")))?;
     let obj = json
@@ -77,7 +89,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Header> {
         )));
     }
 
-    let data_len = bytes.len() - header_end;
+    let data_len = total - header_end;
     let mut out = Header::default();
     for (name, entry) in obj {
         if name == "__metadata__" {
@@ -122,12 +134,12 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Header> {
         cursor = t.range.end;
         prev = Some(t);
     }
-    if cursor != bytes.len() {
+    if cursor != total {
         return Err(err(format!(
             "tensors cover {} of the {} data bytes: {} trailing bytes",
             cursor - header_end,
             data_len,
-            bytes.len() - cursor
+            total - cursor
         )));
     }
     Ok(out)

@@ -33,6 +33,10 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A host buffer does not fit in this machine's memory (the message says what, how much
+    /// it needs and how much there is).
+    #[error(transparent)]
+    Memory(#[from] seedvae_weights::OutOfMemory),
     /// A run was stopped by its [`crate::CancelToken`].
     #[error("interrupted")]
     Interrupted,
@@ -62,16 +66,29 @@ impl Error {
         )
     }
 
+    /// Did a buffer not fit in memory (too large an input or output for this machine)?
+    pub fn is_out_of_memory(&self) -> bool {
+        use seedvae_runner::Error as R;
+        use seedvae_weights::Error as W;
+        matches!(
+            self,
+            Error::Memory(_)
+                | Error::Weights(W::Memory(_))
+                | Error::Runner(R::Memory(_) | R::Weights(W::Memory(_)))
+        )
+    }
+
     /// Is this the input's or a setting's fault — a bad file, shape, value or option, whose
     /// message says what to change — rather than the machine's or seedvae's?
     pub fn is_invalid_input(&self) -> bool {
         use seedvae_runner::Error as R;
-        matches!(
-            self,
-            Error::Invalid(_)
-                | Error::Weights(_)
-                | Error::Runner(R::Input(_) | R::Plan(_) | R::Weights(_))
-        )
+        !self.is_out_of_memory()
+            && matches!(
+                self,
+                Error::Invalid(_)
+                    | Error::Weights(_)
+                    | Error::Runner(R::Input(_) | R::Plan(_) | R::Weights(_))
+            )
     }
 
     /// True when the run stopped because it was cancelled (Ctrl-C), not because it failed.

@@ -486,7 +486,7 @@ fn open_cuda(
         EnginePrecision::Fp32 => crate::probe::FP32,
         _ => crate::probe::FP16,
     };
-    let id = format!("onnxruntime-cuda {}", graph_identity(&graph));
+    let id = format!("onnxruntime-cuda {}", graph_identity(&graph)?);
     crate::probe::first_run(&mut m, source, o, &gpu, &id, bound, progress)?;
     Ok(m)
 }
@@ -500,20 +500,13 @@ fn cuda_precision(o: &ModelOptions) -> EnginePrecision {
     }
 }
 
-/// A graph file's identity for probe records: its name (the cache's recipe hash), size and
-/// modification time.
-fn graph_identity(graph: &Path) -> String {
-    let meta = std::fs::metadata(graph).ok();
-    let mtime = meta
-        .as_ref()
-        .and_then(|m| m.modified().ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs());
-    format!(
-        "{} {} {mtime}",
-        graph.display(),
-        meta.map_or(0, |m| m.len())
-    )
+/// A graph file's identity for probe records: the blake3 of its bytes (a graph replaced by
+/// another of the same size and time is another graph).
+fn graph_identity(graph: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(graph).map_err(|e| Error::io(graph, e))?;
+    let mut h = blake3::Hasher::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(graph, e))?;
+    Ok(format!("graph blake3 {}", h.finalize().to_hex()))
 }
 
 /// GPU memory to plan within: `--vram-budget`, else the free memory less 0.5 GB.
@@ -754,5 +747,31 @@ mod tests {
         let (r, calls) = with(0.5);
         r.unwrap();
         assert_eq!(calls, 0, "a recorded pass is not checked again");
+        // A record is read, not trusted for existing: junk, or another model's pass copied over
+        // it, is checked again (and a broken GPU then refused).
+        let record = std::fs::read_dir(&probes)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let good = std::fs::read_to_string(&record).unwrap();
+        for junk in [
+            "{}".to_string(),
+            "garbage".into(),
+            good.replace("model-x", "model-y"),
+        ] {
+            std::fs::write(&record, &junk).unwrap();
+            let (r, calls) = with(0.5);
+            assert!(r.is_err() && calls > 0, "{junk} was trusted");
+        }
+        // A pass whose record cannot be written (a read-only cache, a full disk) is a pass.
+        std::fs::remove_dir_all(&probes).unwrap();
+        std::fs::write(&probes, b"not a folder").unwrap();
+        let (r, calls) = with(0.0);
+        r.unwrap();
+        assert!(calls > 0);
+        let (_, calls) = with(0.0);
+        assert!(calls > 0, "not recorded, so checked again");
     }
 }

@@ -25,23 +25,49 @@ pub(crate) const FP32: Bound = Bound::RelL2(1e-4);
 pub(crate) const FP16: Bound = Bound::RelL2(1e-2);
 pub(crate) const ENGINE: Bound = Bound::PsnrDb(24.0);
 
-/// What was checked, kept as the record of a pass.
-#[derive(Debug, Clone, serde::Serialize)]
-struct Record<'a> {
-    model: &'a str,
-    backend: &'a str,
-    gpu: &'a str,
-    gpu_uuid: &'a str,
+/// What was checked, kept as the record of a pass; read back and verified before a check is
+/// skipped on it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Record {
+    model: String,
+    backend: String,
+    gpu: String,
+    gpu_uuid: String,
     value: f64,
     bound: Bound,
 }
 
+impl Record {
+    /// Does this record say that `model_id` passed `bound` on `gpu`?
+    fn vouches_for(&self, model_id: &str, gpu: &GpuInfo, bound: Bound) -> bool {
+        self.model == model_id
+            && self.gpu_uuid == gpu.uuid
+            && self.bound == bound
+            && bound.holds(self.value)
+    }
+}
+
 fn record_path(cache: &Cache, model_id: &str, gpu: &GpuInfo) -> PathBuf {
     let key = blake3::hash(format!("{model_id}\n{}\n{}", gpu.uuid, gpu.name).as_bytes());
-    cache
-        .root
-        .join("probes")
-        .join(format!("{}.json", &key.to_hex()[..32]))
+    cache.probe_record(&key.to_hex()[..32])
+}
+
+/// A recorded pass for `model_id` on `gpu` at `bound`, read and verified; anything else
+/// (missing, unreadable, junk, another model's, a failing value) is no record.
+fn recorded(path: &std::path::Path, model_id: &str, gpu: &GpuInfo, bound: Bound) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    match serde_json::from_slice::<Record>(&bytes) {
+        Ok(r) if r.vouches_for(model_id, gpu, bound) => true,
+        _ => {
+            tracing::info!(
+                "first-run record {} does not vouch for this model and GPU; checking again",
+                path.display()
+            );
+            false
+        }
+    }
 }
 
 /// The probe's input: a seeded 2-latent-frame 8×8 latent, or a 5-frame 32×32 clip.
@@ -88,7 +114,7 @@ pub(crate) fn first_run(
 ) -> Result<()> {
     let cache = Cache::open(o.cache.as_deref())?;
     let record = record_path(&cache, model_id, gpu);
-    if record.is_file() {
+    if recorded(&record, model_id, gpu, bound) {
         return Ok(());
     }
     let quiet = Progress::new(|_| {}).with_cancel(progress.cancel_token().clone());
@@ -121,17 +147,26 @@ pub(crate) fn first_run(
         ))));
     }
     let text = serde_json::to_vec_pretty(&Record {
-        model: model_id,
-        backend: &backend,
-        gpu: &gpu.name,
-        gpu_uuid: &gpu.uuid,
+        model: model_id.into(),
+        backend,
+        gpu: gpu.name.clone(),
+        gpu_uuid: gpu.uuid.clone(),
         value,
         bound,
     })
     .map_err(|e| Error::Invalid(e.to_string()))?;
-    if let Some(dir) = record.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    // The check passed: a record that cannot be written (a read-only cache, a full disk) only
+    // means it runs again next time.
+    let written = record
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .map_err(|e| Error::io(&record, e))
+        .and_then(|()| {
+            seedvae_weights::output::write_atomic(&record, |f| std::io::Write::write_all(f, &text))
+                .map_err(Error::from)
+        });
+    if let Err(e) = written {
+        tracing::warn!("first-run check passed, but its record could not be written ({e}); it runs again next time");
     }
-    seedvae_weights::output::write_atomic(&record, |f| std::io::Write::write_all(f, &text))?;
     Ok(())
 }

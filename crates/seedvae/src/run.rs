@@ -324,7 +324,8 @@ impl Model {
         // The reference first: a bad one is refused before anything is created.
         let reference = match &out.color {
             Some(c) if c.method != ColorMethod::None => {
-                let src = open_frames(&c.reference)?;
+                // Any size: the reference is resized to the output.
+                let src = media::open_source(&c.reference)?;
                 if src.is_empty() {
                     return Err(invalid!("{}: no frames", c.reference.display()));
                 }
@@ -359,7 +360,8 @@ impl Model {
         progress: &Progress,
     ) -> Result<(Tensor, RunReport)> {
         let plan = self.plan_decode(latent, opts)?;
-        let mut sink = media::MemorySink::new(8 * latent.shape[3], 8 * latent.shape[4]);
+        let mut sink =
+            media::MemorySink::new(8 * latent.shape[3], 8 * latent.shape[4], plan.frames)?;
         let report = self.run_decode(latent, opts, &plan, &mut sink, progress)?;
         Ok((sink.into_tensor(), report))
     }
@@ -463,9 +465,11 @@ pub fn correct_colors(
     if batch == 0 {
         return Err(invalid!("the colour-correction batch must be at least 1"));
     }
-    media::check_finite("colour reference", &reference).map_err(|e| invalid!("{e}"))?;
     let shape = video.shape.clone();
     let mut v = video.into_f32();
+    media::check_frame_values("the video to colour-correct", &v).map_err(|e| invalid!("{e}"))?;
+    media::check_frame_values("the colour reference", &reference.to_f32())
+        .map_err(|e| invalid!("{e}"))?;
     let mut src = media::TensorFrames(reference);
     seedvae_runner::color::correct_video(&mut v, dims, &mut src, method, batch)?;
     Ok(Tensor::f32(shape, v))

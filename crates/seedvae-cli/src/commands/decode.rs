@@ -27,8 +27,8 @@ pub struct Args {
     pub dit_latent: bool,
     #[command(flatten)]
     pub tiles: TileArgs,
-    /// Frame rate written into a .y4m output.
-    #[arg(long, default_value_t = 24)]
+    /// Frame rate written into a .y4m output (at least 1).
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..))]
     pub fps: u32,
     /// Colour correction after decoding, as the SeedVR2 ComfyUI node (numz) does it: `lab` (its
     /// default), `wavelet`, `wavelet_adaptive`, `hsv`, `adain`, or `none`. Needs --color-ref.

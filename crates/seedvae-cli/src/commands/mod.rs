@@ -62,6 +62,10 @@ fn exit_now(code: i32) -> ! {
 #[cfg(unix)]
 pub fn install_interrupt_handler() {
     use signal_hook::consts::{SIGINT, SIGTERM};
+    // A file-size limit (`ulimit -f`) reached while writing an output: the write fails with an
+    // error that names the file, instead of the signal killing the process mid-file.
+    // SAFETY: setting a signal's disposition to "ignore" installs no handler code.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
         tracing::warn!("cannot handle Ctrl-C: an interrupted run may leave temporary files");
         return;

@@ -184,6 +184,9 @@ pub fn run_engines(a: EnginesArgs, _ui: &Ui) -> Result<ExitCode> {
             if let Some(g) = &r.graphs {
                 println!("removed converted CPU graphs in {}", g.display());
             }
+            for d in &r.kept {
+                println!("left alone {} (not seedvae's)", d.display());
+            }
             println!("freed {}", bytes(r.freed));
         }
     }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 tensorrt; one that cannot load here is listed as skipped with the reason. Exit code 0 when every \
 backend that loaded passed. Examples:\n  \
 seedvae selftest\n  \
-seedvae selftest --fixtures ../shared/fixtures/vae_tiny --json selftest.json"
+seedvae selftest --fixtures ../shared/fixtures/vae_tiny --json > selftest.json"
 )]
 pub struct Args {
     /// The reduced-width `vae_tiny` fixture folder (weights.safetensors, latent_*, decoded_*,
@@ -18,9 +18,10 @@ pub struct Args {
     /// random VAE synthesized here, compared with the CPU fp32 graph.
     #[arg(long)]
     pub fixtures: Option<PathBuf>,
-    /// Also write the report as JSON to this file.
+    /// Print the report as JSON on standard output instead of the table (as every command's
+    /// --json does).
     #[arg(long)]
-    pub json: Option<PathBuf>,
+    pub json: bool,
     /// Cache for the graphs and engines it converts (default: a temporary folder).
     #[arg(long)]
     pub cache: Option<PathBuf>,
@@ -36,8 +37,13 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
         tensorrt_dir: a.tensorrt_dir.clone(),
     };
     let r = seedvae::selftest(&opts, &ui.progress("selftest"))?;
-    if let Some(path) = &a.json {
-        r.write_json(path)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(if r.passed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     println!("seedvae {} selftest; reference: {}", r.seedvae, r.reference);
     if let Some(g) = &r.gpu {
@@ -79,7 +85,7 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!(
-        "selftest FAILED. For a bug report, send this table (or --json's file), the output of \
+        "selftest FAILED. For a bug report, send this table (or the --json report), the output of \
          `nvidia-smi` and the command you ran; run again with -v for the logs."
     );
     Ok(ExitCode::FAILURE)

@@ -13,6 +13,7 @@ mod layering;
 mod messages;
 mod outputs;
 mod pack;
+mod round2;
 mod run;
 mod selftest;
 mod signals;

@@ -116,19 +116,43 @@ def _callback(progress: Optional[ProgressFn]):
     return lambda kind, text, done, total: progress(Event(kind, text, done, total))
 
 
-def _host(x: Any) -> tuple[np.ndarray, Any]:
+_FLOATS = ("float16", "float32", "float64", "bfloat16")
+
+
+def _refuse_dtype(what: str, dtype: Any, frames: bool) -> None:
+    """Only floating-point values (and, for frames, 8-bit ones) mean what seedvae takes."""
+    name = str(dtype).replace("torch.", "")
+    if name in _FLOATS or (frames and name == "uint8"):
+        return
+    if frames:
+        hint = (
+            "frames are floating point in [-1, 1] (convert with x / 127.5 - 1 from 0..255, "
+            "x * 2 - 1 from 0..1), or uint8 (0..255, converted so)"
+        )
+    else:
+        hint = "latents are floating point (float16, bfloat16, float32 or float64), in VAE space"
+    raise InvalidInputError(f"{what}: dtype {name} cannot be meant here; {hint}")
+
+
+def _host(x: Any, what: str, frames: bool = False) -> tuple[np.ndarray, Any]:
     """``x`` as a C-ordered float32 numpy array, and how to give a result back in its kind
-    (a torch tensor on its device, or numpy)."""
+    (a torch tensor on its device, or numpy). Only float arrays are taken (and, for
+    ``frames``, uint8 ones, mapped from 0..255 to [-1, 1]); ``what`` names the argument."""
+    if x is None:
+        raise InvalidInputError(f"{what}: expected an array (numpy, torch or DLPack); found None")
     back = None
     mod = type(x).__module__
     if mod.startswith("torch"):
         import torch
 
+        _refuse_dtype(what, x.dtype, frames)
         device = x.device
         t = x.detach()
         if t.device.type != "cpu":
             t = t.to("cpu")
-        if t.dtype != torch.float32:
+        if t.dtype == torch.uint8:
+            t = t.float() / 127.5 - 1.0
+        elif t.dtype != torch.float32:
             t = t.float()
         a = np.from_dlpack(t.contiguous())
 
@@ -141,7 +165,13 @@ def _host(x: Any) -> tuple[np.ndarray, Any]:
     elif hasattr(x, "__dlpack__"):
         a = np.from_dlpack(x)
     else:
-        a = np.asarray(x)
+        try:
+            a = np.asarray(x)
+        except Exception as e:  # ragged lists and the like
+            raise InvalidInputError(f"{what}: not an array of numbers ({e})") from None
+    _refuse_dtype(what, a.dtype, frames)
+    if a.dtype == np.uint8:
+        a = a.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
     return np.ascontiguousarray(a, dtype=np.float32), (back or (lambda r: r))
 
 
@@ -252,7 +282,7 @@ class Model:
             raise ValueError(f"colour method {color_fix!r}: choose one of {', '.join(COLOR_METHODS)}")
         if color_fix != "none" and color_reference is None:
             raise InvalidInputError(f"color_fix={color_fix!r} needs a color_reference clip")
-        a, back = _host(latent)
+        a, back = _host(latent, "latent")
         if a.ndim == 4:
             # [1, 16, h, w]: one latent frame; [16, T, h, w]: no batch axis.
             a = a[:, :, None] if a.shape[:2] == (1, 16) else a[None]
@@ -266,7 +296,8 @@ class Model:
             cancel=cancel,
         )
         if color_fix != "none":
-            video = _seedvae.correct_colors(video, _host(color_reference)[0], color_fix, color_batch)
+            reference = _host(color_reference, "color_reference", frames=True)[0]
+            video = _seedvae.correct_colors(video, reference, color_fix, color_batch)
         return back(video)
 
     def encode(
@@ -284,7 +315,7 @@ class Model:
         """Encode frames ``[1, 3, T, H, W]`` or ``[3, T, H, W]`` in [-1, 1] (``H``, ``W``
         multiples of 8; ``T`` padded to 4n + 1 by ``pad``: "reflect" or "repeat") into the
         posterior mean ``[1, 16, n + 1, H/8, W/8]``."""
-        a, back = _host(frames)
+        a, back = _host(frames, "frames", frames=True)
         if a.ndim == 4:
             a = a[None]
         latent, self.last_report = self._m.encode(
@@ -306,8 +337,8 @@ def correct_colors(video: Any, reference: Any, method: str = "lab", batch: int =
     :data:`COLOR_METHODS`, as the numz SeedVR2 node does: frame for frame (the reference
     resized bilinearly, its last frame repeated), ``batch`` frames together (``lab``, ``hsv``
     and ``wavelet_adaptive`` match histograms over a batch)."""
-    v, back = _host(video)
-    r, _ = _host(reference)
+    v, back = _host(video, "video", frames=True)
+    r, _ = _host(reference, "reference", frames=True)
     return back(_seedvae.correct_colors(v, r, method, batch))
 
 

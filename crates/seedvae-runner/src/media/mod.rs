@@ -79,6 +79,19 @@ pub trait FrameSink {
     fn push(&mut self, v: &[f32], f: usize) -> Result<(), Error>;
     /// Make the output appear; returns the number of frames written.
     fn finish(self: Box<Self>) -> Result<usize, Error>;
+    /// A folder on the output's disk for scratch data too large for memory (None: keep it in
+    /// memory or fail).
+    fn spill_dir(&self) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// The folder `path` is written in (its parent; `.` for a bare name).
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// What to create: `frames` frames of `h × w` (known up front for the tensor formats).
@@ -213,6 +226,9 @@ impl FrameSink for TensorSink {
         self.file.commit()?;
         Ok(self.n)
     }
+    fn spill_dir(&self) -> Option<PathBuf> {
+        Some(parent_dir(&self.path))
+    }
 }
 
 /// Frames in, one at a time.
@@ -228,59 +244,84 @@ pub trait FrameSource {
 }
 
 pub fn open_source(path: &Path) -> Result<Box<dyn FrameSource>, Error> {
-    Ok(match Container::of(path)? {
+    let meta = std::fs::metadata(path).map_err(|e| bad(path, e))?;
+    let container = Container::of(path)?;
+    if (container == Container::PngDir) != meta.is_dir() || !(meta.is_dir() || meta.is_file()) {
+        return Err(bad(
+            path,
+            "is not frames seedvae reads: a folder of PNG frames, or a .y4m, .safetensors or \
+             .npy file",
+        ));
+    }
+    Ok(match container {
         Container::PngDir => Box::new(PngFrames::open(path)?),
         Container::Y4m => Box::new(Y4mReader::open(path)?),
         _ => Box::new(TensorFrames(crate::media::read_video(path)?)),
     })
 }
 
-/// Decoded frames kept in memory, assembled into one `[1, 3, F, H, W]` tensor at the end (for
-/// callers that want the video itself, not a file).
+/// Decoded frames kept in memory as one `[1, 3, F, H, W]` tensor (for callers that want the
+/// video itself, not a file), allocated whole up front, checked to fit.
 pub struct MemorySink {
     h: usize,
     w: usize,
-    chunks: Vec<(Vec<f32>, usize)>,
+    frames: usize,
+    n: usize,
+    v: Vec<f32>,
 }
 
 impl MemorySink {
-    pub fn new(h: usize, w: usize) -> MemorySink {
-        MemorySink {
+    /// Room for `frames` frames of `h × w`, or the error saying that they do not fit.
+    pub fn new(h: usize, w: usize, frames: usize) -> Result<MemorySink, Error> {
+        let v = seedvae_weights::memory::zeroed(3 * frames * h * w, || {
+            format!("the decoded video ({frames} frames of {w}×{h}, f32)")
+        })?;
+        Ok(MemorySink {
             h,
             w,
-            chunks: Vec::new(),
-        }
+            frames,
+            n: 0,
+            v,
+        })
     }
 
     /// The frames pushed so far, channel-major.
-    pub fn into_tensor(self) -> Tensor {
+    pub fn into_tensor(mut self) -> Tensor {
         let hw = self.h * self.w;
-        let frames: usize = self.chunks.iter().map(|c| c.1).sum();
-        let mut v = Vec::with_capacity(3 * frames * hw);
-        for c in 0..3 {
-            for (chunk, f) in &self.chunks {
-                v.extend_from_slice(&chunk[c * f * hw..(c + 1) * f * hw]);
+        if self.n < self.frames {
+            // Fewer than announced (a run that stopped early): close the gaps between channels.
+            for c in 1..3 {
+                let from = c * self.frames * hw;
+                self.v
+                    .copy_within(from..from + self.n * hw, c * self.n * hw);
             }
+            self.v.truncate(3 * self.n * hw);
         }
-        Tensor::f32(vec![1, 3, frames, self.h, self.w], v)
+        Tensor::f32(vec![1, 3, self.n, self.h, self.w], self.v)
     }
 }
 
 impl FrameSink for MemorySink {
     fn push(&mut self, v: &[f32], f: usize) -> Result<(), Error> {
-        if v.len() != 3 * f * self.h * self.w {
+        let hw = self.h * self.w;
+        if v.len() != 3 * f * hw || self.n + f > self.frames {
             return Err(Error::Backend(format!(
-                "a chunk of {f} frames of {}×{} has {} values",
+                "a chunk of {f} frames of {}×{} has {} values, or runs past the {} frames announced",
                 self.w,
                 self.h,
-                v.len()
+                v.len(),
+                self.frames
             )));
         }
-        self.chunks.push((v.to_vec(), f));
+        for c in 0..3 {
+            let at = (c * self.frames + self.n) * hw;
+            self.v[at..at + f * hw].copy_from_slice(&v[c * f * hw..(c + 1) * f * hw]);
+        }
+        self.n += f;
         Ok(())
     }
     fn finish(self: Box<Self>) -> Result<usize, Error> {
-        Ok(self.chunks.iter().map(|c| c.1).sum())
+        Ok(self.n)
     }
 }
 
@@ -345,6 +386,33 @@ pub fn check_finite(name: &str, t: &Tensor) -> Result<(), NonFinite> {
     Err(NonFinite(format!(
         "tensor '{name}' holds {bad} NaN/Inf value(s), the first at {at:?}; seedvae only takes finite values"
     )))
+}
+
+/// Frames are in [−1, 1]; decoders overshoot a little at highlights and edges, so values up to
+/// this far are taken as frames, and beyond it refused: 0..255 levels or a stray scale cannot
+/// be meant.
+pub const FRAME_VALUE_LIMIT: f32 = 2.0;
+
+/// Why the values of frame(s) `what` cannot be frames in [−1, 1]: NaN/Inf, or beyond
+/// [`FRAME_VALUE_LIMIT`] (with the largest magnitude found and how to convert).
+pub fn check_frame_values(what: &str, v: &[f32]) -> Result<(), String> {
+    if let Some(at) = v.iter().position(|x| !x.is_finite()) {
+        return Err(format!(
+            "{what} holds NaN/Inf values (the first at value {at}); seedvae only takes finite values"
+        ));
+    }
+    let top = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if top > FRAME_VALUE_LIMIT {
+        let hint = if top <= 255.0 {
+            "; 8-bit levels (0..255) convert to frames as x / 127.5 - 1"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "{what} holds values up to {top} in magnitude; frames are in [-1, 1]{hint}"
+        ));
+    }
+    Ok(())
 }
 
 /// Is `t` (read from `path`) a decoder input `[1, 16, T, h, w]`?

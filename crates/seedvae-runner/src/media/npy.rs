@@ -40,7 +40,12 @@ pub fn read(path: &Path) -> Result<Tensor, Error> {
     layout
         .check_len(len.saturating_sub(start))
         .map_err(|e| bad(path, e))?;
-    let mut data = vec![0u8; layout.bytes];
+    let elems: u64 = layout.shape.iter().product::<usize>() as u64;
+    seedvae_weights::memory::check(layout.bytes as u64 + 4 * elems, || {
+        format!("{}: its data and the array as f32", path.display())
+    })?;
+    let mut data =
+        seedvae_weights::memory::zeroed(layout.bytes, || format!("{}: its data", path.display()))?;
     f.read_exact(&mut data).map_err(|e| bad(path, e))?;
     Ok(layout.decode(&data))
 }

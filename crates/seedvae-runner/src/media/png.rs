@@ -33,6 +33,10 @@ pub fn png_bytes(planes: [&[f32]; 3], h: usize, w: usize) -> Result<Vec<u8>, Err
     Ok(out)
 }
 
+fn frame_name(i: usize) -> String {
+    format!("frame_{i:06}.png")
+}
+
 /// Writes frames `frame_000000.png`, … into a directory that appears only on [`FrameDir::finish`].
 pub struct FrameDir {
     target: PathBuf,
@@ -57,9 +61,9 @@ impl FrameDir {
             next: 0,
             done: false,
         };
-        // Marks the directory as seedvae's own: only such a directory is replaced by --force.
-        let marker = dir.tmp.join(output::DIR_MARKER);
-        std::fs::write(&marker, b"frames written by seedvae\n").map_err(|e| bad(&marker, e))?;
+        // Marks the directory as seedvae's own (only such a directory is replaced by --force);
+        // `finish` lists the frames in it.
+        output::write_dir_marker(&dir.tmp, &[])?;
         Ok(dir)
     }
 
@@ -76,7 +80,7 @@ impl FrameDir {
         for fi in 0..f {
             let p = |ci: usize| &v[(ci * f + fi) * plane..(ci * f + fi + 1) * plane];
             let bytes = png_bytes([p(0), p(1), p(2)], h, w)?;
-            let path = self.tmp.join(format!("frame_{:06}.png", self.next));
+            let path = self.tmp.join(frame_name(self.next));
             std::fs::write(&path, bytes)
                 .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
             self.next += 1;
@@ -86,6 +90,8 @@ impl FrameDir {
 
     /// Move the finished directory into place (the output rules checked again first).
     pub fn finish(mut self) -> Result<usize, Error> {
+        let frames: Vec<String> = (0..self.next).map(frame_name).collect();
+        seedvae_weights::output::write_dir_marker(&self.tmp, &frames)?;
         seedvae_weights::output::replace_dir(&self.tmp, &self.target, self.force)?;
         self.done = true;
         Ok(self.next)
@@ -125,6 +131,9 @@ impl FrameSink for PngSink {
     fn finish(self: Box<Self>) -> Result<usize, Error> {
         self.dir.finish()
     }
+    fn spill_dir(&self) -> Option<PathBuf> {
+        Some(super::parent_dir(&self.dir.target))
+    }
 }
 
 /// A directory of PNG frames (8- or 16-bit grey, grey+alpha, RGB or RGBA; alpha ignored),
@@ -149,25 +158,38 @@ impl PngFrames {
         let first = files
             .first()
             .ok_or_else(|| bad(dir, "no .png frames in this directory"))?;
-        let (_, h, w) = decode_png(first)?;
+        // The size from the header alone: the pixels are read frame by frame, later.
+        let r = png_reader(first)?;
+        let (w, h) = (r.info().width as usize, r.info().height as usize);
         Ok(PngFrames { files, h, w })
     }
 }
 
-/// One PNG as `[3, H, W]` in [−1, 1], with its size.
-fn decode_png(path: &Path) -> Result<(Vec<f32>, usize, usize), Error> {
+type PngReader = png::Reader<std::io::BufReader<std::fs::File>>;
+
+/// A PNG's reader, its header read and its size checked.
+fn png_reader(path: &Path) -> Result<PngReader, Error> {
     let f = std::fs::File::open(path).map_err(|e| bad(path, e))?;
     let mut dec = png::Decoder::new(std::io::BufReader::new(f));
     dec.set_transformations(png::Transformations::EXPAND);
-    let mut r = dec
+    let r = dec
         .read_info()
         .map_err(|e| bad(path, format!("PNG: {e}")))?;
     let (w, h) = (r.info().width as usize, r.info().height as usize);
     super::check_frame_size(path, w, h)?;
+    Ok(r)
+}
+
+/// One PNG as `[3, H, W]` in [−1, 1], with its size; both buffers checked to fit first.
+fn decode_png(path: &Path) -> Result<(Vec<f32>, usize, usize), Error> {
+    let mut r = png_reader(path)?;
+    let (w, h) = (r.info().width as usize, r.info().height as usize);
     let size = r
         .output_buffer_size()
         .ok_or_else(|| bad(path, "PNG image too large"))?;
-    let mut buf = vec![0u8; size];
+    let what = || format!("{}: a {w}×{h} frame", path.display());
+    seedvae_weights::memory::check(size as u64 + 12 * (w * h) as u64, what)?;
+    let mut buf = seedvae_weights::memory::zeroed(size, what)?;
     let info = r
         .next_frame(&mut buf)
         .map_err(|e| bad(path, format!("PNG: {e}")))?;
@@ -182,7 +204,7 @@ fn decode_png(path: &Path) -> Result<(Vec<f32>, usize, usize), Error> {
             buf[i] as f32
         }
     };
-    let mut out = vec![0f32; 3 * n];
+    let mut out = seedvae_weights::memory::zeroed(3 * n, what)?;
     for p in 0..n {
         for c in 0..3 {
             // Grey (with or without alpha): the one channel three times.

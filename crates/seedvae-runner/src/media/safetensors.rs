@@ -11,11 +11,43 @@
 use crate::tensor::Tensor;
 use crate::{bad, Error};
 use seedvae_weights::DType;
+use std::io::Seek;
 use std::path::Path;
 
-/// The tensor `name` of `path` (or its only tensor) as f32.
+/// The tensor `name` of `path` (or its only tensor) as f32. The header is read and checked
+/// first, the data's extent against the file's length included; the data is read only then,
+/// into memory checked to fit (a huge or padded file is refused without reading it).
 pub fn read(path: &Path, name: &str) -> Result<Tensor, Error> {
-    let w = seedvae_weights::WeightFile::open(path)?;
+    use seedvae_weights::safetensors::{parse_prefix, MAX_HEADER};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| bad(path, e))?;
+    let total = f.metadata().map_err(|e| bad(path, e))?.len();
+    let mut head = Vec::new();
+    (&mut f)
+        .take(8)
+        .read_to_end(&mut head)
+        .map_err(|e| bad(path, e))?;
+    if head.len() == 8 {
+        let n = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        (&mut f)
+            .take(n.min(MAX_HEADER))
+            .read_to_end(&mut head)
+            .map_err(|e| bad(path, e))?;
+    }
+    let header = parse_prefix(path, &head, total)?;
+    let values: usize = header
+        .tensors
+        .iter()
+        .map(|t| t.shape.iter().product::<usize>())
+        .sum();
+    let what = || format!("{}: its tensors as f32", path.display());
+    seedvae_weights::memory::check(total.saturating_add(4 * values as u64), what)?;
+    let mut bytes = seedvae_weights::memory::with_capacity(total as usize, || {
+        format!("{}: its bytes", path.display())
+    })?;
+    f.rewind().map_err(|e| bad(path, e))?;
+    f.read_to_end(&mut bytes).map_err(|e| bad(path, e))?;
+    let w = seedvae_weights::WeightFile::from_bytes(path, bytes)?;
     let t = match w.get(name) {
         Some(t) => t,
         None if w.tensors().len() == 1 => &w.tensors()[0],

@@ -164,7 +164,21 @@ impl Y4mReader {
                         }
                     }
                 }
-                "X" if val.starts_with("COLORRANGE=") => full = val == "COLORRANGE=FULL",
+                "X" if val.starts_with("COLORRANGE=") => {
+                    full = match &val["COLORRANGE=".len()..] {
+                        "FULL" => true,
+                        "LIMITED" => false,
+                        other => {
+                            return Err(bad(
+                                path,
+                                format!(
+                                    "unknown colour range XCOLORRANGE={other} (FULL or LIMITED are \
+                                     read); re-export the video with one of them"
+                                ),
+                            ))
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -225,13 +239,16 @@ impl Y4mReader {
 
     /// Frame `i` as three planes `[3, H, W]` of RGB in [−1, 1].
     pub fn read(&mut self, i: usize) -> Result<Vec<f32>, Error> {
-        let mut buf = vec![0u8; self.frame_bytes()];
+        let what = || format!("{}: a {}×{} frame", self.path.display(), self.w, self.h);
+        let bytes = self.frame_bytes();
+        seedvae_weights::memory::check(bytes as u64 + 12 * (self.h * self.w) as u64, what)?;
+        let mut buf = seedvae_weights::memory::zeroed(bytes, what)?;
         self.file
             .seek(SeekFrom::Start(self.frames[i]))
             .and_then(|_| self.file.read_exact(&mut buf))
             .map_err(|e| bad(&self.path, format!("frame {i}: {e}")))?;
         let (h, w, n) = (self.h, self.w, self.h * self.w);
-        let mut out = vec![0f32; 3 * n];
+        let mut out = seedvae_weights::memory::zeroed(3 * n, what)?;
         let (luma, chroma) = buf.split_at(n);
         let (cw, ch_) = match self.chroma.shifts() {
             Some((sx, sy)) => (w.div_ceil(1 << sx), h.div_ceil(1 << sy)),
@@ -265,6 +282,15 @@ pub(crate) struct Y4mSink {
 
 impl Y4mSink {
     pub(crate) fn create(s: &SinkSpec) -> Result<Y4mSink, Error> {
+        if s.fps.0 == 0 || s.fps.1 == 0 {
+            return Err(bad(
+                s.path,
+                format!(
+                    "frame rate {}:{} is not a frame rate: a .y4m output needs a rate above 0",
+                    s.fps.0, s.fps.1
+                ),
+            ));
+        }
         let f = super::atomic(s.path, s.force)?;
         let out = Y4mWriter::new(f, s.h, s.w, s.fps).map_err(|e| bad(s.path, e))?;
         Ok(Y4mSink {
@@ -291,6 +317,9 @@ impl FrameSink for Y4mSink {
     fn finish(self: Box<Self>) -> Result<usize, Error> {
         self.out.into_inner().commit()?;
         Ok(self.n)
+    }
+    fn spill_dir(&self) -> Option<PathBuf> {
+        Some(super::parent_dir(&self.path))
     }
 }
 
