@@ -33,6 +33,7 @@ fn every_form_parses_and_builds_for_sm120_without_a_gpu() {
             workspace_bytes: 1 << 30,
             detailed: false,
             weightless: false,
+            cancel: None,
         };
         let t = std::time::Instant::now();
         let what = p.file_name().unwrap().to_string_lossy().into_owned();
@@ -97,6 +98,7 @@ fn fp8_decoder_builds_for_sm120_with_fp8_convolutions_and_is_refused_for_sm86() 
             workspace_bytes: 1 << 30,
             detailed: true,
             weightless: false,
+            cancel: None,
         };
         let out = build_engine(&bytes, &c, &req).unwrap();
         let layers = seedvae_engine::summarize_layers(&out.log)
@@ -141,6 +143,7 @@ fn fp8_decoder_builds_for_sm120_with_fp8_convolutions_and_is_refused_for_sm86() 
         workspace_bytes: 1 << 30,
         detailed: true,
         weightless: false,
+        cancel: None,
     };
     let out = build_engine(&std::fs::read(&p).unwrap(), &c16, &req).unwrap();
     let layers = seedvae_engine::summarize_layers(&out.log).unwrap();
@@ -150,4 +153,56 @@ fn fp8_decoder_builds_for_sm120_with_fp8_convolutions_and_is_refused_for_sm86() 
         "{layers:?}"
     );
     assert!(layers.convolutions >= 37, "{layers:?}");
+}
+
+/// Issue 22, finding 8: a cancel reaches inside TensorRT-RTX's build (its progress monitor
+/// stops it between steps), so the build returns `Cancelled` in a fraction of a build's time.
+#[test]
+fn a_cancel_stops_the_build_inside_tensorrt_rtx() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    load_libraries(None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let w = WeightFile::open(fixture("vae_tiny/weights.safetensors")).unwrap();
+    let (p, c) = export_all_forms(&w, dir.path())
+        .into_iter()
+        .find(|(_, c)| c.part == Part::Decoder && !c.streaming)
+        .unwrap();
+    let onnx = std::fs::read(&p).unwrap();
+    let flag = Arc::new(AtomicBool::new(false));
+    let req = BuildRequest {
+        targets: vec![Target::Sm120],
+        shapes: ShapeRange {
+            t: r(1, 2, 3),
+            h: r(4, 8, 8),
+            w: r(4, 8, 8),
+        },
+        workspace_bytes: 1 << 30,
+        detailed: false,
+        weightless: false,
+        cancel: Some(flag.clone()),
+    };
+    let t = std::time::Instant::now();
+    build_engine(&onnx, &c, &req).unwrap();
+    let whole = t.elapsed();
+    // Cancelled a tenth of the way in.
+    let setter = {
+        let flag = flag.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(whole / 10);
+            flag.store(true, Ordering::SeqCst);
+        })
+    };
+    let t = std::time::Instant::now();
+    let e = build_engine(&onnx, &c, &req).err().expect("cancelled");
+    let took = t.elapsed();
+    setter.join().unwrap();
+    assert!(
+        matches!(e, seedvae_engine::Error::Cancelled),
+        "{e}"
+    );
+    assert!(
+        took < whole / 2,
+        "the cancelled build took {took:?}, a whole one {whole:?}"
+    );
 }

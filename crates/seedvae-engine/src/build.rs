@@ -8,6 +8,7 @@ use crate::Error;
 use seedvae_onnx::Contract;
 use seedvae_weights::Part;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use trtx::builder::MemoryPoolType;
 use trtx::{Builder, Logger};
@@ -129,6 +130,24 @@ pub struct BuildRequest {
     /// Strip the weights from the plan (`kSTRIP_PLAN`, refit identical): the engine is refitted
     /// at load time from the same graph's weights.
     pub weightless: bool,
+    /// Set to stop the build: TensorRT-RTX's progress monitor asks it at every step, and the
+    /// build returns [`Error::Cancelled`].
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// Cancels a build from inside TensorRT-RTX (between its steps) once the flag is set.
+struct CancelMonitor(Arc<AtomicBool>);
+
+impl trtx::interfaces::MonitorProgress for CancelMonitor {
+    fn phase_start(&self, _phase: &str, _parent: Option<&str>, _steps: i32) {}
+    fn step_complete(&self, _phase: &str, _step: i32) -> std::ops::ControlFlow<()> {
+        if self.0.load(Ordering::SeqCst) {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    fn phase_finish(&self, _phase: &str) {}
 }
 
 pub struct BuildOutput {
@@ -351,6 +370,12 @@ pub fn build_engine(
         .parse(onnx)
         .map_err(|e| Error::Parse(collected(e.to_string())))?;
     let mut config = builder.create_config().map_err(trt("config"))?;
+    if let Some(flag) = &req.cancel {
+        config
+            .set_progress_monitor(Box::new(CancelMonitor(flag.clone())))
+            .map_err(trt("progress monitor"))?;
+    }
+    let cancelled = || req.cancel.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
     config.set_memory_pool_limit(MemoryPoolType::kWORKSPACE, req.workspace_bytes);
     if req.detailed {
         config.set_profiling_verbosity(trtx::ProfilingVerbosity::kDETAILED);
@@ -410,6 +435,9 @@ pub fn build_engine(
             &mut config,
         )
         .map_err(|e| {
+            if cancelled() {
+                return Error::Cancelled;
+            }
             let log = lines.lock().expect("log lock");
             match crate::layers::exceeded_budget(&log) {
                 Some((budget, need)) => Error::TensorRt {
@@ -442,6 +470,9 @@ pub fn build_engine(
                 }
             }
         })?;
+    if cancelled() {
+        return Err(Error::Cancelled);
+    }
     let engine = engine.as_ref().to_vec();
     let log = std::mem::take(&mut *lines.lock().expect("log lock"));
     Ok(BuildOutput { engine, log })

@@ -19,6 +19,8 @@ pub struct Job<'a> {
     pub tensorrt_dir: Option<PathBuf>,
     /// Build weightless engines (see [`crate::BuildRequest::weightless`]).
     pub weightless: bool,
+    /// Stops a build in progress (see [`crate::BuildRequest::cancel`]).
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// What a seedvae ONNX graph is, from its metadata.
@@ -107,6 +109,7 @@ impl Job<'_> {
                 workspace_bytes: self.profile.workspace_bytes(),
                 detailed: true,
                 weightless: parts.weightless,
+                cancel: self.cancel.clone(),
             };
             let out = build_engine(onnx, c, &req)?;
             let layers = crate::layers::summarize(&out.log);

@@ -60,6 +60,9 @@ pub enum Error {
     },
     #[error(transparent)]
     Onnx(#[from] seedvae_onnx::Error),
+    /// A build stopped by its cancel flag (Ctrl-C): nothing was written.
+    #[error("interrupted")]
+    Cancelled,
     #[error(transparent)]
     Weights(#[from] seedvae_weights::Error),
 }

@@ -8,13 +8,17 @@ use seedvae::Tensor;
 
 /// A copy of `a` as a library tensor (the library works on owned buffers; the copy is made
 /// while the GIL is held, so the array cannot change under a run).
-pub fn tensor_in(a: &PyReadonlyArrayDyn<'_, f32>) -> Tensor {
+pub fn tensor_in(a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Tensor> {
     let shape = a.shape().to_vec();
-    let data = match a.as_slice() {
-        Ok(s) => s.to_vec(),
-        Err(_) => a.as_array().iter().copied().collect(),
-    };
-    Tensor::f32(shape, data)
+    let mut data = seedvae::memory::with_capacity(a.len(), || {
+        format!("a copy of the input array {shape:?}")
+    })
+    .map_err(|e| pyo3::exceptions::PyMemoryError::new_err(e.to_string()))?;
+    match a.as_slice() {
+        Ok(s) => data.extend_from_slice(s),
+        Err(_) => data.extend(a.as_array().iter().copied()),
+    }
+    Ok(Tensor::f32(shape, data))
 }
 
 /// A library tensor as a new numpy array (its buffer moved, not copied, when it is float32).

@@ -206,7 +206,7 @@ impl PyModel {
         progress: Option<Py<PyAny>>,
         cancel: Option<PyRef<'_, PyCancelToken>>,
     ) -> PyResult<(Bound<'py, PyArrayDyn<f32>>, Bound<'py, PyDict>)> {
-        let latent = tensor_in(&latent);
+        let latent = tensor_in(&latent)?;
         let opts = tiles(tile, overlap, no_tiling, chunk);
         let h = hooks(progress, cancel.map(|c| c.0.clone()));
         let progress = h.progress.clone();
@@ -239,7 +239,7 @@ impl PyModel {
             pad,
             &[("reflect", Pad::Reflect), ("repeat", Pad::Repeat)],
         )?;
-        let frames = tensor_in(&frames);
+        let frames = tensor_in(&frames)?;
         if !matches!(frames.shape.as_slice(), [1, 3, _, _, _]) {
             return Err(errors::InvalidInputError::new_err(format!(
                 "frames must be [1, 3, T, H, W] in [-1, 1]; found {:?}",
@@ -268,8 +268,8 @@ fn correct_colors<'py>(
     batch: usize,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let method = color_of(method)?;
-    let video = tensor_in(&video);
-    let reference = tensor_in(&reference);
+    let video = tensor_in(&video)?;
+    let reference = tensor_in(&reference)?;
     let h = hooks(None, None);
     let video = run_detached(py, &h, move || {
         seedvae::correct_colors(video, reference, method, batch)

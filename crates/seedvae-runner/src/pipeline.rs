@@ -310,8 +310,7 @@ fn read_chunk(
     })?;
     for (k, i) in (f0..f1).enumerate() {
         let frame = source.read(pad.source(i, t))?;
-        crate::media::check_frame_values(&format!("frame {}", pad.source(i, t)), &frame)
-            .map_err(Error::Input)?;
+        crate::media::check_frame_values(&format!("frame {}", pad.source(i, t)), &frame)?;
         for c in 0..3 {
             v[(c * n + k) * hh * ww..(c * n + k + 1) * hh * ww]
                 .copy_from_slice(&frame[c * hh * ww..(c + 1) * hh * ww]);

@@ -94,6 +94,7 @@ pub fn ensure_engine(req: &EngineRequest, progress: &Progress) -> Result<EngineE
         targets,
         tensorrt_dir: req.tensorrt_dir.clone(),
         weightless: req.weightless,
+        cancel: Some(progress.cancel_token().flag()),
     };
     let got = if is_onnx(&req.model) {
         from_graph(req, &job, &profile, progress)?

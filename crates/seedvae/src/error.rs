@@ -95,7 +95,9 @@ impl Error {
     pub fn is_interrupted(&self) -> bool {
         matches!(
             self,
-            Error::Interrupted | Error::Runner(seedvae_runner::Error::Interrupted)
+            Error::Interrupted
+                | Error::Runner(seedvae_runner::Error::Interrupted)
+                | Error::Engine(seedvae_engine::Error::Cancelled)
         )
     }
 }

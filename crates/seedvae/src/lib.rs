@@ -52,6 +52,11 @@ mod run;
 mod selftest;
 mod ship;
 
+/// Host memory checked before it is taken: what the machine can give, and fallible buffers.
+pub mod memory {
+    pub use seedvae_weights::memory::{available, check, with_capacity, zeroed, OutOfMemory};
+}
+
 pub use convert::{convert, synth, verify_precision, PrecisionRequest};
 pub use engine::{ensure_engine, export_engine, EngineEntry, EngineRequest};
 pub use error::{Error, Result};

@@ -38,6 +38,10 @@ impl CancelToken {
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
+    /// The flag itself, for the crates below (a TensorRT-RTX build polls it between steps).
+    pub(crate) fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
 }
 
 type Callback = Arc<dyn Fn(Event<'_>) + Send + Sync>;

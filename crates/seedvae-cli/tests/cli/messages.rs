@@ -141,6 +141,7 @@ fn gc_of_a_linked_entry_frees_only_the_link() {
     let t = tempfile::tempdir().unwrap();
     let cache = t.path().join("c");
     std::fs::create_dir_all(cache.join("engines")).unwrap();
+    std::fs::write(cache.join(".seedvae-cache"), b"").unwrap(); // a cache seedvae made
     let elsewhere = t.path().join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
     std::fs::write(elsewhere.join("big"), vec![0u8; 1 << 20]).unwrap();

@@ -372,7 +372,15 @@ pub struct NonFinite(pub String);
 /// Why `t` cannot be a model input: how many values are NaN or infinite, and where the first
 /// one is (seedvae refuses them rather than decode a video of NaN).
 pub fn check_finite(name: &str, t: &Tensor) -> Result<(), NonFinite> {
-    let v = t.to_f32();
+    // In place when it is f32 (a latent may be large: no copy just to look at it).
+    let copy;
+    let v = match t.as_f32() {
+        Some(v) => v,
+        None => {
+            copy = t.to_f32();
+            &copy
+        }
+    };
     let bad = v.iter().filter(|x| !x.is_finite()).count();
     let Some(first) = v.iter().position(|x| !x.is_finite()) else {
         return Ok(());
@@ -395,11 +403,11 @@ pub const FRAME_VALUE_LIMIT: f32 = 2.0;
 
 /// Why the values of frame(s) `what` cannot be frames in [−1, 1]: NaN/Inf, or beyond
 /// [`FRAME_VALUE_LIMIT`] (with the largest magnitude found and how to convert).
-pub fn check_frame_values(what: &str, v: &[f32]) -> Result<(), String> {
+pub fn check_frame_values(what: &str, v: &[f32]) -> Result<(), Error> {
     if let Some(at) = v.iter().position(|x| !x.is_finite()) {
-        return Err(format!(
+        return Err(Error::Input(format!(
             "{what} holds NaN/Inf values (the first at value {at}); seedvae only takes finite values"
-        ));
+        )));
     }
     let top = v.iter().fold(0f32, |m, x| m.max(x.abs()));
     if top > FRAME_VALUE_LIMIT {
@@ -408,9 +416,9 @@ pub fn check_frame_values(what: &str, v: &[f32]) -> Result<(), String> {
         } else {
             ""
         };
-        return Err(format!(
+        return Err(Error::Input(format!(
             "{what} holds values up to {top} in magnitude; frames are in [-1, 1]{hint}"
-        ));
+        )));
     }
     Ok(())
 }
