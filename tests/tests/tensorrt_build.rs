@@ -197,10 +197,7 @@ fn a_cancel_stops_the_build_inside_tensorrt_rtx() {
     let e = build_engine(&onnx, &c, &req).err().expect("cancelled");
     let took = t.elapsed();
     setter.join().unwrap();
-    assert!(
-        matches!(e, seedvae_engine::Error::Cancelled),
-        "{e}"
-    );
+    assert!(matches!(e, seedvae_engine::Error::Cancelled), "{e}");
     assert!(
         took < whole / 2,
         "the cancelled build took {took:?}, a whole one {whole:?}"

@@ -375,7 +375,11 @@ pub fn build_engine(
             .set_progress_monitor(Box::new(CancelMonitor(flag.clone())))
             .map_err(trt("progress monitor"))?;
     }
-    let cancelled = || req.cancel.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+    let cancelled = || {
+        req.cancel
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
+    };
     config.set_memory_pool_limit(MemoryPoolType::kWORKSPACE, req.workspace_bytes);
     if req.detailed {
         config.set_profiling_verbosity(trtx::ProfilingVerbosity::kDETAILED);

@@ -10,10 +10,9 @@ use seedvae::Tensor;
 /// while the GIL is held, so the array cannot change under a run).
 pub fn tensor_in(a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Tensor> {
     let shape = a.shape().to_vec();
-    let mut data = seedvae::memory::with_capacity(a.len(), || {
-        format!("a copy of the input array {shape:?}")
-    })
-    .map_err(|e| pyo3::exceptions::PyMemoryError::new_err(e.to_string()))?;
+    let mut data =
+        seedvae::memory::with_capacity(a.len(), || format!("a copy of the input array {shape:?}"))
+            .map_err(|e| pyo3::exceptions::PyMemoryError::new_err(e.to_string()))?;
     match a.as_slice() {
         Ok(s) => data.extend_from_slice(s),
         Err(_) => data.extend(a.as_array().iter().copied()),
