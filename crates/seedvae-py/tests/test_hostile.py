@@ -107,7 +107,7 @@ def test_colour_correction_refuses_nan_in_the_video_and_huge_references():
     v = np.zeros((1, 3, 2, 8, 8), np.float32)
     r = np.zeros((1, 3, 2, 8, 8), np.float32)
     v[0, 1, 1, 2, 3] = np.nan
-    with pytest.raises(seedvae.InvalidInputError, match="video to colour-correct holds NaN"):
+    with pytest.raises(seedvae.InvalidInputError, match="the video to colour-correct' holds 1 NaN"):
         seedvae.correct_colors(v, r, "adain")
     with pytest.raises(seedvae.InvalidInputError, match="colour reference holds values up to"):
         seedvae.correct_colors(np.zeros_like(r), r + 1e6, "adain")

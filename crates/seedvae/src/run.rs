@@ -465,9 +465,11 @@ pub fn correct_colors(
     if batch == 0 {
         return Err(invalid!("the colour-correction batch must be at least 1"));
     }
+    // The video is a decoder's output: any finite values (decoders overshoot, random weights
+    // far); the reference is an input clip, in [-1, 1].
+    media::check_finite("the video to colour-correct", &video).map_err(|e| invalid!("{e}"))?;
     let shape = video.shape.clone();
     let mut v = video.into_f32();
-    media::check_frame_values("the video to colour-correct", &v).map_err(|e| invalid!("{e}"))?;
     media::check_frame_values("the colour reference", &reference.to_f32())
         .map_err(|e| invalid!("{e}"))?;
     let mut src = media::TensorFrames(reference);
