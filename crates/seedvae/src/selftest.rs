@@ -1,10 +1,10 @@
 //! `seedvae selftest`: does this machine decode and encode correctly, on every backend that can
 //! load here? A tiny VAE (the reduced-width fixture: its weights and the original PyTorch
 //! module's fp64 goldens when `fixtures` is given, else the same architecture synthesized here
-//! with CPU fp32 as the reference — itself held to those goldens by seedvae's tests) is decoded
-//! in one call and streamed in two chunk patterns, from the largest latent to the smallest on
-//! one opened model (calls of shrinking shape), and a short clip is encoded; every output is
-//! compared with the reference within its precision's bound.
+//! from a fixed seed, with PyTorch's fp64 goldens for it built into seedvae: [`GOLDENS`]) is
+//! decoded in one call and streamed in two chunk patterns, from the largest latent to the
+//! smallest on one opened model (calls of shrinking shape), and a short clip is encoded; every
+//! output, the CPU's included, is compared with PyTorch's within its precision's bound.
 
 use crate::error::{Error, Result};
 use crate::model::{BackendChoice, Model, ModelOptions};
@@ -126,6 +126,68 @@ struct Case {
     reference: Tensor,
 }
 
+/// PyTorch's decode and encode (float64, the original module's math: `../shared/oracle/
+/// torch_decoder.py`, `tests/oracle/torch_encoder.py`) of [`synthesized_inputs`] on the tiny VAE
+/// [`synthesize`] writes, as float32; made by `tests/oracle/selftest_goldens.py` and held to it
+/// by this module's test (which rewrites the file with `SEEDVAE_WRITE_GOLDENS=1`).
+const GOLDENS: &[u8] = include_bytes!("selftest_goldens.safetensors");
+
+/// The latent cases (largest first: later calls shrink) and the clip to encode.
+const NAMES: [&str; 4] = ["t3_8x8", "t2_8x8", "t2_6x10", "t1_8x8"];
+const VIDEO: &str = "t9_32x48";
+
+/// The tiny VAE a selftest without fixtures runs: fp16 weights of a fixed seed.
+fn synthesize(path: &Path, progress: &Progress) -> Result<()> {
+    let tiny = SynthOptions {
+        model: Architecture {
+            widths: seedvae_weights::schema::TINY_WIDTHS,
+        },
+        dtype: DType::F16,
+        seed: 1,
+        format: SynthFormat::SafeTensors,
+    };
+    crate::convert::synth(path, &tiny, true, progress)?;
+    Ok(())
+}
+
+/// Seeded inputs for [`synthesize`]'s VAE: a latent for each of [`NAMES`], and a clip.
+fn synthesized_inputs() -> (Vec<(String, Tensor)>, Tensor) {
+    let mut rng = Rng::new(7);
+    let mut random = |shape: Vec<usize>| {
+        let mut v = vec![0f32; shape.iter().product()];
+        rng.fill_normal(&mut v);
+        (shape, v)
+    };
+    let latents = NAMES
+        .iter()
+        .map(|n| {
+            let d: Vec<usize> = n[1..]
+                .split(['_', 'x'])
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            let (shape, v) = random(vec![1, 16, d[0], d[1], d[2]]);
+            (n.to_string(), Tensor::f32(shape, v))
+        })
+        .collect();
+    let (shape, v) = random(vec![1, 3, 9, 32, 48]);
+    let video = Tensor::f32(shape, v.iter().map(|x| x.clamp(-1.0, 1.0)).collect());
+    (latents, video)
+}
+
+/// One of the built-in goldens.
+fn golden(name: &str) -> Result<Tensor> {
+    let w = seedvae_weights::WeightFile::from_bytes(
+        "seedvae's built-in selftest goldens",
+        GOLDENS.to_vec(),
+    )?;
+    let shape = w
+        .get(name)
+        .ok_or_else(|| Error::Invalid(format!("no built-in golden '{name}'")))?
+        .shape
+        .clone();
+    Ok(Tensor::f32(shape, w.f32(name)?.into_owned()))
+}
+
 /// The backends and graph precisions a selftest tries, with the bound each is held to.
 const VARIANTS: [(&str, BackendChoice, bool, Bound); 4] = [
     ("cpu fp32", BackendChoice::Cpu, false, Bound::RelL2(1e-5)),
@@ -150,18 +212,11 @@ pub fn selftest(o: &SelftestOptions, progress: &Progress) -> Result<SelftestRepo
         ),
         None => {
             let w = tmp.path().join("tiny.safetensors");
-            let tiny = SynthOptions {
-                model: Architecture {
-                    widths: seedvae_weights::schema::TINY_WIDTHS,
-                },
-                dtype: DType::F16,
-                seed: 1,
-                format: SynthFormat::SafeTensors,
-            };
-            crate::convert::synth(&w, &tiny, true, progress)?;
+            synthesize(&w, progress)?;
             (
                 w,
-                "the CPU backend's fp32 graph (held to PyTorch fp64 goldens by seedvae's tests)"
+                "PyTorch's fp64 goldens (the original module's math) for a tiny VAE synthesized \
+                 here, built into seedvae"
                     .to_string(),
             )
         }
@@ -173,12 +228,7 @@ pub fn selftest(o: &SelftestOptions, progress: &Progress) -> Result<SelftestRepo
         cuda_fp32,
         ..ModelOptions::default()
     };
-    let (cases, video, mean) = inputs(
-        o.fixtures.as_deref(),
-        &weights,
-        &opts(BackendChoice::Cpu, false),
-        progress,
-    )?;
+    let (cases, video, mean) = inputs(o.fixtures.as_deref())?;
     let mut checks = Vec::new();
     for (label, backend, fp32, bound) in VARIANTS {
         progress.check()?;
@@ -279,85 +329,123 @@ fn check(backend: &str, case: &str, got: Result<Tensor>, want: &Tensor, bound: B
     }
 }
 
-/// The latents (largest first: later calls shrink), the clip to encode, and their references.
-fn inputs(
-    fixtures: Option<&Path>,
-    weights: &Path,
-    cpu: &ModelOptions,
-    progress: &Progress,
-) -> Result<(Vec<Case>, Tensor, Tensor)> {
-    const NAMES: [&str; 4] = ["t3_8x8", "t2_8x8", "t2_6x10", "t1_8x8"];
-    if let Some(dir) = fixtures {
-        let golden = |file: String, keys: &[&str]| -> Result<Tensor> {
-            let p = dir.join(file);
-            let mut last = None;
-            for k in keys {
-                match read_tensor(&p, k) {
-                    Ok(t) => return Ok(t),
-                    Err(e) => last = Some(e),
-                }
-            }
-            Err(last.expect("a key").into())
-        };
-        let cases = NAMES
-            .iter()
-            .map(|n| {
+/// The latents (largest first: later calls shrink), the clip to encode, and their references:
+/// the fixture's files, or the synthesized inputs and the built-in goldens.
+fn inputs(fixtures: Option<&Path>) -> Result<(Vec<Case>, Tensor, Tensor)> {
+    let Some(dir) = fixtures else {
+        let (latents, video) = synthesized_inputs();
+        let cases = latents
+            .into_iter()
+            .map(|(name, latent)| {
                 Ok(Case {
-                    name: n.to_string(),
-                    latent: read_tensor(&dir.join(format!("latent_{n}.safetensors")), "latent")?,
-                    reference: golden(
-                        format!("decoded_{n}.safetensors"),
-                        &["decoded_f64", "decoded"],
-                    )?,
+                    reference: golden(&format!("decoded_{name}"))?,
+                    name,
+                    latent,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let video = read_tensor(&dir.join("video_t9_32x48.safetensors"), "video")?;
-        let mean = golden(
-            "encoded_t9_32x48.safetensors".into(),
-            &["latent_mean_f64", "latent_mean"],
-        )?;
-        return Ok((cases, video, mean));
-    }
-    // Synthesized: the same shapes, seeded values, CPU fp32 as the reference.
-    let mut rng = Rng::new(7);
-    let mut random = |shape: Vec<usize>| {
-        let mut v = vec![0f32; shape.iter().product()];
-        rng.fill_normal(&mut v);
-        Tensor::f32(shape, v)
+        return Ok((cases, video, golden(&format!("encoded_{VIDEO}"))?));
     };
-    let quiet = Progress::new(|_| {}).with_cancel(progress.cancel_token().clone());
-    let mut dec = Model::open(weights, Part::Decoder, cpu, progress)?;
-    let one = |t: usize| TileOptions {
-        no_tiling: true,
-        chunk: Some(t),
-        ..TileOptions::default()
+    let golden = |file: String, keys: &[&str]| -> Result<Tensor> {
+        let p = dir.join(file);
+        let mut last = None;
+        for k in keys {
+            match read_tensor(&p, k) {
+                Ok(t) => return Ok(t),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("a key").into())
     };
-    let mut cases = Vec::new();
-    for n in NAMES {
-        let dims: Vec<usize> = n[1..]
-            .split(['_', 'x'])
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        let latent = random(vec![1, 16, dims[0], dims[1], dims[2]]);
-        let (reference, _) = dec.decode_tensor(&latent, &one(dims[0]), &quiet)?;
-        cases.push(Case {
-            name: n.into(),
-            latent,
-            reference,
-        });
-    }
-    let video = random(vec![1, 3, 9, 32, 48]);
-    let video = Tensor::f32(
-        video.shape.clone(),
-        video.to_f32().iter().map(|x| x.clamp(-1.0, 1.0)).collect(),
-    );
-    let mut enc = Model::open(weights, Part::Encoder, cpu, progress)?;
-    let (mean, _) = enc.encode(
-        &mut TensorFrames(video.clone()),
-        Pad::Repeat,
-        &one(9),
-        &quiet,
+    let cases = NAMES
+        .iter()
+        .map(|n| {
+            Ok(Case {
+                name: n.to_string(),
+                latent: read_tensor(&dir.join(format!("latent_{n}.safetensors")), "latent")?,
+                reference: golden(
+                    format!("decoded_{n}.safetensors"),
+                    &["decoded_f64", "decoded"],
+                )?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let video = read_tensor(&dir.join(format!("video_{VIDEO}.safetensors")), "video")?;
+    let mean = golden(
+        format!("encoded_{VIDEO}.safetensors"),
+        &["latent_mean_f64", "latent_mean"],
     )?;
     Ok((cases, video, mean))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The built-in goldens are PyTorch's: `tests/oracle/selftest_goldens.py` (its oracles first
+    /// held to the fixture's goldens of the original module) recomputes them from the inputs and
+    /// the synthesized VAE written here. Needs the test venv's torch (`scripts/setup.sh
+    /// --comfyui`, which the README's test command runs). `SEEDVAE_WRITE_GOLDENS=1` rewrites
+    /// the built-in file from PyTorch's output.
+    #[test]
+    fn the_built_in_goldens_are_pytorchs() {
+        let root = seedvae_tests::repo_root();
+        let python = root.join(if cfg!(windows) {
+            ".venv/comfyui/Scripts/python.exe"
+        } else {
+            ".venv/comfyui/bin/python"
+        });
+        assert!(
+            python.exists(),
+            "{} is missing: run scripts/setup.sh --comfyui (the README's test command does)",
+            python.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        synthesize(
+            &dir.path().join("weights.safetensors"),
+            &Progress::default(),
+        )
+        .unwrap();
+        let (latents, video) = synthesized_inputs();
+        for (name, t) in &latents {
+            let p = dir.path().join(format!("latent_{name}.safetensors"));
+            seedvae_runner::write_tensor(&p, "latent", t, DType::F32, false).unwrap();
+        }
+        let p = dir.path().join(format!("video_{VIDEO}.safetensors"));
+        seedvae_runner::write_tensor(&p, "video", &video, DType::F32, false).unwrap();
+        let out = std::process::Command::new(&python)
+            .arg(root.join("tests/oracle/selftest_goldens.py"))
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", seedvae_tests::output_text(&out));
+        let made = dir.path().join("goldens.safetensors");
+        if std::env::var_os("SEEDVAE_WRITE_GOLDENS").is_some_and(|v| v == "1") {
+            std::fs::copy(
+                &made,
+                root.join("crates/seedvae/src/selftest_goldens.safetensors"),
+            )
+            .unwrap();
+            return;
+        }
+        let names: Vec<String> = NAMES
+            .iter()
+            .map(|n| format!("decoded_{n}"))
+            .chain([format!("encoded_{VIDEO}")])
+            .collect();
+        for name in names {
+            let torch = read_tensor(&made, &name).unwrap();
+            let ours = golden(&name).unwrap();
+            assert_eq!(torch.shape, ours.shape, "{name}");
+            let (a, b) = (
+                seedvae_tests::to_f64(&ours.to_f32()),
+                seedvae_tests::to_f64(&torch.to_f32()),
+            );
+            let e = seedvae_tests::rel_l2(&a, &b);
+            assert!(
+                e <= 1e-7,
+                "{name}: the built-in golden is {e:.2e} from PyTorch's"
+            );
+        }
+    }
 }

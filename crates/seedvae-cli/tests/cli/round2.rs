@@ -399,3 +399,25 @@ fn colour_references_of_any_size_and_non_frames_are_told_apart() {
     );
     assert!(!out.exists());
 }
+
+/// Finding 9: `seedvae selftest` without `--fixtures` holds every row, the CPU's included, to
+/// PyTorch's goldens built into seedvae (not the CPU to itself: its values are not 0).
+#[test]
+fn selftest_without_fixtures_holds_the_cpu_to_pytorch() {
+    let _machine = super::common::sharing();
+    let (code, out, err) = super::common::seedvae(&["selftest", "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(r["reference"].as_str().unwrap().contains("PyTorch"), "{r}");
+    let cpu: Vec<_> = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["backend"] == "cpu fp32")
+        .collect();
+    assert_eq!(cpu.len(), 9, "{cpu:?}");
+    for c in cpu {
+        let v = c["value"].as_f64().unwrap();
+        assert!(c["status"] == "pass" && v > 1e-8 && v <= 1e-5, "{c}");
+    }
+}
