@@ -783,3 +783,129 @@ pub fn load_entry(dir: &Path) -> Result<Entry, Error> {
         manifest,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seedvae_weights::synth::Rng;
+
+    /// Every file under `dir` with its bytes (links as their target, not followed).
+    fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                let m = std::fs::symlink_metadata(&p).unwrap();
+                if m.file_type().is_symlink() {
+                    let t = std::fs::read_link(&p).unwrap();
+                    out.insert(p, t.to_string_lossy().as_bytes().to_vec());
+                } else if m.is_dir() {
+                    out.insert(p.clone(), b"<dir>".to_vec());
+                    stack.push(p);
+                } else {
+                    out.insert(p.clone(), std::fs::read(&p).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    /// The cache's property (issue 22): whatever a folder holds — the user's files under names a
+    /// cache uses or not, seedvae's own entries, links out of it — and whichever folder is taken
+    /// as the cache (a user's folder, a new one, a marked cache with the user's files added, an
+    /// empty path, an empty variable), opening, listing and cleaning it (with or without graphs)
+    /// never removes or changes a byte seedvae did not write.
+    #[test]
+    fn no_byte_seedvae_did_not_write_is_ever_lost_from_a_cache_folder() {
+        let mut rng = Rng::new(22);
+        let key = "0123456789abcdef0123456789abcdef";
+        let hash = "ab".repeat(32);
+        for case in 0..300 {
+            let t = tempfile::tempdir().unwrap();
+            let root = t.path().join("root");
+            let outside = t.path().join("outside");
+            std::fs::create_dir_all(&outside).unwrap();
+            std::fs::write(outside.join("precious"), format!("precious {case}")).unwrap();
+            let marked = rng.next_u64() % 3; // 0 absent, 1 user folder, 2 marked cache
+            let mut own: Vec<PathBuf> = Vec::new(); // what seedvae wrote
+            if marked > 0 {
+                std::fs::create_dir_all(&root).unwrap();
+            }
+            if marked == 2 {
+                std::fs::write(root.join(CACHE_MARKER), b"").unwrap();
+                own.push(root.join(CACHE_MARKER));
+                let e = root.join("engines").join(key);
+                std::fs::create_dir_all(&e).unwrap();
+                std::fs::write(e.join(MANIFEST_FILE), b"not a manifest").unwrap();
+                own.extend([e.join(MANIFEST_FILE), e.clone()]);
+                let g = root.join("graphs");
+                std::fs::create_dir_all(&g).unwrap();
+                std::fs::write(g.join(format!("{hash}.onnx")), b"graph").unwrap();
+                own.extend([g.join(format!("{hash}.onnx")), g]);
+            }
+            if marked > 0 {
+                // The user's things, some under names a cache uses.
+                for (rel, is_dir) in [
+                    ("graphs/plot.py", false),
+                    ("engines/v8/notes.md", false),
+                    ("README.md", false),
+                    ("recipes/todo", false),
+                    ("probes/keep", true),
+                ] {
+                    if !rng.next_u64().is_multiple_of(2) {
+                        continue;
+                    }
+                    let p = root.join(rel);
+                    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                    if is_dir {
+                        std::fs::create_dir_all(&p).unwrap();
+                        std::fs::write(p.join("x"), b"mine").unwrap();
+                    } else {
+                        std::fs::write(&p, b"mine").unwrap();
+                    }
+                }
+                #[cfg(unix)]
+                if rng.next_u64().is_multiple_of(3) {
+                    std::fs::create_dir_all(root.join("engines")).unwrap();
+                    let link = root
+                        .join("engines")
+                        .join("fedcba9876543210fedcba9876543210");
+                    std::os::unix::fs::symlink(&outside, &link).unwrap();
+                }
+            }
+            let before = snapshot(t.path());
+            let given: Option<PathBuf> = match rng.next_u64() % 5 {
+                0 => Some(PathBuf::new()),
+                _ => Some(root.clone()),
+            };
+            let _ = match rng.next_u64() % 4 {
+                0 => Cache::open(given.as_deref()).map(|_| ()),
+                1 => Cache::existing(given.as_deref()).map(|c| drop(c.list())),
+                2 => Cache::existing(given.as_deref()).and_then(|c| c.gc(false).map(|_| ())),
+                _ => Cache::existing(given.as_deref()).and_then(|c| c.gc(true).map(|_| ())),
+            };
+            let after = snapshot(t.path());
+            for (p, bytes) in &before {
+                if own.iter().any(|o| o == p) {
+                    continue;
+                }
+                assert_eq!(
+                    after.get(p),
+                    Some(bytes),
+                    "case {case} (marked {marked}): {} lost or changed",
+                    p.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_cache_variable_is_an_error() {
+        // SAFETY: this test binary's only reader of SEEDVAE_CACHE is this test.
+        unsafe { std::env::set_var("SEEDVAE_CACHE", "") };
+        let e = default_root().unwrap_err().to_string();
+        unsafe { std::env::remove_var("SEEDVAE_CACHE") };
+        assert!(e.contains("SEEDVAE_CACHE is set but empty"), "{e}");
+    }
+}
