@@ -366,20 +366,6 @@ impl Model {
         Ok((sink.into_tensor(), report))
     }
 
-    /// Decode the latent file at `latent` (read in `layout`) into `out`; errors name the file.
-    pub fn decode_file(
-        &mut self,
-        latent: &Path,
-        layout: crate::LatentLayout,
-        out: &FileOutput,
-        opts: &TileOptions,
-        progress: &Progress,
-    ) -> Result<RunReport> {
-        let t = crate::latent::read_latent(latent, layout)?;
-        self.decode_to_file(&t, out, opts, progress)
-            .map_err(|e| with_path(latent, e))
-    }
-
     /// Encode `source` (frames of `H × W`, multiples of 8), padded to 4n+1 frames with `pad`;
     /// returns the posterior mean `[1, 16, n + 1, H/8, W/8]`.
     pub fn encode(
@@ -427,19 +413,6 @@ impl Model {
             )?;
             Ok((mean, m.report(&stats, &plan, (hh, ww), start)))
         })
-    }
-
-    /// Encode the frames at `path` (a PNG directory, `.y4m`, or a `[1, 3, T, H, W]` tensor).
-    pub fn encode_file(
-        &mut self,
-        path: &Path,
-        pad: Pad,
-        opts: &TileOptions,
-        progress: &Progress,
-    ) -> Result<(Tensor, RunReport)> {
-        let mut src = open_frames(path)?;
-        self.encode(src.as_mut(), pad, opts, progress)
-            .map_err(|e| with_path(path, e))
     }
 }
 

@@ -115,6 +115,9 @@ fn library_crates_return_no_string_errors() {
                     stack.push(p);
                     continue;
                 }
+                if p.extension().is_none_or(|e| e != "rs") {
+                    continue; // data built into a crate (the selftest goldens)
+                }
                 let text = std::fs::read_to_string(&p).unwrap();
                 // Signatures may span lines: look at the text with whitespace squeezed.
                 let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
