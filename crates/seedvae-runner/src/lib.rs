@@ -8,10 +8,13 @@
 //!   state (`stream`), spatial tiling and blending (`tiling`), cutting a clip into calls within
 //!   a backend's limits ([`planner`]), whole-clip decode and encode ([`pipeline`]);
 //! - [`media`]: frames and tensors in and out, one file per format (png, y4m, npy, safetensors);
+//! - [`color`]: colour correction in a run (a correcting sink, a video in memory), the
+//!   arithmetic being `seedvae-color`'s;
 //! - [`prepare`]: build-time graph preparation, which needs ONNX Runtime — the FP8 policy in one
 //!   place (graph recipes, calibration, the precision report, refit from the user's weights).
 //!
-//! Must not touch: weight parsing (uses `seedvae-weights`), graph construction (uses
+//! Must not touch: weight parsing (uses `seedvae-weights`), colour arithmetic (`seedvae-color`),
+//! graph construction (uses
 //! `seedvae-onnx`), engine building and caching (uses `seedvae-engine`), orchestration and user
 //! messages about flags (the `seedvae` crate). No networking code, by construction
 //! (tests/tests/offline.rs).

@@ -106,6 +106,7 @@ fn library_crates_return_no_string_errors() {
         "seedvae-onnx",
         "seedvae-engine",
         "seedvae-runner",
+        "seedvae-color",
     ] {
         let mut stack = vec![repo_root().join("crates").join(krate).join("src")];
         while let Some(d) = stack.pop() {
@@ -142,4 +143,24 @@ fn library_crates_return_no_string_errors() {
         "Result<_, String> in library crates:\n{}",
         found.join("\n")
     );
+}
+
+/// Colour correction is arithmetic: its crate depends on no GPU, ONNX or seedvae crate, so its
+/// tests (the numz reference included) link nothing but serde.
+#[test]
+fn the_colour_crate_depends_on_arithmetic_alone() {
+    let manifest =
+        std::fs::read_to_string(repo_root().join("crates/seedvae-color/Cargo.toml")).unwrap();
+    let deps: Vec<&str> = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .unwrap_or("")
+        .lines()
+        .take_while(|l| !l.starts_with('['))
+        .filter_map(|l| l.split(['=', '.']).next())
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.starts_with('#'))
+        .collect();
+    assert_eq!(deps, ["serde"], "seedvae-color depends on {deps:?}");
+    assert!(!manifest.contains("[dev-dependencies]"), "{manifest}");
 }
