@@ -237,8 +237,8 @@ fn streaming_decoder_matches_the_fp64_golden_like_one_shot() {
 struct HostStates<'a>(&'a mut dyn Backend);
 
 impl Backend for HostStates<'_> {
-    fn name(&self) -> &str {
-        "host-states"
+    fn kind(&self) -> seedvae_runner::BackendKind {
+        seedvae_runner::BackendKind::Other("host-states")
     }
     fn contract(&self) -> &seedvae_onnx::Contract {
         self.0.contract()

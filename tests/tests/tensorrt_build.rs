@@ -5,12 +5,21 @@ use seedvae_engine::{build_engine, load_libraries, BuildRequest, Range3, ShapeRa
 use seedvae_tests::*;
 use seedvae_weights::{Part, WeightFile};
 
+/// The builds of this binary run one at a time: TensorRT-RTX holds concurrent builds back, and
+/// the cancel test times a build.
+static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    BUILDS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn r(min: usize, opt: usize, max: usize) -> Range3 {
     Range3 { min, opt, max }
 }
 
 #[test]
 fn every_form_parses_and_builds_for_sm120_without_a_gpu() {
+    let _builds = one_at_a_time();
     load_libraries(None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let w = WeightFile::open(fixture("vae_tiny/weights.safetensors")).unwrap();
@@ -81,6 +90,7 @@ fn fp8_decoder(
 
 #[test]
 fn fp8_decoder_builds_for_sm120_with_fp8_convolutions_and_is_refused_for_sm86() {
+    let _builds = one_at_a_time();
     load_libraries(None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let w = WeightFile::open(fixture("vae_tiny/weights.safetensors")).unwrap();
@@ -159,6 +169,7 @@ fn fp8_decoder_builds_for_sm120_with_fp8_convolutions_and_is_refused_for_sm86() 
 /// stops it between steps), so the build returns `Cancelled` in a fraction of a build's time.
 #[test]
 fn a_cancel_stops_the_build_inside_tensorrt_rtx() {
+    let _builds = one_at_a_time();
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     load_libraries(None).unwrap();
@@ -197,6 +208,16 @@ fn a_cancel_stops_the_build_inside_tensorrt_rtx() {
     let e = build_engine(&onnx, &c, &req).err().expect("cancelled");
     let took = t.elapsed();
     setter.join().unwrap();
+    // Cancelled before it starts: stopped at TensorRT-RTX's first step.
+    let t = std::time::Instant::now();
+    let e0 = build_engine(&onnx, &c, &req).err().expect("cancelled");
+    let took0 = t.elapsed();
+    eprintln!("whole {whole:?}, cancelled at a tenth {took:?}, cancelled before {took0:?}");
+    assert!(matches!(e0, seedvae_engine::Error::Cancelled), "{e0}");
+    assert!(
+        took0 < whole / 2,
+        "cancelled before it started, it took {took0:?}"
+    );
     assert!(matches!(e, seedvae_engine::Error::Cancelled), "{e}");
     assert!(
         took < whole / 2,

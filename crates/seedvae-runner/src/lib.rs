@@ -32,7 +32,7 @@ mod tiling;
 pub use backend::libs::onnxruntime as onnxruntime_library;
 pub use backend::ort::{cuda_ready, OrtBackend, OrtDevice};
 pub use backend::tensorrt::{self, TrtBackend};
-pub use backend::{Backend, Unavailable};
+pub use backend::{Backend, BackendKind, Unavailable};
 pub use media::{check_latent, crop, read_latent, read_tensor, read_video, write_tensor};
 pub use pipeline::{Pad, RunStats};
 pub use planner::Limits;

@@ -83,7 +83,7 @@ pub fn host_step<B: Backend + ?Sized>(
     let hw = check_chunk(&c, input, carried.as_ref())?;
     let first = carried.is_none();
     let states: Vec<Tensor> = match carried {
-        Some(s) => s.take(backend.name())?,
+        Some(s) => s.take(backend.kind().name())?,
         None => c
             .states
             .iter()

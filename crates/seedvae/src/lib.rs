@@ -82,7 +82,7 @@ pub use seedvae_onnx::contract::METADATA_KEY as CONTRACT_METADATA_KEY;
 pub use seedvae_onnx::{read_contract, Contract, ExportOptions, Precision, TensorIo};
 pub use seedvae_runner::media::{FrameSink, FrameSource, MemorySink, TensorFrames};
 pub use seedvae_runner::tensorrt::{probe_gpu, runtime_ready as tensorrt_ready, GpuInfo};
-pub use seedvae_runner::{read_tensor, write_tensor, Pad, Tensor, Unavailable};
+pub use seedvae_runner::{read_tensor, write_tensor, BackendKind, Pad, Tensor, Unavailable};
 pub use seedvae_weights::output::remove_temporaries;
 pub use seedvae_weights::schema::{FULL_WIDTHS, TINY_WIDTHS};
 pub use seedvae_weights::synth::{Rng, SynthFormat, SynthOptions};

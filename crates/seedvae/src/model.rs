@@ -6,7 +6,7 @@ use crate::error::{invalid, Error, Result};
 use crate::progress::{Event, Progress};
 use seedvae_engine::{Cache, EnginePrecision, Manifest, Target};
 use seedvae_runner::tensorrt::{self, TrtBackend};
-use seedvae_runner::{Backend, GraphRecipe, Limits, OrtBackend, OrtDevice};
+use seedvae_runner::{Backend, BackendKind, GraphRecipe, Limits, OrtBackend, OrtDevice};
 use seedvae_weights::{Part, WeightFile};
 use std::path::{Path, PathBuf};
 
@@ -150,7 +150,7 @@ pub struct Model {
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Model")
-            .field("backend", &self.backend.name())
+            .field("backend", &self.backend.kind())
             .field("part", &self.part)
             .field("fallback", &self.fallback)
             .finish()
@@ -176,7 +176,7 @@ impl Model {
             BackendChoice::Cuda => open_cuda(&source, part, opts, progress),
             BackendChoice::Auto => {
                 let mut m = open_auto(&source, part, opts, progress, Vec::new(), true)?;
-                if m.backend.name() != CPU {
+                if m.backend.kind() != BackendKind::OrtCpu {
                     m.auto = Some(Box::new((source, opts.clone())));
                 }
                 Ok(m)
@@ -200,7 +200,7 @@ impl Model {
             return Err(e);
         };
         let (source, opts) = *auto;
-        let was_tensorrt = self.backend.name() == TENSORRT;
+        let was_tensorrt = self.backend.kind() == BackendKind::TensorrtRtx;
         let what = if was_tensorrt {
             "TensorRT-RTX"
         } else {
@@ -211,16 +211,21 @@ impl Model {
         // The failed backend's memory goes before the next one opens.
         self.backend = Box::new(Closed(self.backend.contract().clone()));
         let mut m = open_auto(&source, self.part, &opts, progress, reasons, false)?;
-        if was_tensorrt && m.backend.name() != CPU {
+        if was_tensorrt && m.backend.kind() != BackendKind::OrtCpu {
             m.auto = Some(Box::new((source, opts)));
         }
         *self = m;
         Ok(())
     }
 
-    /// The backend's short name ("onnxruntime-cpu", "tensorrt-rtx").
-    pub fn backend_name(&self) -> &str {
-        self.backend.name()
+    /// Which backend runs the model.
+    pub fn backend_kind(&self) -> BackendKind {
+        self.backend.kind()
+    }
+
+    /// The backend's short name ("onnxruntime-cpu", "onnxruntime-cuda", "tensorrt-rtx").
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.kind().name()
     }
 
     /// Why the preferred backends were not used (auto only), one reason each.
@@ -237,9 +242,6 @@ impl Model {
         self.backend.contract().streaming
     }
 }
-
-const CPU: &str = "onnxruntime-cpu";
-const TENSORRT: &str = "tensorrt-rtx";
 
 /// Auto's order from TensorRT-RTX (when `try_tensorrt`) over the CUDA provider to the CPU, each
 /// skip given with its reason (`reasons` holds earlier ones).
@@ -309,8 +311,8 @@ fn open_auto(
 struct Closed(seedvae_onnx::Contract);
 
 impl Backend for Closed {
-    fn name(&self) -> &str {
-        "closed"
+    fn kind(&self) -> BackendKind {
+        BackendKind::Other("closed")
     }
     fn contract(&self) -> &seedvae_onnx::Contract {
         &self.0
@@ -621,8 +623,8 @@ mod tests {
     }
 
     impl Backend for MockGpu {
-        fn name(&self) -> &str {
-            "mock-gpu"
+        fn kind(&self) -> BackendKind {
+            BackendKind::Other("mock-gpu")
         }
         fn contract(&self) -> &seedvae_onnx::Contract {
             self.inner.contract()
@@ -655,7 +657,11 @@ mod tests {
         };
         let quiet = Progress::new(|_| {});
         let mut m = Model::open(&weights, Part::Decoder, &opts, &quiet).unwrap();
-        assert_eq!(m.backend_name(), CPU, "this machine has no GPU");
+        assert_eq!(
+            m.backend_kind(),
+            BackendKind::OrtCpu,
+            "this machine has no GPU"
+        );
         let source = ModelSource::resolve(&weights, Some(cache)).unwrap();
         let closed = Box::new(Closed(m.backend.contract().clone()));
         let cpu = std::mem::replace(&mut m.backend, closed);
@@ -685,7 +691,7 @@ mod tests {
         let (mut m, _) = flaky(1, dir.path());
         let (video, report) = m.decode_tensor(&latent, &opts, &progress).unwrap();
         assert_eq!(video.shape, vec![1, 3, 5, 64, 64]);
-        assert_eq!(report.backend, CPU);
+        assert_eq!(report.backend, BackendKind::OrtCpu);
         let why = report.fallback_reason.unwrap();
         assert!(
             why.contains("failed at its first call: CUDA failure 2: out of memory"),

@@ -6,7 +6,7 @@ use crate::model::Model;
 use crate::progress::Progress;
 use seedvae_runner::media::{self, FrameSink, FrameSource, SinkSpec};
 use seedvae_runner::planner::{self, decoded_frames, SpatialPlan, TileRequest};
-use seedvae_runner::{pipeline, Pad, RunStats, Tensor};
+use seedvae_runner::{pipeline, BackendKind, Pad, RunStats, Tensor};
 use seedvae_weights::{DType, Part};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -126,7 +126,8 @@ impl FileOutput {
 /// What a run did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunReport {
-    pub backend: String,
+    /// Written as its name ("onnxruntime-cpu", …) in `--json` and Python.
+    pub backend: BackendKind,
     pub fallback_reason: Option<String>,
     pub frames: usize,
     pub width: usize,
@@ -161,7 +162,7 @@ impl Model {
     ) -> RunReport {
         let seconds = t.elapsed().as_secs_f64();
         RunReport {
-            backend: self.backend.name().to_string(),
+            backend: self.backend.kind(),
             fallback_reason: self.fallback.clone(),
             frames: st.frames,
             width: hw.1,

@@ -17,9 +17,58 @@ use std::collections::HashMap;
 #[error("{0}")]
 pub struct Unavailable(pub String);
 
+/// Which backend runs a model: compared as a type, written (logs, `--json`, Python) by
+/// [`BackendKind::name`], the strings reports have always used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// ONNX Runtime on the CPU.
+    OrtCpu,
+    /// ONNX Runtime's CUDA execution provider.
+    OrtCuda,
+    /// A TensorRT-RTX engine on an RTX GPU.
+    TensorrtRtx,
+    /// A stand-in (tests; a model between a failed backend and the next).
+    Other(&'static str),
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::OrtCpu => "onnxruntime-cpu",
+            BackendKind::OrtCuda => "onnxruntime-cuda",
+            BackendKind::TensorrtRtx => "tensorrt-rtx",
+            BackendKind::Other(name) => name,
+        }
+    }
+
+    /// Does it run on a GPU (and so get a first-run check, a memory plan, a fallback)?
+    pub fn is_gpu(self) -> bool {
+        matches!(self, BackendKind::OrtCuda | BackendKind::TensorrtRtx)
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for BackendKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl PartialEq<&str> for BackendKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
+}
+
 pub trait Backend {
-    /// Short name for logs and summaries ("onnxruntime-cpu", "tensorrt-rtx").
-    fn name(&self) -> &str;
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
     /// The I/O contract of the loaded graph.
     fn contract(&self) -> &Contract;
     /// Run once. `inputs` must hold every input of the contract; returns every output.
@@ -34,5 +83,25 @@ pub trait Backend {
         input: &Tensor,
     ) -> Result<(HashMap<String, Tensor>, Carried), Error> {
         crate::stream::host_step(self, carried, input)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BackendKind;
+
+    /// Reports keep the names they always had (`--json`, Python's report dict).
+    #[test]
+    fn kinds_are_written_as_the_names_reports_always_had() {
+        for (k, name) in [
+            (BackendKind::OrtCpu, "onnxruntime-cpu"),
+            (BackendKind::OrtCuda, "onnxruntime-cuda"),
+            (BackendKind::TensorrtRtx, "tensorrt-rtx"),
+        ] {
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{name}\""));
+            assert_eq!(k.to_string(), name);
+            assert!(k == name);
+        }
+        assert!(BackendKind::OrtCuda.is_gpu() && !BackendKind::OrtCpu.is_gpu());
     }
 }

@@ -1,7 +1,7 @@
 //! The ONNX Runtime CPU backend: the reference for tests and the fallback for users without a
 //! supported GPU. ONNX Runtime is loaded at run time (`ort` with `load-dynamic`).
 
-use crate::backend::{Backend, Unavailable};
+use crate::backend::{Backend, BackendKind, Unavailable};
 use crate::stream::{check_chunk, marker, Carried};
 use crate::tensor::{Data, Tensor};
 use crate::Error;
@@ -62,7 +62,7 @@ pub struct OrtBackend {
     session: Session,
     contract: Contract,
     path: PathBuf,
-    name: &'static str,
+    kind: BackendKind,
     device: OrtDevice,
 }
 
@@ -98,12 +98,12 @@ impl OrtBackend {
         let env = environment(None)?;
         let ctx = |e: ort::Error| Error::Backend(format!("{}: ONNX Runtime: {e}", model.display()));
         let mut b = Session::builder(env).map_err(ctx)?;
-        let name = match device {
+        let kind = match device {
             OrtDevice::Cpu { threads } => {
                 if threads > 0 {
                     b = b.with_intra_threads(threads).map_err(|e| ctx(e.into()))?;
                 }
-                "onnxruntime-cpu"
+                BackendKind::OrtCpu
             }
             OrtDevice::Cuda { id, mem_limit } => {
                 use ort::ep::cuda::{ConvAlgorithmSearch, CUDA};
@@ -128,7 +128,7 @@ impl OrtBackend {
                         "ONNX Runtime's CUDA provider cannot start: {e}"
                     )))
                 })?;
-                "onnxruntime-cuda"
+                BackendKind::OrtCuda
             }
         };
         if quantized {
@@ -148,7 +148,7 @@ impl OrtBackend {
             session,
             contract,
             path: model.to_path_buf(),
-            name,
+            kind,
             device,
         })
     }
@@ -208,8 +208,8 @@ impl OrtBackend {
 }
 
 impl Backend for OrtBackend {
-    fn name(&self) -> &str {
-        self.name
+    fn kind(&self) -> BackendKind {
+        self.kind
     }
 
     fn contract(&self) -> &Contract {
@@ -253,7 +253,7 @@ impl Backend for OrtBackend {
         let path = self.path.clone();
         let ctx = |e: ort::Error| Error::Backend(format!("{}: ONNX Runtime: {e}", path.display()));
         let states = match carried {
-            Some(c) => c.take::<OrtStates>(self.name)?.0,
+            Some(c) => c.take::<OrtStates>(self.kind.name())?.0,
             None => self.first_states(hw).map_err(&ctx)?,
         };
         let host = MemoryInfo::new(

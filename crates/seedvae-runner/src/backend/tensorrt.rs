@@ -17,7 +17,7 @@
 //! Not tested here: the execution path needs a supported GPU (this workplace's H100/H200 is
 //! compute capability 9.0, which TensorRT-RTX refuses).
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendKind};
 use crate::planner::Limits;
 use crate::stream::{check_chunk, marker, Carried};
 use crate::tensor::{Data, Tensor};
@@ -859,8 +859,8 @@ impl TrtBackend {
 }
 
 impl Backend for TrtBackend {
-    fn name(&self) -> &str {
-        "tensorrt-rtx"
+    fn kind(&self) -> BackendKind {
+        BackendKind::TensorrtRtx
     }
 
     fn contract(&self) -> &Contract {
@@ -904,7 +904,7 @@ impl Backend for TrtBackend {
         };
         // First chunk: zero states (the graph slices them away, but reads stay defined).
         let read = match carried {
-            Some(s) => s.take::<TrtStates>(self.name())?.0,
+            Some(s) => s.take::<TrtStates>(self.kind().name())?.0,
             None => alloc(&self.stream)?,
         };
         let write = match self.spare.take() {
