@@ -111,11 +111,11 @@ fn main() -> ExitCode {
         }
         // -v: every cause on its own line; else the chain on one line.
         Err(e) if cli.verbose > 0 => {
-            eprintln!("error: {e:?}");
+            eprintln!("error: {}", commands::flags::speak_cli(&format!("{e:?}")));
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", commands::flags::speak_cli(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -304,7 +304,7 @@ fn dims64(v: &[i64]) -> trtx::trtx_sys::Dims64 {
 pub fn check_targets(fp8: bool, targets: &[Target]) -> Result<(), Error> {
     if targets.is_empty() {
         return Err(Error::Config(
-            "no target GPU architecture given (e.g. --target sm_120)".into(),
+            "no target GPU architecture given (e.g. `target` sm_120)".into(),
         ));
     }
     if fp8 {
@@ -315,7 +315,7 @@ pub fn check_targets(fp8: bool, targets: &[Target]) -> Result<(), Error> {
             .collect();
         if !bad.is_empty() {
             return Err(Error::Config(format!(
-                "FP8 needs FP8 tensor cores: sm_89 (RTX 40) or sm_120 (RTX 50); {} has none. Build --precision fp16 for {}",
+                "FP8 needs FP8 tensor cores: sm_89 (RTX 40) or sm_120 (RTX 50); {} has none. Build with `precision` fp16 for {}",
                 bad.join(", "),
                 if bad.len() == 1 { "it" } else { "them" }
             )));

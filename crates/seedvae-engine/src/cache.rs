@@ -325,7 +325,7 @@ impl Cache {
             }
             Some(d) => d.to_path_buf(),
             None => default_root()?.ok_or_else(|| {
-                Error::Cache("no cache directory: set SEEDVAE_CACHE or pass --cache DIR".into())
+                Error::Cache("no cache directory: set SEEDVAE_CACHE or give `cache`".into())
             })?,
         };
         if root.exists() {

@@ -94,7 +94,7 @@ pub fn tensorrt(explicit: Option<&Path>) -> Result<(PathBuf, PathBuf), crate::Er
         })
     };
     if let Some(d) = explicit {
-        return from(d.to_path_buf(), "--tensorrt-dir");
+        return from(d.to_path_buf(), "`tensorrt_dir`");
     }
     if let Some(d) = std::env::var_os("SEEDVAE_TENSORRT_DIR") {
         return from(PathBuf::from(d), "$SEEDVAE_TENSORRT_DIR");

@@ -42,54 +42,61 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The library's options by their CLI flags (as its messages name them), and the keyword
-/// arguments a Python caller passes for them: messages speak the caller's language.
-const KEYWORDS: [(&str, &str); 13] = [
-    ("--tile-size", "tile="),
-    ("--tile-overlap", "overlap="),
-    ("--no-tiling", "no_tiling=True"),
-    ("--chunk", "chunk="),
-    ("--vram-budget", "vram_budget_gb="),
-    ("--threads", "threads="),
-    ("--tensorrt-dir", "tensorrt_dir="),
-    ("--color-batch", "color_batch="),
-    ("--cuda-fp32", "cuda_fp32=True"),
-    ("--weights", "weights="),
-    ("--backend", "backend="),
-    ("--cache", "cache="),
-    ("--profile", "profile="),
+/// The library names its options in backticks (`` `tile_px` 7``); a Python caller passes them as
+/// keyword arguments (`tile=7`): messages speak the caller's language.
+const KEYWORDS: [(&str, &str); 19] = [
+    ("`tile_px`", "tile="),
+    ("`overlap_px`", "overlap="),
+    ("`no_tiling`", "no_tiling=True"),
+    ("`chunk`", "chunk="),
+    ("`vram_budget_gb`", "vram_budget_gb="),
+    ("`threads`", "threads="),
+    ("`tensorrt_dir`", "tensorrt_dir="),
+    ("`color_batch`", "color_batch="),
+    ("`weights`", "weights="),
+    ("`model`", "model="),
+    ("`cache`", "cache="),
+    ("`target`", "targets="),
+    ("`precision`", "precision="),
+    ("`streaming`", "streaming=True"),
+    ("`part`", "part="),
+    ("`force`", "force"),
+    ("`output`", "output"),
+    ("`dit_latent`", "seedvae.from_dit (a DiT-layout latent)"),
+    ("`install_cuda`", "`pip install seedvae[cuda]`"),
 ];
 
-/// `msg` with every CLI flag that has a keyword argument named by the keyword instead
-/// (`--tile-size 7` → `tile=7`).
+/// `msg` with every library option name as the keyword argument for it (`` `tile_px` 7`` →
+/// `tile=7`; a name without a value after it → `tile=...`).
 pub fn keywords(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
     let mut rest = msg;
-    'scan: while let Some(at) = rest.find("--") {
+    'scan: while let Some(at) = rest.find('`') {
         out.push_str(&rest[..at]);
         let tail = &rest[at..];
-        for (flag, kw) in KEYWORDS {
-            let Some(after) = tail.strip_prefix(flag) else {
+        for (name, kw) in KEYWORDS {
+            let Some(after) = tail.strip_prefix(name) else {
                 continue;
             };
-            if after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-') {
-                continue;
-            }
             out.push_str(kw);
-            // `--flag VALUE` → `kw=VALUE`; a bare flag or one followed by prose → `kw` alone.
-            let after = match after.strip_prefix(' ') {
-                Some(v) if kw.ends_with('=') && v.starts_with(|c: char| c.is_ascii_digit()) => v,
+            // `name VALUE` (a word with a digit: 7, fp16, sm_120) → `kw=VALUE`; a name
+            // followed by prose → `kw=...`.
+            let value = after.strip_prefix(' ').filter(|v| {
+                let word = v.split([' ', ':', ',', ')', ';']).next().unwrap_or("");
+                word.bytes().any(|b| b.is_ascii_digit())
+            });
+            rest = match value {
+                Some(v) if kw.ends_with('=') => v,
                 _ if kw.ends_with('=') => {
                     out.push_str("...");
                     after
                 }
                 _ => after,
             };
-            rest = after;
             continue 'scan;
         }
-        out.push_str("--");
-        rest = &tail[2..];
+        out.push('`');
+        rest = &tail[1..];
     }
     out.push_str(rest);
     out
@@ -126,19 +133,23 @@ mod tests {
     use super::keywords;
 
     #[test]
-    fn flags_become_keyword_arguments() {
+    fn library_names_become_keyword_arguments() {
         assert_eq!(
-            keywords("--tile-size 7: tiles are at least 64 px"),
+            keywords("`tile_px` 7: tiles are at least 64 px"),
             "tile=7: tiles are at least 64 px"
         );
         assert_eq!(
-            keywords("--chunk 0: a chunk is at least one latent frame"),
+            keywords("`chunk` 0: a chunk is at least one latent frame"),
             "chunk=0: a chunk is at least one latent frame"
         );
         assert_eq!(
-            keywords("lower --vram-budget or pass --no-tiling"),
-            "lower vram_budget_gb=... or pass no_tiling=True"
+            keywords("more than the 1.00 GB budget (`vram_budget_gb`); drop `no_tiling`"),
+            "more than the 1.00 GB budget (vram_budget_gb=...); drop no_tiling=True"
         );
-        assert_eq!(keywords("a --force-ful --x"), "a --force-ful --x");
+        assert_eq!(keywords("run `seedvae convert`"), "run `seedvae convert`");
+        assert_eq!(
+            keywords("`chunk` needs a streaming model; `target` sm_120"),
+            "chunk=... needs a streaming model; targets=sm_120"
+        );
     }
 }

@@ -157,7 +157,7 @@ pub fn plan_spatial(
     if !req.allow {
         return Err(Error::Plan(format!(
             "the frame is {}×{} {unit}, more than this model takes in one call (h {}, w {}{}); \
-             allow tiling (drop --no-tiling) or use a model built for larger tiles",
+             allow tiling (drop `no_tiling`) or use a model built for larger tiles",
             h * scale,
             w * scale,
             range_text(limits.h),
@@ -217,7 +217,7 @@ pub fn plan_chunks(
     if !streaming {
         if chunk.is_some() {
             return Err(Error::Plan(
-                "--chunk needs a streaming model (convert or build with --streaming)".into(),
+                "`chunk` needs a streaming model (convert or build with `streaming`)".into(),
             ));
         }
         if frames < tmin || frames > tmax {
@@ -239,11 +239,11 @@ pub fn plan_chunks(
         (tmin..=tmax).contains(&a.min(frames)) && (tmin..=tmax).contains(&b)
     };
     let n = match chunk {
-        Some(0) => return Err(Error::Plan("--chunk must be at least 1".into())),
+        Some(0) => return Err(Error::Plan("`chunk` must be at least 1".into())),
         Some(n) if !ok(n) => {
             let (a, b) = lens(n);
             return Err(Error::Plan(format!(
-                "--chunk {n} means calls of {a} then {b} {unit}; this model takes {} per call",
+                "`chunk` {n} means calls of {a} then {b} {unit}; this model takes {} per call",
                 range_text(limits.t)
             )));
         }
@@ -270,7 +270,7 @@ pub fn plan_chunks(
         if e - s < tmin {
             return Err(Error::Plan(format!(
                 "the last call would take {} {unit}, below this model's minimum {tmin}; choose \
-                 another --chunk",
+                 another `chunk`",
                 e - s
             )));
         }
@@ -459,7 +459,7 @@ mod tests {
         let e = plan_spatial(Part::Decoder, 135, 240, &lim, &no)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("8..=112") && e.contains("--no-tiling"), "{e}");
+        assert!(e.contains("8..=112") && e.contains("`no_tiling`"), "{e}");
         assert!(!plan_spatial(Part::Decoder, 100, 112, &lim, &no)
             .unwrap()
             .is_tiled());

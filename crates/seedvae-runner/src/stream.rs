@@ -121,8 +121,7 @@ impl Streamer {
     pub fn new(contract: &Contract) -> Result<Self, Error> {
         if !contract.streaming {
             return Err(Error::Input(
-                "this model is not a streaming graph; export it with `seedvae convert --streaming`"
-                    .into(),
+                "this model is not a streaming graph; convert it with `streaming`".into(),
             ));
         }
         Ok(Streamer { carried: None })

@@ -153,7 +153,7 @@ pub fn check_overwrite(path: &Path, force: bool) -> Result<()> {
     if !force {
         return Err(refuse(
             path,
-            "already exists; pass --force to overwrite it or choose another -o path",
+            "already exists; pass `force` to overwrite it or choose another `output` path",
         ));
     }
     if meta.is_file() {
@@ -168,22 +168,22 @@ pub fn check_overwrite(path: &Path, force: bool) -> Result<()> {
     if protected_dir(path, &b) {
         return Err(refuse(
             path,
-            "is the working directory or one of its parents; seedvae never replaces it: choose a new -o path",
+            "is the working directory or one of its parents; seedvae never replaces it: choose a new `output` path",
         ));
     }
     if !b.join(DIR_MARKER).is_file() {
         return Err(refuse(
             path,
-            "is a directory seedvae did not write (it has no .seedvae-output marker); --force only \
-             replaces seedvae's own outputs: remove it yourself or choose another -o path",
+            "is a directory seedvae did not write (it has no .seedvae-output marker); `force` only \
+             replaces seedvae's own outputs: remove it yourself or choose another `output` path",
         ));
     }
     if let Some(name) = foreign_entry(&b)? {
         return Err(refuse(
             path,
             &format!(
-                "holds '{name}', which seedvae did not write there; --force only replaces a \
-                 folder of seedvae's own frames: move it out or choose another -o path"
+                "holds '{name}', which seedvae did not write there; `force` only replaces a \
+                 folder of seedvae's own frames: move it out or choose another `output` path"
             ),
         ));
     }
@@ -202,7 +202,7 @@ pub fn check_output(path: &Path, force: bool, inputs: &[&Path]) -> Result<()> {
             return Err(refuse(
                 path,
                 &format!(
-                    "is also an input ({}); choose another -o path",
+                    "is also an input ({}); choose another `output` path",
                     input.display()
                 ),
             ));
@@ -211,7 +211,7 @@ pub fn check_output(path: &Path, force: bool, inputs: &[&Path]) -> Result<()> {
             return Err(refuse(
                 path,
                 &format!(
-                    "holds an input ({}); choose another -o path",
+                    "holds an input ({}); choose another `output` path",
                     input.display()
                 ),
             ));
@@ -384,7 +384,7 @@ mod tests {
         assert!(check_overwrite(&t, false)
             .unwrap_err()
             .to_string()
-            .contains("--force"));
+            .contains("`force`"));
     }
 
     /// Every file under `dir` with its bytes (links as their target, not followed).

@@ -139,7 +139,7 @@ fn from_graph(
     let c = &g.contract;
     if req.part.is_some_and(|p| p != c.part) || (req.streaming && !c.streaming) {
         return Err(invalid!(
-            "{} is a {} {} graph; --part / --streaming cannot change that: convert the form you want \
+            "{} is a {} {} graph; `part` / `streaming` cannot change that: convert the form you want \
              with `seedvae convert`, or pass the weights file",
             req.model.display(),
             c.part,
@@ -149,8 +149,8 @@ fn from_graph(
     match req.precision {
         Some(want) if want != g.precision => {
             return Err(invalid!(
-                "{} is a {} graph, --precision {} asked: pass the weights file instead (it is converted at the \
-                 precision asked), or convert with `seedvae convert --precision {}`",
+                "{} is a {} graph, `precision` {} asked: pass the weights file instead (it is converted at the \
+                 precision asked), or convert it with `precision` {} first",
                 req.model.display(),
                 g.precision.name(),
                 want.name(),

@@ -39,7 +39,7 @@ pub(crate) fn check_vae_latent(t: &Tensor) -> Result<()> {
     let s = &t.shape;
     if s.len() != 5 || s[0] != 1 || s[1] != 16 || s[2..].contains(&0) {
         let hint = if s.last() == Some(&16) {
-            " (channels last? pass --dit-latent for the DiT's [T, h, w, 16])"
+            " (channels last? pass `dit_latent` for the DiT's [T, h, w, 16])"
         } else {
             ""
         };

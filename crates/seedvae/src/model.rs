@@ -53,14 +53,14 @@ impl ModelOptions {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         if self.threads > cores {
             return Err(invalid!(
-                "--threads {}: this machine has {cores} logical cores; use at most {cores} (0 = all)",
+                "`threads` {}: this machine has {cores} logical cores; use at most {cores} (0 = all)",
                 self.threads
             ));
         }
         if let Some(gb) = self.vram_budget_gb {
             if !(gb.is_finite() && gb > 0.0 && gb <= 4096.0) {
                 return Err(invalid!(
-                    "--vram-budget {gb}: give the GPU memory to plan within in GB, e.g. 12"
+                    "`vram_budget_gb` {gb}: give the GPU memory to plan within in GB, e.g. 12"
                 ));
             }
         }
@@ -411,8 +411,8 @@ fn graph_for(
                 cached_graph(&file, part, precision, &Cache::open(o.cache.as_deref())?, progress)
             }
             None => Err(invalid!(
-                "{} is a TensorRT-RTX engine; the CPU backend needs the weights or an ONNX graph as --model \
-                 (or the weights as --weights)",
+                "{} is a TensorRT-RTX engine; the CPU backend needs the weights or an ONNX graph as `model` \
+                 (or the weights as `weights`)",
                 engine.display()
             )),
         },
@@ -554,7 +554,7 @@ fn open_tensorrt(
         // The cheap checks first: the right file, then a GPU, then the (slow) regeneration.
         let w = o.weights.as_ref().ok_or_else(|| {
             invalid!(
-                "{} is a weightless engine: pass your weights file with --weights to refit it",
+                "{} is a weightless engine: pass your weights file with `weights` to refit it",
                 engine.display()
             )
         })?;

@@ -43,17 +43,17 @@ impl TileOptions {
         let (t, o) = (self.tile_px, self.overlap_px);
         if t < 64 || !t.is_multiple_of(8) {
             return Err(invalid!(
-                "--tile-size {t}: tiles are at least 64 px and a multiple of 8 (one latent pixel), e.g. {}",
+                "`tile_px` {t}: tiles are at least 64 px and a multiple of 8 (one latent pixel), e.g. {}",
                 (t.max(64) / 8) * 8
             ));
         }
         if !o.is_multiple_of(8) || o >= t {
             return Err(invalid!(
-                "--tile-overlap {o}: the overlap is a multiple of 8 px and smaller than the tile ({t} px)"
+                "`overlap_px` {o}: the overlap is a multiple of 8 px and smaller than the tile ({t} px)"
             ));
         }
         if self.chunk == Some(0) {
-            return Err(invalid!("--chunk 0: a chunk is at least one latent frame"));
+            return Err(invalid!("`chunk` 0: a chunk is at least one latent frame"));
         }
         Ok(())
     }
@@ -115,7 +115,7 @@ impl FileOutput {
         let mut all = inputs.to_vec();
         if let Some(c) = &self.color {
             if c.batch == 0 {
-                return Err(invalid!("--color-batch must be at least 1"));
+                return Err(invalid!("`color_batch` must be at least 1"));
             }
             all.push(&c.reference);
         }

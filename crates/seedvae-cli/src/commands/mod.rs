@@ -7,6 +7,7 @@ pub mod convert;
 pub mod decode;
 pub mod demo;
 pub mod encode;
+pub mod flags;
 pub mod inspect;
 pub mod pack;
 pub mod selftest;
@@ -104,7 +105,7 @@ impl Ui {
         Progress::new(move |e| {
             let mut bar = bar.lock().unwrap_or_else(|p| p.into_inner());
             match e {
-                Event::Notice(line) if !quiet => eprintln!("{line}"),
+                Event::Notice(line) if !quiet => eprintln!("{}", flags::speak_cli(line)),
                 Event::Notice(_) => {}
                 Event::Stage(msg) => {
                     if let Some(b) = bar.take() {

@@ -70,7 +70,7 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
         let note = c
             .note
             .as_deref()
-            .map(|n| format!(": {n}"))
+            .map(|n| format!(": {}", super::flags::speak_cli(n)))
             .unwrap_or_default();
         println!(
             "{:<10} {:<28} {:>11}  {:<16} {status}{note}",

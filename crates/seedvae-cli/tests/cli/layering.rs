@@ -164,3 +164,52 @@ fn the_colour_crate_depends_on_arithmetic_alone() {
     assert_eq!(deps, ["serde"], "seedvae-color depends on {deps:?}");
     assert!(!manifest.contains("[dev-dependencies]"), "{manifest}");
 }
+
+/// The library's messages name options by their library names (`` `tile_px` ``), never by a
+/// CLI flag: the CLI (`commands/flags.rs`) and the Python package (`seedvae-py/src/errors.rs`)
+/// translate them for their users. Tests and comments are not messages.
+#[test]
+fn library_messages_name_no_cli_flags() {
+    let mut found = Vec::new();
+    for krate in [
+        "seedvae",
+        "seedvae-weights",
+        "seedvae-onnx",
+        "seedvae-engine",
+        "seedvae-runner",
+        "seedvae-color",
+    ] {
+        let mut stack = vec![repo_root().join("crates").join(krate).join("src")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                if p.extension().is_none_or(|e| e != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap();
+                let code = text.split("\n#[cfg(test)]").next().unwrap_or("");
+                for (i, line) in code.lines().enumerate() {
+                    let t = line.trim_start();
+                    if t.starts_with("//") {
+                        continue;
+                    }
+                    let flag = t
+                        .match_indices("--")
+                        .any(|(at, _)| t[at + 2..].starts_with(|c: char| c.is_ascii_lowercase()));
+                    if flag {
+                        found.push(format!("{}:{}: {t}", p.display(), i + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "CLI flags in library code:\n{}",
+        found.join("\n")
+    );
+}

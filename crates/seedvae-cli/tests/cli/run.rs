@@ -574,8 +574,8 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
     assert!(cap(dm.weight_bytes)
         .unwrap_err()
         .to_string()
-        .contains("--vram-budget"));
-    // An engine built by another TensorRT-RTX version: refused before any GPU is looked for.
+        .contains("`vram_budget_gb`")); // the library's name; the CLI says --vram-budget
+                                        // An engine built by another TensorRT-RTX version: refused before any GPU is looked for.
     m.key_parts.tensorrt_rtx = "1.6.0.20".into();
     m.key = m.key_parts.key();
     std::fs::write(&side, serde_json::to_vec(&m).unwrap()).unwrap();

@@ -48,8 +48,8 @@ pub fn cuda_ready() -> Result<crate::tensorrt::GpuInfo, Unavailable> {
     let dir = lib.parent().unwrap_or(Path::new("."));
     if !dir.join(provider).is_file() {
         return Err(Unavailable(format!(
-            "ONNX Runtime's CUDA provider is not installed ({} has no {provider}): run \
-             `scripts/setup.sh --gpu`, or point SEEDVAE_ORT_LIB at an onnxruntime-gpu library",
+            "ONNX Runtime's CUDA provider is not installed ({} has no {provider}): \
+             `install_cuda`, or point SEEDVAE_ORT_LIB at an onnxruntime-gpu library",
             dir.display()
         )));
     }

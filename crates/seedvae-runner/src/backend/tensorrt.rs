@@ -119,7 +119,7 @@ pub fn check_device(gpu: &GpuInfo, targets: &[Target]) -> Result<Target, Unavail
     match Target::of_compute_capability(ma, mi) {
         Some(t) if targets.contains(&t) => Ok(t),
         Some(t) => Err(Unavailable(format!(
-            "the engine was built for {}, but {} is {}: build one with --target {}",
+            "the engine was built for {}, but {} is {}: build one with `target` {}",
             names.join(", "),
             gpu.name,
             t.name(),
@@ -245,7 +245,7 @@ fn largest_edge(
     if least > budget {
         return Some(Err(Error::Backend(format!(
             "the engine needs {:.2} GB at its smallest tile (weights, activations, carried \
-             state), more than the {:.2} GB budget (--vram-budget)",
+             state), more than the {:.2} GB budget (`vram_budget_gb`)",
             least as f64 / 1e9,
             budget as f64 / 1e9
         ))));
@@ -635,7 +635,7 @@ impl TrtBackend {
         if manifest.key_parts.weightless {
             let weights = refit.ok_or_else(|| {
                 Error::Input(format!(
-                    "{}: a weightless engine needs your weights file to refit it (--weights)",
+                    "{}: a weightless engine needs your weights file to refit it (`weights`)",
                     engine.display()
                 ))
             })?;
@@ -976,7 +976,7 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(
-            e.contains("built for sm_120") && e.contains("--target sm_89"),
+            e.contains("built for sm_120") && e.contains("`target` sm_89"),
             "{e}"
         );
         assert!(check_device(&gpu("RTX 4090", (8, 9)), &[Target::Sm120, Target::Sm89]).is_ok());

@@ -1,0 +1,51 @@
+//! The library names its options by their library names, in backticks (`` `tile_px` 7``); the
+//! CLI speaks in its flags (`--tile-size 7`). Every message the CLI prints from the library goes
+//! through [`speak_cli`].
+
+/// Library option name → what a CLI user types.
+const FLAGS: [(&str, &str); 19] = [
+    ("`tile_px`", "--tile-size"),
+    ("`overlap_px`", "--tile-overlap"),
+    ("`no_tiling`", "--no-tiling"),
+    ("`chunk`", "--chunk"),
+    ("`vram_budget_gb`", "--vram-budget"),
+    ("`threads`", "--threads"),
+    ("`tensorrt_dir`", "--tensorrt-dir"),
+    ("`color_batch`", "--color-batch"),
+    ("`weights`", "--weights"),
+    ("`model`", "--model"),
+    ("`cache`", "--cache DIR"),
+    ("`target`", "--target"),
+    ("`precision`", "--precision"),
+    ("`streaming`", "--streaming"),
+    ("`part`", "--part"),
+    ("`force`", "--force"),
+    ("`output`", "-o"),
+    ("`dit_latent`", "--dit-latent"),
+    ("`install_cuda`", "run `scripts/setup.sh --gpu`"),
+];
+
+/// `msg` with the library's option names as the CLI's flags.
+pub fn speak_cli(msg: &str) -> String {
+    FLAGS
+        .iter()
+        .fold(msg.to_string(), |m, (name, flag)| m.replace(name, flag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::speak_cli;
+
+    #[test]
+    fn library_names_become_flags() {
+        assert_eq!(
+            speak_cli("`tile_px` 7: tiles are at least 64 px"),
+            "--tile-size 7: tiles are at least 64 px"
+        );
+        assert_eq!(
+            speak_cli("pass `force` to overwrite it or choose another `output` path"),
+            "pass --force to overwrite it or choose another -o path"
+        );
+        assert_eq!(speak_cli("plain text"), "plain text");
+    }
+}
