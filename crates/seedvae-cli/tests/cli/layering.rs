@@ -100,40 +100,19 @@ fn no_command_fills_another_commands_arguments() {
 #[test]
 fn library_crates_return_no_string_errors() {
     let mut found = Vec::new();
-    for krate in [
-        "seedvae",
-        "seedvae-weights",
-        "seedvae-onnx",
-        "seedvae-engine",
-        "seedvae-runner",
-        "seedvae-color",
-    ] {
-        let mut stack = vec![repo_root().join("crates").join(krate).join("src")];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                    continue;
-                }
-                if p.extension().is_none_or(|e| e != "rs") {
-                    continue; // data built into a crate (the selftest goldens)
-                }
-                let text = std::fs::read_to_string(&p).unwrap();
-                // Signatures may span lines: look at the text with whitespace squeezed.
-                let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-                for pat in [", String>", ",String>"] {
-                    for (i, _) in flat.match_indices(pat) {
-                        let before = &flat[..i];
-                        let open = before.rfind('<').unwrap_or(0);
-                        if before[..open].ends_with("Result") {
-                            found.push(format!(
-                                "{}: {}",
-                                p.display(),
-                                &flat[open.saturating_sub(6)..i + pat.len()]
-                            ));
-                        }
-                    }
+    for (p, text) in library_sources() {
+        // Signatures may span lines: look at the text with whitespace squeezed.
+        let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for pat in [", String>", ",String>"] {
+            for (i, _) in flat.match_indices(pat) {
+                let before = &flat[..i];
+                let open = before.rfind('<').unwrap_or(0);
+                if before[..open].ends_with("Result") {
+                    found.push(format!(
+                        "{}: {}",
+                        p.display(),
+                        &flat[open.saturating_sub(6)..i + pat.len()]
+                    ));
                 }
             }
         }
@@ -171,6 +150,31 @@ fn the_colour_crate_depends_on_arithmetic_alone() {
 #[test]
 fn library_messages_name_no_cli_flags() {
     let mut found = Vec::new();
+    for (p, text) in library_sources() {
+        let code = text.split("\n#[cfg(test)]").next().unwrap_or("");
+        for (i, line) in code.lines().enumerate() {
+            let t = line.trim_start();
+            if t.starts_with("//") {
+                continue;
+            }
+            let flag = t
+                .match_indices("--")
+                .any(|(at, _)| t[at + 2..].starts_with(|c: char| c.is_ascii_lowercase()));
+            if flag {
+                found.push(format!("{}:{}: {t}", p.display(), i + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "CLI flags in library code:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The library crates' Rust sources, with their text.
+fn library_sources() -> Vec<(std::path::PathBuf, String)> {
+    let mut out = Vec::new();
     for krate in [
         "seedvae",
         "seedvae-weights",
@@ -185,31 +189,12 @@ fn library_messages_name_no_cli_flags() {
                 let p = e.unwrap().path();
                 if p.is_dir() {
                     stack.push(p);
-                    continue;
-                }
-                if p.extension().is_none_or(|e| e != "rs") {
-                    continue;
-                }
-                let text = std::fs::read_to_string(&p).unwrap();
-                let code = text.split("\n#[cfg(test)]").next().unwrap_or("");
-                for (i, line) in code.lines().enumerate() {
-                    let t = line.trim_start();
-                    if t.starts_with("//") {
-                        continue;
-                    }
-                    let flag = t
-                        .match_indices("--")
-                        .any(|(at, _)| t[at + 2..].starts_with(|c: char| c.is_ascii_lowercase()));
-                    if flag {
-                        found.push(format!("{}:{}: {t}", p.display(), i + 1));
-                    }
+                } else if p.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    out.push((p, text));
                 }
             }
         }
     }
-    assert!(
-        found.is_empty(),
-        "CLI flags in library code:\n{}",
-        found.join("\n")
-    );
+    out
 }
