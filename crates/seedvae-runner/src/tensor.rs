@@ -76,6 +76,15 @@ impl Tensor {
             Data::F16(_) => None,
         }
     }
+
+    /// Values as f32 to read: the buffer itself when it is f32 (no copy of a large input just
+    /// to look at it), else converted.
+    pub fn values(&self) -> std::borrow::Cow<'_, [f32]> {
+        match self.as_f32() {
+            Some(v) => std::borrow::Cow::Borrowed(v),
+            None => std::borrow::Cow::Owned(self.to_f32()),
+        }
+    }
 }
 
 impl Tensor {

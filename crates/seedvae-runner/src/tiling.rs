@@ -260,18 +260,6 @@ impl Blender {
         }
     }
 
-    /// The blended `[C, F, H, W]` values.
-    pub fn finish(self) -> Vec<f32> {
-        let mut out = Vec::new();
-        let f = self.f;
-        self.emit(f, &mut |v, _| {
-            out = v;
-            Ok(())
-        })
-        .expect("collecting cannot fail");
-        out
-    }
-
     /// The blended values `per` frames at a time, each chunk `[C, n, H, W]` given to `emit`
     /// with its frame count: memory for one chunk, whatever the clip's length.
     pub fn emit(
@@ -364,7 +352,12 @@ mod tests {
             }
             b.add(&tile, y0, x0, y1 - y0, x1 - x0);
         }
-        let out = b.finish();
+        let mut out = Vec::new();
+        b.emit(usize::MAX, &mut |v, _| {
+            out = v;
+            Ok(())
+        })
+        .unwrap();
         let err = out
             .iter()
             .zip(&img)

@@ -444,7 +444,7 @@ pub fn correct_colors(
     media::check_finite("the video to colour-correct", &video).map_err(|e| invalid!("{e}"))?;
     let shape = video.shape.clone();
     let mut v = video.into_f32();
-    media::check_frame_values("the colour reference", &reference.to_f32())
+    media::check_frame_values("the colour reference", &reference.values())
         .map_err(|e| invalid!("{e}"))?;
     let mut src = media::TensorFrames(reference);
     seedvae_runner::color::correct_video(&mut v, dims, &mut src, method, batch)?;

@@ -45,17 +45,14 @@ impl Bound {
             n += (y as f64).powi(2);
         }
         let d = if d.is_nan() { f64::INFINITY } else { d };
-        match self {
-            Bound::RelL2(b) => {
-                let e = (d / n.max(1e-300)).sqrt();
-                (e, e <= b)
-            }
-            Bound::PsnrDb(b) => {
+        let value = match self {
+            Bound::RelL2(_) => (d / n.max(1e-300)).sqrt(),
+            Bound::PsnrDb(_) => {
                 let mse = d / got.len().max(1) as f64;
-                let p = 10.0 * (4.0 / mse.max(1e-300)).log10();
-                (p, p >= b)
+                10.0 * (4.0 / mse.max(1e-300)).log10()
             }
-        }
+        };
+        (value, self.holds(value))
     }
 }
 

@@ -216,17 +216,18 @@ fn seedvae_limited(dir: &Path, kib: u64, file_kib: Option<u64>, args: &[&str]) -
     (code, text)
 }
 
-/// A 16384×16384 black PNG: a few hundred KB on disk, 3.2 GB as f32 frames.
-fn huge_png(path: &Path) {
+/// A `w × h` RGB PNG of one grey `level`, written a row at a time (a 16384² one is a few
+/// hundred KB on disk and 3.2 GB as f32 frames).
+fn solid_png(path: &Path, w: u32, h: u32, level: u8) {
     let f = std::fs::File::create(path).unwrap();
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(f), 16384, 16384);
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(f), w, h);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     enc.set_compression(png::Compression::Fast);
-    let mut w = enc.write_header().unwrap();
-    let mut s = w.stream_writer().unwrap();
-    let row = vec![0u8; 3 * 16384];
-    for _ in 0..16384 {
+    let mut png = enc.write_header().unwrap();
+    let mut s = png.stream_writer().unwrap();
+    let row = vec![level; 3 * w as usize];
+    for _ in 0..h {
         std::io::Write::write_all(&mut s, &row).unwrap();
     }
     s.finish().unwrap();
@@ -241,7 +242,7 @@ fn too_large_for_memory_is_a_clear_error_not_an_abort() {
     let t = tempfile::tempdir().unwrap();
     let frames = t.path().join("frames");
     std::fs::create_dir(&frames).unwrap();
-    huge_png(&frames.join("f0.png"));
+    solid_png(&frames.join("f0.png"), 16384, 16384, 0);
     let (cache, out) = (t.path().join("c"), t.path().join("o.safetensors"));
     let w = tiny();
     let enc = cpu("encode", &w, s(&frames), s(&out), s(&cache), &[]);
@@ -375,14 +376,7 @@ fn colour_references_of_any_size_and_non_frames_are_told_apart() {
     write_latent(&latent, &random_latent(1, 2, 2, 3));
     let reference = t.path().join("ref");
     std::fs::create_dir(&reference).unwrap();
-    let f = std::fs::File::create(reference.join("0.png")).unwrap();
-    let mut enc = png::Encoder::new(f, 5, 7);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    enc.write_header()
-        .unwrap()
-        .write_image_data(&[90u8; 3 * 5 * 7])
-        .unwrap();
+    solid_png(&reference.join("0.png"), 5, 7, 90);
     let w = tiny();
     let fix = ["--color-fix", "adain", "--color-ref"];
     let mut args = cpu("decode", &w, s(&latent), s(&out), s(&cache), &fix);

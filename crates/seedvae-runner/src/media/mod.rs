@@ -372,15 +372,7 @@ pub struct NonFinite(pub String);
 /// Why `t` cannot be a model input: how many values are NaN or infinite, and where the first
 /// one is (seedvae refuses them rather than decode a video of NaN).
 pub fn check_finite(name: &str, t: &Tensor) -> Result<(), NonFinite> {
-    // In place when it is f32 (a latent may be large: no copy just to look at it).
-    let copy;
-    let v = match t.as_f32() {
-        Some(v) => v,
-        None => {
-            copy = t.to_f32();
-            &copy
-        }
-    };
+    let v = t.values();
     let bad = v.iter().filter(|x| !x.is_finite()).count();
     let Some(first) = v.iter().position(|x| !x.is_finite()) else {
         return Ok(());
