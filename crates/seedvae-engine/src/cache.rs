@@ -405,6 +405,14 @@ impl Cache {
         Ok(Some(path))
     }
 
+    /// The content hash recorded beside a graph that [`Cache::verified_graph`] just verified or
+    /// [`Cache::store_graph`] just stored (hex blake3), so it is not hashed again.
+    pub fn recorded_graph_hash(&self, graph: &Path) -> Option<String> {
+        let h = std::fs::read_to_string(hash_file(graph)).ok()?;
+        let h = h.trim();
+        (h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())).then(|| h.to_string())
+    }
+
     /// Move a finished graph `tmp` into place for `recipe`, with its content hash beside it.
     pub fn store_graph(&self, recipe: &str, tmp: &Path) -> Result<PathBuf, Error> {
         let path = self.graph_path(recipe)?;

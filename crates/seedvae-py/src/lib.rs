@@ -23,8 +23,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use seedvae::{
-    BackendChoice, ColorMethod, EnginePrecision, EngineRequest, ModelOptions, Outcome, Pad, Part,
-    RunReport, Target, TileOptions,
+    BackendChoice, BackendSettings, ColorMethod, EnginePrecision, EngineRequest, ModelOptions,
+    Outcome, Pad, Part, RunReport, Target, TileOptions,
 };
 use std::path::PathBuf;
 use worker::{hooks, run_detached, Worker};
@@ -141,16 +141,18 @@ impl PyModel {
                 ("cpu", BackendChoice::Cpu),
             ],
         )?;
-        let d = ModelOptions::default();
+        let mut settings = BackendSettings::default();
+        if let Some(p) = profile {
+            settings.tensorrt.profile = p;
+        }
+        settings.tensorrt.library_dir = tensorrt_dir;
+        settings.cuda.fp32 = cuda_fp32;
+        settings.cpu.threads = threads;
         let opts = ModelOptions {
-            backend,
-            profile: profile.unwrap_or(d.profile),
+            backends: backend.specs(&settings),
             vram_budget_gb,
-            threads,
             cache,
-            tensorrt_dir,
             weights,
-            cuda_fp32,
         };
         let part = part_of(part)?;
         let h = hooks(progress, cancel.map(|c| c.0.clone()));

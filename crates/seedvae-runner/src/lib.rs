@@ -37,9 +37,12 @@ pub use media::{check_latent, crop, read_latent, read_tensor, read_video, write_
 pub use pipeline::{Pad, RunStats};
 pub use planner::Limits;
 pub use prepare::{calibration_inputs, default_calibration, default_evaluation, GraphRecipe};
-pub use stream::{concat_time, slice_time, Streamer};
+pub use stream::{concat_time, host_chunk, slice_time, Chunk, StreamId, Streamer, Streams};
 pub use tensor::{Data, Tensor};
 pub use tiling::{plan_axis, Blender, Tile};
+
+// Library errors keep the library's own error as their `source` and say only what failed in
+// their message: callers print the chain (`{:#}` in the CLI, joined in Python's messages).
 
 /// An input or output problem, naming the file.
 pub(crate) fn bad(path: &std::path::Path, msg: impl std::fmt::Display) -> Error {
@@ -67,7 +70,22 @@ pub enum Error {
         #[source]
         source: trtx::Error,
     },
-    /// A backend call failed or returned something the contract does not allow.
+    /// An ONNX Runtime call failed: `what` says which (and on which graph), the source is ONNX
+    /// Runtime's own error.
+    #[error("{what}")]
+    Ort {
+        what: String,
+        #[source]
+        source: ort::Error,
+    },
+    /// A CUDA driver call failed: `what` says which, the source is the driver's error.
+    #[error("{what}")]
+    Cuda {
+        what: String,
+        #[source]
+        source: cudarc::driver::DriverError,
+    },
+    /// A backend returned something the contract does not allow (no library error behind it).
     #[error("{0}")]
     Backend(String),
     /// An input or output file is wrong (the message names it).

@@ -117,18 +117,26 @@ fn drive(
             job.scale * (tile.y.1 - tile.y.0),
             job.scale * (tile.x.1 - tile.x.0),
         );
-        for k in 0..chunks.len() {
-            let x = input(k, tile)?;
-            let out = call(backend, streamer.as_mut(), job.input, &x)?;
-            let want = [1, job.channels, job.out_frames[k], th, tw];
-            let y = output(out, job.output, &x, want)?;
-            stats.calls += 1;
-            if let Some(s) = &streamer {
-                stats.state_bytes = stats.state_bytes.max(s.state_bytes());
+        let mut chunks_of_tile = || -> Result<(), Error> {
+            for k in 0..chunks.len() {
+                let x = input(k, tile)?;
+                let out = call(backend, streamer.as_mut(), job.input, &x)?;
+                let want = [1, job.channels, job.out_frames[k], th, tw];
+                let y = output(out, job.output, &x, want)?;
+                stats.calls += 1;
+                if let Some(s) = &streamer {
+                    stats.state_bytes = stats.state_bytes.max(s.state_bytes());
+                }
+                sink(k, y)?;
             }
-            sink(k, y)?;
+            Ok(())
+        };
+        let r = chunks_of_tile();
+        // The tile's state goes back before the next tile (or the caller) goes on, error or not.
+        if let Some(s) = streamer {
+            s.end(backend);
         }
-        Ok(())
+        r
     };
     if plan.tiles.len() == 1 {
         let mut sink = |k: usize, y: Tensor| {

@@ -3,41 +3,122 @@
 //! `continuation` input (its states are only sliced away by the graph, which replicates frame 0
 //! as one-shot does); the result equals one-shot decoding up to floating-point rounding.
 //!
-//! The carried state lives where its backend computes ([`Carried`]): host tensors on the default
-//! path, device memory on a GPU (ONNX Runtime through I/O binding, TensorRT-RTX through tensor
-//! addresses), so a chunk's states never travel through the host there.
+//! Each backend keeps its streams' carried state itself ([`Streams`], under a [`StreamId`]): host
+//! tensors on the default path, device memory on a GPU (ONNX Runtime through I/O binding,
+//! TensorRT-RTX through tensor addresses), so a chunk's states never travel through the host
+//! there, and no backend is ever handed state it did not make.
 
 use crate::backend::Backend;
 use crate::tensor::Tensor;
 use crate::Error;
 use seedvae_onnx::Contract;
-use std::any::Any;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// One stream's carried causal state, opaque to everything but the backend that made it.
-pub struct Carried {
-    /// Bytes held (all state tensors together).
-    pub bytes: usize,
-    /// The latent/pixel extent `(h, w)` of the chunks it belongs to: a stream keeps its tile size.
-    pub hw: (usize, usize),
-    inner: Box<dyn Any + Send>,
+/// One stream (one spatial tile of a clip) on the backend that began it. Ids are unique in the
+/// process, so an id handed to another backend is refused rather than misread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamId(u64);
+
+impl StreamId {
+    fn fresh() -> StreamId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        StreamId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
 }
 
-impl Carried {
-    pub fn new(bytes: usize, hw: (usize, usize), inner: impl Any + Send) -> Carried {
-        Carried {
-            bytes,
-            hw,
-            inner: Box::new(inner),
+/// Where a stream stands.
+enum Slot<S> {
+    /// Begun, no chunk run yet.
+    Fresh,
+    /// Between chunks: the state the next chunk reads.
+    Carrying {
+        hw: (usize, usize),
+        bytes: usize,
+        state: S,
+    },
+    /// A chunk failed: its state is gone, and so is the stream.
+    Broken,
+}
+
+/// A backend's streams and their carried state `S` (host tensors, device buffers): the one
+/// place a backend keeps them.
+pub struct Streams<S> {
+    live: HashMap<StreamId, Slot<S>>,
+}
+
+impl<S> Default for Streams<S> {
+    fn default() -> Self {
+        Streams {
+            live: HashMap::new(),
         }
     }
+}
 
-    /// The backend's own state type; an error if another backend made it.
-    pub fn take<T: Any>(self, backend: &str) -> Result<T, Error> {
-        self.inner
-            .downcast::<T>()
-            .map(|b| *b)
-            .map_err(|_| Error::Backend(format!("{backend} was handed another backend's state")))
+/// What [`Streams::take`] hands a backend for the next chunk.
+pub struct Chunk<S> {
+    /// The chunk's latent/pixel extent.
+    pub hw: (usize, usize),
+    /// The previous chunk's state; `None` on a stream's first chunk.
+    pub state: Option<S>,
+}
+
+impl<S> Streams<S> {
+    pub fn begin(&mut self) -> StreamId {
+        let id = StreamId::fresh();
+        self.live.insert(id, Slot::Fresh);
+        id
+    }
+
+    /// The state for the next chunk of `id` on `input`, checked against the contract and the
+    /// stream's size; the stream counts as broken until [`Streams::put`] brings it back.
+    pub fn take(
+        &mut self,
+        id: StreamId,
+        backend: &str,
+        c: &Contract,
+        input: &Tensor,
+    ) -> Result<Chunk<S>, Error> {
+        let slot = self.live.get_mut(&id).ok_or_else(|| {
+            Error::Backend(format!(
+                "{backend} was handed another backend's state (stream {} is not one of its own)",
+                id.0
+            ))
+        })?;
+        let carried = match slot {
+            Slot::Carrying { hw, .. } => Some(*hw),
+            Slot::Fresh => None,
+            Slot::Broken => {
+                return Err(Error::Backend(format!(
+                    "{backend}: stream {} ended at an earlier error",
+                    id.0
+                )))
+            }
+        };
+        let hw = check_chunk(c, input, carried)?;
+        let state = match std::mem::replace(slot, Slot::Broken) {
+            Slot::Carrying { state, .. } => Some(state),
+            _ => None,
+        };
+        Ok(Chunk { hw, state })
+    }
+
+    /// The state a chunk of `id` left for the next one.
+    pub fn put(&mut self, id: StreamId, hw: (usize, usize), bytes: usize, state: S) {
+        self.live.insert(id, Slot::Carrying { hw, bytes, state });
+    }
+
+    /// Drop `id`'s state (its device memory goes back).
+    pub fn end(&mut self, id: StreamId) {
+        self.live.remove(&id);
+    }
+
+    /// Bytes `id` carries between chunks.
+    pub fn bytes(&self, id: StreamId) -> usize {
+        match self.live.get(&id) {
+            Some(Slot::Carrying { bytes, .. }) => *bytes,
+            _ => 0,
+        }
     }
 }
 
@@ -47,11 +128,11 @@ pub fn marker(first: bool) -> Tensor {
     Tensor::f32(vec![n], vec![0.0; n])
 }
 
-/// Check a chunk against the stream's contract and state; returns the chunk's `(h, w)`.
-pub fn check_chunk(
+/// Check a chunk against the stream's contract and the size it carries; returns its `(h, w)`.
+fn check_chunk(
     c: &Contract,
     input: &Tensor,
-    carried: Option<&Carried>,
+    carried: Option<(usize, usize)>,
 ) -> Result<(usize, usize), Error> {
     let name = &c.inputs[0].name;
     if input.shape.len() != 5 {
@@ -61,33 +142,34 @@ pub fn check_chunk(
         )));
     }
     let hw = (input.shape[3], input.shape[4]);
-    if let Some(s) = carried {
-        if s.hw != hw {
+    if let Some(was) = carried {
+        if was != hw {
             return Err(Error::Input(format!(
                 "'{name}': a stream's chunks keep their size: {:?} after {:?}",
-                hw, s.hw
+                hw, was
             )));
         }
     }
     Ok(hw)
 }
 
-/// The default streaming step for backends that exchange host tensors: zero states on the first
-/// chunk, the previous chunk's state outputs afterwards.
-pub fn host_step<B: Backend + ?Sized>(
+/// One chunk for backends that exchange host tensors through [`Backend::run`]: zero states on
+/// the first chunk, the previous chunk's state outputs afterwards. Returns the public outputs,
+/// the state outputs and their bytes.
+pub fn host_chunk<B: Backend + ?Sized>(
     backend: &mut B,
-    carried: Option<Carried>,
+    chunk: Chunk<Vec<Tensor>>,
     input: &Tensor,
-) -> Result<(HashMap<String, Tensor>, Carried), Error> {
+) -> Result<(HashMap<String, Tensor>, Vec<Tensor>, usize), Error> {
     let c = backend.contract().clone();
-    let hw = check_chunk(&c, input, carried.as_ref())?;
-    let first = carried.is_none();
-    let states: Vec<Tensor> = match carried {
-        Some(s) => s.take(backend.kind().name())?,
+    let (h, w) = chunk.hw;
+    let first = chunk.state.is_none();
+    let states: Vec<Tensor> = match chunk.state {
+        Some(s) => s,
         None => c
             .states
             .iter()
-            .map(|s| Tensor::zeros(s.shape(hw.0, hw.1).to_vec(), c.state_elem()))
+            .map(|s| Tensor::zeros(s.shape(h, w).to_vec(), c.state_elem()))
             .collect(),
     };
     let m = marker(first);
@@ -108,13 +190,14 @@ pub fn host_step<B: Backend + ?Sized>(
         );
     }
     let bytes = next.iter().map(Tensor::nbytes).sum();
-    Ok((out, Carried::new(bytes, hw, next)))
+    Ok((out, next, bytes))
 }
 
-/// The carried state of one stream (one spatial tile of a clip). It does not hold the backend,
-/// so one backend can serve the streams of several tiles in turn.
+/// One stream's handle: begun on the backend at its first chunk, ended by [`Streamer::end`].
+/// It does not hold the backend, so one backend can serve the streams of several tiles in turn.
 pub struct Streamer {
-    carried: Option<Carried>,
+    id: Option<StreamId>,
+    bytes: usize,
 }
 
 impl Streamer {
@@ -124,7 +207,7 @@ impl Streamer {
                 "this model is not a streaming graph; convert it with `streaming`".into(),
             ));
         }
-        Ok(Streamer { carried: None })
+        Ok(Streamer { id: None, bytes: 0 })
     }
 
     /// Feed the next chunk (`[1, C, T, H, W]` under the contract's first input name); returns the
@@ -134,14 +217,22 @@ impl Streamer {
         backend: &mut dyn Backend,
         input: &Tensor,
     ) -> Result<HashMap<String, Tensor>, Error> {
-        let (out, next) = backend.step(self.carried.take(), input)?;
-        self.carried = Some(next);
+        let id = *self.id.get_or_insert_with(|| backend.begin_stream());
+        let out = backend.step(id, input)?;
+        self.bytes = backend.state_bytes(id);
         Ok(out)
     }
 
     /// Bytes held in carried state (what bounds memory between chunks).
     pub fn state_bytes(&self) -> usize {
-        self.carried.as_ref().map_or(0, |s| s.bytes)
+        self.bytes
+    }
+
+    /// Give the stream's state back to `backend`.
+    pub fn end(self, backend: &mut dyn Backend) {
+        if let Some(id) = self.id {
+            backend.end_stream(id);
+        }
     }
 }
 

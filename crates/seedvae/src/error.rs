@@ -26,10 +26,14 @@ pub enum Error {
     /// A backend cannot run on this machine (no GPU, unsupported GPU, library missing...).
     #[error(transparent)]
     Unavailable(#[from] seedvae_runner::Unavailable),
-    /// `--backend auto` skipped TensorRT-RTX, and the CPU could not run the model either.
-    #[error("TensorRT-RTX cannot run here ({reason}), and the CPU fallback failed")]
+    /// A list of backends (`auto`) skipped the first ones, and the last could not run the model
+    /// either.
+    #[error("{reason}; and the fallback, {last}, failed")]
     Fallback {
+        /// Why each earlier backend was not used.
         reason: String,
+        /// The last backend tried.
+        last: &'static str,
         #[source]
         source: Box<Error>,
     },
@@ -100,6 +104,22 @@ impl Error {
                 | Error::Engine(seedvae_engine::Error::Cancelled)
         )
     }
+}
+
+/// An error and its causes on one line (`what: cause: cause`), as the CLI prints errors: for
+/// reasons kept in text (a fallback's), where a library error keeps its detail in its source.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s
 }
 
 /// `Invalid` with a formatted message.

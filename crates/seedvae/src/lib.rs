@@ -40,36 +40,50 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod backends;
+mod check;
 mod convert;
 mod engine;
 mod error;
+mod graphs;
 mod inspect;
 mod latent;
+mod load;
 mod model;
-mod probe;
+mod options;
+mod prepare;
 mod progress;
 mod run;
 mod selftest;
 mod ship;
+mod source;
 
 /// Host memory checked before it is taken: what the machine can give, and fallible buffers.
 pub mod memory {
     pub use seedvae_weights::memory::{available, check, with_capacity, zeroed, OutOfMemory};
 }
 
+pub use backends::{availability, available, Availability};
+pub use check::Bound;
 pub use convert::{convert, synth, verify_precision, PrecisionRequest};
 pub use engine::{ensure_engine, export_engine, EngineEntry, EngineRequest};
 pub use error::{Error, Result};
 pub use inspect::{verify_engine_file, WeightSummary};
 pub use latent::{from_dit, read_latent, to_dit, LatentLayout, DIT_SCALE};
-pub use model::{BackendChoice, Model, ModelOptions, ModelSource};
+pub use model::Model;
+pub use options::{
+    BackendChoice, BackendSettings, BackendSpec, CpuOptions, CudaOptions, ModelOptions,
+    TensorrtOptions,
+};
+pub use prepare::{prepare, Prepared};
 pub use progress::{CancelToken, Event, Progress};
 pub use run::{
     check_output, correct_colors, name_input, open_frames, ColorCorrection, ColorMethod,
     FileOutput, RunReport, TileOptions,
 };
-pub use selftest::{selftest, Bound, Check, SelftestOptions, SelftestReport, Status};
+pub use selftest::{selftest, Check, SelftestOptions, SelftestReport, Status};
 pub use ship::{install_pack, pack_engines, verify_pack, InstallReport, PackCheck};
+pub use source::ModelSource;
 
 // The vocabulary of the crates below that callers need, re-exported so that they depend on
 // this crate alone.

@@ -261,7 +261,7 @@ impl Model {
             });
             match r {
                 Ok(v) => return Ok(v),
-                Err(e) => self.fall_back_at_first_call(e, calls, progress)?,
+                Err(e) => crate::load::fall_back_at_first_call(self, e, calls, progress)?,
             }
         }
     }

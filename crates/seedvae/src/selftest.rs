@@ -6,8 +6,11 @@
 //! smallest on one opened model (calls of shrinking shape), and a short clip is encoded; every
 //! output, the CPU's included, is compared with PyTorch's within its precision's bound.
 
+use crate::backends::availability;
+use crate::check::Bound;
 use crate::error::{Error, Result};
-use crate::model::{BackendChoice, Model, ModelOptions};
+use crate::model::Model;
+use crate::options::{BackendSpec, CpuOptions, CudaOptions, ModelOptions, TensorrtOptions};
 use crate::progress::Progress;
 use crate::run::TileOptions;
 use seedvae_runner::media::TensorFrames;
@@ -15,55 +18,6 @@ use seedvae_runner::{read_tensor, Pad, Tensor};
 use seedvae_weights::synth::{Rng, SynthFormat, SynthOptions};
 use seedvae_weights::{DType, Model as Architecture, Part};
 use std::path::{Path, PathBuf};
-
-/// How an output is held to its reference: relative L2 for fp32 graphs (≤ 1e-5) and fp16 ones
-/// (≤ 3e-3: fp16 arithmetic on a GPU gives 2.2–2.4e-3 on the tiny fixture — eager PyTorch fp16
-/// 2.18–2.27e-3, the CUDA provider 2.30–2.36e-3, measured on the H200, benches/README.md — so
-/// issue 12's 2e-3 cannot be held by either); PSNR for engines, which may be FP8 (≥ 30 dB,
-/// peak-to-peak 2).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Bound {
-    RelL2(f64),
-    PsnrDb(f64),
-}
-
-impl Bound {
-    /// Does a measured `value` hold?
-    pub(crate) fn holds(self, value: f64) -> bool {
-        match self {
-            Bound::RelL2(b) => value <= b,
-            Bound::PsnrDb(b) => value >= b,
-        }
-    }
-
-    /// The measured value and whether it holds.
-    pub(crate) fn measure(self, got: &[f32], want: &[f32]) -> (f64, bool) {
-        let (mut d, mut n) = (0f64, 0f64);
-        for (&x, &y) in got.iter().zip(want) {
-            d += (x as f64 - y as f64).powi(2);
-            n += (y as f64).powi(2);
-        }
-        let d = if d.is_nan() { f64::INFINITY } else { d };
-        let value = match self {
-            Bound::RelL2(_) => (d / n.max(1e-300)).sqrt(),
-            Bound::PsnrDb(_) => {
-                let mse = d / got.len().max(1) as f64;
-                10.0 * (4.0 / mse.max(1e-300)).log10()
-            }
-        };
-        (value, self.holds(value))
-    }
-}
-
-impl std::fmt::Display for Bound {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Bound::RelL2(b) => write!(f, "rel L2 ≤ {b:.0e}"),
-            Bound::PsnrDb(b) => write!(f, "PSNR ≥ {b} dB"),
-        }
-    }
-}
 
 /// Did a check pass, fail, or not run (a backend that cannot load here)?
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -185,18 +139,25 @@ fn golden(name: &str) -> Result<Tensor> {
     Ok(Tensor::f32(shape, w.f32(name)?.into_owned()))
 }
 
-/// The backends and graph precisions a selftest tries, with the bound each is held to.
-const VARIANTS: [(&str, BackendChoice, bool, Bound); 4] = [
-    ("cpu fp32", BackendChoice::Cpu, false, Bound::RelL2(1e-5)),
-    ("cuda fp32", BackendChoice::Cuda, true, Bound::RelL2(1e-5)),
-    ("cuda fp16", BackendChoice::Cuda, false, Bound::RelL2(3e-3)),
-    (
-        "tensorrt",
-        BackendChoice::Tensorrt,
-        false,
-        Bound::PsnrDb(30.0),
-    ),
-];
+/// The backends and graph precisions a selftest tries (`tensorrt_dir` for TensorRT-RTX), with
+/// the bound each is held to.
+fn variants(tensorrt_dir: Option<&Path>) -> [(&'static str, BackendSpec, Bound); 4] {
+    let cuda = |fp32| BackendSpec::OrtCuda(CudaOptions { fp32 });
+    let trt = TensorrtOptions {
+        library_dir: tensorrt_dir.map(Path::to_path_buf),
+        ..TensorrtOptions::default()
+    };
+    [
+        (
+            "cpu fp32",
+            BackendSpec::Cpu(CpuOptions::default()),
+            Bound::RelL2(1e-5),
+        ),
+        ("cuda fp32", cuda(true), Bound::RelL2(1e-5)),
+        ("cuda fp16", cuda(false), Bound::RelL2(3e-3)),
+        ("tensorrt", BackendSpec::Tensorrt(trt), Bound::PsnrDb(30.0)),
+    ]
+}
 
 /// Run the selftest; `Err` only for what stops it as a whole (no fixture, no CPU backend).
 pub fn selftest(o: &SelftestOptions, progress: &Progress) -> Result<SelftestReport> {
@@ -218,16 +179,14 @@ pub fn selftest(o: &SelftestOptions, progress: &Progress) -> Result<SelftestRepo
             )
         }
     };
-    let opts = |backend, cuda_fp32| ModelOptions {
-        backend,
+    let opts = |spec: &BackendSpec| ModelOptions {
+        backends: vec![spec.clone()],
         cache: Some(cache.clone()),
-        tensorrt_dir: o.tensorrt_dir.clone(),
-        cuda_fp32,
         ..ModelOptions::default()
     };
     let (cases, video, mean) = inputs(o.fixtures.as_deref())?;
     let mut checks = Vec::new();
-    for (label, backend, fp32, bound) in VARIANTS {
+    for (label, spec, bound) in variants(o.tensorrt_dir.as_deref()) {
         progress.check()?;
         let skip = |why: String| Check {
             backend: label.into(),
@@ -237,10 +196,14 @@ pub fn selftest(o: &SelftestOptions, progress: &Progress) -> Result<SelftestRepo
             status: Status::Skipped,
             note: Some(why),
         };
-        let mut dec = match Model::open(&weights, Part::Decoder, &opts(backend, fp32), progress) {
+        if let Some(why) = availability(&spec).unavailable {
+            checks.push(skip(why));
+            continue;
+        }
+        let mut dec = match Model::open(&weights, Part::Decoder, &opts(&spec), progress) {
             Ok(m) => m,
             Err(e) if e.is_environment_failure() => {
-                checks.push(skip(e.to_string()));
+                checks.push(skip(crate::error::chain(&e)));
                 continue;
             }
             Err(e) => return Err(e),
@@ -272,7 +235,7 @@ pub fn selftest(o: &SelftestOptions, progress: &Progress) -> Result<SelftestRepo
             }
         }
         drop(dec);
-        match Model::open(&weights, Part::Encoder, &opts(backend, fp32), progress) {
+        match Model::open(&weights, Part::Encoder, &opts(&spec), progress) {
             Ok(mut enc) => {
                 let mut src = TensorFrames(video.clone());
                 let r = enc.encode(

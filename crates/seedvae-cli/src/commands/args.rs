@@ -1,7 +1,10 @@
 //! Flags shared by several commands, and their translation into the library's option structs
 //! (the only place clap types meet library types).
 
-use seedvae::{BackendChoice, DType, EnginePrecision, ModelOptions, Part, Precision, TileOptions};
+use seedvae::{
+    BackendChoice, BackendSettings, CpuOptions, CudaOptions, DType, EnginePrecision, ModelOptions,
+    Part, Precision, TensorrtOptions, TileOptions,
+};
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -125,15 +128,23 @@ impl ModelArgs {
     }
 
     pub fn options(&self) -> ModelOptions {
+        let settings = BackendSettings {
+            tensorrt: TensorrtOptions {
+                library_dir: self.tensorrt_dir.clone(),
+                profile: self.profile.clone(),
+            },
+            cuda: CudaOptions {
+                fp32: self.cuda_fp32,
+            },
+            cpu: CpuOptions {
+                threads: self.threads,
+            },
+        };
         ModelOptions {
-            backend: self.backend.into(),
-            profile: self.profile.clone(),
+            backends: BackendChoice::from(self.backend).specs(&settings),
             vram_budget_gb: self.vram_budget,
-            threads: self.threads,
             cache: self.cache.clone(),
-            tensorrt_dir: self.tensorrt_dir.clone(),
             weights: self.weights.clone(),
-            cuda_fp32: self.cuda_fp32,
         }
     }
 }

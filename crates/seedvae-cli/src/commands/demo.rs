@@ -147,9 +147,8 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
     );
     let progress = ui.progress("decoding");
     let opts = ModelOptions {
-        backend: BackendChoice::Auto,
         cache: Some(user_cache.clone()),
-        ..ModelOptions::default()
+        ..ModelOptions::new(BackendChoice::Auto)
     };
     let mut m = Model::open(&model, Part::Decoder, &opts, &progress)?;
     let out = FileOutput {

@@ -559,8 +559,8 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
         .info
         .device_memory
         .expect("the builder reports device memory");
-    let cap = |budget: u64| seedvae_runner::tensorrt::memory_cap(&m, &lim, budget);
-    let bytes = |e: usize| seedvae_runner::tensorrt::call_bytes(&m, &lim, e).unwrap();
+    let cap = |budget: u64| seedvae_runner::planner::engine_memory_cap(&m, &lim, budget);
+    let bytes = |e: usize| seedvae_runner::planner::call_bytes(&m, &lim, e).unwrap();
     assert_eq!(cap(u64::MAX / 2).unwrap(), None);
     // The plan counts the two carried state sets exactly: a call at edge e holds more than the
     // weights, the scaled activations and both sets of the contract's states.

@@ -5,7 +5,7 @@ pub(crate) mod libs;
 pub mod ort;
 pub mod tensorrt;
 
-use crate::stream::Carried;
+use crate::stream::StreamId;
 use crate::tensor::Tensor;
 use crate::Error;
 use seedvae_onnx::Contract;
@@ -66,24 +66,26 @@ impl PartialEq<&str> for BackendKind {
     }
 }
 
-pub trait Backend {
+/// A loaded model on a device. `Send`: a backend moves to the thread that runs it (a Python
+/// worker, a service's pool), though one is driven by one thread at a time (`&mut self`).
+pub trait Backend: Send {
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
     /// The I/O contract of the loaded graph.
     fn contract(&self) -> &Contract;
     /// Run once. `inputs` must hold every input of the contract; returns every output.
     fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<HashMap<String, Tensor>, Error>;
-    /// One chunk of a streaming graph: `input` under the contract's first input name, the state
-    /// `carried` from the previous chunk (`None` on the first); returns the public outputs and the
-    /// state to carry on. GPU backends keep the state in device memory; the default goes through
-    /// [`Backend::run`] with host tensors.
-    fn step(
-        &mut self,
-        carried: Option<Carried>,
-        input: &Tensor,
-    ) -> Result<(HashMap<String, Tensor>, Carried), Error> {
-        crate::stream::host_step(self, carried, input)
-    }
+    /// Begin a stream (one spatial tile of a clip) of a streaming graph; its carried causal
+    /// state lives in this backend until [`Backend::end_stream`].
+    fn begin_stream(&mut self) -> StreamId;
+    /// Run stream `id`'s next chunk (`input` under the contract's first input name); returns the
+    /// public outputs. GPU backends keep the state in device memory. After an error the stream
+    /// is over.
+    fn step(&mut self, id: StreamId, input: &Tensor) -> Result<HashMap<String, Tensor>, Error>;
+    /// Drop stream `id`'s state.
+    fn end_stream(&mut self, id: StreamId);
+    /// Bytes stream `id` carries between chunks.
+    fn state_bytes(&self, id: StreamId) -> usize;
 }
 
 #[cfg(test)]

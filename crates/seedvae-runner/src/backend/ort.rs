@@ -2,7 +2,7 @@
 //! supported GPU. ONNX Runtime is loaded at run time (`ort` with `load-dynamic`).
 
 use crate::backend::{Backend, BackendKind, Unavailable};
-use crate::stream::{check_chunk, marker, Carried};
+use crate::stream::{marker, StreamId, Streams};
 use crate::tensor::{Data, Tensor};
 use crate::Error;
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
@@ -64,6 +64,7 @@ pub struct OrtBackend {
     path: PathBuf,
     kind: BackendKind,
     device: OrtDevice,
+    streams: Streams<OrtStates>,
 }
 
 /// Where ONNX Runtime runs a model.
@@ -96,8 +97,8 @@ impl OrtBackend {
             .iter()
             .any(|(k, _)| k == seedvae_onnx::meta::QUANTIZATION);
         let env = environment(None)?;
-        let ctx = |e: ort::Error| Error::Backend(format!("{}: ONNX Runtime: {e}", model.display()));
-        let mut b = Session::builder(env).map_err(ctx)?;
+        let ctx = failed(format!("{}: ONNX Runtime", model.display()));
+        let mut b = Session::builder(env).map_err(&ctx)?;
         let kind = match device {
             OrtDevice::Cpu { threads } => {
                 if threads > 0 {
@@ -150,7 +151,16 @@ impl OrtBackend {
             path: model.to_path_buf(),
             kind,
             device,
+            streams: Streams::default(),
         })
+    }
+}
+
+/// A failed ONNX Runtime call: `what` says which, ONNX Runtime's error is kept as the source.
+fn failed(what: String) -> impl Fn(ort::Error) -> Error {
+    move |source| Error::Ort {
+        what: what.clone(),
+        source,
     }
 }
 
@@ -217,23 +227,17 @@ impl Backend for OrtBackend {
     }
 
     fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<HashMap<String, Tensor>, Error> {
-        let ctx =
-            |e: ort::Error| Error::Backend(format!("{}: ONNX Runtime: {e}", self.path.display()));
+        let ctx = failed(format!("{}: ONNX Runtime", self.path.display()));
         let mut values: Vec<(String, DynValue)> = Vec::with_capacity(inputs.len());
         for (n, t) in inputs {
-            values.push((n.to_string(), to_ort(t).map_err(ctx)?));
+            values.push((n.to_string(), to_ort(t).map_err(&ctx)?));
         }
-        let outputs = self
-            .session
-            .run(values)
-            .map_err(|e| Error::Backend(format!("{}: ONNX Runtime: {e}", self.path.display())))?;
+        let outputs = self.session.run(values).map_err(&ctx)?;
         let mut out = HashMap::new();
         for (name, v) in outputs.iter() {
             out.insert(
                 name.to_string(),
-                from_ort(&v).map_err(|e| {
-                    Error::Backend(format!("{}: output {name}: {e}", self.path.display()))
-                })?,
+                from_ort(&v).map_err(failed(format!("{}: output {name}", self.path.display())))?,
             );
         }
         Ok(out)
@@ -243,17 +247,15 @@ impl Backend for OrtBackend {
     /// become the next call's state inputs as they are, so on a GPU only the chunk's input and
     /// its public outputs cross PCIe. A fresh binding per call: ONNX Runtime reuses an output
     /// buffer that stays bound, which would alias the state a call reads with the one it writes.
-    fn step(
-        &mut self,
-        carried: Option<Carried>,
-        input: &Tensor,
-    ) -> Result<(HashMap<String, Tensor>, Carried), Error> {
-        let hw = check_chunk(&self.contract, input, carried.as_ref())?;
-        let first = carried.is_none();
+    fn step(&mut self, id: StreamId, input: &Tensor) -> Result<HashMap<String, Tensor>, Error> {
+        let chunk = self
+            .streams
+            .take(id, self.kind.name(), &self.contract, input)?;
+        let (hw, first) = (chunk.hw, chunk.state.is_none());
         let path = self.path.clone();
-        let ctx = |e: ort::Error| Error::Backend(format!("{}: ONNX Runtime: {e}", path.display()));
-        let states = match carried {
-            Some(c) => c.take::<OrtStates>(self.kind.name())?.0,
+        let ctx = failed(format!("{}: ONNX Runtime", path.display()));
+        let states = match chunk.state {
+            Some(c) => c.0,
             None => self.first_states(hw).map_err(&ctx)?,
         };
         let host = MemoryInfo::new(
@@ -294,20 +296,31 @@ impl Backend for OrtBackend {
                 .iter()
                 .map(|&d| usize::try_from(d).unwrap_or(0))
                 .collect();
-            bytes += crate::tensorrt::io_bytes(&shape, c.state_elem());
+            bytes += crate::planner::tensor_bytes(&shape, c.state_elem());
             next.push(v);
         }
         let mut public = HashMap::new();
         for (name, v) in outs.iter() {
             public.insert(
                 name.to_string(),
-                from_ort(&v).map_err(|e| {
-                    Error::Backend(format!("{}: output {name}: {e}", path.display()))
-                })?,
+                from_ort(&v).map_err(failed(format!("{}: output {name}", path.display())))?,
             );
         }
         drop(outs);
         drop(b);
-        Ok((public, Carried::new(bytes, hw, OrtStates(next))))
+        self.streams.put(id, hw, bytes, OrtStates(next));
+        Ok(public)
+    }
+
+    fn begin_stream(&mut self) -> StreamId {
+        self.streams.begin()
+    }
+
+    fn end_stream(&mut self, id: StreamId) {
+        self.streams.end(id)
+    }
+
+    fn state_bytes(&self, id: StreamId) -> usize {
+        self.streams.bytes(id)
     }
 }

@@ -10,6 +10,13 @@ use crate::Error;
 use seedvae_weights::Part;
 
 /// The node's UI defaults (spec §9), in output pixels.
+mod memory;
+
+pub use memory::{
+    call_bytes, call_bytes_with, engine_memory_cap, io_bytes, largest_fitting,
+    measured_engine_memory_cap, state_bytes, tensor_bytes, GraphMemory,
+};
+
 pub const DEFAULT_TILE_PX: usize = 1024;
 pub const DEFAULT_OVERLAP_PX: usize = 128;
 
@@ -276,102 +283,6 @@ pub fn plan_chunks(
         }
     }
     Ok(out)
-}
-
-/// The largest edge in `lo..=hi` for which `fits` holds, `fits` being true up to some edge and
-/// false beyond (memory grows with the tile); `lo` when none above it fits.
-pub fn largest_fitting(mut lo: usize, mut hi: usize, mut fits: impl FnMut(usize) -> bool) -> usize {
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        if fits(mid) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    lo
-}
-
-/// One set of a streaming graph's carried state for an `h × w` tile (input units), bytes: exact,
-/// from the contract (0 for a one-shot graph).
-pub fn state_bytes(c: &seedvae_onnx::Contract, h: usize, w: usize) -> u64 {
-    seedvae_onnx::contract::state_set_bytes(&c.states, h, w, c.state_elem().size())
-}
-
-/// A call's I/O on the device, bytes: its f32 input and output (the decoder's 3 × 4t × 8h × 8w
-/// frames dominate; the encoder's video in).
-pub fn io_bytes(part: Part, t: usize, h: usize, w: usize) -> u64 {
-    (match part {
-        Part::Decoder => 4 * (16 * t * h * w + 3 * 4 * t * 64 * h * w),
-        Part::Encoder => 4 * (3 * t * h * w + 16 * t.div_ceil(4) * (h / 8) * (w / 8)),
-    }) as u64
-}
-
-/// The GPU memory of a graph backend (ONNX Runtime's CUDA provider) per call, to size tiles
-/// within a budget: weights and the runtime's fixed cost, **two** sets of carried state (the set
-/// a call reads and the set it writes; exact, from the contract), activations (the engine
-/// estimate of `seedvae_engine::profile` × [`GraphMemory::ACTIVATION_FACTOR`], fitted on the
-/// H200, see benches/README.md) and the call's I/O; and no tensor over 2^31 elements.
-#[derive(Debug, Clone)]
-pub struct GraphMemory {
-    pub contract: seedvae_onnx::Contract,
-    /// What the plan may use, bytes.
-    pub budget: u64,
-    /// Weights (the graph file's size) plus the CUDA context, library handles and arena slack.
-    pub fixed: u64,
-}
-
-impl GraphMemory {
-    /// ONNX Runtime's activations relative to the engine estimate, fitted on the H200
-    /// (benches/README.md): the fp16 decoder streaming 720p untiled peaked at 80.7 GB, of which
-    /// 63.5 GB activations = 5.0× the estimate (its arena keeps every intermediate of a call).
-    pub const ACTIVATION_FACTOR: f64 = 5.0;
-    /// The CUDA context, cuDNN/cuBLAS handles and workspaces, arena rounding.
-    pub const OVERHEAD: u64 = 1 << 30;
-
-    pub fn new(contract: &seedvae_onnx::Contract, graph_bytes: u64, budget: u64) -> GraphMemory {
-        GraphMemory {
-            contract: contract.clone(),
-            budget,
-            fixed: graph_bytes + Self::OVERHEAD,
-        }
-    }
-
-    /// One set of carried state for an `h × w` tile (input units), bytes.
-    pub fn state_bytes(&self, h: usize, w: usize) -> u64 {
-        state_bytes(&self.contract, h, w)
-    }
-
-    /// Device bytes of one call of `t` input frames on an `h × w` tile.
-    pub fn call_bytes(&self, t: usize, h: usize, w: usize) -> u64 {
-        let c = &self.contract;
-        let precision = match c.precision {
-            seedvae_onnx::Precision::Fp32 => seedvae_engine::EnginePrecision::Fp32,
-            _ => seedvae_engine::EnginePrecision::Fp16,
-        };
-        let act = seedvae_engine::profile::activation_bytes(precision, c.part, c.streaming, t, h, w)
-            as f64
-            * Self::ACTIVATION_FACTOR;
-        let io = io_bytes(c.part, t, h, w);
-        let states = if c.streaming {
-            2 * self.state_bytes(h, w)
-        } else {
-            0
-        };
-        self.fixed + states + act as u64 + io
-    }
-
-    /// The largest square tile edge (input units) whose calls of `t` frames fit the budget and
-    /// stay under 2^31 elements per tensor; 0 when none does.
-    pub fn cap(&self, t: usize) -> usize {
-        let c = &self.contract;
-        let fits = |e: usize| {
-            self.call_bytes(t, e, e) <= self.budget
-                && seedvae_engine::profile::largest_tensor_elements(c.part, c.streaming, t, e, e)
-                    <= seedvae_engine::profile::MAX_TENSOR_ELEMENTS
-        };
-        largest_fitting(0, 1 << 16, fits)
-    }
 }
 
 /// Output frames of a decoder call over latent frames `[s, e)`: 4n−3 for the first, 4n later.
