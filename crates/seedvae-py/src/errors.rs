@@ -44,7 +44,8 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 
 /// The library names its options in backticks (`` `tile_px` 7``); a Python caller passes them as
 /// keyword arguments (`tile=7`): messages speak the caller's language.
-const KEYWORDS: [(&str, &str); 19] = [
+const KEYWORDS: [(&str, &str); 20] = [
+    ("`backends`", "backend="),
     ("`tile_px`", "tile="),
     ("`overlap_px`", "overlap="),
     ("`no_tiling`", "no_tiling=True"),

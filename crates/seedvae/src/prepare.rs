@@ -228,11 +228,8 @@ fn engine_for(
     progress: &Progress,
 ) -> Result<Candidate> {
     let dir = t.library_dir.as_deref();
-    let (engine, manifest, gpu) = match source {
-        ModelSource::Engine { engine, manifest } => {
-            let gpu = tensorrt::preflight(manifest, dir)?;
-            (engine.clone(), (**manifest).clone(), gpu)
-        }
+    let (engine, manifest, built_for) = match source {
+        ModelSource::Engine { engine, manifest } => (engine.clone(), (**manifest).clone(), None),
         ModelSource::Onnx(p) | ModelSource::Weights(p) => {
             // Refuse before building anything when no engine could run here.
             let gpu = ready(spec)?.ok_or_else(|| invalid!("TensorRT-RTX found no GPU"))?;
@@ -250,12 +247,13 @@ fn engine_for(
                 ..EngineRequest::new(p)
             };
             let got = ensure_engine(&req, progress)?;
-            (got.entry.engine, got.entry.manifest, gpu)
+            (got.entry.engine, got.entry.manifest, Some(gpu))
         }
     };
     check_part(manifest.key_parts.part, part, &engine)?;
     tensorrt::limits(&manifest).map_err(|e| invalid!("{}: {e}", engine.display()))?;
-    let refit = if manifest.key_parts.weightless {
+    // The cheap checks first: the right weights file, then a GPU, then the (slow) regeneration.
+    let weights = if manifest.key_parts.weightless {
         let w = o.weights.as_ref().ok_or_else(|| {
             invalid!(
                 "{} is a weightless engine: pass your weights file with `weights` to refit it",
@@ -264,13 +262,20 @@ fn engine_for(
         })?;
         let file = WeightFile::open(w)?;
         seedvae_runner::prepare::refit::check_weights(&manifest, &file, w)?;
-        let r = progress.stage(
-            "regenerating the engine's weights from your checkpoint",
-            || seedvae_runner::prepare::refit::regenerate(&manifest, &file),
-        );
-        Some(r?)
+        Some(file)
     } else {
         None
+    };
+    let gpu = match built_for {
+        Some(gpu) => gpu,
+        None => tensorrt::preflight(&manifest, dir)?,
+    };
+    let refit = match weights {
+        Some(file) => Some(progress.stage(
+            "regenerating the engine's weights from your checkpoint",
+            || seedvae_runner::prepare::refit::regenerate(&manifest, &file),
+        )?),
+        None => None,
     };
     let id = format!("tensorrt-rtx engine {}", manifest.key);
     Ok(Candidate {

@@ -2,8 +2,10 @@
 //! CLI speaks in its flags (`--tile-size 7`). Every message the CLI prints from the library goes
 //! through [`speak_cli`].
 
-/// Library option name → what a CLI user types.
-const FLAGS: [(&str, &str); 19] = [
+/// Library option name → what a CLI user types (every name the library uses: the layering test
+/// `every_library_option_name_is_translated` holds it).
+const FLAGS: [(&str, &str); 20] = [
+    ("`backends`", "--backend"),
     ("`tile_px`", "--tile-size"),
     ("`overlap_px`", "--tile-overlap"),
     ("`no_tiling`", "--no-tiling"),

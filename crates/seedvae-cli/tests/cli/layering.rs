@@ -172,6 +172,176 @@ fn library_messages_name_no_cli_flags() {
     );
 }
 
+/// The library code of a source file: no tests, no comments (line by line, numbered from 1).
+fn library_code(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let code = text.split("\n#[cfg(test)]").next().unwrap_or("");
+    code.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.split("//").next().unwrap_or("")))
+        .filter(|(_, l)| !l.trim().is_empty())
+}
+
+/// Every option name the library's messages use (`` `tile_px` ``) is one the CLI translates to
+/// its flag and the Python package to its keyword: a new option cannot reach a user untranslated.
+#[test]
+fn every_library_option_name_is_translated() {
+    let table = |rel: &str| std::fs::read_to_string(repo_root().join(rel)).unwrap();
+    let (cli, py) = (
+        table("crates/seedvae-cli/src/commands/flags.rs"),
+        table("crates/seedvae-py/src/errors.rs"),
+    );
+    let mut names = std::collections::BTreeSet::new();
+    for (_, text) in library_sources() {
+        for (_, line) in library_code(&text) {
+            for piece in line.split('`').skip(1).step_by(2) {
+                let ident = piece.starts_with(|c: char| c.is_ascii_lowercase())
+                    && piece
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if ident {
+                    names.insert(piece.to_string());
+                }
+            }
+        }
+    }
+    assert!(names.len() > 10, "option names not found: {names:?}");
+    let missing: Vec<String> = names
+        .iter()
+        .flat_map(|n| {
+            let key = format!("(\"`{n}`\",");
+            [("CLI flags.rs", &cli), ("Python errors.rs", &py)]
+                .into_iter()
+                .filter(move |(_, t)| !t.contains(&key))
+                .map(move |(w, _)| format!("`{n}` has no entry in {w}"))
+        })
+        .collect();
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+/// No `Box::leak` in library code: what a backend needs for the process (TensorRT-RTX's logger
+/// and runtime) is made once and kept in a static, not leaked on every open.
+#[test]
+fn library_code_leaks_nothing() {
+    let mut found = Vec::new();
+    for (p, text) in library_sources() {
+        for (i, line) in library_code(&text) {
+            if line.contains("Box::leak") || line.contains("mem::forget") {
+                found.push(format!("{}:{i}: {}", p.display(), line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "leaks in library code:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The front door's modules form no cycle: `prepare` and `load` apart, the first-run check
+/// shared by `load` and `selftest` without depending on either, `run` on top. Edges are the
+/// `crate::module` paths (and names re-exported at the root, resolved to their module) in each
+/// module's library code.
+#[test]
+fn the_library_modules_form_no_cycle() {
+    let src = repo_root().join("crates/seedvae/src");
+    let mut modules: std::collections::BTreeMap<String, String> = Default::default();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "rs") {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            modules.insert(name, std::fs::read_to_string(&p).unwrap());
+        }
+    }
+    let lib = modules.remove("lib").expect("lib.rs");
+    assert!(modules.len() > 8, "modules not found");
+    // Root re-exports: `pub use module::{A, B}` makes `crate::A` a path into `module`.
+    let flat: String = lib.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut reexport = std::collections::BTreeMap::new();
+    for part in flat.split("pub use ").skip(1) {
+        let stmt = part.split(';').next().unwrap_or("");
+        let Some((module, names)) = stmt.split_once("::") else {
+            continue;
+        };
+        if modules.contains_key(module) {
+            for n in names
+                .trim_matches(|c| c == '{' || c == '}' || c == ' ')
+                .split(',')
+            {
+                let n = n.split(" as ").last().unwrap_or("").trim();
+                if !n.is_empty() {
+                    reexport.insert(n.to_string(), module.to_string());
+                }
+            }
+        }
+    }
+    let mut edges: std::collections::BTreeMap<&str, std::collections::BTreeSet<String>> =
+        Default::default();
+    for (m, text) in &modules {
+        let code: Vec<&str> = library_code(text).map(|(_, l)| l).collect();
+        let code = code.join(" ");
+        for (at, _) in code.match_indices("crate::") {
+            let rest = &code[at + 7..];
+            let names: Vec<&str> = match rest.strip_prefix('{') {
+                Some(group) => group
+                    .split('}')
+                    .next()
+                    .unwrap_or("")
+                    .split(',')
+                    .map(|n| n.trim().split("::").next().unwrap_or(""))
+                    .collect(),
+                None => vec![rest
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap_or("")],
+            };
+            for n in names {
+                let target = if modules.contains_key(n) {
+                    Some(n.to_string())
+                } else {
+                    reexport.get(n).cloned()
+                };
+                if let Some(t) = target.filter(|t| t != m) {
+                    edges.entry(m.as_str()).or_default().insert(t);
+                }
+            }
+        }
+    }
+    assert!(
+        edges.get("load").is_some_and(|e| e.contains("prepare")),
+        "the use graph was not read: {edges:?}"
+    );
+    // Depth-first search for a back edge; the cycle is the path from its target.
+    fn visit<'a>(
+        m: &'a str,
+        edges: &'a std::collections::BTreeMap<&str, std::collections::BTreeSet<String>>,
+        path: &mut Vec<&'a str>,
+        done: &mut std::collections::BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| *p == m) {
+            let mut cycle: Vec<String> = path[i..].iter().map(|s| s.to_string()).collect();
+            cycle.push(m.to_string());
+            return Some(cycle);
+        }
+        if !done.insert(m) {
+            return None;
+        }
+        path.push(m);
+        for next in edges.get(m).into_iter().flatten() {
+            if let Some(c) = visit(next, edges, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = Default::default();
+    for m in modules.keys() {
+        if let Some(cycle) = visit(m, &edges, &mut Vec::new(), &mut done) {
+            panic!("a module cycle in crates/seedvae: {}", cycle.join(" → "));
+        }
+    }
+}
+
 /// The library crates' Rust sources, with their text.
 fn library_sources() -> Vec<(std::path::PathBuf, String)> {
     let mut out = Vec::new();

@@ -138,10 +138,11 @@ pub fn preload_cuda_libraries(near: &Path) -> Vec<PathBuf> {
         .clone()
 }
 
-/// Load `path` for the whole process (its symbols visible to later libraries) and keep it.
+/// Load `path` for the whole process (its symbols visible to later libraries) and keep it: the
+/// handle lives in a static, never closed (the CUDA provider uses it until the process exits).
 fn load_global(path: &Path) -> bool {
-    // SAFETY: loading a CUDA library runs its initializers, which only register the library;
-    // the handle is never closed (the CUDA provider uses it until the process exits).
+    static KEPT: std::sync::Mutex<Vec<libloading::Library>> = std::sync::Mutex::new(Vec::new());
+    // SAFETY: loading a CUDA library runs its initializers, which only register the library.
     #[cfg(unix)]
     let lib = unsafe {
         use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
@@ -160,7 +161,7 @@ fn load_global(path: &Path) -> bool {
     };
     match lib {
         Ok(l) => {
-            std::mem::forget(l);
+            KEPT.lock().unwrap_or_else(|p| p.into_inner()).push(l);
             true
         }
         Err(e) => {
