@@ -272,9 +272,9 @@ impl Backend for HostStates<'_> {
         let c = self.inner.contract().clone();
         let chunk = self.streams.take(id, "host-states", &c, input)?;
         let hw = chunk.hw;
-        let (out, next, bytes) = host_chunk(self, chunk, input)?;
-        self.streams.put(id, hw, bytes, next);
-        Ok(out)
+        let done = host_chunk(self, chunk, input)?;
+        self.streams.put(id, hw, done.bytes, done.states);
+        Ok(done.outputs)
     }
     fn end_stream(&mut self, id: StreamId) {
         self.streams.end(id)

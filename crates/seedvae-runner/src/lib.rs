@@ -37,7 +37,9 @@ pub use media::{check_latent, crop, read_latent, read_tensor, read_video, write_
 pub use pipeline::{Pad, RunStats};
 pub use planner::Limits;
 pub use prepare::{calibration_inputs, default_calibration, default_evaluation, GraphRecipe};
-pub use stream::{concat_time, host_chunk, slice_time, Chunk, StreamId, Streamer, Streams};
+pub use stream::{
+    concat_time, host_chunk, slice_time, Chunk, HostChunk, StreamId, Streamer, Streams,
+};
 pub use tensor::{Data, Tensor};
 pub use tiling::{plan_axis, Blender, Tile};
 

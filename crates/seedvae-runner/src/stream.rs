@@ -153,14 +153,23 @@ fn check_chunk(
     Ok(hw)
 }
 
+/// What one chunk through [`host_chunk`] gives.
+pub struct HostChunk {
+    /// The public outputs.
+    pub outputs: HashMap<String, Tensor>,
+    /// The state outputs, in the contract's order: the next chunk's state.
+    pub states: Vec<Tensor>,
+    /// Their bytes.
+    pub bytes: usize,
+}
+
 /// One chunk for backends that exchange host tensors through [`Backend::run`]: zero states on
-/// the first chunk, the previous chunk's state outputs afterwards. Returns the public outputs,
-/// the state outputs and their bytes.
+/// the first chunk, the previous chunk's state outputs afterwards.
 pub fn host_chunk<B: Backend + ?Sized>(
     backend: &mut B,
     chunk: Chunk<Vec<Tensor>>,
     input: &Tensor,
-) -> Result<(HashMap<String, Tensor>, Vec<Tensor>, usize), Error> {
+) -> Result<HostChunk, Error> {
     let c = backend.contract().clone();
     let (h, w) = chunk.hw;
     let first = chunk.state.is_none();
@@ -190,7 +199,11 @@ pub fn host_chunk<B: Backend + ?Sized>(
         );
     }
     let bytes = next.iter().map(Tensor::nbytes).sum();
-    Ok((out, next, bytes))
+    Ok(HostChunk {
+        outputs: out,
+        states: next,
+        bytes,
+    })
 }
 
 /// One stream's handle: begun on the backend at its first chunk, ended by [`Streamer::end`].
