@@ -31,7 +31,7 @@ fn one_shot_prefix_floor(
                 .unwrap()
                 .remove(out)
                 .unwrap();
-            let same = slice_time(&full, 0, part.shape[2]);
+            let same = slice_time(&full, 0, part.shape()[2]);
             rel_l2(
                 &to_f64(part.as_f32().unwrap()),
                 &to_f64(same.as_f32().unwrap()),
@@ -52,7 +52,7 @@ fn opts(part: Part, precision: Precision, streaming: bool) -> ExportOptions {
 
 fn latent(case: &str) -> Tensor {
     let (s, v) = fixture_tensor(&format!("vae_tiny/latent_{case}.safetensors"), "latent");
-    Tensor::f32(s, v.iter().map(|&x| x as f32).collect())
+    Tensor::f32(s, v.iter().map(|&x| x as f32).collect()).unwrap()
 }
 
 fn run1(b: &mut dyn Backend, name: &str, x: &Tensor, out: &str) -> Tensor {
@@ -87,7 +87,7 @@ fn decoder_fp32_and_fp16_match_the_goldens() {
         let z = latent(case);
         let (shape, gold, is64) = golden_decode(case);
         let y = run1(&mut b32, "latent", &z, "video");
-        assert_eq!(y.shape, shape, "{case}");
+        assert_eq!(y.shape(), shape, "{case}");
         let e32 = rel_l2(&to_f64(y.as_f32().unwrap()), &gold);
         let y16 = run1(&mut b16, "latent", &z, "video");
         let e16 = rel_l2(&to_f64(y16.as_f32().unwrap()), &gold);
@@ -103,7 +103,7 @@ fn encoder_fp32_and_fp16_match_the_golden() {
     let dir = tempfile::tempdir().unwrap();
     let weights = fixture("vae_tiny/weights.safetensors");
     let (s, v) = fixture_tensor("vae_tiny/video_t9_32x48.safetensors", "video");
-    let x = Tensor::f32(s, v.iter().map(|&x| x as f32).collect());
+    let x = Tensor::f32(s, v.iter().map(|&x| x as f32).collect()).unwrap();
     let (_, mean64) = fixture_tensor("vae_tiny/encoded_t9_32x48.safetensors", "latent_mean_f64");
     let (_, lv64) = fixture_tensor("vae_tiny/encoded_t9_32x48.safetensors", "latent_logvar_f64");
     for (p, lim) in [(Precision::Fp32, 1e-5), (Precision::Fp16, 2e-3)] {
@@ -111,7 +111,7 @@ fn encoder_fp32_and_fp16_match_the_golden() {
         let mut out = b.run(&[("video", &x)]).unwrap();
         let m = out.remove("latent_mean").unwrap();
         let lv = out.remove("latent_logvar").unwrap();
-        assert_eq!(m.shape, vec![1, 16, 3, 4, 6]);
+        assert_eq!(m.shape(), vec![1, 16, 3, 4, 6]);
         let em = rel_l2(&to_f64(m.as_f32().unwrap()), &mean64);
         let el = rel_l2(&to_f64(lv.as_f32().unwrap()), &lv64);
         eprintln!(
@@ -126,7 +126,7 @@ fn random_latent(t: usize, h: usize, w: usize, seed: u64) -> Tensor {
     let mut r = seedvae_weights::synth::Rng::new(seed);
     let mut v = vec![0f32; 16 * t * h * w];
     r.fill_normal(&mut v);
-    Tensor::f32(vec![1, 16, t, h, w], v)
+    Tensor::f32(vec![1, 16, t, h, w], v).unwrap()
 }
 
 fn stream_run(b: &mut dyn Backend, x: &Tensor, chunks: &[usize], out: &str) -> Tensor {
@@ -142,7 +142,7 @@ fn stream_run(b: &mut dyn Backend, x: &Tensor, chunks: &[usize], out: &str) -> T
         );
         t0 += n;
     }
-    assert_eq!(t0, x.shape[2]);
+    assert_eq!(t0, x.shape()[2]);
     concat_time(&parts)
 }
 
@@ -175,7 +175,7 @@ fn check_streaming_decoder(bound: Bound, threads: usize, h: usize, w: usize) {
     assert_eq!(st.contract().states.len(), 33);
     let z = random_latent(5, h, w, 11);
     let full = run1(&mut one, "latent", &z, "video");
-    assert_eq!(full.shape, vec![1, 3, 17, 8 * h, 8 * w]);
+    assert_eq!(full.shape(), vec![1, 3, 17, 8 * h, 8 * w]);
     let limit = match bound {
         Bound::Strict => STREAM_BOUND,
         Bound::Floor => {
@@ -194,7 +194,7 @@ fn check_streaming_decoder(bound: Bound, threads: usize, h: usize, w: usize) {
         vec![1, 3, 1],
     ] {
         let y = stream_run(&mut st, &z, &chunks, "video");
-        assert_eq!(y.shape, full.shape, "{chunks:?}");
+        assert_eq!(y.shape(), full.shape(), "{chunks:?}");
         let e = rel_l2(&to_f64(&y.to_f32()), &to_f64(full.as_f32().unwrap()));
         eprintln!(
             "decoder {threads} thread(s) {h}x{w} chunks {chunks:?}: rel L2 vs one-shot {e:.2e}"
@@ -302,7 +302,7 @@ fn bound_states_stream_like_host_states() {
         let z = random_latent(t, h, w, 5);
         let bound = stream_run(&mut st, &z, &chunks, "video");
         let host = stream_run(&mut HostStates::new(&mut st), &z, &chunks, "video");
-        assert_eq!(bound.shape, vec![1, 3, 4 * t - 3, 8 * h, 8 * w]);
+        assert_eq!(bound.shape(), vec![1, 3, 4 * t - 3, 8 * h, 8 * w]);
         assert!(bound == host, "{t}x{h}x{w}: bound and host states differ");
     }
     // A stream keeps its tile size; states of one backend are not another's.
@@ -336,7 +336,7 @@ fn check_streaming_encoder(bound: Bound, threads: usize, h: usize, w: usize) {
     let mut v = vec![0f32; 3 * 13 * h * w];
     r.fill_normal(&mut v);
     v.iter_mut().for_each(|x| *x = x.tanh());
-    let x = Tensor::f32(vec![1, 3, 13, h, w], v);
+    let x = Tensor::f32(vec![1, 3, 13, h, w], v).unwrap();
     let full = one.run(&[("video", &x)]).unwrap();
     let limit = match bound {
         Bound::Strict => STREAM_BOUND,
@@ -352,7 +352,7 @@ fn check_streaming_encoder(bound: Bound, threads: usize, h: usize, w: usize) {
     for chunks in [vec![13], vec![5, 4, 4], vec![9, 4], vec![5, 8]] {
         for out in ["latent_mean", "latent_logvar"] {
             let y = stream_run(&mut st, &x, &chunks, out);
-            assert_eq!(y.shape, full[out].shape, "{chunks:?}");
+            assert_eq!(y.shape(), full[out].shape(), "{chunks:?}");
             let e = rel_l2(&to_f64(&y.to_f32()), &to_f64(full[out].as_f32().unwrap()));
             eprintln!(
                 "encoder {threads} thread(s) {h}x{w} chunks {chunks:?} {out}: rel L2 vs one-shot {e:.2e}"

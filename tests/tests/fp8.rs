@@ -23,7 +23,7 @@ fn psnr(a: &[f32], reference: &[f32]) -> f64 {
 
 fn latent(case: &str) -> Tensor {
     let (s, v) = fixture_tensor(&format!("vae_tiny/latent_{case}.safetensors"), "latent");
-    Tensor::f32(s, v.iter().map(|&x| x as f32).collect())
+    Tensor::f32(s, v.iter().map(|&x| x as f32).collect()).unwrap()
 }
 
 #[test]

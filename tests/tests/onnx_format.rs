@@ -58,7 +58,7 @@ fn external_data_models_load_and_match_inline_ones() {
     let out = run_oracle("onnx_check.py", &[ext.to_str().unwrap()]);
     assert!(out.contains("ok"), "{out}");
     let (s, v) = fixture_tensor("vae_tiny/latent_t1_8x8.safetensors", "latent");
-    let z = Tensor::f32(s, v.iter().map(|&x| x as f32).collect());
+    let z = Tensor::f32(s, v.iter().map(|&x| x as f32).collect()).unwrap();
     let a = OrtBackend::open(&inline, 2)
         .unwrap()
         .run(&[("latent", &z)])

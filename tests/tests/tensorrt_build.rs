@@ -72,7 +72,7 @@ fn fp8_decoder(
 ) {
     use seedvae_onnx::{ExportOptions, Precision};
     let (s, v) = fixture_tensor("vae_tiny/latent_t3_8x8.safetensors", "latent");
-    let z = seedvae_runner::Tensor::f32(s, v.iter().map(|&x| x as f32).collect());
+    let z = seedvae_runner::Tensor::f32(s, v.iter().map(|&x| x as f32).collect()).unwrap();
     let keep: Vec<String> = seedvae_onnx::quantize::DEFAULT_KEEP
         .iter()
         .map(|s| s.to_string())

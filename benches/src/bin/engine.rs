@@ -6,8 +6,12 @@
 //! usage: cargo run --release -p seedvae-benches --bin engine -- WEIGHTS [--no-profiles]
 //! WEIGHTS: a full-size checkpoint, e.g. from `seedvae synth -o /tmp/full.safetensors`.
 
-use seedvae::DEFAULT_PROFILE;
-use seedvae::{EnginePrecision, EngineRequest, Outcome, Part, Profile, Progress, WeightFile};
+use seedvae::engines::DEFAULT_PROFILE;
+use seedvae::{
+    engines::{EnginePrecision, EngineRequest, Outcome, Profile},
+    weights::WeightFile,
+    Part, Progress,
+};
 use seedvae_engine::profile::{activation_bytes, SHIPPED};
 use seedvae_runner::GraphRecipe;
 use std::path::Path;
@@ -37,13 +41,17 @@ fn graph(
 }
 
 /// The engine for the graph at `onnx` with `profile`, through the library (cache in `cache`).
-fn engine(onnx: &Path, profile: &str, cache: &Path) -> seedvae::Result<seedvae::EngineEntry> {
+fn engine(
+    onnx: &Path,
+    profile: &str,
+    cache: &Path,
+) -> seedvae::Result<seedvae::engines::EngineEntry> {
     let req = EngineRequest {
         profile: profile.to_string(),
         cache: Some(cache.to_path_buf()),
         ..EngineRequest::new(onnx)
     };
-    seedvae::ensure_engine(&req, &Progress::default())
+    seedvae::engines::ensure_engine(&req, &Progress::default())
 }
 
 fn main() {

@@ -17,12 +17,12 @@ pub fn tensor_in(a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Tensor> {
         Ok(s) => data.extend_from_slice(s),
         Err(_) => data.extend(a.as_array().iter().copied()),
     }
-    Ok(Tensor::f32(shape, data))
+    Tensor::f32(shape, data).map_err(|e| crate::errors::InvalidInputError::new_err(e.to_string()))
 }
 
 /// A library tensor as a new numpy array (its buffer moved, not copied, when it is float32).
 pub fn array_out(py: Python<'_>, t: Tensor) -> PyResult<Bound<'_, PyArrayDyn<f32>>> {
-    let shape = t.shape.clone();
+    let shape = t.shape().to_owned();
     let a = ArrayD::from_shape_vec(IxDyn(&shape), t.into_f32()).map_err(|e| {
         crate::errors::SeedvaeError::new_err(format!("internal: result shape: {e}"))
     })?;

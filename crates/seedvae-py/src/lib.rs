@@ -23,8 +23,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use seedvae::{
-    BackendChoice, BackendSettings, ColorMethod, EnginePrecision, EngineRequest, ModelOptions,
-    Outcome, Pad, Part, RunReport, Target, TileOptions,
+    backends::BackendSettings,
+    engines::{EnginePrecision, EngineRequest, Outcome, Target},
+    BackendChoice, ColorMethod, ModelOptions, Pad, Part, RunReport, TileOptions,
 };
 use std::path::PathBuf;
 use worker::{hooks, run_detached, Worker};
@@ -242,17 +243,22 @@ impl PyModel {
             &[("reflect", Pad::Reflect), ("repeat", Pad::Repeat)],
         )?;
         let frames = tensor_in(&frames)?;
-        if !matches!(frames.shape.as_slice(), [1, 3, _, _, _]) {
+        if !matches!(frames.shape(), [1, 3, _, _, _]) {
             return Err(errors::InvalidInputError::new_err(format!(
                 "frames must be [1, 3, T, H, W] in [-1, 1]; found {:?}",
-                frames.shape
+                frames.shape()
             )));
         }
         let opts = tiles(tile, overlap, no_tiling, chunk);
         let h = hooks(progress, cancel.map(|c| c.0.clone()));
         let progress = h.progress.clone();
         let (latent, report) = self.worker.run(py, &h, move |m| {
-            m.encode(&mut seedvae::TensorFrames(frames), pad, &opts, &progress)
+            m.encode(
+                &mut seedvae::media::TensorFrames(frames),
+                pad,
+                &opts,
+                &progress,
+            )
         })?;
         Ok((array_out(py, latent)?, report_dict(py, &report)?))
     }
@@ -274,7 +280,7 @@ fn correct_colors<'py>(
     let reference = tensor_in(&reference)?;
     let h = hooks(None, None);
     let video = run_detached(py, &h, move || {
-        seedvae::correct_colors(video, reference, method, batch)
+        seedvae::media::correct_colors(video, reference, method, batch)
     })?;
     array_out(py, video)
 }
@@ -323,7 +329,9 @@ fn ensure_engine<'py>(
     req.weightless = weightless;
     let h = hooks(progress, cancel.map(|c| c.0.clone()));
     let progress = h.progress.clone();
-    let got = run_detached(py, &h, move || seedvae::ensure_engine(&req, &progress))?;
+    let got = run_detached(py, &h, move || {
+        seedvae::engines::ensure_engine(&req, &progress)
+    })?;
     let d = PyDict::new(py);
     d.set_item(
         "key",
@@ -347,7 +355,7 @@ fn _seedvae(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     let methods: Vec<&str> = ColorMethod::ALL.iter().map(|c| c.name()).collect();
     m.add("COLOR_METHODS", pyo3::types::PyTuple::new(m.py(), methods)?)?;
-    m.add("DIT_SCALE", seedvae::DIT_SCALE)?;
+    m.add("DIT_SCALE", seedvae::latent::DIT_SCALE)?;
     m.add_class::<PyModel>()?;
     m.add_class::<PyCancelToken>()?;
     m.add_function(wrap_pyfunction!(correct_colors, m)?)?;

@@ -27,6 +27,7 @@ fn describe(e: Event<'_>) -> (&'static str, Option<String>, Option<usize>, Optio
         Event::Frames { done, total } => ("frames", None, Some(done), Some(total)),
         Event::Tensors { done, total } => ("tensors", None, Some(done), Some(total)),
         Event::Notice(s) => ("notice", Some(s.to_string()), None, None),
+        _ => ("other", None, None, None),
     }
 }
 

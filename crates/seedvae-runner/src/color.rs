@@ -162,7 +162,7 @@ mod tests {
         use crate::media::{FrameSink, TensorFrames};
         let (f, h, w) = (7, 16, 24);
         let video = smooth(3 * f, h, w, 0.4); // [3, F, h, w]
-        let reference = crate::Tensor::f32(vec![1, 3, 4, 8, 12], smooth(12, 8, 12, 1.1));
+        let reference = crate::Tensor::f32(vec![1, 3, 4, 8, 12], smooth(12, 8, 12, 1.1)).unwrap();
         for method in [Method::Lab, Method::Wavelet, Method::Hsv] {
             let mut whole = video.clone();
             let mut src = TensorFrames(reference.clone());

@@ -297,7 +297,7 @@ pub fn encode(
     };
     let mut parts: Vec<Tensor> = Vec::new();
     let mut emit = |v: Vec<f32>, lt: usize| {
-        parts.push(Tensor::f32(vec![1, 16, lt, h, w], v));
+        parts.push(Tensor::f32(vec![1, 16, lt, h, w], v)?);
         Ok(())
     };
     let stats = drive(backend, plan, chunks, &job, &mut input, &mut emit, progress)?;
@@ -324,7 +324,7 @@ fn read_chunk(
                 .copy_from_slice(&frame[c * hh * ww..(c + 1) * hh * ww]);
         }
     }
-    Ok(Tensor::f32(vec![1, 3, n, hh, ww], v))
+    Tensor::f32(vec![1, 3, n, hh, ww], v)
 }
 
 #[cfg(test)]

@@ -125,7 +125,7 @@ impl<S> Streams<S> {
 /// The `continuation` marker: length 1 on the first chunk, 2 afterwards (only its shape counts).
 pub fn marker(first: bool) -> Tensor {
     let n = if first { 1 } else { 2 };
-    Tensor::f32(vec![n], vec![0.0; n])
+    Tensor::exact(vec![n], vec![0.0; n])
 }
 
 /// Check a chunk against the stream's contract and the size it carries; returns its `(h, w)`.
@@ -266,7 +266,7 @@ pub fn concat_time(parts: &[Tensor]) -> Tensor {
         }
         t0 += pt;
     }
-    Tensor::f32(vec![1, c, t, h, w], v)
+    Tensor::exact(vec![1, c, t, h, w], v)
 }
 
 /// Slice frames `[t0, t1)` of a `[1, C, T, H, W]` f32 tensor.
@@ -279,5 +279,5 @@ pub fn slice_time(x: &Tensor, t0: usize, t1: usize) -> Tensor {
         let base = (ch * t + t0) * h * w;
         v.extend_from_slice(&data[base..base + n * h * w]);
     }
-    Tensor::f32(vec![1, c, n, h, w], v)
+    Tensor::exact(vec![1, c, n, h, w], v)
 }

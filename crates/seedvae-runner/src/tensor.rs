@@ -1,5 +1,6 @@
 //! Host tensors exchanged with backends: f32 for the graph's public I/O, f32 or f16 for states.
 
+use crate::Error;
 use half::f16;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -8,24 +9,84 @@ pub enum Data {
     F16(Vec<f16>),
 }
 
+impl Data {
+    pub fn len(&self) -> usize {
+        match self {
+            Data::F32(v) => v.len(),
+            Data::F16(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A host tensor: a shape and exactly as many values (the constructors check it, and nothing
+/// outside can change one without the other).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
-    pub shape: Vec<usize>,
-    pub data: Data,
+    // Inside the runner, code that builds a tensor from its own shape arithmetic uses the fields
+    // (and `exact`); everything else goes through the checked constructors.
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: Data,
 }
 
 impl Tensor {
-    pub fn f32(shape: Vec<usize>, v: Vec<f32>) -> Self {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            v.len(),
-            "shape {shape:?} vs {} values",
-            v.len()
-        );
+    /// A tensor of `shape` holding `data`; an error when their sizes differ.
+    pub fn new(shape: Vec<usize>, data: Data) -> Result<Tensor, Error> {
+        let n = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| Error::Input(format!("tensor shape {shape:?} is too large")))?;
+        if n != data.len() {
+            return Err(Error::Input(format!(
+                "tensor shape {shape:?} holds {n} values; {} given",
+                data.len()
+            )));
+        }
+        Ok(Tensor { shape, data })
+    }
+
+    /// A tensor whose values were made for `shape` by the runner's own arithmetic (the sizes agree
+    /// by construction).
+    pub(crate) fn exact(shape: Vec<usize>, v: Vec<f32>) -> Tensor {
+        debug_assert_eq!(shape.iter().product::<usize>(), v.len(), "{shape:?}");
         Tensor {
             shape,
             data: Data::F32(v),
         }
+    }
+
+    /// An f32 tensor of `shape` holding `v`; an error when their sizes differ.
+    pub fn f32(shape: Vec<usize>, v: Vec<f32>) -> Result<Tensor, Error> {
+        Tensor::new(shape, Data::F32(v))
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn data(&self) -> &Data {
+        &self.data
+    }
+
+    /// The f32 values to change in place (the shape stays); None for f16 data.
+    pub fn f32_mut(&mut self) -> Option<&mut [f32]> {
+        match &mut self.data {
+            Data::F32(v) => Some(v),
+            Data::F16(_) => None,
+        }
+    }
+
+    /// The same values under another shape of as many values.
+    pub fn reshape(self, shape: Vec<usize>) -> Result<Tensor, Error> {
+        Tensor::new(shape, self.data)
+    }
+
+    /// The shape and the values, taken apart.
+    pub fn into_parts(self) -> (Vec<usize>, Data) {
+        (self.shape, self.data)
     }
 
     /// A zero tensor of the given element type (used for empty first-chunk states).
@@ -110,6 +171,6 @@ impl Tensor {
                 }
             }
         }
-        Tensor::f32(vec![1, c, nt, ny, nx], out)
+        Tensor::exact(vec![1, c, nt, ny, nx], out)
     }
 }

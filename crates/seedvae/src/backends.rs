@@ -1,11 +1,14 @@
 //! What can run on this machine, and why not: a cheap query per backend (its libraries load, a
 //! GPU it supports answers) that opens no model. `prepare` walks a backend list with it; the
 //! selftest, the CLI (`seedvae backends`), Python (`seedvae.backends()`) and the ComfyUI loader
-//! show it.
+//! show it. Also the vocabulary of backends: their kinds, settings and GPUs.
 
-use crate::options::{BackendChoice, BackendSettings, BackendSpec};
-use seedvae_runner::tensorrt::{self, GpuInfo};
-use seedvae_runner::{BackendKind, Unavailable};
+use crate::options::{BackendChoice, BackendSpec};
+use seedvae_runner::tensorrt;
+
+pub use crate::options::{BackendSettings, CpuOptions, CudaOptions, TensorrtOptions};
+pub use seedvae_runner::tensorrt::{probe_gpu, runtime_ready as tensorrt_ready, GpuInfo};
+pub use seedvae_runner::{BackendKind, Unavailable};
 
 /// Whether one backend can run here.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -132,7 +132,7 @@ fn input(part: Part) -> Tensor {
     if part == Part::Encoder {
         v.iter_mut().for_each(|x| *x = x.clamp(-1.0, 1.0));
     }
-    Tensor::f32(shape, v)
+    Tensor::f32(shape, v).expect("the shape's own number of values")
 }
 
 /// One run of `b` on `x` through the runner's pipeline: streamed in chunks of one (latent)
@@ -140,7 +140,7 @@ fn input(part: Part) -> Tensor {
 fn run(b: &mut dyn Backend, limits: &Limits, x: &Tensor, progress: &Progress) -> Result<Tensor> {
     let part = b.contract().part;
     let streaming = b.contract().streaming;
-    let [t, h, w] = [x.shape[2], x.shape[3], x.shape[4]];
+    let [t, h, w] = [x.shape()[2], x.shape()[3], x.shape()[4]];
     let untiled = TileRequest {
         allow: false,
         ..TileRequest::default()
@@ -227,7 +227,7 @@ pub(crate) fn first_run(
             run(reference, &cpu_limits, &x, &quiet)?,
         ))
     })?;
-    let (value, ok) = if got.shape == want.shape {
+    let (value, ok) = if got.shape() == want.shape() {
         bound.measure(&got.to_f32(), &want.to_f32())
     } else {
         (f64::NAN, false)

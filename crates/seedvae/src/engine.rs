@@ -58,6 +58,7 @@ impl EngineRequest {
 
 /// The engine, and whether it came from the cache.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EngineEntry {
     pub entry: Entry,
     pub outcome: Outcome,

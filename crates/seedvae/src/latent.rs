@@ -27,8 +27,10 @@ pub fn read_latent(path: &Path, layout: LatentLayout) -> Result<Tensor> {
     if layout == LatentLayout::Dit {
         return from_dit(path, &t);
     }
-    if t.shape.len() == 4 && t.shape[0] == 1 {
-        t.shape.insert(2, 1);
+    if t.shape().len() == 4 && t.shape()[0] == 1 {
+        let mut s = t.shape().to_vec();
+        s.insert(2, 1);
+        t = t.reshape(s)?;
     }
     check_vae_latent(&t).map_err(|e| invalid!("{}: {e}", path.display()))?;
     Ok(t)
@@ -36,7 +38,7 @@ pub fn read_latent(path: &Path, layout: LatentLayout) -> Result<Tensor> {
 
 /// Is `t` a VAE-space latent `[1, 16, T, h, w]`? The reason, with a hint for the DiT's layout.
 pub(crate) fn check_vae_latent(t: &Tensor) -> Result<()> {
-    let s = &t.shape;
+    let s = &t.shape();
     if s.len() != 5 || s[0] != 1 || s[1] != 16 || s[2..].contains(&0) {
         let hint = if s.last() == Some(&16) {
             " (channels last? pass `dit_latent` for the DiT's [T, h, w, 16])"
@@ -52,7 +54,7 @@ pub(crate) fn check_vae_latent(t: &Tensor) -> Result<()> {
 
 /// `[T, h, w, 16]` (or with a leading 1) scaled by [`DIT_SCALE`] → `[1, 16, T, h, w]` in VAE space.
 pub fn from_dit(path: &Path, t: &Tensor) -> Result<Tensor> {
-    let s: Vec<usize> = match t.shape.as_slice() {
+    let s: Vec<usize> = match t.shape() {
         [1, rest @ ..] if rest.len() == 4 => rest.to_vec(),
         s => s.to_vec(),
     };
@@ -60,14 +62,14 @@ pub fn from_dit(path: &Path, t: &Tensor) -> Result<Tensor> {
         return Err(invalid!(
             "{}: a DiT latent must be [T, h, w, 16]; found {:?}",
             path.display(),
-            t.shape
+            t.shape()
         ));
     };
     if c != 16 || tt * h * w == 0 {
         return Err(invalid!(
             "{}: a DiT latent must have 16 channels last ([T, h, w, 16], T, h, w ≥ 1); found {:?}",
             path.display(),
-            t.shape
+            t.shape()
         ));
     }
     let v = t.to_f32();
@@ -82,15 +84,15 @@ pub fn from_dit(path: &Path, t: &Tensor) -> Result<Tensor> {
             }
         }
     }
-    Ok(Tensor::f32(vec![1, 16, tt, h, w], out))
+    Ok(Tensor::f32(vec![1, 16, tt, h, w], out)?)
 }
 
 /// `[1, 16, T, h, w]` → the DiT's `[T, h, w, 16]` × [`DIT_SCALE`].
 pub fn to_dit(t: &Tensor) -> Result<Tensor> {
-    let Ok([1, c, tt, h, w]) = <[usize; 5]>::try_from(t.shape.as_slice()) else {
+    let Ok([1, c, tt, h, w]) = <[usize; 5]>::try_from(t.shape()) else {
         return Err(invalid!(
             "a VAE latent must be [1, C, T, h, w]; found {:?}",
-            t.shape
+            t.shape()
         ));
     };
     let v = t.to_f32();
@@ -105,7 +107,7 @@ pub fn to_dit(t: &Tensor) -> Result<Tensor> {
             }
         }
     }
-    Ok(Tensor::f32(vec![tt, h, w, c], out))
+    Ok(Tensor::f32(vec![tt, h, w, c], out)?)
 }
 
 #[cfg(test)]
@@ -115,9 +117,9 @@ mod tests {
     #[test]
     fn dit_layout_round_trips() {
         let v: Vec<f32> = (0..16 * 2 * 3 * 4).map(|i| i as f32).collect();
-        let t = Tensor::f32(vec![1, 16, 2, 3, 4], v.clone());
+        let t = Tensor::f32(vec![1, 16, 2, 3, 4], v.clone()).unwrap();
         let d = to_dit(&t).unwrap();
-        assert_eq!(d.shape, vec![2, 3, 4, 16]);
+        assert_eq!(d.shape(), vec![2, 3, 4, 16]);
         // channel 5, frame 1, y 2, x 3
         assert_eq!(
             d.to_f32()[((3 + 2) * 4 + 3) * 16 + 5],

@@ -8,10 +8,17 @@
 //! never prints: progress and notices go through [`Progress`].
 //!
 //! ```text
-//! weights (.safetensors/.gguf) ─ seedvae_weights ─► ONNX graph ─ seedvae_onnx
-//!        └─ ensure_engine ─ seedvae_engine (cache, TensorRT-RTX build) ─► engine
-//! Model::open ─ seedvae_runner (backends, planner, streaming, tiling, media) ─► frames
+//! prepare: weights (.safetensors/.gguf) ─ seedvae_weights ─► ONNX graph ─ seedvae_onnx
+//!          └─ engines::ensure_engine ─ seedvae_engine (cache, TensorRT-RTX build) ─► engine
+//! load:    the first backend of the list that runs here (first-run check on a GPU) ─► Model
+//! run:     Model::decode / encode ─ seedvae_runner (planner, streaming, tiling, media) ─► frames
 //! ```
+//!
+//! [`prepare`] does the slow file work (conversion, engine builds: minutes the first time, cached
+//! after) and needs no GPU; [`Prepared::load`] opens a backend (seconds); [`Model::open`] is both.
+//! The root holds what opening and running a model needs; the rest is grouped: [`backends`]
+//! (what can run here), [`engines`], [`weights`], [`media`], [`latent`], [`selftest`],
+//! [`memory`].
 //!
 //! A full decode of the tiny test VAE on the CPU, checked against the original PyTorch
 //! module's output:
@@ -22,9 +29,8 @@
 //! let fixtures = seedvae_tests::fixture("vae_tiny");
 //! let cache = tempfile::tempdir()?;
 //! let opts = ModelOptions {
-//!     backend: BackendChoice::Cpu,
 //!     cache: Some(cache.path().to_path_buf()),
-//!     ..ModelOptions::default()
+//!     ..ModelOptions::new(BackendChoice::Cpu)
 //! };
 //! let mut model = Model::open(fixtures.join("weights.safetensors"), Part::Decoder, &opts, &Progress::default())?;
 //! let latent = seedvae::read_latent(&fixtures.join("latent_t3_8x8.safetensors"), LatentLayout::Vae)?;
@@ -40,64 +46,68 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod backends;
+pub mod backends;
 mod check;
 mod convert;
 mod engine;
 mod error;
 mod graphs;
 mod inspect;
-mod latent;
+pub mod latent;
 mod load;
 mod model;
 mod options;
 mod prepare;
 mod progress;
 mod run;
-mod selftest;
+pub mod selftest;
 mod ship;
 mod source;
+
+// The front door: opening and running a model.
+pub use error::{Error, Result};
+pub use latent::{read_latent, LatentLayout};
+pub use model::Model;
+pub use options::{BackendChoice, BackendSpec, ModelOptions};
+pub use prepare::{prepare, Prepared};
+pub use progress::{CancelToken, Event, Progress};
+pub use run::{ColorCorrection, ColorMethod, FileOutput, RunReport, TileOptions};
+pub use seedvae_runner::{read_tensor, write_tensor, Pad, Tensor};
+pub use seedvae_weights::{DType, Part};
+
+/// Engines: built (or found in the cache) for a GPU, exported, packed for other machines and
+/// installed from packs, and the cache they live in.
+pub mod engines {
+    pub use crate::engine::{ensure_engine, export_engine, EngineEntry, EngineRequest};
+    pub use crate::inspect::verify_engine_file;
+    pub use crate::ship::{install_pack, pack_engines, verify_pack, InstallReport, PackCheck};
+    pub use seedvae_engine::pack::PackManifest;
+    pub use seedvae_engine::{
+        locate, read_manifest, sidecar, Cache, EnginePrecision, Entry, GcReport, Installed,
+        Manifest, Outcome, Profile, Target, DEFAULT_PROFILE,
+    };
+}
+
+/// Weights and graphs: inspecting and synthesizing weight files, converting them to ONNX, and
+/// the graphs' I/O contract.
+pub mod weights {
+    pub use crate::convert::{convert, synth, verify_precision, PrecisionRequest};
+    pub use crate::inspect::WeightSummary;
+    pub use seedvae_onnx::contract::METADATA_KEY as CONTRACT_METADATA_KEY;
+    pub use seedvae_onnx::{read_contract, Contract, ExportOptions, Precision, TensorIo};
+    pub use seedvae_weights::schema::{FULL_WIDTHS, TINY_WIDTHS};
+    pub use seedvae_weights::synth::{Rng, SynthFormat, SynthOptions};
+    pub use seedvae_weights::{Model as Architecture, WeightFile};
+}
+
+/// Frames in and out: sources and sinks, output rules, colour correction of a decoded video.
+pub mod media {
+    pub use crate::run::{check_output, correct_colors, name_input, open_frames};
+    pub use seedvae_runner::media::{FrameSink, FrameSource, MemorySink, TensorFrames};
+    pub use seedvae_weights::output::remove_temporaries;
+}
 
 /// Host memory checked before it is taken: what the machine can give, and fallible buffers.
 pub mod memory {
     pub use seedvae_weights::memory::{available, check, with_capacity, zeroed, OutOfMemory};
 }
-
-pub use backends::{availability, available, Availability};
-pub use check::Bound;
-pub use convert::{convert, synth, verify_precision, PrecisionRequest};
-pub use engine::{ensure_engine, export_engine, EngineEntry, EngineRequest};
-pub use error::{Error, Result};
-pub use inspect::{verify_engine_file, WeightSummary};
-pub use latent::{from_dit, read_latent, to_dit, LatentLayout, DIT_SCALE};
-pub use model::Model;
-pub use options::{
-    BackendChoice, BackendSettings, BackendSpec, CpuOptions, CudaOptions, ModelOptions,
-    TensorrtOptions,
-};
-pub use prepare::{prepare, Prepared};
-pub use progress::{CancelToken, Event, Progress};
-pub use run::{
-    check_output, correct_colors, name_input, open_frames, ColorCorrection, ColorMethod,
-    FileOutput, RunReport, TileOptions,
-};
-pub use selftest::{selftest, Check, SelftestOptions, SelftestReport, Status};
-pub use ship::{install_pack, pack_engines, verify_pack, InstallReport, PackCheck};
-pub use source::ModelSource;
-
-// The vocabulary of the crates below that callers need, re-exported so that they depend on
-// this crate alone.
-pub use seedvae_engine::pack::PackManifest;
-pub use seedvae_engine::{
-    locate as locate_engine, read_manifest, sidecar, Cache, EnginePrecision, Entry, GcReport,
-    Installed, Manifest, Outcome, Profile, Target, DEFAULT_PROFILE,
-};
-pub use seedvae_onnx::contract::METADATA_KEY as CONTRACT_METADATA_KEY;
-pub use seedvae_onnx::{read_contract, Contract, ExportOptions, Precision, TensorIo};
-pub use seedvae_runner::media::{FrameSink, FrameSource, MemorySink, TensorFrames};
-pub use seedvae_runner::tensorrt::{probe_gpu, runtime_ready as tensorrt_ready, GpuInfo};
-pub use seedvae_runner::{read_tensor, write_tensor, BackendKind, Pad, Tensor, Unavailable};
-pub use seedvae_weights::output::remove_temporaries;
-pub use seedvae_weights::schema::{FULL_WIDTHS, TINY_WIDTHS};
-pub use seedvae_weights::synth::{Rng, SynthFormat, SynthOptions};
-pub use seedvae_weights::{DType, Model as Architecture, Part, WeightFile};

@@ -259,7 +259,7 @@ mod tests {
                 ));
             }
             let mut out = self.inner.run(inputs)?;
-            if let Some(seedvae_runner::Data::F32(v)) = out.get_mut("video").map(|t| &mut t.data) {
+            if let Some(v) = out.get_mut("video").and_then(|t| t.f32_mut()) {
                 v.iter_mut().for_each(|x| *x *= 1.0 + self.err);
             }
             Ok(out)
@@ -344,7 +344,7 @@ mod tests {
         };
         let (mut m, _) = flaky(1, dir.path());
         let (video, report) = m.decode_tensor(&latent, &opts, &progress).unwrap();
-        assert_eq!(video.shape, vec![1, 3, 5, 64, 64]);
+        assert_eq!(video.shape(), vec![1, 3, 5, 64, 64]);
         assert_eq!(report.backend, BackendKind::OrtCpu);
         let why = report.fallback_reason.unwrap();
         assert!(

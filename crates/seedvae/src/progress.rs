@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 /// What a long call reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event<'a> {
     /// A step of unknown length begins (converting weights, building an engine...).
     Stage(&'a str),

@@ -125,6 +125,7 @@ impl FileOutput {
 
 /// What a run did.
 #[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
 pub struct RunReport {
     /// Written as its name ("onnxruntime-cpu", …) in `--json` and Python.
     pub backend: BackendKind,
@@ -212,7 +213,7 @@ impl Model {
         crate::latent::check_vae_latent(latent)?;
         seedvae_runner::media::check_finite("latent", latent)
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        let [t, h, w] = [latent.shape[2], latent.shape[3], latent.shape[4]];
+        let [t, h, w] = [latent.shape()[2], latent.shape()[3], latent.shape()[4]];
         let chunks = planner::plan_chunks(
             Part::Decoder,
             t,
@@ -294,7 +295,7 @@ impl Model {
                 &mut *sink,
                 frames,
             )?;
-            let hw = (8 * latent.shape[3], 8 * latent.shape[4]);
+            let hw = (8 * latent.shape()[3], 8 * latent.shape()[4]);
             Ok(m.report(&stats, &plan.spatial, hw, start))
         })
     }
@@ -321,7 +322,7 @@ impl Model {
         progress: &Progress,
     ) -> Result<RunReport> {
         let plan = self.plan_decode(latent, opts)?;
-        let hw = (8 * latent.shape[3], 8 * latent.shape[4]);
+        let hw = (8 * latent.shape()[3], 8 * latent.shape()[4]);
         // The reference first: a bad one is refused before anything is created.
         let reference = match &out.color {
             Some(c) if c.method != ColorMethod::None => {
@@ -362,7 +363,7 @@ impl Model {
     ) -> Result<(Tensor, RunReport)> {
         let plan = self.plan_decode(latent, opts)?;
         let mut sink =
-            media::MemorySink::new(8 * latent.shape[3], 8 * latent.shape[4], plan.frames)?;
+            media::MemorySink::new(8 * latent.shape()[3], 8 * latent.shape()[4], plan.frames)?;
         let report = self.run_decode(latent, opts, &plan, &mut sink, progress)?;
         Ok((sink.into_tensor(), report))
     }
@@ -428,7 +429,7 @@ pub fn correct_colors(
     method: ColorMethod,
     batch: usize,
 ) -> Result<Tensor> {
-    let five = |t: &Tensor, what: &str| match t.shape.as_slice() {
+    let five = |t: &Tensor, what: &str| match t.shape() {
         &[1, 3, f, h, w] if f > 0 && h > 0 && w > 0 => Ok((f, h, w)),
         s => Err(invalid!(
             "{what} must be [1, 3, frames, height, width] with every size ≥ 1; found {s:?}"
@@ -442,13 +443,13 @@ pub fn correct_colors(
     // The video is a decoder's output: any finite values (decoders overshoot, random weights
     // far); the reference is an input clip, in [-1, 1].
     media::check_finite("the video to colour-correct", &video).map_err(|e| invalid!("{e}"))?;
-    let shape = video.shape.clone();
+    let shape = video.shape().to_owned();
     let mut v = video.into_f32();
     media::check_frame_values("the colour reference", &reference.values())
         .map_err(|e| invalid!("{e}"))?;
     let mut src = media::TensorFrames(reference);
     seedvae_runner::color::correct_video(&mut v, dims, &mut src, method, batch)?;
-    Ok(Tensor::f32(shape, v))
+    Ok(Tensor::f32(shape, v)?)
 }
 
 /// May `path` be written (replacing what is there only with `force`)? Never through a link,

@@ -7,7 +7,7 @@
 //! output, the CPU's included, is compared with PyTorch's within its precision's bound.
 
 use crate::backends::availability;
-use crate::check::Bound;
+pub use crate::check::Bound;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::options::{BackendSpec, CpuOptions, CudaOptions, ModelOptions, TensorrtOptions};
@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 /// Did a check pass, fail, or not run (a backend that cannot load here)?
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Status {
     Pass,
     Fail,
@@ -40,6 +41,7 @@ pub struct SelftestOptions {
 
 /// One checked output.
 #[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
 pub struct Check {
     /// "cpu fp32", "cuda fp16", "tensorrt"...
     pub backend: String,
@@ -54,10 +56,11 @@ pub struct Check {
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
 pub struct SelftestReport {
     pub seedvae: &'static str,
     pub reference: String,
-    pub gpu: Option<crate::GpuInfo>,
+    pub gpu: Option<crate::backends::GpuInfo>,
     pub checks: Vec<Check>,
 }
 
@@ -117,11 +120,15 @@ fn synthesized_inputs() -> (Vec<(String, Tensor)>, Tensor) {
                 .filter_map(|s| s.parse().ok())
                 .collect();
             let (shape, v) = random(vec![1, 16, d[0], d[1], d[2]]);
-            (n.to_string(), Tensor::f32(shape, v))
+            (
+                n.to_string(),
+                Tensor::f32(shape, v).expect("the shape's own values"),
+            )
         })
         .collect();
     let (shape, v) = random(vec![1, 3, 9, 32, 48]);
-    let video = Tensor::f32(shape, v.iter().map(|x| x.clamp(-1.0, 1.0)).collect());
+    let video = Tensor::f32(shape, v.iter().map(|x| x.clamp(-1.0, 1.0)).collect())
+        .expect("the shape's own values");
     (latents, video)
 }
 
@@ -136,7 +143,7 @@ fn golden(name: &str) -> Result<Tensor> {
         .ok_or_else(|| Error::Invalid(format!("no built-in golden '{name}'")))?
         .shape
         .clone();
-    Ok(Tensor::f32(shape, w.f32(name)?.into_owned()))
+    Ok(Tensor::f32(shape, w.f32(name)?.into_owned())?)
 }
 
 /// The backends and graph precisions a selftest tries (`tensorrt_dir` for TensorRT-RTX), with
@@ -210,7 +217,7 @@ pub fn selftest(o: &SelftestOptions, progress: &Progress) -> Result<SelftestRepo
         };
         let quiet = Progress::new(|_| {}).with_cancel(progress.cancel_token().clone());
         for case in &cases {
-            let t = case.latent.shape[2];
+            let t = case.latent.shape()[2];
             for (mode, chunk) in [
                 ("one call", Some(t)),
                 ("chunks of 1", Some(1)),
@@ -261,21 +268,25 @@ pub fn selftest(o: &SelftestOptions, progress: &Progress) -> Result<SelftestRepo
     Ok(SelftestReport {
         seedvae: env!("CARGO_PKG_VERSION"),
         reference,
-        gpu: crate::probe_gpu().ok(),
+        gpu: crate::backends::probe_gpu().ok(),
         checks,
     })
 }
 
 fn check(backend: &str, case: &str, got: Result<Tensor>, want: &Tensor, bound: Bound) -> Check {
     let (value, ok, note) = match got {
-        Ok(v) if v.shape == want.shape => {
+        Ok(v) if v.shape() == want.shape() => {
             let (value, ok) = bound.measure(&v.to_f32(), &want.to_f32());
             (Some(value), ok, None)
         }
         Ok(v) => (
             None,
             false,
-            Some(format!("shape {:?}, expected {:?}", v.shape, want.shape)),
+            Some(format!(
+                "shape {:?}, expected {:?}",
+                v.shape(),
+                want.shape()
+            )),
         ),
         Err(e) => (None, false, Some(e.to_string())),
     };
@@ -402,7 +413,7 @@ mod tests {
         for name in names {
             let torch = read_tensor(&made, &name).unwrap();
             let ours = golden(&name).unwrap();
-            assert_eq!(torch.shape, ours.shape, "{name}");
+            assert_eq!(torch.shape(), ours.shape(), "{name}");
             let (a, b) = (
                 seedvae_tests::to_f64(&ours.to_f32()),
                 seedvae_tests::to_f64(&torch.to_f32()),

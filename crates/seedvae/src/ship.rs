@@ -42,6 +42,7 @@ pub fn pack_engines(
 
 /// A verified pack, and what it means for this machine.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PackCheck {
     pub manifest: PackManifest,
     /// Reasons the pack cannot run here (another TensorRT-RTX version, a GPU it was not built for).
@@ -77,6 +78,7 @@ pub fn verify_pack(pack_file: &Path, tensorrt_dir: Option<&Path>) -> Result<Pack
 
 /// What an install did.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct InstallReport {
     pub engines: Vec<(String, Installed)>,
     /// The cache's engine directory.

@@ -2,8 +2,10 @@
 //! (the only place clap types meet library types).
 
 use seedvae::{
-    BackendChoice, BackendSettings, CpuOptions, CudaOptions, DType, EnginePrecision, ModelOptions,
-    Part, Precision, TensorrtOptions, TileOptions,
+    backends::{BackendSettings, CpuOptions, CudaOptions, TensorrtOptions},
+    engines::EnginePrecision,
+    weights::Precision,
+    BackendChoice, DType, ModelOptions, Part, TileOptions,
 };
 use std::path::PathBuf;
 
@@ -89,7 +91,7 @@ pub struct ModelArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
     /// Engine profile when an engine is built from weights or ONNX for this GPU.
-    #[arg(long, default_value = seedvae::DEFAULT_PROFILE)]
+    #[arg(long, default_value = seedvae::engines::DEFAULT_PROFILE)]
     pub profile: String,
     /// GPU memory to plan tiles within, in GB (default: the GPU's free memory less 0.5 GB).
     #[arg(long)]

@@ -1,7 +1,7 @@
 use super::args::{EnginePrecisionArg, PartArg};
 use super::{bytes, Ui};
 use anyhow::Result;
-use seedvae::{EngineEntry, EngineRequest, Outcome, Target};
+use seedvae::engines::{EngineEntry, EngineRequest, Outcome, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,7 +19,7 @@ pub struct Args {
     /// graph written by `seedvae convert`.
     pub model: PathBuf,
     /// A shipped profile name (rtx5070ti, rtx5090, rtx4090, rtx4070) or a profile YAML file.
-    #[arg(long, default_value = seedvae::DEFAULT_PROFILE)]
+    #[arg(long, default_value = seedvae::engines::DEFAULT_PROFILE)]
     pub profile: String,
     /// GPU architectures to build for, comma separated (default: the profile's). sm_120: RTX 50;
     /// sm_89: RTX 40; sm_86: RTX 30 (no FP8).
@@ -85,7 +85,7 @@ impl Args {
 }
 
 pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
-    let got = seedvae::ensure_engine(&a.request()?, &ui.progress("building"))?;
+    let got = seedvae::engines::ensure_engine(&a.request()?, &ui.progress("building"))?;
     report(&a, &got)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -128,7 +128,7 @@ fn report(a: &Args, got: &EngineEntry) -> Result<()> {
         println!(
             "wrote:  {} (+ {})",
             o.display(),
-            seedvae::sidecar(o).display()
+            seedvae::engines::sidecar(o).display()
         );
     }
     Ok(())

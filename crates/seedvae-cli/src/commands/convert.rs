@@ -1,7 +1,7 @@
 use super::args::{PartArg, PrecisionArg};
 use super::{bytes, Ui};
 use anyhow::{Context, Result};
-use seedvae::ExportOptions;
+use seedvae::weights::ExportOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -34,7 +34,7 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
         streaming: a.streaming,
     };
     let t = std::time::Instant::now();
-    let (c, stats) = seedvae::convert(
+    let (c, stats) = seedvae::weights::convert(
         &a.weights,
         &a.output,
         opts,

@@ -102,7 +102,7 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
     let mut model = a.model.open(Part::Decoder, &progress)?;
     let report = model
         .decode_to_file(&latent, &out, &a.tiles.options(), &progress)
-        .map_err(|e| seedvae::name_input(&a.latent, e))?;
+        .map_err(|e| seedvae::media::name_input(&a.latent, e))?;
     Summary::new(&a.output, report).print(a.out.json, "decoded")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,9 @@
 use super::{bytes, inspect, Ui};
 use anyhow::{ensure, Result};
 use seedvae::{
-    Architecture, BackendChoice, DType, EnginePrecision, EngineRequest, ExportOptions, FileOutput,
-    LatentLayout, Model, ModelOptions, Part, Precision, SynthOptions, Tensor, TileOptions,
+    engines::{EnginePrecision, EngineRequest},
+    weights::{Architecture, ExportOptions, Precision, SynthOptions},
+    BackendChoice, DType, FileOutput, LatentLayout, Model, ModelOptions, Part, Tensor, TileOptions,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,15 +29,15 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
     );
     let tiny = SynthOptions {
         model: Architecture {
-            widths: seedvae::TINY_WIDTHS,
+            widths: seedvae::weights::TINY_WIDTHS,
         },
         dtype: DType::F16,
         seed: 1,
-        format: seedvae::SynthFormat::SafeTensors,
+        format: seedvae::weights::SynthFormat::SafeTensors,
     };
-    seedvae::synth(&weights, &tiny, true, &ui.progress("tensors"))?;
+    seedvae::weights::synth(&weights, &tiny, true, &ui.progress("tensors"))?;
     step(2, "inspect:");
-    let s = seedvae::WeightSummary::of(&seedvae::WeightFile::open(&weights)?);
+    let s = seedvae::weights::WeightSummary::of(&seedvae::weights::WeightFile::open(&weights)?);
     inspect::print(&s);
     ensure!(s.valid, "the synthesized checkpoint did not validate");
     step(3, "convert: the streaming decoder as an ONNX graph");
@@ -46,7 +47,7 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
         precision: Precision::Fp32,
         streaming: true,
     };
-    let (c, _) = seedvae::convert(&weights, &onnx, opts, true, &ui.progress("weights"))?;
+    let (c, _) = seedvae::weights::convert(&weights, &onnx, opts, true, &ui.progress("weights"))?;
     println!(
         "      wrote {} ({} {}, {} state pairs)",
         onnx.display(),
@@ -72,7 +73,7 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
             cache: Some(build_cache.clone()),
             ..EngineRequest::new(&weights)
         };
-        let got = seedvae::ensure_engine(&req, &ui.progress("building"))?;
+        let got = seedvae::engines::ensure_engine(&req, &ui.progress("building"))?;
         let m = &got.entry.manifest;
         println!(
             "      engine {} ({:?}): {}{}",
@@ -93,13 +94,13 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
     let pack_file = a.dir.join("engines.seedvae");
     step(6, &format!("pack: both engines -> {}", pack_file.display()));
     let dirs: Vec<PathBuf> = engines.iter().map(|e| e.dir.clone()).collect();
-    seedvae::pack_engines(&dirs, None, &pack_file, true)?;
+    seedvae::engines::pack_engines(&dirs, None, &pack_file, true)?;
     println!("      {}", bytes(std::fs::metadata(&pack_file)?.len()));
     step(
         7,
         "verify: checksums, manifests, compatibility with this machine",
     );
-    let check = seedvae::verify_pack(&pack_file, None)?;
+    let check = seedvae::engines::verify_pack(&pack_file, None)?;
     let version_problems: Vec<&String> = check
         .problems
         .iter()
@@ -112,7 +113,7 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
         engines[0].manifest.key_parts.tensorrt_rtx
     );
     step(8, &format!("install: into {}", user_cache.display()));
-    let r = seedvae::install_pack(
+    let r = seedvae::engines::install_pack(
         &pack_file,
         Some(&user_cache),
         None,
@@ -125,12 +126,12 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
     // Decode with the best backend: the installed FP8 engine on a supported GPU, else the
     // weights on the CPU.
     let latent = a.dir.join("latent.safetensors");
-    let mut rng = seedvae::Rng::new(7);
+    let mut rng = seedvae::weights::Rng::new(7);
     let mut v = vec![0f32; 16 * 3 * 16 * 16];
     rng.fill_normal(&mut v);
-    let t = Tensor::f32(vec![1, 16, 3, 16, 16], v);
+    let t = Tensor::f32(vec![1, 16, 3, 16, 16], v)?;
     seedvae::write_tensor(&latent, "latent", &t, DType::F32, true)?;
-    let (model, why) = match seedvae::tensorrt_ready(None) {
+    let (model, why) = match seedvae::backends::tensorrt_ready(None) {
         Ok(gpu) => (
             PathBuf::from(&engines[1].manifest.key),
             format!("TensorRT-RTX on {}", gpu.name),

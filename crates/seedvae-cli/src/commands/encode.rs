@@ -42,19 +42,19 @@ pub struct Args {
 }
 
 pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
-    seedvae::check_output(&a.output, a.out.force, &[&a.frames, &a.model.model])?;
+    seedvae::media::check_output(&a.output, a.out.force, &[&a.frames, &a.model.model])?;
     let pad = match a.pad {
         PadArg::Reflect => Pad::Reflect,
         PadArg::Repeat => Pad::Repeat,
     };
     let progress = ui.progress("encoding");
-    let mut src = seedvae::open_frames(&a.frames)?;
+    let mut src = seedvae::media::open_frames(&a.frames)?;
     let mut model = a.model.open(Part::Encoder, &progress)?;
     let (mean, report) = model
         .encode(src.as_mut(), pad, &a.tiles.options(), &progress)
-        .map_err(|e| seedvae::name_input(&a.frames, e))?;
+        .map_err(|e| seedvae::media::name_input(&a.frames, e))?;
     let out = if a.dit_latent {
-        seedvae::to_dit(&mean)?
+        seedvae::latent::to_dit(&mean)?
     } else {
         mean
     };

@@ -1,6 +1,9 @@
 use super::{bytes, thousands, Ui};
 use anyhow::Result;
-use seedvae::{Target, WeightFile, WeightSummary};
+use seedvae::{
+    engines::Target,
+    weights::{WeightFile, WeightSummary},
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,11 +40,11 @@ pub fn print(s: &WeightSummary) {
 
 /// Print the I/O contract and metadata of a seedvae ONNX graph.
 fn inspect_onnx(a: &Args) -> Result<ExitCode> {
-    let (c, md) = seedvae::read_contract(&a.file)?;
+    let (c, md) = seedvae::weights::read_contract(&a.file)?;
     if a.json {
         let md: BTreeMap<_, _> = md
             .into_iter()
-            .filter(|(k, _)| k != seedvae::CONTRACT_METADATA_KEY)
+            .filter(|(k, _)| k != seedvae::weights::CONTRACT_METADATA_KEY)
             .collect();
         println!(
             "{}",
@@ -69,11 +72,11 @@ fn inspect_onnx(a: &Args) -> Result<ExitCode> {
     );
     for (k, v) in md
         .iter()
-        .filter(|(k, _)| k != seedvae::CONTRACT_METADATA_KEY)
+        .filter(|(k, _)| k != seedvae::weights::CONTRACT_METADATA_KEY)
     {
         println!("  {k} = {v}");
     }
-    let dims = |t: &seedvae::TensorIo| serde_json::to_string(&t.dims).unwrap_or_default();
+    let dims = |t: &seedvae::weights::TensorIo| serde_json::to_string(&t.dims).unwrap_or_default();
     let main_in = &c.inputs[0];
     println!(
         "input:      {} {:?} {}",
@@ -108,8 +111,8 @@ fn inspect_engine(
     manifest: &std::path::Path,
     engine: &std::path::Path,
 ) -> Result<ExitCode> {
-    let m = seedvae::read_manifest(manifest)?;
-    let verdict = seedvae::verify_engine_file(&m, engine);
+    let m = seedvae::engines::read_manifest(manifest)?;
+    let verdict = seedvae::engines::verify_engine_file(&m, engine);
     if a.json {
         let mut v = serde_json::to_value(&m)?;
         v["verified"] = serde_json::json!(verdict.is_ok());
@@ -195,7 +198,7 @@ fn inspect_engine(
 }
 
 pub fn run(a: Args, _ui: &Ui) -> Result<ExitCode> {
-    if let Some((m, e)) = seedvae::locate_engine(&a.file, a.cache.as_deref()) {
+    if let Some((m, e)) = seedvae::engines::locate(&a.file, a.cache.as_deref()) {
         if !m.exists() {
             anyhow::bail!(
                 "{}: no engine here (no {} found): give an engine directory, a `seedvae build -o` file \

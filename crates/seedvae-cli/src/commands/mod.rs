@@ -39,7 +39,7 @@ fn on_signal(sig: i32) {
     if cancel_token().is_cancelled() {
         // Second signal: leave now. Temporary outputs are removed; no destructor runs, so a
         // library in the middle of a call (TensorRT-RTX building) is not torn down under it.
-        seedvae::remove_temporaries();
+        seedvae::media::remove_temporaries();
         exit_now(128 + sig);
     }
     SIGNAL.store(sig, std::sync::atomic::Ordering::SeqCst);
@@ -126,6 +126,8 @@ impl Ui {
                         b.finish_and_clear();
                     }
                 }
+                // A kind of event this CLI does not know yet: nothing to show.
+                _ => {}
             }
         })
         .with_cancel(cancel_token().clone())

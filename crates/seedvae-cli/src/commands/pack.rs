@@ -2,7 +2,7 @@
 
 use super::{bytes, Ui};
 use anyhow::Result;
-use seedvae::{Cache, PackManifest, Target};
+use seedvae::engines::{Cache, PackManifest, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,7 +28,7 @@ pub struct PackArgs {
 }
 
 pub fn run_pack(a: PackArgs, _ui: &Ui) -> Result<ExitCode> {
-    let pm = seedvae::pack_engines(&a.engines, a.cache.as_deref(), &a.output, a.force)?;
+    let pm = seedvae::engines::pack_engines(&a.engines, a.cache.as_deref(), &a.output, a.force)?;
     let size = std::fs::metadata(&a.output)?.len();
     println!(
         "packed {} engine(s) into {} ({})",
@@ -73,7 +73,7 @@ pub struct VerifyArgs {
 }
 
 pub fn run_verify(a: VerifyArgs, _ui: &Ui) -> Result<ExitCode> {
-    let check = seedvae::verify_pack(&a.pack, a.tensorrt_dir.as_deref())?;
+    let check = seedvae::engines::verify_pack(&a.pack, a.tensorrt_dir.as_deref())?;
     if a.json {
         let mut v = serde_json::to_value(&check.manifest)?;
         v["verified"] = serde_json::json!(true);
@@ -114,7 +114,7 @@ pub struct InstallArgs {
 }
 
 pub fn run_install(a: InstallArgs, ui: &Ui) -> Result<ExitCode> {
-    let r = seedvae::install_pack(
+    let r = seedvae::engines::install_pack(
         &a.pack,
         a.cache.as_deref(),
         a.tensorrt_dir.as_deref(),

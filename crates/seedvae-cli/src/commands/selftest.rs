@@ -1,6 +1,6 @@
 use super::Ui;
 use anyhow::Result;
-use seedvae::{SelftestOptions, Status};
+use seedvae::selftest::{SelftestOptions, Status};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,7 +36,7 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
         cache: a.cache.clone(),
         tensorrt_dir: a.tensorrt_dir.clone(),
     };
-    let r = seedvae::selftest(&opts, &ui.progress("selftest"))?;
+    let r = seedvae::selftest::selftest(&opts, &ui.progress("selftest"))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(if r.passed() {
@@ -66,6 +66,7 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
             Status::Pass => "pass",
             Status::Fail => "FAIL",
             Status::Skipped => "skipped",
+            _ => "?",
         };
         let note = c
             .note

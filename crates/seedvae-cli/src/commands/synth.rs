@@ -1,6 +1,6 @@
 use super::Ui;
 use anyhow::Result;
-use seedvae::{DType, SynthOptions};
+use seedvae::{weights::SynthOptions, DType};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,11 +46,11 @@ pub struct Args {
 pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
     let opts = SynthOptions {
         model: match a.width {
-            Width::Full => seedvae::Architecture {
-                widths: seedvae::FULL_WIDTHS,
+            Width::Full => seedvae::weights::Architecture {
+                widths: seedvae::weights::FULL_WIDTHS,
             },
-            Width::Tiny => seedvae::Architecture {
-                widths: seedvae::TINY_WIDTHS,
+            Width::Tiny => seedvae::weights::Architecture {
+                widths: seedvae::weights::TINY_WIDTHS,
             },
         },
         dtype: match a.dtype {
@@ -59,11 +59,11 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
         },
         seed: a.seed,
         format: match a.format {
-            Fmt::Safetensors => seedvae::SynthFormat::SafeTensors,
-            Fmt::Gguf => seedvae::SynthFormat::Gguf,
+            Fmt::Safetensors => seedvae::weights::SynthFormat::SafeTensors,
+            Fmt::Gguf => seedvae::weights::SynthFormat::Gguf,
         },
     };
-    seedvae::synth(&a.output, &opts, a.force, &ui.progress("tensors"))?;
+    seedvae::weights::synth(&a.output, &opts, a.force, &ui.progress("tensors"))?;
     tracing::info!("wrote {}", a.output.display());
     Ok(ExitCode::SUCCESS)
 }

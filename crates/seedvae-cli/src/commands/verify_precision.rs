@@ -1,7 +1,7 @@
 use super::args::PartArg;
 use super::Ui;
 use anyhow::Result;
-use seedvae::PrecisionRequest;
+use seedvae::weights::PrecisionRequest;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, num_args = 1..)]
     pub calibrate: Vec<PathBuf>,
     /// The profile whose fp16_blocks the FP8 graph keeps (as `seedvae build` would).
-    #[arg(long, default_value = seedvae::DEFAULT_PROFILE)]
+    #[arg(long, default_value = seedvae::engines::DEFAULT_PROFILE)]
     pub profile: String,
     /// Print the report as JSON.
     #[arg(long)]
@@ -39,7 +39,8 @@ pub fn run(a: Args, ui: &Ui) -> Result<ExitCode> {
         calibration: a.calibrate.clone(),
         profile: a.profile.clone(),
     };
-    let (report, profile) = seedvae::verify_precision(&req, &ui.progress("verify-precision"))?;
+    let (report, profile) =
+        seedvae::weights::verify_precision(&req, &ui.progress("verify-precision"))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);

@@ -123,8 +123,8 @@ pub fn write_latent(path: &Path, t: &seedvae::Tensor) {
 
 /// A `[1, 16, t, h, w]` latent of N(0, 1) values from `seed`.
 pub fn random_latent(t: usize, h: usize, w: usize, seed: u64) -> seedvae::Tensor {
-    let mut r = seedvae::Rng::new(seed);
+    let mut r = seedvae::weights::Rng::new(seed);
     let mut v = vec![0f32; 16 * t * h * w];
     r.fill_normal(&mut v);
-    seedvae::Tensor::f32(vec![1, 16, t, h, w], v)
+    seedvae::Tensor::f32(vec![1, 16, t, h, w], v).unwrap()
 }

@@ -6,13 +6,13 @@ use seedvae_tests::*;
 use std::path::Path;
 
 fn latent(path: &Path, poison: Option<usize>) {
-    let mut r = seedvae::Rng::new(11);
+    let mut r = seedvae::weights::Rng::new(11);
     let mut v = vec![0f32; 16 * 2 * 4 * 4];
     r.fill_normal(&mut v);
     if let Some(i) = poison {
         v[i] = f32::NAN;
     }
-    let t = seedvae::Tensor::f32(vec![1, 16, 2, 4, 4], v);
+    let t = seedvae::Tensor::f32(vec![1, 16, 2, 4, 4], v).unwrap();
     seedvae::write_tensor(path, "latent", &t, seedvae::DType::F32, true).unwrap();
 }
 
@@ -68,7 +68,7 @@ fn nan_and_inf_inputs_are_refused_with_where_they_are() {
     seedvae::write_tensor(
         &video,
         "video",
-        &seedvae::Tensor::f32(vec![1, 3, 5, 8, 8], v),
+        &seedvae::Tensor::f32(vec![1, 3, 5, 8, 8], v).unwrap(),
         seedvae::DType::F32,
         true,
     )
@@ -208,7 +208,7 @@ fn files_that_are_not_regular_or_repeat_a_name_are_refused() {
     let p = t.path().join("two_shapes.npy");
     std::fs::write(&p, npy).unwrap();
     let t2 = seedvae::read_tensor(&p, "latent").unwrap();
-    assert_eq!(t2.shape, vec![1, 16, 1, 2, 2]);
+    assert_eq!(t2.shape(), vec![1, 16, 1, 2, 2]);
 }
 
 #[test]

@@ -35,10 +35,10 @@ fn workspace(dir: &Path) -> PathBuf {
     std::fs::write(dir.join("notes.txt"), b"my notes").unwrap();
     std::fs::write(dir.join("sub/photo.png"), b"not really a png").unwrap();
     let latent = dir.join("latent.npy");
-    let mut r = seedvae::Rng::new(3);
+    let mut r = seedvae::weights::Rng::new(3);
     let mut v = vec![0f32; 16 * 2 * 2];
     r.fill_normal(&mut v);
-    let t = seedvae::Tensor::f32(vec![1, 16, 1, 2, 2], v);
+    let t = seedvae::Tensor::f32(vec![1, 16, 1, 2, 2], v).unwrap();
     seedvae::write_tensor(&latent, "latent", &t, seedvae::DType::F32, true).unwrap();
     latent
 }

@@ -325,7 +325,7 @@ fn frames_out_of_range_a_zero_frame_rate_and_an_unknown_range_are_refused() {
     seedvae::write_tensor(
         &video,
         "video",
-        &seedvae::Tensor::f32(vec![1, 3, 1, 16, 16], levels),
+        &seedvae::Tensor::f32(vec![1, 3, 1, 16, 16], levels).unwrap(),
         seedvae::DType::F32,
         true,
     )

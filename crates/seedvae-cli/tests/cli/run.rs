@@ -250,7 +250,7 @@ fn tiled_decoding_differs_boundedly_and_leaves_no_seam() {
     let (t, h, w) = (2, 8, 40);
     // A smooth latent (the decoder's content varies slowly; random noise hides any seam).
     let mut l = random_latent(t, h, w, 11);
-    if let seedvae_runner::Data::F32(v) = &mut l.data {
+    if let Some(v) = l.f32_mut() {
         for (i, x) in v.iter_mut().enumerate() {
             let (xx, yy, c) = (i % w, (i / w) % h, i / (w * h * t));
             *x = 0.2 * *x + ((xx as f32) * 0.15 + c as f32).sin() + ((yy as f32) * 0.2).cos();
@@ -399,7 +399,10 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
     };
     // Wrong channels, wrong rank.
     let p = d.join("c8.safetensors");
-    write_latent(&p, &Tensor::f32(vec![1, 8, 1, 4, 4], vec![0.0; 128]));
+    write_latent(
+        &p,
+        &Tensor::f32(vec![1, 8, 1, 4, 4], vec![0.0; 128]).unwrap(),
+    );
     let m = dec(&p, &[]);
     assert!(
         m.contains("c8.safetensors")
@@ -408,12 +411,15 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
         "{m}"
     );
     let p = d.join("r3.safetensors");
-    write_latent(&p, &Tensor::f32(vec![16, 4, 4], vec![0.0; 256]));
+    write_latent(&p, &Tensor::f32(vec![16, 4, 4], vec![0.0; 256]).unwrap());
     let m = dec(&p, &[]);
     assert!(m.contains("[16, 4, 4]"), "{m}");
     // A channels-last latent gets the hint.
     let p = d.join("dit.safetensors");
-    write_latent(&p, &Tensor::f32(vec![1, 2, 4, 4, 16], vec![0.0; 512]));
+    write_latent(
+        &p,
+        &Tensor::f32(vec![1, 2, 4, 4, 16], vec![0.0; 512]).unwrap(),
+    );
     assert!(dec(&p, &[]).contains("--dit-latent"));
     let fine = d.join("fine.safetensors");
     ok_json(&cpu(
@@ -429,7 +435,7 @@ fn bad_inputs_are_refused_with_the_reason_and_leave_nothing() {
     seedvae_runner::write_tensor(
         &v,
         "video",
-        &Tensor::f32(vec![1, 3, 1, 4, 16], vec![0.0; 192]),
+        &Tensor::f32(vec![1, 3, 1, 4, 16], vec![0.0; 192]).unwrap(),
         seedvae_weights::DType::F32,
         true,
     )
@@ -834,7 +840,7 @@ fn tiled_encoding_blends_latent_tiles() {
     seedvae_runner::write_tensor(
         &video,
         "video",
-        &Tensor::f32(vec![1, 3, t, h, w], v),
+        &Tensor::f32(vec![1, 3, t, h, w], v).unwrap(),
         seedvae_weights::DType::F32,
         true,
     )
@@ -910,7 +916,7 @@ fn color_correction_round_trip() {
     seedvae::write_tensor(
         &refp,
         "video",
-        &Tensor::f32(shape.clone(), reference.clone()),
+        &Tensor::f32(shape.clone(), reference.clone()).unwrap(),
         seedvae::DType::F32,
         true,
     )
@@ -951,7 +957,7 @@ fn color_correction_round_trip() {
     seedvae::write_tensor(
         &small,
         "video",
-        &Tensor::f32(vec![1, 3, 5, 32, 32], s16),
+        &Tensor::f32(vec![1, 3, 5, 32, 32], s16).unwrap(),
         seedvae::DType::F32,
         true,
     )

@@ -297,7 +297,7 @@ impl MemorySink {
             }
             self.v.truncate(3 * self.n * hw);
         }
-        Tensor::f32(vec![1, 3, self.n, self.h, self.w], self.v)
+        Tensor::exact(vec![1, 3, self.n, self.h, self.w], self.v)
     }
 }
 
@@ -453,7 +453,7 @@ mod tests {
     #[test]
     fn crop_takes_the_centre() {
         let v: Vec<f32> = (0..2 * 3 * 4 * 4).map(|i| i as f32).collect();
-        let x = Tensor::f32(vec![1, 2, 3, 4, 4], v);
+        let x = Tensor::f32(vec![1, 2, 3, 4, 4], v).unwrap();
         let c = crop(&x, 2, 2, 2);
         assert_eq!(c.shape, vec![1, 2, 2, 2, 2]);
         // channel 0, frame 0: rows 1-2, cols 1-2 of a 4×4 grid numbered row-major.

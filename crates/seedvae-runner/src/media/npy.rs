@@ -109,6 +109,7 @@ impl Layout {
         Ok(())
     }
 
+    /// The values, `data` having been checked to hold exactly the shape (`check_len`).
     fn decode(&self, data: &[u8]) -> Tensor {
         let v: Vec<f32> = match self.elem {
             4 => data
@@ -126,7 +127,7 @@ impl Layout {
                 })
                 .collect(),
         };
-        Tensor::f32(self.shape.clone(), v)
+        Tensor::exact(self.shape.clone(), v)
     }
 }
 

@@ -60,7 +60,7 @@ pub fn read(path: &Path, name: &str) -> Result<Tensor, Error> {
         }
     };
     let v = w.f32(&t.name)?.into_owned();
-    Ok(Tensor::f32(t.shape.clone(), v))
+    Tensor::f32(t.shape.clone(), v)
 }
 
 /// The header of a file holding one tensor `name` of `dtype` and `shape` (data follows it).

@@ -47,7 +47,7 @@ fn synthetic_inputs(part: Part, seed: u64) -> Vec<Tensor> {
                 Part::Decoder => {
                     let mut v = vec![0f32; 16 * t * h * w];
                     r.fill_normal(&mut v);
-                    Tensor::f32(vec![1, 16, t, h, w], v)
+                    Tensor::exact(vec![1, 16, t, h, w], v)
                 }
                 Part::Encoder => {
                     // Sum of a few random low-frequency waves per channel, squashed by tanh.
@@ -72,7 +72,7 @@ fn synthetic_inputs(part: Part, seed: u64) -> Vec<Tensor> {
                             }
                         }
                     }
-                    Tensor::f32(vec![1, 3, t, h, w], v)
+                    Tensor::exact(vec![1, 3, t, h, w], v)
                 }
             }
         })

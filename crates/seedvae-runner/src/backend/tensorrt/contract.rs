@@ -230,7 +230,7 @@ mod tests {
             crate::planner::tensor_bytes(&[1, 512, 2, 104, 104], Elem::F16),
             512 * 2 * 104 * 104 * 2
         );
-        let t = Tensor::f32(vec![2], vec![1.5, -2.0]);
+        let t = Tensor::f32(vec![2], vec![1.5, -2.0]).unwrap();
         let back = tensor_from_bytes(vec![2], Elem::F32, tensor_bytes(&t));
         assert_eq!(back, t);
         let h = Tensor {
