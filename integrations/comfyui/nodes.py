@@ -30,6 +30,8 @@ log = logging.getLogger("seedvae")
 #: The pipeline's VAE <-> sampler latent scale (comfy/ldm/seedvr/vae.py).
 SCALE = seedvae.DIT_SCALE
 BACKENDS = ["auto", "tensorrt", "cuda", "cpu"]
+# The loader's choices as seedvae.backends() names them.
+BACKEND_NAMES = {"tensorrt": "tensorrt-rtx", "cuda": "onnxruntime-cuda", "cpu": "onnxruntime-cpu"}
 COLOR_METHODS = list(seedvae.COLOR_METHODS)
 
 # Engines and converted graphs live in models/seedvae (the engine cache).
@@ -181,7 +183,7 @@ class SeedVAELoader(io.ComfyNode):
             "models/seedvae); other NVIDIA GPUs run ONNX Runtime's CUDA provider, the CPU runs exactly.",
             inputs=[
                 io.Combo.Input("vae_name", options=folder_paths.get_filename_list("vae")),
-                io.Combo.Input("backend", options=BACKENDS, default="auto"),
+                io.Combo.Input("backend", options=BACKENDS, default="auto", tooltip="auto: TensorRT-RTX on an RTX GPU, else ONNX Runtime's CUDA provider, else the CPU (the console says which, and why the others cannot run)."),
                 io.Float.Input("vram_budget_gb", default=0.0, min=0.0, max=1024.0, step=0.5, tooltip="GPU memory to plan tiles within; 0 = the GPU's free memory."),
             ],
             outputs=[SEEDVAE.Output("seedvae")],
@@ -190,6 +192,15 @@ class SeedVAELoader(io.ComfyNode):
     @classmethod
     def execute(cls, vae_name, backend, vram_budget_gb) -> io.NodeOutput:
         path = folder_paths.get_full_path_or_raise("vae", vae_name)
+        # What can run here, asked once per load (cheap: no model is opened): a backend that
+        # cannot is refused now, with why, rather than at the first decode.
+        found = {b["backend"]: b for b in seedvae.backends()}
+        for choice, name in BACKEND_NAMES.items():
+            why = found.get(name, {}).get("unavailable")
+            if why and backend == choice:
+                raise RuntimeError(f"seedvae: the {choice} backend cannot run here: {why}")
+            if why and backend == "auto":
+                log.info("seedvae: %s not available: %s", choice, why)
         return io.NodeOutput(SeedVAE(path, backend, vram_budget_gb or None))
 
 

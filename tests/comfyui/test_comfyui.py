@@ -115,6 +115,21 @@ def test_decode_matches_comfyuis_seedvr2_vae(inproc):
     assert torch.equal(cl, got)
 
 
+def test_the_loader_refuses_a_backend_that_cannot_run_here(inproc):
+    """The loader asks seedvae.backends() and refuses a backend that cannot run here, with why,
+    before any decode; the CPU always loads."""
+    nodes = inproc[0]
+    import seedvae
+
+    found = {b["backend"]: b["unavailable"] for b in seedvae.backends()}
+    missing = [c for c, n in nodes.BACKEND_NAMES.items() if found[n]]
+    if not missing:
+        pytest.skip("every backend can run on this machine")
+    with pytest.raises(RuntimeError, match=f"the {missing[0]} backend cannot run here: .+"):
+        nodes.SeedVAELoader.execute(CHECKPOINT, missing[0], 0.0)
+    assert nodes.SeedVAELoader.execute(CHECKPOINT, "cpu", 0.0).result[0].backend == "cpu"
+
+
 def test_encode_matches_comfyuis_seedvr2_vae(inproc):
     nodes, model, ours, torch = inproc
     images = smooth_frames(torch, 5, 64, 48, seed=5)

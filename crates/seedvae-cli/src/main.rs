@@ -59,6 +59,8 @@ enum Command {
     VerifyPrecision(commands::verify_precision::Args),
     /// Write a random-weight checkpoint with the exact SeedVR2 VAE names and shapes.
     Synth(commands::synth::Args),
+    /// Which backends can run on this machine (tensorrt, cuda, cpu), on which GPU, or why not.
+    Backends(commands::backends::Args),
     /// Check decoding and encoding on every backend that loads here (cpu, cuda, tensorrt)
     /// against references; exit code 0 when all pass.
     Selftest(commands::selftest::Args),
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
         Command::Engines(a) => commands::pack::run_engines(a, &ui),
         Command::VerifyPrecision(a) => commands::verify_precision::run(a, &ui),
         Command::Demo(a) => commands::demo::run(a, &ui),
+        Command::Backends(a) => commands::backends::run(a, &ui),
         Command::Selftest(a) => commands::selftest::run(a, &ui),
     };
     match result {

@@ -264,6 +264,21 @@ impl PyModel {
     }
 }
 
+/// Which backends can run on this machine, in `backend="auto"`'s order: a list of dicts with
+/// `backend` (its name), `gpu` (a dict, or None) and `unavailable` (why not, or None). Opens no
+/// model.
+#[pyfunction]
+#[pyo3(signature = (*, tensorrt_dir = None))]
+fn backends(py: Python<'_>, tensorrt_dir: Option<PathBuf>) -> PyResult<Bound<'_, PyAny>> {
+    let mut settings = seedvae::backends::BackendSettings::default();
+    settings.tensorrt.library_dir = tensorrt_dir;
+    let list = py.detach(|| seedvae::backends::available(&settings));
+    let json = serde_json::to_string(&list)
+        .map_err(|e| errors::SeedvaeError::new_err(format!("internal: {e}")))?;
+    let text = errors::keywords(&json);
+    py.import("json")?.call_method1("loads", (text,))
+}
+
 /// Colour-correct `video` `[1, 3, F, H, W]` in [−1, 1] against `reference` `[1, 3, T, H', W']`
 /// in [−1, 1] with one of the numz node's methods; returns the corrected video.
 #[pyfunction]
@@ -358,6 +373,7 @@ fn _seedvae(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DIT_SCALE", seedvae::latent::DIT_SCALE)?;
     m.add_class::<PyModel>()?;
     m.add_class::<PyCancelToken>()?;
+    m.add_function(wrap_pyfunction!(backends, m)?)?;
     m.add_function(wrap_pyfunction!(correct_colors, m)?)?;
     m.add_function(wrap_pyfunction!(ensure_engine, m)?)?;
     errors::register(m)

@@ -1,5 +1,10 @@
 //! Running library calls from Python: off the GIL, on a model's own thread, with progress
 //! called back into Python and Ctrl-C / callback exceptions turned into a cancel.
+//!
+//! The library's `Model` is `Send`, so any thread could run it; this one thread per model is
+//! for Python's sake: the calling thread waits with the GIL released and checks for Ctrl-C
+//! (Python runs signal handlers only on its main thread, between bytecodes), and the model is
+//! dropped on a thread that is joined, so no GPU object outlives the interpreter's exit.
 
 use crate::errors::{to_py, SeedvaeError};
 use pyo3::prelude::*;

@@ -2,6 +2,7 @@
 //! [`args`]), calls the library, and prints. Shared display here.
 
 pub mod args;
+pub mod backends;
 pub mod build;
 pub mod convert;
 pub mod decode;

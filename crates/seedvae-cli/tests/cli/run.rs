@@ -1027,3 +1027,37 @@ fn color_correction_round_trip() {
     );
     assert!(m.contains("ref.safetensors"), "{m}");
 }
+
+/// `seedvae backends` says which backend can run here and why the others cannot, in auto's
+/// order, as a table and as JSON, without opening a model: the CPU runs anywhere; a GPU backend
+/// names its GPU or says why not, in the CLI's words.
+#[test]
+fn backends_says_what_runs_here_and_why_not() {
+    let _machine = super::common::sharing();
+    let (code, out, err) = seedvae(&["backends", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["backend"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu"]
+    );
+    assert!(list[2]["unavailable"].is_null(), "{out}");
+    for gpu in &list.as_array().unwrap()[..2] {
+        match gpu["unavailable"].as_str() {
+            None => assert!(gpu["gpu"]["name"].is_string(), "{out}"),
+            Some(why) => assert!(!why.is_empty() && !why.contains("`install_cuda`"), "{out}"),
+        }
+    }
+    let (code, table, _) = seedvae(&["backends"]);
+    assert_eq!(code, 0);
+    assert!(
+        table.lines().count() == 3 && table.contains("onnxruntime-cpu   yes"),
+        "{table}"
+    );
+}

@@ -9,9 +9,10 @@ with nothing downloaded::
     video = vae.decode(latent)            # [1, 16, T, h, w] -> [1, 3, 4T-3, 8h, 8w] in [-1, 1]
     print(vae.last_report["seconds"], vae.backend, vae.fallback_reason)
 
-Arrays go in as numpy arrays or torch tensors (any DLPack producer: CPU tensors are read
-without a copy through DLPack, CUDA tensors are copied to the host first) and come back as the
-same kind, on the same device. Every call releases the GIL; Ctrl-C, ``CancelToken.cancel()`` or
+Arrays go in as numpy arrays or torch tensors (any DLPack producer; CUDA tensors are copied to
+the host first) and come back as the same kind, on the same device. Each input is copied once
+into the library's own buffer (after a check that it fits in memory); the result is handed back
+without a copy. Every call releases the GIL; Ctrl-C, ``CancelToken.cancel()`` or
 an exception from the progress callback stops a run at its next chunk. Errors are
 :class:`SeedvaeError` subclasses carrying the messages the ``seedvae`` CLI prints.
 """
@@ -77,6 +78,7 @@ __all__ = [
     "Model",
     "Event",
     "CancelToken",
+    "backends",
     "correct_colors",
     "ensure_engine",
     "COLOR_METHODS",
@@ -340,6 +342,14 @@ def correct_colors(video: Any, reference: Any, method: str = "lab", batch: int =
     v, back = _host(video, "video", frames=True)
     r, _ = _host(reference, "reference", frames=True)
     return back(_seedvae.correct_colors(v, r, method, batch))
+
+
+def backends(*, tensorrt_dir: Optional[str | os.PathLike] = None) -> list[dict]:
+    """Which backends can run here, in ``backend="auto"``'s order: dicts of ``backend``
+    ("tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu"), ``gpu`` (name, compute capability,
+    free and total bytes; or None) and ``unavailable`` (why it cannot run here; None when it
+    can). Cheap: opens no model."""
+    return _seedvae.backends(tensorrt_dir=_path(tensorrt_dir))
 
 
 def ensure_engine(

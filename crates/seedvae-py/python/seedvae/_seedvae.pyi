@@ -76,6 +76,9 @@ class Model:
         cancel: Optional[CancelToken] = None,
     ) -> tuple[F32, dict[str, object]]: ...
 
+def backends(
+    *, tensorrt_dir: Optional[str | PathLike[str]] = None
+) -> list[dict[str, object]]: ...
 def correct_colors(video: F32, reference: F32, method: str = "lab", batch: int = 5) -> F32: ...
 def ensure_engine(
     model: str | PathLike[str],
