@@ -33,18 +33,6 @@ impl std::fmt::Debug for Model {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    /// A model moves between threads (Python's worker, a service's pool), and so does a
-    /// prepared one: this fails to compile when a backend holds something that cannot.
-    #[test]
-    fn a_model_and_a_prepared_model_are_send() {
-        fn send<T: Send>() {}
-        send::<super::Model>();
-        send::<crate::prepare::Prepared>();
-    }
-}
-
 impl Model {
     /// Which backend runs the model.
     pub fn backend_kind(&self) -> BackendKind {
@@ -121,5 +109,17 @@ impl Backend for Closed {
     }
     fn state_bytes(&self, _: StreamId) -> usize {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A model moves between threads (Python's worker, a service's pool), and so does a
+    /// prepared one: this fails to compile when a backend holds something that cannot.
+    #[test]
+    fn a_model_and_a_prepared_model_are_send() {
+        fn send<T: Send>() {}
+        send::<super::Model>();
+        send::<crate::prepare::Prepared>();
     }
 }
