@@ -212,14 +212,14 @@ fn library_version(rt: &Path) -> Result<String, Error> {
     // SAFETY: the library is already loaded by trtx (this only takes another reference), and
     // both symbols are `int32_t (void)` C functions exported by every TensorRT-RTX runtime.
     unsafe {
-        let lib = libloading::Library::new(rt)
-            .map_err(|e| Error::Library(format!("{}: {e}", rt.display())))?;
+        let lib = libloading::Library::new(rt).map_err(|source| Error::Load {
+            what: rt.display().to_string(),
+            source,
+        })?;
         let v: libloading::Symbol<unsafe extern "C" fn() -> i32> =
-            lib.get(b"getInferLibVersion\0").map_err(|e| {
-                Error::Library(format!(
-                    "{}: not a TensorRT-RTX runtime ({e})",
-                    rt.display()
-                ))
+            lib.get(b"getInferLibVersion\0").map_err(|e| Error::Load {
+                what: format!("{}: not a TensorRT-RTX runtime", rt.display()),
+                source: e,
             })?;
         let v = v();
         let build = lib
@@ -238,15 +238,21 @@ fn library_version(rt: &Path) -> Result<String, Error> {
 /// Load the TensorRT-RTX runtime and ONNX parser libraries once per process (`dir`: an explicit
 /// folder; else `$SEEDVAE_TENSORRT_DIR`, else the setup venv).
 pub fn load_libraries(dir: Option<&Path>) -> Result<&'static Libraries, Error> {
-    // A failed load is kept as its message: the libraries are loaded once per process.
-    static LOADED: std::sync::OnceLock<Result<Libraries, Error>> = std::sync::OnceLock::new();
+    // The libraries are loaded once per process; a failure is kept whole, shared by every caller.
+    static LOADED: std::sync::OnceLock<Result<Libraries, Arc<Error>>> = std::sync::OnceLock::new();
     LOADED
         .get_or_init(|| {
             let (rt, parser) = crate::libs::tensorrt(dir)?;
-            trtx::dynamically_load_tensorrt(Some(&rt))
-                .map_err(|e| Error::Library(format!("cannot load {}: {e}", rt.display())))?;
-            trtx::dynamically_load_tensorrt_onnxparser(Some(&parser))
-                .map_err(|e| Error::Library(format!("cannot load {}: {e}", parser.display())))?;
+            trtx::dynamically_load_tensorrt(Some(&rt)).map_err(|source| Error::TensorRt {
+                what: format!("cannot load {}", rt.display()),
+                source,
+            })?;
+            trtx::dynamically_load_tensorrt_onnxparser(Some(&parser)).map_err(|source| {
+                Error::TensorRt {
+                    what: format!("cannot load {}", parser.display()),
+                    source,
+                }
+            })?;
             let version = library_version(&rt)?;
             tracing::debug!("TensorRT-RTX {version} loaded from {}", rt.display());
             Ok(Libraries {
@@ -256,7 +262,7 @@ pub fn load_libraries(dir: Option<&Path>) -> Result<&'static Libraries, Error> {
             })
         })
         .as_ref()
-        .map_err(|e| Error::Library(e.to_string()))
+        .map_err(|e| Error::Shared(e.clone()))
 }
 
 /// Per-input (min, opt, max) dims for a contract and a shape range.
@@ -366,9 +372,10 @@ pub fn build_engine(
     let network = builder.create_network(0).map_err(trt("network"))?;
     // The parser owns the network (it holds the weights) until the build is done.
     let mut parser = trtx::OnnxParser::new(network, &logger).map_err(trt("ONNX parser"))?;
-    parser
-        .parse(onnx)
-        .map_err(|e| Error::Parse(collected(e.to_string())))?;
+    parser.parse(onnx).map_err(|source| Error::TensorRt {
+        what: collected("TensorRT-RTX could not parse the ONNX graph".into()),
+        source,
+    })?;
     let mut config = builder.create_config().map_err(trt("config"))?;
     if let Some(flag) = &req.cancel {
         config
@@ -392,16 +399,17 @@ pub fn build_engine(
     }
     config
         .set_nb_compute_capabilities(req.targets.len() as i32)
-        .map_err(|e| {
-            Error::Build(format!(
-                "setting {} compute capabilities: {e}",
-                req.targets.len()
-            ))
+        .map_err(|source| Error::TensorRt {
+            what: format!("setting {} compute capabilities", req.targets.len()),
+            source,
         })?;
     for (i, t) in req.targets.iter().enumerate() {
         config
             .set_compute_capability(t.trt(), i as i32)
-            .map_err(|e| Error::Build(format!("target {}: {e}", t.name())))?;
+            .map_err(|source| Error::TensorRt {
+                what: format!("target {}", t.name()),
+                source,
+            })?;
     }
     let mut profile = builder
         .creata_optimization_profile()
@@ -414,19 +422,25 @@ pub fn build_engine(
         ] {
             profile
                 .set_dimensions(&name, sel, &dims64(d))
-                .map_err(|e| Error::Build(format!("profile dims {d:?} for input '{name}': {e}")))?;
+                .map_err(|source| Error::TensorRt {
+                    what: format!("profile dims {d:?} for input '{name}'"),
+                    source,
+                })?;
         }
     }
     config
         .add_optimization_profile(&mut profile)
-        .map_err(|e| Error::Build(collected(format!("adding the optimization profile: {e}"))))?;
+        .map_err(|source| Error::TensorRt {
+            what: collected("adding the optimization profile".into()),
+            source,
+        })?;
     let engine = builder
         .build_serialized_network(
             {
                 let net = parser.network_mut();
                 if req.weightless {
                     let names = seedvae_onnx::write::read_initializer_names(onnx)
-                        .map_err(|e| Error::Build(e.to_string()))?;
+                        ?;
                     let model = names.iter().filter(|n| seedvae_onnx::is_model_weight(n));
                     // Weights the parser folded away have no name left to mark: skipped.
                     let marked = model

@@ -30,12 +30,20 @@ pub use profile::{EnginePrecision, FieldError, Profile, DEFAULT_PROFILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A library that cannot be used (not found: the message says what to install).
     #[error("{0}")]
     Library(String),
-    #[error("TensorRT-RTX could not parse the ONNX graph: {0}")]
-    Parse(String),
-    #[error("{0}")]
-    Build(String),
+    /// A library file that cannot be loaded or is not the one expected; the loader's error is
+    /// the source.
+    #[error("{what}")]
+    Load {
+        what: String,
+        #[source]
+        source: libloading::Error,
+    },
+    /// An earlier failure, kept once for the process and shared (e.g. loading the libraries).
+    #[error(transparent)]
+    Shared(std::sync::Arc<Error>),
     #[error("{0}")]
     Config(String),
     #[error("engine cache: {0}")]

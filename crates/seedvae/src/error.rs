@@ -67,7 +67,7 @@ impl Error {
             self,
             Error::Unavailable(_)
                 | Error::Runner(R::Unavailable(_) | R::Backend(_) | R::TrtCall { .. })
-                | Error::Engine(E::TensorRt { .. } | E::Library(_))
+                | Error::Engine(E::TensorRt { .. } | E::Library(_) | E::Load { .. } | E::Shared(_))
         )
     }
 

@@ -35,7 +35,7 @@
 //! let mut model = Model::open(fixtures.join("weights.safetensors"), Part::Decoder, &opts, &Progress::default())?;
 //! let latent = seedvae::read_latent(&fixtures.join("latent_t3_8x8.safetensors"), LatentLayout::Vae)?;
 //! let (video, report) = model.decode_tensor(&latent, &TileOptions::default(), &Progress::default())?;
-//! assert_eq!(video.shape, [1, 3, 9, 64, 64]); // 4T − 3 frames of 8h × 8w
+//! assert_eq!(video.shape(), [1, 3, 9, 64, 64]); // 4T − 3 frames of 8h × 8w
 //! assert_eq!(report.backend, "onnxruntime-cpu");
 //!
 //! let golden = seedvae::read_tensor(&fixtures.join("decoded_t3_8x8.safetensors"), "decoded")?;
