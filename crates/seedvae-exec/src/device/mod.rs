@@ -1,0 +1,136 @@
+//! What a device does: one function per kind of layer in spec §4, on activations `[C, T, H, W]`
+//! (one batch item) that live on the device. The schedule (`vae.rs`) only calls these.
+
+pub mod reference;
+
+use crate::Result;
+
+/// The extent of an activation `[C, T, H, W]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    pub c: usize,
+    pub t: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Dims {
+    pub fn new(c: usize, t: usize, h: usize, w: usize) -> Dims {
+        Dims { c, t, h, w }
+    }
+
+    /// Values of one frame of one channel.
+    pub fn plane(&self) -> usize {
+        self.h * self.w
+    }
+
+    /// All values (checked: an extent too large to count is an error).
+    pub fn count(&self) -> Result<usize> {
+        [self.c, self.t, self.h, self.w]
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| crate::Error::Shape(format!("an activation of {self:?} is too large")))
+    }
+}
+
+/// An activation on a device.
+pub struct Act<B> {
+    pub buf: B,
+    pub dims: Dims,
+}
+
+/// Spatial padding of a conv (spec §4.1, §4.6): `k/2` zeros on every side, or the encoder
+/// downsampler's one zero row and column at the bottom and right only (then stride 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pad {
+    Same,
+    RightBottom,
+}
+
+/// A conv's weights `[cout, cin, kt, ks, ks]` and bias `[cout]`, on the device.
+pub struct ConvWeights<B> {
+    pub w: B,
+    pub b: B,
+    pub cin: usize,
+    pub cout: usize,
+    pub kt: usize,
+    pub ks: usize,
+}
+
+/// A GroupNorm's affine parameters `[c]` (32 groups, eps 1e-6: spec §4.2).
+pub struct NormWeights<B> {
+    pub gamma: B,
+    pub beta: B,
+    pub c: usize,
+}
+
+/// Mid-block attention (spec §4.4): its GroupNorm, and `to_q`, `to_k`, `to_v`, `to_out.0` as
+/// `[c, c]` weights (`[out, in]`, as the checkpoint stores them) with `[c]` biases.
+pub struct AttnWeights<B> {
+    pub norm: NormWeights<B>,
+    pub q: (B, B),
+    pub k: (B, B),
+    pub v: (B, B),
+    pub o: (B, B),
+    pub c: usize,
+}
+
+/// Where the layers run.
+pub trait Device {
+    /// A buffer of f32 values on the device.
+    type Buf;
+
+    /// Weights (or any constant), copied to the device once.
+    fn constant(&mut self, v: &[f32]) -> Result<Self::Buf>;
+    /// An activation from host values `[C, T, H, W]`.
+    fn upload(&mut self, v: &[f32], dims: Dims) -> Result<Act<Self::Buf>>;
+    /// An activation's values on the host.
+    fn download(&mut self, a: &Act<Self::Buf>) -> Result<Vec<f32>>;
+
+    /// A conv over `[head ; x]` along time (the head prepended: replicated first frames or the
+    /// carried state), temporal stride `st`, spatial stride 2 with [`Pad::RightBottom`] else 1.
+    fn conv(
+        &mut self,
+        x: &Act<Self::Buf>,
+        head: Option<&Act<Self::Buf>>,
+        w: &ConvWeights<Self::Buf>,
+        st: usize,
+        pad: Pad,
+    ) -> Result<Act<Self::Buf>>;
+    /// The last `n` frames of `[head ; x]`: what a causal conv carries to the next chunk.
+    fn tail(
+        &mut self,
+        x: &Act<Self::Buf>,
+        head: Option<&Act<Self::Buf>>,
+        n: usize,
+    ) -> Result<Act<Self::Buf>>;
+    /// Frame 0 of `x`, `n` times.
+    fn repeat_first(&mut self, x: &Act<Self::Buf>, n: usize) -> Result<Act<Self::Buf>>;
+    /// GroupNorm per frame (statistics over the group's channels and the frame), then SiLU when
+    /// `silu`.
+    fn group_norm(
+        &mut self,
+        x: &Act<Self::Buf>,
+        n: &NormWeights<Self::Buf>,
+        silu: bool,
+    ) -> Result<Act<Self::Buf>>;
+    /// `a + b` (the residual), into `a`.
+    fn add(&mut self, a: &mut Act<Self::Buf>, b: &Act<Self::Buf>) -> Result<()>;
+    /// The upsampler's shuffle (spec §4.5): `u` of `c·(4·z)` channels to `c` channels, `z·T`
+    /// frames (z = 2 when `temporal`), 2H × 2W; sub-frame 1 dropped when `drop_sub1`.
+    fn shuffle(
+        &mut self,
+        u: &Act<Self::Buf>,
+        c: usize,
+        temporal: bool,
+        drop_sub1: bool,
+    ) -> Result<Act<Self::Buf>>;
+    /// Single-head attention per frame over its H·W tokens, with the residual: `x + attn(x)`.
+    fn attention(
+        &mut self,
+        x: &Act<Self::Buf>,
+        a: &AttnWeights<Self::Buf>,
+    ) -> Result<Act<Self::Buf>>;
+    /// The first `n` channels (the encoder's posterior mean).
+    fn channels(&mut self, x: &Act<Self::Buf>, n: usize) -> Result<Act<Self::Buf>>;
+}

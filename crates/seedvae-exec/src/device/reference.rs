@@ -1,0 +1,429 @@
+//! The reference device: every layer in plain Rust on the host, written to be read against the
+//! spec rather than to be fast — f32 storage and products, f64 sums for GroupNorm statistics and
+//! softmax. Convolutions split their output channels over the machine's cores. The oracle the
+//! GPU device is held to, and `--backend reference`.
+
+use super::{Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
+use crate::{Error, Result};
+use seedvae_weights::schema::{NORM_EPS, NORM_GROUPS};
+
+/// Plain Rust on the host.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    threads: usize,
+}
+
+impl Default for Reference {
+    fn default() -> Self {
+        Reference::new(0)
+    }
+}
+
+impl Reference {
+    /// `threads` worker threads for convolutions; 0: every core.
+    pub fn new(threads: usize) -> Reference {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Reference {
+            threads: if threads == 0 { cores } else { threads },
+        }
+    }
+}
+
+/// Host values of `d`, zeroed; the size checked first.
+fn zeros(d: Dims) -> Result<Vec<f32>> {
+    let n = d.count()?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::Device(format!(
+            "cannot allocate {} MB for an activation {d:?}",
+            (n * 4) >> 20
+        ))
+    })?;
+    v.resize(n, 0.0);
+    Ok(v)
+}
+
+/// Frame `t` of channel `c` of `[head ; x]` (time-concatenated without copying).
+fn frame<'a>(
+    x: &'a Act<Vec<f32>>,
+    head: Option<&'a Act<Vec<f32>>>,
+    c: usize,
+    t: usize,
+) -> &'a [f32] {
+    let p = x.dims.plane();
+    let nh = head.map_or(0, |h| h.dims.t);
+    let (a, t) = match head {
+        Some(h) if t < nh => (h, t),
+        _ => (x, t - nh),
+    };
+    let base = (c * a.dims.t + t) * p;
+    &a.buf[base..base + p]
+}
+
+fn sigmoid_silu(y: f32) -> f32 {
+    y / (1.0 + (-y).exp())
+}
+
+impl Device for Reference {
+    type Buf = Vec<f32>;
+
+    fn constant(&mut self, v: &[f32]) -> Result<Vec<f32>> {
+        Ok(v.to_vec())
+    }
+
+    fn upload(&mut self, v: &[f32], dims: Dims) -> Result<Act<Vec<f32>>> {
+        if v.len() != dims.count()? {
+            return Err(Error::Shape(format!(
+                "{} values for an activation {dims:?}",
+                v.len()
+            )));
+        }
+        Ok(Act {
+            buf: v.to_vec(),
+            dims,
+        })
+    }
+
+    fn download(&mut self, a: &Act<Vec<f32>>) -> Result<Vec<f32>> {
+        Ok(a.buf.clone())
+    }
+
+    fn conv(
+        &mut self,
+        x: &Act<Vec<f32>>,
+        head: Option<&Act<Vec<f32>>>,
+        w: &ConvWeights<Vec<f32>>,
+        st: usize,
+        pad: Pad,
+    ) -> Result<Act<Vec<f32>>> {
+        let d = x.dims;
+        if d.c != w.cin
+            || head.is_some_and(|h| h.dims.c != d.c || h.dims.h != d.h || h.dims.w != d.w)
+        {
+            return Err(Error::Shape(format!(
+                "conv of {} input channels given {d:?}",
+                w.cin
+            )));
+        }
+        let t_in = d.t + head.map_or(0, |h| h.dims.t);
+        if t_in < w.kt {
+            return Err(Error::Shape(format!(
+                "a conv of temporal kernel {} given {t_in} frames",
+                w.kt
+            )));
+        }
+        let ks = w.ks;
+        // Output size, and the rows/columns of zeros before the input (top/left).
+        let (ss, before, (ho, wo)) = match pad {
+            Pad::Same => (1, ks / 2, (d.h, d.w)),
+            // One zero row/column after the input, none before, stride 2, no other padding.
+            Pad::RightBottom => (2, 0, ((d.h + 1 - ks) / 2 + 1, (d.w + 1 - ks) / 2 + 1)),
+        };
+        let to = (t_in - w.kt) / st + 1;
+        let out_dims = Dims::new(w.cout, to, ho, wo);
+        let mut out = zeros(out_dims)?;
+        let per_c = to * ho * wo;
+        let chunk = w.cout.div_ceil(self.threads.max(1)).max(1);
+        std::thread::scope(|scope| {
+            for (ci, outs) in out.chunks_mut(chunk * per_c).enumerate() {
+                scope.spawn(move || {
+                    for (k, o) in outs.chunks_mut(per_c).enumerate() {
+                        let co = ci * chunk + k;
+                        o.fill(w.b[co]);
+                        for t in 0..to {
+                            let ot = &mut o[t * ho * wo..(t + 1) * ho * wo];
+                            for c in 0..w.cin {
+                                for dt in 0..w.kt {
+                                    let src = frame(x, head, c, t * st + dt);
+                                    for dy in 0..ks {
+                                        for dx in 0..ks {
+                                            let wv = w.w[(((co * w.cin + c) * w.kt + dt) * ks
+                                                + dy)
+                                                * ks
+                                                + dx];
+                                            accumulate(
+                                                ot,
+                                                src,
+                                                wv,
+                                                (d.h, d.w),
+                                                (ho, wo),
+                                                ss,
+                                                before,
+                                                (dy, dx),
+                                            );
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Act {
+            buf: out,
+            dims: out_dims,
+        })
+    }
+
+    fn tail(
+        &mut self,
+        x: &Act<Vec<f32>>,
+        head: Option<&Act<Vec<f32>>>,
+        n: usize,
+    ) -> Result<Act<Vec<f32>>> {
+        let d = x.dims;
+        let total = d.t + head.map_or(0, |h| h.dims.t);
+        if n > total {
+            return Err(Error::Shape(format!("{n} frames kept of {total}")));
+        }
+        let dims = Dims::new(d.c, n, d.h, d.w);
+        let mut v = Vec::with_capacity(dims.count()?);
+        for c in 0..d.c {
+            for t in total - n..total {
+                v.extend_from_slice(frame(x, head, c, t));
+            }
+        }
+        Ok(Act { buf: v, dims })
+    }
+
+    fn repeat_first(&mut self, x: &Act<Vec<f32>>, n: usize) -> Result<Act<Vec<f32>>> {
+        let d = x.dims;
+        let dims = Dims::new(d.c, n, d.h, d.w);
+        let mut v = Vec::with_capacity(dims.count()?);
+        for c in 0..d.c {
+            for _ in 0..n {
+                v.extend_from_slice(frame(x, None, c, 0));
+            }
+        }
+        Ok(Act { buf: v, dims })
+    }
+
+    fn group_norm(
+        &mut self,
+        x: &Act<Vec<f32>>,
+        n: &NormWeights<Vec<f32>>,
+        silu: bool,
+    ) -> Result<Act<Vec<f32>>> {
+        let d = x.dims;
+        if d.c != n.c || !d.c.is_multiple_of(NORM_GROUPS) {
+            return Err(Error::Shape(format!(
+                "GroupNorm of {} channels given {d:?}",
+                n.c
+            )));
+        }
+        let per = d.c / NORM_GROUPS;
+        let p = d.plane();
+        let mut out = zeros(d)?;
+        for t in 0..d.t {
+            for g in 0..NORM_GROUPS {
+                let chans = g * per..(g + 1) * per;
+                let plane = |c: usize| &x.buf[(c * d.t + t) * p..(c * d.t + t + 1) * p];
+                let count = (per * p) as f64;
+                let mean = chans
+                    .clone()
+                    .flat_map(plane)
+                    .map(|&v| v as f64)
+                    .sum::<f64>()
+                    / count;
+                let var = chans
+                    .clone()
+                    .flat_map(plane)
+                    .map(|&v| (v as f64 - mean).powi(2))
+                    .sum::<f64>()
+                    / count;
+                let inv = 1.0 / (var + NORM_EPS as f64).sqrt();
+                for c in chans {
+                    let (gm, bt) = (n.gamma[c] as f64, n.beta[c] as f64);
+                    let o = &mut out[(c * d.t + t) * p..(c * d.t + t + 1) * p];
+                    for (o, &v) in o.iter_mut().zip(plane(c)) {
+                        let y = ((v as f64 - mean) * inv * gm + bt) as f32;
+                        *o = if silu { sigmoid_silu(y) } else { y };
+                    }
+                }
+            }
+        }
+        Ok(Act { buf: out, dims: d })
+    }
+
+    fn add(&mut self, a: &mut Act<Vec<f32>>, b: &Act<Vec<f32>>) -> Result<()> {
+        if a.dims != b.dims {
+            return Err(Error::Shape(format!("adding {:?} to {:?}", b.dims, a.dims)));
+        }
+        a.buf.iter_mut().zip(&b.buf).for_each(|(x, y)| *x += y);
+        Ok(())
+    }
+
+    fn shuffle(
+        &mut self,
+        u: &Act<Vec<f32>>,
+        c: usize,
+        temporal: bool,
+        drop_sub1: bool,
+    ) -> Result<Act<Vec<f32>>> {
+        let z = if temporal { 2 } else { 1 };
+        let d = u.dims;
+        if d.c != c * 4 * z {
+            return Err(Error::Shape(format!("shuffle to {c} channels given {d:?}")));
+        }
+        let full = Dims::new(c, d.t * z, 2 * d.h, 2 * d.w);
+        let mut out = zeros(full)?;
+        let (oh, ow) = (full.h, full.w);
+        // out[c, t·z + sz, 2h + sx, 2w + sy] = u[((sx·2 + sy)·z + sz)·c + ch, t, h, w] (§4.5)
+        for sx in 0..2 {
+            for sy in 0..2 {
+                for sz in 0..z {
+                    for ch in 0..c {
+                        let k = ((sx * 2 + sy) * z + sz) * c + ch;
+                        for t in 0..d.t {
+                            let src =
+                                &u.buf[(k * d.t + t) * d.plane()..(k * d.t + t + 1) * d.plane()];
+                            let ot = t * z + sz;
+                            let base = (ch * full.t + ot) * oh * ow;
+                            for h in 0..d.h {
+                                for w in 0..d.w {
+                                    out[base + (2 * h + sx) * ow + 2 * w + sy] = src[h * d.w + w];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let act = Act {
+            buf: out,
+            dims: full,
+        };
+        if !drop_sub1 || full.t < 2 {
+            return Ok(act);
+        }
+        // The first chunk keeps sub-frame 0 of frame 0 and drops sub-frame 1 (spec §4.5, step 3).
+        let dims = Dims::new(c, full.t - 1, oh, ow);
+        let mut v = Vec::with_capacity(dims.count()?);
+        for ch in 0..c {
+            for t in (0..full.t).filter(|&t| t != 1) {
+                v.extend_from_slice(frame(&act, None, ch, t));
+            }
+        }
+        Ok(Act { buf: v, dims })
+    }
+
+    fn attention(&mut self, x: &Act<Vec<f32>>, a: &AttnWeights<Vec<f32>>) -> Result<Act<Vec<f32>>> {
+        let d = x.dims;
+        let c = a.c;
+        if d.c != c {
+            return Err(Error::Shape(format!(
+                "attention of {c} channels given {d:?}"
+            )));
+        }
+        let n = self.group_norm(x, &a.norm, false)?;
+        let p = d.plane();
+        let mut out = x.buf.clone();
+        let scale = 1.0 / (c as f64).sqrt();
+        for t in 0..d.t {
+            // Tokens [p, c] of this frame, and the projections `tokens · Wᵀ + b`.
+            let tokens: Vec<f32> = (0..p)
+                .flat_map(|i| (0..c).map(move |ch| (i, ch)))
+                .map(|(i, ch)| n.buf[(ch * d.t + t) * p + i])
+                .collect();
+            let project = |(w, b): &(Vec<f32>, Vec<f32>), input: &[f32]| -> Vec<f32> {
+                let mut o = vec![0f32; p * c];
+                for i in 0..p {
+                    let row = &input[i * c..(i + 1) * c];
+                    for j in 0..c {
+                        let wr = &w[j * c..(j + 1) * c];
+                        o[i * c + j] = b[j] + row.iter().zip(wr).map(|(x, y)| x * y).sum::<f32>();
+                    }
+                }
+                o
+            };
+            let (q, k, v) = (
+                project(&a.q, &tokens),
+                project(&a.k, &tokens),
+                project(&a.v, &tokens),
+            );
+            let mut mixed = vec![0f32; p * c];
+            let mut scores = vec![0f64; p];
+            for i in 0..p {
+                let qi = &q[i * c..(i + 1) * c];
+                for (j, s) in scores.iter_mut().enumerate() {
+                    let kj = &k[j * c..(j + 1) * c];
+                    *s = qi.iter().zip(kj).map(|(x, y)| (x * y) as f64).sum::<f64>() * scale;
+                }
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = scores
+                    .iter_mut()
+                    .map(|s| {
+                        *s = (*s - max).exp();
+                        *s
+                    })
+                    .sum();
+                let mi = &mut mixed[i * c..(i + 1) * c];
+                for (j, s) in scores.iter().enumerate() {
+                    let pj = (s / sum) as f32;
+                    for (m, vv) in mi.iter_mut().zip(&v[j * c..(j + 1) * c]) {
+                        *m += pj * vv;
+                    }
+                }
+            }
+            let o = project(&a.o, &mixed);
+            for i in 0..p {
+                for ch in 0..c {
+                    out[(ch * d.t + t) * p + i] += o[i * c + ch];
+                }
+            }
+        }
+        Ok(Act { buf: out, dims: d })
+    }
+
+    fn channels(&mut self, x: &Act<Vec<f32>>, n: usize) -> Result<Act<Vec<f32>>> {
+        let d = x.dims;
+        if n > d.c {
+            return Err(Error::Shape(format!("{n} channels of {d:?}")));
+        }
+        let dims = Dims::new(n, d.t, d.h, d.w);
+        Ok(Act {
+            buf: x.buf[..dims.count()?].to_vec(),
+            dims,
+        })
+    }
+}
+
+/// `out += wv · shifted(src)` for one kernel tap `(dy, dx)`: output pixel `(y, x)` reads input
+/// `(y·ss + dy − before, x·ss + dx − before)`, zero outside the input.
+#[allow(clippy::too_many_arguments)]
+fn accumulate(
+    out: &mut [f32],
+    src: &[f32],
+    wv: f32,
+    (h, w): (usize, usize),
+    (ho, wo): (usize, usize),
+    ss: usize,
+    before: usize,
+    (dy, dx): (usize, usize),
+) {
+    for y in 0..ho {
+        let Some(yi) = (y * ss + dy).checked_sub(before).filter(|&yi| yi < h) else {
+            continue;
+        };
+        let row = &src[yi * w..(yi + 1) * w];
+        let o = &mut out[y * wo..(y + 1) * wo];
+        if ss == 1 {
+            // Columns whose input x + dx − before lies inside the row.
+            let lo = before.saturating_sub(dx);
+            let hi = (w + before).saturating_sub(dx).min(wo);
+            if lo < hi {
+                let s = &row[lo + dx - before..hi + dx - before];
+                for (o, s) in o[lo..hi].iter_mut().zip(s) {
+                    *o += wv * s;
+                }
+            }
+        } else {
+            for (x, o) in o.iter_mut().enumerate() {
+                if let Some(xi) = (x * ss + dx).checked_sub(before).filter(|&xi| xi < w) {
+                    *o += wv * row[xi];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! The VAE as a schedule of layers, read off the schema's blocks (spec §5 decoder, §6 encoder),
+//! each with its weights on the device, and run one time chunk at a time (spec §8): every causal
+//! conv with kT = 3 takes two copies of frame 0 in front on a stream's first chunk and the
+//! frames it kept from the previous chunk afterwards; temporal upsamplers drop sub-frame 1 on
+//! the first chunk only. The chunks of a stream give what one call over the whole clip gives.
+
+use crate::device::{Act, AttnWeights, ConvWeights, Device, NormWeights, Pad};
+use crate::{Error, Result};
+use seedvae_weights::schema::{Block, Conv, LATENT_CHANNELS, RGB_CHANNELS};
+use seedvae_weights::{Part, WeightFile};
+
+/// A causal conv of the schedule: its weights, temporal stride, padding, and the slot of the
+/// state it carries (kT = 3 convs only).
+struct Causal<B> {
+    w: ConvWeights<B>,
+    st: usize,
+    pad: Pad,
+    slot: Option<usize>,
+}
+
+/// One step of the forward pass, as the spec names them.
+enum Layer<B> {
+    Conv(Causal<B>),
+    Resnet {
+        norm1: NormWeights<B>,
+        conv1: Causal<B>,
+        norm2: NormWeights<B>,
+        conv2: Causal<B>,
+        shortcut: Option<ConvWeights<B>>,
+    },
+    Attention(AttnWeights<B>),
+    Upsample {
+        upscale: ConvWeights<B>,
+        ch: usize,
+        temporal: bool,
+        conv: Causal<B>,
+    },
+    Downsample(Causal<B>),
+    NormSilu(NormWeights<B>),
+}
+
+/// The decoder or the encoder with its weights on a device.
+pub struct Vae<B> {
+    part: Part,
+    layers: Vec<Layer<B>>,
+    slots: usize,
+}
+
+/// One stream's carried state: per causal conv, the frames it kept from the last chunk.
+pub struct Stream<B> {
+    kept: Vec<Option<Act<B>>>,
+    first: bool,
+}
+
+impl<B> Stream<B> {
+    /// Device bytes held between chunks (f32 values).
+    pub fn bytes(&self) -> usize {
+        self.kept
+            .iter()
+            .flatten()
+            .map(|a| a.dims.count().unwrap_or(0) * 4)
+            .sum()
+    }
+}
+
+/// Loads the weights of the schedule as it is built, numbering the carried states.
+struct Loader<'a, D: Device> {
+    w: &'a WeightFile,
+    dev: &'a mut D,
+    slots: usize,
+}
+
+impl<D: Device> Loader<'_, D> {
+    fn tensor(&mut self, name: &str, want: &[usize]) -> Result<D::Buf> {
+        let t = self.w.get(name).ok_or_else(|| {
+            Error::Shape(format!(
+                "{}: tensor '{name}' is missing",
+                self.w.path.display()
+            ))
+        })?;
+        if t.shape != want {
+            return Err(Error::Shape(format!(
+                "{}: tensor '{name}' is {:?}; the VAE needs {want:?}",
+                self.w.path.display(),
+                t.shape
+            )));
+        }
+        let v = self.w.f32(name)?;
+        self.dev.constant(&v)
+    }
+
+    fn conv_weights(&mut self, c: &Conv) -> Result<ConvWeights<D::Buf>> {
+        Ok(ConvWeights {
+            w: self.tensor(&format!("{}.weight", c.name), &c.weight_shape())?,
+            b: self.tensor(&format!("{}.bias", c.name), &[c.cout])?,
+            cin: c.cin,
+            cout: c.cout,
+            kt: c.kt,
+            ks: c.ks,
+        })
+    }
+
+    fn causal(&mut self, c: &Conv, st: usize, pad: Pad) -> Result<Causal<D::Buf>> {
+        let slot = (c.kt == 3).then(|| {
+            self.slots += 1;
+            self.slots - 1
+        });
+        Ok(Causal {
+            w: self.conv_weights(c)?,
+            st,
+            pad,
+            slot,
+        })
+    }
+
+    fn norm(&mut self, name: &str, c: usize) -> Result<NormWeights<D::Buf>> {
+        Ok(NormWeights {
+            gamma: self.tensor(&format!("{name}.weight"), &[c])?,
+            beta: self.tensor(&format!("{name}.bias"), &[c])?,
+            c,
+        })
+    }
+
+    fn linear(&mut self, name: &str, c: usize) -> Result<(D::Buf, D::Buf)> {
+        Ok((
+            self.tensor(&format!("{name}.weight"), &[c, c])?,
+            self.tensor(&format!("{name}.bias"), &[c])?,
+        ))
+    }
+
+    fn layer(&mut self, b: &Block) -> Result<Layer<D::Buf>> {
+        let conv = |name: String, cin, cout, kt, ks| Conv {
+            name,
+            cin,
+            cout,
+            kt,
+            ks,
+        };
+        Ok(match b {
+            Block::Conv(c) => Layer::Conv(self.causal(c, 1, Pad::Same)?),
+            Block::Resnet { prefix, cin, cout } => {
+                let (cin, cout) = (*cin, *cout);
+                Layer::Resnet {
+                    norm1: self.norm(&format!("{prefix}.norm1"), cin)?,
+                    conv1: self.causal(
+                        &conv(format!("{prefix}.conv1"), cin, cout, 3, 3),
+                        1,
+                        Pad::Same,
+                    )?,
+                    norm2: self.norm(&format!("{prefix}.norm2"), cout)?,
+                    conv2: self.causal(
+                        &conv(format!("{prefix}.conv2"), cout, cout, 3, 3),
+                        1,
+                        Pad::Same,
+                    )?,
+                    shortcut: (cin != cout)
+                        .then(|| {
+                            self.conv_weights(&conv(
+                                format!("{prefix}.conv_shortcut"),
+                                cin,
+                                cout,
+                                1,
+                                1,
+                            ))
+                        })
+                        .transpose()?,
+                }
+            }
+            Block::Attention { prefix, ch } => Layer::Attention(AttnWeights {
+                norm: self.norm(&format!("{prefix}.group_norm"), *ch)?,
+                q: self.linear(&format!("{prefix}.to_q"), *ch)?,
+                k: self.linear(&format!("{prefix}.to_k"), *ch)?,
+                v: self.linear(&format!("{prefix}.to_v"), *ch)?,
+                o: self.linear(&format!("{prefix}.to_out.0"), *ch)?,
+                c: *ch,
+            }),
+            Block::Upsample {
+                prefix,
+                ch,
+                temporal,
+            } => {
+                let r = if *temporal { 8 } else { 4 };
+                Layer::Upsample {
+                    upscale: self.conv_weights(&conv(
+                        format!("{prefix}.upscale_conv"),
+                        *ch,
+                        ch * r,
+                        1,
+                        1,
+                    ))?,
+                    ch: *ch,
+                    temporal: *temporal,
+                    conv: self.causal(
+                        &conv(format!("{prefix}.conv"), *ch, *ch, 3, 3),
+                        1,
+                        Pad::Same,
+                    )?,
+                }
+            }
+            Block::Downsample {
+                prefix,
+                ch,
+                temporal,
+            } => {
+                let (kt, st) = if *temporal { (3, 2) } else { (1, 1) };
+                Layer::Downsample(self.causal(
+                    &conv(format!("{prefix}.conv"), *ch, *ch, kt, 3),
+                    st,
+                    Pad::RightBottom,
+                )?)
+            }
+            Block::NormSilu { name, ch } => Layer::NormSilu(self.norm(name, *ch)?),
+        })
+    }
+}
+
+impl<B> Vae<B> {
+    /// The `part` of the VAE in `w` (its widths read from the file), weights put on `dev`.
+    pub fn load<D: Device<Buf = B>>(w: &WeightFile, part: Part, dev: &mut D) -> Result<Vae<B>> {
+        let model = w.model_for(part)?;
+        let mut l = Loader { w, dev, slots: 0 };
+        let layers = model
+            .blocks(part)
+            .iter()
+            .map(|b| l.layer(b))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Vae {
+            part,
+            layers,
+            slots: l.slots,
+        })
+    }
+
+    pub fn part(&self) -> Part {
+        self.part
+    }
+
+    /// Channels of the input (16 latent channels, or RGB).
+    pub fn in_channels(&self) -> usize {
+        match self.part {
+            Part::Decoder => LATENT_CHANNELS,
+            Part::Encoder => RGB_CHANNELS,
+        }
+    }
+
+    /// A new stream, before its first chunk.
+    pub fn stream(&self) -> Stream<B> {
+        Stream {
+            kept: (0..self.slots).map(|_| None).collect(),
+            first: true,
+        }
+    }
+
+    /// Run the next chunk of `s` on `x` (`[16, T, h, w]` latents, or `[3, T, H, W]` frames:
+    /// 4n + 1 on a stream's first chunk, 4n after). Returns the chunk's frames `[3, F, 8h, 8w]`
+    /// (F = 4T − 3 first, 4T after) or posterior mean `[16, T', H/8, W/8]`.
+    pub fn step<D: Device<Buf = B>>(
+        &self,
+        dev: &mut D,
+        s: &mut Stream<B>,
+        x: Act<B>,
+    ) -> Result<Act<B>> {
+        let d = x.dims;
+        if d.c != self.in_channels() || d.t == 0 || d.h == 0 || d.w == 0 {
+            return Err(Error::Shape(format!(
+                "the {} takes [{}, T, H, W] with every size ≥ 1; found {:?}",
+                self.part,
+                self.in_channels(),
+                [d.c, d.t, d.h, d.w]
+            )));
+        }
+        if self.part == Part::Encoder && (!d.h.is_multiple_of(8) || !d.w.is_multiple_of(8)) {
+            return Err(Error::Shape(format!(
+                "the encoder takes frames whose sides are multiples of 8; found {}×{}",
+                d.w, d.h
+            )));
+        }
+        let mut x = x;
+        for layer in &self.layers {
+            x = self.apply(dev, s, layer, x)?;
+        }
+        s.first = false;
+        if self.part == Part::Encoder {
+            x = dev.channels(&x, LATENT_CHANNELS)?;
+        }
+        Ok(x)
+    }
+
+    fn causal<D: Device<Buf = B>>(
+        &self,
+        dev: &mut D,
+        s: &mut Stream<B>,
+        c: &Causal<B>,
+        x: &Act<B>,
+    ) -> Result<Act<B>> {
+        let Some(slot) = c.slot else {
+            return dev.conv(x, None, &c.w, c.st, c.pad);
+        };
+        // Spec §4.1: two copies of frame 0 in front on the first chunk, the kept frames after.
+        let head = match s.kept[slot].take() {
+            Some(kept) if !s.first => kept,
+            _ => dev.repeat_first(x, 2)?,
+        };
+        let y = dev.conv(x, Some(&head), &c.w, c.st, c.pad)?;
+        s.kept[slot] = Some(dev.tail(x, Some(&head), c.w.kt - c.st)?);
+        Ok(y)
+    }
+
+    fn apply<D: Device<Buf = B>>(
+        &self,
+        dev: &mut D,
+        s: &mut Stream<B>,
+        layer: &Layer<B>,
+        x: Act<B>,
+    ) -> Result<Act<B>> {
+        Ok(match layer {
+            Layer::Conv(c) => self.causal(dev, s, c, &x)?,
+            Layer::Resnet {
+                norm1,
+                conv1,
+                norm2,
+                conv2,
+                shortcut,
+            } => {
+                let h = dev.group_norm(&x, norm1, true)?;
+                let h = self.causal(dev, s, conv1, &h)?;
+                let h = dev.group_norm(&h, norm2, true)?;
+                let h = self.causal(dev, s, conv2, &h)?;
+                let mut out = match shortcut {
+                    Some(w) => dev.conv(&x, None, w, 1, Pad::Same)?,
+                    None => x,
+                };
+                dev.add(&mut out, &h)?;
+                out
+            }
+            Layer::Attention(a) => dev.attention(&x, a)?,
+            Layer::Upsample {
+                upscale,
+                ch,
+                temporal,
+                conv,
+            } => {
+                let u = dev.conv(&x, None, upscale, 1, Pad::Same)?;
+                drop(x);
+                let y = dev.shuffle(&u, *ch, *temporal, *temporal && s.first)?;
+                drop(u);
+                self.causal(dev, s, conv, &y)?
+            }
+            Layer::Downsample(c) => self.causal(dev, s, c, &x)?,
+            Layer::NormSilu(n) => dev.group_norm(&x, n, true)?,
+        })
+    }
+}

@@ -1,0 +1,115 @@
+//! The schedule on the reference device against the original PyTorch module's goldens (the
+//! reduced-width fixture): the decoder and encoder in one call and streamed in chunks, which
+//! must give what one call gives.
+
+use seedvae_exec::{Act, Device, Dims, Reference, Vae};
+use seedvae_tests::{fixture, fixture_tensor, rel_l2, to_f64};
+use seedvae_weights::{Part, WeightFile};
+
+fn weights() -> WeightFile {
+    WeightFile::open(fixture("vae_tiny/weights.safetensors")).unwrap()
+}
+
+/// The golden of `file`: its fp64 tensor where the fixture has one, else fp32.
+fn golden(file: &str, names: &[&str]) -> (Vec<usize>, Vec<f64>) {
+    let w = WeightFile::open(fixture(file)).unwrap();
+    let name = names.iter().find(|n| w.get(n).is_some()).unwrap();
+    fixture_tensor(file, name)
+}
+
+fn input(file: &str, name: &str) -> (Dims, Vec<f32>) {
+    let (s, v) = fixture_tensor(file, name);
+    (
+        Dims::new(s[1], s[2], s[3], s[4]),
+        v.iter().map(|&x| x as f32).collect(),
+    )
+}
+
+/// `[C, T, H, W]` frames `[t0, t1)` of `v`.
+fn frames(v: &[f32], d: Dims, t0: usize, t1: usize) -> Vec<f32> {
+    let p = d.plane();
+    (0..d.c)
+        .flat_map(|c| v[(c * d.t + t0) * p..(c * d.t + t1) * p].iter().copied())
+        .collect()
+}
+
+/// Run `vae` over `x` in chunks of `sizes` frames (one stream); the outputs joined along time.
+fn run(
+    vae: &Vae<Vec<f32>>,
+    dev: &mut Reference,
+    x: &[f32],
+    d: Dims,
+    sizes: &[usize],
+) -> (Dims, Vec<f32>) {
+    let mut s = vae.stream();
+    let mut outs: Vec<Act<Vec<f32>>> = Vec::new();
+    let mut t0 = 0;
+    for &n in sizes {
+        let chunk = dev
+            .upload(&frames(x, d, t0, t0 + n), Dims { t: n, ..d })
+            .unwrap();
+        outs.push(vae.step(dev, &mut s, chunk).unwrap());
+        t0 += n;
+    }
+    assert_eq!(t0, d.t, "chunks cover the input");
+    let o = outs[0].dims;
+    let t: usize = outs.iter().map(|a| a.dims.t).sum();
+    let joined = Dims { t, ..o };
+    let mut v = Vec::new();
+    for c in 0..o.c {
+        for a in &outs {
+            let n = a.dims.t * o.plane();
+            v.extend_from_slice(&a.buf[c * n..(c + 1) * n]);
+        }
+    }
+    (joined, v)
+}
+
+#[test]
+fn the_decoder_reproduces_the_goldens_in_one_call_and_in_chunks() {
+    let mut dev = Reference::default();
+    let vae = Vae::load(&weights(), Part::Decoder, &mut dev).unwrap();
+    for case in ["t3_8x8", "t2_8x8", "t2_6x10", "t1_8x8"] {
+        let (d, z) = input(&format!("vae_tiny/latent_{case}.safetensors"), "latent");
+        let (gs, gold) = golden(
+            &format!("vae_tiny/decoded_{case}.safetensors"),
+            &["decoded_f64", "decoded"],
+        );
+        let (od, whole) = run(&vae, &mut dev, &z, d, &[d.t]);
+        assert_eq!(vec![1, od.c, od.t, od.h, od.w], gs, "{case}");
+        let e = rel_l2(&to_f64(&whole), &gold);
+        eprintln!("decoder {case}: one call, relative L2 {e:.2e}");
+        assert!(e <= 1e-5, "{case}: {e:.2e}");
+        // The original pipeline's slices ([2, 1, 1, …]) and one latent frame at a time.
+        for first in [2, 1].into_iter().filter(|&f| f < d.t) {
+            let mut sizes = vec![first];
+            sizes.extend(std::iter::repeat_n(1, d.t - first));
+            let (_, streamed) = run(&vae, &mut dev, &z, d, &sizes);
+            let s = rel_l2(&to_f64(&streamed), &to_f64(&whole));
+            eprintln!("decoder {case}: chunks {sizes:?} vs one call {s:.2e}");
+            assert!(s <= 1e-6, "{case}: {s:.2e}");
+        }
+    }
+}
+
+#[test]
+fn the_encoder_reproduces_the_golden_mean_in_one_call_and_in_chunks() {
+    let mut dev = Reference::default();
+    let vae = Vae::load(&weights(), Part::Encoder, &mut dev).unwrap();
+    let (d, x) = input("vae_tiny/video_t9_32x48.safetensors", "video");
+    let (gs, gold) = golden(
+        "vae_tiny/encoded_t9_32x48.safetensors",
+        &["latent_mean_f64", "latent_mean"],
+    );
+    let (od, whole) = run(&vae, &mut dev, &x, d, &[9]);
+    assert_eq!(vec![1, od.c, od.t, od.h, od.w], gs);
+    let e = rel_l2(&to_f64(&whole), &gold);
+    eprintln!("encoder: one call, relative L2 {e:.2e}");
+    assert!(e <= 1e-5, "{e:.2e}");
+    for sizes in [[5, 4].as_slice(), &[1, 4, 4]] {
+        let (_, streamed) = run(&vae, &mut dev, &x, d, sizes);
+        let s = rel_l2(&to_f64(&streamed), &to_f64(&whole));
+        eprintln!("encoder: chunks {sizes:?} vs one call {s:.2e}");
+        assert!(s <= 1e-6, "{s:.2e}");
+    }
+}

@@ -1,0 +1,160 @@
+//! seedvae's own executor (`seedvae-exec`) as a backend: the VAE layer by layer on a device,
+//! from the user's weights (no graph, no engine), each stream's causal state kept on the device
+//! between chunks by the executor.
+
+use crate::backend::{Backend, BackendKind};
+use crate::stream::{StreamId, Streams};
+use crate::tensor::Tensor;
+use crate::Error;
+use seedvae_exec::{Device, Dims, Reference, Stream, Vae};
+use seedvae_onnx::contract::{self, Contract, Precision, TensorIo};
+use seedvae_onnx::{Dim, Elem};
+use seedvae_weights::schema::{LATENT_CHANNELS, RGB_CHANNELS};
+use seedvae_weights::{Part, WeightFile};
+use std::collections::HashMap;
+
+/// The executor on device `D`.
+pub struct NativeBackend<D: Device> {
+    dev: D,
+    vae: Vae<D::Buf>,
+    contract: Contract,
+    kind: BackendKind,
+    streams: Streams<Stream<D::Buf>>,
+}
+
+impl NativeBackend<Reference> {
+    /// The reference device (plain Rust on the CPU, `threads` cores; 0: all) running `part` of
+    /// the VAE in `weights`.
+    pub fn reference(weights: &WeightFile, part: Part, threads: usize) -> Result<Self, Error> {
+        NativeBackend::open(weights, part, Reference::new(threads), BackendKind::Reference)
+    }
+}
+
+impl<D: Device> NativeBackend<D> {
+    pub fn open(w: &WeightFile, part: Part, mut dev: D, kind: BackendKind) -> Result<Self, Error> {
+        let model = w.model_for(part)?;
+        let vae = Vae::load(w, part, &mut dev).map_err(exec_error)?;
+        Ok(NativeBackend {
+            dev,
+            vae,
+            contract: contract_of(&model, part),
+            kind,
+            streams: Streams::default(),
+        })
+    }
+
+    /// One chunk of stream `s` on `x` `[1, C, T, H, W]`, as the contract's output tensor.
+    fn chunk(
+        dev: &mut D,
+        vae: &Vae<D::Buf>,
+        s: &mut Stream<D::Buf>,
+        x: &Tensor,
+    ) -> Result<Tensor, Error> {
+        let d = match x.shape() {
+            &[1, c, t, h, w] => Dims::new(c, t, h, w),
+            other => {
+                return Err(Error::Input(format!(
+                    "the {} takes [1, C, T, H, W]; found {other:?}",
+                    vae.part()
+                )))
+            }
+        };
+        let a = dev.upload(&x.values(), d).map_err(exec_error)?;
+        let y = vae.step(dev, s, a).map_err(exec_error)?;
+        let o = y.dims;
+        Tensor::f32(vec![1, o.c, o.t, o.h, o.w], dev.download(&y).map_err(exec_error)?)
+    }
+
+    fn output_name(&self) -> &'static str {
+        match self.vae.part() {
+            Part::Decoder => contract::VIDEO,
+            Part::Encoder => contract::LATENT_MEAN,
+        }
+    }
+}
+
+/// The contract of the streaming graph of the same model (what the planner and pipeline read):
+/// its input and output names, and the causal states it carries (for the memory plan; the
+/// executor keeps them itself, so there is no `continuation` input).
+fn contract_of(model: &seedvae_weights::Model, part: Part) -> Contract {
+    let io = |name: &str, c: usize| TensorIo {
+        name: name.into(),
+        elem: Elem::F32,
+        dims: [Dim::Fixed(1), Dim::Fixed(c as i64)]
+            .into_iter()
+            .chain(["T", "H", "W"].map(|d| Dim::Named(d.into())))
+            .collect(),
+    };
+    let (input, output) = match part {
+        Part::Decoder => (io(contract::LATENT, LATENT_CHANNELS), io(contract::VIDEO, RGB_CHANNELS)),
+        Part::Encoder => (io(contract::VIDEO, RGB_CHANNELS), io(contract::LATENT_MEAN, LATENT_CHANNELS)),
+    };
+    Contract {
+        part,
+        precision: Precision::Fp32,
+        streaming: true,
+        widths: model.widths,
+        inputs: vec![input],
+        outputs: vec![output],
+        continuation: None,
+        states: contract::state_specs(model, part),
+    }
+}
+
+fn exec_error(e: seedvae_exec::Error) -> Error {
+    match e {
+        seedvae_exec::Error::Weights(w) => Error::Weights(w),
+        seedvae_exec::Error::Shape(m) => Error::Input(m),
+        other => Error::Backend(other.to_string()),
+    }
+}
+
+impl<D> Backend for NativeBackend<D>
+where
+    D: Device + Send,
+    D::Buf: Send,
+{
+    fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    /// One call over the whole input: a stream of one chunk.
+    fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<HashMap<String, Tensor>, Error> {
+        let name = &self.contract.inputs[0].name;
+        let x = inputs
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| Error::Input(format!("no input '{name}'")))?
+            .1;
+        let mut s = self.vae.stream();
+        let y = Self::chunk(&mut self.dev, &self.vae, &mut s, x)?;
+        Ok(HashMap::from([(self.output_name().to_string(), y)]))
+    }
+
+    fn begin_stream(&mut self) -> StreamId {
+        self.streams.begin()
+    }
+
+    fn step(&mut self, id: StreamId, input: &Tensor) -> Result<HashMap<String, Tensor>, Error> {
+        let chunk = self
+            .streams
+            .take(id, self.kind.name(), &self.contract, input)?;
+        let mut s = chunk.state.unwrap_or_else(|| self.vae.stream());
+        let y = Self::chunk(&mut self.dev, &self.vae, &mut s, input)?;
+        let bytes = s.bytes();
+        self.streams.put(id, chunk.hw, bytes, s);
+        Ok(HashMap::from([(self.output_name().to_string(), y)]))
+    }
+
+    fn end_stream(&mut self, id: StreamId) {
+        self.streams.end(id)
+    }
+
+    fn state_bytes(&self, id: StreamId) -> usize {
+        self.streams.bytes(id)
+    }
+}
