@@ -140,6 +140,7 @@ impl PyModel {
                 ("tensorrt", BackendChoice::Tensorrt),
                 ("cuda", BackendChoice::Cuda),
                 ("cpu", BackendChoice::Cpu),
+                ("reference", BackendChoice::Reference),
             ],
         )?;
         let mut settings = BackendSettings::default();

@@ -2,8 +2,9 @@
 //!
 //! Owns, in folders by job:
 //! - [`backend`]: the [`Backend`] trait and its implementations (`ort`: ONNX Runtime on the
-//!   CPU; [`tensorrt`]: TensorRT-RTX on RTX GPUs, with the checks that decide whether it can run
-//!   here), and locating their native libraries;
+//!   CPU and through CUDA; [`tensorrt`]: TensorRT-RTX on RTX GPUs, with the checks that decide
+//!   whether it can run here; `native`: seedvae's own executor, `seedvae-exec`), and locating
+//!   their native libraries;
 //! - the core that drives a backend, in spec order: temporal streaming with carried causal
 //!   state (`stream`), spatial tiling and blending (`tiling`), cutting a clip into calls within
 //!   a backend's limits ([`planner`]), whole-clip decode and encode ([`pipeline`]);
@@ -30,6 +31,7 @@ mod tensor;
 mod tiling;
 
 pub use backend::libs::onnxruntime as onnxruntime_library;
+pub use backend::native::NativeBackend;
 pub use backend::ort::{cuda_ready, OrtBackend, OrtDevice};
 pub use backend::tensorrt::{self, TrtBackend};
 pub use backend::{Backend, BackendKind, Unavailable};

@@ -28,6 +28,7 @@ pub(crate) fn ready(spec: &BackendSpec) -> Result<Option<GpuInfo>, Unavailable> 
     match spec {
         BackendSpec::Tensorrt(t) => tensorrt::runtime_ready(t.library_dir.as_deref()).map(Some),
         BackendSpec::OrtCuda(_) => seedvae_runner::cuda_ready().map(Some),
+        BackendSpec::Reference(_) => Ok(None),
         BackendSpec::Cpu(_) => match seedvae_runner::backend::ort::environment(None) {
             Ok(_) => Ok(None),
             Err(seedvae_runner::Error::Unavailable(u)) => Err(u),

@@ -14,7 +14,7 @@ use crate::source::check_part;
 use seedvae_engine::Cache;
 use seedvae_runner::planner::{self, GraphMemory, Limits};
 use seedvae_runner::tensorrt::{self, TrtBackend};
-use seedvae_runner::{Backend, BackendKind, OrtBackend, OrtDevice, Unavailable};
+use seedvae_runner::{Backend, BackendKind, NativeBackend, OrtBackend, OrtDevice, Unavailable};
 use seedvae_weights::Part;
 use std::path::Path;
 
@@ -87,6 +87,11 @@ fn open(c: &Candidate, p: &Prepared, progress: &Progress) -> Result<Model> {
                 },
             )?;
             check_part(b.contract().part, p.part, &g.path)?;
+            model(Box::new(b), Limits::unbounded(p.part), p.part)
+        }
+        (BackendSpec::Reference(cpu), Artifact::Weights(w)) => {
+            let file = seedvae_weights::WeightFile::open(w)?;
+            let b = NativeBackend::reference(&file, p.part, cpu.threads)?;
             model(Box::new(b), Limits::unbounded(p.part), p.part)
         }
         (BackendSpec::OrtCuda(_), Artifact::Graph(g)) => {
@@ -182,6 +187,7 @@ fn title(kind: BackendKind) -> &'static str {
         BackendKind::TensorrtRtx => "TensorRT-RTX",
         BackendKind::OrtCuda => "ONNX Runtime's CUDA provider",
         BackendKind::OrtCpu => "the CPU (ONNX Runtime)",
+        BackendKind::Reference => "the reference executor (CPU)",
         other => other.name(),
     }
 }

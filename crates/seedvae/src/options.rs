@@ -47,6 +47,9 @@ pub enum BackendSpec {
     OrtCuda(CudaOptions),
     /// ONNX Runtime on the CPU (the streaming fp32 graph).
     Cpu(CpuOptions),
+    /// seedvae's own executor on its reference device: the VAE layer by layer in plain Rust on
+    /// the CPU, from the weights (slow; exact; the oracle the GPU executor is held to).
+    Reference(CpuOptions),
 }
 
 impl BackendSpec {
@@ -56,6 +59,7 @@ impl BackendSpec {
             BackendSpec::Tensorrt(_) => BackendKind::TensorrtRtx,
             BackendSpec::OrtCuda(_) => BackendKind::OrtCuda,
             BackendSpec::Cpu(_) => BackendKind::OrtCpu,
+            BackendSpec::Reference(_) => BackendKind::Reference,
         }
     }
 
@@ -65,6 +69,7 @@ impl BackendSpec {
             BackendSpec::Tensorrt(_) => "TensorRT-RTX",
             BackendSpec::OrtCuda(_) => "ONNX Runtime's CUDA provider",
             BackendSpec::Cpu(_) => "the CPU (ONNX Runtime)",
+            BackendSpec::Reference(_) => "the reference executor (CPU)",
         }
     }
 }
@@ -84,6 +89,8 @@ pub enum BackendChoice {
     Cuda,
     /// ONNX Runtime on the CPU.
     Cpu,
+    /// seedvae's own executor on its plain-Rust reference device (slow, exact; tests and checks).
+    Reference,
 }
 
 /// Every backend's settings, for turning a [`BackendChoice`] into its list.
@@ -105,6 +112,7 @@ impl BackendChoice {
             BackendChoice::Tensorrt => vec![trt()],
             BackendChoice::Cuda => vec![cuda()],
             BackendChoice::Cpu => vec![cpu()],
+            BackendChoice::Reference => vec![BackendSpec::Reference(settings.cpu.clone())],
         }
     }
 }
@@ -151,7 +159,7 @@ impl ModelOptions {
             if self.backends[..i].iter().any(|a| a.kind() == b.kind()) {
                 return Err(invalid!("`backends` names {} twice", b.kind()));
             }
-            if let BackendSpec::Cpu(c) = b {
+            if let BackendSpec::Cpu(c) | BackendSpec::Reference(c) = b {
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                 if c.threads > cores {
                     return Err(invalid!(

@@ -31,6 +31,8 @@ pub(crate) enum Artifact {
     },
     /// An ONNX graph for ONNX Runtime.
     Graph(Graph),
+    /// The weights themselves (seedvae's own executor).
+    Weights(PathBuf),
 }
 
 /// A backend of the list, prepared.
@@ -191,6 +193,28 @@ fn candidate(
                 artifact: Artifact::Graph(graph),
                 gpu,
                 check: Some((id, bound)),
+            })
+        }
+        BackendSpec::Reference(_) => {
+            let weights =
+                match (source, &o.weights) {
+                    (ModelSource::Weights(p), _) => p.clone(),
+                    (ModelSource::Engine { manifest, .. }, Some(w)) => {
+                        let file = WeightFile::open(w)?;
+                        seedvae_runner::prepare::refit::check_weights(manifest, &file, w)?;
+                        w.clone()
+                    }
+                    _ => return Err(Error::Unavailable(Unavailable(
+                        "the reference executor runs the weights (.safetensors / .gguf), not an \
+                         ONNX graph or an engine: give the weights as `model` (or as `weights`)"
+                            .into(),
+                    ))),
+                };
+            Ok(Candidate {
+                spec: spec.clone(),
+                artifact: Artifact::Weights(weights),
+                gpu: None,
+                check: None,
             })
         }
         BackendSpec::Cpu(_) => {

@@ -69,6 +69,9 @@ pub enum BackendArg {
     Cuda,
     /// ONNX Runtime on the CPU.
     Cpu,
+    /// seedvae's own executor, layer by layer in plain Rust on the CPU, from the weights: slow,
+    /// exact (the oracle its GPU executor is checked against). --threads applies.
+    Reference,
 }
 
 impl From<BackendArg> for BackendChoice {
@@ -78,6 +81,7 @@ impl From<BackendArg> for BackendChoice {
             BackendArg::Tensorrt => BackendChoice::Tensorrt,
             BackendArg::Cuda => BackendChoice::Cuda,
             BackendArg::Cpu => BackendChoice::Cpu,
+            BackendArg::Reference => BackendChoice::Reference,
         }
     }
 }

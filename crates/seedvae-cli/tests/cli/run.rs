@@ -1061,3 +1061,86 @@ fn backends_says_what_runs_here_and_why_not() {
         "{table}"
     );
 }
+
+/// `--backend reference`: seedvae's own executor on its plain-Rust device decodes and encodes
+/// the fixture to the original module's fp64 goldens, streamed in chunks, from the weights; an
+/// ONNX graph is refused with what it runs instead.
+#[test]
+fn the_reference_executor_reproduces_the_goldens() {
+    let _machine = super::common::sharing();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let tiny_path = tiny();
+    let reference = |cmd, input: &Path, out: &Path, extra: &[&str]| {
+        let mut a = vec![
+            cmd,
+            "-m",
+            &tiny_path,
+            s(input),
+            "-o",
+            s(out),
+            "--backend",
+            "reference",
+            "--cache",
+            s(&cache),
+        ];
+        a.extend_from_slice(extra);
+        ok_json(&a)
+    };
+    for case in ["t3_8x8", "t2_6x10"] {
+        let latent = fixture(&format!("vae_tiny/latent_{case}.safetensors"));
+        let golden = fixture(&format!("vae_tiny/decoded_{case}.safetensors"));
+        let has64 = seedvae_weights::WeightFile::open(&golden)
+            .unwrap()
+            .get("decoded_f64")
+            .is_some();
+        let (gs, g) = read_f64(&golden, if has64 { "decoded_f64" } else { "decoded" });
+        let out = dir.path().join(format!("{case}.safetensors"));
+        let j = reference("decode", &latent, &out, &["--chunk", "1"]);
+        assert_eq!(j["backend"], "reference");
+        let (shape, v) = read_f64(&out, "video");
+        assert_eq!(shape, gs, "{case}");
+        let e = rel_l2(&v, &g);
+        eprintln!(
+            "reference decode {case}: rel L2 {e:.2e}, {} chunk(s)",
+            j["chunks"]
+        );
+        assert!(e <= if has64 { 1e-5 } else { 2e-5 }, "{case}: {e}");
+    }
+    let video = fixture("vae_tiny/video_t9_32x48.safetensors");
+    let (_, mean64) = read_f64(
+        &fixture("vae_tiny/encoded_t9_32x48.safetensors"),
+        "latent_mean_f64",
+    );
+    let out = dir.path().join("mean.safetensors");
+    let j = reference("encode", &video, &out, &["--chunk", "1"]);
+    let (shape, v) = read_f64(&out, "latent");
+    assert_eq!(shape, vec![1, 16, 3, 4, 6]);
+    let e = rel_l2(&v, &mean64);
+    eprintln!("reference encode: rel L2 {e:.2e} ({} calls)", j["calls"]);
+    assert!(e <= 1e-5, "{e}");
+    // An ONNX graph is not what the executor runs: said, with what to give instead.
+    let onnx = dir.path().join("dec.onnx");
+    assert_eq!(
+        seedvae(&["convert", &tiny_path, "-o", s(&onnx), "--part", "decoder"]).0,
+        0
+    );
+    let latent = fixture("vae_tiny/latent_t1_8x8.safetensors");
+    let bad = dir.path().join("bad.safetensors");
+    let (code, out, err) = seedvae(&[
+        "decode",
+        "-m",
+        s(&onnx),
+        s(&latent),
+        "-o",
+        s(&bad),
+        "--backend",
+        "reference",
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("runs the weights") && err.contains("--model"),
+        "{err}"
+    );
+    assert!(!bad.exists());
+}

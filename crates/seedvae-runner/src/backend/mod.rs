@@ -2,6 +2,7 @@
 //! Everything above it (streaming, tiling, I/O) is backend-independent and tested on the CPU.
 
 pub(crate) mod libs;
+pub mod native;
 pub mod ort;
 pub mod tensorrt;
 
@@ -28,6 +29,8 @@ pub enum BackendKind {
     OrtCuda,
     /// A TensorRT-RTX engine on an RTX GPU.
     TensorrtRtx,
+    /// seedvae's own executor on its plain-Rust reference device (the CPU): slow, exact.
+    Reference,
     /// A stand-in (tests; a model between a failed backend and the next).
     Other(&'static str),
 }
@@ -38,6 +41,7 @@ impl BackendKind {
             BackendKind::OrtCpu => "onnxruntime-cpu",
             BackendKind::OrtCuda => "onnxruntime-cuda",
             BackendKind::TensorrtRtx => "tensorrt-rtx",
+            BackendKind::Reference => "reference",
             BackendKind::Other(name) => name,
         }
     }

@@ -26,7 +26,12 @@ impl NativeBackend<Reference> {
     /// The reference device (plain Rust on the CPU, `threads` cores; 0: all) running `part` of
     /// the VAE in `weights`.
     pub fn reference(weights: &WeightFile, part: Part, threads: usize) -> Result<Self, Error> {
-        NativeBackend::open(weights, part, Reference::new(threads), BackendKind::Reference)
+        NativeBackend::open(
+            weights,
+            part,
+            Reference::new(threads),
+            BackendKind::Reference,
+        )
     }
 }
 
@@ -62,7 +67,10 @@ impl<D: Device> NativeBackend<D> {
         let a = dev.upload(&x.values(), d).map_err(exec_error)?;
         let y = vae.step(dev, s, a).map_err(exec_error)?;
         let o = y.dims;
-        Tensor::f32(vec![1, o.c, o.t, o.h, o.w], dev.download(&y).map_err(exec_error)?)
+        Tensor::f32(
+            vec![1, o.c, o.t, o.h, o.w],
+            dev.download(&y).map_err(exec_error)?,
+        )
     }
 
     fn output_name(&self) -> &'static str {
@@ -86,8 +94,14 @@ fn contract_of(model: &seedvae_weights::Model, part: Part) -> Contract {
             .collect(),
     };
     let (input, output) = match part {
-        Part::Decoder => (io(contract::LATENT, LATENT_CHANNELS), io(contract::VIDEO, RGB_CHANNELS)),
-        Part::Encoder => (io(contract::VIDEO, RGB_CHANNELS), io(contract::LATENT_MEAN, LATENT_CHANNELS)),
+        Part::Decoder => (
+            io(contract::LATENT, LATENT_CHANNELS),
+            io(contract::VIDEO, RGB_CHANNELS),
+        ),
+        Part::Encoder => (
+            io(contract::VIDEO, RGB_CHANNELS),
+            io(contract::LATENT_MEAN, LATENT_CHANNELS),
+        ),
     };
     Contract {
         part,
