@@ -46,10 +46,11 @@ pub struct Vae<B> {
     slots: usize,
 }
 
-/// One stream's carried state: per causal conv, the frames it kept from the last chunk.
+/// One stream's carried state: per causal conv, the frames it kept from the last chunk. A conv
+/// that has kept nothing yet is at the stream's start (and so is an upsampler whose conv is):
+/// each layer knows its own first call, so any layer boundary may cut a chunk in time.
 pub struct Stream<B> {
     kept: Vec<Option<Act<B>>>,
-    first: bool,
 }
 
 impl<B> Stream<B> {
@@ -61,6 +62,12 @@ impl<B> Stream<B> {
             .map(|a| a.dims.count().unwrap_or(0) * 4)
             .sum()
     }
+}
+
+/// Layers up to `end` (from the previous segment's end), run `frames` frames at a time.
+struct Segment {
+    end: usize,
+    frames: Option<usize>,
 }
 
 /// Loads the weights of the schedule as it is built, numbering the carried states.
@@ -247,7 +254,6 @@ impl<B> Vae<B> {
     pub fn stream(&self) -> Stream<B> {
         Stream {
             kept: (0..self.slots).map(|_| None).collect(),
-            first: true,
         }
     }
 
@@ -260,6 +266,24 @@ impl<B> Vae<B> {
         s: &mut Stream<B>,
         x: Act<B>,
     ) -> Result<Act<B>> {
+        self.step_grouped(dev, s, x, None)
+    }
+
+    /// [`Vae::step`] with the full-resolution layers run `groups` frames at a time: the
+    /// decoder's layers after its last temporal upsampler, the encoder's before its first
+    /// temporal downsampler — where the activations are largest, so memory holds only a group's
+    /// worth of them. Exact: a layer's frames depend only on earlier frames, and each causal
+    /// conv carries its last frames from group to group as from chunk to chunk.
+    pub fn step_grouped<D: Device<Buf = B>>(
+        &self,
+        dev: &mut D,
+        s: &mut Stream<B>,
+        x: Act<B>,
+        groups: Option<usize>,
+    ) -> Result<Act<B>> {
+        if groups == Some(0) {
+            return Err(Error::Shape("frame groups of 0 frames".into()));
+        }
         let d = x.dims;
         if d.c != self.in_channels() || d.t == 0 || d.h == 0 || d.w == 0 {
             return Err(Error::Shape(format!(
@@ -276,14 +300,78 @@ impl<B> Vae<B> {
             )));
         }
         let mut x = x;
-        for layer in &self.layers {
-            x = self.apply(dev, s, layer, x)?;
+        let mut at = 0;
+        for seg in self.segments(groups) {
+            x = match seg.frames {
+                Some(g) if g < x.dims.t => {
+                    let mut outs = Vec::with_capacity(x.dims.t.div_ceil(g));
+                    for t0 in (0..x.dims.t).step_by(g) {
+                        let mut y = dev.frames(&x, t0, (t0 + g).min(x.dims.t))?;
+                        for layer in &self.layers[at..seg.end] {
+                            y = self.apply(dev, s, layer, y)?;
+                        }
+                        outs.push(y);
+                    }
+                    drop(x);
+                    dev.concat(&outs)?
+                }
+                _ => {
+                    for layer in &self.layers[at..seg.end] {
+                        x = self.apply(dev, s, layer, x)?;
+                    }
+                    x
+                }
+            };
+            at = seg.end;
         }
-        s.first = false;
         if self.part == Part::Encoder {
             x = dev.channels(&x, LATENT_CHANNELS)?;
         }
         Ok(x)
+    }
+
+    /// The layer ranges of a step and the frames per group of each (None: the whole chunk).
+    fn segments(&self, groups: Option<usize>) -> Vec<Segment> {
+        let n = self.layers.len();
+        let temporal = |l: &Layer<B>| match l {
+            Layer::Upsample { temporal, .. } => *temporal,
+            Layer::Downsample(c) => c.st > 1,
+            _ => false,
+        };
+        let Some(g) = groups else {
+            return vec![Segment {
+                end: n,
+                frames: None,
+            }];
+        };
+        match self.part {
+            Part::Decoder => {
+                let tail = self.layers.iter().rposition(temporal).map_or(0, |i| i + 1);
+                vec![
+                    Segment {
+                        end: tail,
+                        frames: None,
+                    },
+                    Segment {
+                        end: n,
+                        frames: Some(g),
+                    },
+                ]
+            }
+            Part::Encoder => {
+                let head = self.layers.iter().position(temporal).unwrap_or(n);
+                vec![
+                    Segment {
+                        end: head,
+                        frames: Some(g),
+                    },
+                    Segment {
+                        end: n,
+                        frames: None,
+                    },
+                ]
+            }
+        }
     }
 
     fn causal<D: Device<Buf = B>>(
@@ -296,10 +384,10 @@ impl<B> Vae<B> {
         let Some(slot) = c.slot else {
             return dev.conv(x, None, &c.w, c.st, c.pad);
         };
-        // Spec §4.1: two copies of frame 0 in front on the first chunk, the kept frames after.
+        // Spec §4.1: two copies of frame 0 in front on the first call, the kept frames after.
         let head = match s.kept[slot].take() {
-            Some(kept) if !s.first => kept,
-            _ => dev.repeat_first(x, 2)?,
+            Some(kept) => kept,
+            None => dev.repeat_first(x, 2)?,
         };
         let y = dev.conv(x, Some(&head), &c.w, c.st, c.pad)?;
         s.kept[slot] = Some(dev.tail(x, Some(&head), c.w.kt - c.st)?);
@@ -342,7 +430,8 @@ impl<B> Vae<B> {
             } => {
                 let u = dev.conv(&x, None, upscale, 1, Pad::Same)?;
                 drop(x);
-                let y = dev.shuffle(&u, *ch, *temporal, *temporal && s.first)?;
+                let first = conv.slot.is_some_and(|k| s.kept[k].is_none());
+                let y = dev.shuffle(&u, *ch, *temporal, *temporal && first)?;
                 drop(u);
                 self.causal(dev, s, conv, &y)?
             }

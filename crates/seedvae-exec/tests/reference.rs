@@ -113,3 +113,49 @@ fn the_encoder_reproduces_the_golden_mean_in_one_call_and_in_chunks() {
         assert!(s <= 1e-6, "{s:.2e}");
     }
 }
+
+/// The full-resolution layers run a few frames at a time (the decoder's after its last temporal
+/// upsampler, the encoder's before its first temporal downsampler) give what one call gives:
+/// the memory a step holds shrinks, the result does not change.
+#[test]
+fn frame_groups_at_full_resolution_change_nothing() {
+    let mut dev = Reference::default();
+    let w = weights();
+    let dec = Vae::load(&w, Part::Decoder, &mut dev).unwrap();
+    let (d, z) = input("vae_tiny/latent_t3_8x8.safetensors", "latent");
+    let whole = {
+        let x = dev.upload(&z, d).unwrap();
+        let y = dec.step(&mut dev, &mut dec.stream(), x).unwrap();
+        dev.download(&y).unwrap()
+    };
+    for g in [1, 3] {
+        let x = dev.upload(&z, d).unwrap();
+        let y = dec
+            .step_grouped(&mut dev, &mut dec.stream(), x, Some(g))
+            .unwrap();
+        assert_eq!((y.dims.c, y.dims.t, y.dims.h, y.dims.w), (3, 9, 64, 64));
+        let e = rel_l2(&to_f64(&dev.download(&y).unwrap()), &to_f64(&whole));
+        eprintln!("decoder tail in groups of {g} frames vs one call: {e:.2e}");
+        assert!(e <= 1e-6, "groups of {g}: {e:.2e}");
+    }
+    let enc = Vae::load(&w, Part::Encoder, &mut dev).unwrap();
+    let (d, v) = input("vae_tiny/video_t9_32x48.safetensors", "video");
+    let whole = {
+        let x = dev.upload(&v, d).unwrap();
+        let y = enc.step(&mut dev, &mut enc.stream(), x).unwrap();
+        dev.download(&y).unwrap()
+    };
+    for g in [1, 2] {
+        let x = dev.upload(&v, d).unwrap();
+        let y = enc
+            .step_grouped(&mut dev, &mut enc.stream(), x, Some(g))
+            .unwrap();
+        let e = rel_l2(&to_f64(&dev.download(&y).unwrap()), &to_f64(&whole));
+        eprintln!("encoder head in groups of {g} frames vs one call: {e:.2e}");
+        assert!(e <= 1e-6, "groups of {g}: {e:.2e}");
+    }
+    let x = dev.upload(&v, d).unwrap();
+    assert!(enc
+        .step_grouped(&mut dev, &mut enc.stream(), x, Some(0))
+        .is_err());
+}

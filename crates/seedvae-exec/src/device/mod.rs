@@ -131,6 +131,10 @@ pub trait Device {
         x: &Act<Self::Buf>,
         a: &AttnWeights<Self::Buf>,
     ) -> Result<Act<Self::Buf>>;
+    /// Frames `[t0, t1)` of `x`.
+    fn frames(&mut self, x: &Act<Self::Buf>, t0: usize, t1: usize) -> Result<Act<Self::Buf>>;
+    /// `parts` joined along time (same channels and size).
+    fn concat(&mut self, parts: &[Act<Self::Buf>]) -> Result<Act<Self::Buf>>;
     /// The first `n` channels (the encoder's posterior mean).
     fn channels(&mut self, x: &Act<Self::Buf>, n: usize) -> Result<Act<Self::Buf>>;
 }

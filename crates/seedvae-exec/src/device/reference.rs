@@ -376,6 +376,47 @@ impl Device for Reference {
         Ok(Act { buf: out, dims: d })
     }
 
+    fn frames(&mut self, x: &Act<Vec<f32>>, t0: usize, t1: usize) -> Result<Act<Vec<f32>>> {
+        let d = x.dims;
+        if t0 >= t1 || t1 > d.t {
+            return Err(Error::Shape(format!("frames {t0}..{t1} of {d:?}")));
+        }
+        let dims = Dims::new(d.c, t1 - t0, d.h, d.w);
+        let mut v = Vec::with_capacity(dims.count()?);
+        for c in 0..d.c {
+            for t in t0..t1 {
+                v.extend_from_slice(frame(x, None, c, t));
+            }
+        }
+        Ok(Act { buf: v, dims })
+    }
+
+    fn concat(&mut self, parts: &[Act<Vec<f32>>]) -> Result<Act<Vec<f32>>> {
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::Shape("nothing to join".into()))?
+            .dims;
+        if parts
+            .iter()
+            .any(|a| (a.dims.c, a.dims.h, a.dims.w) != (first.c, first.h, first.w))
+        {
+            return Err(Error::Shape(
+                "joining activations of different extents".into(),
+            ));
+        }
+        let t = parts.iter().map(|a| a.dims.t).sum();
+        let dims = Dims::new(first.c, t, first.h, first.w);
+        let mut v = Vec::with_capacity(dims.count()?);
+        for c in 0..first.c {
+            for a in parts {
+                for t in 0..a.dims.t {
+                    v.extend_from_slice(frame(a, None, c, t));
+                }
+            }
+        }
+        Ok(Act { buf: v, dims })
+    }
+
     fn channels(&mut self, x: &Act<Vec<f32>>, n: usize) -> Result<Act<Vec<f32>>> {
         let d = x.dims;
         if n > d.c {
