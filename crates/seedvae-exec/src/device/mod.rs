@@ -1,6 +1,7 @@
 //! What a device does: one function per kind of layer in spec §4, on activations `[C, T, H, W]`
 //! (one batch item) that live on the device. The schedule (`vae.rs`) only calls these.
 
+pub mod cuda;
 pub mod reference;
 
 use crate::Result;

@@ -1,0 +1,844 @@
+//! The CUDA device: the layers on an NVIDIA GPU — convolutions through cuDNN (its fastest
+//! algorithm found once per shape and kept), the attention's products through cuBLAS, the rest
+//! as seedvae's own kernels (`kernels/vae.cu`, compiled by NVRTC for this GPU at first use and
+//! cached). f32 activations `[C, T, H, W]` as on the reference device, fp32 arithmetic without
+//! TF32: this first form is held to the reference; half precision and channels-last come next.
+//!
+//! The CUDA driver comes through cudarc (loaded at run time); NVRTC, cuDNN and cuBLAS through
+//! [`ffi`] from the folders the caller names (the `nvidia-*` wheels) or the system's search.
+
+mod ffi;
+mod kernels;
+
+use super::{Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
+use crate::{Error, Result};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+use seedvae_weights::schema::{NORM_EPS, NORM_GROUPS};
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where the device finds its libraries and keeps compiled kernels.
+#[derive(Debug, Clone, Default)]
+pub struct CudaOptions {
+    /// Folders holding NVRTC, cuDNN and cuBLAS (searched before the system's paths).
+    pub lib_dirs: Vec<PathBuf>,
+    /// Where compiled kernels are kept (None: compiled every time).
+    pub kernel_cache: Option<PathBuf>,
+}
+
+/// A conv's cuDNN descriptors and chosen algorithm, for one input shape.
+struct ConvPlan {
+    x: ffi::Desc,
+    w: ffi::Desc,
+    conv: ffi::Desc,
+    y: ffi::Desc,
+    algo: i32,
+    workspace: usize,
+    out: Dims,
+}
+
+type ConvKey = (usize, usize, usize, usize, usize, usize, usize, usize, bool);
+
+/// GPU 0.
+pub struct Cuda {
+    /// Kept for the stream, kernels and buffers made in it.
+    _ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    cudnn: ffi::Cudnn,
+    cudnn_handle: ffi::Handle,
+    cublas: ffi::Cublas,
+    cublas_handle: ffi::Handle,
+    k: kernels::Kernels,
+    plans: HashMap<ConvKey, ConvPlan>,
+    workspace: Option<CudaSlice<u8>>,
+    /// The GPU's name and compute capability.
+    pub name: String,
+    pub compute_capability: (i32, i32),
+}
+
+// SAFETY: the cuDNN and cuBLAS handles and descriptors are used only through `&mut self`, one
+// thread at a time (NVIDIA: a handle may move between threads; it must not be used by two at
+// once); the driver objects are cudarc's `Send` types.
+unsafe impl Send for Cuda {}
+
+fn driver(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {
+    move |e| Error::Device(format!("CUDA {what}: {e}"))
+}
+
+/// Launch the grid-stride kernel `$f` over `$n` elements with the arguments its declaration in
+/// kernels/vae.cu lists.
+macro_rules! launch {
+    ($dev:expr, $f:expr, $n:expr, $($arg:expr),+ $(,)?) => {{
+        let mut b = $dev.stream.launch_builder($f);
+        $( b.arg($arg); )+
+        // SAFETY: the arguments are the kernel's, in order; every index stays in its buffer.
+        unsafe { b.launch(grid($n)) }.map_err(driver("kernel launch")).map(|_| ())
+    }};
+}
+
+/// A grid-stride launch over `n` elements.
+fn grid(n: usize) -> LaunchConfig {
+    let blocks = n.div_ceil(256).clamp(1, 65535 * 8) as u32;
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+impl Cuda {
+    /// Open GPU 0: the driver, NVRTC (the kernels compiled or read from the cache), cuDNN and
+    /// cuBLAS on one stream. Every failure is an error saying what is missing.
+    pub fn open(o: &CudaOptions) -> Result<Cuda> {
+        // SAFETY: only tries to load the driver library; no driver call is made without it.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(Error::Device(
+                "no NVIDIA driver found (libcuda / nvcuda.dll is not installed)".into(),
+            ));
+        }
+        let ctx = CudaContext::new(0).map_err(driver("open GPU 0"))?;
+        let stream = ctx.default_stream();
+        let cc = ctx
+            .compute_capability()
+            .map_err(driver("compute capability"))?;
+        let name = ctx.name().unwrap_or_else(|_| "GPU 0".into());
+        let nvrtc = ffi::Nvrtc::open(&o.lib_dirs)?;
+        let k = kernels::Kernels::load(&ctx, &nvrtc, cc, o.kernel_cache.as_deref())?;
+        let cudnn = ffi::Cudnn::open(&o.lib_dirs)?;
+        let cublas = ffi::Cublas::open(&o.lib_dirs)?;
+        let raw_stream = stream.cu_stream() as *mut c_void;
+        let mut cudnn_handle = std::ptr::null_mut();
+        // SAFETY: plain handle creation; the stream outlives the handles (both live in `Cuda`).
+        cudnn.check(unsafe { (cudnn.create)(&mut cudnn_handle) }, "create")?;
+        cudnn.check(
+            unsafe { (cudnn.set_stream)(cudnn_handle, raw_stream) },
+            "set stream",
+        )?;
+        let mut cublas_handle = std::ptr::null_mut();
+        ffi::Cublas::check(unsafe { (cublas.create)(&mut cublas_handle) }, "create")?;
+        ffi::Cublas::check(
+            unsafe { (cublas.set_stream)(cublas_handle, raw_stream) },
+            "set stream",
+        )?;
+        tracing_note(&format!(
+            "CUDA device: {name} (compute capability {}.{}); NVRTC {}, cuDNN {} ({}), cuBLAS {}",
+            cc.0,
+            cc.1,
+            nvrtc.path.display(),
+            cudnn.path.display(),
+            // SAFETY: a plain query.
+            unsafe { (cudnn.version)() },
+            cublas.path.display()
+        ));
+        Ok(Cuda {
+            _ctx: ctx,
+            stream,
+            cudnn,
+            cudnn_handle,
+            cublas,
+            cublas_handle,
+            k,
+            plans: HashMap::new(),
+            workspace: None,
+            name,
+            compute_capability: cc,
+        })
+    }
+
+    fn alloc(&self, n: usize) -> Result<CudaSlice<f32>> {
+        self.stream.alloc_zeros::<f32>(n.max(1)).map_err(|e| {
+            Error::Device(format!(
+                "cannot allocate {} MB on the GPU: {e}",
+                (n * 4) >> 20
+            ))
+        })
+    }
+
+    fn ptr(&self, b: &CudaSlice<f32>) -> u64 {
+        b.device_ptr(&self.stream).0
+    }
+
+    fn act(&self, dims: Dims) -> Result<Act<CudaSlice<f32>>> {
+        Ok(Act {
+            buf: self.alloc(dims.count()?)?,
+            dims,
+        })
+    }
+
+    /// Frames `[t0, t0 + n)` of `src` into frames `[d0, …)` of `dst` (same channels and size).
+    fn copy_frames(
+        &self,
+        src: &Act<CudaSlice<f32>>,
+        t0: usize,
+        dst: &mut Act<CudaSlice<f32>>,
+        d0: usize,
+        n: usize,
+    ) -> Result<()> {
+        let (s, d) = (src.dims, dst.dims);
+        let count = s.c * n * s.plane();
+        let (st, dt, t0, d0, n, c, p) = (
+            s.t as i32,
+            d.t as i32,
+            t0 as i32,
+            d0 as i32,
+            n as i32,
+            s.c as i32,
+            s.plane() as i32,
+        );
+        let mut b = self.stream.launch_builder(&self.k.copy_frames);
+        b.arg(&src.buf)
+            .arg(&st)
+            .arg(&t0)
+            .arg(&mut dst.buf)
+            .arg(&dt)
+            .arg(&d0);
+        b.arg(&n).arg(&c).arg(&p);
+        // SAFETY: the kernel's arguments match kernels/vae.cu; every index stays in its buffer.
+        unsafe { b.launch(grid(count)) }.map_err(driver("copy_frames"))?;
+        Ok(())
+    }
+
+    /// The cuDNN plan for a conv of `w` over an input `[cin, t, h, w]` (pads `p` all round).
+    fn plan(
+        &mut self,
+        x: Dims,
+        w: &ConvWeights<CudaSlice<f32>>,
+        st: usize,
+        ss: usize,
+        p: usize,
+    ) -> Result<ConvKey> {
+        let key: ConvKey = (x.c, w.cout, w.kt, w.ks, x.t, x.h, x.w, st, ss == 2);
+        if self.plans.contains_key(&key) {
+            return Ok(key);
+        }
+        let c = &self.cudnn;
+        let i32s = |v: &[usize]| v.iter().map(|&d| d as i32).collect::<Vec<i32>>();
+        let strides = |d: &[usize]| {
+            let mut s = vec![1usize; d.len()];
+            for i in (0..d.len() - 1).rev() {
+                s[i] = s[i + 1] * d[i + 1];
+            }
+            i32s(&s)
+        };
+        let to = (x.t - w.kt) / st + 1;
+        let ho = (x.h + 2 * p - w.ks) / ss + 1;
+        let wo = (x.w + 2 * p - w.ks) / ss + 1;
+        let out = Dims::new(w.cout, to, ho, wo);
+        let xd = [1, x.c, x.t, x.h, x.w];
+        let yd = [1, w.cout, to, ho, wo];
+        let wd = [w.cout, w.cin, w.kt, w.ks, w.ks];
+        let (mut xdesc, mut ydesc, mut wdesc, mut cdesc) = (
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        // SAFETY: descriptor calls with arrays of the stated lengths; kept in the plan and
+        // destroyed with the device.
+        unsafe {
+            c.check((c.create_tensor)(&mut xdesc), "tensor descriptor")?;
+            c.check(
+                (c.set_tensor_nd)(
+                    xdesc,
+                    ffi::CUDNN_DATA_FLOAT,
+                    5,
+                    i32s(&xd).as_ptr(),
+                    strides(&xd).as_ptr(),
+                ),
+                "input descriptor",
+            )?;
+            c.check((c.create_tensor)(&mut ydesc), "tensor descriptor")?;
+            c.check(
+                (c.set_tensor_nd)(
+                    ydesc,
+                    ffi::CUDNN_DATA_FLOAT,
+                    5,
+                    i32s(&yd).as_ptr(),
+                    strides(&yd).as_ptr(),
+                ),
+                "output descriptor",
+            )?;
+            c.check((c.create_filter)(&mut wdesc), "filter descriptor")?;
+            c.check(
+                (c.set_filter_nd)(
+                    wdesc,
+                    ffi::CUDNN_DATA_FLOAT,
+                    ffi::CUDNN_TENSOR_NCHW,
+                    5,
+                    i32s(&wd).as_ptr(),
+                ),
+                "filter descriptor",
+            )?;
+            c.check((c.create_conv)(&mut cdesc), "conv descriptor")?;
+            let pads = [0, p as i32, p as i32];
+            let stride = [st as i32, ss as i32, ss as i32];
+            let dil = [1i32; 3];
+            c.check(
+                (c.set_conv_nd)(
+                    cdesc,
+                    3,
+                    pads.as_ptr(),
+                    stride.as_ptr(),
+                    dil.as_ptr(),
+                    ffi::CUDNN_CROSS_CORRELATION,
+                    ffi::CUDNN_DATA_FLOAT,
+                ),
+                "conv descriptor",
+            )?;
+            c.check(
+                (c.set_conv_math)(cdesc, ffi::CUDNN_FMA_MATH),
+                "conv math type",
+            )?;
+        }
+        let mut found = [ffi::FwdAlgoPerf::default(); 8];
+        let mut n = 0;
+        // SAFETY: cuDNN allocates what it benchmarks with; `found` holds 8 results.
+        c.check(
+            unsafe {
+                (c.find_fwd)(
+                    self.cudnn_handle,
+                    xdesc,
+                    wdesc,
+                    cdesc,
+                    ydesc,
+                    8,
+                    &mut n,
+                    found.as_mut_ptr(),
+                )
+            },
+            "algorithm search",
+        )?;
+        let best = found[..n.max(0) as usize]
+            .iter()
+            .find(|f| f.status == 0)
+            .ok_or_else(|| {
+                Error::Device(format!(
+                    "cuDNN has no algorithm for a conv of {wd:?} on {xd:?}"
+                ))
+            })?;
+        let mut ws = 0usize;
+        // SAFETY: as above.
+        c.check(
+            unsafe {
+                (c.fwd_workspace)(
+                    self.cudnn_handle,
+                    xdesc,
+                    wdesc,
+                    cdesc,
+                    ydesc,
+                    best.algo,
+                    &mut ws,
+                )
+            },
+            "workspace size",
+        )?;
+        self.plans.insert(
+            key,
+            ConvPlan {
+                x: xdesc,
+                w: wdesc,
+                conv: cdesc,
+                y: ydesc,
+                algo: best.algo,
+                workspace: ws,
+                out,
+            },
+        );
+        Ok(key)
+    }
+
+    /// cuBLAS `C = op(A)·op(B)` (column-major, f32, no TF32) on raw device pointers.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &self,
+        ta: bool,
+        tb: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: u64,
+        lda: usize,
+        b: u64,
+        ldb: usize,
+        c: u64,
+        ldc: usize,
+    ) -> Result<()> {
+        let (one, zero) = (1f32, 0f32);
+        let op = |t| {
+            if t {
+                ffi::CUBLAS_OP_T
+            } else {
+                ffi::CUBLAS_OP_N
+            }
+        };
+        // SAFETY: the pointers address buffers of at least the stated matrix extents.
+        ffi::Cublas::check(
+            unsafe {
+                (self.cublas.sgemm)(
+                    self.cublas_handle,
+                    op(ta),
+                    op(tb),
+                    m as i32,
+                    n as i32,
+                    k as i32,
+                    &one,
+                    a as *const f32,
+                    lda as i32,
+                    b as *const f32,
+                    ldb as i32,
+                    &zero,
+                    c as *mut f32,
+                    ldc as i32,
+                )
+            },
+            "sgemm",
+        )
+    }
+}
+
+/// A line for the log (the executor has no logger of its own: the caller's `tracing` picks
+/// up `log`-less output through the runner; here it stays silent unless asked).
+fn tracing_note(s: &str) {
+    if std::env::var_os("SEEDVAE_EXEC_VERBOSE").is_some() {
+        eprintln!("{s}");
+    }
+}
+
+impl Drop for Cuda {
+    fn drop(&mut self) {
+        let _ = self.stream.synchronize();
+        let c = &self.cudnn;
+        for p in self.plans.values() {
+            // SAFETY: each descriptor was created once and is destroyed once, here.
+            unsafe {
+                (c.destroy_tensor)(p.x);
+                (c.destroy_tensor)(p.y);
+                (c.destroy_filter)(p.w);
+                (c.destroy_conv)(p.conv);
+            }
+        }
+    }
+}
+
+impl Device for Cuda {
+    type Buf = CudaSlice<f32>;
+
+    fn constant(&mut self, v: &[f32]) -> Result<CudaSlice<f32>> {
+        self.stream.clone_htod(v).map_err(driver("copy weights"))
+    }
+
+    fn upload(&mut self, v: &[f32], dims: Dims) -> Result<Act<CudaSlice<f32>>> {
+        if v.len() != dims.count()? {
+            return Err(Error::Shape(format!(
+                "{} values for an activation {dims:?}",
+                v.len()
+            )));
+        }
+        Ok(Act {
+            buf: self.stream.clone_htod(v).map_err(driver("upload"))?,
+            dims,
+        })
+    }
+
+    fn download(&mut self, a: &Act<CudaSlice<f32>>) -> Result<Vec<f32>> {
+        let mut v = self.stream.clone_dtoh(&a.buf).map_err(driver("download"))?;
+        v.truncate(a.dims.count()?);
+        Ok(v)
+    }
+
+    fn conv(
+        &mut self,
+        x: &Act<CudaSlice<f32>>,
+        head: Option<&Act<CudaSlice<f32>>>,
+        w: &ConvWeights<CudaSlice<f32>>,
+        st: usize,
+        pad: Pad,
+    ) -> Result<Act<CudaSlice<f32>>> {
+        let d = x.dims;
+        if d.c != w.cin {
+            return Err(Error::Shape(format!(
+                "conv of {} input channels given {d:?}",
+                w.cin
+            )));
+        }
+        // The input cuDNN reads: [head ; x] joined in time, then padded right/bottom.
+        let joined = match head {
+            Some(h) => {
+                let mut j = self.act(Dims {
+                    t: h.dims.t + d.t,
+                    ..d
+                })?;
+                self.copy_frames(h, 0, &mut j, 0, h.dims.t)?;
+                self.copy_frames(x, 0, &mut j, h.dims.t, d.t)?;
+                Some(j)
+            }
+            None => None,
+        };
+        let input = joined.as_ref().unwrap_or(x);
+        let padded = match pad {
+            Pad::Same => None,
+            Pad::RightBottom => {
+                let i = input.dims;
+                let mut p = self.act(Dims::new(i.c, i.t, i.h + 1, i.w + 1))?;
+                let (ct, h, wd) = ((i.c * i.t) as i32, i.h as i32, i.w as i32);
+                let n = p.dims.count()?;
+                let f = self.k.pad_right_bottom.clone();
+                launch!(self, &f, n, &input.buf, &mut p.buf, &ct, &h, &wd)?;
+                Some(p)
+            }
+        };
+        let input = padded.as_ref().unwrap_or(input);
+        if input.dims.t < w.kt {
+            return Err(Error::Shape(format!(
+                "a conv of temporal kernel {} given {} frames",
+                w.kt, input.dims.t
+            )));
+        }
+        let (ss, p) = match pad {
+            Pad::Same => (1, w.ks / 2),
+            Pad::RightBottom => (2, 0),
+        };
+        let key = self.plan(input.dims, w, st, ss, p)?;
+        let (out_dims, ws_need) = {
+            let pl = &self.plans[&key];
+            (pl.out, pl.workspace)
+        };
+        if self.workspace.as_ref().is_none_or(|b| b.len() < ws_need) {
+            self.workspace = None;
+            self.workspace = Some(
+                self.stream
+                    .alloc_zeros::<u8>(ws_need.max(1))
+                    .map_err(driver("conv workspace"))?,
+            );
+        }
+        let mut y = self.act(out_dims)?;
+        let (one, zero) = (1f32, 0f32);
+        let pl = &self.plans[&key];
+        let ws = self.workspace.as_ref().expect("allocated above");
+        let (xp, wp, yp, wsp) = (
+            self.ptr(&input.buf),
+            self.ptr(&w.w),
+            self.ptr(&y.buf),
+            ws.device_ptr(&self.stream).0,
+        );
+        let c = &self.cudnn;
+        // SAFETY: the descriptors describe these buffers' extents; the workspace holds the
+        // size cuDNN asked for this algorithm.
+        c.check(
+            unsafe {
+                (c.forward)(
+                    self.cudnn_handle,
+                    &one as *const f32 as *const c_void,
+                    pl.x,
+                    xp as *const c_void,
+                    pl.w,
+                    wp as *const c_void,
+                    pl.conv,
+                    pl.algo,
+                    wsp as *mut c_void,
+                    pl.workspace,
+                    &zero as *const f32 as *const c_void,
+                    pl.y,
+                    yp as *mut c_void,
+                )
+            },
+            "convolution",
+        )?;
+        let per = (out_dims.t * out_dims.plane()) as i64;
+        let cout = w.cout as i32;
+        let n = out_dims.count()?;
+        let f = self.k.add_bias.clone();
+        launch!(self, &f, n, &mut y.buf, &w.b, &cout, &per)?;
+        Ok(y)
+    }
+
+    fn tail(
+        &mut self,
+        x: &Act<CudaSlice<f32>>,
+        head: Option<&Act<CudaSlice<f32>>>,
+        n: usize,
+    ) -> Result<Act<CudaSlice<f32>>> {
+        let d = x.dims;
+        let nh = head.map_or(0, |h| h.dims.t);
+        if n > nh + d.t {
+            return Err(Error::Shape(format!("{n} frames kept of {}", nh + d.t)));
+        }
+        let mut out = self.act(Dims { t: n, ..d })?;
+        // The last n of [head ; x]: from x where it has them, the rest from the head's end.
+        let from_x = n.min(d.t);
+        let from_h = n - from_x;
+        if let (Some(h), true) = (head, from_h > 0) {
+            self.copy_frames(h, nh - from_h, &mut out, 0, from_h)?;
+        }
+        self.copy_frames(x, d.t - from_x, &mut out, from_h, from_x)?;
+        Ok(out)
+    }
+
+    fn repeat_first(&mut self, x: &Act<CudaSlice<f32>>, n: usize) -> Result<Act<CudaSlice<f32>>> {
+        let mut out = self.act(Dims { t: n, ..x.dims })?;
+        for i in 0..n {
+            self.copy_frames(x, 0, &mut out, i, 1)?;
+        }
+        Ok(out)
+    }
+
+    fn group_norm(
+        &mut self,
+        x: &Act<CudaSlice<f32>>,
+        nw: &NormWeights<CudaSlice<f32>>,
+        silu: bool,
+    ) -> Result<Act<CudaSlice<f32>>> {
+        let d = x.dims;
+        if d.c != nw.c || !d.c.is_multiple_of(NORM_GROUPS) {
+            return Err(Error::Shape(format!(
+                "GroupNorm of {} channels given {d:?}",
+                nw.c
+            )));
+        }
+        let per = d.c / NORM_GROUPS;
+        let mut acc = self
+            .stream
+            .alloc_zeros::<f64>(2 * d.t * NORM_GROUPS)
+            .map_err(driver("GroupNorm sums"))?;
+        let values = per * d.plane();
+        let splits = values.div_ceil(256 * 64).clamp(1, 256) as u32;
+        let (t, p, per_i, g) = (d.t as i32, d.plane() as i32, per as i32, NORM_GROUPS as i32);
+        let mut b = self.stream.launch_builder(&self.k.gn_sums);
+        b.arg(&x.buf)
+            .arg(&t)
+            .arg(&p)
+            .arg(&per_i)
+            .arg(&g)
+            .arg(&mut acc);
+        let cfg = LaunchConfig {
+            grid_dim: ((d.t * NORM_GROUPS) as u32, splits, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: arguments as gn_sums declares; 256 threads, as its shared arrays assume.
+        unsafe { b.launch(cfg) }.map_err(driver("gn_sums"))?;
+        let mut y = self.act(d)?;
+        let (c, eps, silu) = (d.c as i32, NORM_EPS, silu as i32);
+        let n = d.count()?;
+        let f = self.k.gn_apply.clone();
+        launch!(
+            self, &f, n, &x.buf, &mut y.buf, &nw.gamma, &nw.beta, &acc, &c, &t, &p, &per_i, &g,
+            &eps, &silu
+        )?;
+        Ok(y)
+    }
+
+    fn add(&mut self, a: &mut Act<CudaSlice<f32>>, b: &Act<CudaSlice<f32>>) -> Result<()> {
+        if a.dims != b.dims {
+            return Err(Error::Shape(format!("adding {:?} to {:?}", b.dims, a.dims)));
+        }
+        let n = a.dims.count()?;
+        let n64 = n as i64;
+        let f = self.k.add_into.clone();
+        launch!(self, &f, n, &mut a.buf, &b.buf, &n64)
+    }
+
+    fn shuffle(
+        &mut self,
+        u: &Act<CudaSlice<f32>>,
+        c: usize,
+        temporal: bool,
+        drop_sub1: bool,
+    ) -> Result<Act<CudaSlice<f32>>> {
+        let z = if temporal { 2 } else { 1 };
+        let d = u.dims;
+        if d.c != c * 4 * z {
+            return Err(Error::Shape(format!("shuffle to {c} channels given {d:?}")));
+        }
+        let drop = drop_sub1 && d.t * z >= 2;
+        let out_dims = Dims::new(c, d.t * z - drop as usize, 2 * d.h, 2 * d.w);
+        let mut out = self.act(out_dims)?;
+        let (ci, t, h, w, zi, dr) = (
+            c as i32,
+            d.t as i32,
+            d.h as i32,
+            d.w as i32,
+            z as i32,
+            drop as i32,
+        );
+        let n = out_dims.count()?;
+        let f = self.k.shuffle.clone();
+        launch!(self, &f, n, &u.buf, &mut out.buf, &ci, &t, &h, &w, &zi, &dr)?;
+        Ok(out)
+    }
+
+    fn attention(
+        &mut self,
+        x: &Act<CudaSlice<f32>>,
+        a: &AttnWeights<CudaSlice<f32>>,
+    ) -> Result<Act<CudaSlice<f32>>> {
+        let d = x.dims;
+        let c = a.c;
+        if d.c != c {
+            return Err(Error::Shape(format!(
+                "attention of {c} channels given {d:?}"
+            )));
+        }
+        let nrm = self.group_norm(x, &a.norm, false)?;
+        let p = d.plane();
+        let mut out = self.act(d)?;
+        self.copy_frames(x, 0, &mut out, 0, d.t)?;
+        // Per frame, column-major views: the frame's tokens are the P×C matrix at `frame`
+        // (ld T·P); projections Q, K, V, the mix and the output are P×C (ld P); scores come in
+        // blocks of queries, keys contiguous for the softmax.
+        let q = self.alloc(p * c)?;
+        let k = self.alloc(p * c)?;
+        let v = self.alloc(p * c)?;
+        let mixed = self.alloc(p * c)?;
+        let o = self.alloc(p * c)?;
+        let block = (256usize << 20) / (4 * p).max(1);
+        let qb = block.clamp(1, p);
+        let mut scores = self.alloc(p * qb)?;
+        let scale = 1.0 / (c as f32).sqrt();
+        let (ci, pi) = (c as i32, p as i32);
+        for t in 0..d.t {
+            let frame = self.ptr(&nrm.buf) + (t * p * 4) as u64;
+            for (wb, dst) in [(&a.q, &q), (&a.k, &k), (&a.v, &v)] {
+                self.gemm(
+                    false,
+                    false,
+                    p,
+                    c,
+                    c,
+                    frame,
+                    d.t * p,
+                    self.ptr(&wb.0),
+                    c,
+                    self.ptr(dst),
+                    p,
+                )?;
+                let f = self.k.add_bias_rows.clone();
+                let dst_ptr = self.ptr(dst);
+                launch!(self, &f, p * c, &dst_ptr, &wb.1, &ci, &pi)?;
+            }
+            for q0 in (0..p).step_by(qb) {
+                let nq = qb.min(p - q0);
+                let (kp, qp, sp, vp) = (
+                    self.ptr(&k),
+                    self.ptr(&q) + (q0 * 4) as u64,
+                    self.ptr(&scores),
+                    self.ptr(&v),
+                );
+                // Keys × queries of this block: S'(j, i) = Σ_c K(j, c) Q(q0 + i, c).
+                self.gemm(false, true, p, nq, c, kp, p, qp, p, sp, p)?;
+                let cols = nq as i32;
+                let mut b = self.stream.launch_builder(&self.k.softmax_columns);
+                b.arg(&mut scores).arg(&pi).arg(&cols).arg(&scale);
+                let cfg = LaunchConfig {
+                    grid_dim: (nq as u32, 1, 1),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                // SAFETY: as softmax_columns declares; 256 threads for its shared arrays.
+                unsafe { b.launch(cfg) }.map_err(driver("softmax"))?;
+                // Mixed rows q0.. : A(i, c) = Σ_j S'(j, i) V(j, c).
+                let mp = self.ptr(&mixed) + (q0 * 4) as u64;
+                self.gemm(true, false, nq, c, p, sp, p, vp, p, mp, p)?;
+            }
+            self.gemm(
+                false,
+                false,
+                p,
+                c,
+                c,
+                self.ptr(&mixed),
+                p,
+                self.ptr(&a.o.0),
+                c,
+                self.ptr(&o),
+                p,
+            )?;
+            let (ti, tt) = (t as i32, d.t as i32);
+            let f = self.k.attn_residual.clone();
+            launch!(
+                self,
+                &f,
+                p * c,
+                &mut out.buf,
+                &o,
+                &a.o.1,
+                &ci,
+                &tt,
+                &ti,
+                &pi
+            )?;
+        }
+        Ok(out)
+    }
+
+    fn frames(
+        &mut self,
+        x: &Act<CudaSlice<f32>>,
+        t0: usize,
+        t1: usize,
+    ) -> Result<Act<CudaSlice<f32>>> {
+        if t0 >= t1 || t1 > x.dims.t {
+            return Err(Error::Shape(format!("frames {t0}..{t1} of {:?}", x.dims)));
+        }
+        let mut out = self.act(Dims {
+            t: t1 - t0,
+            ..x.dims
+        })?;
+        self.copy_frames(x, t0, &mut out, 0, t1 - t0)?;
+        Ok(out)
+    }
+
+    fn concat(&mut self, parts: &[Act<CudaSlice<f32>>]) -> Result<Act<CudaSlice<f32>>> {
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::Shape("nothing to join".into()))?
+            .dims;
+        if parts
+            .iter()
+            .any(|a| (a.dims.c, a.dims.h, a.dims.w) != (first.c, first.h, first.w))
+        {
+            return Err(Error::Shape(
+                "joining activations of different extents".into(),
+            ));
+        }
+        let t = parts.iter().map(|a| a.dims.t).sum();
+        let mut out = self.act(Dims { t, ..first })?;
+        let mut at = 0;
+        for a in parts {
+            self.copy_frames(a, 0, &mut out, at, a.dims.t)?;
+            at += a.dims.t;
+        }
+        Ok(out)
+    }
+
+    fn channels(&mut self, x: &Act<CudaSlice<f32>>, n: usize) -> Result<Act<CudaSlice<f32>>> {
+        let d = x.dims;
+        if n > d.c {
+            return Err(Error::Shape(format!("{n} channels of {d:?}")));
+        }
+        let dims = Dims { c: n, ..d };
+        let mut out = self.act(dims)?;
+        let len = dims.count()?;
+        self.stream
+            .memcpy_dtod(&x.buf.slice(..len), &mut out.buf)
+            .map_err(driver("copy channels"))?;
+        Ok(out)
+    }
+}
+
+/// The folders the `nvidia-*` wheels put their libraries in under a site-packages folder.
+pub fn wheel_lib_dirs(site_packages: &Path) -> Vec<PathBuf> {
+    let sub = if cfg!(windows) { "bin" } else { "lib" };
+    let Ok(rd) = std::fs::read_dir(site_packages.join("nvidia")) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path().join(sub))
+        .filter(|d| d.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
