@@ -2,13 +2,14 @@
 //!
 //! `exec check FIXTURES` — the tiny fixture's decoder and encoder on the CUDA device against the
 //! reference device and the original module's goldens (one call, chunks, frame groups); exit 1
-//! on a miss. `exec time WEIGHTS H W T [GROUP]` — decode a seeded latent `[16, T, H/8, W/8]`
+//! on a miss (fp32 storage within 1e-5, fp16 within 3e-3). `exec time WEIGHTS H W T [GROUP]` (fp16
+//! storage; `time32`: fp32) — decode a seeded latent `[16, T, H/8, W/8]`
 //! (VAE space) in chunks of one latent frame, the tail in groups of GROUP frames; prints the
 //! time per output frame and the device's peak memory.
 //!
 //! Library folders: `$SEEDVAE_SITE_PACKAGES` (its `nvidia/*/lib`), kernel cache `$SEEDVAE_KERNELS`.
 
-use seedvae_exec::{Cuda, CudaOptions, Device, Dims, Reference, Vae};
+use seedvae_exec::{Cuda, CudaOptions, Device, Dims, Elem, Reference, Vae};
 use seedvae_weights::{Part, WeightFile};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -85,12 +86,15 @@ fn run<D: Device>(
 /// patterns to run (empty: one call; `[1]`: one frame at a time).
 type Case = (String, PathBuf, PathBuf, Vec<&'static str>, Vec<Vec<usize>>);
 
-fn check(dir: &Path) -> bool {
+/// The CUDA device storing `E` against the reference device and the goldens, within `bound`.
+fn check<E: Elem>(dir: &Path, bound: f64) -> bool {
     let w = WeightFile::open(dir.join("weights.safetensors")).unwrap();
-    let mut cuda = Cuda::open(&options()).unwrap_or_else(|e| panic!("CUDA device: {e}"));
+    let mut cuda = Cuda::<E>::open(&options()).unwrap_or_else(|e| panic!("CUDA device: {e}"));
     println!(
-        "GPU: {} (compute capability {:?})",
-        cuda.name, cuda.compute_capability
+        "GPU: {} (compute capability {:?}), storage {}, bound {bound:.0e}",
+        cuda.name,
+        cuda.compute_capability,
+        E::NAME
     );
     let mut reference = Reference::default();
     let mut ok = true;
@@ -134,7 +138,7 @@ fn check(dir: &Path) -> bool {
                 for groups in [None, Some(1)] {
                     let got = run(&gpu, &mut cuda, &x, d, &sizes, groups);
                     let (e_ref, e_gold) = (rel(&got, &want), rel(&got, &g));
-                    let pass = e_ref <= 1e-5 && e_gold <= 1e-5;
+                    let pass = e_ref <= bound && e_gold <= bound;
                     ok &= pass;
                     println!(
                         "{name} chunks {sizes:?} groups {groups:?}: vs reference {e_ref:.2e}, vs golden {e_gold:.2e} {}",
@@ -147,7 +151,166 @@ fn check(dir: &Path) -> bool {
     ok
 }
 
-fn time(weights: &Path, h: usize, w: usize, t: usize, group: Option<usize>) {
+/// Every device function on a seeded random input, on the CUDA device storing `E` and on the
+/// reference device: the relative L2 of each (a NaN or a miss names the function).
+fn ops<E: Elem>() -> bool {
+    use seedvae_exec::{AttnWeights, ConvWeights, NormWeights, Pad};
+    let mut g = Reference::default();
+    let mut c = Cuda::<E>::open(&options()).unwrap_or_else(|e| panic!("CUDA device: {e}"));
+    let mut rng = seedvae_weights::synth::Rng::new(11);
+    let mut rand = |n: usize, scale: f32| {
+        let mut v = vec![0f32; n];
+        rng.fill_normal(&mut v);
+        v.iter_mut().for_each(|x| *x *= scale);
+        v
+    };
+    let d = Dims::new(64, 3, 10, 12);
+    let x = rand(d.count().unwrap(), 1.0);
+    let head = rand(64 * 2 * 120, 1.0);
+    let conv = |cin: usize,
+                cout: usize,
+                kt: usize,
+                ks: usize,
+                rand: &mut dyn FnMut(usize, f32) -> Vec<f32>| {
+        let s = 1.0 / ((cin * kt * ks * ks) as f32).sqrt();
+        (
+            rand(cout * cin * kt * ks * ks, s),
+            rand(cout, 0.1),
+            cin,
+            cout,
+            kt,
+            ks,
+        )
+    };
+    let w3 = conv(64, 32, 3, 3, &mut rand);
+    let w1 = conv(64, 128, 1, 1, &mut rand);
+    let gamma = rand(64, 1.0);
+    let beta = rand(64, 0.5);
+    let lin: Vec<(Vec<f32>, Vec<f32>)> = (0..4)
+        .map(|_| (rand(64 * 64, 0.125), rand(64, 0.1)))
+        .collect();
+    let tol = if E::NAME == "f16" { 3e-3 } else { 1e-5 };
+    let mut ok = true;
+    macro_rules! both {
+        ($name:expr, |$dev:ident| $body:expr) => {{
+            let want = {
+                let $dev = &mut g;
+                $body
+            };
+            let got = {
+                let $dev = &mut c;
+                $body
+            };
+            let e = rel(&got, &want);
+            let pass = e <= tol;
+            ok &= pass;
+            println!(
+                "{} {:<28} rel L2 {e:.2e} {}",
+                E::NAME,
+                $name,
+                if pass { "ok" } else { "FAIL" }
+            );
+        }};
+    }
+    fn cw<D: Device>(
+        dev: &mut D,
+        w: &(Vec<f32>, Vec<f32>, usize, usize, usize, usize),
+    ) -> ConvWeights<D::Buf> {
+        ConvWeights {
+            w: dev.constant(&w.0).unwrap(),
+            b: dev.constant(&w.1).unwrap(),
+            cin: w.2,
+            cout: w.3,
+            kt: w.4,
+            ks: w.5,
+        }
+    }
+    both!("upload, download", |dev| {
+        let a = dev.upload(&x, d).unwrap();
+        dev.download(&a).unwrap()
+    });
+    both!("frames (a copy)", |dev| {
+        let a = dev.upload(&x, d).unwrap();
+        let f = dev.frames(&a, 0, 3).unwrap();
+        dev.download(&f).unwrap()
+    });
+    both!("conv 3x3x3 with head", |dev| {
+        let a = dev.upload(&x, d).unwrap();
+        let h = dev.upload(&head, Dims { t: 2, ..d }).unwrap();
+        let w = cw(dev, &w3);
+        let y = dev.conv(&a, Some(&h), &w, 1, Pad::Same).unwrap();
+        dev.download(&y).unwrap()
+    });
+    both!("conv 1x1x1", |dev| {
+        let a = dev.upload(&x, d).unwrap();
+        let w = cw(dev, &w1);
+        let y = dev.conv(&a, None, &w, 1, Pad::Same).unwrap();
+        dev.download(&y).unwrap()
+    });
+    both!("conv stride 2, right/bottom pad", |dev| {
+        let a = dev.upload(&x, d).unwrap();
+        let h = dev.upload(&head, Dims { t: 2, ..d }).unwrap();
+        let w = cw(dev, &w3);
+        let y = dev.conv(&a, Some(&h), &w, 2, Pad::RightBottom).unwrap();
+        dev.download(&y).unwrap()
+    });
+    both!("group norm + silu", |dev| {
+        let a = dev.upload(&x, d).unwrap();
+        let n = NormWeights {
+            gamma: dev.constant(&gamma).unwrap(),
+            beta: dev.constant(&beta).unwrap(),
+            c: 64,
+        };
+        let y = dev.group_norm(&a, &n, true).unwrap();
+        dev.download(&y).unwrap()
+    });
+    both!("add", |dev| {
+        let mut a = dev.upload(&x, d).unwrap();
+        let b = dev.upload(&x, d).unwrap();
+        dev.add(&mut a, &b).unwrap();
+        dev.download(&a).unwrap()
+    });
+    both!("shuffle temporal, drop", |dev| {
+        let a = dev.upload(&x, d).unwrap();
+        let y = dev.shuffle(&a, 8, true, true).unwrap();
+        dev.download(&y).unwrap()
+    });
+    both!("tail / repeat / frames / concat", |dev| {
+        let a = dev.upload(&x, d).unwrap();
+        let h = dev.upload(&head, Dims { t: 2, ..d }).unwrap();
+        let t = dev.tail(&a, Some(&h), 2).unwrap();
+        let r = dev.repeat_first(&a, 2).unwrap();
+        let f = dev.frames(&a, 1, 3).unwrap();
+        let j = dev.concat(&[t, r, f]).unwrap();
+        dev.download(&j).unwrap()
+    });
+    both!("attention", |dev| {
+        let a = dev.upload(&x, d).unwrap();
+        let lw: Vec<_> = lin
+            .iter()
+            .map(|(w, b)| (dev.constant(w).unwrap(), dev.constant(b).unwrap()))
+            .collect();
+        let mut lw = lw.into_iter();
+        let norm = NormWeights {
+            gamma: dev.constant(&gamma).unwrap(),
+            beta: dev.constant(&beta).unwrap(),
+            c: 64,
+        };
+        let at = AttnWeights {
+            norm,
+            q: lw.next().unwrap(),
+            k: lw.next().unwrap(),
+            v: lw.next().unwrap(),
+            o: lw.next().unwrap(),
+            c: 64,
+        };
+        let y = dev.attention(&a, &at).unwrap();
+        dev.download(&y).unwrap()
+    });
+    ok
+}
+
+fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, group: Option<usize>) {
     if !weights.exists() {
         // Full-size random weights (fp16, as the real checkpoint), as `seedvae synth` writes them.
         let opts = seedvae_weights::synth::SynthOptions {
@@ -159,7 +322,7 @@ fn time(weights: &Path, h: usize, w: usize, t: usize, group: Option<usize>) {
         seedvae_weights::synth::synth(weights, &opts, |_, _| {}).unwrap();
     }
     let wf = WeightFile::open(weights).unwrap();
-    let mut cuda = Cuda::open(&options()).unwrap_or_else(|e| panic!("CUDA device: {e}"));
+    let mut cuda = Cuda::<E>::open(&options()).unwrap_or_else(|e| panic!("CUDA device: {e}"));
     let vae = Vae::load(&wf, Part::Decoder, &mut cuda).unwrap();
     let d = Dims::new(16, t, h / 8, w / 8);
     let mut rng = seedvae_weights::synth::Rng::new(3);
@@ -187,7 +350,8 @@ fn time(weights: &Path, h: usize, w: usize, t: usize, group: Option<usize>) {
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "decode {w}x{h}, {t} latent frames -> {out_frames} frames, groups {group:?}: {secs:.2} s, {:.1} ms/frame",
+        "decode {w}x{h}, {t} latent frames -> {out_frames} frames, {} storage, groups {group:?}: {secs:.2} s, {:.1} ms/frame",
+        E::NAME,
         1e3 * secs / out_frames as f64
     );
 }
@@ -195,20 +359,38 @@ fn time(weights: &Path, h: usize, w: usize, t: usize, group: Option<usize>) {
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     match a.get(1).map(String::as_str) {
-        Some("check") => {
-            if !check(Path::new(&a[2])) {
+        Some("ops") => {
+            // fp16 first: a device opened after another one was dropped must work too.
+            let b = ops::<half::f16>();
+            let a = ops::<f32>();
+            if !(a && b) {
                 std::process::exit(1);
             }
         }
-        Some("time") => time(
-            Path::new(&a[2]),
-            a[3].parse().unwrap(),
-            a[4].parse().unwrap(),
-            a[5].parse().unwrap(),
-            a.get(6).map(|g| g.parse().unwrap()),
-        ),
+        Some("check") => {
+            // fp32 to the reference's precision; fp16 to the selftest's fp16 bound.
+            let f32_ok = check::<f32>(Path::new(&a[2]), 1e-5);
+            let f16_ok = check::<half::f16>(Path::new(&a[2]), 3e-3);
+            if !(f32_ok && f16_ok) {
+                std::process::exit(1);
+            }
+        }
+        Some(p @ ("time" | "time32")) => {
+            let args = (
+                Path::new(&a[2]),
+                a[3].parse().unwrap(),
+                a[4].parse().unwrap(),
+                a[5].parse().unwrap(),
+                a.get(6).map(|g| g.parse().unwrap()),
+            );
+            if p == "time" {
+                time::<half::f16>(args.0, args.1, args.2, args.3, args.4)
+            } else {
+                time::<f32>(args.0, args.1, args.2, args.3, args.4)
+            }
+        }
         _ => {
-            eprintln!("usage: exec check FIXTURES | exec time WEIGHTS H W T [GROUP]");
+            eprintln!("usage: exec check FIXTURES | exec time|time32 WEIGHTS H W T [GROUP]");
             std::process::exit(2);
         }
     }

@@ -185,6 +185,9 @@ pub struct FwdAlgoPerf {
 }
 
 pub const CUDNN_DATA_FLOAT: c_int = 0;
+pub const CUDNN_DATA_HALF: c_int = 2;
+/// Tensor cores for half precision (fp32 accumulation through the conv's compute type).
+pub const CUDNN_TENSOR_OP_MATH: c_int = 1;
 pub const CUDNN_TENSOR_NCHW: c_int = 0;
 pub const CUDNN_CROSS_CORRELATION: c_int = 1;
 /// FMA kernels only: fp32 convolutions stay fp32 (no TF32).
@@ -287,6 +290,12 @@ impl Cudnn {
 }
 
 pub const CUBLAS_OP_N: c_int = 0;
+/// cudaDataType: 32-bit and 16-bit floats.
+pub const CUDA_R_32F: c_int = 0;
+pub const CUDA_R_16F: c_int = 2;
+/// fp32 accumulation, no TF32.
+pub const CUBLAS_COMPUTE_32F: c_int = 68;
+pub const CUBLAS_GEMM_DEFAULT: c_int = -1;
 pub const CUBLAS_OP_T: c_int = 1;
 
 /// cuBLAS: the attention's matrix products.
@@ -295,20 +304,25 @@ pub struct Cublas {
     pub path: PathBuf,
     pub create: unsafe extern "C" fn(*mut Handle) -> c_int,
     pub set_stream: unsafe extern "C" fn(Handle, *mut c_void) -> c_int,
-    pub sgemm: unsafe extern "C" fn(
+    pub gemm_ex: unsafe extern "C" fn(
         Handle,
         c_int,
         c_int,
         c_int,
         c_int,
         c_int,
-        *const f32,
-        *const f32,
+        *const c_void,
+        *const c_void,
         c_int,
-        *const f32,
         c_int,
-        *const f32,
-        *mut f32,
+        *const c_void,
+        c_int,
+        c_int,
+        *const c_void,
+        *mut c_void,
+        c_int,
+        c_int,
+        c_int,
         c_int,
     ) -> c_int,
 }
@@ -320,7 +334,7 @@ impl Cublas {
         Ok(Cublas {
             create: sym(&lib, p, "cublasCreate_v2")?,
             set_stream: sym(&lib, p, "cublasSetStream_v2")?,
-            sgemm: sym(&lib, p, "cublasSgemm_v2")?,
+            gemm_ex: sym(&lib, p, "cublasGemmEx")?,
             path,
             _lib: lib,
         })

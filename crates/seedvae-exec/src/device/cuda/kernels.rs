@@ -43,6 +43,7 @@ impl Kernels {
         ctx: &Arc<CudaContext>,
         nvrtc: &Nvrtc,
         (major, minor): (i32, i32),
+        elem: &str,
         cache: Option<&Path>,
     ) -> Result<Kernels> {
         let arch = format!("sm_{major}{minor}");
@@ -73,7 +74,7 @@ impl Kernels {
             .map_err(|e| Error::Device(format!("loading seedvae's kernels for {arch}: {e}")))?;
         let f = |name: &str| {
             module
-                .load_function(name)
+                .load_function(&format!("{name}_{elem}"))
                 .map_err(|e| Error::Device(format!("seedvae's kernel {name}: {e}")))
         };
         Ok(Kernels {

@@ -1,8 +1,9 @@
 //! The CUDA device: the layers on an NVIDIA GPU — convolutions through cuDNN (its fastest
 //! algorithm found once per shape and kept), the attention's products through cuBLAS, the rest
 //! as seedvae's own kernels (`kernels/vae.cu`, compiled by NVRTC for this GPU at first use and
-//! cached). f32 activations `[C, T, H, W]` as on the reference device, fp32 arithmetic without
-//! TF32: this first form is held to the reference; half precision and channels-last come next.
+//! cached). Activations `[C, T, H, W]` as on the reference device, stored as the element `E`:
+//! `f32` (fp32 arithmetic without TF32: held to the reference device) or `half::f16` (tensor
+//! cores, fp32 accumulation, GroupNorm statistics in f64, softmax in f32).
 //!
 //! The CUDA driver comes through cudarc (loaded at run time); NVRTC, cuDNN and cuBLAS through
 //! [`ffi`] from the folders the caller names (the `nvidia-*` wheels) or the system's search.
@@ -28,6 +29,54 @@ pub struct CudaOptions {
     pub kernel_cache: Option<PathBuf>,
 }
 
+/// How activations are stored on the GPU.
+pub trait Elem:
+    cudarc::driver::DeviceRepr
+    + cudarc::driver::ValidAsZeroBits
+    + Copy
+    + Default
+    + Send
+    + Sync
+    + Unpin
+    + 'static
+{
+    /// The kernels' suffix in kernels/vae.cu.
+    const NAME: &'static str;
+    /// cuDNN's and cuBLAS's codes for it.
+    const CUDNN: i32;
+    const CUDA_R: i32;
+    /// cuDNN's math: FMA for f32 (no TF32), tensor cores for f16.
+    const MATH: i32;
+    fn of(v: f32) -> Self;
+    fn f32(self) -> f32;
+}
+
+impl Elem for f32 {
+    const NAME: &'static str = "f32";
+    const CUDNN: i32 = ffi::CUDNN_DATA_FLOAT;
+    const CUDA_R: i32 = ffi::CUDA_R_32F;
+    const MATH: i32 = ffi::CUDNN_FMA_MATH;
+    fn of(v: f32) -> f32 {
+        v
+    }
+    fn f32(self) -> f32 {
+        self
+    }
+}
+
+impl Elem for half::f16 {
+    const NAME: &'static str = "f16";
+    const CUDNN: i32 = ffi::CUDNN_DATA_HALF;
+    const CUDA_R: i32 = ffi::CUDA_R_16F;
+    const MATH: i32 = ffi::CUDNN_TENSOR_OP_MATH;
+    fn of(v: f32) -> half::f16 {
+        half::f16::from_f32(v)
+    }
+    fn f32(self) -> f32 {
+        self.to_f32()
+    }
+}
+
 /// A conv's cuDNN descriptors and chosen algorithm, for one input shape.
 struct ConvPlan {
     x: ffi::Desc,
@@ -41,8 +90,8 @@ struct ConvPlan {
 
 type ConvKey = (usize, usize, usize, usize, usize, usize, usize, usize, bool);
 
-/// GPU 0.
-pub struct Cuda {
+/// GPU 0, activations stored as `E`.
+pub struct Cuda<E: Elem = f32> {
     /// Kept for the stream, kernels and buffers made in it.
     _ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
@@ -53,6 +102,7 @@ pub struct Cuda {
     k: kernels::Kernels,
     plans: HashMap<ConvKey, ConvPlan>,
     workspace: Option<CudaSlice<u8>>,
+    _elem: std::marker::PhantomData<E>,
     /// The GPU's name and compute capability.
     pub name: String,
     pub compute_capability: (i32, i32),
@@ -61,7 +111,7 @@ pub struct Cuda {
 // SAFETY: the cuDNN and cuBLAS handles and descriptors are used only through `&mut self`, one
 // thread at a time (NVIDIA: a handle may move between threads; it must not be used by two at
 // once); the driver objects are cudarc's `Send` types.
-unsafe impl Send for Cuda {}
+unsafe impl<E: Elem> Send for Cuda<E> {}
 
 fn driver(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {
     move |e| Error::Device(format!("CUDA {what}: {e}"))
@@ -78,6 +128,17 @@ macro_rules! launch {
     }};
 }
 
+/// GPU 0's primary context, retained once for the process: a cudarc context dropped releases the
+/// primary context while it stays current on the thread, and a device opened after it then
+/// computed garbage without an error (seen on the H200: the second device of a process).
+fn gpu0() -> Result<Arc<CudaContext>> {
+    static CTX: std::sync::OnceLock<std::result::Result<Arc<CudaContext>, String>> =
+        std::sync::OnceLock::new();
+    CTX.get_or_init(|| CudaContext::new(0).map_err(|e| format!("CUDA: open GPU 0: {e}")))
+        .clone()
+        .map_err(Error::Device)
+}
+
 /// A grid-stride launch over `n` elements.
 fn grid(n: usize) -> LaunchConfig {
     let blocks = n.div_ceil(256).clamp(1, 65535 * 8) as u32;
@@ -88,7 +149,7 @@ fn grid(n: usize) -> LaunchConfig {
     }
 }
 
-impl Cuda {
+impl<E: Elem> Cuda<E> {
     /// Open GPU 0: the driver, NVRTC (the kernels compiled or read from the cache), cuDNN and
     /// cuBLAS on one stream. Every failure is an error saying what is missing.
     pub fn open(o: &CudaOptions) -> Result<Cuda> {
@@ -98,14 +159,14 @@ impl Cuda {
                 "no NVIDIA driver found (libcuda / nvcuda.dll is not installed)".into(),
             ));
         }
-        let ctx = CudaContext::new(0).map_err(driver("open GPU 0"))?;
+        let ctx = gpu0()?;
         let stream = ctx.default_stream();
         let cc = ctx
             .compute_capability()
             .map_err(driver("compute capability"))?;
         let name = ctx.name().unwrap_or_else(|_| "GPU 0".into());
         let nvrtc = ffi::Nvrtc::open(&o.lib_dirs)?;
-        let k = kernels::Kernels::load(&ctx, &nvrtc, cc, o.kernel_cache.as_deref())?;
+        let k = kernels::Kernels::load(&ctx, &nvrtc, cc, E::NAME, o.kernel_cache.as_deref())?;
         let cudnn = ffi::Cudnn::open(&o.lib_dirs)?;
         let cublas = ffi::Cublas::open(&o.lib_dirs)?;
         let raw_stream = stream.cu_stream() as *mut c_void;
@@ -142,27 +203,28 @@ impl Cuda {
             k,
             plans: HashMap::new(),
             workspace: None,
+            _elem: std::marker::PhantomData,
             name,
             compute_capability: cc,
         })
     }
 
-    fn alloc(&self, n: usize) -> Result<CudaSlice<f32>> {
-        self.stream.alloc_zeros::<f32>(n.max(1)).map_err(|e| {
+    fn alloc<T: Elem>(&self, n: usize) -> Result<CudaSlice<T>> {
+        self.stream.alloc_zeros::<T>(n.max(1)).map_err(|e| {
             Error::Device(format!(
                 "cannot allocate {} MB on the GPU: {e}",
-                (n * 4) >> 20
+                (n * std::mem::size_of::<T>()) >> 20
             ))
         })
     }
 
-    fn ptr(&self, b: &CudaSlice<f32>) -> u64 {
+    fn ptr<T: Elem>(&self, b: &CudaSlice<T>) -> u64 {
         b.device_ptr(&self.stream).0
     }
 
-    fn act(&self, dims: Dims) -> Result<Act<CudaSlice<f32>>> {
+    fn act(&self, dims: Dims) -> Result<Act<CudaSlice<E>>> {
         Ok(Act {
-            buf: self.alloc(dims.count()?)?,
+            buf: self.alloc::<E>(dims.count()?)?,
             dims,
         })
     }
@@ -170,9 +232,9 @@ impl Cuda {
     /// Frames `[t0, t0 + n)` of `src` into frames `[d0, …)` of `dst` (same channels and size).
     fn copy_frames(
         &self,
-        src: &Act<CudaSlice<f32>>,
+        src: &Act<CudaSlice<E>>,
         t0: usize,
-        dst: &mut Act<CudaSlice<f32>>,
+        dst: &mut Act<CudaSlice<E>>,
         d0: usize,
         n: usize,
     ) -> Result<()> {
@@ -204,7 +266,7 @@ impl Cuda {
     fn plan(
         &mut self,
         x: Dims,
-        w: &ConvWeights<CudaSlice<f32>>,
+        w: &ConvWeights<CudaSlice<E>>,
         st: usize,
         ss: usize,
         p: usize,
@@ -242,7 +304,7 @@ impl Cuda {
             c.check(
                 (c.set_tensor_nd)(
                     xdesc,
-                    ffi::CUDNN_DATA_FLOAT,
+                    E::CUDNN,
                     5,
                     i32s(&xd).as_ptr(),
                     strides(&xd).as_ptr(),
@@ -253,7 +315,7 @@ impl Cuda {
             c.check(
                 (c.set_tensor_nd)(
                     ydesc,
-                    ffi::CUDNN_DATA_FLOAT,
+                    E::CUDNN,
                     5,
                     i32s(&yd).as_ptr(),
                     strides(&yd).as_ptr(),
@@ -264,7 +326,7 @@ impl Cuda {
             c.check(
                 (c.set_filter_nd)(
                     wdesc,
-                    ffi::CUDNN_DATA_FLOAT,
+                    E::CUDNN,
                     ffi::CUDNN_TENSOR_NCHW,
                     5,
                     i32s(&wd).as_ptr(),
@@ -287,10 +349,7 @@ impl Cuda {
                 ),
                 "conv descriptor",
             )?;
-            c.check(
-                (c.set_conv_math)(cdesc, ffi::CUDNN_FMA_MATH),
-                "conv math type",
-            )?;
+            c.check((c.set_conv_math)(cdesc, E::MATH), "conv math type")?;
         }
         let mut found = [ffi::FwdAlgoPerf::default(); 8];
         let mut n = 0;
@@ -349,7 +408,8 @@ impl Cuda {
         Ok(key)
     }
 
-    /// cuBLAS `C = op(A)·op(B)` (column-major, f32, no TF32) on raw device pointers.
+    /// cuBLAS `C = op(A)·op(B)` (column-major; A and B stored as `E`, C as `c_type`; fp32
+    /// accumulation, no TF32) on raw device pointers.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         &self,
@@ -364,6 +424,7 @@ impl Cuda {
         ldb: usize,
         c: u64,
         ldc: usize,
+        c_type: i32,
     ) -> Result<()> {
         let (one, zero) = (1f32, 0f32);
         let op = |t| {
@@ -376,24 +437,29 @@ impl Cuda {
         // SAFETY: the pointers address buffers of at least the stated matrix extents.
         ffi::Cublas::check(
             unsafe {
-                (self.cublas.sgemm)(
+                (self.cublas.gemm_ex)(
                     self.cublas_handle,
                     op(ta),
                     op(tb),
                     m as i32,
                     n as i32,
                     k as i32,
-                    &one,
-                    a as *const f32,
+                    &one as *const f32 as *const c_void,
+                    a as *const c_void,
+                    E::CUDA_R,
                     lda as i32,
-                    b as *const f32,
+                    b as *const c_void,
+                    E::CUDA_R,
                     ldb as i32,
-                    &zero,
-                    c as *mut f32,
+                    &zero as *const f32 as *const c_void,
+                    c as *mut c_void,
+                    c_type,
                     ldc as i32,
+                    ffi::CUBLAS_COMPUTE_32F,
+                    ffi::CUBLAS_GEMM_DEFAULT,
                 )
             },
-            "sgemm",
+            "GemmEx",
         )
     }
 }
@@ -406,7 +472,7 @@ fn tracing_note(s: &str) {
     }
 }
 
-impl Drop for Cuda {
+impl<E: Elem> Drop for Cuda<E> {
     fn drop(&mut self) {
         let _ = self.stream.synchronize();
         let c = &self.cudnn;
@@ -422,40 +488,43 @@ impl Drop for Cuda {
     }
 }
 
-impl Device for Cuda {
-    type Buf = CudaSlice<f32>;
+impl<E: Elem> Device for Cuda<E> {
+    type Buf = CudaSlice<E>;
 
-    fn constant(&mut self, v: &[f32]) -> Result<CudaSlice<f32>> {
-        self.stream.clone_htod(v).map_err(driver("copy weights"))
+    fn constant(&mut self, v: &[f32]) -> Result<CudaSlice<E>> {
+        let host: Vec<E> = v.iter().map(|&x| E::of(x)).collect();
+        self.stream
+            .clone_htod(&host)
+            .map_err(driver("copy weights"))
     }
 
-    fn upload(&mut self, v: &[f32], dims: Dims) -> Result<Act<CudaSlice<f32>>> {
+    fn upload(&mut self, v: &[f32], dims: Dims) -> Result<Act<CudaSlice<E>>> {
         if v.len() != dims.count()? {
             return Err(Error::Shape(format!(
                 "{} values for an activation {dims:?}",
                 v.len()
             )));
         }
+        let host: Vec<E> = v.iter().map(|&x| E::of(x)).collect();
         Ok(Act {
-            buf: self.stream.clone_htod(v).map_err(driver("upload"))?,
+            buf: self.stream.clone_htod(&host).map_err(driver("upload"))?,
             dims,
         })
     }
 
-    fn download(&mut self, a: &Act<CudaSlice<f32>>) -> Result<Vec<f32>> {
-        let mut v = self.stream.clone_dtoh(&a.buf).map_err(driver("download"))?;
-        v.truncate(a.dims.count()?);
-        Ok(v)
+    fn download(&mut self, a: &Act<CudaSlice<E>>) -> Result<Vec<f32>> {
+        let v = self.stream.clone_dtoh(&a.buf).map_err(driver("download"))?;
+        Ok(v[..a.dims.count()?].iter().map(|x| x.f32()).collect())
     }
 
     fn conv(
         &mut self,
-        x: &Act<CudaSlice<f32>>,
-        head: Option<&Act<CudaSlice<f32>>>,
-        w: &ConvWeights<CudaSlice<f32>>,
+        x: &Act<CudaSlice<E>>,
+        head: Option<&Act<CudaSlice<E>>>,
+        w: &ConvWeights<CudaSlice<E>>,
         st: usize,
         pad: Pad,
-    ) -> Result<Act<CudaSlice<f32>>> {
+    ) -> Result<Act<CudaSlice<E>>> {
         let d = x.dims;
         if d.c != w.cin {
             return Err(Error::Shape(format!(
@@ -556,10 +625,10 @@ impl Device for Cuda {
 
     fn tail(
         &mut self,
-        x: &Act<CudaSlice<f32>>,
-        head: Option<&Act<CudaSlice<f32>>>,
+        x: &Act<CudaSlice<E>>,
+        head: Option<&Act<CudaSlice<E>>>,
         n: usize,
-    ) -> Result<Act<CudaSlice<f32>>> {
+    ) -> Result<Act<CudaSlice<E>>> {
         let d = x.dims;
         let nh = head.map_or(0, |h| h.dims.t);
         if n > nh + d.t {
@@ -576,7 +645,7 @@ impl Device for Cuda {
         Ok(out)
     }
 
-    fn repeat_first(&mut self, x: &Act<CudaSlice<f32>>, n: usize) -> Result<Act<CudaSlice<f32>>> {
+    fn repeat_first(&mut self, x: &Act<CudaSlice<E>>, n: usize) -> Result<Act<CudaSlice<E>>> {
         let mut out = self.act(Dims { t: n, ..x.dims })?;
         for i in 0..n {
             self.copy_frames(x, 0, &mut out, i, 1)?;
@@ -586,10 +655,10 @@ impl Device for Cuda {
 
     fn group_norm(
         &mut self,
-        x: &Act<CudaSlice<f32>>,
-        nw: &NormWeights<CudaSlice<f32>>,
+        x: &Act<CudaSlice<E>>,
+        nw: &NormWeights<CudaSlice<E>>,
         silu: bool,
-    ) -> Result<Act<CudaSlice<f32>>> {
+    ) -> Result<Act<CudaSlice<E>>> {
         let d = x.dims;
         if d.c != nw.c || !d.c.is_multiple_of(NORM_GROUPS) {
             return Err(Error::Shape(format!(
@@ -630,7 +699,7 @@ impl Device for Cuda {
         Ok(y)
     }
 
-    fn add(&mut self, a: &mut Act<CudaSlice<f32>>, b: &Act<CudaSlice<f32>>) -> Result<()> {
+    fn add(&mut self, a: &mut Act<CudaSlice<E>>, b: &Act<CudaSlice<E>>) -> Result<()> {
         if a.dims != b.dims {
             return Err(Error::Shape(format!("adding {:?} to {:?}", b.dims, a.dims)));
         }
@@ -642,11 +711,11 @@ impl Device for Cuda {
 
     fn shuffle(
         &mut self,
-        u: &Act<CudaSlice<f32>>,
+        u: &Act<CudaSlice<E>>,
         c: usize,
         temporal: bool,
         drop_sub1: bool,
-    ) -> Result<Act<CudaSlice<f32>>> {
+    ) -> Result<Act<CudaSlice<E>>> {
         let z = if temporal { 2 } else { 1 };
         let d = u.dims;
         if d.c != c * 4 * z {
@@ -671,9 +740,9 @@ impl Device for Cuda {
 
     fn attention(
         &mut self,
-        x: &Act<CudaSlice<f32>>,
-        a: &AttnWeights<CudaSlice<f32>>,
-    ) -> Result<Act<CudaSlice<f32>>> {
+        x: &Act<CudaSlice<E>>,
+        a: &AttnWeights<CudaSlice<E>>,
+    ) -> Result<Act<CudaSlice<E>>> {
         let d = x.dims;
         let c = a.c;
         if d.c != c {
@@ -688,18 +757,21 @@ impl Device for Cuda {
         // Per frame, column-major views: the frame's tokens are the P×C matrix at `frame`
         // (ld T·P); projections Q, K, V, the mix and the output are P×C (ld P); scores come in
         // blocks of queries, keys contiguous for the softmax.
-        let q = self.alloc(p * c)?;
-        let k = self.alloc(p * c)?;
-        let v = self.alloc(p * c)?;
-        let mixed = self.alloc(p * c)?;
-        let o = self.alloc(p * c)?;
+        let q = self.alloc::<E>(p * c)?;
+        let k = self.alloc::<E>(p * c)?;
+        let v = self.alloc::<E>(p * c)?;
+        let mixed = self.alloc::<E>(p * c)?;
+        let o = self.alloc::<E>(p * c)?;
+        // Score blocks of at most 256 MB (f32) over the whole frame's keys.
         let block = (256usize << 20) / (4 * p).max(1);
         let qb = block.clamp(1, p);
-        let mut scores = self.alloc(p * qb)?;
+        let scores = self.alloc::<f32>(p * qb)?;
+        let mut probs = self.alloc::<E>(p * qb)?;
+        let es = std::mem::size_of::<E>() as u64;
         let scale = 1.0 / (c as f32).sqrt();
         let (ci, pi) = (c as i32, p as i32);
         for t in 0..d.t {
-            let frame = self.ptr(&nrm.buf) + (t * p * 4) as u64;
+            let frame = self.ptr(&nrm.buf) + (t * p) as u64 * es;
             for (wb, dst) in [(&a.q, &q), (&a.k, &k), (&a.v, &v)] {
                 self.gemm(
                     false,
@@ -713,6 +785,7 @@ impl Device for Cuda {
                     c,
                     self.ptr(dst),
                     p,
+                    E::CUDA_R,
                 )?;
                 let f = self.k.add_bias_rows.clone();
                 let dst_ptr = self.ptr(dst);
@@ -722,15 +795,19 @@ impl Device for Cuda {
                 let nq = qb.min(p - q0);
                 let (kp, qp, sp, vp) = (
                     self.ptr(&k),
-                    self.ptr(&q) + (q0 * 4) as u64,
+                    self.ptr(&q) + q0 as u64 * es,
                     self.ptr(&scores),
                     self.ptr(&v),
                 );
                 // Keys × queries of this block: S'(j, i) = Σ_c K(j, c) Q(q0 + i, c).
-                self.gemm(false, true, p, nq, c, kp, p, qp, p, sp, p)?;
+                self.gemm(false, true, p, nq, c, kp, p, qp, p, sp, p, ffi::CUDA_R_32F)?;
                 let cols = nq as i32;
                 let mut b = self.stream.launch_builder(&self.k.softmax_columns);
-                b.arg(&mut scores).arg(&pi).arg(&cols).arg(&scale);
+                b.arg(&scores)
+                    .arg(&mut probs)
+                    .arg(&pi)
+                    .arg(&cols)
+                    .arg(&scale);
                 let cfg = LaunchConfig {
                     grid_dim: (nq as u32, 1, 1),
                     block_dim: (256, 1, 1),
@@ -739,8 +816,9 @@ impl Device for Cuda {
                 // SAFETY: as softmax_columns declares; 256 threads for its shared arrays.
                 unsafe { b.launch(cfg) }.map_err(driver("softmax"))?;
                 // Mixed rows q0.. : A(i, c) = Σ_j S'(j, i) V(j, c).
-                let mp = self.ptr(&mixed) + (q0 * 4) as u64;
-                self.gemm(true, false, nq, c, p, sp, p, vp, p, mp, p)?;
+                let mp = self.ptr(&mixed) + q0 as u64 * es;
+                let pp = self.ptr(&probs);
+                self.gemm(true, false, nq, c, p, pp, p, vp, p, mp, p, E::CUDA_R)?;
             }
             self.gemm(
                 false,
@@ -754,6 +832,7 @@ impl Device for Cuda {
                 c,
                 self.ptr(&o),
                 p,
+                E::CUDA_R,
             )?;
             let (ti, tt) = (t as i32, d.t as i32);
             let f = self.k.attn_residual.clone();
@@ -773,12 +852,7 @@ impl Device for Cuda {
         Ok(out)
     }
 
-    fn frames(
-        &mut self,
-        x: &Act<CudaSlice<f32>>,
-        t0: usize,
-        t1: usize,
-    ) -> Result<Act<CudaSlice<f32>>> {
+    fn frames(&mut self, x: &Act<CudaSlice<E>>, t0: usize, t1: usize) -> Result<Act<CudaSlice<E>>> {
         if t0 >= t1 || t1 > x.dims.t {
             return Err(Error::Shape(format!("frames {t0}..{t1} of {:?}", x.dims)));
         }
@@ -790,7 +864,7 @@ impl Device for Cuda {
         Ok(out)
     }
 
-    fn concat(&mut self, parts: &[Act<CudaSlice<f32>>]) -> Result<Act<CudaSlice<f32>>> {
+    fn concat(&mut self, parts: &[Act<CudaSlice<E>>]) -> Result<Act<CudaSlice<E>>> {
         let first = parts
             .first()
             .ok_or_else(|| Error::Shape("nothing to join".into()))?
@@ -813,7 +887,7 @@ impl Device for Cuda {
         Ok(out)
     }
 
-    fn channels(&mut self, x: &Act<CudaSlice<f32>>, n: usize) -> Result<Act<CudaSlice<f32>>> {
+    fn channels(&mut self, x: &Act<CudaSlice<E>>, n: usize) -> Result<Act<CudaSlice<E>>> {
         let d = x.dims;
         if n > d.c {
             return Err(Error::Shape(format!("{n} channels of {d:?}")));
