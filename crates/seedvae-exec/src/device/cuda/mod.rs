@@ -152,7 +152,7 @@ fn grid(n: usize) -> LaunchConfig {
 impl<E: Elem> Cuda<E> {
     /// Open GPU 0: the driver, NVRTC (the kernels compiled or read from the cache), cuDNN and
     /// cuBLAS on one stream. Every failure is an error saying what is missing.
-    pub fn open(o: &CudaOptions) -> Result<Cuda> {
+    pub fn open(o: &CudaOptions) -> Result<Self> {
         // SAFETY: only tries to load the driver library; no driver call is made without it.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(Error::Device(
@@ -193,7 +193,7 @@ impl<E: Elem> Cuda<E> {
             unsafe { (cudnn.version)() },
             cublas.path.display()
         ));
-        Ok(Cuda {
+        Ok(Self {
             _ctx: ctx,
             stream,
             cudnn,
