@@ -3,6 +3,7 @@
 
 pub mod cuda;
 pub mod reference;
+mod shapes;
 
 use crate::Result;
 

@@ -3,7 +3,7 @@
 //! softmax. Convolutions split their output channels over the machine's cores. The oracle the
 //! GPU device is held to, and `--backend reference`.
 
-use super::{Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
+use super::{shapes, Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
 use crate::{Error, Result};
 use seedvae_weights::schema::{NORM_EPS, NORM_GROUPS};
 
@@ -72,12 +72,7 @@ impl Device for Reference {
     }
 
     fn upload(&mut self, v: &[f32], dims: Dims) -> Result<Act<Vec<f32>>> {
-        if v.len() != dims.count()? {
-            return Err(Error::Shape(format!(
-                "{} values for an activation {dims:?}",
-                v.len()
-            )));
-        }
+        shapes::upload(v.len(), dims)?;
         Ok(Act {
             buf: v.to_vec(),
             dims,
@@ -97,21 +92,7 @@ impl Device for Reference {
         pad: Pad,
     ) -> Result<Act<Vec<f32>>> {
         let d = x.dims;
-        if d.c != w.cin
-            || head.is_some_and(|h| h.dims.c != d.c || h.dims.h != d.h || h.dims.w != d.w)
-        {
-            return Err(Error::Shape(format!(
-                "conv of {} input channels given {d:?}",
-                w.cin
-            )));
-        }
-        let t_in = d.t + head.map_or(0, |h| h.dims.t);
-        if t_in < w.kt {
-            return Err(Error::Shape(format!(
-                "a conv of temporal kernel {} given {t_in} frames",
-                w.kt
-            )));
-        }
+        let t_in = shapes::conv(d, head.map(|h| h.dims), w.cin, w.kt)?;
         let ks = w.ks;
         // Output size, and the rows/columns of zeros before the input (top/left).
         let (ss, before, (ho, wo)) = match pad {
@@ -174,9 +155,7 @@ impl Device for Reference {
     ) -> Result<Act<Vec<f32>>> {
         let d = x.dims;
         let total = d.t + head.map_or(0, |h| h.dims.t);
-        if n > total {
-            return Err(Error::Shape(format!("{n} frames kept of {total}")));
-        }
+        shapes::tail(d, total - d.t, n)?;
         let dims = Dims::new(d.c, n, d.h, d.w);
         let mut v = Vec::with_capacity(dims.count()?);
         for c in 0..d.c {
@@ -206,13 +185,7 @@ impl Device for Reference {
         silu: bool,
     ) -> Result<Act<Vec<f32>>> {
         let d = x.dims;
-        if d.c != n.c || !d.c.is_multiple_of(NORM_GROUPS) {
-            return Err(Error::Shape(format!(
-                "GroupNorm of {} channels given {d:?}",
-                n.c
-            )));
-        }
-        let per = d.c / NORM_GROUPS;
+        let per = shapes::norm(d, n.c)?;
         let p = d.plane();
         let mut out = zeros(d)?;
         for t in 0..d.t {
@@ -247,9 +220,7 @@ impl Device for Reference {
     }
 
     fn add(&mut self, a: &mut Act<Vec<f32>>, b: &Act<Vec<f32>>) -> Result<()> {
-        if a.dims != b.dims {
-            return Err(Error::Shape(format!("adding {:?} to {:?}", b.dims, a.dims)));
-        }
+        shapes::add(a.dims, b.dims)?;
         a.buf.iter_mut().zip(&b.buf).for_each(|(x, y)| *x += y);
         Ok(())
     }
@@ -263,9 +234,7 @@ impl Device for Reference {
     ) -> Result<Act<Vec<f32>>> {
         let z = if temporal { 2 } else { 1 };
         let d = u.dims;
-        if d.c != c * 4 * z {
-            return Err(Error::Shape(format!("shuffle to {c} channels given {d:?}")));
-        }
+        shapes::shuffle(d, c, z)?;
         let full = Dims::new(c, d.t * z, 2 * d.h, 2 * d.w);
         let mut out = zeros(full)?;
         let (oh, ow) = (full.h, full.w);
@@ -311,11 +280,7 @@ impl Device for Reference {
     fn attention(&mut self, x: &Act<Vec<f32>>, a: &AttnWeights<Vec<f32>>) -> Result<Act<Vec<f32>>> {
         let d = x.dims;
         let c = a.c;
-        if d.c != c {
-            return Err(Error::Shape(format!(
-                "attention of {c} channels given {d:?}"
-            )));
-        }
+        shapes::attention(d, c)?;
         let n = self.group_norm(x, &a.norm, false)?;
         let p = d.plane();
         let mut out = x.buf.clone();
@@ -378,9 +343,7 @@ impl Device for Reference {
 
     fn frames(&mut self, x: &Act<Vec<f32>>, t0: usize, t1: usize) -> Result<Act<Vec<f32>>> {
         let d = x.dims;
-        if t0 >= t1 || t1 > d.t {
-            return Err(Error::Shape(format!("frames {t0}..{t1} of {d:?}")));
-        }
+        shapes::frames(d, t0, t1)?;
         let dims = Dims::new(d.c, t1 - t0, d.h, d.w);
         let mut v = Vec::with_capacity(dims.count()?);
         for c in 0..d.c {
@@ -392,20 +355,8 @@ impl Device for Reference {
     }
 
     fn concat(&mut self, parts: &[Act<Vec<f32>>]) -> Result<Act<Vec<f32>>> {
-        let first = parts
-            .first()
-            .ok_or_else(|| Error::Shape("nothing to join".into()))?
-            .dims;
-        if parts
-            .iter()
-            .any(|a| (a.dims.c, a.dims.h, a.dims.w) != (first.c, first.h, first.w))
-        {
-            return Err(Error::Shape(
-                "joining activations of different extents".into(),
-            ));
-        }
-        let t = parts.iter().map(|a| a.dims.t).sum();
-        let dims = Dims::new(first.c, t, first.h, first.w);
+        let dims = shapes::concat(&parts.iter().map(|a| a.dims).collect::<Vec<_>>())?;
+        let first = dims;
         let mut v = Vec::with_capacity(dims.count()?);
         for c in 0..first.c {
             for a in parts {
@@ -419,9 +370,7 @@ impl Device for Reference {
 
     fn channels(&mut self, x: &Act<Vec<f32>>, n: usize) -> Result<Act<Vec<f32>>> {
         let d = x.dims;
-        if n > d.c {
-            return Err(Error::Shape(format!("{n} channels of {d:?}")));
-        }
+        shapes::channels(d, n)?;
         let dims = Dims::new(n, d.t, d.h, d.w);
         Ok(Act {
             buf: x.buf[..dims.count()?].to_vec(),

@@ -11,7 +11,7 @@
 mod ffi;
 mod kernels;
 
-use super::{Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
+use super::{shapes, Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
 use crate::{Error, Result};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
 use seedvae_weights::schema::{NORM_EPS, NORM_GROUPS};
@@ -499,12 +499,7 @@ impl<E: Elem> Device for Cuda<E> {
     }
 
     fn upload(&mut self, v: &[f32], dims: Dims) -> Result<Act<CudaSlice<E>>> {
-        if v.len() != dims.count()? {
-            return Err(Error::Shape(format!(
-                "{} values for an activation {dims:?}",
-                v.len()
-            )));
-        }
+        shapes::upload(v.len(), dims)?;
         let host: Vec<E> = v.iter().map(|&x| E::of(x)).collect();
         Ok(Act {
             buf: self.stream.clone_htod(&host).map_err(driver("upload"))?,
@@ -526,12 +521,7 @@ impl<E: Elem> Device for Cuda<E> {
         pad: Pad,
     ) -> Result<Act<CudaSlice<E>>> {
         let d = x.dims;
-        if d.c != w.cin {
-            return Err(Error::Shape(format!(
-                "conv of {} input channels given {d:?}",
-                w.cin
-            )));
-        }
+        shapes::conv(d, head.map(|h| h.dims), w.cin, w.kt)?;
         // The input cuDNN reads: [head ; x] joined in time, then padded right/bottom.
         let joined = match head {
             Some(h) => {
@@ -559,12 +549,6 @@ impl<E: Elem> Device for Cuda<E> {
             }
         };
         let input = padded.as_ref().unwrap_or(input);
-        if input.dims.t < w.kt {
-            return Err(Error::Shape(format!(
-                "a conv of temporal kernel {} given {} frames",
-                w.kt, input.dims.t
-            )));
-        }
         let (ss, p) = match pad {
             Pad::Same => (1, w.ks / 2),
             Pad::RightBottom => (2, 0),
@@ -631,9 +615,7 @@ impl<E: Elem> Device for Cuda<E> {
     ) -> Result<Act<CudaSlice<E>>> {
         let d = x.dims;
         let nh = head.map_or(0, |h| h.dims.t);
-        if n > nh + d.t {
-            return Err(Error::Shape(format!("{n} frames kept of {}", nh + d.t)));
-        }
+        shapes::tail(d, nh, n)?;
         let mut out = self.act(Dims { t: n, ..d })?;
         // The last n of [head ; x]: from x where it has them, the rest from the head's end.
         let from_x = n.min(d.t);
@@ -660,13 +642,7 @@ impl<E: Elem> Device for Cuda<E> {
         silu: bool,
     ) -> Result<Act<CudaSlice<E>>> {
         let d = x.dims;
-        if d.c != nw.c || !d.c.is_multiple_of(NORM_GROUPS) {
-            return Err(Error::Shape(format!(
-                "GroupNorm of {} channels given {d:?}",
-                nw.c
-            )));
-        }
-        let per = d.c / NORM_GROUPS;
+        let per = shapes::norm(d, nw.c)?;
         let mut acc = self
             .stream
             .alloc_zeros::<f64>(2 * d.t * NORM_GROUPS)
@@ -700,9 +676,7 @@ impl<E: Elem> Device for Cuda<E> {
     }
 
     fn add(&mut self, a: &mut Act<CudaSlice<E>>, b: &Act<CudaSlice<E>>) -> Result<()> {
-        if a.dims != b.dims {
-            return Err(Error::Shape(format!("adding {:?} to {:?}", b.dims, a.dims)));
-        }
+        shapes::add(a.dims, b.dims)?;
         let n = a.dims.count()?;
         let n64 = n as i64;
         let f = self.k.add_into.clone();
@@ -718,9 +692,7 @@ impl<E: Elem> Device for Cuda<E> {
     ) -> Result<Act<CudaSlice<E>>> {
         let z = if temporal { 2 } else { 1 };
         let d = u.dims;
-        if d.c != c * 4 * z {
-            return Err(Error::Shape(format!("shuffle to {c} channels given {d:?}")));
-        }
+        shapes::shuffle(d, c, z)?;
         let drop = drop_sub1 && d.t * z >= 2;
         let out_dims = Dims::new(c, d.t * z - drop as usize, 2 * d.h, 2 * d.w);
         let mut out = self.act(out_dims)?;
@@ -745,11 +717,7 @@ impl<E: Elem> Device for Cuda<E> {
     ) -> Result<Act<CudaSlice<E>>> {
         let d = x.dims;
         let c = a.c;
-        if d.c != c {
-            return Err(Error::Shape(format!(
-                "attention of {c} channels given {d:?}"
-            )));
-        }
+        shapes::attention(d, c)?;
         let nrm = self.group_norm(x, &a.norm, false)?;
         let p = d.plane();
         let mut out = self.act(d)?;
@@ -853,9 +821,7 @@ impl<E: Elem> Device for Cuda<E> {
     }
 
     fn frames(&mut self, x: &Act<CudaSlice<E>>, t0: usize, t1: usize) -> Result<Act<CudaSlice<E>>> {
-        if t0 >= t1 || t1 > x.dims.t {
-            return Err(Error::Shape(format!("frames {t0}..{t1} of {:?}", x.dims)));
-        }
+        shapes::frames(x.dims, t0, t1)?;
         let mut out = self.act(Dims {
             t: t1 - t0,
             ..x.dims
@@ -865,20 +831,8 @@ impl<E: Elem> Device for Cuda<E> {
     }
 
     fn concat(&mut self, parts: &[Act<CudaSlice<E>>]) -> Result<Act<CudaSlice<E>>> {
-        let first = parts
-            .first()
-            .ok_or_else(|| Error::Shape("nothing to join".into()))?
-            .dims;
-        if parts
-            .iter()
-            .any(|a| (a.dims.c, a.dims.h, a.dims.w) != (first.c, first.h, first.w))
-        {
-            return Err(Error::Shape(
-                "joining activations of different extents".into(),
-            ));
-        }
-        let t = parts.iter().map(|a| a.dims.t).sum();
-        let mut out = self.act(Dims { t, ..first })?;
+        let dims = shapes::concat(&parts.iter().map(|a| a.dims).collect::<Vec<_>>())?;
+        let mut out = self.act(dims)?;
         let mut at = 0;
         for a in parts {
             self.copy_frames(a, 0, &mut out, at, a.dims.t)?;
@@ -889,9 +843,7 @@ impl<E: Elem> Device for Cuda<E> {
 
     fn channels(&mut self, x: &Act<CudaSlice<E>>, n: usize) -> Result<Act<CudaSlice<E>>> {
         let d = x.dims;
-        if n > d.c {
-            return Err(Error::Shape(format!("{n} channels of {d:?}")));
-        }
+        shapes::channels(d, n)?;
         let dims = Dims { c: n, ..d };
         let mut out = self.act(dims)?;
         let len = dims.count()?;
