@@ -310,6 +310,163 @@ fn ops<E: Elem>() -> bool {
     ok
 }
 
+/// A device that times every call (synchronizing before and after): where a decode's time goes.
+struct Profiled<D> {
+    dev: D,
+    spent: std::collections::BTreeMap<&'static str, (usize, f64)>,
+}
+
+impl<D: Device> Profiled<D> {
+    fn timed<T>(
+        &mut self,
+        what: &'static str,
+        f: impl FnOnce(&mut D) -> seedvae_exec::Result<T>,
+    ) -> seedvae_exec::Result<T> {
+        self.dev.synchronize()?;
+        let t = Instant::now();
+        let r = f(&mut self.dev)?;
+        self.dev.synchronize()?;
+        let e = self.spent.entry(what).or_default();
+        e.0 += 1;
+        e.1 += t.elapsed().as_secs_f64();
+        Ok(r)
+    }
+
+    fn report(&self) {
+        let total: f64 = self.spent.values().map(|v| v.1).sum();
+        for (k, (n, s)) in &self.spent {
+            println!(
+                "  {k:<14} {n:>5} calls {:>8.1} ms {:>5.1}%",
+                s * 1e3,
+                100.0 * s / total
+            );
+        }
+    }
+}
+
+impl<D: Device> Device for Profiled<D> {
+    type Buf = D::Buf;
+    fn constant(&mut self, v: &[f32]) -> seedvae_exec::Result<D::Buf> {
+        self.dev.constant(v)
+    }
+    fn upload(&mut self, v: &[f32], d: Dims) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
+        self.timed("upload", |x| x.upload(v, d))
+    }
+    fn download(&mut self, a: &seedvae_exec::Act<D::Buf>) -> seedvae_exec::Result<Vec<f32>> {
+        self.timed("download", |x| x.download(a))
+    }
+    fn conv(
+        &mut self,
+        x: &seedvae_exec::Act<D::Buf>,
+        head: Option<&seedvae_exec::Act<D::Buf>>,
+        w: &seedvae_exec::ConvWeights<D::Buf>,
+        st: usize,
+        pad: seedvae_exec::Pad,
+    ) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
+        let what = match (w.kt, w.ks) {
+            (1, 1) => "conv 1x1x1",
+            (1, _) => "conv 1x3x3",
+            _ => "conv 3x3x3",
+        };
+        self.timed(what, |d| d.conv(x, head, w, st, pad))
+    }
+    fn tail(
+        &mut self,
+        x: &seedvae_exec::Act<D::Buf>,
+        head: Option<&seedvae_exec::Act<D::Buf>>,
+        n: usize,
+    ) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
+        self.timed("keep frames", |d| d.tail(x, head, n))
+    }
+    fn repeat_first(
+        &mut self,
+        x: &seedvae_exec::Act<D::Buf>,
+        n: usize,
+    ) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
+        self.timed("keep frames", |d| d.repeat_first(x, n))
+    }
+    fn group_norm(
+        &mut self,
+        x: &seedvae_exec::Act<D::Buf>,
+        n: &seedvae_exec::NormWeights<D::Buf>,
+        silu: bool,
+    ) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
+        self.timed("group norm", |d| d.group_norm(x, n, silu))
+    }
+    fn add(
+        &mut self,
+        a: &mut seedvae_exec::Act<D::Buf>,
+        b: &seedvae_exec::Act<D::Buf>,
+    ) -> seedvae_exec::Result<()> {
+        self.timed("add", |d| d.add(a, b))
+    }
+    fn shuffle(
+        &mut self,
+        u: &seedvae_exec::Act<D::Buf>,
+        c: usize,
+        t: bool,
+        drop: bool,
+    ) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
+        self.timed("shuffle", |d| d.shuffle(u, c, t, drop))
+    }
+    fn attention(
+        &mut self,
+        x: &seedvae_exec::Act<D::Buf>,
+        a: &seedvae_exec::AttnWeights<D::Buf>,
+    ) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
+        self.timed("attention", |d| d.attention(x, a))
+    }
+    fn frames(
+        &mut self,
+        x: &seedvae_exec::Act<D::Buf>,
+        t0: usize,
+        t1: usize,
+    ) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
+        self.timed("frames", |d| d.frames(x, t0, t1))
+    }
+    fn concat(
+        &mut self,
+        parts: &[seedvae_exec::Act<D::Buf>],
+    ) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
+        self.timed("frames", |d| d.concat(parts))
+    }
+    fn channels(
+        &mut self,
+        x: &seedvae_exec::Act<D::Buf>,
+        n: usize,
+    ) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
+        self.timed("channels", |d| d.channels(x, n))
+    }
+    fn synchronize(&mut self) -> seedvae_exec::Result<()> {
+        self.dev.synchronize()
+    }
+}
+
+/// One 1248×720-style decode on a profiled CUDA device: the time of each kind of layer.
+fn profile<E: Elem>(weights: &Path, h: usize, w: usize, t: usize) {
+    let wf = WeightFile::open(weights).unwrap();
+    let cuda = Cuda::<E>::open(&options()).unwrap_or_else(|e| panic!("CUDA device: {e}"));
+    let mut dev = Profiled {
+        dev: cuda,
+        spent: Default::default(),
+    };
+    let vae = Vae::load(&wf, Part::Decoder, &mut dev).unwrap();
+    let d = Dims::new(16, t, h / 8, w / 8);
+    let mut rng = seedvae_weights::synth::Rng::new(3);
+    let mut z = vec![0f32; d.count().unwrap()];
+    rng.fill_normal(&mut z);
+    let _ = run(&vae, &mut dev, &z, d, &vec![1; t], None); // the algorithm searches
+    dev.spent.clear();
+    let start = Instant::now();
+    let _ = run(&vae, &mut dev, &z, d, &vec![1; t], None);
+    println!(
+        "profile, {} storage, {w}x{h}, {t} latent frames: {:.2} s (synchronized after every call)",
+        E::NAME,
+        start.elapsed().as_secs_f64()
+    );
+    dev.report();
+}
+
 fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, group: Option<usize>) {
     if !weights.exists() {
         // Full-size random weights (fp16, as the real checkpoint), as `seedvae synth` writes them.
@@ -340,9 +497,16 @@ fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, group: Option<usi
     let start = Instant::now();
     let mut s = vae.stream();
     let mut out_frames = 0;
-    for k in 0..t {
+    // Latent frames per call: `$SEEDVAE_EXEC_CHUNK` (default 1).
+    let chunk: usize = std::env::var("SEEDVAE_EXEC_CHUNK")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    for k in (0..t).step_by(chunk) {
+        let n = chunk.min(t - k);
         let a = cuda
-            .upload(&frames(&z, d, k, k + 1), Dims { t: 1, ..d })
+            .upload(&frames(&z, d, k, k + n), Dims { t: n, ..d })
             .unwrap();
         let y = vae.step_grouped(&mut cuda, &mut s, a, group).unwrap();
         out_frames += y.dims.t;
@@ -350,7 +514,7 @@ fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, group: Option<usi
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "decode {w}x{h}, {t} latent frames -> {out_frames} frames, {} storage, groups {group:?}: {secs:.2} s, {:.1} ms/frame",
+        "decode {w}x{h}, {t} latent frames -> {out_frames} frames, {} storage, {chunk} latent frame(s) a call, groups {group:?}: {secs:.2} s, {:.1} ms/frame",
         E::NAME,
         1e3 * secs / out_frames as f64
     );
@@ -367,6 +531,12 @@ fn main() {
                 std::process::exit(1);
             }
         }
+        Some("profile") => profile::<half::f16>(
+            Path::new(&a[2]),
+            a[3].parse().unwrap(),
+            a[4].parse().unwrap(),
+            a[5].parse().unwrap(),
+        ),
         Some("check") => {
             // fp32 to the reference's precision; fp16 to the selftest's fp16 bound.
             let f32_ok = check::<f32>(Path::new(&a[2]), 1e-5);
@@ -390,7 +560,9 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("usage: exec check FIXTURES | exec time|time32 WEIGHTS H W T [GROUP]");
+            eprintln!(
+                "usage: exec ops | exec check FIXTURES | exec time|time32 WEIGHTS H W T [GROUP] | exec profile WEIGHTS H W T"
+            );
             std::process::exit(2);
         }
     }

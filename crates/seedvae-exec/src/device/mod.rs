@@ -137,6 +137,10 @@ pub trait Device {
     fn frames(&mut self, x: &Act<Self::Buf>, t0: usize, t1: usize) -> Result<Act<Self::Buf>>;
     /// `parts` joined along time (same channels and size).
     fn concat(&mut self, parts: &[Act<Self::Buf>]) -> Result<Act<Self::Buf>>;
+    /// Wait until the work queued so far is done (timing; a host device has nothing queued).
+    fn synchronize(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// The first `n` channels (the encoder's posterior mean).
     fn channels(&mut self, x: &Act<Self::Buf>, n: usize) -> Result<Act<Self::Buf>>;
 }

@@ -113,7 +113,9 @@ mod tests {
         assert_eq!(conv(d, Some(Dims { t: 2, ..d }), 64, 3).unwrap(), 5);
         let e = conv(d, None, 32, 3).unwrap_err().to_string();
         assert!(e.contains("conv of 32 input channels"), "{e}");
-        let e = conv(Dims { t: 1, ..d }, None, 64, 3).unwrap_err().to_string();
+        let e = conv(Dims { t: 1, ..d }, None, 64, 3)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("temporal kernel 3 given 1"), "{e}");
         assert!(conv(d, Some(Dims::new(64, 2, 8, 9)), 64, 3).is_err());
         assert_eq!(norm(d, 64).unwrap(), 2);

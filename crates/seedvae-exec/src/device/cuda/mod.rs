@@ -820,6 +820,10 @@ impl<E: Elem> Device for Cuda<E> {
         Ok(out)
     }
 
+    fn synchronize(&mut self) -> Result<()> {
+        self.stream.synchronize().map_err(driver("synchronize"))
+    }
+
     fn frames(&mut self, x: &Act<CudaSlice<E>>, t0: usize, t1: usize) -> Result<Act<CudaSlice<E>>> {
         shapes::frames(x.dims, t0, t1)?;
         let mut out = self.act(Dims {
