@@ -1,7 +1,7 @@
 //! The exported graphs against the original PyTorch module's goldens (ORT CPU backend).
 
 use seedvae_onnx::{ExportOptions, Precision};
-use seedvae_runner::{concat_time, host_chunk, slice_time, StreamId, Streamer, Streams};
+use seedvae_runner::{concat_time, slice_time, HostRun, HostStreamed, Streamer};
 use seedvae_runner::{Backend, Tensor};
 use seedvae_tests::*;
 use seedvae_weights::Part;
@@ -233,55 +233,27 @@ fn streaming_decoder_matches_the_fp64_golden_like_one_shot() {
     }
 }
 
-/// Streaming with host tensors through `run` ([`host_chunk`]), over another backend.
-struct HostStates<'a> {
-    inner: &'a mut dyn Backend,
-    streams: Streams<Vec<Tensor>>,
-}
+/// Streaming with host tensors through `run` (the runner's [`HostStreamed`]), over another
+/// backend's calls.
+struct Through<'a>(&'a mut dyn Backend);
 
-impl<'a> HostStates<'a> {
-    fn new(inner: &'a mut dyn Backend) -> Self {
-        HostStates {
-            inner,
-            streams: Streams::default(),
-        }
-    }
-}
-
-impl Backend for HostStates<'_> {
+impl HostRun for Through<'_> {
     fn kind(&self) -> seedvae_runner::BackendKind {
         seedvae_runner::BackendKind::Other("host-states")
     }
     fn contract(&self) -> &seedvae_onnx::Contract {
-        self.inner.contract()
+        self.0.contract()
     }
     fn run(
         &mut self,
         inputs: &[(&str, &Tensor)],
     ) -> Result<std::collections::HashMap<String, Tensor>, seedvae_runner::Error> {
-        self.inner.run(inputs)
+        self.0.run(inputs)
     }
-    fn begin_stream(&mut self) -> StreamId {
-        self.streams.begin()
-    }
-    fn step(
-        &mut self,
-        id: StreamId,
-        input: &Tensor,
-    ) -> Result<std::collections::HashMap<String, Tensor>, seedvae_runner::Error> {
-        let c = self.inner.contract().clone();
-        let chunk = self.streams.take(id, "host-states", &c, input)?;
-        let hw = chunk.hw;
-        let done = host_chunk(self, chunk, input)?;
-        self.streams.put(id, hw, done.bytes, done.states);
-        Ok(done.outputs)
-    }
-    fn end_stream(&mut self, id: StreamId) {
-        self.streams.end(id)
-    }
-    fn state_bytes(&self, id: StreamId) -> usize {
-        self.streams.bytes(id)
-    }
+}
+
+fn host_states(b: &mut dyn Backend) -> HostStreamed<Through<'_>> {
+    HostStreamed::new(Through(b))
 }
 
 /// ONNX Runtime's own step keeps states as its values through I/O binding (on a GPU: device
@@ -301,7 +273,7 @@ fn bound_states_stream_like_host_states() {
     for (t, h, w, chunks) in [(5, 8, 6, vec![2, 1, 2]), (3, 6, 4, vec![1, 1, 1])] {
         let z = random_latent(t, h, w, 5);
         let bound = stream_run(&mut st, &z, &chunks, "video");
-        let host = stream_run(&mut HostStates::new(&mut st), &z, &chunks, "video");
+        let host = stream_run(&mut host_states(&mut st), &z, &chunks, "video");
         assert_eq!(bound.shape(), vec![1, 3, 4 * t - 3, 8 * h, 8 * w]);
         assert!(bound == host, "{t}x{h}x{w}: bound and host states differ");
     }
@@ -314,7 +286,7 @@ fn bound_states_stream_like_host_states() {
     let mut s = Streamer::new(st.contract()).unwrap();
     s.step(&mut st, &random_latent(1, 8, 6, 1)).unwrap();
     let e = s
-        .step(&mut HostStates::new(&mut st), &random_latent(1, 8, 6, 1))
+        .step(&mut host_states(&mut st), &random_latent(1, 8, 6, 1))
         .unwrap_err();
     assert!(e.to_string().contains("another backend's state"), "{e}");
 }

@@ -40,7 +40,8 @@ pub use pipeline::{Pad, RunStats};
 pub use planner::Limits;
 pub use prepare::{calibration_inputs, default_calibration, default_evaluation, GraphRecipe};
 pub use stream::{
-    concat_time, host_chunk, slice_time, Chunk, HostChunk, StreamId, Streamer, Streams,
+    concat_time, host_chunk, slice_time, Chunk, HostChunk, HostRun, HostStreamed, StreamId,
+    Streamer, Streams,
 };
 pub use tensor::{Data, Tensor};
 pub use tiling::{plan_axis, Blender, Tile};

@@ -206,6 +206,60 @@ pub fn host_chunk<B: Backend + ?Sized>(
     })
 }
 
+/// What [`HostStreamed`] needs of a backend that exchanges host tensors: its name, contract and
+/// one call.
+pub trait HostRun: Send {
+    fn kind(&self) -> crate::BackendKind;
+    fn contract(&self) -> &Contract;
+    fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<HashMap<String, Tensor>, Error>;
+}
+
+/// A [`Backend`] from a [`HostRun`]: its streams' states are host tensors kept here, each chunk
+/// one call with the state inputs and outputs ([`host_chunk`]). For stand-ins and adapters (a
+/// backend seen through another's calls, a test's GPU that fails on cue).
+pub struct HostStreamed<R> {
+    pub inner: R,
+    streams: Streams<Vec<Tensor>>,
+}
+
+impl<R> HostStreamed<R> {
+    pub fn new(inner: R) -> Self {
+        HostStreamed {
+            inner,
+            streams: Streams::default(),
+        }
+    }
+}
+
+impl<R: HostRun> Backend for HostStreamed<R> {
+    fn kind(&self) -> crate::BackendKind {
+        self.inner.kind()
+    }
+    fn contract(&self) -> &Contract {
+        self.inner.contract()
+    }
+    fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<HashMap<String, Tensor>, Error> {
+        self.inner.run(inputs)
+    }
+    fn begin_stream(&mut self) -> StreamId {
+        self.streams.begin()
+    }
+    fn step(&mut self, id: StreamId, input: &Tensor) -> Result<HashMap<String, Tensor>, Error> {
+        let c = self.inner.contract().clone();
+        let chunk = self.streams.take(id, self.inner.kind().name(), &c, input)?;
+        let hw = chunk.hw;
+        let done = host_chunk(self, chunk, input)?;
+        self.streams.put(id, hw, done.bytes, done.states);
+        Ok(done.outputs)
+    }
+    fn end_stream(&mut self, id: StreamId) {
+        self.streams.end(id)
+    }
+    fn state_bytes(&self, id: StreamId) -> usize {
+        self.streams.bytes(id)
+    }
+}
+
 /// One stream's handle: begun on the backend at its first chunk, ended by [`Streamer::end`].
 /// It does not hold the backend, so one backend can serve the streams of several tiles in turn.
 pub struct Streamer {

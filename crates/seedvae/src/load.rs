@@ -221,7 +221,7 @@ mod tests {
     use super::*;
     use crate::options::{BackendChoice, BackendSettings, CpuOptions};
     use crate::run::TileOptions;
-    use seedvae_runner::{host_chunk, StreamId, Streams, Tensor};
+    use seedvae_runner::{HostRun, HostStreamed, Tensor};
     use std::collections::HashMap;
 
     /// A GPU backend stand-in over a CPU backend: fails its call number `fail_at` the way a GPU
@@ -232,7 +232,6 @@ mod tests {
         fail_at: usize,
         err: f32,
         calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-        streams: Streams<Vec<Tensor>>,
     }
 
     impl MockGpu {
@@ -242,12 +241,11 @@ mod tests {
                 fail_at,
                 err,
                 calls: Default::default(),
-                streams: Streams::default(),
             }
         }
     }
 
-    impl Backend for MockGpu {
+    impl HostRun for MockGpu {
         fn kind(&self) -> BackendKind {
             BackendKind::Other("mock-gpu")
         }
@@ -269,27 +267,6 @@ mod tests {
                 v.iter_mut().for_each(|x| *x *= 1.0 + self.err);
             }
             Ok(out)
-        }
-        fn begin_stream(&mut self) -> StreamId {
-            self.streams.begin()
-        }
-        fn step(
-            &mut self,
-            id: StreamId,
-            input: &Tensor,
-        ) -> std::result::Result<HashMap<String, Tensor>, seedvae_runner::Error> {
-            let c = self.inner.contract().clone();
-            let chunk = self.streams.take(id, "mock-gpu", &c, input)?;
-            let hw = chunk.hw;
-            let done = host_chunk(self, chunk, input)?;
-            self.streams.put(id, hw, done.bytes, done.states);
-            Ok(done.outputs)
-        }
-        fn end_stream(&mut self, id: StreamId) {
-            self.streams.end(id)
-        }
-        fn state_bytes(&self, id: StreamId) -> usize {
-            self.streams.bytes(id)
         }
     }
 
@@ -324,7 +301,7 @@ mod tests {
         );
         let closed = Box::new(Closed::instead_of(m.backend.as_ref()));
         let cpu = std::mem::replace(&mut m.backend, closed);
-        m.backend = Box::new(MockGpu::new(cpu, fail_at, 0.0));
+        m.backend = Box::new(HostStreamed::new(MockGpu::new(cpu, fail_at, 0.0)));
         let rest = prepare(&weights, Part::Decoder, &cpu_only(cache), &quiet).unwrap();
         m.rest = Some(Box::new(rest));
         (m, opts)
@@ -391,8 +368,9 @@ mod tests {
                 .backend
         };
         let with = |err: f32| {
-            let mut mock = MockGpu::new(cpu(), 0, err);
+            let mock = MockGpu::new(cpu(), 0, err);
             let calls = mock.calls.clone();
+            let mut mock = HostStreamed::new(mock);
             let mut reference = cpu();
             let subject = Subject {
                 backend: &mut mock,
