@@ -299,6 +299,24 @@ impl<B> Vae<B> {
                 d.w, d.h
             )));
         }
+        // A device that limits tensor sizes gets groups small enough for the largest tensor of
+        // the full-resolution layers, head frames included.
+        let groups = match dev.max_elements() {
+            Some(max) => {
+                let per_frame = self.full_resolution_frame_elements(d.h, d.w).max(1);
+                let fit = (max / per_frame).saturating_sub(2);
+                if fit == 0 {
+                    return Err(Error::Shape(format!(
+                        "an input of {}×{} needs tensors of {per_frame} values a frame at full \
+                         resolution; this device holds at most {max} in one (spatial bands are \
+                         not there yet)",
+                        d.w, d.h
+                    )));
+                }
+                Some(groups.map_or(fit, |g| g.min(fit)))
+            }
+            None => groups,
+        };
         let mut x = x;
         let mut at = 0;
         for seg in self.segments(groups) {
@@ -328,6 +346,46 @@ impl<B> Vae<B> {
             x = dev.channels(&x, LATENT_CHANNELS)?;
         }
         Ok(x)
+    }
+
+    /// The values of the largest tensor a frame has in the full-resolution layers (the decoder's
+    /// after its last temporal upsampler, the encoder's before its first temporal downsampler),
+    /// for an input of `h × w`: channels × size, walked layer by layer.
+    pub fn full_resolution_frame_elements(&self, h: usize, w: usize) -> usize {
+        let (mut hh, mut ww) = (h, w);
+        let full = self.segments(Some(1));
+        let grouped = full.iter().position(|s| s.frames.is_some()).unwrap_or(0);
+        let start = if grouped == 0 {
+            0
+        } else {
+            full[grouped - 1].end
+        };
+        let range = start..full[grouped].end;
+        let mut most = 0;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let here = match layer {
+                Layer::Conv(k) => k.w.cin.max(k.w.cout) * hh * ww,
+                Layer::Resnet { conv1, conv2, .. } => conv1.w.cin.max(conv2.w.cout) * hh * ww,
+                Layer::Attention(a) => a.c * hh * ww,
+                Layer::Upsample { upscale, ch, .. } => {
+                    let m = upscale.cout * hh * ww;
+                    hh *= 2;
+                    ww *= 2;
+                    m.max(ch * hh * ww)
+                }
+                Layer::Downsample(k) => {
+                    let m = k.w.cin * (hh + 1) * (ww + 1);
+                    hh /= 2;
+                    ww /= 2;
+                    m
+                }
+                Layer::NormSilu(n) => n.c * hh * ww,
+            };
+            if range.contains(&i) {
+                most = most.max(here);
+            }
+        }
+        most
     }
 
     /// The layer ranges of a step and the frames per group of each (None: the whole chunk).

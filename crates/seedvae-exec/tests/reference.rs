@@ -159,3 +159,41 @@ fn frame_groups_at_full_resolution_change_nothing() {
         .step_grouped(&mut dev, &mut enc.stream(), x, Some(0))
         .is_err());
 }
+
+/// A device that limits tensor sizes (cuDNN indexes with 32 bits) gets frame groups sized from
+/// the largest full-resolution tensor, head frames included — the result unchanged — and a clear
+/// error when not even one frame fits.
+#[test]
+fn a_tensor_size_limit_cuts_frame_groups_and_changes_nothing() {
+    let w = weights();
+    let mut dev = Reference::default();
+    let dec = Vae::load(&w, Part::Decoder, &mut dev).unwrap();
+    // The tiny decoder's tail: 32 channels at 64 × 64 (and its upscale conv: 128 at 32 × 32).
+    let per = dec.full_resolution_frame_elements(8, 8);
+    assert_eq!(per, 32 * 64 * 64);
+    let enc = Vae::load(&w, Part::Encoder, &mut dev).unwrap();
+    // The encoder's head: its first downsampler reads 32 channels of 33 × 49 (padded).
+    assert_eq!(enc.full_resolution_frame_elements(32, 48), 32 * 33 * 49);
+    let (d, z) = input("vae_tiny/latent_t3_8x8.safetensors", "latent");
+    let whole = {
+        let x = dev.upload(&z, d).unwrap();
+        let y = dec.step(&mut dev, &mut dec.stream(), x).unwrap();
+        dev.download(&y).unwrap()
+    };
+    // Room for 4 frames of the largest tensor: groups of 2 (plus the 2 head frames).
+    let mut limited = Reference::limited(0, 4 * per);
+    let x = limited.upload(&z, d).unwrap();
+    let y = dec.step(&mut limited, &mut dec.stream(), x).unwrap();
+    let e = rel_l2(&to_f64(&limited.download(&y).unwrap()), &to_f64(&whole));
+    assert!(e <= 1e-6, "{e:.2e}");
+    let mut tiny = Reference::limited(0, 2 * per);
+    let x = tiny.upload(&z, d).unwrap();
+    let err = match dec.step(&mut tiny, &mut dec.stream(), x) {
+        Ok(_) => panic!("one frame cannot fit"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("at most") && err.contains("input of 8×8"),
+        "{err}"
+    );
+}

@@ -137,6 +137,11 @@ pub trait Device {
     fn frames(&mut self, x: &Act<Self::Buf>, t0: usize, t1: usize) -> Result<Act<Self::Buf>>;
     /// `parts` joined along time (same channels and size).
     fn concat(&mut self, parts: &[Act<Self::Buf>]) -> Result<Act<Self::Buf>>;
+    /// The most values one tensor may hold on this device (cuDNN indexes with 32 bits); None:
+    /// no limit. The schedule cuts the full-resolution layers into frame groups to stay within it.
+    fn max_elements(&self) -> Option<usize> {
+        None
+    }
     /// Wait until the work queued so far is done (timing; a host device has nothing queued).
     fn synchronize(&mut self) -> Result<()> {
         Ok(())

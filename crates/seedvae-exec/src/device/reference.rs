@@ -11,6 +11,8 @@ use seedvae_weights::schema::{NORM_EPS, NORM_GROUPS};
 #[derive(Debug, Clone)]
 pub struct Reference {
     threads: usize,
+    /// A tensor-size limit to behave like a device that has one (tests of the frame groups).
+    max_elements: Option<usize>,
 }
 
 impl Default for Reference {
@@ -25,6 +27,16 @@ impl Reference {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Reference {
             threads: if threads == 0 { cores } else { threads },
+            max_elements: None,
+        }
+    }
+
+    /// As if no tensor could hold more than `n` values (as cuDNN's 32-bit indexing limits the
+    /// GPU device): the schedule then runs its full-resolution layers in frame groups.
+    pub fn limited(threads: usize, n: usize) -> Reference {
+        Reference {
+            max_elements: Some(n),
+            ..Reference::new(threads)
         }
     }
 }
@@ -339,6 +351,10 @@ impl Device for Reference {
             }
         }
         Ok(Act { buf: out, dims: d })
+    }
+
+    fn max_elements(&self) -> Option<usize> {
+        self.max_elements
     }
 
     fn frames(&mut self, x: &Act<Vec<f32>>, t0: usize, t1: usize) -> Result<Act<Vec<f32>>> {

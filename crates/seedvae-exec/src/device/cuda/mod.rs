@@ -820,6 +820,10 @@ impl<E: Elem> Device for Cuda<E> {
         Ok(out)
     }
 
+    fn max_elements(&self) -> Option<usize> {
+        Some(i32::MAX as usize)
+    }
+
     fn synchronize(&mut self) -> Result<()> {
         self.stream.synchronize().map_err(driver("synchronize"))
     }
