@@ -485,33 +485,32 @@ fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, group: Option<usi
     let mut rng = seedvae_weights::synth::Rng::new(3);
     let mut z = vec![0f32; d.count().unwrap()];
     rng.fill_normal(&mut z);
-    // Warm-up: the algorithm searches of every shape (first chunk and later ones).
-    let _ = run(
-        &vae,
-        &mut cuda,
-        &z,
-        Dims { t: 2.min(t), ..d },
-        &vec![1; 2.min(t)],
-        group,
-    );
-    let start = Instant::now();
-    let mut s = vae.stream();
-    let mut out_frames = 0;
     // Latent frames per call: `$SEEDVAE_EXEC_CHUNK` (default 1).
     let chunk: usize = std::env::var("SEEDVAE_EXEC_CHUNK")
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(1)
         .max(1);
-    for k in (0..t).step_by(chunk) {
-        let n = chunk.min(t - k);
-        let a = cuda
-            .upload(&frames(&z, d, k, k + n), Dims { t: n, ..d })
-            .unwrap();
-        let y = vae.step_grouped(&mut cuda, &mut s, a, group).unwrap();
-        out_frames += y.dims.t;
-        let _ = cuda.download(&y).unwrap();
-    }
+    let decode = |cuda: &mut Cuda<E>| {
+        let mut s = vae.stream();
+        let mut out_frames = 0;
+        for k in (0..t).step_by(chunk) {
+            let n = chunk.min(t - k);
+            let a = cuda
+                .upload(&frames(&z, d, k, k + n), Dims { t: n, ..d })
+                .unwrap();
+            let y = vae
+                .step_grouped(cuda, &mut s, a, group)
+                .unwrap_or_else(|e| panic!("latent frames {k}..{}: {e}", k + n));
+            out_frames += y.dims.t;
+            let _ = cuda.download(&y).unwrap();
+        }
+        out_frames
+    };
+    // The same decode once untimed: cuDNN's algorithm search for every shape it meets.
+    decode(&mut cuda);
+    let start = Instant::now();
+    let out_frames = decode(&mut cuda);
     let secs = start.elapsed().as_secs_f64();
     println!(
         "decode {w}x{h}, {t} latent frames -> {out_frames} frames, {} storage, {chunk} latent frame(s) a call, groups {group:?}: {secs:.2} s, {:.1} ms/frame",
