@@ -47,6 +47,18 @@ fn png_rgb(path: &Path) -> (usize, usize, Vec<u8>) {
     (info.height as usize, info.width as usize, buf)
 }
 
+/// The fixture's decoded golden for `case`: shape, values, the bound a decode is held to — fp64
+/// where the fixture has it (1e-5), else the fp32 golden (its own rounding: 2e-5) — and which.
+fn decoded_golden(case: &str) -> (Vec<usize>, Vec<f64>, f64, bool) {
+    let golden = fixture(&format!("vae_tiny/decoded_{case}.safetensors"));
+    let has64 = seedvae_weights::WeightFile::open(&golden)
+        .unwrap()
+        .get("decoded_f64")
+        .is_some();
+    let (gs, g) = read_f64(&golden, if has64 { "decoded_f64" } else { "decoded" });
+    (gs, g, if has64 { 1e-5 } else { 2e-5 }, has64)
+}
+
 #[test]
 fn decoding_the_fixtures_reproduces_the_goldens_as_tensors_and_png_frames() {
     let _machine = super::common::sharing();
@@ -54,14 +66,7 @@ fn decoding_the_fixtures_reproduces_the_goldens_as_tensors_and_png_frames() {
     let cache = dir.path().join("cache");
     for case in ["t1_8x8", "t2_8x8", "t3_8x8", "t2_6x10"] {
         let latent = fixture(&format!("vae_tiny/latent_{case}.safetensors"));
-        let golden = fixture(&format!("vae_tiny/decoded_{case}.safetensors"));
-        // fp64 where the fixture has it (bound 1e-5), else the fp32 golden (its own rounding: 2e-5).
-        let has64 = seedvae_weights::WeightFile::open(&golden)
-            .unwrap()
-            .get("decoded_f64")
-            .is_some();
-        let (gs, g) = read_f64(&golden, if has64 { "decoded_f64" } else { "decoded" });
-        let lim = if has64 { 1e-5 } else { 2e-5 };
+        let (gs, g, lim, has64) = decoded_golden(case);
         let out = dir.path().join(format!("{case}.safetensors"));
         let j = ok_json(&cpu("decode", &tiny(), s(&latent), s(&out), s(&cache), &[]));
         assert_eq!(j["backend"], "onnxruntime-cpu");
@@ -1089,12 +1094,7 @@ fn the_reference_executor_reproduces_the_goldens() {
     };
     for case in ["t3_8x8", "t2_6x10"] {
         let latent = fixture(&format!("vae_tiny/latent_{case}.safetensors"));
-        let golden = fixture(&format!("vae_tiny/decoded_{case}.safetensors"));
-        let has64 = seedvae_weights::WeightFile::open(&golden)
-            .unwrap()
-            .get("decoded_f64")
-            .is_some();
-        let (gs, g) = read_f64(&golden, if has64 { "decoded_f64" } else { "decoded" });
+        let (gs, g, lim, _) = decoded_golden(case);
         let out = dir.path().join(format!("{case}.safetensors"));
         let j = reference("decode", &latent, &out, &["--chunk", "1"]);
         assert_eq!(j["backend"], "reference");
@@ -1105,7 +1105,7 @@ fn the_reference_executor_reproduces_the_goldens() {
             "reference decode {case}: rel L2 {e:.2e}, {} chunk(s)",
             j["chunks"]
         );
-        assert!(e <= if has64 { 1e-5 } else { 2e-5 }, "{case}: {e}");
+        assert!(e <= lim, "{case}: {e}");
     }
     let video = fixture("vae_tiny/video_t9_32x48.safetensors");
     let (_, mean64) = read_f64(
