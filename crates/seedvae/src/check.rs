@@ -189,12 +189,12 @@ pub(crate) struct Subject<'a> {
     pub bound: Bound,
 }
 
-/// Check `s` against `reference` (the same model on the CPU) once per model and GPU, and record
-/// a pass in `cache`. Without a reference (an engine given without its weights) the check is
-/// skipped, and said so.
+/// Check `s` against `reference()` (the same model on the CPU, opened only when no pass is
+/// recorded) once per model and GPU, and record a pass in `cache`. Without a reference (an engine
+/// given without its weights) the check is skipped, and said so.
 pub(crate) fn first_run(
     s: Subject,
-    reference: Option<&mut dyn Backend>,
+    reference: impl FnOnce() -> Result<Option<Box<dyn Backend>>>,
     cache: &Cache,
     progress: &Progress,
 ) -> Result<()> {
@@ -209,7 +209,7 @@ pub(crate) fn first_run(
     if recorded(&record, model_id, gpu, bound) {
         return Ok(());
     }
-    let Some(reference) = reference else {
+    let Some(mut reference) = reference()? else {
         tracing::info!("first-run check of {model_id} skipped: no CPU reference");
         return Ok(());
     };
@@ -224,7 +224,7 @@ pub(crate) fn first_run(
     let (got, want) = progress.stage(&what, || {
         Ok::<_, Error>((
             run(backend, limits, &x, &quiet)?,
-            run(reference, &cpu_limits, &x, &quiet)?,
+            run(reference.as_mut(), &cpu_limits, &x, &quiet)?,
         ))
     })?;
     let (value, ok) = if got.shape() == want.shape() {

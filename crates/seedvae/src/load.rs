@@ -7,14 +7,14 @@
 use crate::check::{self, Subject};
 use crate::error::{chain, invalid, Error, Result};
 use crate::model::{Closed, Model};
-use crate::options::{BackendSpec, ModelOptions};
-use crate::prepare::{prepare, Artifact, Candidate, Prepared};
+use crate::options::{title, BackendSpec, ModelOptions};
+use crate::prepare::{prepare, skippable, Artifact, Candidate, Prepared};
 use crate::progress::{Event, Progress};
 use crate::source::check_part;
 use seedvae_engine::Cache;
 use seedvae_runner::planner::{self, GraphMemory, Limits};
 use seedvae_runner::tensorrt::{self, TrtBackend};
-use seedvae_runner::{Backend, BackendKind, NativeBackend, OrtBackend, OrtDevice, Unavailable};
+use seedvae_runner::{Backend, NativeBackend, OrtBackend, OrtDevice, Unavailable};
 use seedvae_weights::Part;
 use std::path::Path;
 
@@ -52,14 +52,9 @@ impl Prepared {
                     }
                     return Ok(m);
                 }
-                Err(e)
-                    if !self.candidates.is_empty()
-                        && e.is_environment_failure()
-                        && !progress.cancel_token().is_cancelled() =>
-                {
-                    self.reasons
-                        .push(format!("{title} not used: {}", chain(&e)))
-                }
+                Err(e) if !self.candidates.is_empty() && skippable(&e, progress) => self
+                    .reasons
+                    .push(format!("{title} not used: {}", chain(&e))),
                 Err(e) if !self.reasons.is_empty() => {
                     return Err(Error::Fallback {
                         reason: self.reasons.join("; "),
@@ -143,14 +138,14 @@ fn open(c: &Candidate, p: &Prepared, progress: &Progress) -> Result<Model> {
     };
     if let (Some((id, bound)), Some(gpu)) = (&c.check, &c.gpu) {
         let cache = Cache::open(o.cache.as_deref())?;
-        let mut reference = match &p.reference {
-            Some(g) => {
-                let cpu = OrtDevice::Cpu {
-                    threads: o.cpu().threads,
-                };
-                Some(OrtBackend::open_on(&g.path, cpu)?)
-            }
-            None => None,
+        let reference = || -> Result<Option<Box<dyn Backend>>> {
+            let Some(g) = &p.reference else {
+                return Ok(None);
+            };
+            let cpu = OrtDevice::Cpu {
+                threads: o.cpu().threads,
+            };
+            Ok(Some(Box::new(OrtBackend::open_on(&g.path, cpu)?)))
         };
         let subject = Subject {
             backend: m.backend.as_mut(),
@@ -159,12 +154,7 @@ fn open(c: &Candidate, p: &Prepared, progress: &Progress) -> Result<Model> {
             model_id: id,
             bound: *bound,
         };
-        check::first_run(
-            subject,
-            reference.as_mut().map(|r| r as &mut dyn Backend),
-            &cache,
-            progress,
-        )?;
+        check::first_run(subject, reference, &cache, progress)?;
     }
     Ok(m)
 }
@@ -181,17 +171,6 @@ fn model(backend: Box<dyn Backend>, limits: Limits, part: Part) -> Model {
     }
 }
 
-/// How reasons name a backend that failed at its first call.
-fn title(kind: BackendKind) -> &'static str {
-    match kind {
-        BackendKind::TensorrtRtx => "TensorRT-RTX",
-        BackendKind::OrtCuda => "ONNX Runtime's CUDA provider",
-        BackendKind::OrtCpu => "the CPU (ONNX Runtime)",
-        BackendKind::Reference => "the reference executor (CPU)",
-        other => other.name(),
-    }
-}
-
 /// A GPU backend opened from a list whose very first call failed for an environment reason
 /// (out of memory, a CUDA or JIT failure) gives way to the next one before anything was output;
 /// the caller runs again. Anything else is `e` back.
@@ -201,7 +180,7 @@ pub(crate) fn fall_back_at_first_call(
     calls: usize,
     progress: &Progress,
 ) -> Result<()> {
-    let first = calls == 0 && e.is_environment_failure() && !progress.cancel_token().is_cancelled();
+    let first = calls == 0 && skippable(&e, progress);
     let Some(mut rest) = m.rest.take().filter(|_| first) else {
         return Err(e);
     };
@@ -221,7 +200,7 @@ mod tests {
     use super::*;
     use crate::options::{BackendChoice, BackendSettings, CpuOptions};
     use crate::run::TileOptions;
-    use seedvae_runner::{HostRun, HostStreamed, Tensor};
+    use seedvae_runner::{BackendKind, HostRun, HostStreamed, Tensor};
     use std::collections::HashMap;
 
     /// A GPU backend stand-in over a CPU backend: fails its call number `fail_at` the way a GPU
@@ -371,7 +350,6 @@ mod tests {
             let mock = MockGpu::new(cpu(), 0, err);
             let calls = mock.calls.clone();
             let mut mock = HostStreamed::new(mock);
-            let mut reference = cpu();
             let subject = Subject {
                 backend: &mut mock,
                 limits: &limits,
@@ -379,7 +357,7 @@ mod tests {
                 model_id: "model-x",
                 bound,
             };
-            let r = check::first_run(subject, Some(reference.as_mut()), &cache, &quiet);
+            let r = check::first_run(subject, || Ok(Some(cpu())), &cache, &quiet);
             (r, calls.load(Ordering::SeqCst))
         };
         // 5% off (broken kernels): refused as an environment failure (auto falls back), nothing

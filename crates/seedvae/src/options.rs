@@ -65,12 +65,18 @@ impl BackendSpec {
 
     /// How messages name it.
     pub(crate) fn title(&self) -> &'static str {
-        match self {
-            BackendSpec::Tensorrt(_) => "TensorRT-RTX",
-            BackendSpec::OrtCuda(_) => "ONNX Runtime's CUDA provider",
-            BackendSpec::Cpu(_) => "the CPU (ONNX Runtime)",
-            BackendSpec::Reference(_) => "the reference executor (CPU)",
-        }
+        title(self.kind())
+    }
+}
+
+/// How messages name a backend (the reasons `auto` gives for passing one by).
+pub(crate) fn title(kind: BackendKind) -> &'static str {
+    match kind {
+        BackendKind::TensorrtRtx => "TensorRT-RTX",
+        BackendKind::OrtCuda => "ONNX Runtime's CUDA provider",
+        BackendKind::OrtCpu => "the CPU (ONNX Runtime)",
+        BackendKind::Reference => "the reference executor (CPU)",
+        other => other.name(),
     }
 }
 

@@ -107,7 +107,11 @@ pub fn prepare(
     for (i, spec) in opts.backends.iter().enumerate() {
         match candidate(spec, &source, part, opts, progress) {
             Ok(c) => p.candidates.push_back(c),
-            Err(e) if several && i < last && skippable(&e, progress) => {
+            // One that cannot run here gives way to the next; the last one too when an earlier
+            // one is there to run.
+            Err(e)
+                if several && skippable(&e, progress) && (i < last || !p.candidates.is_empty()) =>
+            {
                 p.reasons
                     .push(format!("{} not used: {}", spec.title(), chain(&e)))
             }
@@ -118,10 +122,6 @@ pub fn prepare(
                     last: spec.title(),
                     source: Box::new(e),
                 })
-            }
-            Err(e) if several && skippable(&e, progress) => {
-                p.reasons
-                    .push(format!("{} not used: {}", spec.title(), chain(&e)))
             }
             Err(e) => return Err(e),
         }
@@ -159,7 +159,7 @@ pub fn prepare(
 
 /// May a list of backends go on to the next after `e`? When this one cannot run here (the
 /// machine's fault), not when the model or input is wrong, nor after a cancel.
-fn skippable(e: &Error, progress: &Progress) -> bool {
+pub(crate) fn skippable(e: &Error, progress: &Progress) -> bool {
     e.is_environment_failure() && !progress.cancel_token().is_cancelled()
 }
 
