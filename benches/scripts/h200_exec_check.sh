@@ -4,7 +4,7 @@
 # (../shared/fixtures/vae_tiny)}; re-runnable; logs under $OUT.
 set -u
 SITE=$(python3 -c 'import site; print(site.getsitepackages()[0])')
-export SEEDVAE_SITE_PACKAGES=$SITE SEEDVAE_KERNELS=/tmp/seedvae-kernels SEEDVAE_EXEC_VERBOSE=1
+export SEEDVAE_SITE_PACKAGES=$SITE SEEDVAE_KERNELS=/tmp/seedvae-kernels
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv | tee $OUT/gpu.txt
 ls $SITE/nvidia | tee $OUT/nvidia.txt
 timeout 240 .dev/run/exec check .dev/run/fixtures 2>&1 | tee $OUT/check.txt

@@ -520,6 +520,14 @@ fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, group: Option<usi
 }
 
 fn main() {
+    // The device's own lines (which GPU, which NVRTC / cuDNN / cuBLAS it loaded) on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let a: Vec<String> = std::env::args().collect();
     match a.get(1).map(String::as_str) {
         Some("ops") => {

@@ -183,7 +183,7 @@ impl<E: Elem> Cuda<E> {
             unsafe { (cublas.set_stream)(cublas_handle, raw_stream) },
             "set stream",
         )?;
-        tracing_note(&format!(
+        tracing::info!(
             "CUDA device: {name} (compute capability {}.{}); NVRTC {}, cuDNN {} ({}), cuBLAS {}",
             cc.0,
             cc.1,
@@ -192,7 +192,7 @@ impl<E: Elem> Cuda<E> {
             // SAFETY: a plain query.
             unsafe { (cudnn.version)() },
             cublas.path.display()
-        ));
+        );
         Ok(Self {
             _ctx: ctx,
             stream,
@@ -461,14 +461,6 @@ impl<E: Elem> Cuda<E> {
             },
             "GemmEx",
         )
-    }
-}
-
-/// A line for the log (the executor has no logger of its own: the caller's `tracing` picks
-/// up `log`-less output through the runner; here it stays silent unless asked).
-fn tracing_note(s: &str) {
-    if std::env::var_os("SEEDVAE_EXEC_VERBOSE").is_some() {
-        eprintln!("{s}");
     }
 }
 
