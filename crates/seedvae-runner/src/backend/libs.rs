@@ -86,26 +86,19 @@ pub fn preload_cuda_libraries(near: &Path) -> Vec<PathBuf> {
     LOADED
         .get_or_init(|| {
             // The site-packages holding the library: `onnxruntime/capi/` or `tensorrt_rtx_libs/`.
-            let mut roots: Vec<PathBuf> = near
+            let mut sites: Vec<PathBuf> = near
                 .ancestors()
                 .skip(1)
                 .take(3)
-                .map(|d| d.join("nvidia"))
+                .map(Path::to_path_buf)
                 .collect();
-            roots.extend(site_packages().into_iter().map(|sp| sp.join("nvidia")));
-            let sub = if cfg!(windows) { "bin" } else { "lib" };
+            sites.extend(site_packages());
             let mut files: Vec<PathBuf> = Vec::new();
-            for root in roots.iter().filter(|r| r.is_dir()) {
-                let Ok(rd) = std::fs::read_dir(root) else {
-                    continue;
-                };
-                for pkg in rd.flatten() {
-                    let dir = pkg.path().join(sub);
-                    for pre in CUDA_LIBS {
-                        if let Some(f) = find_prefixed(&dir, &[pre]) {
-                            if !files.iter().any(|g| g.file_name() == f.file_name()) {
-                                files.push(f);
-                            }
+            for dir in sites.iter().flat_map(|s| seedvae_exec::wheel_lib_dirs(s)) {
+                for pre in CUDA_LIBS {
+                    if let Some(f) = find_prefixed(&dir, &[pre]) {
+                        if !files.iter().any(|g| g.file_name() == f.file_name()) {
+                            files.push(f);
                         }
                     }
                 }

@@ -139,6 +139,145 @@ fn gpu0() -> Result<Arc<CudaContext>> {
         .map_err(Error::Device)
 }
 
+/// Extents and strides as cuDNN takes them: 32-bit, or an error (a wrapped stride would make
+/// cuDNN read the wrong values, not fail).
+fn i32s(v: &[usize]) -> Result<Vec<i32>> {
+    v.iter()
+        .map(|&d| i32::try_from(d))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::Shape(format!("{v:?} is past cuDNN's 32-bit indexing")))
+}
+
+/// A cuDNN descriptor of a contiguous 5-D tensor of `E` with extents `d`.
+fn tensor_desc<E: Elem>(c: &ffi::Cudnn, d: &[usize; 5], what: &str) -> Result<ffi::Desc> {
+    let mut strides = [1usize; 5];
+    for i in (0..4).rev() {
+        strides[i] = strides[i + 1] * d[i + 1];
+    }
+    // The whole tensor too: cuDNN's offsets are 32-bit.
+    i32s(&[strides[0] * d[0]])?;
+    let (dims, strides) = (i32s(d)?, i32s(&strides)?);
+    let mut desc = std::ptr::null_mut();
+    // SAFETY: arrays of 5; the descriptor is destroyed here on failure, else with the plan.
+    unsafe {
+        c.check((c.create_tensor)(&mut desc), what)?;
+        let r = c.check(
+            (c.set_tensor_nd)(desc, E::CUDNN, 5, dims.as_ptr(), strides.as_ptr()),
+            what,
+        );
+        if r.is_err() {
+            (c.destroy_tensor)(desc);
+        }
+        r?;
+    }
+    Ok(desc)
+}
+
+/// Fill `plan` with the descriptors of a conv of `w` over `x` (strides `st`, `ss`, spatial pad
+/// `p`) and the fastest algorithm cuDNN finds for it; what was made stays in `plan` either way,
+/// for [`destroy`].
+fn describe<E: Elem>(
+    c: &ffi::Cudnn,
+    handle: ffi::Handle,
+    plan: &mut ConvPlan,
+    x: Dims,
+    w: &ConvWeights<CudaSlice<E>>,
+    (st, ss, p): (usize, usize, usize),
+) -> Result<()> {
+    let xd = [1, x.c, x.t, x.h, x.w];
+    let wd = [w.cout, w.cin, w.kt, w.ks, w.ks];
+    let o = plan.out;
+    let wd32 = i32s(&wd)?;
+    plan.x = tensor_desc::<E>(c, &xd, "input descriptor")?;
+    plan.y = tensor_desc::<E>(c, &[1, o.c, o.t, o.h, o.w], "output descriptor")?;
+    // SAFETY: descriptor calls with arrays of the stated lengths; each descriptor is kept in
+    // `plan` as soon as it exists.
+    unsafe {
+        c.check((c.create_filter)(&mut plan.w), "filter descriptor")?;
+        c.check(
+            (c.set_filter_nd)(plan.w, E::CUDNN, ffi::CUDNN_TENSOR_NCHW, 5, wd32.as_ptr()),
+            "filter descriptor",
+        )?;
+        c.check((c.create_conv)(&mut plan.conv), "conv descriptor")?;
+        let pads = [0, p as i32, p as i32];
+        let stride = [st as i32, ss as i32, ss as i32];
+        let dil = [1i32; 3];
+        c.check(
+            (c.set_conv_nd)(
+                plan.conv,
+                3,
+                pads.as_ptr(),
+                stride.as_ptr(),
+                dil.as_ptr(),
+                ffi::CUDNN_CROSS_CORRELATION,
+                ffi::CUDNN_DATA_FLOAT,
+            ),
+            "conv descriptor",
+        )?;
+        c.check((c.set_conv_math)(plan.conv, E::MATH), "conv math type")?;
+    }
+    let mut found = [ffi::FwdAlgoPerf::default(); 8];
+    let mut n = 0;
+    // SAFETY: cuDNN allocates what it benchmarks with; `found` holds 8 results.
+    c.check(
+        unsafe {
+            (c.find_fwd)(
+                handle,
+                plan.x,
+                plan.w,
+                plan.conv,
+                plan.y,
+                8,
+                &mut n,
+                found.as_mut_ptr(),
+            )
+        },
+        "algorithm search",
+    )?;
+    let best = found[..n.max(0) as usize]
+        .iter()
+        .find(|f| f.status == 0)
+        .ok_or_else(|| {
+            Error::Device(format!(
+                "cuDNN has no algorithm for a conv of {wd:?} on {xd:?}"
+            ))
+        })?;
+    plan.algo = best.algo;
+    // SAFETY: as above.
+    c.check(
+        unsafe {
+            (c.fwd_workspace)(
+                handle,
+                plan.x,
+                plan.w,
+                plan.conv,
+                plan.y,
+                plan.algo,
+                &mut plan.workspace,
+            )
+        },
+        "workspace size",
+    )
+}
+
+/// Destroy the descriptors `plan` holds (each once; those never made are null).
+fn destroy(c: &ffi::Cudnn, plan: &ConvPlan) {
+    // SAFETY: each non-null descriptor was made once for this plan and is destroyed once, here.
+    unsafe {
+        for d in [plan.x, plan.y] {
+            if !d.is_null() {
+                (c.destroy_tensor)(d);
+            }
+        }
+        if !plan.w.is_null() {
+            (c.destroy_filter)(plan.w);
+        }
+        if !plan.conv.is_null() {
+            (c.destroy_conv)(plan.conv);
+        }
+    }
+}
+
 /// A grid-stride launch over `n` elements.
 fn grid(n: usize) -> LaunchConfig {
     let blocks = n.div_ceil(256).clamp(1, 65535 * 8) as u32;
@@ -275,137 +414,29 @@ impl<E: Elem> Cuda<E> {
         if self.plans.contains_key(&key) {
             return Ok(key);
         }
-        let c = &self.cudnn;
-        let i32s = |v: &[usize]| v.iter().map(|&d| d as i32).collect::<Vec<i32>>();
-        let strides = |d: &[usize]| {
-            let mut s = vec![1usize; d.len()];
-            for i in (0..d.len() - 1).rev() {
-                s[i] = s[i + 1] * d[i + 1];
-            }
-            i32s(&s)
-        };
         let to = (x.t - w.kt) / st + 1;
         let ho = (x.h + 2 * p - w.ks) / ss + 1;
         let wo = (x.w + 2 * p - w.ks) / ss + 1;
-        let out = Dims::new(w.cout, to, ho, wo);
-        let xd = [1, x.c, x.t, x.h, x.w];
-        let yd = [1, w.cout, to, ho, wo];
-        let wd = [w.cout, w.cin, w.kt, w.ks, w.ks];
-        let (mut xdesc, mut ydesc, mut wdesc, mut cdesc) = (
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        );
-        // SAFETY: descriptor calls with arrays of the stated lengths; kept in the plan and
-        // destroyed with the device.
-        unsafe {
-            c.check((c.create_tensor)(&mut xdesc), "tensor descriptor")?;
-            c.check(
-                (c.set_tensor_nd)(
-                    xdesc,
-                    E::CUDNN,
-                    5,
-                    i32s(&xd).as_ptr(),
-                    strides(&xd).as_ptr(),
-                ),
-                "input descriptor",
-            )?;
-            c.check((c.create_tensor)(&mut ydesc), "tensor descriptor")?;
-            c.check(
-                (c.set_tensor_nd)(
-                    ydesc,
-                    E::CUDNN,
-                    5,
-                    i32s(&yd).as_ptr(),
-                    strides(&yd).as_ptr(),
-                ),
-                "output descriptor",
-            )?;
-            c.check((c.create_filter)(&mut wdesc), "filter descriptor")?;
-            c.check(
-                (c.set_filter_nd)(
-                    wdesc,
-                    E::CUDNN,
-                    ffi::CUDNN_TENSOR_NCHW,
-                    5,
-                    i32s(&wd).as_ptr(),
-                ),
-                "filter descriptor",
-            )?;
-            c.check((c.create_conv)(&mut cdesc), "conv descriptor")?;
-            let pads = [0, p as i32, p as i32];
-            let stride = [st as i32, ss as i32, ss as i32];
-            let dil = [1i32; 3];
-            c.check(
-                (c.set_conv_nd)(
-                    cdesc,
-                    3,
-                    pads.as_ptr(),
-                    stride.as_ptr(),
-                    dil.as_ptr(),
-                    ffi::CUDNN_CROSS_CORRELATION,
-                    ffi::CUDNN_DATA_FLOAT,
-                ),
-                "conv descriptor",
-            )?;
-            c.check((c.set_conv_math)(cdesc, E::MATH), "conv math type")?;
+        let null = std::ptr::null_mut();
+        let mut plan = ConvPlan {
+            x: null,
+            w: null,
+            conv: null,
+            y: null,
+            algo: 0,
+            workspace: 0,
+            out: Dims::new(w.cout, to, ho, wo),
+        };
+        match describe::<E>(&self.cudnn, self.cudnn_handle, &mut plan, x, w, (st, ss, p)) {
+            Ok(()) => {
+                self.plans.insert(key, plan);
+                Ok(key)
+            }
+            Err(e) => {
+                destroy(&self.cudnn, &plan);
+                Err(e)
+            }
         }
-        let mut found = [ffi::FwdAlgoPerf::default(); 8];
-        let mut n = 0;
-        // SAFETY: cuDNN allocates what it benchmarks with; `found` holds 8 results.
-        c.check(
-            unsafe {
-                (c.find_fwd)(
-                    self.cudnn_handle,
-                    xdesc,
-                    wdesc,
-                    cdesc,
-                    ydesc,
-                    8,
-                    &mut n,
-                    found.as_mut_ptr(),
-                )
-            },
-            "algorithm search",
-        )?;
-        let best = found[..n.max(0) as usize]
-            .iter()
-            .find(|f| f.status == 0)
-            .ok_or_else(|| {
-                Error::Device(format!(
-                    "cuDNN has no algorithm for a conv of {wd:?} on {xd:?}"
-                ))
-            })?;
-        let mut ws = 0usize;
-        // SAFETY: as above.
-        c.check(
-            unsafe {
-                (c.fwd_workspace)(
-                    self.cudnn_handle,
-                    xdesc,
-                    wdesc,
-                    cdesc,
-                    ydesc,
-                    best.algo,
-                    &mut ws,
-                )
-            },
-            "workspace size",
-        )?;
-        self.plans.insert(
-            key,
-            ConvPlan {
-                x: xdesc,
-                w: wdesc,
-                conv: cdesc,
-                y: ydesc,
-                algo: best.algo,
-                workspace: ws,
-                out,
-            },
-        );
-        Ok(key)
     }
 
     /// cuBLAS `C = op(A)·op(B)` (column-major; A and B stored as `E`, C as `c_type`; fp32
@@ -467,15 +498,8 @@ impl<E: Elem> Cuda<E> {
 impl<E: Elem> Drop for Cuda<E> {
     fn drop(&mut self) {
         let _ = self.stream.synchronize();
-        let c = &self.cudnn;
         for p in self.plans.values() {
-            // SAFETY: each descriptor was created once and is destroyed once, here.
-            unsafe {
-                (c.destroy_tensor)(p.x);
-                (c.destroy_tensor)(p.y);
-                (c.destroy_filter)(p.w);
-                (c.destroy_conv)(p.conv);
-            }
+            destroy(&self.cudnn, p);
         }
     }
 }

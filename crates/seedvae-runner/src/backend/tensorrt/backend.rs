@@ -92,26 +92,24 @@ impl TrtBackend {
             .map_err(|e| Error::Input(format!("{}: {e}", engine.display())))?;
         let ctx = gpu0()?;
         let stream = ctx.new_stream().map_err(super::cuda("create a stream"))?;
-        let mut runtime = super::runtime::runtime()?;
-        let runtime = runtime
-            .as_mut()
-            .ok_or_else(|| Error::Backend("no TensorRT-RTX runtime".into()))?;
-        let (validity, why) = runtime
-            .engine_validity(&bytes)
-            .map_err(super::trt("engine header"))?;
-        if validity == trtx::EngineValidity::kINVALID {
-            return Err(Error::Backend(format!(
-                "{}: TensorRT-RTX says this engine cannot run here: {}",
-                engine.display(),
-                invalidity_text(why.bits())
-            )));
-        }
-        let mut eng = runtime
-            .deserialize_cuda_engine(&bytes)
-            .map_err(|e| Error::TrtCall {
-                what: format!("{}: cannot load the engine", engine.display()),
-                source: e,
-            })?;
+        let mut eng = super::runtime::with_runtime(|runtime| {
+            let (validity, why) = runtime
+                .engine_validity(&bytes)
+                .map_err(super::trt("engine header"))?;
+            if validity == trtx::EngineValidity::kINVALID {
+                return Err(Error::Backend(format!(
+                    "{}: TensorRT-RTX says this engine cannot run here: {}",
+                    engine.display(),
+                    invalidity_text(why.bits())
+                )));
+            }
+            runtime
+                .deserialize_cuda_engine(&bytes)
+                .map_err(|e| Error::TrtCall {
+                    what: format!("{}: cannot load the engine", engine.display()),
+                    source: e,
+                })
+        })?;
         check_io_table(&manifest.info.contract, &io_table(&eng)?)
             .map_err(|e| Error::Backend(format!("{}: {e}", engine.display())))?;
         if manifest.key_parts.weightless {

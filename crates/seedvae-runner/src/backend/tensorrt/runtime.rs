@@ -5,7 +5,7 @@
 use crate::Error;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 /// The logger every TensorRT-RTX object of this process reports through (`tracing`).
 pub(super) fn logger() -> Result<&'static trtx::Logger, Error> {
@@ -17,17 +17,20 @@ pub(super) fn logger() -> Result<&'static trtx::Logger, Error> {
     Ok(LOGGER.get_or_init(|| l))
 }
 
-/// The process's one runtime, made at first use (a failure, e.g. the library not yet loadable,
-/// is tried again next time). Engines it deserializes borrow only the logger, so they outlive
-/// the guard.
-pub(super) fn runtime() -> Result<MutexGuard<'static, Option<trtx::Runtime<'static>>>, Error> {
+/// `f` with the process's one runtime, made at first use (a failure, e.g. the library not yet
+/// loadable, is tried again next time), locked only while `f` runs. Engines it deserializes
+/// borrow only the logger, so they outlive the lock.
+pub(super) fn with_runtime<T>(
+    f: impl FnOnce(&mut trtx::Runtime<'static>) -> Result<T, Error>,
+) -> Result<T, Error> {
     static RUNTIME: Mutex<Option<trtx::Runtime<'static>>> = Mutex::new(None);
     // A panic while it was held cannot leave the runtime half-made: it is set in one step.
     let mut r = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
-    if r.is_none() {
-        *r = Some(trtx::Runtime::new(logger()?).map_err(super::trt("runtime"))?);
-    }
-    Ok(r)
+    let runtime = match &mut *r {
+        Some(rt) => rt,
+        None => r.insert(trtx::Runtime::new(logger()?).map_err(super::trt("runtime"))?),
+    };
+    f(runtime)
 }
 
 /// The runtime cache file kept beside an engine (`engine.trt` → `engine.trt.rtcache`).
