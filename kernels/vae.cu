@@ -1,9 +1,10 @@
 // seedvae's own CUDA kernels for the VAE (crates/seedvae-exec, device `cuda`): the layers cuDNN
 // and cuBLAS do not do. Compiled at first use by NVRTC for the GPU at hand and cached.
-// Activations are `[C, T, H, W]` (one batch item), stored as `T` — float, or half with float
-// arithmetic — and `plane` is H·W. Each kernel mirrors a function of
-// crates/seedvae-exec/src/device/reference.rs; each is instantiated for both storage types
-// (`name_f32`, `name_f16`) at the end of this file.
+// Activations are channels-last `[T, H, W, C]` (one batch item: a frame is one contiguous
+// block, a pixel's channels are adjacent), stored as `T` — float, or half with float
+// arithmetic. Each kernel mirrors a function of crates/seedvae-exec/src/device/reference.rs
+// (which keeps `[C, T, H, W]`); each is instantiated for both storage types (`name_f32`,
+// `name_f16`) at the end of this file.
 
 typedef long long i64;
 
@@ -25,136 +26,159 @@ __device__ __forceinline__ void st(half_t* p, i64 i, float v) {
     p[i].bits = h;
 }
 
-// Frames [t0, t0 + n) of every channel of `src` (T = src_t) into frames [d0, d0 + n) of `dst`
-// (T = dst_t). Joins a conv's head to its input, keeps a conv's last frames, cuts and joins
-// frame groups.
-template <typename T> __device__ void copy_frames(const T* src, int src_t, int t0, T* dst, int dst_t,
-                                       int d0, int n, int c, int plane) {
-    i64 total = (i64)c * n * plane;
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (i64)gridDim.x * blockDim.x) {
-        i64 p = i % plane;
-        i64 f = (i / plane) % n;
-        i64 ch = i / ((i64)plane * n);
-        dst[(ch * dst_t + d0 + f) * plane + p] = src[(ch * src_t + t0 + f) * plane + p];
+// A grid-stride loop. 32-bit: the device keeps every tensor under 2^31 values (cuDNN's limit,
+// so index + stride stays under 2^32), and 64-bit division costs several times more.
+typedef unsigned int u32;
+#define GRID_STRIDE(i, n)                                                          \
+    for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < (u32)(n);             \
+         i += gridDim.x * blockDim.x)
+
+// Host values `[C, TP]` (f32; TP = frames × pixels) into `[TP, C]` storage: an upload.
+template <typename T> __device__ void to_channels_last(const float* src, T* dst, int c, i64 tp) {
+    GRID_STRIDE(i, (i64)c * tp) {
+        u32 ch = i % (u32)c;
+        st(dst, i, src[(i64)ch * tp + i / (u32)c]);
     }
 }
 
-// `x` `[c, t, h, w]` into `y` `[c, t, h + 1, w + 1]` with a zero row below and a zero column to
+// `[TP, C]` storage into `[C, TP]` f32 values: a download.
+template <typename T> __device__ void to_channels_first(const T* src, float* dst, int c, i64 tp) {
+    GRID_STRIDE(i, (i64)c * tp) {
+        u32 q = i % (u32)tp;
+        dst[i] = ld(src, (i64)q * c + i / (u32)tp);
+    }
+}
+
+// The first `n` of `cs` channels of every pixel (the encoder's posterior mean).
+template <typename T> __device__ void take_channels(const T* src, T* dst, int cs, int n, i64 px) {
+    GRID_STRIDE(i, (i64)n * px) {
+        dst[i] = src[(i64)(i / (u32)n) * cs + i % (u32)n];
+    }
+}
+
+// The first `n` of `cs` channels of every pixel plus a bias: a conv whose output channels were
+// padded to a multiple of 8 (the tensor cores' alignment), cut back.
+template <typename T> __device__ void take_channels_bias(const T* src, T* dst, const T* b, int cs,
+                                                         int n, i64 px) {
+    GRID_STRIDE(i, (i64)n * px) {
+        u32 ch = i % (u32)n;
+        st(dst, i, ld(src, (i64)(i / (u32)n) * cs + ch) + ld(b, ch));
+    }
+}
+
+// `x` `[f, h, w, c]` into `y` `[f, h + 1, w + 1, c]` with a zero row below and a zero column to
 // the right (the encoder's downsampling pad, spec §4.6).
-template <typename T> __device__ void pad_right_bottom(const T* x, T* y, int ct, int h, int w) {
-    i64 total = (i64)ct * (h + 1) * (w + 1);
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (i64)gridDim.x * blockDim.x) {
-        int xx = (int)(i % (w + 1));
-        int yy = (int)((i / (w + 1)) % (h + 1));
-        i64 f = i / ((i64)(w + 1) * (h + 1));
-        st(y, i, (yy < h && xx < w) ? ld(x, (f * h + yy) * w + xx) : 0.0f);
+template <typename T> __device__ void pad_right_bottom(const T* x, T* y, int f, int h, int w, int c) {
+    GRID_STRIDE(i, (i64)f * (h + 1) * (w + 1) * c) {
+        u32 ch = i % (u32)c;
+        u32 px = i / (u32)c;
+        int xx = (int)(px % (u32)(w + 1));
+        int yy = (int)((px / (u32)(w + 1)) % (u32)(h + 1));
+        i64 fr = px / (u32)((w + 1) * (h + 1));
+        st(y, i, (yy < h && xx < w) ? ld(x, ((fr * h + yy) * w + xx) * c + ch) : 0.0f);
     }
 }
 
-// y[ch, ...] += b[ch] over `per` values a channel.
-template <typename T> __device__ void add_bias(T* y, const T* b, int c, i64 per) {
-    i64 total = (i64)c * per;
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (i64)gridDim.x * blockDim.x) {
-        st(y, i, ld(y, i) + ld(b, i / per));
-    }
+// y[i] += b[channel]: a conv's or a projection's bias.
+template <typename T> __device__ void add_bias(T* y, const T* b, int c, i64 n) {
+    GRID_STRIDE(i, n) { st(y, i, ld(y, i) + ld(b, i % (u32)c)); }
 }
 
-// a += b
+// a += b (the residual)
 template <typename T> __device__ void add_into(T* a, const T* b, i64 n) {
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (i64)gridDim.x * blockDim.x) {
-        st(a, i, ld(a, i) + ld(b, i));
-    }
+    GRID_STRIDE(i, n) { st(a, i, ld(a, i) + ld(b, i)); }
 }
 
-// GroupNorm statistics (spec §4.2): per frame and group, the sum and the sum of squares of the
-// group's channels over the frame, in f64, accumulated into `acc[(frame·groups + g)·2 + {0,1}]`
-// (zeroed before). Block x: frame·groups + group; block y: a share of the group's values.
-template <typename T> __device__ void gn_sums(const T* x, int t, int plane, int per, int groups,
-                                   double* acc) {
-    int tg = blockIdx.x;
-    int ti = tg / groups, g = tg % groups;
-    i64 n = (i64)per * plane;
-    double s = 0.0, s2 = 0.0;
-    for (i64 i = (i64)blockIdx.y * blockDim.x + threadIdx.x; i < n;
-         i += (i64)gridDim.y * blockDim.x) {
-        i64 ch = (i64)g * per + i / plane;
-        double v = ld(x, (ch * t + ti) * plane + i % plane);
-        s += v;
-        s2 += v * v;
-    }
-    __shared__ double sh[2][256];
-    sh[0][threadIdx.x] = s;
-    sh[1][threadIdx.x] = s2;
+// out[i] += o[i] + b[channel]: the attention's output projection and its residual.
+template <typename T> __device__ void add_bias_into(T* out, const T* o, const T* b, int c, i64 n) {
+    GRID_STRIDE(i, n) { st(out, i, ld(out, i) + ld(o, i) + ld(b, i % (u32)c)); }
+}
+
+// GroupNorm statistics (spec §4.2) of frame blockIdx.y: per group, the sum and the sum of
+// squares of (value − pivot) over the block's pixels, added into `acc[(frame·groups + g)·2 +
+// {0,1}]` (f64, zeroed before). The pivot is the group's first value in the frame, so the sums
+// stay small where a group's mean is large next to its spread (f32 sums would cancel). Thread
+// layout: `lanes` pixels at once, one thread a channel (blockDim = lanes · c).
+template <typename T> __device__ void gn_sums(const T* x, int plane, int c, int per, int lanes,
+                                              int pixels, double* acc) {
+    extern __shared__ double sh[];  // [2][groups]
+    int groups = c / per;
+    int tid = threadIdx.x;
+    for (int k = tid; k < 2 * groups; k += blockDim.x) sh[k] = 0.0;
     __syncthreads();
-    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
-        if (threadIdx.x < k) {
-            sh[0][threadIdx.x] += sh[0][threadIdx.x + k];
-            sh[1][threadIdx.x] += sh[1][threadIdx.x + k];
+    int ch = tid % c, lane = tid / c, gi = ch / per;
+    const T* frame = x + (i64)blockIdx.y * plane * c;
+    float pivot = ld(frame, gi * per);
+    int p0 = blockIdx.x * pixels;
+    int p1 = min(p0 + pixels, plane);
+    float s = 0.0f, s2 = 0.0f;
+    if (lane < lanes) {
+#pragma unroll 4
+        for (int px = p0 + lane; px < p1; px += lanes) {
+            float v = ld(frame, (i64)px * c + ch) - pivot;
+            s += v;
+            s2 += v * v;
         }
-        __syncthreads();
+        atomicAdd(&sh[2 * gi], (double)s);
+        atomicAdd(&sh[2 * gi + 1], (double)s2);
     }
-    if (threadIdx.x == 0) {
-        atomicAdd(&acc[2 * tg], sh[0][0]);
-        atomicAdd(&acc[2 * tg + 1], sh[1][0]);
+    __syncthreads();
+    for (int k = tid; k < 2 * groups; k += blockDim.x)
+        atomicAdd(&acc[(i64)blockIdx.y * groups * 2 + k], sh[k]);
+}
+
+// Per frame and channel, GroupNorm folded with its affine: y = x·a + b, a = γ/σ, b = β − μ·a.
+template <typename T> __device__ void gn_finish(const T* x, const double* acc, const T* gamma,
+                                                const T* beta, float* ab, int t, int plane,
+                                                int c, int per, float eps) {
+    GRID_STRIDE(i, (i64)t * c) {
+        int ch = (int)(i % (u32)c);
+        i64 f = i / (u32)c;
+        int groups = c / per;
+        const double* s = acc + (f * groups + ch / per) * 2;
+        double n = (double)per * plane;
+        double m = s[0] / n;
+        double var = fmax(s[1] / n - m * m, 0.0);
+        double mean = (double)ld(x, f * plane * c + (ch / per) * per) + m;
+        double a = (double)ld(gamma, ch) / sqrt(var + (double)eps);
+        ab[2 * i] = (float)a;
+        ab[2 * i + 1] = (float)((double)ld(beta, ch) - mean * a);
     }
 }
 
-// y = (x − mean) / sqrt(var + eps) · gamma + beta, then SiLU when `silu`.
-template <typename T> __device__ void gn_apply(const T* x, T* y, const T* gamma,
-                                    const T* beta, const double* acc, int c, int t, int plane,
-                                    int per, int groups, float eps, int silu) {
-    i64 total = (i64)c * t * plane;
-    double count = (double)per * plane;
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (i64)gridDim.x * blockDim.x) {
-        i64 ti = (i / plane) % t;
-        int ch = (int)(i / ((i64)plane * t));
-        i64 k = 2 * (ti * groups + ch / per);
-        double mean = acc[k] / count;
-        double var = acc[k + 1] / count - mean * mean;
-        double inv = 1.0 / sqrt(var + (double)eps);
-        float v = (float)(((double)ld(x, i) - mean) * inv * (double)ld(gamma, ch) + (double)ld(beta, ch));
+// y = x·a + b per frame and channel (`ab` from gn_finish), then SiLU when `silu`.
+template <typename T> __device__ void gn_apply(const T* x, T* y, const float* ab, int c,
+                                               i64 frame, i64 n, int silu) {
+    GRID_STRIDE(i, n) {
+        u32 k = 2 * ((i / (u32)frame) * (u32)c + i % (u32)c);
+        float v = ld(x, i) * ab[k] + ab[k + 1];
         st(y, i, silu ? v / (1.0f + expf(-v)) : v);
     }
 }
 
-// The upsampler's shuffle (spec §4.5): out[ch, f·z + sz, 2h + sx, 2w + sy] =
-// u[((sx·2 + sy)·z + sz)·c + ch, f, h, w]; with `drop`, output frame 1 is left out.
-template <typename T> __device__ void shuffle(const T* u, T* out, int c, int t, int h, int w, int z,
-                                   int drop) {
+// The upsampler's shuffle (spec §4.5): out[f·z + sz, 2y + sx, 2x + sy, ch] =
+// u[f, y, x, ((sx·2 + sy)·z + sz)·c + ch]; with `drop`, output frame 1 is left out.
+template <typename T> __device__ void shuffle(const T* u, T* out, int c, int t, int h, int w,
+                                              int z, int drop) {
     int ot = t * z - (drop ? 1 : 0);
     int oh = 2 * h, ow = 2 * w;
-    i64 total = (i64)c * ot * oh * ow;
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (i64)gridDim.x * blockDim.x) {
-        int ox = (int)(i % ow);
-        int oy = (int)((i / ow) % oh);
-        int of = (int)((i / ((i64)ow * oh)) % ot);
-        int ch = (int)(i / ((i64)ow * oh * ot));
+    GRID_STRIDE(i, (i64)ot * oh * ow * c) {
+        u32 ch = i % (u32)c;
+        u32 px = i / (u32)c;
+        int ox = (int)(px % (u32)ow);
+        int oy = (int)((px / (u32)ow) % (u32)oh);
+        int of = (int)(px / (u32)(ow * oh));
         int full = (drop && of >= 1) ? of + 1 : of;  // the frame index before dropping
         int f = full / z, sz = full % z;
-        int sx = oy & 1, sy = ox & 1;
-        i64 k = ((i64)(sx * 2 + sy) * z + sz) * c + ch;
-        st(out, i, ld(u, ((k * t + f) * h + (oy >> 1)) * w + (ox >> 1)));
-    }
-}
-
-// q[ch·p + i] += b[ch] for a `[c][p]` matrix (a projection's bias).
-template <typename T> __device__ void add_bias_rows(T* q, const T* b, int c, int p) {
-    i64 total = (i64)c * p;
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (i64)gridDim.x * blockDim.x) {
-        st(q, i, ld(q, i) + ld(b, i / p));
+        int k = ((oy & 1) * 2 + (ox & 1)) * z + sz;
+        out[i] = u[(((i64)f * h + (oy >> 1)) * w + (ox >> 1)) * (4 * z * c) + (i64)k * c + ch];
     }
 }
 
 // Softmax of each of `cols` columns of `n` contiguous f32 scores (scaled by `scale` first),
 // written as probabilities into `prob` (same layout, storage type); f64 sums. One block a column.
-template <typename T> __device__ void softmax_columns(const float* s, T* prob, int n, int cols, float scale) {
+template <typename T> __device__ void softmax_columns(const float* s, T* prob, int n, int cols,
+                                                      float scale) {
     int col = blockIdx.x;
     if (col >= cols) return;
     const float* v = s + (i64)col * n;
@@ -182,41 +206,34 @@ template <typename T> __device__ void softmax_columns(const float* s, T* prob, i
         st(prob, (i64)col * n + i, expf(v[i] * scale - m) * inv);
 }
 
-// out[ch, ti, i] += o[ch·p + i] + b[ch]: the attention's output projection back into frame `ti`
-// of `out` `[c, t, p]` (which holds the un-normalized input: the residual).
-template <typename T> __device__ void attn_residual(T* out, const T* o, const T* b, int c, int t,
-                                         int ti, int p) {
-    i64 total = (i64)c * p;
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (i64)gridDim.x * blockDim.x) {
-        i64 ch = i / p;
-        i64 k = (ch * t + ti) * p + i % p;
-        st(out, k, ld(out, k) + ld(o, i) + ld(b, ch));
-    }
-}
-
 // The kernels NVRTC exports, for f32 and f16 storage.
 #define BOTH(NAME, PARAMS, ARGS)                                                 \
     extern "C" __global__ void NAME##_f32 PARAMS(float) { NAME<float> ARGS; }    \
     extern "C" __global__ void NAME##_f16 PARAMS(half_t) { NAME<half_t> ARGS; }
 
-#define P_COPY(T) (const T* src, int src_t, int t0, T* dst, int dst_t, int d0, int n, int c, int plane)
-BOTH(copy_frames, P_COPY, (src, src_t, t0, dst, dst_t, d0, n, c, plane))
-#define P_PAD(T) (const T* x, T* y, int ct, int h, int w)
-BOTH(pad_right_bottom, P_PAD, (x, y, ct, h, w))
-#define P_BIAS(T) (T* y, const T* b, int c, i64 per)
-BOTH(add_bias, P_BIAS, (y, b, c, per))
+#define P_CL(T) (const float* src, T* dst, int c, i64 tp)
+BOTH(to_channels_last, P_CL, (src, dst, c, tp))
+#define P_CF(T) (const T* src, float* dst, int c, i64 tp)
+BOTH(to_channels_first, P_CF, (src, dst, c, tp))
+#define P_TAKE(T) (const T* src, T* dst, int cs, int n, i64 px)
+BOTH(take_channels, P_TAKE, (src, dst, cs, n, px))
+#define P_TAKEB(T) (const T* src, T* dst, const T* b, int cs, int n, i64 px)
+BOTH(take_channels_bias, P_TAKEB, (src, dst, b, cs, n, px))
+#define P_PAD(T) (const T* x, T* y, int f, int h, int w, int c)
+BOTH(pad_right_bottom, P_PAD, (x, y, f, h, w, c))
+#define P_BIAS(T) (T* y, const T* b, int c, i64 n)
+BOTH(add_bias, P_BIAS, (y, b, c, n))
 #define P_ADD(T) (T* a, const T* b, i64 n)
 BOTH(add_into, P_ADD, (a, b, n))
-#define P_SUMS(T) (const T* x, int t, int plane, int per, int groups, double* acc)
-BOTH(gn_sums, P_SUMS, (x, t, plane, per, groups, acc))
-#define P_GN(T) (const T* x, T* y, const T* gamma, const T* beta, const double* acc, int c, int t, int plane, int per, int groups, float eps, int silu)
-BOTH(gn_apply, P_GN, (x, y, gamma, beta, acc, c, t, plane, per, groups, eps, silu))
+#define P_BINTO(T) (T* out, const T* o, const T* b, int c, i64 n)
+BOTH(add_bias_into, P_BINTO, (out, o, b, c, n))
+#define P_SUMS(T) (const T* x, int plane, int c, int per, int lanes, int pixels, double* acc)
+BOTH(gn_sums, P_SUMS, (x, plane, c, per, lanes, pixels, acc))
+#define P_FIN(T) (const T* x, const double* acc, const T* gamma, const T* beta, float* ab, int t, int plane, int c, int per, float eps)
+BOTH(gn_finish, P_FIN, (x, acc, gamma, beta, ab, t, plane, c, per, eps))
+#define P_GN(T) (const T* x, T* y, const float* ab, int c, i64 frame, i64 n, int silu)
+BOTH(gn_apply, P_GN, (x, y, ab, c, frame, n, silu))
 #define P_SHUF(T) (const T* u, T* out, int c, int t, int h, int w, int z, int drop)
 BOTH(shuffle, P_SHUF, (u, out, c, t, h, w, z, drop))
-#define P_ROWS(T) (T* q, const T* b, int c, int p)
-BOTH(add_bias_rows, P_ROWS, (q, b, c, p))
 #define P_SOFT(T) (const float* s, T* prob, int n, int cols, float scale)
 BOTH(softmax_columns, P_SOFT, (s, prob, n, cols, scale))
-#define P_RES(T) (T* out, const T* o, const T* b, int c, int t, int ti, int p)
-BOTH(attn_residual, P_RES, (out, o, b, c, t, ti, p))

@@ -184,6 +184,10 @@ fn ops<E: Elem>() -> bool {
     };
     let w3 = conv(64, 32, 3, 3, &mut rand);
     let w1 = conv(64, 128, 1, 1, &mut rand);
+    let w_rgb_in = conv(3, 32, 3, 3, &mut rand);
+    let w_rgb_out = conv(64, 3, 3, 3, &mut rand);
+    let rgb = rand(3 * 3 * 120, 1.0);
+    let rgb_head = rand(3 * 2 * 120, 1.0);
     let gamma = rand(64, 1.0);
     let beta = rand(64, 0.5);
     let lin: Vec<(Vec<f32>, Vec<f32>)> = (0..4)
@@ -217,7 +221,7 @@ fn ops<E: Elem>() -> bool {
         w: &(Vec<f32>, Vec<f32>, usize, usize, usize, usize),
     ) -> ConvWeights<D::Buf> {
         ConvWeights {
-            w: dev.constant(&w.0).unwrap(),
+            w: dev.filter(&w.0, [w.3, w.2, w.4, w.5, w.5]).unwrap(),
             b: dev.constant(&w.1).unwrap(),
             cin: w.2,
             cout: w.3,
@@ -239,6 +243,42 @@ fn ops<E: Elem>() -> bool {
         let h = dev.upload(&head, Dims { t: 2, ..d }).unwrap();
         let w = cw(dev, &w3);
         let y = dev.conv(&a, Some(&h), &w, 1, Pad::Same).unwrap();
+        dev.download(&y).unwrap()
+    });
+    both!("group norm, conv with head", |dev| {
+        // GroupNorm's output has room for the head in front (CUDA): the conv reads in place.
+        let a = dev.upload(&x, d).unwrap();
+        let n = NormWeights {
+            gamma: dev.constant(&gamma).unwrap(),
+            beta: dev.constant(&beta).unwrap(),
+            c: 64,
+        };
+        let y = dev.group_norm(&a, &n, true).unwrap();
+        let h = dev.repeat_first(&y, 2).unwrap();
+        let w = cw(dev, &w3);
+        let z = dev.conv(&y, Some(&h), &w, 1, Pad::Same).unwrap();
+        let kept = dev.tail(&y, Some(&h), 2).unwrap();
+        let z2 = dev.conv(&y, Some(&kept), &w, 1, Pad::Same).unwrap();
+        let j = dev.concat(&[z, z2]).unwrap();
+        dev.download(&j).unwrap()
+    });
+    both!("conv 3 -> 32 with head", |dev| {
+        let a = dev.upload(&rgb, Dims { c: 3, ..d }).unwrap();
+        let h = dev.upload(&rgb_head, Dims { c: 3, t: 2, ..d }).unwrap();
+        let w = cw(dev, &w_rgb_in);
+        let y = dev.conv(&a, Some(&h), &w, 1, Pad::Same).unwrap();
+        dev.download(&y).unwrap()
+    });
+    both!("conv 64 -> 3 with head", |dev| {
+        let a = dev.upload(&x, d).unwrap();
+        let h = dev.upload(&head, Dims { t: 2, ..d }).unwrap();
+        let w = cw(dev, &w_rgb_out);
+        let y = dev.conv(&a, Some(&h), &w, 1, Pad::Same).unwrap();
+        dev.download(&y).unwrap()
+    });
+    both!("channels (first 16)", |dev| {
+        let a = dev.upload(&x, d).unwrap();
+        let y = dev.channels(&a, 16).unwrap();
         dev.download(&y).unwrap()
     });
     both!("conv 1x1x1", |dev| {
@@ -348,6 +388,9 @@ impl<D: Device> Device for Profiled<D> {
     type Buf = D::Buf;
     fn constant(&mut self, v: &[f32]) -> seedvae_exec::Result<D::Buf> {
         self.dev.constant(v)
+    }
+    fn filter(&mut self, v: &[f32], shape: [usize; 5]) -> seedvae_exec::Result<D::Buf> {
+        self.dev.filter(v, shape)
     }
     fn upload(&mut self, v: &[f32], d: Dims) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
         self.timed("upload", |x| x.upload(v, d))
@@ -507,15 +550,17 @@ fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, group: Option<usi
         }
         out_frames
     };
-    // The same decode once untimed: cuDNN's algorithm search for every shape it meets.
+    // The same decode once untimed: cuDNN's plans for every shape it meets.
     decode(&mut cuda);
+    cuda.reset_peak().unwrap();
     let start = Instant::now();
     let out_frames = decode(&mut cuda);
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "decode {w}x{h}, {t} latent frames -> {out_frames} frames, {} storage, {chunk} latent frame(s) a call, groups {group:?}: {secs:.2} s, {:.1} ms/frame",
+        "decode {w}x{h}, {t} latent frames -> {out_frames} frames, {} storage, {chunk} latent frame(s) a call, groups {group:?}: {secs:.2} s, {:.1} ms/frame, device pool peak {:.2} GiB",
         E::NAME,
-        1e3 * secs / out_frames as f64
+        1e3 * secs / out_frames as f64,
+        cuda.peak_bytes().unwrap() as f64 / (1u64 << 30) as f64
     );
 }
 

@@ -77,8 +77,14 @@ struct Loader<'a, D: Device> {
     slots: usize,
 }
 
-impl<D: Device> Loader<'_, D> {
+impl<'a, D: Device> Loader<'a, D> {
     fn tensor(&mut self, name: &str, want: &[usize]) -> Result<D::Buf> {
+        let v = self.values(name, want)?;
+        self.dev.constant(&v)
+    }
+
+    /// The values of tensor `name`, which must have the shape `want`.
+    fn values(&self, name: &str, want: &[usize]) -> Result<std::borrow::Cow<'a, [f32]>> {
         let t = self.w.get(name).ok_or_else(|| {
             Error::Shape(format!(
                 "{}: tensor '{name}' is missing",
@@ -92,13 +98,16 @@ impl<D: Device> Loader<'_, D> {
                 t.shape
             )));
         }
-        let v = self.w.f32(name)?;
-        self.dev.constant(&v)
+        let w: &'a WeightFile = self.w;
+        Ok(w.f32(name)?)
     }
 
     fn conv_weights(&mut self, c: &Conv) -> Result<ConvWeights<D::Buf>> {
+        let name = format!("{}.weight", c.name);
+        let shape = [c.cout, c.cin, c.kt, c.ks, c.ks];
+        let v = self.values(&name, &shape)?;
         Ok(ConvWeights {
-            w: self.tensor(&format!("{}.weight", c.name), &c.weight_shape())?,
+            w: self.dev.filter(&v, shape)?,
             b: self.tensor(&format!("{}.bias", c.name), &[c.cout])?,
             cin: c.cin,
             cout: c.cout,

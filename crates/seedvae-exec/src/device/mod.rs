@@ -1,5 +1,7 @@
-//! What a device does: one function per kind of layer in spec §4, on activations `[C, T, H, W]`
-//! (one batch item) that live on the device. The schedule (`vae.rs`) only calls these.
+//! What a device does: one function per kind of layer in spec §4, on activations of extent
+//! `[C, T, H, W]` (one batch item) that live on the device, in the layout the device chooses
+//! (the reference keeps `[C, T, H, W]`, CUDA channels-last `[T, H, W, C]`); the host sees
+//! `[C, T, H, W]` values. The schedule (`vae.rs`) only calls these.
 
 pub mod cuda;
 pub mod reference;
@@ -8,7 +10,7 @@ mod shapes;
 use crate::Result;
 
 /// The extent of an activation `[C, T, H, W]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Dims {
     pub c: usize,
     pub t: usize,
@@ -84,6 +86,9 @@ pub trait Device {
 
     /// Weights (or any constant), copied to the device once.
     fn constant(&mut self, v: &[f32]) -> Result<Self::Buf>;
+    /// A conv's weights as the checkpoint holds them, `[cout, cin, kt, ks, ks]`, copied to the
+    /// device once in the layout its convs read.
+    fn filter(&mut self, v: &[f32], shape: [usize; 5]) -> Result<Self::Buf>;
     /// An activation from host values `[C, T, H, W]`.
     fn upload(&mut self, v: &[f32], dims: Dims) -> Result<Act<Self::Buf>>;
     /// An activation's values on the host.

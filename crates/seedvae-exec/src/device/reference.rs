@@ -83,6 +83,10 @@ impl Device for Reference {
         Ok(v.to_vec())
     }
 
+    fn filter(&mut self, v: &[f32], _shape: [usize; 5]) -> Result<Vec<f32>> {
+        Ok(v.to_vec())
+    }
+
     fn upload(&mut self, v: &[f32], dims: Dims) -> Result<Act<Vec<f32>>> {
         shapes::upload(v.len(), dims)?;
         Ok(Act {

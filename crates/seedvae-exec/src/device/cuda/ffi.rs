@@ -171,81 +171,93 @@ impl Nvrtc {
 pub type Handle = *mut c_void;
 pub type Desc = *mut c_void;
 
-/// One result of cuDNN's algorithm search (`cudnnConvolutionFwdAlgoPerf_t`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FwdAlgoPerf {
-    pub algo: c_int,
-    pub status: c_int,
-    pub time: f32,
-    pub memory: usize,
-    pub determinism: c_int,
-    pub math_type: c_int,
-    pub reserved: [c_int; 3],
-}
-
+/// `cudnnDataType_t`.
 pub const CUDNN_DATA_FLOAT: c_int = 0;
 pub const CUDNN_DATA_HALF: c_int = 2;
-/// Tensor cores for half precision (fp32 accumulation through the conv's compute type).
-pub const CUDNN_TENSOR_OP_MATH: c_int = 1;
-pub const CUDNN_TENSOR_NCHW: c_int = 0;
-pub const CUDNN_CROSS_CORRELATION: c_int = 1;
-/// FMA kernels only: fp32 convolutions stay fp32 (no TF32).
-pub const CUDNN_FMA_MATH: c_int = 3;
 
-/// cuDNN's convolution API (the legacy descriptors, stable across cuDNN 8 and 9).
+/// The graph API's names (`cudnn_graph.h`, cuDNN 9; numbered values, stable across releases).
+pub mod graph {
+    use std::ffi::c_int;
+
+    // cudnnBackendDescriptorType_t
+    pub const CONVOLUTION: c_int = 1;
+    pub const ENGINE: c_int = 2;
+    pub const ENGINECFG: c_int = 3;
+    pub const ENGINEHEUR: c_int = 4;
+    pub const EXECUTION_PLAN: c_int = 5;
+    pub const OPERATION_CONVOLUTION_FORWARD: c_int = 10;
+    pub const OPERATIONGRAPH: c_int = 15;
+    pub const VARIANT_PACK: c_int = 16;
+    pub const TENSOR: c_int = 17;
+
+    // cudnnBackendAttributeType_t
+    pub const TYPE_HANDLE: c_int = 0;
+    pub const TYPE_DATA_TYPE: c_int = 1;
+    pub const TYPE_INT64: c_int = 3;
+    pub const TYPE_FLOAT: c_int = 4;
+    pub const TYPE_VOID_PTR: c_int = 6;
+    pub const TYPE_CONVOLUTION_MODE: c_int = 7;
+    pub const TYPE_HEUR_MODE: c_int = 8;
+    pub const TYPE_NUMERICAL_NOTE: c_int = 11;
+    pub const TYPE_BACKEND_DESCRIPTOR: c_int = 15;
+
+    // cudnnBackendAttributeName_t
+    pub const CONVOLUTION_COMP_TYPE: c_int = 100;
+    pub const CONVOLUTION_CONV_MODE: c_int = 101;
+    pub const CONVOLUTION_DILATIONS: c_int = 102;
+    pub const CONVOLUTION_FILTER_STRIDES: c_int = 103;
+    pub const CONVOLUTION_POST_PADDINGS: c_int = 104;
+    pub const CONVOLUTION_PRE_PADDINGS: c_int = 105;
+    pub const CONVOLUTION_SPATIAL_DIMS: c_int = 106;
+    pub const ENGINEHEUR_MODE: c_int = 200;
+    pub const ENGINEHEUR_OPERATION_GRAPH: c_int = 201;
+    pub const ENGINEHEUR_RESULTS: c_int = 202;
+    pub const ENGINECFG_ENGINE: c_int = 300;
+    pub const EXECUTION_PLAN_HANDLE: c_int = 400;
+    pub const EXECUTION_PLAN_ENGINE_CONFIG: c_int = 401;
+    pub const EXECUTION_PLAN_WORKSPACE_SIZE: c_int = 402;
+    pub const OPERATION_CONVOLUTION_FORWARD_ALPHA: c_int = 700;
+    pub const OPERATION_CONVOLUTION_FORWARD_BETA: c_int = 701;
+    pub const OPERATION_CONVOLUTION_FORWARD_CONV_DESC: c_int = 702;
+    pub const OPERATION_CONVOLUTION_FORWARD_W: c_int = 703;
+    pub const OPERATION_CONVOLUTION_FORWARD_X: c_int = 704;
+    pub const OPERATION_CONVOLUTION_FORWARD_Y: c_int = 705;
+    pub const OPERATIONGRAPH_HANDLE: c_int = 800;
+    pub const OPERATIONGRAPH_OPS: c_int = 801;
+    pub const TENSOR_BYTE_ALIGNMENT: c_int = 900;
+    pub const TENSOR_DATA_TYPE: c_int = 901;
+    pub const TENSOR_DIMENSIONS: c_int = 902;
+    pub const TENSOR_STRIDES: c_int = 903;
+    pub const TENSOR_UNIQUE_ID: c_int = 906;
+    pub const VARIANT_PACK_UNIQUE_IDS: c_int = 1000;
+    pub const VARIANT_PACK_DATA_POINTERS: c_int = 1001;
+    pub const VARIANT_PACK_WORKSPACE: c_int = 1003;
+    pub const ENGINE_NUMERICAL_NOTE: c_int = 1303;
+
+    // values
+    pub const CROSS_CORRELATION: c_int = 1;
+    pub const HEUR_MODE_A: c_int = 3;
+    pub const HEUR_MODE_FALLBACK: c_int = 2;
+    pub const NOTE_TENSOR_CORE: c_int = 0;
+    pub const NOTE_DOWN_CONVERT_INPUTS: c_int = 1;
+    pub const NOTE_REDUCED_PRECISION_REDUCTION: c_int = 2;
+}
+
+/// cuDNN: the convolutions, through its graph API (the engines PyTorch's own calls reach; the
+/// legacy descriptors do not reach Hopper's and Blackwell's fastest kernels).
 pub struct Cudnn {
     _lib: Library,
     pub path: PathBuf,
     pub create: unsafe extern "C" fn(*mut Handle) -> c_int,
+    pub destroy: unsafe extern "C" fn(Handle) -> c_int,
     pub set_stream: unsafe extern "C" fn(Handle, *mut c_void) -> c_int,
     pub version: unsafe extern "C" fn() -> usize,
-    pub create_tensor: unsafe extern "C" fn(*mut Desc) -> c_int,
-    pub set_tensor_nd:
-        unsafe extern "C" fn(Desc, c_int, c_int, *const c_int, *const c_int) -> c_int,
-    pub destroy_tensor: unsafe extern "C" fn(Desc) -> c_int,
-    pub create_filter: unsafe extern "C" fn(*mut Desc) -> c_int,
-    pub set_filter_nd: unsafe extern "C" fn(Desc, c_int, c_int, c_int, *const c_int) -> c_int,
-    pub destroy_filter: unsafe extern "C" fn(Desc) -> c_int,
-    pub create_conv: unsafe extern "C" fn(*mut Desc) -> c_int,
-    pub set_conv_nd: unsafe extern "C" fn(
-        Desc,
-        c_int,
-        *const c_int,
-        *const c_int,
-        *const c_int,
-        c_int,
-        c_int,
-    ) -> c_int,
-    pub set_conv_math: unsafe extern "C" fn(Desc, c_int) -> c_int,
-    pub destroy_conv: unsafe extern "C" fn(Desc) -> c_int,
-    pub find_fwd: unsafe extern "C" fn(
-        Handle,
-        Desc,
-        Desc,
-        Desc,
-        Desc,
-        c_int,
-        *mut c_int,
-        *mut FwdAlgoPerf,
-    ) -> c_int,
-    pub fwd_workspace:
-        unsafe extern "C" fn(Handle, Desc, Desc, Desc, Desc, c_int, *mut usize) -> c_int,
-    pub forward: unsafe extern "C" fn(
-        Handle,
-        *const c_void,
-        Desc,
-        *const c_void,
-        Desc,
-        *const c_void,
-        Desc,
-        c_int,
-        *mut c_void,
-        usize,
-        *const c_void,
-        Desc,
-        *mut c_void,
-    ) -> c_int,
+    pub create_desc: unsafe extern "C" fn(c_int, *mut Desc) -> c_int,
+    pub destroy_desc: unsafe extern "C" fn(Desc) -> c_int,
+    pub finalize: unsafe extern "C" fn(Desc) -> c_int,
+    pub set_attr: unsafe extern "C" fn(Desc, c_int, c_int, i64, *const c_void) -> c_int,
+    pub get_attr: unsafe extern "C" fn(Desc, c_int, c_int, i64, *mut i64, *mut c_void) -> c_int,
+    pub execute: unsafe extern "C" fn(Handle, Desc, Desc) -> c_int,
     pub error_string: unsafe extern "C" fn(c_int) -> *const c_char,
 }
 
@@ -255,21 +267,15 @@ impl Cudnn {
         let p = path.as_path();
         Ok(Cudnn {
             create: sym(&lib, p, "cudnnCreate")?,
+            destroy: sym(&lib, p, "cudnnDestroy")?,
             set_stream: sym(&lib, p, "cudnnSetStream")?,
             version: sym(&lib, p, "cudnnGetVersion")?,
-            create_tensor: sym(&lib, p, "cudnnCreateTensorDescriptor")?,
-            set_tensor_nd: sym(&lib, p, "cudnnSetTensorNdDescriptor")?,
-            destroy_tensor: sym(&lib, p, "cudnnDestroyTensorDescriptor")?,
-            create_filter: sym(&lib, p, "cudnnCreateFilterDescriptor")?,
-            set_filter_nd: sym(&lib, p, "cudnnSetFilterNdDescriptor")?,
-            destroy_filter: sym(&lib, p, "cudnnDestroyFilterDescriptor")?,
-            create_conv: sym(&lib, p, "cudnnCreateConvolutionDescriptor")?,
-            set_conv_nd: sym(&lib, p, "cudnnSetConvolutionNdDescriptor")?,
-            set_conv_math: sym(&lib, p, "cudnnSetConvolutionMathType")?,
-            destroy_conv: sym(&lib, p, "cudnnDestroyConvolutionDescriptor")?,
-            find_fwd: sym(&lib, p, "cudnnFindConvolutionForwardAlgorithm")?,
-            fwd_workspace: sym(&lib, p, "cudnnGetConvolutionForwardWorkspaceSize")?,
-            forward: sym(&lib, p, "cudnnConvolutionForward")?,
+            create_desc: sym(&lib, p, "cudnnBackendCreateDescriptor")?,
+            destroy_desc: sym(&lib, p, "cudnnBackendDestroyDescriptor")?,
+            finalize: sym(&lib, p, "cudnnBackendFinalize")?,
+            set_attr: sym(&lib, p, "cudnnBackendSetAttribute")?,
+            get_attr: sym(&lib, p, "cudnnBackendGetAttribute")?,
+            execute: sym(&lib, p, "cudnnBackendExecute")?,
             error_string: sym(&lib, p, "cudnnGetErrorString")?,
             path,
             _lib: lib,
@@ -303,6 +309,7 @@ pub struct Cublas {
     _lib: Library,
     pub path: PathBuf,
     pub create: unsafe extern "C" fn(*mut Handle) -> c_int,
+    pub destroy: unsafe extern "C" fn(Handle) -> c_int,
     pub set_stream: unsafe extern "C" fn(Handle, *mut c_void) -> c_int,
     pub gemm_ex: unsafe extern "C" fn(
         Handle,
@@ -333,6 +340,7 @@ impl Cublas {
         let p = path.as_path();
         Ok(Cublas {
             create: sym(&lib, p, "cublasCreate_v2")?,
+            destroy: sym(&lib, p, "cublasDestroy_v2")?,
             set_stream: sym(&lib, p, "cublasSetStream_v2")?,
             gemm_ex: sym(&lib, p, "cublasGemmEx")?,
             path,

@@ -14,16 +14,19 @@ pub const SOURCE: &str = include_str!("../../../../../kernels/vae.cu");
 
 /// The kernels, by the names kernels/vae.cu gives them.
 pub struct Kernels {
-    pub copy_frames: CudaFunction,
+    pub to_channels_last: CudaFunction,
+    pub to_channels_first: CudaFunction,
+    pub take_channels: CudaFunction,
+    pub take_channels_bias: CudaFunction,
     pub pad_right_bottom: CudaFunction,
     pub add_bias: CudaFunction,
     pub add_into: CudaFunction,
+    pub add_bias_into: CudaFunction,
     pub gn_sums: CudaFunction,
+    pub gn_finish: CudaFunction,
     pub gn_apply: CudaFunction,
     pub shuffle: CudaFunction,
-    pub add_bias_rows: CudaFunction,
     pub softmax_columns: CudaFunction,
-    pub attn_residual: CudaFunction,
 }
 
 /// FNV-1a, 64 bits: a cache key, not a checksum (the cubin is checked by the driver on load).
@@ -78,16 +81,19 @@ impl Kernels {
                 .map_err(|e| Error::Device(format!("seedvae's kernel {name}: {e}")))
         };
         Ok(Kernels {
-            copy_frames: f("copy_frames")?,
+            to_channels_last: f("to_channels_last")?,
+            to_channels_first: f("to_channels_first")?,
+            take_channels: f("take_channels")?,
+            take_channels_bias: f("take_channels_bias")?,
             pad_right_bottom: f("pad_right_bottom")?,
             add_bias: f("add_bias")?,
             add_into: f("add_into")?,
+            add_bias_into: f("add_bias_into")?,
             gn_sums: f("gn_sums")?,
+            gn_finish: f("gn_finish")?,
             gn_apply: f("gn_apply")?,
             shuffle: f("shuffle")?,
-            add_bias_rows: f("add_bias_rows")?,
             softmax_columns: f("softmax_columns")?,
-            attn_residual: f("attn_residual")?,
         })
     }
 }

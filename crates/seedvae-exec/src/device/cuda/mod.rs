@@ -1,19 +1,31 @@
-//! The CUDA device: the layers on an NVIDIA GPU — convolutions through cuDNN (its fastest
-//! algorithm found once per shape and kept), the attention's products through cuBLAS, the rest
-//! as seedvae's own kernels (`kernels/vae.cu`, compiled by NVRTC for this GPU at first use and
-//! cached). Activations `[C, T, H, W]` as on the reference device, stored as the element `E`:
-//! `f32` (fp32 arithmetic without TF32: held to the reference device) or `half::f16` (tensor
-//! cores, fp32 accumulation, GroupNorm statistics in f64, softmax in f32).
+//! The CUDA device: the layers on an NVIDIA GPU — convolutions through cuDNN's graph API (an
+//! execution plan found once per shape and kept, [`conv`]), the attention's products through
+//! cuBLAS, the rest as seedvae's own kernels (`kernels/vae.cu`, compiled by NVRTC for this GPU
+//! at first use and cached). Activations are channels-last `[T, H, W, C]` — what the tensor
+//! cores' convolutions read and write, frames contiguous — stored as the element `E`: `f32`
+//! (fp32 arithmetic without TF32: held to the reference device) or `half::f16` (tensor cores,
+//! fp32 accumulation, GroupNorm statistics in f32 around a pivot summed in f64, softmax in f32).
+//!
+//! Every activation a causal conv reads next (GroupNorm's and the shuffle's outputs, uploads)
+//! is made with two frames of room in front, so the conv's head frames are written there and
+//! cuDNN reads `[head ; x]` in place instead of a joined copy.
 //!
 //! The CUDA driver comes through cudarc (loaded at run time); NVRTC, cuDNN and cuBLAS through
 //! [`ffi`] from the folders the caller names (the `nvidia-*` wheels) or the system's search.
+//! Memory comes from the driver's stream-ordered pool, kept between calls (not given back to
+//! the system at every synchronization); [`Cuda::peak_bytes`] reads its high-water mark.
 
+mod conv;
 mod ffi;
 mod kernels;
 
 use super::{shapes, Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
 use crate::{Error, Result};
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+use conv::{ConvPlan, Geometry};
+use cudarc::driver::{
+    sys, CudaContext, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PinnedHostSlice,
+    PushKernelArg,
+};
 use seedvae_weights::schema::{NORM_EPS, NORM_GROUPS};
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -45,8 +57,8 @@ pub trait Elem:
     /// cuDNN's and cuBLAS's codes for it.
     const CUDNN: i32;
     const CUDA_R: i32;
-    /// cuDNN's math: FMA for f32 (no TF32), tensor cores for f16.
-    const MATH: i32;
+    /// Plain fp32 arithmetic only: no tensor cores (TF32), no down-converted inputs.
+    const STRICT: bool;
     fn of(v: f32) -> Self;
     fn f32(self) -> f32;
 }
@@ -55,7 +67,7 @@ impl Elem for f32 {
     const NAME: &'static str = "f32";
     const CUDNN: i32 = ffi::CUDNN_DATA_FLOAT;
     const CUDA_R: i32 = ffi::CUDA_R_32F;
-    const MATH: i32 = ffi::CUDNN_FMA_MATH;
+    const STRICT: bool = true;
     fn of(v: f32) -> f32 {
         v
     }
@@ -68,7 +80,7 @@ impl Elem for half::f16 {
     const NAME: &'static str = "f16";
     const CUDNN: i32 = ffi::CUDNN_DATA_HALF;
     const CUDA_R: i32 = ffi::CUDA_R_16F;
-    const MATH: i32 = ffi::CUDNN_TENSOR_OP_MATH;
+    const STRICT: bool = false;
     fn of(v: f32) -> half::f16 {
         half::f16::from_f32(v)
     }
@@ -77,18 +89,16 @@ impl Elem for half::f16 {
     }
 }
 
-/// A conv's cuDNN descriptors and chosen algorithm, for one input shape.
-struct ConvPlan {
-    x: ffi::Desc,
-    w: ffi::Desc,
-    conv: ffi::Desc,
-    y: ffi::Desc,
-    algo: i32,
-    workspace: usize,
-    out: Dims,
+/// A buffer on the GPU: `room` elements reserved in front of its values (a causal conv's head
+/// frames go there).
+pub struct GpuBuf<E> {
+    mem: CudaSlice<E>,
+    room: usize,
 }
 
-type ConvKey = (usize, usize, usize, usize, usize, usize, usize, usize, bool);
+/// Frames of room in front of an activation a causal conv reads next: its head (kT − 1 = 2
+/// frames, or the carried frames of a temporal downsampler, fewer).
+const HEAD_ROOM: usize = 2;
 
 /// GPU 0, activations stored as `E`.
 pub struct Cuda<E: Elem = f32> {
@@ -100,191 +110,84 @@ pub struct Cuda<E: Elem = f32> {
     cublas: ffi::Cublas,
     cublas_handle: ffi::Handle,
     k: kernels::Kernels,
-    plans: HashMap<ConvKey, ConvPlan>,
+    plans: HashMap<Geometry, ConvPlan>,
     workspace: Option<CudaSlice<u8>>,
+    /// Page-locked staging for downloads (grown to the largest; the driver copies pageable
+    /// memory through a bounce buffer at a fraction of the speed).
+    staging: Option<PinnedHostSlice<f32>>,
+    pool: sys::CUmemoryPool,
     _elem: std::marker::PhantomData<E>,
     /// The GPU's name and compute capability.
     pub name: String,
     pub compute_capability: (i32, i32),
 }
 
-// SAFETY: the cuDNN and cuBLAS handles and descriptors are used only through `&mut self`, one
-// thread at a time (NVIDIA: a handle may move between threads; it must not be used by two at
-// once); the driver objects are cudarc's `Send` types.
+// SAFETY: the cuDNN and cuBLAS handles, descriptors and the pool handle are used only through
+// `&mut self`, one thread at a time (NVIDIA: a handle may move between threads; it must not be
+// used by two at once); the driver objects are cudarc's `Send` types.
 unsafe impl<E: Elem> Send for Cuda<E> {}
 
 fn driver(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {
     move |e| Error::Device(format!("CUDA {what}: {e}"))
 }
 
-/// Launch the grid-stride kernel `$f` over `$n` elements with the arguments its declaration in
-/// kernels/vae.cu lists.
+/// Launch kernel `$f` over `$cfg` (a [`LaunchConfig`], or an element count for a grid-stride
+/// launch) with the arguments its declaration in kernels/vae.cu lists.
 macro_rules! launch {
-    ($dev:expr, $f:expr, $n:expr, $($arg:expr),+ $(,)?) => {{
-        let mut b = $dev.stream.launch_builder($f);
+    ($dev:expr, $f:ident, $cfg:expr, $($arg:expr),+ $(,)?) => {{
+        let mut b = $dev.stream.launch_builder(&$dev.k.$f);
         $( b.arg($arg); )+
         // SAFETY: the arguments are the kernel's, in order; every index stays in its buffer.
-        unsafe { b.launch(grid($n)) }.map_err(driver("kernel launch")).map(|_| ())
+        unsafe { b.launch(LaunchConfig::from($cfg)) }
+            .map_err(driver(stringify!($f)))
+            .map(|_| ())
     }};
+}
+
+/// A grid-stride launch over `n` elements.
+struct Grid(usize);
+
+impl From<Grid> for LaunchConfig {
+    fn from(Grid(n): Grid) -> LaunchConfig {
+        let blocks = n.div_ceil(256).clamp(1, 65535 * 8) as u32;
+        LaunchConfig {
+            grid_dim: (blocks, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
 }
 
 /// GPU 0's primary context, retained once for the process: a cudarc context dropped releases the
 /// primary context while it stays current on the thread, and a device opened after it then
-/// computed garbage without an error (seen on the H200: the second device of a process).
+/// computed garbage without an error (seen on the H200: the second device of a process). One
+/// stream uses it, so cudarc's cross-stream event tracking is off.
 fn gpu0() -> Result<Arc<CudaContext>> {
     static CTX: std::sync::OnceLock<std::result::Result<Arc<CudaContext>, String>> =
         std::sync::OnceLock::new();
-    CTX.get_or_init(|| CudaContext::new(0).map_err(|e| format!("CUDA: open GPU 0: {e}")))
-        .clone()
-        .map_err(Error::Device)
+    CTX.get_or_init(|| {
+        let ctx = CudaContext::new(0).map_err(|e| format!("CUDA: open GPU 0: {e}"))?;
+        // SAFETY: every buffer, kernel and library call of this device runs on its one stream.
+        unsafe { ctx.disable_event_tracking() };
+        Ok(ctx)
+    })
+    .clone()
+    .map_err(Error::Device)
 }
 
-/// Extents and strides as cuDNN takes them: 32-bit, or an error (a wrapped stride would make
-/// cuDNN read the wrong values, not fail).
-fn i32s(v: &[usize]) -> Result<Vec<i32>> {
-    v.iter()
-        .map(|&d| i32::try_from(d))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| Error::Shape(format!("{v:?} is past cuDNN's 32-bit indexing")))
+/// The output channels a conv's filter is stored with: a multiple of 8 (16 bytes of f16), the
+/// alignment cuDNN's tensor-core kernels need — the decoder's RGB output conv (3 channels) ran
+/// 30× slower unpadded on the H200. The padded filters are zero; the conv's output is cut back.
+fn stored_cout(cout: usize) -> usize {
+    cout.next_multiple_of(8)
 }
 
-/// A cuDNN descriptor of a contiguous 5-D tensor of `E` with extents `d`.
-fn tensor_desc<E: Elem>(c: &ffi::Cudnn, d: &[usize; 5], what: &str) -> Result<ffi::Desc> {
-    let mut strides = [1usize; 5];
-    for i in (0..4).rev() {
-        strides[i] = strides[i + 1] * d[i + 1];
-    }
-    // The whole tensor too: cuDNN's offsets are 32-bit.
-    i32s(&[strides[0] * d[0]])?;
-    let (dims, strides) = (i32s(d)?, i32s(&strides)?);
-    let mut desc = std::ptr::null_mut();
-    // SAFETY: arrays of 5; the descriptor is destroyed here on failure, else with the plan.
-    unsafe {
-        c.check((c.create_tensor)(&mut desc), what)?;
-        let r = c.check(
-            (c.set_tensor_nd)(desc, E::CUDNN, 5, dims.as_ptr(), strides.as_ptr()),
-            what,
-        );
-        if r.is_err() {
-            (c.destroy_tensor)(desc);
-        }
-        r?;
-    }
-    Ok(desc)
-}
-
-/// Fill `plan` with the descriptors of a conv of `w` over `x` (strides `st`, `ss`, spatial pad
-/// `p`) and the fastest algorithm cuDNN finds for it; what was made stays in `plan` either way,
-/// for [`destroy`].
-fn describe<E: Elem>(
-    c: &ffi::Cudnn,
-    handle: ffi::Handle,
-    plan: &mut ConvPlan,
-    x: Dims,
-    w: &ConvWeights<CudaSlice<E>>,
-    (st, ss, p): (usize, usize, usize),
-) -> Result<()> {
-    let xd = [1, x.c, x.t, x.h, x.w];
-    let wd = [w.cout, w.cin, w.kt, w.ks, w.ks];
-    let o = plan.out;
-    let wd32 = i32s(&wd)?;
-    plan.x = tensor_desc::<E>(c, &xd, "input descriptor")?;
-    plan.y = tensor_desc::<E>(c, &[1, o.c, o.t, o.h, o.w], "output descriptor")?;
-    // SAFETY: descriptor calls with arrays of the stated lengths; each descriptor is kept in
-    // `plan` as soon as it exists.
-    unsafe {
-        c.check((c.create_filter)(&mut plan.w), "filter descriptor")?;
-        c.check(
-            (c.set_filter_nd)(plan.w, E::CUDNN, ffi::CUDNN_TENSOR_NCHW, 5, wd32.as_ptr()),
-            "filter descriptor",
-        )?;
-        c.check((c.create_conv)(&mut plan.conv), "conv descriptor")?;
-        let pads = [0, p as i32, p as i32];
-        let stride = [st as i32, ss as i32, ss as i32];
-        let dil = [1i32; 3];
-        c.check(
-            (c.set_conv_nd)(
-                plan.conv,
-                3,
-                pads.as_ptr(),
-                stride.as_ptr(),
-                dil.as_ptr(),
-                ffi::CUDNN_CROSS_CORRELATION,
-                ffi::CUDNN_DATA_FLOAT,
-            ),
-            "conv descriptor",
-        )?;
-        c.check((c.set_conv_math)(plan.conv, E::MATH), "conv math type")?;
-    }
-    let mut found = [ffi::FwdAlgoPerf::default(); 8];
-    let mut n = 0;
-    // SAFETY: cuDNN allocates what it benchmarks with; `found` holds 8 results.
-    c.check(
-        unsafe {
-            (c.find_fwd)(
-                handle,
-                plan.x,
-                plan.w,
-                plan.conv,
-                plan.y,
-                8,
-                &mut n,
-                found.as_mut_ptr(),
-            )
-        },
-        "algorithm search",
-    )?;
-    let best = found[..n.max(0) as usize]
-        .iter()
-        .find(|f| f.status == 0)
-        .ok_or_else(|| {
-            Error::Device(format!(
-                "cuDNN has no algorithm for a conv of {wd:?} on {xd:?}"
-            ))
-        })?;
-    plan.algo = best.algo;
-    // SAFETY: as above.
-    c.check(
-        unsafe {
-            (c.fwd_workspace)(
-                handle,
-                plan.x,
-                plan.w,
-                plan.conv,
-                plan.y,
-                plan.algo,
-                &mut plan.workspace,
-            )
-        },
-        "workspace size",
-    )
-}
-
-/// Destroy the descriptors `plan` holds (each once; those never made are null).
-fn destroy(c: &ffi::Cudnn, plan: &ConvPlan) {
-    // SAFETY: each non-null descriptor was made once for this plan and is destroyed once, here.
-    unsafe {
-        for d in [plan.x, plan.y] {
-            if !d.is_null() {
-                (c.destroy_tensor)(d);
-            }
-        }
-        if !plan.w.is_null() {
-            (c.destroy_filter)(plan.w);
-        }
-        if !plan.conv.is_null() {
-            (c.destroy_conv)(plan.conv);
-        }
-    }
-}
-
-/// A grid-stride launch over `n` elements.
-fn grid(n: usize) -> LaunchConfig {
-    let blocks = n.div_ceil(256).clamp(1, 65535 * 8) as u32;
-    LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
+/// A conv's spatial stride and padding: `k/2` all round, or the encoder downsampler's stride 2
+/// over an input already padded right and bottom.
+fn spatial(pad: Pad, ks: usize) -> (usize, usize) {
+    match pad {
+        Pad::Same => (1, ks / 2),
+        Pad::RightBottom => (2, 0),
     }
 }
 
@@ -293,7 +196,7 @@ impl<E: Elem> Cuda<E> {
     /// cuBLAS on one stream. Every failure is an error saying what is missing.
     pub fn open(o: &CudaOptions) -> Result<Self> {
         // SAFETY: only tries to load the driver library; no driver call is made without it.
-        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        if !unsafe { sys::is_culib_present() } {
             return Err(Error::Device(
                 "no NVIDIA driver found (libcuda / nvcuda.dll is not installed)".into(),
             ));
@@ -308,20 +211,53 @@ impl<E: Elem> Cuda<E> {
         let k = kernels::Kernels::load(&ctx, &nvrtc, cc, E::NAME, o.kernel_cache.as_deref())?;
         let cudnn = ffi::Cudnn::open(&o.lib_dirs)?;
         let cublas = ffi::Cublas::open(&o.lib_dirs)?;
+        // The pool keeps what it holds between synchronizations (a chunk's buffers are the
+        // next chunk's); its high-water mark is the measured peak.
+        let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+        // SAFETY: the driver writes one pool handle for this device; the threshold is a u64.
+        unsafe {
+            sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device())
+                .result()
+                .map_err(driver("memory pool"))?;
+            let mut keep = u64::MAX;
+            sys::cuMemPoolSetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                &mut keep as *mut u64 as *mut c_void,
+            )
+            .result()
+            .map_err(driver("memory pool"))?;
+        }
         let raw_stream = stream.cu_stream() as *mut c_void;
         let mut cudnn_handle = std::ptr::null_mut();
-        // SAFETY: plain handle creation; the stream outlives the handles (both live in `Cuda`).
+        // SAFETY: plain handle creation; the stream outlives the handles (both live in `Cuda`,
+        // destroyed in its Drop).
         cudnn.check(unsafe { (cudnn.create)(&mut cudnn_handle) }, "create")?;
-        cudnn.check(
-            unsafe { (cudnn.set_stream)(cudnn_handle, raw_stream) },
-            "set stream",
-        )?;
         let mut cublas_handle = std::ptr::null_mut();
-        ffi::Cublas::check(unsafe { (cublas.create)(&mut cublas_handle) }, "create")?;
-        ffi::Cublas::check(
-            unsafe { (cublas.set_stream)(cublas_handle, raw_stream) },
-            "set stream",
-        )?;
+        let made = cudnn
+            .check(
+                unsafe { (cudnn.set_stream)(cudnn_handle, raw_stream) },
+                "set stream",
+            )
+            .and_then(|()| {
+                ffi::Cublas::check(unsafe { (cublas.create)(&mut cublas_handle) }, "create")
+            })
+            .and_then(|()| {
+                ffi::Cublas::check(
+                    unsafe { (cublas.set_stream)(cublas_handle, raw_stream) },
+                    "set stream",
+                )
+            });
+        if let Err(e) = made {
+            // SAFETY: each handle made above is destroyed once.
+            unsafe {
+                (cudnn.destroy)(cudnn_handle);
+                if !cublas_handle.is_null() {
+                    (cublas.destroy)(cublas_handle);
+                }
+            }
+            return Err(e);
+        }
         tracing::info!(
             "CUDA device: {name} (compute capability {}.{}); NVRTC {}, cuDNN {} ({}), cuBLAS {}",
             cc.0,
@@ -342,14 +278,52 @@ impl<E: Elem> Cuda<E> {
             k,
             plans: HashMap::new(),
             workspace: None,
+            staging: None,
+            pool,
             _elem: std::marker::PhantomData,
             name,
             compute_capability: cc,
         })
     }
 
-    fn alloc<T: Elem>(&self, n: usize) -> Result<CudaSlice<T>> {
-        self.stream.alloc_zeros::<T>(n.max(1)).map_err(|e| {
+    /// The most device memory the pool has handed out since the last [`Cuda::reset_peak`]
+    /// (weights, activations, states, workspaces: everything but the libraries' own).
+    pub fn peak_bytes(&self) -> Result<u64> {
+        let mut v = 0u64;
+        // SAFETY: the attribute is a u64.
+        unsafe {
+            sys::cuMemPoolGetAttribute(
+                self.pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
+                &mut v as *mut u64 as *mut c_void,
+            )
+        }
+        .result()
+        .map_err(driver("memory pool"))?;
+        Ok(v)
+    }
+
+    /// Start measuring the peak again from what is in use now.
+    pub fn reset_peak(&mut self) -> Result<()> {
+        self.synchronize()?;
+        let mut zero = 0u64;
+        // SAFETY: the attribute is a u64 (only 0 may be set).
+        unsafe {
+            sys::cuMemPoolSetAttribute(
+                self.pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
+                &mut zero as *mut u64 as *mut c_void,
+            )
+        }
+        .result()
+        .map_err(driver("memory pool"))
+    }
+
+    /// `n` values of `T`, not initialized: every kernel and library call writes its whole
+    /// output before anything reads it.
+    fn alloc<T: cudarc::driver::DeviceRepr>(&self, n: usize) -> Result<CudaSlice<T>> {
+        // SAFETY: see above; the memory is only ever read on the GPU after being written.
+        unsafe { self.stream.alloc::<T>(n.max(1)) }.map_err(|e| {
             Error::Device(format!(
                 "cannot allocate {} MB on the GPU: {e}",
                 (n * std::mem::size_of::<T>()) >> 20
@@ -357,104 +331,205 @@ impl<E: Elem> Cuda<E> {
         })
     }
 
-    fn ptr<T: Elem>(&self, b: &CudaSlice<T>) -> u64 {
-        b.device_ptr(&self.stream).0
-    }
-
-    fn act(&self, dims: Dims) -> Result<Act<CudaSlice<E>>> {
+    /// An activation of `dims` with `room` frames of room in front.
+    fn act(&self, dims: Dims, room: usize) -> Result<Act<GpuBuf<E>>> {
+        let room = room * dims.plane() * dims.c;
+        let n = dims
+            .count()?
+            .checked_add(room)
+            .ok_or_else(|| Error::Shape(format!("an activation of {dims:?} is too large")))?;
         Ok(Act {
-            buf: self.alloc::<E>(dims.count()?)?,
+            buf: GpuBuf {
+                mem: self.alloc::<E>(n)?,
+                room,
+            },
             dims,
         })
     }
 
-    /// Frames `[t0, t0 + n)` of `src` into frames `[d0, …)` of `dst` (same channels and size).
+    /// The device address of `b`'s first value.
+    fn ptr(&self, b: &GpuBuf<E>) -> u64 {
+        b.mem.device_ptr(&self.stream).0 + (b.room * size_of::<E>()) as u64
+    }
+
+    /// Copy `n` values between device addresses, in stream order.
+    fn copy(&self, dst: u64, src: u64, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        // SAFETY: both ranges lie in live buffers of `E` on this stream (the callers' extents).
+        unsafe {
+            cudarc::driver::result::memcpy_dtod_async(
+                dst,
+                src,
+                n * size_of::<E>(),
+                self.stream.cu_stream(),
+            )
+        }
+        .map_err(driver("copy"))
+    }
+
+    /// Frames `[t0, t0 + n)` of `src` to frame `d0` of `dst` (same frame size).
     fn copy_frames(
         &self,
-        src: &Act<CudaSlice<E>>,
+        src: &Act<GpuBuf<E>>,
         t0: usize,
-        dst: &mut Act<CudaSlice<E>>,
+        dst: u64,
         d0: usize,
         n: usize,
     ) -> Result<()> {
-        let (s, d) = (src.dims, dst.dims);
-        let count = s.c * n * s.plane();
-        let (st, dt, t0, d0, n, c, p) = (
-            s.t as i32,
-            d.t as i32,
-            t0 as i32,
-            d0 as i32,
-            n as i32,
-            s.c as i32,
-            s.plane() as i32,
-        );
-        let mut b = self.stream.launch_builder(&self.k.copy_frames);
-        b.arg(&src.buf)
-            .arg(&st)
-            .arg(&t0)
-            .arg(&mut dst.buf)
-            .arg(&dt)
-            .arg(&d0);
-        b.arg(&n).arg(&c).arg(&p);
-        // SAFETY: the kernel's arguments match kernels/vae.cu; every index stays in its buffer.
-        unsafe { b.launch(grid(count)) }.map_err(driver("copy_frames"))?;
-        Ok(())
+        let f = src.dims.plane() * src.dims.c;
+        let es = size_of::<E>() as u64;
+        self.copy(
+            dst + (d0 * f) as u64 * es,
+            self.ptr(&src.buf) + (t0 * f) as u64 * es,
+            n * f,
+        )
     }
 
-    /// The cuDNN plan for a conv of `w` over an input `[cin, t, h, w]` (pads `p` all round).
-    fn plan(
-        &mut self,
-        x: Dims,
-        w: &ConvWeights<CudaSlice<E>>,
-        st: usize,
-        ss: usize,
-        p: usize,
-    ) -> Result<ConvKey> {
-        let key: ConvKey = (x.c, w.cout, w.kt, w.ks, x.t, x.h, x.w, st, ss == 2);
-        if self.plans.contains_key(&key) {
-            return Ok(key);
+    /// A workspace of at least `n` bytes.
+    fn workspace(&mut self, n: usize) -> Result<u64> {
+        if self.workspace.as_ref().is_none_or(|b| b.len() < n) {
+            self.workspace = None;
+            self.workspace = Some(self.alloc::<u8>(n)?);
         }
-        let to = (x.t - w.kt) / st + 1;
-        let ho = (x.h + 2 * p - w.ks) / ss + 1;
-        let wo = (x.w + 2 * p - w.ks) / ss + 1;
-        let null = std::ptr::null_mut();
-        let mut plan = ConvPlan {
-            x: null,
-            w: null,
-            conv: null,
-            y: null,
-            algo: 0,
-            workspace: 0,
-            out: Dims::new(w.cout, to, ho, wo),
+        let ws = self.workspace.as_ref().expect("made above");
+        Ok(ws.device_ptr(&self.stream).0)
+    }
+
+    /// Run the conv `geo` on these buffers: its plans made on first use, and when there are
+    /// several, each timed once on this call's buffers and the fastest kept.
+    fn run_conv(&mut self, geo: &Geometry, x: u64, w: u64, y: u64) -> Result<()> {
+        if !self.plans.contains_key(geo) {
+            let p = ConvPlan::new::<E>(&self.cudnn, self.cudnn_handle, geo)?;
+            self.plans.insert(*geo, p);
+        }
+        let chosen = match self.plans[geo].chosen {
+            Some(i) => i,
+            None => {
+                let i = self.tune(geo, x, w, y)?;
+                self.plans.get_mut(geo).expect("made above").chosen = Some(i);
+                i
+            }
         };
-        match describe::<E>(&self.cudnn, self.cudnn_handle, &mut plan, x, w, (st, ss, p)) {
-            Ok(()) => {
-                self.plans.insert(key, plan);
-                Ok(key)
-            }
-            Err(e) => {
-                destroy(&self.cudnn, &plan);
-                Err(e)
+        let ws = self.workspace(self.plans[geo].plans[chosen].1)?;
+        self.plans[geo].run(chosen, &self.cudnn, self.cudnn_handle, x, w, y, ws)
+    }
+
+    /// The fastest of `geo`'s plans on these buffers (each run once to warm, once timed); a
+    /// plan whose workspace cannot be had or that fails to run is passed over.
+    fn tune(&mut self, geo: &Geometry, x: u64, w: u64, y: u64) -> Result<usize> {
+        let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let mut best: Option<(f32, usize)> = None;
+        let mut last_err = None;
+        for i in 0..self.plans[geo].plans.len() {
+            let need = self.plans[geo].plans[i].1;
+            let timed = (|| {
+                let ws = self.workspace(need)?;
+                let p = &self.plans[geo];
+                p.run(i, &self.cudnn, self.cudnn_handle, x, w, y, ws)?;
+                let start = self.stream.record_event(timing).map_err(driver("event"))?;
+                p.run(i, &self.cudnn, self.cudnn_handle, x, w, y, ws)?;
+                let end = self.stream.record_event(timing).map_err(driver("event"))?;
+                start.elapsed_ms(&end).map_err(driver("event"))
+            })();
+            match timed {
+                Ok(ms) if best.is_none_or(|(b, _)| ms < b) => best = Some((ms, i)),
+                Ok(_) => {}
+                Err(e) => last_err = Some(e),
             }
         }
+        // Only the chosen plan's workspace stays.
+        self.workspace = None;
+        match best {
+            Some((ms, i)) => {
+                tracing::debug!(
+                    "cuDNN plan {i} of {} for {geo:?}: {ms:.3} ms",
+                    self.plans[geo].plans.len()
+                );
+                Ok(i)
+            }
+            None => Err(last_err
+                .unwrap_or_else(|| Error::Device(format!("cuDNN: no plan ran for {geo:?}")))),
+        }
+    }
+
+    /// GroupNorm of `x` (+ SiLU) into the buffer at `y` (same extent).
+    fn norm_into(
+        &self,
+        x: &Act<GpuBuf<E>>,
+        nw: &NormWeights<GpuBuf<E>>,
+        silu: bool,
+        y: u64,
+    ) -> Result<()> {
+        let d = x.dims;
+        let per = shapes::norm(d, nw.c)?;
+        if d.c > 1024 {
+            return Err(Error::Shape(format!(
+                "GroupNorm over {} channels: the CUDA device takes at most 1024",
+                d.c
+            )));
+        }
+        let groups = NORM_GROUPS;
+        let acc = self
+            .stream
+            .alloc_zeros::<f64>(2 * d.t * groups)
+            .map_err(driver("GroupNorm sums"))?;
+        let ab = self.alloc::<f32>(2 * d.t * d.c)?;
+        // `lanes` pixels at once, one thread a channel; 64 pixels a lane per block.
+        let lanes = (256 / d.c).max(1);
+        let pixels = lanes * 64;
+        let cfg = LaunchConfig {
+            grid_dim: (d.plane().div_ceil(pixels) as u32, d.t as u32, 1),
+            block_dim: ((lanes * d.c) as u32, 1, 1),
+            shared_mem_bytes: (2 * groups * size_of::<f64>()) as u32,
+        };
+        let (xp, plane, c, per_i) = (self.ptr(&x.buf), d.plane() as i32, d.c as i32, per as i32);
+        let (lanes, pixels) = (lanes as i32, pixels as i32);
+        launch!(self, gn_sums, cfg, &xp, &plane, &c, &per_i, &lanes, &pixels, &acc)?;
+        let (g, b, t) = (self.ptr(&nw.gamma), self.ptr(&nw.beta), d.t as i32);
+        launch!(
+            self,
+            gn_finish,
+            Grid(d.t * d.c),
+            &xp,
+            &acc,
+            &g,
+            &b,
+            &ab,
+            &t,
+            &plane,
+            &c,
+            &per_i,
+            &NORM_EPS
+        )?;
+        let n = d.count()?;
+        let (frame, n64, silu) = ((d.plane() * d.c) as i64, n as i64, silu as i32);
+        launch!(
+            self,
+            gn_apply,
+            Grid(n),
+            &xp,
+            &y,
+            &ab,
+            &c,
+            &frame,
+            &n64,
+            &silu
+        )
     }
 
     /// cuBLAS `C = op(A)·op(B)` (column-major; A and B stored as `E`, C as `c_type`; fp32
-    /// accumulation, no TF32) on raw device pointers.
+    /// accumulation, no TF32).
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         &self,
         ta: bool,
         tb: bool,
-        m: usize,
-        n: usize,
-        k: usize,
-        a: u64,
-        lda: usize,
-        b: u64,
-        ldb: usize,
-        c: u64,
-        ldc: usize,
+        (m, n, k): (usize, usize, usize),
+        (a, lda): (u64, usize),
+        (b, ldb): (u64, usize),
+        (c, ldc): (u64, usize),
         c_type: i32,
     ) -> Result<()> {
         let (one, zero) = (1f32, 0f32);
@@ -493,225 +568,269 @@ impl<E: Elem> Cuda<E> {
             "GemmEx",
         )
     }
+
+    /// `y[i] += b[channel]` over `n` values of `c` channels at `y`.
+    fn bias(&self, y: u64, b: &GpuBuf<E>, c: usize, n: usize) -> Result<()> {
+        let (bp, c, n) = (self.ptr(b), c as i32, n as i64);
+        launch!(self, add_bias, Grid(n as usize), &y, &bp, &c, &n)
+    }
 }
 
 impl<E: Elem> Drop for Cuda<E> {
     fn drop(&mut self) {
         let _ = self.stream.synchronize();
-        for p in self.plans.values() {
-            destroy(&self.cudnn, p);
+        for p in self.plans.values_mut() {
+            p.destroy(&self.cudnn);
+        }
+        // SAFETY: the handles were made in `open` and are destroyed once, here.
+        unsafe {
+            (self.cudnn.destroy)(self.cudnn_handle);
+            (self.cublas.destroy)(self.cublas_handle);
         }
     }
 }
 
 impl<E: Elem> Device for Cuda<E> {
-    type Buf = CudaSlice<E>;
+    type Buf = GpuBuf<E>;
 
-    fn constant(&mut self, v: &[f32]) -> Result<CudaSlice<E>> {
+    fn constant(&mut self, v: &[f32]) -> Result<GpuBuf<E>> {
         let host: Vec<E> = v.iter().map(|&x| E::of(x)).collect();
-        self.stream
-            .clone_htod(&host)
-            .map_err(driver("copy weights"))
-    }
-
-    fn upload(&mut self, v: &[f32], dims: Dims) -> Result<Act<CudaSlice<E>>> {
-        shapes::upload(v.len(), dims)?;
-        let host: Vec<E> = v.iter().map(|&x| E::of(x)).collect();
-        Ok(Act {
-            buf: self.stream.clone_htod(&host).map_err(driver("upload"))?,
-            dims,
+        Ok(GpuBuf {
+            mem: self
+                .stream
+                .clone_htod(&host)
+                .map_err(driver("copy weights"))?,
+            room: 0,
         })
     }
 
-    fn download(&mut self, a: &Act<CudaSlice<E>>) -> Result<Vec<f32>> {
-        let v = self.stream.clone_dtoh(&a.buf).map_err(driver("download"))?;
-        Ok(v[..a.dims.count()?].iter().map(|x| x.f32()).collect())
+    fn filter(&mut self, v: &[f32], [co, ci, kt, kh, kw]: [usize; 5]) -> Result<GpuBuf<E>> {
+        if v.len() != co * ci * kt * kh * kw {
+            return Err(Error::Shape(format!(
+                "a filter of {:?} holds {} values; found {}",
+                [co, ci, kt, kh, kw],
+                co * ci * kt * kh * kw,
+                v.len()
+            )));
+        }
+        // [cout, cin, kt, kh, kw] → channels-last [cout, kt, kh, kw, cin], zero filters
+        // after the last up to the stored count.
+        let taps = kt * kh * kw;
+        let mut out = vec![0f32; stored_cout(co) * taps * ci];
+        for o in 0..co {
+            for i in 0..ci {
+                for k in 0..taps {
+                    out[(o * taps + k) * ci + i] = v[(o * ci + i) * taps + k];
+                }
+            }
+        }
+        self.constant(&out)
+    }
+
+    fn upload(&mut self, v: &[f32], dims: Dims) -> Result<Act<GpuBuf<E>>> {
+        shapes::upload(v.len(), dims)?;
+        let src = self.stream.clone_htod(v).map_err(driver("upload"))?;
+        let a = self.act(dims, HEAD_ROOM)?;
+        let (dst, c, tp) = (
+            self.ptr(&a.buf),
+            dims.c as i32,
+            (dims.t * dims.plane()) as i64,
+        );
+        launch!(self, to_channels_last, Grid(v.len()), &src, &dst, &c, &tp)?;
+        Ok(a)
+    }
+
+    fn download(&mut self, a: &Act<GpuBuf<E>>) -> Result<Vec<f32>> {
+        let d = a.dims;
+        let n = d.count()?;
+        let out = self.alloc::<f32>(n)?;
+        let (src, c, tp) = (self.ptr(&a.buf), d.c as i32, (d.t * d.plane()) as i64);
+        launch!(self, to_channels_first, Grid(n), &src, &out, &c, &tp)?;
+        if self.staging.as_ref().is_none_or(|s| s.len() < n) {
+            self.staging = None;
+            // SAFETY: page-locked host memory (not write-combined: the host reads it), written
+            // by the copy below before it is read.
+            self.staging = Some(
+                unsafe { self._ctx.alloc_pinned_with_flags::<f32>(n, 0) }
+                    .map_err(driver("page-locked staging"))?,
+            );
+        }
+        let staging = self.staging.as_mut().expect("made above");
+        let host = &mut staging.as_mut_slice().map_err(driver("download"))?[..n];
+        let src = out.device_ptr(&self.stream).0;
+        // SAFETY: `host` holds exactly the `n` values `out` holds; the stream is synchronized
+        // before they are read.
+        unsafe { cudarc::driver::result::memcpy_dtoh_async(host, src, self.stream.cu_stream()) }
+            .map_err(driver("download"))?;
+        self.stream.synchronize().map_err(driver("download"))?;
+        Ok(host.to_vec())
     }
 
     fn conv(
         &mut self,
-        x: &Act<CudaSlice<E>>,
-        head: Option<&Act<CudaSlice<E>>>,
-        w: &ConvWeights<CudaSlice<E>>,
+        x: &Act<GpuBuf<E>>,
+        head: Option<&Act<GpuBuf<E>>>,
+        w: &ConvWeights<GpuBuf<E>>,
         st: usize,
         pad: Pad,
-    ) -> Result<Act<CudaSlice<E>>> {
+    ) -> Result<Act<GpuBuf<E>>> {
         let d = x.dims;
         shapes::conv(d, head.map(|h| h.dims), w.cin, w.kt)?;
-        // The input cuDNN reads: [head ; x] joined in time, then padded right/bottom.
-        let joined = match head {
-            Some(h) => {
-                let mut j = self.act(Dims {
-                    t: h.dims.t + d.t,
-                    ..d
-                })?;
-                self.copy_frames(h, 0, &mut j, 0, h.dims.t)?;
-                self.copy_frames(x, 0, &mut j, h.dims.t, d.t)?;
-                Some(j)
+        let frame = d.plane() * d.c;
+        let es = size_of::<E>() as u64;
+        // The input cuDNN reads: [head ; x] — the head written into x's room where it has
+        // room, else both copied into a joined buffer — then padded right/bottom.
+        let (mut input, mut dims) = (self.ptr(&x.buf), d);
+        let mut _joined = None;
+        if let Some(h) = head {
+            let n = h.dims.t * frame;
+            if x.buf.room >= n {
+                input -= n as u64 * es;
+                self.copy_frames(h, 0, input, 0, h.dims.t)?;
+            } else {
+                let j = self.act(
+                    Dims {
+                        t: h.dims.t + d.t,
+                        ..d
+                    },
+                    0,
+                )?;
+                input = self.ptr(&j.buf);
+                self.copy_frames(h, 0, input, 0, h.dims.t)?;
+                self.copy_frames(x, 0, input, h.dims.t, d.t)?;
+                _joined = Some(j);
             }
-            None => None,
-        };
-        let input = joined.as_ref().unwrap_or(x);
-        let padded = match pad {
-            Pad::Same => None,
-            Pad::RightBottom => {
-                let i = input.dims;
-                let mut p = self.act(Dims::new(i.c, i.t, i.h + 1, i.w + 1))?;
-                let (ct, h, wd) = ((i.c * i.t) as i32, i.h as i32, i.w as i32);
-                let n = p.dims.count()?;
-                let f = self.k.pad_right_bottom.clone();
-                launch!(self, &f, n, &input.buf, &mut p.buf, &ct, &h, &wd)?;
-                Some(p)
-            }
-        };
-        let input = padded.as_ref().unwrap_or(input);
-        let (ss, p) = match pad {
-            Pad::Same => (1, w.ks / 2),
-            Pad::RightBottom => (2, 0),
-        };
-        let key = self.plan(input.dims, w, st, ss, p)?;
-        let (out_dims, ws_need) = {
-            let pl = &self.plans[&key];
-            (pl.out, pl.workspace)
-        };
-        if self.workspace.as_ref().is_none_or(|b| b.len() < ws_need) {
-            self.workspace = None;
-            self.workspace = Some(
-                self.stream
-                    .alloc_zeros::<u8>(ws_need.max(1))
-                    .map_err(driver("conv workspace"))?,
-            );
+            dims.t += h.dims.t;
         }
-        let mut y = self.act(out_dims)?;
-        let (one, zero) = (1f32, 0f32);
-        let pl = &self.plans[&key];
-        let ws = self.workspace.as_ref().expect("allocated above");
-        let (xp, wp, yp, wsp) = (
-            self.ptr(&input.buf),
-            self.ptr(&w.w),
-            self.ptr(&y.buf),
-            ws.device_ptr(&self.stream).0,
-        );
-        let c = &self.cudnn;
-        // SAFETY: the descriptors describe these buffers' extents; the workspace holds the
-        // size cuDNN asked for this algorithm.
-        c.check(
-            unsafe {
-                (c.forward)(
-                    self.cudnn_handle,
-                    &one as *const f32 as *const c_void,
-                    pl.x,
-                    xp as *const c_void,
-                    pl.w,
-                    wp as *const c_void,
-                    pl.conv,
-                    pl.algo,
-                    wsp as *mut c_void,
-                    pl.workspace,
-                    &zero as *const f32 as *const c_void,
-                    pl.y,
-                    yp as *mut c_void,
-                )
-            },
-            "convolution",
-        )?;
-        let per = (out_dims.t * out_dims.plane()) as i64;
-        let cout = w.cout as i32;
-        let n = out_dims.count()?;
-        let f = self.k.add_bias.clone();
-        launch!(self, &f, n, &mut y.buf, &w.b, &cout, &per)?;
+        let mut _padded = None;
+        if pad == Pad::RightBottom {
+            let p = self.act(Dims::new(dims.c, dims.t, dims.h + 1, dims.w + 1), 0)?;
+            let (dst, f, h, wd, c) = (
+                self.ptr(&p.buf),
+                dims.t as i32,
+                dims.h as i32,
+                dims.w as i32,
+                dims.c as i32,
+            );
+            launch!(
+                self,
+                pad_right_bottom,
+                Grid(p.dims.count()?),
+                &input,
+                &dst,
+                &f,
+                &h,
+                &wd,
+                &c
+            )?;
+            (input, dims) = (dst, p.dims);
+            _padded = Some(p);
+        }
+        let (ss, p) = spatial(pad, w.ks);
+        let geo = Geometry {
+            x: dims,
+            cout: stored_cout(w.cout),
+            kt: w.kt,
+            ks: w.ks,
+            st,
+            ss,
+            p,
+        };
+        let out = geo.out();
+        let y = self.act(Dims { c: w.cout, ..out }, 0)?;
+        let (wp, yp) = (self.ptr(&w.w), self.ptr(&y.buf));
+        if geo.cout == w.cout {
+            self.run_conv(&geo, input, wp, yp)?;
+            self.bias(yp, &w.b, w.cout, y.dims.count()?)?;
+        } else {
+            let padded = self.act(out, 0)?;
+            let pp = self.ptr(&padded.buf);
+            self.run_conv(&geo, input, wp, pp)?;
+            let (bp, cs, n, px) = (
+                self.ptr(&w.b),
+                geo.cout as i32,
+                w.cout as i32,
+                (out.t * out.plane()) as i64,
+            );
+            launch!(
+                self,
+                take_channels_bias,
+                Grid(y.dims.count()?),
+                &pp,
+                &yp,
+                &bp,
+                &cs,
+                &n,
+                &px
+            )?;
+        }
         Ok(y)
     }
 
     fn tail(
         &mut self,
-        x: &Act<CudaSlice<E>>,
-        head: Option<&Act<CudaSlice<E>>>,
+        x: &Act<GpuBuf<E>>,
+        head: Option<&Act<GpuBuf<E>>>,
         n: usize,
-    ) -> Result<Act<CudaSlice<E>>> {
+    ) -> Result<Act<GpuBuf<E>>> {
         let d = x.dims;
         let nh = head.map_or(0, |h| h.dims.t);
         shapes::tail(d, nh, n)?;
-        let mut out = self.act(Dims { t: n, ..d })?;
+        let out = self.act(Dims { t: n, ..d }, 0)?;
+        let o = self.ptr(&out.buf);
         // The last n of [head ; x]: from x where it has them, the rest from the head's end.
         let from_x = n.min(d.t);
         let from_h = n - from_x;
         if let (Some(h), true) = (head, from_h > 0) {
-            self.copy_frames(h, nh - from_h, &mut out, 0, from_h)?;
+            self.copy_frames(h, nh - from_h, o, 0, from_h)?;
         }
-        self.copy_frames(x, d.t - from_x, &mut out, from_h, from_x)?;
+        self.copy_frames(x, d.t - from_x, o, from_h, from_x)?;
         Ok(out)
     }
 
-    fn repeat_first(&mut self, x: &Act<CudaSlice<E>>, n: usize) -> Result<Act<CudaSlice<E>>> {
-        let mut out = self.act(Dims { t: n, ..x.dims })?;
+    fn repeat_first(&mut self, x: &Act<GpuBuf<E>>, n: usize) -> Result<Act<GpuBuf<E>>> {
+        let out = self.act(Dims { t: n, ..x.dims }, 0)?;
+        let o = self.ptr(&out.buf);
         for i in 0..n {
-            self.copy_frames(x, 0, &mut out, i, 1)?;
+            self.copy_frames(x, 0, o, i, 1)?;
         }
         Ok(out)
     }
 
     fn group_norm(
         &mut self,
-        x: &Act<CudaSlice<E>>,
-        nw: &NormWeights<CudaSlice<E>>,
+        x: &Act<GpuBuf<E>>,
+        nw: &NormWeights<GpuBuf<E>>,
         silu: bool,
-    ) -> Result<Act<CudaSlice<E>>> {
-        let d = x.dims;
-        let per = shapes::norm(d, nw.c)?;
-        let mut acc = self
-            .stream
-            .alloc_zeros::<f64>(2 * d.t * NORM_GROUPS)
-            .map_err(driver("GroupNorm sums"))?;
-        let values = per * d.plane();
-        let splits = values.div_ceil(256 * 64).clamp(1, 256) as u32;
-        let (t, p, per_i, g) = (d.t as i32, d.plane() as i32, per as i32, NORM_GROUPS as i32);
-        let mut b = self.stream.launch_builder(&self.k.gn_sums);
-        b.arg(&x.buf)
-            .arg(&t)
-            .arg(&p)
-            .arg(&per_i)
-            .arg(&g)
-            .arg(&mut acc);
-        let cfg = LaunchConfig {
-            grid_dim: ((d.t * NORM_GROUPS) as u32, splits, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: arguments as gn_sums declares; 256 threads, as its shared arrays assume.
-        unsafe { b.launch(cfg) }.map_err(driver("gn_sums"))?;
-        let mut y = self.act(d)?;
-        let (c, eps, silu) = (d.c as i32, NORM_EPS, silu as i32);
-        let n = d.count()?;
-        let f = self.k.gn_apply.clone();
-        launch!(
-            self, &f, n, &x.buf, &mut y.buf, &nw.gamma, &nw.beta, &acc, &c, &t, &p, &per_i, &g,
-            &eps, &silu
-        )?;
+    ) -> Result<Act<GpuBuf<E>>> {
+        let y = self.act(x.dims, HEAD_ROOM)?;
+        self.norm_into(x, nw, silu, self.ptr(&y.buf))?;
         Ok(y)
     }
 
-    fn add(&mut self, a: &mut Act<CudaSlice<E>>, b: &Act<CudaSlice<E>>) -> Result<()> {
+    fn add(&mut self, a: &mut Act<GpuBuf<E>>, b: &Act<GpuBuf<E>>) -> Result<()> {
         shapes::add(a.dims, b.dims)?;
-        let n = a.dims.count()?;
-        let n64 = n as i64;
-        let f = self.k.add_into.clone();
-        launch!(self, &f, n, &mut a.buf, &b.buf, &n64)
+        let n = a.dims.count()? as i64;
+        let (ap, bp) = (self.ptr(&a.buf), self.ptr(&b.buf));
+        launch!(self, add_into, Grid(n as usize), &ap, &bp, &n)
     }
 
     fn shuffle(
         &mut self,
-        u: &Act<CudaSlice<E>>,
+        u: &Act<GpuBuf<E>>,
         c: usize,
         temporal: bool,
         drop_sub1: bool,
-    ) -> Result<Act<CudaSlice<E>>> {
+    ) -> Result<Act<GpuBuf<E>>> {
         let z = if temporal { 2 } else { 1 };
         let d = u.dims;
         shapes::shuffle(d, c, z)?;
         let drop = drop_sub1 && d.t * z >= 2;
-        let out_dims = Dims::new(c, d.t * z - drop as usize, 2 * d.h, 2 * d.w);
-        let mut out = self.act(out_dims)?;
+        let out = self.act(
+            Dims::new(c, d.t * z - drop as usize, 2 * d.h, 2 * d.w),
+            HEAD_ROOM,
+        )?;
+        let (up, op) = (self.ptr(&u.buf), self.ptr(&out.buf));
         let (ci, t, h, w, zi, dr) = (
             c as i32,
             d.t as i32,
@@ -720,118 +839,122 @@ impl<E: Elem> Device for Cuda<E> {
             z as i32,
             drop as i32,
         );
-        let n = out_dims.count()?;
-        let f = self.k.shuffle.clone();
-        launch!(self, &f, n, &u.buf, &mut out.buf, &ci, &t, &h, &w, &zi, &dr)?;
+        launch!(
+            self,
+            shuffle,
+            Grid(out.dims.count()?),
+            &up,
+            &op,
+            &ci,
+            &t,
+            &h,
+            &w,
+            &zi,
+            &dr
+        )?;
         Ok(out)
     }
 
     fn attention(
         &mut self,
-        x: &Act<CudaSlice<E>>,
-        a: &AttnWeights<CudaSlice<E>>,
-    ) -> Result<Act<CudaSlice<E>>> {
+        x: &Act<GpuBuf<E>>,
+        a: &AttnWeights<GpuBuf<E>>,
+    ) -> Result<Act<GpuBuf<E>>> {
         let d = x.dims;
         let c = a.c;
         shapes::attention(d, c)?;
-        let nrm = self.group_norm(x, &a.norm, false)?;
+        let nrm = self.act(d, 0)?;
+        self.norm_into(x, &a.norm, false, self.ptr(&nrm.buf))?;
         let p = d.plane();
-        let mut out = self.act(d)?;
-        self.copy_frames(x, 0, &mut out, 0, d.t)?;
-        // Per frame, column-major views: the frame's tokens are the P×C matrix at `frame`
-        // (ld T·P); projections Q, K, V, the mix and the output are P×C (ld P); scores come in
-        // blocks of queries, keys contiguous for the softmax.
-        let q = self.alloc::<E>(p * c)?;
-        let k = self.alloc::<E>(p * c)?;
-        let v = self.alloc::<E>(p * c)?;
-        let mixed = self.alloc::<E>(p * c)?;
-        let o = self.alloc::<E>(p * c)?;
+        let out = self.act(d, 0)?;
+        self.copy_frames(x, 0, self.ptr(&out.buf), 0, d.t)?;
+        // Column-major views of channels-last frames: a frame's tokens are the C×P matrix at
+        // `frame` (ld C), and so are Q, K, V, the mix and the output; scores come in blocks of
+        // queries, each query's keys contiguous for the softmax.
+        let [q, k, v, mixed, o] = [(); 5].map(|()| self.alloc::<E>(p * c));
+        let (q, k, v, mixed, o) = (q?, k?, v?, mixed?, o?);
+        let ptr = |b: &CudaSlice<E>| b.device_ptr(&self.stream).0;
+        let (qp, kp, vp, mp, op) = (ptr(&q), ptr(&k), ptr(&v), ptr(&mixed), ptr(&o));
         // Score blocks of at most 256 MB (f32) over the whole frame's keys.
-        let block = (256usize << 20) / (4 * p).max(1);
-        let qb = block.clamp(1, p);
+        let qb = ((256usize << 20) / (4 * p).max(1)).clamp(1, p);
         let scores = self.alloc::<f32>(p * qb)?;
-        let mut probs = self.alloc::<E>(p * qb)?;
-        let es = std::mem::size_of::<E>() as u64;
+        let probs = self.alloc::<E>(p * qb)?;
+        let (sp, pp) = (scores.device_ptr(&self.stream).0, ptr(&probs));
+        let es = size_of::<E>() as u64;
         let scale = 1.0 / (c as f32).sqrt();
-        let (ci, pi) = (c as i32, p as i32);
         for t in 0..d.t {
-            let frame = self.ptr(&nrm.buf) + (t * p) as u64 * es;
-            for (wb, dst) in [(&a.q, &q), (&a.k, &k), (&a.v, &v)] {
+            let at = (t * p * c) as u64 * es;
+            let frame = self.ptr(&nrm.buf) + at;
+            for (wb, dst) in [(&a.q, qp), (&a.k, kp), (&a.v, vp)] {
+                // Q^T = W · X^T (W stored [out, in]: column-major in × out, transposed).
                 self.gemm(
+                    true,
                     false,
-                    false,
-                    p,
-                    c,
-                    c,
-                    frame,
-                    d.t * p,
-                    self.ptr(&wb.0),
-                    c,
-                    self.ptr(dst),
-                    p,
+                    (c, p, c),
+                    (self.ptr(&wb.0), c),
+                    (frame, c),
+                    (dst, c),
                     E::CUDA_R,
                 )?;
-                let f = self.k.add_bias_rows.clone();
-                let dst_ptr = self.ptr(dst);
-                launch!(self, &f, p * c, &dst_ptr, &wb.1, &ci, &pi)?;
+                self.bias(dst, &wb.1, c, p * c)?;
             }
             for q0 in (0..p).step_by(qb) {
                 let nq = qb.min(p - q0);
-                let (kp, qp, sp, vp) = (
-                    self.ptr(&k),
-                    self.ptr(&q) + q0 as u64 * es,
-                    self.ptr(&scores),
-                    self.ptr(&v),
-                );
-                // Keys × queries of this block: S'(j, i) = Σ_c K(j, c) Q(q0 + i, c).
-                self.gemm(false, true, p, nq, c, kp, p, qp, p, sp, p, ffi::CUDA_R_32F)?;
-                let cols = nq as i32;
-                let mut b = self.stream.launch_builder(&self.k.softmax_columns);
-                b.arg(&scores)
-                    .arg(&mut probs)
-                    .arg(&pi)
-                    .arg(&cols)
-                    .arg(&scale);
+                let qs = qp + (q0 * c) as u64 * es;
+                // S'(j, i) = Σ_c K(j, c) Q(q0 + i, c): keys down, this block's queries across.
+                self.gemm(
+                    true,
+                    false,
+                    (p, nq, c),
+                    (kp, c),
+                    (qs, c),
+                    (sp, p),
+                    ffi::CUDA_R_32F,
+                )?;
+                let (pi, cols) = (p as i32, nq as i32);
                 let cfg = LaunchConfig {
                     grid_dim: (nq as u32, 1, 1),
                     block_dim: (256, 1, 1),
                     shared_mem_bytes: 0,
                 };
-                // SAFETY: as softmax_columns declares; 256 threads for its shared arrays.
-                unsafe { b.launch(cfg) }.map_err(driver("softmax"))?;
-                // Mixed rows q0.. : A(i, c) = Σ_j S'(j, i) V(j, c).
-                let mp = self.ptr(&mixed) + q0 as u64 * es;
-                let pp = self.ptr(&probs);
-                self.gemm(true, false, nq, c, p, pp, p, vp, p, mp, p, E::CUDA_R)?;
+                launch!(
+                    self,
+                    softmax_columns,
+                    cfg,
+                    &scores,
+                    &probs,
+                    &pi,
+                    &cols,
+                    &scale
+                )?;
+                // The mix of this block's queries: A(c, i) = Σ_j V(j, c) P'(j, i).
+                let ms = mp + (q0 * c) as u64 * es;
+                self.gemm(
+                    false,
+                    false,
+                    (c, nq, p),
+                    (vp, c),
+                    (pp, p),
+                    (ms, c),
+                    E::CUDA_R,
+                )?;
             }
             self.gemm(
+                true,
                 false,
-                false,
-                p,
-                c,
-                c,
-                self.ptr(&mixed),
-                p,
-                self.ptr(&a.o.0),
-                c,
-                self.ptr(&o),
-                p,
+                (c, p, c),
+                (self.ptr(&a.o.0), c),
+                (mp, c),
+                (op, c),
                 E::CUDA_R,
             )?;
-            let (ti, tt) = (t as i32, d.t as i32);
-            let f = self.k.attn_residual.clone();
-            launch!(
-                self,
-                &f,
-                p * c,
-                &mut out.buf,
-                &o,
-                &a.o.1,
-                &ci,
-                &tt,
-                &ti,
-                &pi
-            )?;
+            let (dst, bo, ci, n) = (
+                self.ptr(&out.buf) + at,
+                self.ptr(&a.o.1),
+                c as i32,
+                (p * c) as i64,
+            );
+            launch!(self, add_bias_into, Grid(p * c), &dst, &op, &bo, &ci, &n)?;
         }
         Ok(out)
     }
@@ -844,36 +967,52 @@ impl<E: Elem> Device for Cuda<E> {
         self.stream.synchronize().map_err(driver("synchronize"))
     }
 
-    fn frames(&mut self, x: &Act<CudaSlice<E>>, t0: usize, t1: usize) -> Result<Act<CudaSlice<E>>> {
+    fn frames(&mut self, x: &Act<GpuBuf<E>>, t0: usize, t1: usize) -> Result<Act<GpuBuf<E>>> {
         shapes::frames(x.dims, t0, t1)?;
-        let mut out = self.act(Dims {
-            t: t1 - t0,
-            ..x.dims
-        })?;
-        self.copy_frames(x, t0, &mut out, 0, t1 - t0)?;
+        let out = self.act(
+            Dims {
+                t: t1 - t0,
+                ..x.dims
+            },
+            0,
+        )?;
+        self.copy_frames(x, t0, self.ptr(&out.buf), 0, t1 - t0)?;
         Ok(out)
     }
 
-    fn concat(&mut self, parts: &[Act<CudaSlice<E>>]) -> Result<Act<CudaSlice<E>>> {
+    fn concat(&mut self, parts: &[Act<GpuBuf<E>>]) -> Result<Act<GpuBuf<E>>> {
         let dims = shapes::concat(&parts.iter().map(|a| a.dims).collect::<Vec<_>>())?;
-        let mut out = self.act(dims)?;
+        let out = self.act(dims, 0)?;
+        let o = self.ptr(&out.buf);
         let mut at = 0;
         for a in parts {
-            self.copy_frames(a, 0, &mut out, at, a.dims.t)?;
+            self.copy_frames(a, 0, o, at, a.dims.t)?;
             at += a.dims.t;
         }
         Ok(out)
     }
 
-    fn channels(&mut self, x: &Act<CudaSlice<E>>, n: usize) -> Result<Act<CudaSlice<E>>> {
+    fn channels(&mut self, x: &Act<GpuBuf<E>>, n: usize) -> Result<Act<GpuBuf<E>>> {
         let d = x.dims;
         shapes::channels(d, n)?;
-        let dims = Dims { c: n, ..d };
-        let mut out = self.act(dims)?;
-        let len = dims.count()?;
-        self.stream
-            .memcpy_dtod(&x.buf.slice(..len), &mut out.buf)
-            .map_err(driver("copy channels"))?;
+        let out = self.act(Dims { c: n, ..d }, 0)?;
+        let (src, dst, cs, ni, px) = (
+            self.ptr(&x.buf),
+            self.ptr(&out.buf),
+            d.c as i32,
+            n as i32,
+            (d.t * d.plane()) as i64,
+        );
+        launch!(
+            self,
+            take_channels,
+            Grid(out.dims.count()?),
+            &src,
+            &dst,
+            &cs,
+            &ni,
+            &px
+        )?;
         Ok(out)
     }
 }

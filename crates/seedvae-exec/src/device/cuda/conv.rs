@@ -1,0 +1,511 @@
+//! One convolution shape as a cuDNN graph: the operation graph of a forward convolution over
+//! channels-last tensors, the engine configurations cuDNN's heuristics rank for it, and the
+//! execution plans of the first few that build. The device times those on the first call of
+//! the shape and keeps the fastest (heuristics' first choice was half as fast as the best on
+//! the H200's largest shapes); every run binds the buffers of that call.
+
+use super::ffi::{graph as g, Cudnn, Desc, Handle};
+use super::Elem;
+use crate::device::Dims;
+use crate::{Error, Result};
+use std::ffi::c_void;
+
+/// The tensors' ids in the graph and in every run's variant pack.
+const X: i64 = 1;
+const W: i64 = 2;
+const Y: i64 = 3;
+
+/// A conv's geometry: the filter `[cout, cin, kt, ks, ks]`, temporal stride `st`, spatial stride
+/// `ss` and spatial zero padding `p` on every side (none in time: the head frames are the input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Geometry {
+    pub x: Dims,
+    pub cout: usize,
+    pub kt: usize,
+    pub ks: usize,
+    pub st: usize,
+    pub ss: usize,
+    pub p: usize,
+}
+
+impl Geometry {
+    pub fn out(&self) -> Dims {
+        let x = self.x;
+        Dims::new(
+            self.cout,
+            (x.t - self.kt) / self.st + 1,
+            (x.h + 2 * self.p - self.ks) / self.ss + 1,
+            (x.w + 2 * self.p - self.ks) / self.ss + 1,
+        )
+    }
+}
+
+/// The descriptors made for a plan; all destroyed with it.
+struct Made<'a> {
+    c: &'a Cudnn,
+    all: Vec<Desc>,
+}
+
+impl Made<'_> {
+    fn make(&mut self, kind: i32, what: &str) -> Result<Desc> {
+        let mut d = std::ptr::null_mut();
+        // SAFETY: cuDNN writes one descriptor; it is kept for destruction at once.
+        self.c
+            .check(unsafe { (self.c.create_desc)(kind, &mut d) }, what)?;
+        self.all.push(d);
+        Ok(d)
+    }
+
+    fn set<T>(&self, d: Desc, attr: i32, ty: i32, v: &[T], what: &str) -> Result<()> {
+        // SAFETY: `v` holds `v.len()` elements of the attribute's type `ty`.
+        self.c.check(
+            unsafe { (self.c.set_attr)(d, attr, ty, v.len() as i64, v.as_ptr() as *const c_void) },
+            what,
+        )
+    }
+
+    fn finalize(&self, d: Desc, what: &str) -> Result<()> {
+        // SAFETY: a descriptor made above with its attributes set.
+        self.c.check(unsafe { (self.c.finalize)(d) }, what)
+    }
+
+    fn destroy_all(&mut self) {
+        for d in self.all.drain(..).rev() {
+            // SAFETY: each was made once by `new` and is destroyed once, here.
+            unsafe { (self.c.destroy_desc)(d) };
+        }
+    }
+}
+
+/// A 5-D channels-last tensor `[1, c, t, h, w]` (memory `[t, h, w, c]`) of `E`.
+fn tensor<E: Elem>(m: &mut Made, uid: i64, d: [usize; 5], what: &str) -> Result<Desc> {
+    let [n, c, t, h, w] = d;
+    let strides = [t * h * w * c, 1, h * w * c, w * c, c];
+    let dims = [n, c, t, h, w];
+    let i64s = |v: &[usize]| -> Result<Vec<i64>> {
+        v.iter()
+            .map(|&x| i64::try_from(x).map_err(|_| Error::Shape(format!("{what}: {d:?}"))))
+            .collect()
+    };
+    let desc = m.make(g::TENSOR, what)?;
+    m.set(
+        desc,
+        g::TENSOR_DATA_TYPE,
+        g::TYPE_DATA_TYPE,
+        &[E::CUDNN],
+        what,
+    )?;
+    m.set(
+        desc,
+        g::TENSOR_DIMENSIONS,
+        g::TYPE_INT64,
+        &i64s(&dims)?,
+        what,
+    )?;
+    m.set(
+        desc,
+        g::TENSOR_STRIDES,
+        g::TYPE_INT64,
+        &i64s(&strides)?,
+        what,
+    )?;
+    m.set(desc, g::TENSOR_UNIQUE_ID, g::TYPE_INT64, &[uid], what)?;
+    // Buffers start 256-byte aligned and views start at whole pixels: the alignment a pixel's
+    // channels give, up to 16 bytes.
+    let pixel = (c * std::mem::size_of::<E>()) as i64;
+    let align = [16i64, 8, 4, 2]
+        .into_iter()
+        .find(|a| pixel % a == 0)
+        .unwrap_or(1);
+    m.set(
+        desc,
+        g::TENSOR_BYTE_ALIGNMENT,
+        g::TYPE_INT64,
+        &[align],
+        what,
+    )?;
+    m.finalize(desc, what)?;
+    Ok(desc)
+}
+
+/// How many of the heuristics' configurations are built and timed for a shape.
+const CANDIDATES: usize = 6;
+
+/// A convolution shape cuDNN will run: its candidate execution plans with their workspace
+/// sizes, and the one chosen.
+pub struct ConvPlan {
+    descs: Vec<Desc>,
+    pub plans: Vec<(Desc, usize)>,
+    pub chosen: Option<usize>,
+}
+
+impl ConvPlan {
+    /// The plan for `geo` on storage `E`: the first configuration of heuristic mode A (then the
+    /// fallback list) that builds and keeps the arithmetic `E` promises — fp32 accumulation;
+    /// for f32 storage no tensor cores (TF32) and no down-converted inputs.
+    pub fn new<E: Elem>(c: &Cudnn, handle: Handle, geo: &Geometry) -> Result<ConvPlan> {
+        let mut m = Made { c, all: Vec::new() };
+        match Self::build::<E>(&mut m, handle, geo) {
+            Ok(plans) => Ok(ConvPlan {
+                descs: std::mem::take(&mut m.all),
+                chosen: (plans.len() == 1).then_some(0),
+                plans,
+            }),
+            Err(e) => {
+                m.destroy_all();
+                Err(e)
+            }
+        }
+    }
+
+    fn build<E: Elem>(m: &mut Made, handle: Handle, geo: &Geometry) -> Result<Vec<(Desc, usize)>> {
+        let x = geo.x;
+        let o = geo.out();
+        let what = format!(
+            "a conv of [{}, {}, {}, {k}, {k}] over [{}, {}, {}, {}]",
+            geo.cout,
+            x.c,
+            geo.kt,
+            x.c,
+            x.t,
+            x.h,
+            x.w,
+            k = geo.ks
+        );
+        let xd = tensor::<E>(m, X, [1, x.c, x.t, x.h, x.w], &what)?;
+        let wd = tensor::<E>(m, W, [geo.cout, x.c, geo.kt, geo.ks, geo.ks], &what)?;
+        let yd = tensor::<E>(m, Y, [1, o.c, o.t, o.h, o.w], &what)?;
+
+        let conv = m.make(g::CONVOLUTION, &what)?;
+        let (st, ss, p) = (geo.st as i64, geo.ss as i64, geo.p as i64);
+        m.set(
+            conv,
+            g::CONVOLUTION_COMP_TYPE,
+            g::TYPE_DATA_TYPE,
+            &[super::ffi::CUDNN_DATA_FLOAT],
+            &what,
+        )?;
+        m.set(
+            conv,
+            g::CONVOLUTION_CONV_MODE,
+            g::TYPE_CONVOLUTION_MODE,
+            &[g::CROSS_CORRELATION],
+            &what,
+        )?;
+        m.set(
+            conv,
+            g::CONVOLUTION_SPATIAL_DIMS,
+            g::TYPE_INT64,
+            &[3i64],
+            &what,
+        )?;
+        m.set(
+            conv,
+            g::CONVOLUTION_DILATIONS,
+            g::TYPE_INT64,
+            &[1i64; 3],
+            &what,
+        )?;
+        m.set(
+            conv,
+            g::CONVOLUTION_FILTER_STRIDES,
+            g::TYPE_INT64,
+            &[st, ss, ss],
+            &what,
+        )?;
+        m.set(
+            conv,
+            g::CONVOLUTION_PRE_PADDINGS,
+            g::TYPE_INT64,
+            &[0, p, p],
+            &what,
+        )?;
+        m.set(
+            conv,
+            g::CONVOLUTION_POST_PADDINGS,
+            g::TYPE_INT64,
+            &[0, p, p],
+            &what,
+        )?;
+        m.finalize(conv, &what)?;
+
+        let op = m.make(g::OPERATION_CONVOLUTION_FORWARD, &what)?;
+        m.set(
+            op,
+            g::OPERATION_CONVOLUTION_FORWARD_X,
+            g::TYPE_BACKEND_DESCRIPTOR,
+            &[xd],
+            &what,
+        )?;
+        m.set(
+            op,
+            g::OPERATION_CONVOLUTION_FORWARD_W,
+            g::TYPE_BACKEND_DESCRIPTOR,
+            &[wd],
+            &what,
+        )?;
+        m.set(
+            op,
+            g::OPERATION_CONVOLUTION_FORWARD_Y,
+            g::TYPE_BACKEND_DESCRIPTOR,
+            &[yd],
+            &what,
+        )?;
+        m.set(
+            op,
+            g::OPERATION_CONVOLUTION_FORWARD_CONV_DESC,
+            g::TYPE_BACKEND_DESCRIPTOR,
+            &[conv],
+            &what,
+        )?;
+        m.set(
+            op,
+            g::OPERATION_CONVOLUTION_FORWARD_ALPHA,
+            g::TYPE_FLOAT,
+            &[1f32],
+            &what,
+        )?;
+        m.set(
+            op,
+            g::OPERATION_CONVOLUTION_FORWARD_BETA,
+            g::TYPE_FLOAT,
+            &[0f32],
+            &what,
+        )?;
+        m.finalize(op, &what)?;
+
+        let graph = m.make(g::OPERATIONGRAPH, &what)?;
+        m.set(
+            graph,
+            g::OPERATIONGRAPH_OPS,
+            g::TYPE_BACKEND_DESCRIPTOR,
+            &[op],
+            &what,
+        )?;
+        m.set(
+            graph,
+            g::OPERATIONGRAPH_HANDLE,
+            g::TYPE_HANDLE,
+            &[handle],
+            &what,
+        )?;
+        m.finalize(graph, &what)?;
+
+        let mut skipped = 0;
+        let mut plans = Vec::new();
+        for mode in [g::HEUR_MODE_A, g::HEUR_MODE_FALLBACK] {
+            if !plans.is_empty() {
+                break;
+            }
+            for cfg in configs(m, graph, mode, &what)? {
+                if plans.len() == CANDIDATES {
+                    break;
+                }
+                if !keeps_arithmetic::<E>(m, cfg).unwrap_or(false) {
+                    skipped += 1;
+                    continue;
+                }
+                let plan = m.make(g::EXECUTION_PLAN, &what)?;
+                m.set(
+                    plan,
+                    g::EXECUTION_PLAN_HANDLE,
+                    g::TYPE_HANDLE,
+                    &[handle],
+                    &what,
+                )?;
+                m.set(
+                    plan,
+                    g::EXECUTION_PLAN_ENGINE_CONFIG,
+                    g::TYPE_BACKEND_DESCRIPTOR,
+                    &[cfg],
+                    &what,
+                )?;
+                // An engine that cannot take this shape refuses here; the next one is tried.
+                if m.finalize(plan, &what).is_err() {
+                    continue;
+                }
+                let mut ws = 0i64;
+                let mut n = 0i64;
+                // SAFETY: one int64 out.
+                m.c.check(
+                    unsafe {
+                        (m.c.get_attr)(
+                            plan,
+                            g::EXECUTION_PLAN_WORKSPACE_SIZE,
+                            g::TYPE_INT64,
+                            1,
+                            &mut n,
+                            &mut ws as *mut i64 as *mut c_void,
+                        )
+                    },
+                    "workspace size",
+                )?;
+                plans.push((plan, ws.max(0) as usize));
+            }
+        }
+        if !plans.is_empty() {
+            return Ok(plans);
+        }
+        Err(Error::Device(format!(
+            "cuDNN has no engine for {what} in {} storage ({skipped} set aside for their \
+             arithmetic)",
+            E::NAME
+        )))
+    }
+
+    /// Run candidate `i` on these buffers (device addresses of the shape it was made for).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &self,
+        i: usize,
+        c: &Cudnn,
+        handle: Handle,
+        x: u64,
+        w: u64,
+        y: u64,
+        ws: u64,
+    ) -> Result<()> {
+        let mut m = Made { c, all: Vec::new() };
+        let r = (|| {
+            let pack = m.make(g::VARIANT_PACK, "variant pack")?;
+            let ptrs = [x as *mut c_void, w as *mut c_void, y as *mut c_void];
+            m.set(
+                pack,
+                g::VARIANT_PACK_UNIQUE_IDS,
+                g::TYPE_INT64,
+                &[X, W, Y],
+                "variant pack",
+            )?;
+            m.set(
+                pack,
+                g::VARIANT_PACK_DATA_POINTERS,
+                g::TYPE_VOID_PTR,
+                &ptrs,
+                "variant pack",
+            )?;
+            m.set(
+                pack,
+                g::VARIANT_PACK_WORKSPACE,
+                g::TYPE_VOID_PTR,
+                &[ws as *mut c_void],
+                "variant pack",
+            )?;
+            m.finalize(pack, "variant pack")?;
+            // SAFETY: the pack binds buffers of the plan's shapes and a workspace of its size.
+            c.check(
+                unsafe { (c.execute)(handle, self.plans[i].0, pack) },
+                "convolution",
+            )
+        })();
+        m.destroy_all();
+        r
+    }
+
+    pub fn destroy(&mut self, c: &Cudnn) {
+        Made {
+            c,
+            all: std::mem::take(&mut self.descs),
+        }
+        .destroy_all();
+    }
+}
+
+/// The engine configurations heuristic `mode` ranks for `graph`, best first.
+fn configs(m: &mut Made, graph: Desc, mode: i32, what: &str) -> Result<Vec<Desc>> {
+    let heur = m.make(g::ENGINEHEUR, what)?;
+    m.set(
+        heur,
+        g::ENGINEHEUR_OPERATION_GRAPH,
+        g::TYPE_BACKEND_DESCRIPTOR,
+        &[graph],
+        what,
+    )?;
+    m.set(heur, g::ENGINEHEUR_MODE, g::TYPE_HEUR_MODE, &[mode], what)?;
+    if m.finalize(heur, what).is_err() {
+        return Ok(Vec::new());
+    }
+    let mut count = 0i64;
+    // SAFETY: asks only for the count.
+    m.c.check(
+        unsafe {
+            (m.c.get_attr)(
+                heur,
+                g::ENGINEHEUR_RESULTS,
+                g::TYPE_BACKEND_DESCRIPTOR,
+                0,
+                &mut count,
+                std::ptr::null_mut(),
+            )
+        },
+        "heuristics",
+    )?;
+    let mut cfgs = Vec::with_capacity(count.clamp(0, 64) as usize);
+    for _ in 0..cfgs.capacity() {
+        cfgs.push(m.make(g::ENGINECFG, what)?);
+    }
+    let mut got = 0i64;
+    // SAFETY: `cfgs` holds that many engine-config descriptors for cuDNN to fill.
+    m.c.check(
+        unsafe {
+            (m.c.get_attr)(
+                heur,
+                g::ENGINEHEUR_RESULTS,
+                g::TYPE_BACKEND_DESCRIPTOR,
+                cfgs.len() as i64,
+                &mut got,
+                cfgs.as_mut_ptr() as *mut c_void,
+            )
+        },
+        "heuristics",
+    )?;
+    cfgs.truncate(got.clamp(0, cfgs.len() as i64) as usize);
+    Ok(cfgs)
+}
+
+/// Whether an engine configuration computes as `E` promises (its numerical notes).
+fn keeps_arithmetic<E: Elem>(m: &mut Made, cfg: Desc) -> Result<bool> {
+    let engine = m.make(g::ENGINE, "engine")?;
+    let mut n = 0i64;
+    let mut e = engine;
+    // SAFETY: one engine descriptor out, made above for cuDNN to fill.
+    m.c.check(
+        unsafe {
+            (m.c.get_attr)(
+                cfg,
+                g::ENGINECFG_ENGINE,
+                g::TYPE_BACKEND_DESCRIPTOR,
+                1,
+                &mut n,
+                &mut e as *mut Desc as *mut c_void,
+            )
+        },
+        "engine",
+    )?;
+    let mut notes = [0i32; 16];
+    let mut count = 0i64;
+    // SAFETY: room for 16 notes (cuDNN has 10 kinds).
+    m.c.check(
+        unsafe {
+            (m.c.get_attr)(
+                engine,
+                g::ENGINE_NUMERICAL_NOTE,
+                g::TYPE_NUMERICAL_NOTE,
+                notes.len() as i64,
+                &mut count,
+                notes.as_mut_ptr() as *mut c_void,
+            )
+        },
+        "numerical notes",
+    )?;
+    let notes = &notes[..count.clamp(0, 16) as usize];
+    let forbidden: &[i32] = if E::STRICT {
+        &[
+            g::NOTE_TENSOR_CORE,
+            g::NOTE_DOWN_CONVERT_INPUTS,
+            g::NOTE_REDUCED_PRECISION_REDUCTION,
+        ]
+    } else {
+        &[g::NOTE_REDUCED_PRECISION_REDUCTION]
+    };
+    Ok(!notes.iter().any(|n| forbidden.contains(n)))
+}
