@@ -26,6 +26,44 @@ __device__ __forceinline__ void st(half_t* p, i64 i, float v) {
     p[i].bits = h;
 }
 
+// Eight consecutive values of T as one access (16 bytes of half, 32 of float): the
+// memory-bound kernels below read and write whole pixels' channels this way. Callers keep the
+// address a multiple of 8 values (channels a multiple of 8; buffers 256-byte aligned).
+template <typename T> struct V8;
+template <> struct V8<half_t> {
+    uint4 raw;
+    __device__ __forceinline__ void load(const half_t* p) { raw = *(const uint4*)p; }
+    __device__ __forceinline__ void store(half_t* p) const { *(uint4*)p = raw; }
+    __device__ __forceinline__ float get(int j) const {
+        unsigned w = (&raw.x)[j >> 1];
+        unsigned short h = (unsigned short)((j & 1) ? (w >> 16) : (w & 0xffffu));
+        float f;
+        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+        return f;
+    }
+    __device__ __forceinline__ void set(int j, float v) {
+        unsigned short h;
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+        unsigned* w = &(&raw.x)[j >> 1];
+        *w = (j & 1) ? ((*w & 0xffffu) | ((unsigned)h << 16)) : ((*w & 0xffff0000u) | h);
+    }
+};
+template <> struct V8<float> {
+    float4 a, b;
+    __device__ __forceinline__ void load(const float* p) {
+        a = ((const float4*)p)[0];
+        b = ((const float4*)p)[1];
+    }
+    __device__ __forceinline__ void store(float* p) const {
+        ((float4*)p)[0] = a;
+        ((float4*)p)[1] = b;
+    }
+    __device__ __forceinline__ float get(int j) const { return j < 4 ? (&a.x)[j] : (&b.x)[j - 4]; }
+    __device__ __forceinline__ void set(int j, float v) {
+        if (j < 4) (&a.x)[j] = v; else (&b.x)[j - 4] = v;
+    }
+};
+
 // A grid-stride loop. 32-bit: the device keeps every tensor under 2^31 values (cuDNN's limit,
 // so index + stride stays under 2^32), and 64-bit division costs several times more.
 typedef unsigned int u32;
@@ -79,52 +117,9 @@ template <typename T> __device__ void pad_right_bottom(const T* x, T* y, int f, 
     }
 }
 
-// y[i] += b[channel]: a conv's or a projection's bias.
-template <typename T> __device__ void add_bias(T* y, const T* b, int c, i64 n) {
-    GRID_STRIDE(i, n) { st(y, i, ld(y, i) + ld(b, i % (u32)c)); }
-}
-
-// a += b (the residual)
-template <typename T> __device__ void add_into(T* a, const T* b, i64 n) {
-    GRID_STRIDE(i, n) { st(a, i, ld(a, i) + ld(b, i)); }
-}
-
 // out[i] += o[i] + b[channel]: the attention's output projection and its residual.
 template <typename T> __device__ void add_bias_into(T* out, const T* o, const T* b, int c, i64 n) {
     GRID_STRIDE(i, n) { st(out, i, ld(out, i) + ld(o, i) + ld(b, i % (u32)c)); }
-}
-
-// GroupNorm statistics (spec §4.2) of frame blockIdx.y: per group, the sum and the sum of
-// squares of (value − pivot) over the block's pixels, added into `acc[(frame·groups + g)·2 +
-// {0,1}]` (f64, zeroed before). The pivot is the group's first value in the frame, so the sums
-// stay small where a group's mean is large next to its spread (f32 sums would cancel). Thread
-// layout: `lanes` pixels at once, one thread a channel (blockDim = lanes · c).
-template <typename T> __device__ void gn_sums(const T* x, int plane, int c, int per, int lanes,
-                                              int pixels, double* acc) {
-    extern __shared__ double sh[];  // [2][groups]
-    int groups = c / per;
-    int tid = threadIdx.x;
-    for (int k = tid; k < 2 * groups; k += blockDim.x) sh[k] = 0.0;
-    __syncthreads();
-    int ch = tid % c, lane = tid / c, gi = ch / per;
-    const T* frame = x + (i64)blockIdx.y * plane * c;
-    float pivot = ld(frame, gi * per);
-    int p0 = blockIdx.x * pixels;
-    int p1 = min(p0 + pixels, plane);
-    float s = 0.0f, s2 = 0.0f;
-    if (lane < lanes) {
-#pragma unroll 4
-        for (int px = p0 + lane; px < p1; px += lanes) {
-            float v = ld(frame, (i64)px * c + ch) - pivot;
-            s += v;
-            s2 += v * v;
-        }
-        atomicAdd(&sh[2 * gi], (double)s);
-        atomicAdd(&sh[2 * gi + 1], (double)s2);
-    }
-    __syncthreads();
-    for (int k = tid; k < 2 * groups; k += blockDim.x)
-        atomicAdd(&acc[(i64)blockIdx.y * groups * 2 + k], sh[k]);
 }
 
 // Per frame and channel, GroupNorm folded with its affine: y = x·a + b, a = γ/σ, b = β − μ·a.
@@ -146,32 +141,26 @@ template <typename T> __device__ void gn_finish(const T* x, const double* acc, c
     }
 }
 
-// y = x·a + b per frame and channel (`ab` from gn_finish), then SiLU when `silu`.
-template <typename T> __device__ void gn_apply(const T* x, T* y, const float* ab, int c,
-                                               i64 frame, i64 n, int silu) {
-    GRID_STRIDE(i, n) {
-        u32 k = 2 * ((i / (u32)frame) * (u32)c + i % (u32)c);
-        float v = ld(x, i) * ab[k] + ab[k + 1];
-        st(y, i, silu ? v / (1.0f + expf(-v)) : v);
-    }
-}
-
 // The upsampler's shuffle (spec §4.5): out[f·z + sz, 2y + sx, 2x + sy, ch] =
-// u[f, y, x, ((sx·2 + sy)·z + sz)·c + ch]; with `drop`, output frame 1 is left out.
+// u[f, y, x, ((sx·2 + sy)·z + sz)·c + ch]; with `drop`, output frame 1 is left out. Eight
+// channels a thread (c a multiple of 8).
 template <typename T> __device__ void shuffle(const T* u, T* out, int c, int t, int h, int w,
                                               int z, int drop) {
     int ot = t * z - (drop ? 1 : 0);
     int oh = 2 * h, ow = 2 * w;
-    GRID_STRIDE(i, (i64)ot * oh * ow * c) {
-        u32 ch = i % (u32)c;
-        u32 px = i / (u32)c;
+    GRID_STRIDE(i, (i64)ot * oh * ow * c / 8) {
+        u32 at = i * 8;
+        u32 ch = at % (u32)c;
+        u32 px = at / (u32)c;
         int ox = (int)(px % (u32)ow);
         int oy = (int)((px / (u32)ow) % (u32)oh);
         int of = (int)(px / (u32)(ow * oh));
         int full = (drop && of >= 1) ? of + 1 : of;  // the frame index before dropping
         int f = full / z, sz = full % z;
         int k = ((oy & 1) * 2 + (ox & 1)) * z + sz;
-        out[i] = u[(((i64)f * h + (oy >> 1)) * w + (ox >> 1)) * (4 * z * c) + (i64)k * c + ch];
+        V8<T> v;
+        v.load(u + (((i64)f * h + (oy >> 1)) * w + (ox >> 1)) * (4 * z * c) + (i64)k * c + ch);
+        v.store(out + at);
     }
 }
 
@@ -206,6 +195,109 @@ template <typename T> __device__ void softmax_columns(const float* s, T* prob, i
         st(prob, (i64)col * n + i, expf(v[i] * scale - m) * inv);
 }
 
+// The memory-bound kernels, each thread eight values: the channels (and so `n`) multiples of 8.
+
+// y[i] += b[channel]: a conv's or a projection's bias.
+template <typename T> __device__ void add_bias_v8(T* y, const T* b, int c, i64 n) {
+    GRID_STRIDE(i, n / 8) {
+        u32 at = i * 8, ch = at % (u32)c;
+        V8<T> v, bb;
+        v.load(y + at);
+        bb.load(b + ch);
+#pragma unroll
+        for (int j = 0; j < 8; j++) v.set(j, v.get(j) + bb.get(j));
+        v.store(y + at);
+    }
+}
+
+// a += b (the residual)
+template <typename T> __device__ void add_into_v8(T* a, const T* b, i64 n) {
+    GRID_STRIDE(i, n / 8) {
+        u32 at = i * 8;
+        V8<T> u, v;
+        u.load(a + at);
+        v.load(b + at);
+#pragma unroll
+        for (int j = 0; j < 8; j++) u.set(j, u.get(j) + v.get(j));
+        u.store(a + at);
+    }
+}
+
+// GroupNorm statistics (spec §4.2) of frame blockIdx.y: per group, the sum and the sum of
+// squares of (value − pivot) over the block's pixels, added into `acc[(frame·groups + g)·2 +
+// {0,1}]` (f64, zeroed before). The pivot is the group's first value in the frame, so the sums
+// stay small where a group's mean is large next to its spread (f32 sums would cancel). A
+// thread for each 8 channels of a pixel, `lanes` pixels at once (blockDim = lanes · c/8); sums
+// kept per channel and added up by group at the end.
+template <typename T> __device__ void gn_sums_v8(const T* x, int plane, int c, int per, int lanes,
+                                                 int pixels, double* acc) {
+    extern __shared__ double sh[];  // [2][groups]
+    int groups = c / per;
+    int tid = threadIdx.x;
+    for (int k = tid; k < 2 * groups; k += blockDim.x) sh[k] = 0.0;
+    __syncthreads();
+    int tpp = c / 8;
+    int lane = tid / tpp, ch0 = (tid % tpp) * 8;
+    const T* frame = x + (i64)blockIdx.y * plane * c;
+    float pivot[8], s[8], s2[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        pivot[j] = ld(frame, ((ch0 + j) / per) * per);
+        s[j] = 0.0f;
+        s2[j] = 0.0f;
+    }
+    int p0 = blockIdx.x * pixels;
+    int p1 = min(p0 + pixels, plane);
+    if (lane < lanes) {
+        for (int px = p0 + lane; px < p1; px += lanes) {
+            V8<T> v;
+            v.load(frame + (i64)px * c + ch0);
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                float d = v.get(j) - pivot[j];
+                s[j] += d;
+                s2[j] += d * d;
+            }
+        }
+        // The 8 channels' sums by group (a group's channels are adjacent): one shared add
+        // per group the thread touches.
+        double gs = 0.0, gs2 = 0.0;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            gs += s[j];
+            gs2 += s2[j];
+            if (j == 7 || (ch0 + j + 1) % per == 0) {
+                int gi = (ch0 + j) / per;
+                atomicAdd(&sh[2 * gi], gs);
+                atomicAdd(&sh[2 * gi + 1], gs2);
+                gs = 0.0;
+                gs2 = 0.0;
+            }
+        }
+    }
+    __syncthreads();
+    for (int k = tid; k < 2 * groups; k += blockDim.x)
+        atomicAdd(&acc[(i64)blockIdx.y * groups * 2 + k], sh[k]);
+}
+
+// y = x·a + b per frame and channel (`ab` from gn_finish), then SiLU when `silu`.
+template <typename T> __device__ void gn_apply_v8(const T* x, T* y, const float* ab, int c,
+                                                  i64 frame, i64 n, int silu) {
+    GRID_STRIDE(i, n / 8) {
+        u32 at = i * 8, ch = at % (u32)c;
+        const float2* k = (const float2*)ab + (at / (u32)frame) * (u32)c + ch;
+        V8<T> v;
+        v.load(x + at);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            float2 q = k[j];
+            float u = v.get(j) * q.x + q.y;
+            v.set(j, silu ? u / (1.0f + expf(-u)) : u);
+        }
+        v.store(y + at);
+    }
+}
+
 // The kernels NVRTC exports, for f32 and f16 storage.
 #define BOTH(NAME, PARAMS, ARGS)                                                 \
     extern "C" __global__ void NAME##_f32 PARAMS(float) { NAME<float> ARGS; }    \
@@ -222,17 +314,17 @@ BOTH(take_channels_bias, P_TAKEB, (src, dst, b, cs, n, px))
 #define P_PAD(T) (const T* x, T* y, int f, int h, int w, int c)
 BOTH(pad_right_bottom, P_PAD, (x, y, f, h, w, c))
 #define P_BIAS(T) (T* y, const T* b, int c, i64 n)
-BOTH(add_bias, P_BIAS, (y, b, c, n))
 #define P_ADD(T) (T* a, const T* b, i64 n)
-BOTH(add_into, P_ADD, (a, b, n))
 #define P_BINTO(T) (T* out, const T* o, const T* b, int c, i64 n)
 BOTH(add_bias_into, P_BINTO, (out, o, b, c, n))
 #define P_SUMS(T) (const T* x, int plane, int c, int per, int lanes, int pixels, double* acc)
-BOTH(gn_sums, P_SUMS, (x, plane, c, per, lanes, pixels, acc))
 #define P_FIN(T) (const T* x, const double* acc, const T* gamma, const T* beta, float* ab, int t, int plane, int c, int per, float eps)
 BOTH(gn_finish, P_FIN, (x, acc, gamma, beta, ab, t, plane, c, per, eps))
 #define P_GN(T) (const T* x, T* y, const float* ab, int c, i64 frame, i64 n, int silu)
-BOTH(gn_apply, P_GN, (x, y, ab, c, frame, n, silu))
+BOTH(add_bias_v8, P_BIAS, (y, b, c, n))
+BOTH(add_into_v8, P_ADD, (a, b, n))
+BOTH(gn_sums_v8, P_SUMS, (x, plane, c, per, lanes, pixels, acc))
+BOTH(gn_apply_v8, P_GN, (x, y, ab, c, frame, n, silu))
 #define P_SHUF(T) (const T* u, T* out, int c, int t, int h, int w, int z, int drop)
 BOTH(shuffle, P_SHUF, (u, out, c, t, h, w, z, drop))
 #define P_SOFT(T) (const float* s, T* prob, int n, int cols, float scale)

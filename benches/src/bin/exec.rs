@@ -395,8 +395,15 @@ impl<D: Device> Device for Profiled<D> {
     fn upload(&mut self, v: &[f32], d: Dims) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
         self.timed("upload", |x| x.upload(v, d))
     }
-    fn download(&mut self, a: &seedvae_exec::Act<D::Buf>) -> seedvae_exec::Result<Vec<f32>> {
-        self.timed("download", |x| x.download(a))
+    type Pending = D::Pending;
+    fn download_start(
+        &mut self,
+        a: &seedvae_exec::Act<D::Buf>,
+    ) -> seedvae_exec::Result<D::Pending> {
+        self.timed("download", |x| x.download_start(a))
+    }
+    fn download_finish(&mut self, p: D::Pending) -> seedvae_exec::Result<Vec<f32>> {
+        self.timed("download", |x| x.download_finish(p))
     }
     fn conv(
         &mut self,
@@ -534,9 +541,11 @@ fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, group: Option<usi
         .and_then(|c| c.parse().ok())
         .unwrap_or(1)
         .max(1);
+    // Each chunk's frames are taken on the host while the device computes the next one.
     let decode = |cuda: &mut Cuda<E>| {
         let mut s = vae.stream();
         let mut out_frames = 0;
+        let mut pending = None;
         for k in (0..t).step_by(chunk) {
             let n = chunk.min(t - k);
             let a = cuda
@@ -546,7 +555,13 @@ fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, group: Option<usi
                 .step_grouped(cuda, &mut s, a, group)
                 .unwrap_or_else(|e| panic!("latent frames {k}..{}: {e}", k + n));
             out_frames += y.dims.t;
-            let _ = cuda.download(&y).unwrap();
+            let next = cuda.download_start(&y).unwrap();
+            if let Some(p) = pending.replace(next) {
+                let _ = cuda.download_finish(p).unwrap();
+            }
+        }
+        if let Some(p) = pending {
+            let _ = cuda.download_finish(p).unwrap();
         }
         out_frames
     };

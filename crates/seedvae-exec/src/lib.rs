@@ -13,7 +13,7 @@
 mod device;
 mod vae;
 
-pub use device::cuda::{wheel_lib_dirs, Cuda, CudaOptions, Elem, GpuBuf};
+pub use device::cuda::{wheel_lib_dirs, Cuda, CudaOptions, Download, Elem, GpuBuf};
 pub use device::reference::Reference;
 pub use device::{Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
 pub use vae::{Stream, Vae};

@@ -91,8 +91,19 @@ pub trait Device {
     fn filter(&mut self, v: &[f32], shape: [usize; 5]) -> Result<Self::Buf>;
     /// An activation from host values `[C, T, H, W]`.
     fn upload(&mut self, v: &[f32], dims: Dims) -> Result<Act<Self::Buf>>;
+    /// What a started download holds until it is finished.
+    type Pending;
+    /// Queue the copy of `a`'s values to the host, as they are at this point of the device's
+    /// queue; [`Device::download_finish`] waits for them. The host takes one chunk's values
+    /// while the device computes the next.
+    fn download_start(&mut self, a: &Act<Self::Buf>) -> Result<Self::Pending>;
+    /// A started download's values `[C, T, H, W]`.
+    fn download_finish(&mut self, p: Self::Pending) -> Result<Vec<f32>>;
     /// An activation's values on the host.
-    fn download(&mut self, a: &Act<Self::Buf>) -> Result<Vec<f32>>;
+    fn download(&mut self, a: &Act<Self::Buf>) -> Result<Vec<f32>> {
+        let p = self.download_start(a)?;
+        self.download_finish(p)
+    }
 
     /// A conv over `[head ; x]` along time (the head prepended: replicated first frames or the
     /// carried state), temporal stride `st`, spatial stride 2 with [`Pad::RightBottom`] else 1.

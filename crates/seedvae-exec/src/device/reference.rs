@@ -95,8 +95,14 @@ impl Device for Reference {
         })
     }
 
-    fn download(&mut self, a: &Act<Vec<f32>>) -> Result<Vec<f32>> {
+    type Pending = Vec<f32>;
+
+    fn download_start(&mut self, a: &Act<Vec<f32>>) -> Result<Vec<f32>> {
         Ok(a.buf.clone())
+    }
+
+    fn download_finish(&mut self, p: Vec<f32>) -> Result<Vec<f32>> {
+        Ok(p)
     }
 
     fn conv(

@@ -96,6 +96,16 @@ pub struct GpuBuf<E> {
     room: usize,
 }
 
+/// A download under way: the page-locked buffer it lands in and the event after its copy.
+pub struct Download {
+    host: PinnedHostSlice<f32>,
+    n: usize,
+    done: cudarc::driver::CudaEvent,
+}
+
+// SAFETY: page-locked host memory and an event: both may be used from any thread.
+unsafe impl Send for Download {}
+
 /// Frames of room in front of an activation a causal conv reads next: its head (kT − 1 = 2
 /// frames, or the carried frames of a temporal downsampler, fewer).
 const HEAD_ROOM: usize = 2;
@@ -112,9 +122,9 @@ pub struct Cuda<E: Elem = f32> {
     k: kernels::Kernels,
     plans: HashMap<Geometry, ConvPlan>,
     workspace: Option<CudaSlice<u8>>,
-    /// Page-locked staging for downloads (grown to the largest; the driver copies pageable
-    /// memory through a bounce buffer at a fraction of the speed).
-    staging: Option<PinnedHostSlice<f32>>,
+    /// Page-locked staging buffers for downloads, free for the next (the driver copies
+    /// pageable memory through a bounce buffer at a fraction of the speed).
+    staging: Vec<PinnedHostSlice<f32>>,
     pool: sys::CUmemoryPool,
     _elem: std::marker::PhantomData<E>,
     /// The GPU's name and compute capability.
@@ -180,6 +190,20 @@ fn gpu0() -> Result<Arc<CudaContext>> {
 /// 30× slower unpadded on the H200. The padded filters are zero; the conv's output is cut back.
 fn stored_cout(cout: usize) -> usize {
     cout.next_multiple_of(8)
+}
+
+/// The memory-bound kernels' eight-value (16- or 32-byte) accesses need whole groups of 8
+/// channels a pixel and buffers that start 16-byte aligned (every VAE layer they serve has
+/// channels a multiple of 32; the device's buffers start at whole pixels of 256-byte aligned
+/// allocations).
+fn eight_at_a_time(what: &str, c: usize, ptrs: &[u64]) -> Result<()> {
+    if c.is_multiple_of(8) && ptrs.iter().all(|p| p.is_multiple_of(16)) {
+        Ok(())
+    } else {
+        Err(Error::Shape(format!(
+            "{what} over {c} channels: the CUDA device takes a multiple of 8"
+        )))
+    }
 }
 
 /// A conv's spatial stride and padding: `k/2` all round, or the encoder downsampler's stride 2
@@ -278,7 +302,7 @@ impl<E: Elem> Cuda<E> {
             k,
             plans: HashMap::new(),
             workspace: None,
-            staging: None,
+            staging: Vec::new(),
             pool,
             _elem: std::marker::PhantomData,
             name,
@@ -464,9 +488,9 @@ impl<E: Elem> Cuda<E> {
     ) -> Result<()> {
         let d = x.dims;
         let per = shapes::norm(d, nw.c)?;
-        if d.c > 1024 {
+        if d.c > 8 * 1024 {
             return Err(Error::Shape(format!(
-                "GroupNorm over {} channels: the CUDA device takes at most 1024",
+                "GroupNorm over {} channels: the CUDA device takes at most 8192",
                 d.c
             )));
         }
@@ -476,39 +500,30 @@ impl<E: Elem> Cuda<E> {
             .alloc_zeros::<f64>(2 * d.t * groups)
             .map_err(driver("GroupNorm sums"))?;
         let ab = self.alloc::<f32>(2 * d.t * d.c)?;
-        // `lanes` pixels at once, one thread a channel; 64 pixels a lane per block.
-        let lanes = (256 / d.c).max(1);
+        let xp = self.ptr(&x.buf);
+        eight_at_a_time("GroupNorm", d.c, &[xp, y])?;
+        // A thread for each 8 channels of a pixel, `lanes` pixels at once, 64 pixels a lane
+        // per block.
+        let per_pixel = d.c / 8;
+        let lanes = (256 / per_pixel).max(1);
         let pixels = lanes * 64;
         let cfg = LaunchConfig {
             grid_dim: (d.plane().div_ceil(pixels) as u32, d.t as u32, 1),
-            block_dim: ((lanes * d.c) as u32, 1, 1),
+            block_dim: ((lanes * per_pixel) as u32, 1, 1),
             shared_mem_bytes: (2 * groups * size_of::<f64>()) as u32,
         };
-        let (xp, plane, c, per_i) = (self.ptr(&x.buf), d.plane() as i32, d.c as i32, per as i32);
+        let (plane, c, per_i) = (d.plane() as i32, d.c as i32, per as i32);
         let (lanes, pixels) = (lanes as i32, pixels as i32);
-        launch!(self, gn_sums, cfg, &xp, &plane, &c, &per_i, &lanes, &pixels, &acc)?;
+        launch!(self, gn_sums_v8, cfg, &xp, &plane, &c, &per_i, &lanes, &pixels, &acc)?;
         let (g, b, t) = (self.ptr(&nw.gamma), self.ptr(&nw.beta), d.t as i32);
-        launch!(
-            self,
-            gn_finish,
-            Grid(d.t * d.c),
-            &xp,
-            &acc,
-            &g,
-            &b,
-            &ab,
-            &t,
-            &plane,
-            &c,
-            &per_i,
-            &NORM_EPS
-        )?;
+        let grid = Grid(d.t * d.c);
+        launch!(self, gn_finish, grid, &xp, &acc, &g, &b, &ab, &t, &plane, &c, &per_i, &NORM_EPS)?;
         let n = d.count()?;
         let (frame, n64, silu) = ((d.plane() * d.c) as i64, n as i64, silu as i32);
         launch!(
             self,
-            gn_apply,
-            Grid(n),
+            gn_apply_v8,
+            Grid(n / 8),
             &xp,
             &y,
             &ab,
@@ -571,8 +586,10 @@ impl<E: Elem> Cuda<E> {
 
     /// `y[i] += b[channel]` over `n` values of `c` channels at `y`.
     fn bias(&self, y: u64, b: &GpuBuf<E>, c: usize, n: usize) -> Result<()> {
-        let (bp, c, n) = (self.ptr(b), c as i32, n as i64);
-        launch!(self, add_bias, Grid(n as usize), &y, &bp, &c, &n)
+        let bp = self.ptr(b);
+        let (ci, n64) = (c as i32, n as i64);
+        eight_at_a_time("a bias", c, &[y, bp])?;
+        launch!(self, add_bias_v8, Grid(n / 8), &y, &bp, &ci, &n64)
     }
 }
 
@@ -640,30 +657,40 @@ impl<E: Elem> Device for Cuda<E> {
         Ok(a)
     }
 
-    fn download(&mut self, a: &Act<GpuBuf<E>>) -> Result<Vec<f32>> {
+    type Pending = Download;
+
+    fn download_start(&mut self, a: &Act<GpuBuf<E>>) -> Result<Download> {
         let d = a.dims;
         let n = d.count()?;
         let out = self.alloc::<f32>(n)?;
         let (src, c, tp) = (self.ptr(&a.buf), d.c as i32, (d.t * d.plane()) as i64);
         launch!(self, to_channels_first, Grid(n), &src, &out, &c, &tp)?;
-        if self.staging.as_ref().is_none_or(|s| s.len() < n) {
-            self.staging = None;
+        let mut host = match self.staging.iter().position(|s| s.len() >= n) {
+            Some(i) => self.staging.swap_remove(i),
             // SAFETY: page-locked host memory (not write-combined: the host reads it), written
             // by the copy below before it is read.
-            self.staging = Some(
-                unsafe { self._ctx.alloc_pinned_with_flags::<f32>(n, 0) }
-                    .map_err(driver("page-locked staging"))?,
-            );
+            None => unsafe { self._ctx.alloc_pinned_with_flags::<f32>(n, 0) }
+                .map_err(driver("page-locked staging"))?,
+        };
+        let dst = &mut host.as_mut_slice().map_err(driver("download"))?[..n];
+        // SAFETY: `dst` holds exactly the `n` values `out` holds; it is read only after `done`.
+        unsafe {
+            cudarc::driver::result::memcpy_dtoh_async(
+                dst,
+                out.device_ptr(&self.stream).0,
+                self.stream.cu_stream(),
+            )
         }
-        let staging = self.staging.as_mut().expect("made above");
-        let host = &mut staging.as_mut_slice().map_err(driver("download"))?[..n];
-        let src = out.device_ptr(&self.stream).0;
-        // SAFETY: `host` holds exactly the `n` values `out` holds; the stream is synchronized
-        // before they are read.
-        unsafe { cudarc::driver::result::memcpy_dtoh_async(host, src, self.stream.cu_stream()) }
-            .map_err(driver("download"))?;
-        self.stream.synchronize().map_err(driver("download"))?;
-        Ok(host.to_vec())
+        .map_err(driver("download"))?;
+        let done = self.stream.record_event(None).map_err(driver("download"))?;
+        Ok(Download { host, n, done })
+    }
+
+    fn download_finish(&mut self, p: Download) -> Result<Vec<f32>> {
+        p.done.synchronize().map_err(driver("download"))?;
+        let v = p.host.as_slice().map_err(driver("download"))?[..p.n].to_vec();
+        self.staging.push(p.host);
+        Ok(v)
     }
 
     fn conv(
@@ -810,9 +837,10 @@ impl<E: Elem> Device for Cuda<E> {
 
     fn add(&mut self, a: &mut Act<GpuBuf<E>>, b: &Act<GpuBuf<E>>) -> Result<()> {
         shapes::add(a.dims, b.dims)?;
-        let n = a.dims.count()? as i64;
-        let (ap, bp) = (self.ptr(&a.buf), self.ptr(&b.buf));
-        launch!(self, add_into, Grid(n as usize), &ap, &bp, &n)
+        let n = a.dims.count()?;
+        let (ap, bp, n64) = (self.ptr(&a.buf), self.ptr(&b.buf), n as i64);
+        eight_at_a_time("a residual add", a.dims.c, &[ap, bp])?;
+        launch!(self, add_into_v8, Grid(n / 8), &ap, &bp, &n64)
     }
 
     fn shuffle(
@@ -831,6 +859,7 @@ impl<E: Elem> Device for Cuda<E> {
             HEAD_ROOM,
         )?;
         let (up, op) = (self.ptr(&u.buf), self.ptr(&out.buf));
+        eight_at_a_time("the upsampler's shuffle", c, &[up, op])?;
         let (ci, t, h, w, zi, dr) = (
             c as i32,
             d.t as i32,
@@ -842,7 +871,7 @@ impl<E: Elem> Device for Cuda<E> {
         launch!(
             self,
             shuffle,
-            Grid(out.dims.count()?),
+            Grid(out.dims.count()? / 8),
             &up,
             &op,
             &ci,
