@@ -18,7 +18,7 @@ B=$R/seedvae; F=$R/fixtures
 . "$(dirname "${BASH_SOURCE[0]}")/h200_env.sh"
 cd /tmp/w
 echo "== seedvae loads the CUDA libraries itself (no LD_LIBRARY_PATH)"
-[ -n "${SKIP_PRELOAD:-}" ] || SEEDVAE_ORT_LIB=/tmp/w/ortgpu/onnxruntime/capi/libonnxruntime.so.1.31.1 timeout 120 $B decode -m $F/weights.safetensors $F/latent_t1_8x8.safetensors -o /tmp/preload.safetensors --backend cuda --cache /tmp/c0 --force -v 2>&1 | grep -i "preloaded\|error\|backend" | head -12
+[ -n "${SKIP_PRELOAD:-}" ] || SEEDVAE_ORT_LIB=/tmp/w/ortgpu/onnxruntime/capi/libonnxruntime.so.1.31.1 timeout 120 $B decode -m $F/weights.safetensors $F/latent_t1_8x8.safetensors -o /tmp/preload.safetensors --backend ort-cuda --cache /tmp/c0 --force -v 2>&1 | grep -i "preloaded\|error\|backend" | head -12
 NV=$(python3 -c "import nvidia,os;print(':'.join(os.path.join(p,d,'lib') for p in nvidia.__path__ for d in sorted(os.listdir(p)) if os.path.isdir(os.path.join(p,d,'lib'))))")
 export LD_LIBRARY_PATH=$NV:${LD_LIBRARY_PATH:-}
 export SEEDVAE_ORT_LIB=/tmp/w/ortgpu/onnxruntime/capi/libonnxruntime.so.1.31.1
@@ -80,7 +80,7 @@ clip = torch.randn(1, 16, 21, 90, 156, generator=torch.Generator().manual_seed(1
 save_file({'latent': clip}, '/tmp/clip.safetensors')
 save_file({'latent': clip[:, :, :, 21:69, 54:102].contiguous()}, '/tmp/crop.safetensors')
 PY
-DEC="$B decode -m /tmp/full.safetensors --backend cuda --quiet --force --json"
+DEC="$B decode -m /tmp/full.safetensors --backend ort-cuda --quiet --force --json"
 summary() { cp /tmp/out_$1.txt $OUT/$1.json; python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print('  seedvae:', j['backend'], j['frames'], 'frames', round(j['seconds'],3), 's', round(1000*j['seconds']/j['frames'],2), 'ms/frame; tiles', j['tiles'], 'tile_px', j['tile_px'], 'calls', j['calls'], 'state', round(j['state_bytes']/1e9,2), 'GB; accumulator', round(j.get('accumulator_bytes',0)/1e9,2), 'GB')" /tmp/out_$1.txt; }
 
 T=0
@@ -105,7 +105,7 @@ summary nhwc
 
 echo "== ONNX Runtime's profile of one 720p x 5-frame decode (2 calls): where the time goes"
 python3 -c "import torch; from safetensors.torch import load_file, save_file; save_file({'latent': load_file('/tmp/l720.safetensors')['latent'][:, :, :2].contiguous()}, '/tmp/l720_2.safetensors')"
-SEEDVAE_ORT_PROFILE=/tmp/prof timeout 200 $B decode -m /tmp/full.safetensors /tmp/l720_2.safetensors -o /tmp/p.safetensors --backend cuda --no-tiling --quiet --force 2>&1 | quiet
+SEEDVAE_ORT_PROFILE=/tmp/prof timeout 200 $B decode -m /tmp/full.safetensors /tmp/l720_2.safetensors -o /tmp/p.safetensors --backend ort-cuda --no-tiling --quiet --force 2>&1 | quiet
 python3 - <<'PY'
 import json, glob, collections
 f = sorted(glob.glob('/tmp/prof*.json'))

@@ -28,7 +28,7 @@ def rel(a, b):
 
 print("seedvae", seedvae.__version__, "torch", torch.__version__, "ORT", os.environ.get("SEEDVAE_ORT_LIB"))
 events = []
-dec = seedvae.Model(f"{F}/weights.safetensors", "decoder", "cuda", cache="/tmp/pyc", progress=events.append)
+dec = seedvae.Model(f"{F}/weights.safetensors", "decoder", "ort-cuda", cache="/tmp/pyc", progress=events.append)
 print("decoder:", dec, [e.text for e in events if e.kind in ("stage", "notice")])
 for case in ["t1_8x8", "t2_8x8", "t2_6x10", "t3_8x8"]:
     lat = load_file(f"{F}/latent_{case}.safetensors")["latent"]
@@ -37,7 +37,7 @@ for case in ["t1_8x8", "t2_8x8", "t2_6x10", "t3_8x8"]:
     v = dec.decode(lat)
     t = dec.decode(torch.from_numpy(lat).cuda())
     print(f"  {case}: numpy {rel(v, g):.3e}, torch cuda {rel(t, g):.3e} (result on {t.device}), bound 3e-3")
-enc = seedvae.Model(f"{F}/weights.safetensors", "encoder", "cuda", cache="/tmp/pyc")
+enc = seedvae.Model(f"{F}/weights.safetensors", "encoder", "ort-cuda", cache="/tmp/pyc")
 video = load_file(f"{F}/video_t9_32x48.safetensors")["video"]
 want = load_file(f"{F}/encoded_t9_32x48.safetensors")["latent_mean_f64"]
 print(f"  encode: numpy {rel(enc.encode(video), want):.3e}, torch cuda {rel(enc.encode(torch.from_numpy(video).cuda()), want):.3e}")
@@ -64,12 +64,12 @@ for m in (dec, enc, auto):
     m.close()  # their GPU memory back before the CLI plans its tiles
 cli = subprocess.run(
     [B, "decode", "-m", "/tmp/full.safetensors", "/tmp/l720.safetensors", "-o", "/tmp/c720.safetensors",
-     "--backend", "cuda", "--no-tiling", "--quiet", "--force", "--json", "--cache", "/tmp/pyfull"],
+     "--backend", "ort-cuda", "--no-tiling", "--quiet", "--force", "--json", "--cache", "/tmp/pyfull"],
     capture_output=True, text=True,
 )
 cj = json.loads(cli.stdout) if cli.returncode == 0 else {"seconds": float("nan")}
 print(f"  CLI (first: converts the graph): {cj['seconds']:.3f} s (rc {cli.returncode}) {cli.stderr[-300:] if cli.returncode else ''}")
-full = seedvae.Model("/tmp/full.safetensors", "decoder", "cuda", cache="/tmp/pyfull")
+full = seedvae.Model("/tmp/full.safetensors", "decoder", "ort-cuda", cache="/tmp/pyfull")
 x = l720.cuda()
 times = []
 for i in range(3):
@@ -94,6 +94,6 @@ print(f"  package vs torch fp16: rel L2 {rel(out, tv):.3e}")
 if os.path.exists("/tmp/c720.safetensors"):
     print(f"  package vs CLI: rel L2 {rel(out, load_file('/tmp/c720.safetensors')['video']):.3e}")
 print("== exit with a model open (the atexit close)")
-keep = seedvae.Model(f"{F}/weights.safetensors", "decoder", "cuda", cache="/tmp/pyc")
+keep = seedvae.Model(f"{F}/weights.safetensors", "decoder", "ort-cuda", cache="/tmp/pyc")
 keep.decode(load_file(f"{F}/latent_t1_8x8.safetensors")["latent"])
 print("  bye")

@@ -29,9 +29,14 @@ log = logging.getLogger("seedvae")
 
 #: The pipeline's VAE <-> sampler latent scale (comfy/ldm/seedvr/vae.py).
 SCALE = seedvae.DIT_SCALE
-BACKENDS = ["auto", "tensorrt", "cuda", "cpu"]
+BACKENDS = ["auto", "tensorrt", "cuda", "ort-cuda", "cpu"]
 # The loader's choices as seedvae.backends() names them.
-BACKEND_NAMES = {"tensorrt": "tensorrt-rtx", "cuda": "onnxruntime-cuda", "cpu": "onnxruntime-cpu"}
+BACKEND_NAMES = {
+    "tensorrt": "tensorrt-rtx",
+    "cuda": "seedvae-cuda",
+    "ort-cuda": "onnxruntime-cuda",
+    "cpu": "onnxruntime-cpu",
+}
 COLOR_METHODS = list(seedvae.COLOR_METHODS)
 
 # Engines and converted graphs live in models/seedvae (the engine cache).
@@ -183,7 +188,7 @@ class SeedVAELoader(io.ComfyNode):
             "models/seedvae); other NVIDIA GPUs run ONNX Runtime's CUDA provider, the CPU runs exactly.",
             inputs=[
                 io.Combo.Input("vae_name", options=folder_paths.get_filename_list("vae")),
-                io.Combo.Input("backend", options=BACKENDS, default="auto", tooltip="auto: TensorRT-RTX on an RTX GPU, else ONNX Runtime's CUDA provider, else the CPU (the console says which, and why the others cannot run)."),
+                io.Combo.Input("backend", options=BACKENDS, default="auto", tooltip="auto: TensorRT-RTX on an RTX GPU, else seedvae's own CUDA executor, else ONNX Runtime's CUDA provider, else the CPU (the console says which, and why the others cannot run). cuda: seedvae's executor (from the weights, whole frames, exact)."),
                 io.Float.Input("vram_budget_gb", default=0.0, min=0.0, max=1024.0, step=0.5, tooltip="GPU memory to plan tiles within; 0 = the GPU's free memory."),
             ],
             outputs=[SEEDVAE.Output("seedvae")],

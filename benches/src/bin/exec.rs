@@ -571,11 +571,15 @@ fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, group: Option<usi
     let start = Instant::now();
     let out_frames = decode(&mut cuda);
     let secs = start.elapsed().as_secs_f64();
+    let per_frame = secs / out_frames as f64;
+    let flops = vae.flops_per_frame(h / 8, w / 8);
     println!(
-        "decode {w}x{h}, {t} latent frames -> {out_frames} frames, {} storage, {chunk} latent frame(s) a call, groups {group:?}: {secs:.2} s, {:.1} ms/frame, device pool peak {:.2} GiB",
+        "decode {w}x{h}, {t} latent frames -> {out_frames} frames, {} storage, {chunk} latent frame(s) a call, groups {group:?}: {secs:.2} s, {:.1} ms/frame ({flops:.3e} FLOP a frame: {:.0} TFLOP/s), device pool peak {:.2} GiB (conv workspace {:.2} GiB)",
         E::NAME,
-        1e3 * secs / out_frames as f64,
-        cuda.peak_bytes().unwrap() as f64 / (1u64 << 30) as f64
+        1e3 * per_frame,
+        flops / per_frame / 1e12,
+        cuda.peak_bytes().unwrap() as f64 / (1u64 << 30) as f64,
+        cuda.workspace_bytes() as f64 / (1u64 << 30) as f64
     );
 }
 

@@ -5,7 +5,8 @@
 //! schema's blocks and the user's weights, run one time chunk at a time with every causal
 //! conv's last frames carried to the next chunk ([`Stream`], §8) — so streaming equals one-shot.
 //! The layers run on a [`Device`]: [`Reference`] is plain Rust (f32 storage, f64 statistics; the
-//! oracle the GPU device is held to, and `--backend reference`).
+//! oracle the GPU device is held to, and `--backend reference`); [`Cuda`] is an NVIDIA GPU
+//! (cuDNN, cuBLAS and seedvae's own kernels; `--backend cuda`).
 //!
 //! Must not touch: weight files (read through `seedvae-weights`), ONNX graphs, engines, the
 //! runner's backend contract (the runner adapts this crate to it), or anything that prints.
@@ -13,7 +14,7 @@
 mod device;
 mod vae;
 
-pub use device::cuda::{wheel_lib_dirs, Cuda, CudaOptions, Download, Elem, GpuBuf};
+pub use device::cuda::{cuda_ready, wheel_lib_dirs, Cuda, CudaOptions, Download, Elem, GpuBuf};
 pub use device::reference::Reference;
 pub use device::{Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
 pub use vae::{Stream, Vae};

@@ -54,12 +54,12 @@ pub struct Stream<B> {
 }
 
 impl<B> Stream<B> {
-    /// Device bytes held between chunks (f32 values).
-    pub fn bytes(&self) -> usize {
+    /// Device bytes held between chunks, at `value_bytes` a value ([`Device::value_bytes`]).
+    pub fn bytes(&self, value_bytes: usize) -> usize {
         self.kept
             .iter()
             .flatten()
-            .map(|a| a.dims.count().unwrap_or(0) * 4)
+            .map(|a| a.dims.count().unwrap_or(0) * value_bytes)
             .sum()
     }
 }
@@ -397,6 +397,67 @@ impl<B> Vae<B> {
         most
     }
 
+    /// Multiply-adds ×2 of one frame in steady state, counted from the layer shapes: per
+    /// output frame of the decoder (for a latent of `h × w`), per input frame of the encoder
+    /// (frames of `h × w`). Convolutions and the attention's products; the elementwise layers
+    /// are left out (memory-bound, not arithmetic).
+    pub fn flops_per_frame(&self, h: usize, w: usize) -> f64 {
+        let (mut hh, mut ww, mut frames) = (h as f64, w as f64, 1.0f64);
+        let conv =
+            |c: &ConvWeights<B>, px: f64| 2.0 * (c.cin * c.cout * c.kt * c.ks * c.ks) as f64 * px;
+        let mut total = 0.0;
+        for layer in &self.layers {
+            total += match layer {
+                Layer::Conv(k) => frames * conv(&k.w, hh * ww),
+                Layer::Resnet {
+                    conv1,
+                    conv2,
+                    shortcut,
+                    ..
+                } => {
+                    let px = hh * ww;
+                    frames
+                        * (conv(&conv1.w, px)
+                            + conv(&conv2.w, px)
+                            + shortcut.as_ref().map_or(0.0, |s| conv(s, px)))
+                }
+                Layer::Attention(a) => {
+                    let (p, c) = (hh * ww, a.c as f64);
+                    // Q, K, V and the output projection; the scores and the mix.
+                    frames * (4.0 * 2.0 * c * c * p + 2.0 * 2.0 * p * p * c)
+                }
+                Layer::Upsample {
+                    upscale,
+                    temporal,
+                    conv: k,
+                    ..
+                } => {
+                    let up = frames * conv(upscale, hh * ww);
+                    hh *= 2.0;
+                    ww *= 2.0;
+                    if *temporal {
+                        frames *= 2.0;
+                    }
+                    up + frames * conv(&k.w, hh * ww)
+                }
+                Layer::Downsample(k) => {
+                    hh /= 2.0;
+                    ww /= 2.0;
+                    if k.st > 1 {
+                        frames /= 2.0;
+                    }
+                    frames * conv(&k.w, hh * ww)
+                }
+                Layer::NormSilu(_) => 0.0,
+            };
+        }
+        // Counted per input frame: the decoder's per latent frame, which gives `frames`.
+        match self.part {
+            Part::Decoder => total / frames,
+            Part::Encoder => total,
+        }
+    }
+
     /// The layer ranges of a step and the frames per group of each (None: the whole chunk).
     fn segments(&self, groups: Option<usize>) -> Vec<Segment> {
         let n = self.layers.len();
@@ -477,10 +538,15 @@ impl<B> Vae<B> {
                 conv2,
                 shortcut,
             } => {
-                let h = dev.group_norm(&x, norm1, true)?;
-                let h = self.causal(dev, s, conv1, &h)?;
-                let h = dev.group_norm(&h, norm2, true)?;
-                let h = self.causal(dev, s, conv2, &h)?;
+                // Each intermediate goes as soon as the next exists (shadowing would keep all
+                // four to the end of the block: the decoder's peak memory).
+                let n1 = dev.group_norm(&x, norm1, true)?;
+                let h1 = self.causal(dev, s, conv1, &n1)?;
+                drop(n1);
+                let n2 = dev.group_norm(&h1, norm2, true)?;
+                drop(h1);
+                let h = self.causal(dev, s, conv2, &n2)?;
+                drop(n2);
                 let mut out = match shortcut {
                     Some(w) => dev.conv(&x, None, w, 1, Pad::Same)?,
                     None => x,

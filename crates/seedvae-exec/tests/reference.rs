@@ -197,3 +197,148 @@ fn a_tensor_size_limit_cuts_frame_groups_and_changes_nothing() {
         "{err}"
     );
 }
+
+/// Counts the arithmetic of the calls a schedule makes (convolutions by their output, attention
+/// by its tokens), on the reference device.
+struct Counting {
+    dev: Reference,
+    flops: f64,
+}
+
+impl Device for Counting {
+    type Buf = Vec<f32>;
+    type Pending = Vec<f32>;
+    fn constant(&mut self, v: &[f32]) -> seedvae_exec::Result<Vec<f32>> {
+        self.dev.constant(v)
+    }
+    fn filter(&mut self, v: &[f32], s: [usize; 5]) -> seedvae_exec::Result<Vec<f32>> {
+        self.dev.filter(v, s)
+    }
+    fn upload(&mut self, v: &[f32], d: Dims) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        self.dev.upload(v, d)
+    }
+    fn download_start(&mut self, a: &Act<Vec<f32>>) -> seedvae_exec::Result<Vec<f32>> {
+        self.dev.download_start(a)
+    }
+    fn download_finish(&mut self, p: Vec<f32>) -> seedvae_exec::Result<Vec<f32>> {
+        self.dev.download_finish(p)
+    }
+    fn conv(
+        &mut self,
+        x: &Act<Vec<f32>>,
+        head: Option<&Act<Vec<f32>>>,
+        w: &seedvae_exec::ConvWeights<Vec<f32>>,
+        st: usize,
+        pad: seedvae_exec::Pad,
+    ) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        let y = self.dev.conv(x, head, w, st, pad)?;
+        let taps = (w.cin * w.kt * w.ks * w.ks) as f64;
+        self.flops += 2.0 * taps * y.dims.count().unwrap() as f64;
+        Ok(y)
+    }
+    fn tail(
+        &mut self,
+        x: &Act<Vec<f32>>,
+        h: Option<&Act<Vec<f32>>>,
+        n: usize,
+    ) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        self.dev.tail(x, h, n)
+    }
+    fn repeat_first(&mut self, x: &Act<Vec<f32>>, n: usize) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        self.dev.repeat_first(x, n)
+    }
+    fn group_norm(
+        &mut self,
+        x: &Act<Vec<f32>>,
+        n: &seedvae_exec::NormWeights<Vec<f32>>,
+        silu: bool,
+    ) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        self.dev.group_norm(x, n, silu)
+    }
+    fn add(&mut self, a: &mut Act<Vec<f32>>, b: &Act<Vec<f32>>) -> seedvae_exec::Result<()> {
+        self.dev.add(a, b)
+    }
+    fn shuffle(
+        &mut self,
+        u: &Act<Vec<f32>>,
+        c: usize,
+        t: bool,
+        d: bool,
+    ) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        self.dev.shuffle(u, c, t, d)
+    }
+    fn attention(
+        &mut self,
+        x: &Act<Vec<f32>>,
+        a: &seedvae_exec::AttnWeights<Vec<f32>>,
+    ) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        let (p, c, t) = (x.dims.plane() as f64, a.c as f64, x.dims.t as f64);
+        // Q, K, V and the output projection; scores and the mix.
+        self.flops += t * (8.0 * c * c * p + 4.0 * p * p * c);
+        self.dev.attention(x, a)
+    }
+    fn frames(
+        &mut self,
+        x: &Act<Vec<f32>>,
+        a: usize,
+        b: usize,
+    ) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        self.dev.frames(x, a, b)
+    }
+    fn concat(&mut self, parts: &[Act<Vec<f32>>]) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        self.dev.concat(parts)
+    }
+    fn channels(&mut self, x: &Act<Vec<f32>>, n: usize) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        self.dev.channels(x, n)
+    }
+}
+
+/// The arithmetic the executor states per frame is what a steady-state chunk's calls do: the
+/// decoder's second one-latent-frame chunk (4 output frames) and the encoder's second chunk of
+/// 4 frames, counted call by call.
+#[test]
+fn the_stated_flops_per_frame_are_what_the_calls_do() {
+    let w = weights();
+    let mut dev = Counting {
+        dev: Reference::default(),
+        flops: 0.0,
+    };
+    let (d, x) = input("vae_tiny/latent_t3_8x8.safetensors", "latent");
+    let dec = Vae::load(&w, Part::Decoder, &mut dev).unwrap();
+    let mut s = dec.stream();
+    let first = dev
+        .upload(&frames(&x, d, 0, 1), Dims { t: 1, ..d })
+        .unwrap();
+    dec.step(&mut dev, &mut s, first).unwrap();
+    dev.flops = 0.0;
+    let second = dev
+        .upload(&frames(&x, d, 1, 2), Dims { t: 1, ..d })
+        .unwrap();
+    let y = dec.step(&mut dev, &mut s, second).unwrap();
+    assert_eq!(y.dims.t, 4);
+    let stated = dec.flops_per_frame(d.h, d.w);
+    let counted = dev.flops / 4.0;
+    assert!(
+        (stated / counted - 1.0).abs() < 1e-12,
+        "{stated} vs {counted}"
+    );
+
+    let (d, x) = input("vae_tiny/video_t9_32x48.safetensors", "video");
+    let enc = Vae::load(&w, Part::Encoder, &mut dev).unwrap();
+    let mut s = enc.stream();
+    let first = dev
+        .upload(&frames(&x, d, 0, 5), Dims { t: 5, ..d })
+        .unwrap();
+    enc.step(&mut dev, &mut s, first).unwrap();
+    dev.flops = 0.0;
+    let second = dev
+        .upload(&frames(&x, d, 5, 9), Dims { t: 4, ..d })
+        .unwrap();
+    enc.step(&mut dev, &mut s, second).unwrap();
+    let stated = enc.flops_per_frame(d.h, d.w);
+    let counted = dev.flops / 4.0;
+    assert!(
+        (stated / counted - 1.0).abs() < 1e-12,
+        "{stated} vs {counted}"
+    );
+}

@@ -139,6 +139,7 @@ impl PyModel {
                 ("auto", BackendChoice::Auto),
                 ("tensorrt", BackendChoice::Tensorrt),
                 ("cuda", BackendChoice::Cuda),
+                ("ort-cuda", BackendChoice::OrtCuda),
                 ("cpu", BackendChoice::Cpu),
                 ("reference", BackendChoice::Reference),
             ],
@@ -149,6 +150,7 @@ impl PyModel {
         }
         settings.tensorrt.library_dir = tensorrt_dir;
         settings.cuda.fp32 = cuda_fp32;
+        settings.ort_cuda.fp32 = cuda_fp32;
         settings.cpu.threads = threads;
         let opts = ModelOptions {
             backends: backend.specs(&settings),
@@ -168,7 +170,8 @@ impl PyModel {
         py.detach(|| self.worker.close())
     }
 
-    /// The backend that runs the model ("tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu").
+    /// The backend that runs the model ("tensorrt-rtx", "seedvae-cuda", "onnxruntime-cuda",
+    /// "onnxruntime-cpu", "reference").
     #[getter]
     fn backend(&self) -> String {
         self.worker.info().backend.clone()

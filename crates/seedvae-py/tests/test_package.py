@@ -273,9 +273,14 @@ def test_backends_says_what_runs_here_and_why_not():
     """``seedvae.backends()`` lists auto's order without opening a model: the CPU runs anywhere;
     a GPU backend names its GPU, or says why it cannot run, in Python's words."""
     got = seedvae.backends()
-    assert [b["backend"] for b in got] == ["tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu"]
-    assert got[2]["unavailable"] is None
-    for b in got[:2]:
+    assert [b["backend"] for b in got] == [
+        "tensorrt-rtx",
+        "seedvae-cuda",
+        "onnxruntime-cuda",
+        "onnxruntime-cpu",
+    ]
+    assert got[3]["unavailable"] is None
+    for b in got[:3]:
         if b["unavailable"] is None:
             assert b["gpu"]["name"] and b["gpu"]["total_bytes"] > 0, b
         else:

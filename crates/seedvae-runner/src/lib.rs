@@ -31,7 +31,7 @@ mod tensor;
 mod tiling;
 
 pub use backend::libs::onnxruntime as onnxruntime_library;
-pub use backend::native::NativeBackend;
+pub use backend::native::{cuda_executor_ready, open_cuda_executor, NativeBackend};
 pub use backend::ort::{cuda_ready, OrtBackend, OrtDevice};
 pub use backend::tensorrt::{self, TrtBackend};
 pub use backend::{Backend, BackendKind, Unavailable};

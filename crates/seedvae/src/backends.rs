@@ -6,7 +6,9 @@
 use crate::options::{BackendChoice, BackendSpec};
 use seedvae_runner::tensorrt;
 
-pub use crate::options::{BackendSettings, CpuOptions, CudaOptions, TensorrtOptions};
+pub use crate::options::{
+    BackendSettings, CpuOptions, CudaOptions, OrtCudaOptions, TensorrtOptions,
+};
 pub use seedvae_runner::tensorrt::{probe_gpu, runtime_ready as tensorrt_ready, GpuInfo};
 pub use seedvae_runner::{BackendKind, Unavailable};
 
@@ -14,7 +16,8 @@ pub use seedvae_runner::{BackendKind, Unavailable};
 #[derive(Debug, Clone, serde::Serialize)]
 #[non_exhaustive]
 pub struct Availability {
-    /// Written as its name ("tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu").
+    /// Written as its name ("tensorrt-rtx", "seedvae-cuda", "onnxruntime-cuda",
+    /// "onnxruntime-cpu", "reference").
     pub backend: BackendKind,
     /// The GPU it would run on (GPU backends that can run).
     pub gpu: Option<GpuInfo>,
@@ -27,6 +30,7 @@ pub struct Availability {
 pub(crate) fn ready(spec: &BackendSpec) -> Result<Option<GpuInfo>, Unavailable> {
     match spec {
         BackendSpec::Tensorrt(t) => tensorrt::runtime_ready(t.library_dir.as_deref()).map(Some),
+        BackendSpec::Cuda(_) => seedvae_runner::cuda_executor_ready().map(Some),
         BackendSpec::OrtCuda(_) => seedvae_runner::cuda_ready().map(Some),
         BackendSpec::Reference(_) => Ok(None),
         BackendSpec::Cpu(_) => match seedvae_runner::backend::ort::environment(None) {

@@ -87,7 +87,20 @@ fn open(c: &Candidate, p: &Prepared, progress: &Progress) -> Result<Model> {
         (BackendSpec::Reference(cpu), Artifact::Weights(w)) => {
             let file = seedvae_weights::WeightFile::open(w)?;
             let b = NativeBackend::reference(&file, p.part, cpu.threads)?;
-            model(Box::new(b), Limits::unbounded(p.part), p.part)
+            let mut m = model(Box::new(b), Limits::unbounded(p.part), p.part);
+            m.whole_frames = true;
+            m
+        }
+        (BackendSpec::Cuda(c), Artifact::Weights(w)) => {
+            let file = seedvae_weights::WeightFile::open(w)?;
+            // Kernels compiled for this GPU are kept beside the engines.
+            let kernels = Cache::open(o.cache.as_deref())
+                .map(|c| c.root.join("kernels"))
+                .ok();
+            let b = seedvae_runner::open_cuda_executor(&file, p.part, c.fp32, kernels)?;
+            let mut m = model(b, Limits::unbounded(p.part), p.part);
+            m.whole_frames = true;
+            m
         }
         (BackendSpec::OrtCuda(_), Artifact::Graph(g)) => {
             // Free memory now, not when prepared (a build may have taken minutes).
@@ -145,7 +158,16 @@ fn open(c: &Candidate, p: &Prepared, progress: &Progress) -> Result<Model> {
             let cpu = OrtDevice::Cpu {
                 threads: o.cpu().threads,
             };
-            Ok(Some(Box::new(OrtBackend::open_on(&g.path, cpu)?)))
+            // Without ONNX Runtime (seedvae's executor needs none) there is no quick CPU
+            // reference: the check is skipped, as for an engine without its weights.
+            match OrtBackend::open_on(&g.path, cpu) {
+                Ok(b) => Ok(Some(Box::new(b))),
+                Err(seedvae_runner::Error::Unavailable(why)) => {
+                    tracing::info!("no CPU reference for the first-run check: {why}");
+                    Ok(None)
+                }
+                Err(e) => Err(e.into()),
+            }
         };
         let subject = Subject {
             backend: m.backend.as_mut(),
@@ -165,6 +187,7 @@ fn model(backend: Box<dyn Backend>, limits: Limits, part: Part) -> Model {
         limits,
         memory_cap: None,
         graph_memory: None,
+        whole_frames: false,
         rest: None,
         fallback: None,
         part,

@@ -17,6 +17,9 @@ pub struct Model {
     pub(crate) memory_cap: Option<usize>,
     /// Graph backends on a GPU: the memory plan, whose tile cap depends on the chunk.
     pub(crate) graph_memory: Option<GraphMemory>,
+    /// seedvae's executor: whole frames always (exact; the tile options are the graph and
+    /// engine backends' approximation).
+    pub(crate) whole_frames: bool,
     /// A GPU backend opened from a list: the backends after it, for a failed first call.
     pub(crate) rest: Option<Box<Prepared>>,
     pub(crate) fallback: Option<String>,
@@ -39,7 +42,8 @@ impl Model {
         self.backend.kind()
     }
 
-    /// The backend's short name ("onnxruntime-cpu", "onnxruntime-cuda", "tensorrt-rtx").
+    /// The backend's short name ("onnxruntime-cpu", "onnxruntime-cuda", "seedvae-cuda",
+    /// "tensorrt-rtx", "reference").
     pub fn backend_name(&self) -> &'static str {
         self.backend.kind().name()
     }

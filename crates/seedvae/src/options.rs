@@ -23,9 +23,17 @@ impl Default for TensorrtOptions {
     }
 }
 
-/// ONNX Runtime's CUDA provider's settings.
+/// seedvae's CUDA executor's settings.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CudaOptions {
+    /// Keep activations in fp32 with fp32 arithmetic (no TF32) instead of fp16 storage on the
+    /// tensor cores (fp32 accumulation).
+    pub fp32: bool,
+}
+
+/// ONNX Runtime's CUDA provider's settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrtCudaOptions {
     /// Run the fp32 graph (TF32 off) instead of the fp16 one.
     pub fp32: bool,
 }
@@ -43,8 +51,11 @@ pub struct CpuOptions {
 pub enum BackendSpec {
     /// A TensorRT-RTX engine on an RTX GPU (built for it from weights or ONNX when needed).
     Tensorrt(TensorrtOptions),
+    /// seedvae's own executor on GPU 0: the VAE layer by layer from the weights (cuDNN,
+    /// cuBLAS and seedvae's kernels), whole frames, exact.
+    Cuda(CudaOptions),
     /// ONNX Runtime's CUDA provider on GPU 0 (the streaming fp16 graph, or fp32).
-    OrtCuda(CudaOptions),
+    OrtCuda(OrtCudaOptions),
     /// ONNX Runtime on the CPU (the streaming fp32 graph).
     Cpu(CpuOptions),
     /// seedvae's own executor on its reference device: the VAE layer by layer in plain Rust on
@@ -57,6 +68,7 @@ impl BackendSpec {
     pub fn kind(&self) -> BackendKind {
         match self {
             BackendSpec::Tensorrt(_) => BackendKind::TensorrtRtx,
+            BackendSpec::Cuda(_) => BackendKind::Cuda,
             BackendSpec::OrtCuda(_) => BackendKind::OrtCuda,
             BackendSpec::Cpu(_) => BackendKind::OrtCpu,
             BackendSpec::Reference(_) => BackendKind::Reference,
@@ -73,6 +85,7 @@ impl BackendSpec {
 pub(crate) fn title(kind: BackendKind) -> &'static str {
     match kind {
         BackendKind::TensorrtRtx => "TensorRT-RTX",
+        BackendKind::Cuda => "seedvae's CUDA executor",
         BackendKind::OrtCuda => "ONNX Runtime's CUDA provider",
         BackendKind::OrtCpu => "the CPU (ONNX Runtime)",
         BackendKind::Reference => "the reference executor (CPU)",
@@ -85,14 +98,18 @@ pub(crate) fn title(kind: BackendKind) -> &'static str {
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum BackendChoice {
-    /// TensorRT-RTX when a supported GPU and engine are there, else ONNX Runtime's CUDA
-    /// provider, else the CPU (each skip with its reason).
+    /// TensorRT-RTX when a supported GPU and engine are there, else seedvae's CUDA executor,
+    /// else ONNX Runtime's CUDA provider, else the CPU (each skip with its reason).
     #[default]
     Auto,
     /// TensorRT-RTX on the GPU, or an error with the reason.
     Tensorrt,
-    /// ONNX Runtime's CUDA provider on any NVIDIA GPU (fp16 graphs), or an error with the reason.
+    /// seedvae's own CUDA executor on any NVIDIA GPU, from the weights, or an error with the
+    /// reason.
     Cuda,
+    /// ONNX Runtime's CUDA provider on any NVIDIA GPU (fp16 graphs), or an error with the reason.
+    #[serde(rename = "ort-cuda")]
+    OrtCuda,
     /// ONNX Runtime on the CPU.
     Cpu,
     /// seedvae's own executor on its plain-Rust reference device (slow, exact; tests and checks).
@@ -104,6 +121,7 @@ pub enum BackendChoice {
 pub struct BackendSettings {
     pub tensorrt: TensorrtOptions,
     pub cuda: CudaOptions,
+    pub ort_cuda: OrtCudaOptions,
     pub cpu: CpuOptions,
 }
 
@@ -111,12 +129,14 @@ impl BackendChoice {
     /// The backends this choice tries, in order, with `settings`.
     pub fn specs(self, settings: &BackendSettings) -> Vec<BackendSpec> {
         let trt = || BackendSpec::Tensorrt(settings.tensorrt.clone());
-        let cuda = || BackendSpec::OrtCuda(settings.cuda.clone());
+        let cuda = || BackendSpec::Cuda(settings.cuda.clone());
+        let ort_cuda = || BackendSpec::OrtCuda(settings.ort_cuda.clone());
         let cpu = || BackendSpec::Cpu(settings.cpu.clone());
         match self {
-            BackendChoice::Auto => vec![trt(), cuda(), cpu()],
+            BackendChoice::Auto => vec![trt(), cuda(), ort_cuda(), cpu()],
             BackendChoice::Tensorrt => vec![trt()],
             BackendChoice::Cuda => vec![cuda()],
+            BackendChoice::OrtCuda => vec![ort_cuda()],
             BackendChoice::Cpu => vec![cpu()],
             BackendChoice::Reference => vec![BackendSpec::Reference(settings.cpu.clone())],
         }

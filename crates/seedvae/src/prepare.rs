@@ -195,26 +195,26 @@ fn candidate(
                 check: Some((id, bound)),
             })
         }
-        BackendSpec::Reference(_) => {
-            let weights =
-                match (source, &o.weights) {
-                    (ModelSource::Weights(p), _) => p.clone(),
-                    (ModelSource::Engine { manifest, .. }, Some(w)) => {
-                        let file = WeightFile::open(w)?;
-                        seedvae_runner::prepare::refit::check_weights(manifest, &file, w)?;
-                        w.clone()
-                    }
-                    _ => return Err(Error::Unavailable(Unavailable(
-                        "the reference executor runs the weights (.safetensors / .gguf), not an \
-                         ONNX graph or an engine: give the weights as `model` (or as `weights`)"
-                            .into(),
-                    ))),
-                };
+        BackendSpec::Reference(_) => Ok(Candidate {
+            spec: spec.clone(),
+            artifact: Artifact::Weights(weights_for(spec, source, o)?),
+            gpu: None,
+            check: None,
+        }),
+        BackendSpec::Cuda(c) => {
+            let gpu = ready(spec)?;
+            let weights = weights_for(spec, source, o)?;
+            let bound = if c.fp32 { check::FP32 } else { check::FP16 };
+            let id = format!(
+                "seedvae-cuda {} {}",
+                if c.fp32 { "fp32" } else { "fp16" },
+                weights_identity(&weights)?
+            );
             Ok(Candidate {
                 spec: spec.clone(),
                 artifact: Artifact::Weights(weights),
-                gpu: None,
-                check: None,
+                gpu,
+                check: Some((id, bound)),
             })
         }
         BackendSpec::Cpu(_) => {
@@ -227,6 +227,32 @@ fn candidate(
             })
         }
     }
+}
+
+/// The weights seedvae's executor runs: the model itself, or an engine's own weights given with
+/// `weights` (checked against its manifest). An ONNX graph or a bare engine cannot run on it.
+fn weights_for(spec: &BackendSpec, source: &ModelSource, o: &ModelOptions) -> Result<PathBuf> {
+    match (source, &o.weights) {
+        (ModelSource::Weights(p), _) => Ok(p.clone()),
+        (ModelSource::Engine { manifest, .. }, Some(w)) => {
+            let file = WeightFile::open(w)?;
+            seedvae_runner::prepare::refit::check_weights(manifest, &file, w)?;
+            Ok(w.clone())
+        }
+        _ => Err(Error::Unavailable(Unavailable(format!(
+            "{} runs the weights (.safetensors / .gguf), not an ONNX graph or an engine: give \
+             the weights as `model` (or as `weights`)",
+            spec.title()
+        )))),
+    }
+}
+
+/// What the first-run record of the executor names: the weights' content (blake3).
+fn weights_identity(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = blake3::Hasher::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(path, e))?;
+    Ok(format!("weights blake3 {}", h.finalize().to_hex()))
 }
 
 /// A graph backend in a list cannot run an engine given without its weights: that is a reason

@@ -179,6 +179,21 @@ impl Model {
         }
     }
 
+    /// What the spatial planner is asked for: `opts`' tiles within `memory_cap`, or on
+    /// seedvae's executor the whole frame (it runs any size exactly; tiling would only change
+    /// the picture).
+    fn tile_request(&self, opts: &TileOptions, memory_cap: Option<usize>) -> TileRequest {
+        let req = opts.request(memory_cap);
+        if self.whole_frames {
+            return TileRequest {
+                tile_px: usize::MAX,
+                allow: false,
+                ..req
+            };
+        }
+        req
+    }
+
     /// The largest tile edge (input units) the memory plan allows for calls as long as the
     /// longest of `chunks`.
     fn tile_cap(&self, chunks: &[(usize, usize)]) -> Option<usize> {
@@ -226,7 +241,7 @@ impl Model {
             h,
             w,
             &self.limits,
-            &opts.request(self.tile_cap(&chunks)),
+            &self.tile_request(opts, self.tile_cap(&chunks)),
         )?;
         if spatial.is_tiled() {
             tracing::info!(
@@ -402,7 +417,7 @@ impl Model {
                 hh / 8,
                 ww / 8,
                 &m.limits,
-                &opts.request(m.tile_cap(&chunks).map(|c| c / 8)),
+                &m.tile_request(opts, m.tile_cap(&chunks).map(|c| c / 8)),
             )?;
             let start = Instant::now();
             let (mean, stats) = pipeline::encode(

@@ -10,7 +10,9 @@ use crate::backends::availability;
 pub use crate::check::Bound;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::options::{BackendSpec, CpuOptions, CudaOptions, ModelOptions, TensorrtOptions};
+use crate::options::{
+    BackendSpec, CpuOptions, CudaOptions, ModelOptions, OrtCudaOptions, TensorrtOptions,
+};
 use crate::progress::Progress;
 use crate::run::TileOptions;
 use seedvae_runner::media::TensorFrames;
@@ -43,7 +45,7 @@ pub struct SelftestOptions {
 #[derive(Debug, Clone, serde::Serialize)]
 #[non_exhaustive]
 pub struct Check {
-    /// "cpu fp32", "cuda fp16", "tensorrt"...
+    /// "cpu fp32", "cuda fp16" (seedvae's executor), "ort-cuda fp16", "tensorrt"...
     pub backend: String,
     /// What ran: "decode t3_8x8 one call", "decode t3_8x8 chunks of 1", "encode t9_32x48".
     pub case: String,
@@ -148,8 +150,9 @@ fn golden(name: &str) -> Result<Tensor> {
 
 /// The backends and graph precisions a selftest tries (`tensorrt_dir` for TensorRT-RTX), with
 /// the bound each is held to.
-fn variants(tensorrt_dir: Option<&Path>) -> [(&'static str, BackendSpec, Bound); 4] {
-    let cuda = |fp32| BackendSpec::OrtCuda(CudaOptions { fp32 });
+fn variants(tensorrt_dir: Option<&Path>) -> [(&'static str, BackendSpec, Bound); 6] {
+    let cuda = |fp32| BackendSpec::Cuda(CudaOptions { fp32 });
+    let ort_cuda = |fp32| BackendSpec::OrtCuda(OrtCudaOptions { fp32 });
     let trt = TensorrtOptions {
         library_dir: tensorrt_dir.map(Path::to_path_buf),
         ..TensorrtOptions::default()
@@ -162,6 +165,8 @@ fn variants(tensorrt_dir: Option<&Path>) -> [(&'static str, BackendSpec, Bound);
         ),
         ("cuda fp32", cuda(true), Bound::RelL2(1e-5)),
         ("cuda fp16", cuda(false), Bound::RelL2(3e-3)),
+        ("ort-cuda fp32", ort_cuda(true), Bound::RelL2(1e-5)),
+        ("ort-cuda fp16", ort_cuda(false), Bound::RelL2(3e-3)),
         ("tensorrt", BackendSpec::Tensorrt(trt), Bound::PsnrDb(30.0)),
     ]
 }

@@ -2,7 +2,7 @@
 //! (the only place clap types meet library types).
 
 use seedvae::{
-    backends::{BackendSettings, CpuOptions, CudaOptions, TensorrtOptions},
+    backends::{BackendSettings, CpuOptions, CudaOptions, OrtCudaOptions, TensorrtOptions},
     engines::EnginePrecision,
     weights::Precision,
     BackendChoice, DType, ModelOptions, Part, TileOptions,
@@ -60,13 +60,16 @@ impl From<EnginePrecisionArg> for EnginePrecision {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendArg {
-    /// TensorRT-RTX when a supported GPU and engine are there, else ONNX Runtime's CUDA
-    /// provider, else the CPU (says why).
+    /// TensorRT-RTX when a supported GPU and engine are there, else seedvae's CUDA executor,
+    /// else ONNX Runtime's CUDA provider, else the CPU (says why).
     Auto,
     /// TensorRT-RTX on the GPU, or fail with the reason.
     Tensorrt,
-    /// ONNX Runtime's CUDA provider on any NVIDIA GPU (needs `scripts/setup.sh --gpu`).
+    /// seedvae's own CUDA executor on any NVIDIA GPU, from the weights: whole frames, exact
+    /// (needs the NVIDIA driver and the CUDA libraries NVRTC, cuDNN 9, cuBLAS).
     Cuda,
+    /// ONNX Runtime's CUDA provider on any NVIDIA GPU (needs `scripts/setup.sh --gpu`).
+    OrtCuda,
     /// ONNX Runtime on the CPU.
     Cpu,
     /// seedvae's own executor, layer by layer in plain Rust on the CPU, from the weights: slow,
@@ -80,6 +83,7 @@ impl From<BackendArg> for BackendChoice {
             BackendArg::Auto => BackendChoice::Auto,
             BackendArg::Tensorrt => BackendChoice::Tensorrt,
             BackendArg::Cuda => BackendChoice::Cuda,
+            BackendArg::OrtCuda => BackendChoice::OrtCuda,
             BackendArg::Cpu => BackendChoice::Cpu,
             BackendArg::Reference => BackendChoice::Reference,
         }
@@ -114,8 +118,8 @@ pub struct ModelArgs {
     /// the hash in its manifest first) and lets the CPU run when TensorRT-RTX cannot.
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// With --backend cuda: run the fp32 graph (TF32 off; matches the CPU to ~1e-6, slower and
-    /// twice the memory) instead of fp16.
+    /// With --backend cuda or ort-cuda: compute in fp32 (TF32 off; matches the CPU to ~1e-6,
+    /// several times slower and twice the memory) instead of fp16.
     #[arg(long)]
     pub cuda_fp32: bool,
 }
@@ -140,6 +144,9 @@ impl ModelArgs {
                 profile: self.profile.clone(),
             },
             cuda: CudaOptions {
+                fp32: self.cuda_fp32,
+            },
+            ort_cuda: OrtCudaOptions {
                 fp32: self.cuda_fp32,
             },
             cpu: CpuOptions {

@@ -174,7 +174,9 @@ fn the_cuda_backend_without_its_library_or_a_gpu_says_why() {
     let (code, text) = seedvae_joined(&a);
     assert_eq!(code, 0, "{text}");
     assert!(
-        text.contains("CUDA provider not used") && text.contains("on the CPU"),
+        text.contains("CUDA executor not used")
+            && text.contains("CUDA provider not used")
+            && text.contains("on the CPU"),
         "{text}"
     );
 }

@@ -1050,10 +1050,15 @@ fn backends_says_what_runs_here_and_why_not() {
         .collect();
     assert_eq!(
         names,
-        ["tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu"]
+        [
+            "tensorrt-rtx",
+            "seedvae-cuda",
+            "onnxruntime-cuda",
+            "onnxruntime-cpu"
+        ]
     );
-    assert!(list[2]["unavailable"].is_null(), "{out}");
-    for gpu in &list.as_array().unwrap()[..2] {
+    assert!(list[3]["unavailable"].is_null(), "{out}");
+    for gpu in &list.as_array().unwrap()[..3] {
         match gpu["unavailable"].as_str() {
             None => assert!(gpu["gpu"]["name"].is_string(), "{out}"),
             Some(why) => assert!(!why.is_empty() && !why.contains("`install_cuda`"), "{out}"),
@@ -1062,7 +1067,7 @@ fn backends_says_what_runs_here_and_why_not() {
     let (code, table, _) = seedvae(&["backends"]);
     assert_eq!(code, 0);
     assert!(
-        table.lines().count() == 3 && table.contains("onnxruntime-cpu   yes"),
+        table.lines().count() == 4 && table.contains("onnxruntime-cpu   yes"),
         "{table}"
     );
 }

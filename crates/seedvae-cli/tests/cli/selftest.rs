@@ -31,7 +31,13 @@ fn selftest_passes_on_the_cpu_and_says_why_gpu_backends_are_skipped() {
         assert_eq!(c["status"], "pass", "{c}");
         assert!(c["value"].as_f64().unwrap() <= 1e-5, "{c}");
     }
-    for gpu in ["cuda fp32", "cuda fp16", "tensorrt"] {
+    for gpu in [
+        "cuda fp32",
+        "cuda fp16",
+        "ort-cuda fp32",
+        "ort-cuda fp16",
+        "tensorrt",
+    ] {
         let c = checks.iter().find(|c| c["backend"] == gpu).unwrap();
         assert_eq!(c["status"], "skipped", "{c}");
         assert!(!c["note"].as_str().unwrap().is_empty(), "{c}");

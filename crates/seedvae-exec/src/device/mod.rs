@@ -158,6 +158,10 @@ pub trait Device {
     fn max_elements(&self) -> Option<usize> {
         None
     }
+    /// Bytes one stored value takes (what a carried state costs).
+    fn value_bytes(&self) -> usize {
+        4
+    }
     /// Wait until the work queued so far is done (timing; a host device has nothing queued).
     fn synchronize(&mut self) -> Result<()> {
         Ok(())

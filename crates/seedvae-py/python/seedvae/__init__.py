@@ -60,6 +60,16 @@ def _find_libraries() -> None:
         trt = _package_dir("tensorrt_rtx_libs")
         if trt is not None and trt.is_dir():
             os.environ["SEEDVAE_TENSORRT_DIR"] = str(trt)
+    # seedvae's CUDA executor loads NVRTC, cuDNN and cuBLAS from the nvidia-* wheels of this
+    # environment (a CUDA build of PyTorch brings them): the site-packages holding ``nvidia/``.
+    if not os.environ.get("SEEDVAE_SITE_PACKAGES"):
+        try:
+            spec = importlib.util.find_spec("nvidia")
+        except (ImportError, ValueError):
+            spec = None
+        sites = [str(Path(p).parent) for p in (spec.submodule_search_locations or [])] if spec else []
+        if sites:
+            os.environ["SEEDVAE_SITE_PACKAGES"] = os.pathsep.join(sites)
 
 
 _find_libraries()
@@ -193,8 +203,9 @@ class Model:
     ``with`` block) frees it, GPU memory included, before garbage collection would.
 
     ``model``: weights (``.safetensors``/``.gguf``), a seedvae ONNX graph, an engine file or an
-    engine cache key. ``backend``: "auto" (TensorRT-RTX, else ONNX Runtime CUDA, else CPU, each
-    skip with its reason in :attr:`fallback_reason`), "tensorrt", "cuda" or "cpu". The other
+    engine cache key. ``backend``: "auto" (TensorRT-RTX, else seedvae's CUDA executor, else ONNX
+    Runtime CUDA, else CPU, each skip with its reason in :attr:`fallback_reason`), "tensorrt",
+    "cuda" (seedvae's executor, from the weights), "ort-cuda", "cpu" or "reference". The other
     options are the CLI's (``seedvae decode --help``).
     """
 
@@ -346,7 +357,7 @@ def correct_colors(video: Any, reference: Any, method: str = "lab", batch: int =
 
 def backends(*, tensorrt_dir: Optional[str | os.PathLike] = None) -> list[dict]:
     """Which backends can run here, in ``backend="auto"``'s order: dicts of ``backend``
-    ("tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu"), ``gpu`` (name, compute capability,
+    ("tensorrt-rtx", "seedvae-cuda", "onnxruntime-cuda", "onnxruntime-cpu"), ``gpu`` (name, compute capability,
     free and total bytes; or None) and ``unavailable`` (why it cannot run here; None when it
     can). Cheap: opens no model."""
     return _seedvae.backends(tensorrt_dir=_path(tensorrt_dir))

@@ -31,6 +31,8 @@ pub enum BackendKind {
     TensorrtRtx,
     /// seedvae's own executor on its plain-Rust reference device (the CPU): slow, exact.
     Reference,
+    /// seedvae's own executor on an NVIDIA GPU (cuDNN, cuBLAS, its own kernels).
+    Cuda,
     /// A stand-in (tests; a model between a failed backend and the next).
     Other(&'static str),
 }
@@ -42,13 +44,17 @@ impl BackendKind {
             BackendKind::OrtCuda => "onnxruntime-cuda",
             BackendKind::TensorrtRtx => "tensorrt-rtx",
             BackendKind::Reference => "reference",
+            BackendKind::Cuda => "seedvae-cuda",
             BackendKind::Other(name) => name,
         }
     }
 
     /// Does it run on a GPU (and so get a first-run check, a memory plan, a fallback)?
     pub fn is_gpu(self) -> bool {
-        matches!(self, BackendKind::OrtCuda | BackendKind::TensorrtRtx)
+        matches!(
+            self,
+            BackendKind::OrtCuda | BackendKind::TensorrtRtx | BackendKind::Cuda
+        )
     }
 }
 
@@ -103,11 +109,14 @@ mod tests {
             (BackendKind::OrtCpu, "onnxruntime-cpu"),
             (BackendKind::OrtCuda, "onnxruntime-cuda"),
             (BackendKind::TensorrtRtx, "tensorrt-rtx"),
+            (BackendKind::Reference, "reference"),
+            (BackendKind::Cuda, "seedvae-cuda"),
         ] {
             assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{name}\""));
             assert_eq!(k.to_string(), name);
             assert!(k == name);
         }
         assert!(BackendKind::OrtCuda.is_gpu() && !BackendKind::OrtCpu.is_gpu());
+        assert!(BackendKind::Cuda.is_gpu() && !BackendKind::Reference.is_gpu());
     }
 }

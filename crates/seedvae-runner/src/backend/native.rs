@@ -1,17 +1,20 @@
-//! seedvae's own executor (`seedvae-exec`) as a backend: the VAE layer by layer on a device,
-//! from the user's weights (no graph, no engine), each stream's causal state kept on the device
-//! between chunks by the executor.
+//! seedvae's own executor (`seedvae-exec`) as a backend: the VAE layer by layer on a device —
+//! the reference (plain Rust) or an NVIDIA GPU — from the user's weights (no graph, no engine),
+//! each stream's causal state kept on the device between chunks by the executor.
 
 use crate::backend::{Backend, BackendKind};
 use crate::stream::{StreamId, Streams};
 use crate::tensor::Tensor;
+use crate::tensorrt::GpuInfo;
 use crate::Error;
-use seedvae_exec::{Device, Dims, Reference, Stream, Vae};
+use crate::Unavailable;
+use seedvae_exec::{Cuda, CudaOptions, Device, Dims, Reference, Stream, Vae};
 use seedvae_onnx::contract::{self, Contract, Precision, TensorIo};
 use seedvae_onnx::{Dim, Elem};
 use seedvae_weights::schema::{LATENT_CHANNELS, RGB_CHANNELS};
 use seedvae_weights::{Part, WeightFile};
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 /// The executor on device `D`.
 pub struct NativeBackend<D: Device> {
@@ -33,6 +36,71 @@ impl NativeBackend<Reference> {
             BackendKind::Reference,
         )
     }
+}
+
+impl<E: seedvae_exec::Elem> NativeBackend<Cuda<E>> {
+    /// seedvae's CUDA executor on GPU 0 storing activations as `E` (f16: tensor cores; f32:
+    /// fp32 arithmetic, no TF32), running `part` of the VAE in `weights`; its kernels compiled
+    /// once per GPU and driver and kept in `kernel_cache`.
+    pub fn cuda(
+        weights: &WeightFile,
+        part: Part,
+        kernel_cache: Option<PathBuf>,
+    ) -> Result<Self, Error> {
+        let dev = Cuda::<E>::open(&cuda_options(kernel_cache)).map_err(exec_error)?;
+        NativeBackend::open(weights, part, dev, BackendKind::Cuda)
+    }
+}
+
+/// seedvae's CUDA executor running `part` of `weights`: fp16 storage on the tensor cores, or
+/// fp32 arithmetic throughout (`fp32`, no TF32).
+pub fn open_cuda_executor(
+    weights: &WeightFile,
+    part: Part,
+    fp32: bool,
+    kernel_cache: Option<PathBuf>,
+) -> Result<Box<dyn Backend>, Error> {
+    Ok(if fp32 {
+        Box::new(NativeBackend::<Cuda<f32>>::cuda(
+            weights,
+            part,
+            kernel_cache,
+        )?)
+    } else {
+        Box::new(NativeBackend::<Cuda<half::f16>>::cuda(
+            weights,
+            part,
+            kernel_cache,
+        )?)
+    })
+}
+
+/// Where the CUDA executor finds NVRTC, cuDNN and cuBLAS: the `nvidia-*` wheels of each
+/// site-packages in `$SEEDVAE_SITE_PACKAGES` (a path list; the Python package sets it to its
+/// own environment's), then the setup venv's; then the system's search.
+fn cuda_options(kernel_cache: Option<PathBuf>) -> CudaOptions {
+    let mut sites: Vec<PathBuf> = std::env::var_os("SEEDVAE_SITE_PACKAGES")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
+    sites.extend(seedvae_engine::libs::site_packages());
+    CudaOptions {
+        lib_dirs: sites
+            .iter()
+            .flat_map(|s| seedvae_exec::wheel_lib_dirs(s))
+            .collect(),
+        kernel_cache,
+    }
+}
+
+/// Can seedvae's CUDA executor run here: a driver and a GPU, NVRTC, cuDNN and cuBLAS? Loads
+/// the libraries and asks the driver; makes no context.
+pub fn cuda_executor_ready() -> Result<GpuInfo, Unavailable> {
+    seedvae_exec::cuda_ready(&cuda_options(None)).map_err(|e| {
+        Unavailable(format!(
+            "{e}: seedvae's CUDA executor needs the NVIDIA driver and the CUDA 12/13 libraries              NVRTC, cuDNN 9 and cuBLAS (pip packages nvidia-cuda-nvrtc, nvidia-cudnn,              nvidia-cublas; a CUDA build of PyTorch brings them)"
+        ))
+    })?;
+    crate::tensorrt::probe_gpu()
 }
 
 impl<D: Device> NativeBackend<D> {
@@ -159,7 +227,7 @@ where
             .take(id, self.kind.name(), &self.contract, input)?;
         let mut s = chunk.state.unwrap_or_else(|| self.vae.stream());
         let y = Self::chunk(&mut self.dev, &self.vae, &mut s, input)?;
-        let bytes = s.bytes();
+        let bytes = s.bytes(self.dev.value_bytes());
         self.streams.put(id, chunk.hw, bytes, s);
         Ok(HashMap::from([(self.output_name().to_string(), y)]))
     }

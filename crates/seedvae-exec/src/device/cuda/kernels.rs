@@ -30,7 +30,7 @@ pub struct Kernels {
 }
 
 /// FNV-1a, 64 bits: a cache key, not a checksum (the cubin is checked by the driver on load).
-fn fnv(parts: &[&[u8]]) -> u64 {
+pub fn fnv(parts: &[&[u8]]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     for p in parts {
         for &b in p.iter().chain(&[0xff]) {

@@ -121,6 +121,10 @@ pub struct Cuda<E: Elem = f32> {
     cublas_handle: ffi::Handle,
     k: kernels::Kernels,
     plans: HashMap<Geometry, ConvPlan>,
+    /// Plan choices timed before (this GPU, cuDNN and storage type), from `tuned_file`: a shape
+    /// met again in a later process skips the timing when cuDNN offers the same candidates.
+    tuned: HashMap<Geometry, (usize, usize)>,
+    tuned_file: Option<PathBuf>,
     workspace: Option<CudaSlice<u8>>,
     /// Page-locked staging buffers for downloads, free for the next (the driver copies
     /// pageable memory through a bounce buffer at a fraction of the speed).
@@ -282,14 +286,23 @@ impl<E: Elem> Cuda<E> {
             }
             return Err(e);
         }
+        // SAFETY: a plain query.
+        let cudnn_version = unsafe { (cudnn.version)() };
+        let tuned_file = o.kernel_cache.as_ref().map(|d| {
+            let key = kernels::fnv(&[
+                name.as_bytes(),
+                format!("{cc:?} cudnn {cudnn_version} {}", E::NAME).as_bytes(),
+            ]);
+            d.join(format!("conv-plans-{key:016x}.txt"))
+        });
+        let tuned = tuned_file.as_deref().map(read_tuned).unwrap_or_default();
         tracing::info!(
             "CUDA device: {name} (compute capability {}.{}); NVRTC {}, cuDNN {} ({}), cuBLAS {}",
             cc.0,
             cc.1,
             nvrtc.path.display(),
             cudnn.path.display(),
-            // SAFETY: a plain query.
-            unsafe { (cudnn.version)() },
+            cudnn_version,
             cublas.path.display()
         );
         Ok(Self {
@@ -301,6 +314,8 @@ impl<E: Elem> Cuda<E> {
             cublas_handle,
             k,
             plans: HashMap::new(),
+            tuned,
+            tuned_file,
             workspace: None,
             staging: Vec::new(),
             pool,
@@ -325,6 +340,11 @@ impl<E: Elem> Cuda<E> {
         .result()
         .map_err(driver("memory pool"))?;
         Ok(v)
+    }
+
+    /// The bytes of the convolutions' workspace (the largest the chosen plans need).
+    pub fn workspace_bytes(&self) -> usize {
+        self.workspace.as_ref().map_or(0, |w| w.len())
     }
 
     /// Start measuring the peak again from what is in use now.
@@ -428,11 +448,20 @@ impl<E: Elem> Cuda<E> {
             let p = ConvPlan::new::<E>(&self.cudnn, self.cudnn_handle, geo)?;
             self.plans.insert(*geo, p);
         }
-        let chosen = match self.plans[geo].chosen {
-            Some(i) => i,
-            None => {
+        let count = self.plans[geo].plans.len();
+        let chosen = match (self.plans[geo].chosen, self.tuned.get(geo)) {
+            (Some(i), _) => i,
+            (None, Some(&(i, n))) if n == count && i < count => {
+                self.plans.get_mut(geo).expect("made above").chosen = Some(i);
+                i
+            }
+            (None, _) => {
                 let i = self.tune(geo, x, w, y)?;
                 self.plans.get_mut(geo).expect("made above").chosen = Some(i);
+                self.tuned.insert(*geo, (i, count));
+                if let Some(f) = &self.tuned_file {
+                    append_tuned(f, geo, i, count);
+                }
                 i
             }
         };
@@ -444,7 +473,7 @@ impl<E: Elem> Cuda<E> {
     /// plan whose workspace cannot be had or that fails to run is passed over.
     fn tune(&mut self, geo: &Geometry, x: u64, w: u64, y: u64) -> Result<usize> {
         let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
-        let mut best: Option<(f32, usize)> = None;
+        let mut times = Vec::new();
         let mut last_err = None;
         for i in 0..self.plans[geo].plans.len() {
             let need = self.plans[geo].plans[i].1;
@@ -458,17 +487,23 @@ impl<E: Elem> Cuda<E> {
                 start.elapsed_ms(&end).map_err(driver("event"))
             })();
             match timed {
-                Ok(ms) if best.is_none_or(|(b, _)| ms < b) => best = Some((ms, i)),
-                Ok(_) => {}
+                Ok(ms) => times.push((ms, need, i)),
                 Err(e) => last_err = Some(e),
             }
         }
         // Only the chosen plan's workspace stays.
         self.workspace = None;
-        match best {
-            Some((ms, i)) => {
+        // The fastest, or one within 5% of it that needs less workspace (the fastest plans
+        // of the largest shapes asked for gigabytes).
+        let fastest = times.iter().map(|t| t.0).fold(f32::INFINITY, f32::min);
+        let chosen = times
+            .iter()
+            .filter(|t| t.0 <= fastest * 1.05)
+            .min_by_key(|t| t.1);
+        match chosen {
+            Some(&(ms, ws, i)) => {
                 tracing::debug!(
-                    "cuDNN plan {i} of {} for {geo:?}: {ms:.3} ms",
+                    "cuDNN plan {i} of {} for {geo:?}: {ms:.3} ms, workspace {ws} B",
                     self.plans[geo].plans.len()
                 );
                 Ok(i)
@@ -992,6 +1027,10 @@ impl<E: Elem> Device for Cuda<E> {
         Some(i32::MAX as usize)
     }
 
+    fn value_bytes(&self) -> usize {
+        size_of::<E>()
+    }
+
     fn synchronize(&mut self) -> Result<()> {
         self.stream.synchronize().map_err(driver("synchronize"))
     }
@@ -1046,6 +1085,73 @@ impl<E: Elem> Device for Cuda<E> {
     }
 }
 
+/// A tuned-plans line: the geometry's ten numbers, the chosen candidate and how many there were.
+fn tuned_line(g: &Geometry, i: usize, n: usize) -> String {
+    let x = g.x;
+    format!(
+        "{} {} {} {} {} {} {} {} {} {} {i} {n}\n",
+        x.c, x.t, x.h, x.w, g.cout, g.kt, g.ks, g.st, g.ss, g.p
+    )
+}
+
+/// The tuned plans recorded in `file` (none when it is missing; unreadable lines are skipped:
+/// a record only saves time).
+fn read_tuned(file: &Path) -> HashMap<Geometry, (usize, usize)> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let v: Vec<usize> = l
+                .split(' ')
+                .map(|n| n.parse().ok())
+                .collect::<Option<_>>()?;
+            let [c, t, h, w, cout, kt, ks, st, ss, p, i, n] = v[..] else {
+                return None;
+            };
+            let geo = Geometry {
+                x: Dims::new(c, t, h, w),
+                cout,
+                kt,
+                ks,
+                st,
+                ss,
+                p,
+            };
+            Some((geo, (i, n)))
+        })
+        .collect()
+}
+
+/// Record a tuned plan (appended: processes that tune at once add whole lines; a cache that
+/// cannot be written only means timing again next time).
+fn append_tuned(file: &Path, g: &Geometry, i: usize, n: usize) {
+    use std::io::Write;
+    let _ = file
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+        })
+        .and_then(|mut f| f.write_all(tuned_line(g, i, n).as_bytes()));
+}
+
+/// Can the CUDA device open here: a driver, and NVRTC, cuDNN and cuBLAS found (`o.lib_dirs`
+/// first, then the system's search)? Loads the libraries; makes no context, allocates nothing.
+pub fn cuda_ready(o: &CudaOptions) -> Result<()> {
+    // SAFETY: only tries to load the driver library.
+    if !unsafe { sys::is_culib_present() } {
+        return Err(Error::Device(
+            "no NVIDIA driver found (libcuda / nvcuda.dll is not installed)".into(),
+        ));
+    }
+    ffi::Nvrtc::open(&o.lib_dirs)?;
+    ffi::Cudnn::open(&o.lib_dirs)?;
+    ffi::Cublas::open(&o.lib_dirs)?;
+    Ok(())
+}
+
 /// The folders the `nvidia-*` wheels put their libraries in under a site-packages folder.
 pub fn wheel_lib_dirs(site_packages: &Path) -> Vec<PathBuf> {
     let sub = if cfg!(windows) { "bin" } else { "lib" };
@@ -1059,4 +1165,40 @@ pub fn wheel_lib_dirs(site_packages: &Path) -> Vec<PathBuf> {
         .collect();
     dirs.sort();
     dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tuned plans come back as they were recorded; a damaged line is passed over.
+    #[test]
+    fn tuned_plans_are_read_back_as_recorded() {
+        let dir = std::env::temp_dir().join(format!("seedvae-tuned-{}", std::process::id()));
+        let file = dir.join("conv-plans-test.txt");
+        let _ = std::fs::remove_file(&file);
+        let g = Geometry {
+            x: Dims::new(128, 6, 720, 1248),
+            cout: 128,
+            kt: 3,
+            ks: 3,
+            st: 1,
+            ss: 1,
+            p: 1,
+        };
+        let g2 = Geometry { cout: 8, ..g };
+        append_tuned(&file, &g, 4, 6);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"12 x 3\n"))
+            .unwrap();
+        append_tuned(&file, &g2, 0, 2);
+        let t = read_tuned(&file);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[&g], (4, 6));
+        assert_eq!(t[&g2], (0, 2));
+        assert!(read_tuned(&dir.join("missing.txt")).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
