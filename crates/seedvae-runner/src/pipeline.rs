@@ -13,16 +13,17 @@ use crate::Error;
 use seedvae_onnx::contract::{LATENT, LATENT_MEAN, VIDEO};
 use std::collections::HashMap;
 
-/// One backend call over a tile's input: through the tile's streamer, or one-shot.
+/// One backend call over a tile's input, queued through the tile's streamer (its outputs
+/// later, from [`Streamer::collect`], when the backend computes asynchronously), or one-shot.
 fn call(
     backend: &mut dyn Backend,
     streamer: Option<&mut Streamer>,
     name: &str,
     input: &Tensor,
-) -> Result<HashMap<String, Tensor>, Error> {
+) -> Result<Option<HashMap<String, Tensor>>, Error> {
     match streamer {
-        Some(s) => s.step(backend, input),
-        None => backend.run(&[(name, input)]),
+        Some(s) => s.submit(backend, input),
+        None => backend.run(&[(name, input)]).map(Some),
     }
 }
 
@@ -117,16 +118,36 @@ fn drive(
             job.scale * (tile.y.1 - tile.y.0),
             job.scale * (tile.x.1 - tile.x.0),
         );
+        // One chunk queued ahead: its output is taken (and written) while the backend computes
+        // the next.
         let mut chunks_of_tile = || -> Result<(), Error> {
-            for k in 0..chunks.len() {
-                let x = input(k, tile)?;
-                let out = call(backend, streamer.as_mut(), job.input, &x)?;
+            let mut queued = None;
+            for k in 0..=chunks.len() {
+                let next = if k < chunks.len() {
+                    let x = input(k, tile)?;
+                    let ready = call(backend, streamer.as_mut(), job.input, &x)?;
+                    if let Some(s) = &streamer {
+                        stats.state_bytes = stats.state_bytes.max(s.state_bytes());
+                    }
+                    Some((k, x, ready))
+                } else {
+                    None
+                };
+                let Some((k, x, ready)) = std::mem::replace(&mut queued, next) else {
+                    continue;
+                };
+                let out = match (ready, streamer.as_mut()) {
+                    (Some(out), _) => out,
+                    (None, Some(s)) => s.collect(backend)?,
+                    (None, None) => {
+                        return Err(Error::Backend(
+                            "internal: a one-shot call was queued".into(),
+                        ))
+                    }
+                };
                 let want = [1, job.channels, job.out_frames[k], th, tw];
                 let y = output(out, job.output, &x, want)?;
                 stats.calls += 1;
-                if let Some(s) = &streamer {
-                    stats.state_bytes = stats.state_bytes.max(s.state_bytes());
-                }
                 sink(k, y)?;
             }
             Ok(())

@@ -290,6 +290,24 @@ impl Streamer {
         Ok(out)
     }
 
+    /// Queue the next chunk ([`Backend::submit`]): its outputs now when the backend ran it at
+    /// once, else from [`Streamer::collect`]. After an error the stream is over.
+    pub fn submit(
+        &mut self,
+        backend: &mut dyn Backend,
+        input: &Tensor,
+    ) -> Result<Option<HashMap<String, Tensor>>, Error> {
+        let id = *self.id.get_or_insert_with(|| backend.begin_stream());
+        let out = backend.submit(id, input)?;
+        self.bytes = backend.state_bytes(id);
+        Ok(out)
+    }
+
+    /// The outputs of the oldest chunk queued by [`Streamer::submit`].
+    pub fn collect(&mut self, backend: &mut dyn Backend) -> Result<HashMap<String, Tensor>, Error> {
+        backend.collect()
+    }
+
     /// Bytes held in carried state (what bounds memory between chunks).
     pub fn state_bytes(&self) -> usize {
         self.bytes

@@ -92,7 +92,25 @@ pub trait Backend: Send {
     /// public outputs. GPU backends keep the state in device memory. After an error the stream
     /// is over.
     fn step(&mut self, id: StreamId, input: &Tensor) -> Result<HashMap<String, Tensor>, Error>;
-    /// Drop stream `id`'s state.
+    /// Queue stream `id`'s next chunk behind the ones queued before, its outputs for
+    /// [`Backend::collect`] (oldest first): a backend that computes asynchronously (seedvae's
+    /// CUDA executor) lets the caller take one chunk's output while the device computes the
+    /// next. A backend that ran the chunk at once returns its outputs (the default: `step`).
+    fn submit(
+        &mut self,
+        id: StreamId,
+        input: &Tensor,
+    ) -> Result<Option<HashMap<String, Tensor>>, Error> {
+        self.step(id, input).map(Some)
+    }
+    /// The outputs of the oldest chunk [`Backend::submit`] queued.
+    fn collect(&mut self) -> Result<HashMap<String, Tensor>, Error> {
+        Err(Error::Backend(format!(
+            "internal: {} has no chunk queued",
+            self.kind()
+        )))
+    }
+    /// Drop stream `id`'s state (and any chunk of it still queued).
     fn end_stream(&mut self, id: StreamId);
     /// Bytes stream `id` carries between chunks.
     fn state_bytes(&self, id: StreamId) -> usize;

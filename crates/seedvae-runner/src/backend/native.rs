@@ -23,6 +23,9 @@ pub struct NativeBackend<D: Device> {
     contract: Contract,
     kind: BackendKind,
     streams: Streams<Stream<D::Buf>>,
+    /// Chunks submitted and not collected, oldest first: their stream, output shape and the
+    /// download under way.
+    queued: std::collections::VecDeque<(StreamId, [usize; 5], D::Pending)>,
 }
 
 impl NativeBackend<Reference> {
@@ -113,6 +116,7 @@ impl<D: Device> NativeBackend<D> {
             contract: contract_of(&model, part),
             kind,
             streams: Streams::default(),
+            queued: Default::default(),
         })
     }
 
@@ -123,6 +127,18 @@ impl<D: Device> NativeBackend<D> {
         s: &mut Stream<D::Buf>,
         x: &Tensor,
     ) -> Result<Tensor, Error> {
+        let (shape, p) = Self::queue_chunk(dev, vae, s, x)?;
+        Tensor::f32(shape.to_vec(), dev.download_finish(p).map_err(exec_error)?)
+    }
+
+    /// Queue one chunk of stream `s` on `x` and its download: the output's shape and the
+    /// download under way.
+    fn queue_chunk(
+        dev: &mut D,
+        vae: &Vae<D::Buf>,
+        s: &mut Stream<D::Buf>,
+        x: &Tensor,
+    ) -> Result<([usize; 5], D::Pending), Error> {
         let d = match x.shape() {
             &[1, c, t, h, w] => Dims::new(c, t, h, w),
             other => {
@@ -135,10 +151,8 @@ impl<D: Device> NativeBackend<D> {
         let a = dev.upload(&x.values(), d).map_err(exec_error)?;
         let y = vae.step(dev, s, a).map_err(exec_error)?;
         let o = y.dims;
-        Tensor::f32(
-            vec![1, o.c, o.t, o.h, o.w],
-            dev.download(&y).map_err(exec_error)?,
-        )
+        let p = dev.download_start(&y).map_err(exec_error)?;
+        Ok(([1, o.c, o.t, o.h, o.w], p))
     }
 
     fn output_name(&self) -> &'static str {
@@ -195,6 +209,7 @@ impl<D> Backend for NativeBackend<D>
 where
     D: Device + Send,
     D::Buf: Send,
+    D::Pending: Send,
 {
     fn kind(&self) -> BackendKind {
         self.kind
@@ -222,17 +237,45 @@ where
     }
 
     fn step(&mut self, id: StreamId, input: &Tensor) -> Result<HashMap<String, Tensor>, Error> {
+        if !self.queued.is_empty() {
+            return Err(Error::Backend(
+                "internal: a chunk was stepped while others are queued".into(),
+            ));
+        }
+        self.submit(id, input)?;
+        self.collect()
+    }
+
+    /// The chunk's layers and its download are queued on the device; the host goes on.
+    fn submit(
+        &mut self,
+        id: StreamId,
+        input: &Tensor,
+    ) -> Result<Option<HashMap<String, Tensor>>, Error> {
         let chunk = self
             .streams
             .take(id, self.kind.name(), &self.contract, input)?;
         let mut s = chunk.state.unwrap_or_else(|| self.vae.stream());
-        let y = Self::chunk(&mut self.dev, &self.vae, &mut s, input)?;
+        let (shape, p) = Self::queue_chunk(&mut self.dev, &self.vae, &mut s, input)?;
         let bytes = s.bytes(self.dev.value_bytes());
         self.streams.put(id, chunk.hw, bytes, s);
+        self.queued.push_back((id, shape, p));
+        Ok(None)
+    }
+
+    fn collect(&mut self) -> Result<HashMap<String, Tensor>, Error> {
+        let (_, shape, p) = self.queued.pop_front().ok_or_else(|| {
+            Error::Backend(format!("internal: {} has no chunk queued", self.kind))
+        })?;
+        let y = Tensor::f32(
+            shape.to_vec(),
+            self.dev.download_finish(p).map_err(exec_error)?,
+        )?;
         Ok(HashMap::from([(self.output_name().to_string(), y)]))
     }
 
     fn end_stream(&mut self, id: StreamId) {
+        self.queued.retain(|q| q.0 != id);
         self.streams.end(id)
     }
 
