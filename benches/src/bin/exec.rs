@@ -573,6 +573,27 @@ fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, group: Option<usi
     let secs = start.elapsed().as_secs_f64();
     let per_frame = secs / out_frames as f64;
     let flops = vae.flops_per_frame(h / 8, w / 8);
+    let calls: Vec<Dims> = (0..t)
+        .step_by(chunk)
+        .map(|k| Dims {
+            t: chunk.min(t - k),
+            ..d
+        })
+        .collect();
+    let planned =
+        seedvae_exec::planned_peak(&wf, Part::Decoder, std::mem::size_of::<E>(), &calls, group)
+            .unwrap() as f64;
+    let gib = (1u64 << 30) as f64;
+    let measured = cuda.peak_bytes().unwrap() as f64;
+    let ws = cuda.workspace_bytes() as f64;
+    println!(
+        "  memory: planned {:.2} GiB + workspace {:.2} GiB = {:.2} GiB; measured {:.2} GiB ({:+.1}%)",
+        planned / gib,
+        ws / gib,
+        (planned + ws) / gib,
+        measured / gib,
+        100.0 * (measured / (planned + ws) - 1.0)
+    );
     println!(
         "decode {w}x{h}, {t} latent frames -> {out_frames} frames, {} storage, {chunk} latent frame(s) a call, groups {group:?}: {secs:.2} s, {:.1} ms/frame ({flops:.3e} FLOP a frame: {:.0} TFLOP/s), device pool peak {:.2} GiB (conv workspace {:.2} GiB)",
         E::NAME,

@@ -14,6 +14,7 @@
 mod device;
 mod vae;
 
+pub use device::cuda::plan::{planned_peak, Planned};
 pub use device::cuda::{cuda_ready, wheel_lib_dirs, Cuda, CudaOptions, Download, Elem, GpuBuf};
 pub use device::reference::Reference;
 pub use device::{Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};

@@ -342,3 +342,40 @@ fn the_stated_flops_per_frame_are_what_the_calls_do() {
         "{stated} vs {counted}"
     );
 }
+
+/// The CUDA device's memory plan (host-only): a steady chunk holds at least the weights and the
+/// carried state; frame groups lower the peak of a large frame; the activations grow with the
+/// frame's area.
+#[test]
+fn the_cuda_memory_plan_counts_weights_state_and_groups() {
+    use seedvae_exec::{planned_peak, Planned};
+    let w = weights();
+    let latent = |t, h, wd| Dims::new(16, t, h, wd);
+    let chunks = |h, wd| vec![latent(1, h, wd), latent(1, h, wd), latent(1, h, wd)];
+    for vb in [2, 4] {
+        let mut dev = Planned::new(vb);
+        let vae = Vae::load(&w, Part::Decoder, &mut dev).unwrap();
+        let weights = dev.peak();
+        let mut s = vae.stream();
+        for d in chunks(32, 32) {
+            let x = dev.input(d).unwrap();
+            vae.step(&mut dev, &mut s, x).unwrap();
+        }
+        let whole = planned_peak(&w, Part::Decoder, vb, &chunks(32, 32), None).unwrap();
+        assert!(
+            whole > weights + s.bytes(vb),
+            "{whole} vs {weights} + {}",
+            s.bytes(vb)
+        );
+        let grouped = planned_peak(&w, Part::Decoder, vb, &chunks(32, 32), Some(1)).unwrap();
+        assert!(grouped < whole, "{grouped} !< {whole}");
+        let bigger = planned_peak(&w, Part::Decoder, vb, &chunks(64, 64), None).unwrap();
+        let ratio = (bigger - weights) as f64 / (whole - weights) as f64;
+        assert!(
+            (3.5..=4.5).contains(&ratio),
+            "4x the area: {ratio:.2}x the bytes"
+        );
+    }
+    let enc = planned_peak(&w, Part::Encoder, 2, &[Dims::new(3, 5, 64, 64)], Some(1)).unwrap();
+    assert!(enc > 0);
+}

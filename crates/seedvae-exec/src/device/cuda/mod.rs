@@ -18,6 +18,7 @@
 mod conv;
 mod ffi;
 mod kernels;
+pub mod plan;
 
 use super::{shapes, Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
 use crate::{Error, Result};
@@ -108,7 +109,7 @@ unsafe impl Send for Download {}
 
 /// Frames of room in front of an activation a causal conv reads next: its head (kT − 1 = 2
 /// frames, or the carried frames of a temporal downsampler, fewer).
-const HEAD_ROOM: usize = 2;
+pub(crate) const HEAD_ROOM: usize = 2;
 
 /// GPU 0, activations stored as `E`.
 pub struct Cuda<E: Elem = f32> {
@@ -192,8 +193,14 @@ fn gpu0() -> Result<Arc<CudaContext>> {
 /// The output channels a conv's filter is stored with: a multiple of 8 (16 bytes of f16), the
 /// alignment cuDNN's tensor-core kernels need — the decoder's RGB output conv (3 channels) ran
 /// 30× slower unpadded on the H200. The padded filters are zero; the conv's output is cut back.
-fn stored_cout(cout: usize) -> usize {
+pub(crate) fn stored_cout(cout: usize) -> usize {
     cout.next_multiple_of(8)
+}
+
+/// The attention's queries per block of scores: blocks of at most 256 MB (f32) over all the
+/// frame's `p` keys.
+pub(crate) fn score_block(p: usize) -> usize {
+    ((256usize << 20) / (4 * p).max(1)).clamp(1, p)
 }
 
 /// The memory-bound kernels' eight-value (16- or 32-byte) accesses need whole groups of 8
@@ -212,7 +219,7 @@ fn eight_at_a_time(what: &str, c: usize, ptrs: &[u64]) -> Result<()> {
 
 /// A conv's spatial stride and padding: `k/2` all round, or the encoder downsampler's stride 2
 /// over an input already padded right and bottom.
-fn spatial(pad: Pad, ks: usize) -> (usize, usize) {
+pub(crate) fn spatial(pad: Pad, ks: usize) -> (usize, usize) {
     match pad {
         Pad::Same => (1, ks / 2),
         Pad::RightBottom => (2, 0),
@@ -939,8 +946,7 @@ impl<E: Elem> Device for Cuda<E> {
         let (q, k, v, mixed, o) = (q?, k?, v?, mixed?, o?);
         let ptr = |b: &CudaSlice<E>| b.device_ptr(&self.stream).0;
         let (qp, kp, vp, mp, op) = (ptr(&q), ptr(&k), ptr(&v), ptr(&mixed), ptr(&o));
-        // Score blocks of at most 256 MB (f32) over the whole frame's keys.
-        let qb = ((256usize << 20) / (4 * p).max(1)).clamp(1, p);
+        let qb = score_block(p);
         let scores = self.alloc::<f32>(p * qb)?;
         let probs = self.alloc::<E>(p * qb)?;
         let (sp, pp) = (scores.device_ptr(&self.stream).0, ptr(&probs));
