@@ -34,7 +34,7 @@ pub use backend::libs::onnxruntime as onnxruntime_library;
 pub use backend::native::{cuda_executor_ready, open_cuda_executor, NativeBackend};
 pub use backend::ort::{cuda_ready, OrtBackend, OrtDevice};
 pub use backend::tensorrt::{self, TrtBackend};
-pub use backend::{Backend, BackendKind, Unavailable};
+pub use backend::{Backend, BackendKind, DeviceMemory, Unavailable};
 pub use media::{check_latent, crop, read_latent, read_tensor, read_video, write_tensor};
 pub use pipeline::{Pad, RunStats};
 pub use planner::Limits;

@@ -61,6 +61,8 @@ pub struct RunStats {
     pub state_bytes: usize,
     /// Bytes of the whole-clip blending accumulator (tiled runs only; 0 untiled).
     pub accumulator_bytes: usize,
+    /// Device memory planned and measured at the peak (seedvae's CUDA executor).
+    pub device_memory: Option<crate::DeviceMemory>,
 }
 
 /// One part's calls: names, output channels and size, and how a tile maps to output pixels.
@@ -148,6 +150,13 @@ fn drive(
                 let want = [1, job.channels, job.out_frames[k], th, tw];
                 let y = output(out, job.output, &x, want)?;
                 stats.calls += 1;
+                if let Some(m) = backend.device_memory() {
+                    let was = stats.device_memory.unwrap_or_default();
+                    stats.device_memory = Some(crate::DeviceMemory {
+                        planned_bytes: was.planned_bytes.max(m.planned_bytes),
+                        peak_bytes: was.peak_bytes.max(m.peak_bytes),
+                    });
+                }
                 sink(k, y)?;
             }
             Ok(())

@@ -97,7 +97,10 @@ fn open(c: &Candidate, p: &Prepared, progress: &Progress) -> Result<Model> {
             let kernels = Cache::open(o.cache.as_deref())
                 .map(|c| c.root.join("kernels"))
                 .ok();
-            let b = seedvae_runner::open_cuda_executor(&file, p.part, c.fp32, kernels)?;
+            // Free memory now, not when prepared; the budget bounds every stream's plan.
+            let gpu = seedvae_runner::cuda_executor_ready()?;
+            let budget = o.plan_budget(gpu.free_bytes);
+            let b = seedvae_runner::open_cuda_executor(&file, p.part, c.fp32, kernels, budget)?;
             let mut m = model(b, Limits::unbounded(p.part), p.part);
             m.whole_frames = true;
             m

@@ -144,6 +144,11 @@ pub struct RunReport {
     pub state_bytes: usize,
     /// Host bytes of the whole-clip blending accumulator of a tiled run (0 untiled).
     pub accumulator_bytes: usize,
+    /// seedvae's CUDA executor: the device bytes its buffers were planned to need within the
+    /// memory budget, and the most its memory pool held (None on other backends, or where the
+    /// device does not say).
+    pub device_planned_bytes: Option<u64>,
+    pub device_peak_bytes: Option<u64>,
 }
 
 /// A decode's plan: latent-frame chunks and latent tiles.
@@ -176,6 +181,8 @@ impl Model {
             frames_per_second: st.frames as f64 / seconds.max(1e-9),
             state_bytes: st.state_bytes,
             accumulator_bytes: st.accumulator_bytes,
+            device_planned_bytes: st.device_memory.map(|m| m.planned_bytes),
+            device_peak_bytes: st.device_memory.and_then(|m| m.peak_bytes),
         }
     }
 

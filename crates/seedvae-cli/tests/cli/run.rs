@@ -214,6 +214,8 @@ fn peak_host_memory_is_flat_in_clip_length() {
             &["--threads", "2"],
         ));
         assert_eq!(j["frames"], 4 * t - 3);
+        // Device memory is reported by seedvae's CUDA executor only.
+        assert!(j["device_planned_bytes"].is_null() && j["device_peak_bytes"].is_null());
         let peak = j["peak_host_bytes"].as_u64().expect("Linux reports VmHWM");
         // What a one-shot run would hold just for its output (f32 frames).
         let whole = (4 * t - 3) * 3 * 128 * 128 * 4;

@@ -158,6 +158,15 @@ pub trait Device {
     fn max_elements(&self) -> Option<usize> {
         None
     }
+    /// The most memory the device has held since [`Device::reset_measured_peak`], where it
+    /// measures it (the CUDA device's pool); None: it does not.
+    fn measured_peak(&self) -> Option<u64> {
+        None
+    }
+    /// Start measuring the peak again from what is held now.
+    fn reset_measured_peak(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Bytes one stored value takes (what a carried state costs).
     fn value_bytes(&self) -> usize {
         4

@@ -76,6 +76,15 @@ impl PartialEq<&str> for BackendKind {
     }
 }
 
+/// A stream's device memory as the backend planned it and as the device measured it (the
+/// executor's own buffers: weights, activations, carried state, staging; cuDNN's workspace is
+/// in the measure, not the plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct DeviceMemory {
+    pub planned_bytes: u64,
+    pub peak_bytes: Option<u64>,
+}
+
 /// A loaded model on a device. `Send`: a backend moves to the thread that runs it (a Python
 /// worker, a service's pool), though one is driven by one thread at a time (`&mut self`).
 pub trait Backend: Send {
@@ -109,6 +118,11 @@ pub trait Backend: Send {
             "internal: {} has no chunk queued",
             self.kind()
         )))
+    }
+    /// The device memory planned for the last stream begun and the most the device has held
+    /// since, where the backend plans and measures it (seedvae's CUDA executor); None elsewhere.
+    fn device_memory(&self) -> Option<DeviceMemory> {
+        None
     }
     /// Drop stream `id`'s state (and any chunk of it still queued).
     fn end_stream(&mut self, id: StreamId);

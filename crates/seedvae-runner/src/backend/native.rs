@@ -8,7 +8,7 @@ use crate::tensor::Tensor;
 use crate::tensorrt::GpuInfo;
 use crate::Error;
 use crate::Unavailable;
-use seedvae_exec::{Cuda, CudaOptions, Device, Dims, Reference, Stream, Vae};
+use seedvae_exec::{Cuda, CudaOptions, Device, Dims, Fit, MemoryPlanner, Reference, Stream, Vae};
 use seedvae_onnx::contract::{self, Contract, Precision, TensorIo};
 use seedvae_onnx::{Dim, Elem};
 use seedvae_weights::schema::{LATENT_CHANNELS, RGB_CHANNELS};
@@ -22,10 +22,29 @@ pub struct NativeBackend<D: Device> {
     vae: Vae<D::Buf>,
     contract: Contract,
     kind: BackendKind,
-    streams: Streams<Stream<D::Buf>>,
+    /// Each stream's carried state and the frame groups its chunks run in.
+    streams: Streams<(Stream<D::Buf>, Option<usize>)>,
+    /// The device's memory plan and budget (the CUDA device), and the last stream's plan.
+    memory: Option<Budget>,
     /// Chunks submitted and not collected, oldest first: their stream, output shape and the
     /// download under way.
     queued: std::collections::VecDeque<(StreamId, [usize; 5], D::Pending)>,
+}
+
+/// A device memory budget, and the plan that keeps a stream within it.
+struct Budget {
+    planner: MemoryPlanner,
+    /// Bytes the executor's pool may hold (the budget less the allowance for cuDNN's
+    /// workspace, the CUDA context and the libraries' handles).
+    pool: u64,
+    budget: u64,
+    planned: Option<u64>,
+}
+
+/// What the device memory plan sets aside outside the executor's own buffers: the CUDA
+/// context and the libraries' handles (as for ONNX Runtime), and cuDNN's workspace.
+fn outside_pool(value_bytes: usize) -> u64 {
+    crate::planner::GraphMemory::OVERHEAD + seedvae_exec::workspace_allowance(value_bytes)
 }
 
 impl NativeBackend<Reference> {
@@ -45,35 +64,52 @@ impl<E: seedvae_exec::Elem> NativeBackend<Cuda<E>> {
     /// seedvae's CUDA executor on GPU 0 storing activations as `E` (f16: tensor cores; f32:
     /// fp32 arithmetic, no TF32), running `part` of the VAE in `weights`; its kernels compiled
     /// once per GPU and driver and kept in `kernel_cache`.
+    /// Every stream is planned to stay within `budget` bytes of device memory: its
+    /// full-resolution layers run in the largest frame groups that fit, or the stream is refused
+    /// with what it needs.
     pub fn cuda(
         weights: &WeightFile,
         part: Part,
         kernel_cache: Option<PathBuf>,
+        budget: u64,
     ) -> Result<Self, Error> {
         let dev = Cuda::<E>::open(&cuda_options(kernel_cache)).map_err(exec_error)?;
-        NativeBackend::open(weights, part, dev, BackendKind::Cuda)
+        let vb = std::mem::size_of::<E>();
+        let planner = MemoryPlanner::load(weights, part, vb).map_err(exec_error)?;
+        let mut b = NativeBackend::open(weights, part, dev, BackendKind::Cuda)?;
+        b.memory = Some(Budget {
+            planner,
+            pool: budget.saturating_sub(outside_pool(vb)),
+            budget,
+            planned: None,
+        });
+        Ok(b)
     }
 }
 
 /// seedvae's CUDA executor running `part` of `weights`: fp16 storage on the tensor cores, or
 /// fp32 arithmetic throughout (`fp32`, no TF32).
+/// Every stream is planned within `budget` bytes of device memory.
 pub fn open_cuda_executor(
     weights: &WeightFile,
     part: Part,
     fp32: bool,
     kernel_cache: Option<PathBuf>,
+    budget: u64,
 ) -> Result<Box<dyn Backend>, Error> {
     Ok(if fp32 {
         Box::new(NativeBackend::<Cuda<f32>>::cuda(
             weights,
             part,
             kernel_cache,
+            budget,
         )?)
     } else {
         Box::new(NativeBackend::<Cuda<half::f16>>::cuda(
             weights,
             part,
             kernel_cache,
+            budget,
         )?)
     })
 }
@@ -100,7 +136,9 @@ fn cuda_options(kernel_cache: Option<PathBuf>) -> CudaOptions {
 pub fn cuda_executor_ready() -> Result<GpuInfo, Unavailable> {
     seedvae_exec::cuda_ready(&cuda_options(None)).map_err(|e| {
         Unavailable(format!(
-            "{e}: seedvae's CUDA executor needs the NVIDIA driver and the CUDA 12/13 libraries              NVRTC, cuDNN 9 and cuBLAS (pip packages nvidia-cuda-nvrtc, nvidia-cudnn,              nvidia-cublas; a CUDA build of PyTorch brings them)"
+            "{e}: seedvae's CUDA executor needs the NVIDIA driver and the CUDA 12/13 libraries \
+             NVRTC, cuDNN 9 and cuBLAS (pip packages nvidia-cuda-nvrtc, nvidia-cudnn, \
+             nvidia-cublas; a CUDA build of PyTorch brings them)"
         ))
     })?;
     crate::tensorrt::probe_gpu()
@@ -116,19 +154,9 @@ impl<D: Device> NativeBackend<D> {
             contract: contract_of(&model, part),
             kind,
             streams: Streams::default(),
+            memory: None,
             queued: Default::default(),
         })
-    }
-
-    /// One chunk of stream `s` on `x` `[1, C, T, H, W]`, as the contract's output tensor.
-    fn chunk(
-        dev: &mut D,
-        vae: &Vae<D::Buf>,
-        s: &mut Stream<D::Buf>,
-        x: &Tensor,
-    ) -> Result<Tensor, Error> {
-        let (shape, p) = Self::queue_chunk(dev, vae, s, x)?;
-        Tensor::f32(shape.to_vec(), dev.download_finish(p).map_err(exec_error)?)
     }
 
     /// Queue one chunk of stream `s` on `x` and its download: the output's shape and the
@@ -138,6 +166,7 @@ impl<D: Device> NativeBackend<D> {
         vae: &Vae<D::Buf>,
         s: &mut Stream<D::Buf>,
         x: &Tensor,
+        groups: Option<usize>,
     ) -> Result<([usize; 5], D::Pending), Error> {
         let d = match x.shape() {
             &[1, c, t, h, w] => Dims::new(c, t, h, w),
@@ -149,10 +178,48 @@ impl<D: Device> NativeBackend<D> {
             }
         };
         let a = dev.upload(&x.values(), d).map_err(exec_error)?;
-        let y = vae.step(dev, s, a).map_err(exec_error)?;
+        let y = vae.step_grouped(dev, s, a, groups).map_err(exec_error)?;
         let o = y.dims;
         let p = dev.download_start(&y).map_err(exec_error)?;
         Ok(([1, o.c, o.t, o.h, o.w], p))
+    }
+
+    /// The frame groups a new stream whose chunks look like `x` runs in: within the memory
+    /// budget (the device's peak measured from here), or an error saying what it needs.
+    fn plan_stream(&mut self, x: &Tensor) -> Result<Option<usize>, Error> {
+        let Some(m) = self.memory.as_mut() else {
+            return Ok(None);
+        };
+        let d = match x.shape() {
+            &[1, c, t, h, w] => Dims::new(c, t, h, w),
+            _ => return Ok(None), // refused with its shape by the chunk itself
+        };
+        // The first chunk and a later one of the same length (the later one carries state).
+        let fit = seedvae_exec::groups_within(m.pool, |g| m.planner.peak(&[d, d], g))
+            .map_err(exec_error)?;
+        let vb = self.dev.value_bytes();
+        match fit {
+            Fit::Fits { groups, planned } => {
+                m.planned = Some(planned);
+                self.dev.reset_measured_peak().map_err(exec_error)?;
+                Ok(groups)
+            }
+            Fit::TooLarge { least } => {
+                let (w, h) = match self.vae.part() {
+                    Part::Decoder => (8 * d.w, 8 * d.h),
+                    Part::Encoder => (d.w, d.h),
+                };
+                Err(Error::Memory(seedvae_weights::OutOfMemory {
+                    what: format!(
+                        "seedvae's CUDA executor on {w}×{h} frames (calls of {} input frames, \
+                         the full-resolution layers one frame at a time, within `vram_budget_gb`)",
+                        d.t
+                    ),
+                    need: least + outside_pool(vb),
+                    available: Some(m.budget),
+                }))
+            }
+        }
     }
 
     fn output_name(&self) -> &'static str {
@@ -227,8 +294,13 @@ where
             .find(|(n, _)| n == name)
             .ok_or_else(|| Error::Input(format!("no input '{name}'")))?
             .1;
+        let groups = self.plan_stream(x)?;
         let mut s = self.vae.stream();
-        let y = Self::chunk(&mut self.dev, &self.vae, &mut s, x)?;
+        let (shape, p) = Self::queue_chunk(&mut self.dev, &self.vae, &mut s, x, groups)?;
+        let y = Tensor::f32(
+            shape.to_vec(),
+            self.dev.download_finish(p).map_err(exec_error)?,
+        )?;
         Ok(HashMap::from([(self.output_name().to_string(), y)]))
     }
 
@@ -255,10 +327,13 @@ where
         let chunk = self
             .streams
             .take(id, self.kind.name(), &self.contract, input)?;
-        let mut s = chunk.state.unwrap_or_else(|| self.vae.stream());
-        let (shape, p) = Self::queue_chunk(&mut self.dev, &self.vae, &mut s, input)?;
+        let (mut s, groups) = match chunk.state {
+            Some(state) => state,
+            None => (self.vae.stream(), self.plan_stream(input)?),
+        };
+        let (shape, p) = Self::queue_chunk(&mut self.dev, &self.vae, &mut s, input, groups)?;
         let bytes = s.bytes(self.dev.value_bytes());
-        self.streams.put(id, chunk.hw, bytes, s);
+        self.streams.put(id, chunk.hw, bytes, (s, groups));
         self.queued.push_back((id, shape, p));
         Ok(None)
     }
@@ -272,6 +347,14 @@ where
             self.dev.download_finish(p).map_err(exec_error)?,
         )?;
         Ok(HashMap::from([(self.output_name().to_string(), y)]))
+    }
+
+    fn device_memory(&self) -> Option<crate::DeviceMemory> {
+        let planned = self.memory.as_ref()?.planned?;
+        Some(crate::DeviceMemory {
+            planned_bytes: planned,
+            peak_bytes: self.dev.measured_peak(),
+        })
     }
 
     fn end_stream(&mut self, id: StreamId) {

@@ -500,8 +500,12 @@ impl<E: Elem> Cuda<E> {
         }
         // Only the chosen plan's workspace stays.
         self.workspace = None;
-        // The fastest, or one within 5% of it that needs less workspace (the fastest plans
-        // of the largest shapes asked for gigabytes).
+        // Within the memory plan's allowance for the workspace when any is (the fp32 plans'
+        // fastest asked for gigabytes); the fastest, or one within 5% of it that needs less.
+        let cap = plan::workspace_allowance(size_of::<E>()) as usize;
+        if times.iter().any(|t| t.1 <= cap) {
+            times.retain(|t| t.1 <= cap);
+        }
         let fastest = times.iter().map(|t| t.0).fold(f32::INFINITY, f32::min);
         let chosen = times
             .iter()
@@ -1035,6 +1039,14 @@ impl<E: Elem> Device for Cuda<E> {
 
     fn value_bytes(&self) -> usize {
         size_of::<E>()
+    }
+
+    fn measured_peak(&self) -> Option<u64> {
+        self.peak_bytes().ok()
+    }
+
+    fn reset_measured_peak(&mut self) -> Result<()> {
+        self.reset_peak()
     }
 
     fn synchronize(&mut self) -> Result<()> {

@@ -11,13 +11,13 @@ use crate::device::{shapes, Act, AttnWeights, ConvWeights, Device, Dims, NormWei
 use crate::{Result, Vae};
 use seedvae_weights::schema::NORM_GROUPS;
 use seedvae_weights::{Part, WeightFile};
-use std::cell::Cell;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 
 #[derive(Default)]
 struct Meter {
-    live: Cell<usize>,
-    peak: Cell<usize>,
+    live: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 /// A buffer of the plan: its bytes, counted while it lives.
@@ -25,19 +25,19 @@ pub struct PlannedBuf {
     bytes: usize,
     /// Values reserved in front (a causal conv's head goes there).
     room: usize,
-    meter: Rc<Meter>,
+    meter: Arc<Meter>,
 }
 
 impl Drop for PlannedBuf {
     fn drop(&mut self) {
-        self.meter.live.set(self.meter.live.get() - self.bytes);
+        self.meter.live.fetch_sub(self.bytes, Relaxed);
     }
 }
 
 /// The CUDA device's allocations, without the device.
 pub struct Planned {
     value_bytes: usize,
-    meter: Rc<Meter>,
+    meter: Arc<Meter>,
 }
 
 impl Planned {
@@ -45,19 +45,18 @@ impl Planned {
     pub fn new(value_bytes: usize) -> Planned {
         Planned {
             value_bytes,
-            meter: Rc::default(),
+            meter: Arc::default(),
         }
     }
 
     /// The most bytes alive at once so far.
     pub fn peak(&self) -> usize {
-        self.meter.peak.get()
+        self.meter.peak.load(Relaxed)
     }
 
     fn alloc(&self, bytes: usize) -> PlannedBuf {
-        let live = self.meter.live.get() + bytes;
-        self.meter.live.set(live);
-        self.meter.peak.set(self.meter.peak.get().max(live));
+        let live = self.meter.live.fetch_add(bytes, Relaxed) + bytes;
+        self.meter.peak.fetch_max(live, Relaxed);
         PlannedBuf {
             bytes,
             room: 0,
@@ -249,10 +248,38 @@ impl Device for Planned {
     }
 }
 
-/// The peak device bytes of running `part` of `w` over input `chunks` (one stream, in order,
-/// each as the executor is called with it) with the full-resolution layers in `groups` frames,
-/// on a CUDA device storing `value_bytes`-byte values; each chunk's download queued, as the
-/// runner does. cuDNN's workspace is not included.
+/// A decode's or encode's device memory, planned on the CUDA device's rules: the schedule of
+/// `part` with its weights counted (not held), run on extents for each question.
+pub struct MemoryPlanner {
+    dev: Planned,
+    vae: Vae<PlannedBuf>,
+}
+
+impl MemoryPlanner {
+    /// `part` of `w` stored as `value_bytes`-byte values (2: f16, 4: f32).
+    pub fn load(w: &WeightFile, part: Part, value_bytes: usize) -> Result<MemoryPlanner> {
+        let mut dev = Planned::new(value_bytes);
+        let vae = Vae::load(w, part, &mut dev)?;
+        Ok(MemoryPlanner { dev, vae })
+    }
+
+    /// The peak bytes of one stream over input `chunks` (in order, each as the executor is
+    /// called with it) with the full-resolution layers in `groups` frames, each chunk's
+    /// download queued as the runner does; cuDNN's workspace not included.
+    pub fn peak(&mut self, chunks: &[Dims], groups: Option<usize>) -> Result<usize> {
+        let m = &self.dev.meter;
+        m.peak.store(m.live.load(Relaxed), Relaxed);
+        let mut s = self.vae.stream();
+        for &d in chunks {
+            let x = self.dev.input(d)?;
+            let y = self.vae.step_grouped(&mut self.dev, &mut s, x, groups)?;
+            self.dev.download_start(&y)?;
+        }
+        Ok(self.dev.peak())
+    }
+}
+
+/// [`MemoryPlanner::peak`] of `part` of `w`, loaded for the question.
 pub fn planned_peak(
     w: &WeightFile,
     part: Part,
@@ -260,13 +287,73 @@ pub fn planned_peak(
     chunks: &[Dims],
     groups: Option<usize>,
 ) -> Result<usize> {
-    let mut dev = Planned::new(value_bytes);
-    let vae = Vae::load(w, part, &mut dev)?;
-    let mut s = vae.stream();
-    for &d in chunks {
-        let x = dev.input(d)?;
-        let y = vae.step_grouped(&mut dev, &mut s, x, groups)?;
-        dev.download_start(&y)?;
+    MemoryPlanner::load(w, part, value_bytes)?.peak(chunks, groups)
+}
+
+/// What the plan sets aside for cuDNN's workspace (the executor keeps to it when any plan
+/// does), and for the CUDA context and the libraries' handles, outside the pool.
+pub fn workspace_allowance(value_bytes: usize) -> u64 {
+    if value_bytes <= 2 {
+        256 << 20
+    } else {
+        1 << 30
     }
-    Ok(dev.peak())
+}
+
+/// How a chunk fits a memory budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// Run the full-resolution layers `groups` frames at a time (None: the whole chunk); the
+    /// plan then needs `planned` bytes.
+    Fits { groups: Option<usize>, planned: u64 },
+    /// Nothing fits: one frame at a time needs `least` bytes.
+    TooLarge { least: u64 },
+}
+
+/// The frame groups to run within `budget` bytes: the whole chunk when it fits, else the
+/// largest group of the full-resolution layers that does (`peak(groups)` plans one).
+pub fn groups_within(
+    budget: u64,
+    mut peak: impl FnMut(Option<usize>) -> Result<usize>,
+) -> Result<Fit> {
+    let mut least = u64::MAX;
+    for groups in [None, Some(8), Some(4), Some(2), Some(1)] {
+        let planned = peak(groups)? as u64;
+        if planned <= budget {
+            return Ok(Fit::Fits { groups, planned });
+        }
+        least = least.min(planned);
+    }
+    Ok(Fit::TooLarge { least })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole chunk when it fits; else the largest group that fits; else what one frame
+    /// at a time needs.
+    #[test]
+    fn the_largest_frame_group_within_the_budget_is_chosen() {
+        // A plan that needs 10 + 2 per frame of a group (a whole chunk: 12 frames).
+        let peak = |g: Option<usize>| Ok(10 + 2 * g.unwrap_or(12));
+        assert_eq!(
+            groups_within(40, peak).unwrap(),
+            Fit::Fits {
+                groups: None,
+                planned: 34
+            }
+        );
+        assert_eq!(
+            groups_within(20, peak).unwrap(),
+            Fit::Fits {
+                groups: Some(4),
+                planned: 18
+            }
+        );
+        assert_eq!(
+            groups_within(11, peak).unwrap(),
+            Fit::TooLarge { least: 12 }
+        );
+    }
 }
