@@ -74,16 +74,7 @@ impl<E: seedvae_exec::Elem> NativeBackend<Cuda<E>> {
         budget: u64,
     ) -> Result<Self, Error> {
         let dev = Cuda::<E>::open(&cuda_options(kernel_cache)).map_err(exec_error)?;
-        let vb = std::mem::size_of::<E>();
-        let planner = MemoryPlanner::load(weights, part, vb).map_err(exec_error)?;
-        let mut b = NativeBackend::open(weights, part, dev, BackendKind::Cuda)?;
-        b.memory = Some(Budget {
-            planner,
-            pool: budget.saturating_sub(outside_pool(vb)),
-            budget,
-            planned: None,
-        });
-        Ok(b)
+        NativeBackend::open(weights, part, dev, BackendKind::Cuda)?.within(weights, budget)
     }
 }
 
@@ -184,6 +175,21 @@ impl<D: Device> NativeBackend<D> {
         Ok(([1, o.c, o.t, o.h, o.w], p))
     }
 
+    /// Plan every stream within `budget` bytes of device memory on the CUDA device's rules (the
+    /// values stored as this device stores them): the largest frame groups of the
+    /// full-resolution layers that fit, or the stream refused with what it needs.
+    pub fn within(mut self, weights: &WeightFile, budget: u64) -> Result<Self, Error> {
+        let vb = self.dev.value_bytes();
+        let planner = MemoryPlanner::load(weights, self.vae.part(), vb).map_err(exec_error)?;
+        self.memory = Some(Budget {
+            planner,
+            pool: budget.saturating_sub(outside_pool(vb)),
+            budget,
+            planned: None,
+        });
+        Ok(self)
+    }
+
     /// The frame groups a new stream whose chunks look like `x` runs in: within the memory
     /// budget (the device's peak measured from here), or an error saying what it needs.
     fn plan_stream(&mut self, x: &Tensor) -> Result<Option<usize>, Error> {
@@ -194,8 +200,16 @@ impl<D: Device> NativeBackend<D> {
             &[1, c, t, h, w] => Dims::new(c, t, h, w),
             _ => return Ok(None), // refused with its shape by the chunk itself
         };
-        // The first chunk and a later one of the same length (the later one carries state).
-        let fit = seedvae_exec::groups_within(m.pool, |g| m.planner.peak(&[d, d], g))
+        // The first chunk and a later one (it carries state): as long for the decoder, 4n
+        // frames after the encoder's first 4n + 1.
+        let next = match self.vae.part() {
+            Part::Decoder => d,
+            Part::Encoder => Dims {
+                t: if d.t > 1 { d.t - 1 } else { 4 },
+                ..d
+            },
+        };
+        let fit = seedvae_exec::groups_within(m.pool, |g| m.planner.peak(&[d, next], g))
             .map_err(exec_error)?;
         let vb = self.dev.value_bytes();
         match fit {
@@ -364,5 +378,66 @@ where
 
     fn state_bytes(&self, id: StreamId) -> usize {
         self.streams.bytes(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weights() -> WeightFile {
+        WeightFile::open(seedvae_tests::fixture("vae_tiny/weights.safetensors")).unwrap()
+    }
+
+    /// Two one-latent-frame chunks of a seeded `[1, 16, 1, 16, 16]` stream through `b`.
+    fn two_chunks(b: &mut dyn Backend) -> Result<Vec<Tensor>, Error> {
+        let id = b.begin_stream();
+        let mut out = Vec::new();
+        for seed in [1, 2] {
+            let mut v = vec![0f32; 16 * 16 * 16];
+            seedvae_weights::synth::Rng::new(seed).fill_normal(&mut v);
+            let x = Tensor::f32(vec![1, 16, 1, 16, 16], v)?;
+            assert!(b.submit(id, &x)?.is_none(), "the executor queues");
+            out.extend(b.collect()?.into_values());
+        }
+        b.end_stream(id);
+        Ok(out)
+    }
+
+    /// Within a budget a stream runs in the frame groups that fit — the frames it gives without
+    /// one — and the plan is reported; a budget nothing fits refuses the stream with the need
+    /// and the budget, before anything runs.
+    #[test]
+    fn a_budget_picks_frame_groups_or_refuses_with_the_need() {
+        let w = weights();
+        let open = || NativeBackend::reference(&w, Part::Decoder, 2).unwrap();
+        let want = two_chunks(&mut open()).unwrap();
+        let d = Dims::new(16, 1, 16, 16);
+        let mut planner = MemoryPlanner::load(&w, Part::Decoder, 4).unwrap();
+        let whole = planner.peak(&[d, d], None).unwrap() as u64;
+        let single = planner.peak(&[d, d], Some(1)).unwrap() as u64;
+        assert!(single < whole, "{single} !< {whole}");
+        let outside = outside_pool(4);
+
+        let mut fits = open().within(&w, single + outside).unwrap();
+        let got = two_chunks(&mut fits).unwrap();
+        assert_eq!(got.len(), want.len());
+        for (g, e) in got.iter().zip(&want) {
+            assert_eq!(g.shape(), e.shape());
+            assert_eq!(g.values(), e.values(), "frame groups change nothing");
+        }
+        let m = fits.device_memory().unwrap();
+        assert!(m.planned_bytes <= single && m.peak_bytes.is_none(), "{m:?}");
+
+        let mut roomy = open().within(&w, whole + outside).unwrap();
+        two_chunks(&mut roomy).unwrap();
+        assert_eq!(roomy.device_memory().unwrap().planned_bytes, whole);
+
+        let mut tight = open().within(&w, single + outside - 1).unwrap();
+        let e = two_chunks(&mut tight).unwrap_err().to_string();
+        assert!(
+            e.contains("128×128") && e.contains("`vram_budget_gb`") && e.contains("needs"),
+            "{e}"
+        );
     }
 }
