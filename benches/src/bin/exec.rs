@@ -238,13 +238,28 @@ fn ops<E: Elem>() -> bool {
         let f = dev.frames(&a, 0, 3).unwrap();
         dev.download(&f).unwrap()
     });
-    both!("conv 3x3x3 with head", |dev| {
-        let a = dev.upload(&x, d).unwrap();
-        let h = dev.upload(&head, Dims { t: 2, ..d }).unwrap();
-        let w = cw(dev, &w3);
-        let y = dev.conv(&a, Some(&h), &w, 1, Pad::Same).unwrap();
+    /// A conv of `w` over `x` (`d`) with two head frames `head`.
+    fn with_head<D: Device>(
+        dev: &mut D,
+        (x, head, d): (&[f32], &[f32], Dims),
+        w: &(Vec<f32>, Vec<f32>, usize, usize, usize, usize),
+        st: usize,
+        pad: Pad,
+    ) -> Vec<f32> {
+        let a = dev.upload(x, d).unwrap();
+        let h = dev.upload(head, Dims { t: 2, ..d }).unwrap();
+        let w = cw(dev, w);
+        let y = dev.conv(&a, Some(&h), &w, st, pad).unwrap();
         dev.download(&y).unwrap()
-    });
+    }
+    let rgb_d = Dims { c: 3, ..d };
+    both!("conv 3x3x3 with head", |dev| with_head(
+        dev,
+        (&x, &head, d),
+        &w3,
+        1,
+        Pad::Same
+    ));
     both!("group norm, conv with head", |dev| {
         // GroupNorm's output has room for the head in front (CUDA): the conv reads in place.
         let a = dev.upload(&x, d).unwrap();
@@ -262,20 +277,20 @@ fn ops<E: Elem>() -> bool {
         let j = dev.concat(&[z, z2]).unwrap();
         dev.download(&j).unwrap()
     });
-    both!("conv 3 -> 32 with head", |dev| {
-        let a = dev.upload(&rgb, Dims { c: 3, ..d }).unwrap();
-        let h = dev.upload(&rgb_head, Dims { c: 3, t: 2, ..d }).unwrap();
-        let w = cw(dev, &w_rgb_in);
-        let y = dev.conv(&a, Some(&h), &w, 1, Pad::Same).unwrap();
-        dev.download(&y).unwrap()
-    });
-    both!("conv 64 -> 3 with head", |dev| {
-        let a = dev.upload(&x, d).unwrap();
-        let h = dev.upload(&head, Dims { t: 2, ..d }).unwrap();
-        let w = cw(dev, &w_rgb_out);
-        let y = dev.conv(&a, Some(&h), &w, 1, Pad::Same).unwrap();
-        dev.download(&y).unwrap()
-    });
+    both!("conv 3 -> 32 with head", |dev| with_head(
+        dev,
+        (&rgb, &rgb_head, rgb_d),
+        &w_rgb_in,
+        1,
+        Pad::Same
+    ));
+    both!("conv 64 -> 3 with head", |dev| with_head(
+        dev,
+        (&x, &head, d),
+        &w_rgb_out,
+        1,
+        Pad::Same
+    ));
     both!("channels (first 16)", |dev| {
         let a = dev.upload(&x, d).unwrap();
         let y = dev.channels(&a, 16).unwrap();
@@ -287,13 +302,13 @@ fn ops<E: Elem>() -> bool {
         let y = dev.conv(&a, None, &w, 1, Pad::Same).unwrap();
         dev.download(&y).unwrap()
     });
-    both!("conv stride 2, right/bottom pad", |dev| {
-        let a = dev.upload(&x, d).unwrap();
-        let h = dev.upload(&head, Dims { t: 2, ..d }).unwrap();
-        let w = cw(dev, &w3);
-        let y = dev.conv(&a, Some(&h), &w, 2, Pad::RightBottom).unwrap();
-        dev.download(&y).unwrap()
-    });
+    both!("conv stride 2, right/bottom pad", |dev| with_head(
+        dev,
+        (&x, &head, d),
+        &w3,
+        2,
+        Pad::RightBottom
+    ));
     both!("group norm + silu", |dev| {
         let a = dev.upload(&x, d).unwrap();
         let n = NormWeights {

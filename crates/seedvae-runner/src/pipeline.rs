@@ -120,35 +120,19 @@ fn drive(
             job.scale * (tile.y.1 - tile.y.0),
             job.scale * (tile.x.1 - tile.x.0),
         );
-        // One chunk queued ahead: its output is taken (and written) while the backend computes
-        // the next.
+        // A chunk the backend queued (its output comes later) is taken after the next one is
+        // queued, so the output is written while the device computes; a chunk computed at once
+        // is taken at once.
         let mut chunks_of_tile = || -> Result<(), Error> {
-            let mut queued = None;
-            for k in 0..=chunks.len() {
-                let next = if k < chunks.len() {
-                    let x = input(k, tile)?;
-                    let ready = call(backend, streamer.as_mut(), job.input, &x)?;
-                    if let Some(s) = &streamer {
-                        stats.state_bytes = stats.state_bytes.max(s.state_bytes());
-                    }
-                    Some((k, x, ready))
-                } else {
-                    None
-                };
-                let Some((k, x, ready)) = std::mem::replace(&mut queued, next) else {
-                    continue;
-                };
-                let out = match (ready, streamer.as_mut()) {
-                    (Some(out), _) => out,
-                    (None, Some(s)) => s.collect(backend)?,
-                    (None, None) => {
-                        return Err(Error::Backend(
-                            "internal: a one-shot call was queued".into(),
-                        ))
-                    }
-                };
+            let mut queued: Option<(usize, Tensor)> = None;
+            let mut take = |backend: &mut dyn Backend,
+                            k: usize,
+                            x: &Tensor,
+                            out: HashMap<String, Tensor>,
+                            stats: &mut RunStats|
+             -> Result<(), Error> {
                 let want = [1, job.channels, job.out_frames[k], th, tw];
-                let y = output(out, job.output, &x, want)?;
+                let y = output(out, job.output, x, want)?;
                 stats.calls += 1;
                 if let Some(m) = backend.device_memory() {
                     let was = stats.device_memory.unwrap_or_default();
@@ -157,7 +141,31 @@ fn drive(
                         peak_bytes: was.peak_bytes.max(m.peak_bytes),
                     });
                 }
-                sink(k, y)?;
+                sink(k, y)
+            };
+            let collect = |backend: &mut dyn Backend, streamer: Option<&mut Streamer>| {
+                streamer
+                    .ok_or_else(|| Error::Backend("internal: a one-shot call was queued".into()))?
+                    .collect(backend)
+            };
+            for k in 0..chunks.len() {
+                let x = input(k, tile)?;
+                let ready = call(backend, streamer.as_mut(), job.input, &x)?;
+                if let Some(s) = &streamer {
+                    stats.state_bytes = stats.state_bytes.max(s.state_bytes());
+                }
+                if let Some((pk, px)) = queued.take() {
+                    let out = collect(backend, streamer.as_mut())?;
+                    take(backend, pk, &px, out, stats)?;
+                }
+                match ready {
+                    Some(out) => take(backend, k, &x, out, stats)?,
+                    None => queued = Some((k, x)),
+                }
+            }
+            if let Some((pk, px)) = queued.take() {
+                let out = collect(backend, streamer.as_mut())?;
+                take(backend, pk, &px, out, stats)?;
             }
             Ok(())
         };

@@ -256,7 +256,7 @@ impl Device for Reference {
     ) -> Result<Act<Vec<f32>>> {
         let z = if temporal { 2 } else { 1 };
         let d = u.dims;
-        shapes::shuffle(d, c, z)?;
+        shapes::shuffle(d, c, z, drop_sub1)?;
         let full = Dims::new(c, d.t * z, 2 * d.h, 2 * d.w);
         let mut out = zeros(full)?;
         let (oh, ow) = (full.h, full.w);

@@ -57,11 +57,17 @@ pub fn add(a: Dims, b: Dims) -> Result<()> {
 }
 
 /// The shuffle to `c` channels, `z` sub-frames a frame.
-pub fn shuffle(d: Dims, c: usize, z: usize) -> Result<()> {
+/// The upsampler's shuffle of `d` to `c` channels (`z` = 2 when temporal): its output extent,
+/// and whether sub-frame 1 is left out (asked for, and there).
+pub fn shuffle(d: Dims, c: usize, z: usize, drop_sub1: bool) -> Result<(Dims, bool)> {
     if d.c != c * 4 * z {
         return Err(bad(format!("shuffle to {c} channels given {d:?}")));
     }
-    Ok(())
+    let drop = drop_sub1 && d.t * z >= 2;
+    Ok((
+        Dims::new(c, d.t * z - drop as usize, 2 * d.h, 2 * d.w),
+        drop,
+    ))
 }
 
 pub fn attention(d: Dims, c: usize) -> Result<()> {
@@ -120,7 +126,13 @@ mod tests {
         assert!(conv(d, Some(Dims::new(64, 2, 8, 9)), 64, 3).is_err());
         assert_eq!(norm(d, 64).unwrap(), 2);
         assert!(norm(Dims { c: 48, ..d }, 48).is_err());
-        assert!(shuffle(d, 8, 2).is_ok() && shuffle(d, 8, 1).is_err());
+        assert!(shuffle(d, 8, 1, false).is_err());
+        // d has 3 frames: ×2, sub-frame 1 dropped on a first chunk.
+        assert_eq!(
+            shuffle(d, 8, 2, true).unwrap(),
+            (Dims::new(8, 5, 2 * d.h, 2 * d.w), true)
+        );
+        assert_eq!(shuffle(d, 8, 2, false).unwrap().0.t, 6);
         assert!(frames(d, 1, 3).is_ok() && frames(d, 2, 2).is_err() && frames(d, 0, 4).is_err());
         assert_eq!(concat(&[d, Dims { t: 2, ..d }]).unwrap().t, 5);
         assert!(concat(&[d, Dims { h: 4, ..d }]).is_err() && concat(&[]).is_err());

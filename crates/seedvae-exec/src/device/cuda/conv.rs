@@ -64,6 +64,23 @@ impl Made<'_> {
         )
     }
 
+    /// Attribute `attr` of `d` (type `ty`) into `out`: how many elements cuDNN wrote (with an
+    /// empty `out`, how many there are).
+    fn get<T>(&self, d: Desc, attr: i32, ty: i32, out: &mut [T], what: &str) -> Result<usize> {
+        let mut n = 0i64;
+        let ptr = if out.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            out.as_mut_ptr() as *mut c_void
+        };
+        // SAFETY: `ptr` has room for `out.len()` elements of the attribute's type `ty`.
+        self.c.check(
+            unsafe { (self.c.get_attr)(d, attr, ty, out.len() as i64, &mut n, ptr) },
+            what,
+        )?;
+        Ok(n.max(0) as usize)
+    }
+
     fn finalize(&self, d: Desc, what: &str) -> Result<()> {
         // SAFETY: a descriptor made above with its attributes set.
         self.c.check(unsafe { (self.c.finalize)(d) }, what)
@@ -324,23 +341,15 @@ impl ConvPlan {
                 if m.finalize(plan, &what).is_err() {
                     continue;
                 }
-                let mut ws = 0i64;
-                let mut n = 0i64;
-                // SAFETY: one int64 out.
-                m.c.check(
-                    unsafe {
-                        (m.c.get_attr)(
-                            plan,
-                            g::EXECUTION_PLAN_WORKSPACE_SIZE,
-                            g::TYPE_INT64,
-                            1,
-                            &mut n,
-                            &mut ws as *mut i64 as *mut c_void,
-                        )
-                    },
+                let mut ws = [0i64];
+                m.get(
+                    plan,
+                    g::EXECUTION_PLAN_WORKSPACE_SIZE,
+                    g::TYPE_INT64,
+                    &mut ws,
                     "workspace size",
                 )?;
-                plans.push((plan, ws.max(0) as usize));
+                plans.push((plan, ws[0].max(0) as usize));
             }
         }
         if !plans.is_empty() {
@@ -424,80 +433,47 @@ fn configs(m: &mut Made, graph: Desc, mode: i32, what: &str) -> Result<Vec<Desc>
     if m.finalize(heur, what).is_err() {
         return Ok(Vec::new());
     }
-    let mut count = 0i64;
-    // SAFETY: asks only for the count.
-    m.c.check(
-        unsafe {
-            (m.c.get_attr)(
-                heur,
-                g::ENGINEHEUR_RESULTS,
-                g::TYPE_BACKEND_DESCRIPTOR,
-                0,
-                &mut count,
-                std::ptr::null_mut(),
-            )
-        },
+    let count = m.get::<Desc>(
+        heur,
+        g::ENGINEHEUR_RESULTS,
+        g::TYPE_BACKEND_DESCRIPTOR,
+        &mut [],
         "heuristics",
     )?;
-    let mut cfgs = Vec::with_capacity(count.clamp(0, 64) as usize);
+    let mut cfgs = Vec::with_capacity(count.min(64));
     for _ in 0..cfgs.capacity() {
         cfgs.push(m.make(g::ENGINECFG, what)?);
     }
-    let mut got = 0i64;
-    // SAFETY: `cfgs` holds that many engine-config descriptors for cuDNN to fill.
-    m.c.check(
-        unsafe {
-            (m.c.get_attr)(
-                heur,
-                g::ENGINEHEUR_RESULTS,
-                g::TYPE_BACKEND_DESCRIPTOR,
-                cfgs.len() as i64,
-                &mut got,
-                cfgs.as_mut_ptr() as *mut c_void,
-            )
-        },
+    let got = m.get(
+        heur,
+        g::ENGINEHEUR_RESULTS,
+        g::TYPE_BACKEND_DESCRIPTOR,
+        &mut cfgs,
         "heuristics",
     )?;
-    cfgs.truncate(got.clamp(0, cfgs.len() as i64) as usize);
+    cfgs.truncate(got.min(cfgs.len()));
     Ok(cfgs)
 }
 
 /// Whether an engine configuration computes as `E` promises (its numerical notes).
 fn keeps_arithmetic<E: Elem>(m: &mut Made, cfg: Desc) -> Result<bool> {
-    let engine = m.make(g::ENGINE, "engine")?;
-    let mut n = 0i64;
-    let mut e = engine;
-    // SAFETY: one engine descriptor out, made above for cuDNN to fill.
-    m.c.check(
-        unsafe {
-            (m.c.get_attr)(
-                cfg,
-                g::ENGINECFG_ENGINE,
-                g::TYPE_BACKEND_DESCRIPTOR,
-                1,
-                &mut n,
-                &mut e as *mut Desc as *mut c_void,
-            )
-        },
+    let mut engine = [m.make(g::ENGINE, "engine")?];
+    m.get(
+        cfg,
+        g::ENGINECFG_ENGINE,
+        g::TYPE_BACKEND_DESCRIPTOR,
+        &mut engine,
         "engine",
     )?;
     let mut notes = [0i32; 16];
-    let mut count = 0i64;
-    // SAFETY: room for 16 notes (cuDNN has 10 kinds).
-    m.c.check(
-        unsafe {
-            (m.c.get_attr)(
-                engine,
-                g::ENGINE_NUMERICAL_NOTE,
-                g::TYPE_NUMERICAL_NOTE,
-                notes.len() as i64,
-                &mut count,
-                notes.as_mut_ptr() as *mut c_void,
-            )
-        },
+    let count = m.get(
+        engine[0],
+        g::ENGINE_NUMERICAL_NOTE,
+        g::TYPE_NUMERICAL_NOTE,
+        &mut notes,
         "numerical notes",
     )?;
-    let notes = &notes[..count.clamp(0, 16) as usize];
+    let notes = &notes[..count.min(16)];
     let forbidden: &[i32] = if E::STRICT {
         &[
             g::NOTE_TENSOR_CORE,

@@ -898,12 +898,8 @@ impl<E: Elem> Device for Cuda<E> {
     ) -> Result<Act<GpuBuf<E>>> {
         let z = if temporal { 2 } else { 1 };
         let d = u.dims;
-        shapes::shuffle(d, c, z)?;
-        let drop = drop_sub1 && d.t * z >= 2;
-        let out = self.act(
-            Dims::new(c, d.t * z - drop as usize, 2 * d.h, 2 * d.w),
-            HEAD_ROOM,
-        )?;
+        let (dims, drop) = shapes::shuffle(d, c, z, drop_sub1)?;
+        let out = self.act(dims, HEAD_ROOM)?;
         let (up, op) = (self.ptr(&u.buf), self.ptr(&out.buf));
         eight_at_a_time("the upsampler's shuffle", c, &[up, op])?;
         let (ci, t, h, w, zi, dr) = (

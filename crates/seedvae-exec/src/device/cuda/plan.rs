@@ -190,12 +190,7 @@ impl Device for Planned {
     ) -> Result<Act<PlannedBuf>> {
         let z = if temporal { 2 } else { 1 };
         let d = u.dims;
-        shapes::shuffle(d, c, z)?;
-        let drop = drop_sub1 && d.t * z >= 2;
-        self.act(
-            Dims::new(c, d.t * z - drop as usize, 2 * d.h, 2 * d.w),
-            HEAD_ROOM,
-        )
+        self.act(shapes::shuffle(d, c, z, drop_sub1)?.0, HEAD_ROOM)
     }
 
     fn attention(
