@@ -122,17 +122,24 @@ def test_progress_reports_frames_and_a_cancel_stops_the_run(decoder):
 
 def test_ctrl_c_stops_a_run_at_the_next_chunk(decoder):
     # A long clip, one latent frame per call: SIGINT arrives during the run.
-    latent = np.random.default_rng(0).standard_normal((1, 16, 60, 16, 16)).astype(np.float32)
+    # The signal is sent from another thread 50 ms after the first frames arrive (a fixed
+    # delay from the start raced a fast machine to the end of the clip).
+    latent = np.random.default_rng(0).standard_normal((1, 16, 120, 16, 16)).astype(np.float32)
     seen = []
-    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer = threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT))
+
+    def progress(e):
+        seen.append(e)
+        if e.kind == "frames" and not timer.is_alive() and not timer.finished.is_set():
+            timer.start()
+
     start = time.monotonic()
-    timer.start()
     with pytest.raises(KeyboardInterrupt):
-        decoder.decode(latent, chunk=1, progress=seen.append)
+        decoder.decode(latent, chunk=1, progress=progress)
     took = time.monotonic() - start
     timer.join()
     done = max(e.done for e in seen if e.kind == "frames")
-    assert done < 4 * 60 - 3, "the run went to the end"
+    assert done < 4 * 120 - 3, "the run went to the end"
     assert took < 30, took
     # Usable afterwards.
     assert decoder.decode(latent[:, :, :1]).shape == (1, 3, 1, 128, 128)
