@@ -1,15 +1,16 @@
 //! seedvae's own executor on the GPU (`seedvae-exec`, device `cuda`), checked and timed.
 //!
 //! `exec check FIXTURES` — the tiny fixture's decoder and encoder on the CUDA device against the
-//! reference device and the original module's goldens (one call, chunks, frame groups); exit 1
-//! on a miss (fp32 storage within 1e-5, fp16 within 3e-3). `exec time WEIGHTS H W T [GROUP]` (fp16
-//! storage; `time32`: fp32) — decode a seeded latent `[16, T, H/8, W/8]`
-//! (VAE space) in chunks of one latent frame, the tail in groups of GROUP frames; prints the
-//! time per output frame and the device's peak memory.
+//! reference device and the original module's goldens (one call, chunks, frame groups, bands); exit 1
+//! on a miss (fp32 storage within 1e-5, fp16 within 3e-3). `exec time WEIGHTS H W T [GROUP|-] [BAND_PX]`
+//! (fp16 storage; `time32`: fp32) — decode a seeded latent `[16, T, H/8, W/8]` (VAE space) in
+//! chunks of one latent frame, the tail in groups of GROUP frames, every layer in bands of
+//! BAND_PX rows of the frame; prints the time per output frame and the device's peak memory
+//! against the plan.
 //!
 //! Library folders: `$SEEDVAE_SITE_PACKAGES` (its `nvidia/*/lib`), kernel cache `$SEEDVAE_KERNELS`.
 
-use seedvae_exec::{Cuda, CudaOptions, Device, Dims, Elem, Reference, Vae};
+use seedvae_exec::{Cuda, CudaOptions, Device, Dims, Elem, Reference, Split, Vae};
 use seedvae_weights::{Part, WeightFile};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -51,14 +52,14 @@ fn frames(v: &[f32], d: Dims, t0: usize, t1: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Run `vae` on `x` in chunks `sizes` with frame groups `groups`; the output joined in time.
+/// Run `vae` on `x` in chunks `sizes`, each cut as `split`; the output joined in time.
 fn run<D: Device>(
     vae: &Vae<D::Buf>,
     dev: &mut D,
     x: &[f32],
     d: Dims,
     sizes: &[usize],
-    groups: Option<usize>,
+    split: Split,
 ) -> Vec<f32> {
     let mut s = vae.stream();
     let mut outs = Vec::new();
@@ -67,7 +68,7 @@ fn run<D: Device>(
         let a = dev
             .upload(&frames(x, d, t0, t0 + n), Dims { t: n, ..d })
             .unwrap();
-        let y = vae.step_grouped(dev, &mut s, a, groups).unwrap();
+        let y = vae.step_split(dev, &mut s, a, split).unwrap();
         outs.push((y.dims, dev.download(&y).unwrap()));
         t0 += n;
     }
@@ -126,7 +127,7 @@ fn check<E: Elem>(dir: &Path, bound: f64) -> bool {
             let (s, x) = tensor(&input, &["latent", "video"]);
             let d = Dims::new(s[1], s[2], s[3], s[4]);
             let (_, g) = tensor(&golden, &keys);
-            let want = run(&cpu, &mut reference, &x, d, &[d.t], None);
+            let want = run(&cpu, &mut reference, &x, d, &[d.t], Split::default());
             for pat in patterns {
                 let sizes = if pat.is_empty() {
                     vec![d.t]
@@ -135,13 +136,17 @@ fn check<E: Elem>(dir: &Path, bound: f64) -> bool {
                 } else {
                     pat.clone()
                 };
-                for groups in [None, Some(1)] {
-                    let got = run(&gpu, &mut cuda, &x, d, &sizes, groups);
+                let bands = Split {
+                    groups: Some(1),
+                    band_px: Some(24),
+                };
+                for split in [Split::default(), Split::groups(Some(1)), bands] {
+                    let got = run(&gpu, &mut cuda, &x, d, &sizes, split);
                     let (e_ref, e_gold) = (rel(&got, &want), rel(&got, &g));
                     let pass = e_ref <= bound && e_gold <= bound;
                     ok &= pass;
                     println!(
-                        "{name} chunks {sizes:?} groups {groups:?}: vs reference {e_ref:.2e}, vs golden {e_gold:.2e} {}",
+                        "{name} chunks {sizes:?} {split:?}: vs reference {e_ref:.2e}, vs golden {e_gold:.2e} {}",
                         if pass { "ok" } else { "FAIL" }
                     );
                 }
@@ -319,6 +324,23 @@ fn ops<E: Elem>() -> bool {
         let y = dev.group_norm(&a, &n, true).unwrap();
         dev.download(&y).unwrap()
     });
+    both!("bands: rows, a band's GroupNorm, rows put back", |dev| {
+        // Rows 3..8 of each frame normalized with the whole frame's statistics, put into
+        // rows 1..6 of a frame 10 rows high whose other rows come from a second band.
+        let a = dev.upload(&x, d).unwrap();
+        let n = NormWeights {
+            gamma: dev.constant(&gamma).unwrap(),
+            beta: dev.constant(&beta).unwrap(),
+            c: 64,
+        };
+        let st = dev.norm_stats(&a, &n).unwrap();
+        let nb = dev.norm_rows(&a, &st, &n, true, 3, 8).unwrap();
+        let mut out = dev.empty(d).unwrap();
+        let rest = dev.rows(&a, 0, d.h, true).unwrap();
+        dev.put_rows(&mut out, &rest, 0, 0, d.h).unwrap();
+        dev.put_rows(&mut out, &nb, 0, 1, 5).unwrap();
+        dev.download(&out).unwrap()
+    });
     both!("add", |dev| {
         let mut a = dev.upload(&x, d).unwrap();
         let b = dev.upload(&x, d).unwrap();
@@ -450,13 +472,46 @@ impl<D: Device> Device for Profiled<D> {
     ) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
         self.timed("keep frames", |d| d.repeat_first(x, n))
     }
-    fn group_norm(
+    type Stats = D::Stats;
+    fn norm_stats(
         &mut self,
         x: &seedvae_exec::Act<D::Buf>,
         n: &seedvae_exec::NormWeights<D::Buf>,
+    ) -> seedvae_exec::Result<D::Stats> {
+        self.timed("group norm", |d| d.norm_stats(x, n))
+    }
+    fn norm_rows(
+        &mut self,
+        x: &seedvae_exec::Act<D::Buf>,
+        s: &D::Stats,
+        n: &seedvae_exec::NormWeights<D::Buf>,
         silu: bool,
+        r0: usize,
+        r1: usize,
     ) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
-        self.timed("group norm", |d| d.group_norm(x, n, silu))
+        self.timed("group norm", |d| d.norm_rows(x, s, n, silu, r0, r1))
+    }
+    fn rows(
+        &mut self,
+        x: &seedvae_exec::Act<D::Buf>,
+        r0: usize,
+        r1: usize,
+        room: bool,
+    ) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
+        self.timed("bands", |d| d.rows(x, r0, r1, room))
+    }
+    fn empty(&mut self, dims: Dims) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
+        self.dev.empty(dims)
+    }
+    fn put_rows(
+        &mut self,
+        dst: &mut seedvae_exec::Act<D::Buf>,
+        src: &seedvae_exec::Act<D::Buf>,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> seedvae_exec::Result<()> {
+        self.timed("bands", |d| d.put_rows(dst, src, s0, d0, n))
     }
     fn add(
         &mut self,
@@ -520,10 +575,11 @@ fn profile<E: Elem>(weights: &Path, h: usize, w: usize, t: usize) {
     let mut rng = seedvae_weights::synth::Rng::new(3);
     let mut z = vec![0f32; d.count().unwrap()];
     rng.fill_normal(&mut z);
-    let _ = run(&vae, &mut dev, &z, d, &vec![1; t], None); // the algorithm searches
+    let whole = Split::default();
+    let _ = run(&vae, &mut dev, &z, d, &vec![1; t], whole); // the algorithm searches
     dev.spent.clear();
     let start = Instant::now();
-    let _ = run(&vae, &mut dev, &z, d, &vec![1; t], None);
+    let _ = run(&vae, &mut dev, &z, d, &vec![1; t], whole);
     println!(
         "profile, {} storage, {w}x{h}, {t} latent frames: {:.2} s (synchronized after every call)",
         E::NAME,
@@ -532,7 +588,7 @@ fn profile<E: Elem>(weights: &Path, h: usize, w: usize, t: usize) {
     dev.report();
 }
 
-fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, group: Option<usize>) {
+fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, split: Split) {
     if !weights.exists() {
         // Full-size random weights (fp16, as the real checkpoint), as `seedvae synth` writes them.
         let opts = seedvae_weights::synth::SynthOptions {
@@ -567,7 +623,7 @@ fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, group: Option<usi
                 .upload(&frames(&z, d, k, k + n), Dims { t: n, ..d })
                 .unwrap();
             let y = vae
-                .step_grouped(cuda, &mut s, a, group)
+                .step_split(cuda, &mut s, a, split)
                 .unwrap_or_else(|e| panic!("latent frames {k}..{}: {e}", k + n));
             out_frames += y.dims.t;
             let next = cuda.download_start(&y).unwrap();
@@ -596,7 +652,7 @@ fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, group: Option<usi
         })
         .collect();
     let planned =
-        seedvae_exec::planned_peak(&wf, Part::Decoder, std::mem::size_of::<E>(), &calls, group)
+        seedvae_exec::planned_peak(&wf, Part::Decoder, std::mem::size_of::<E>(), &calls, split)
             .unwrap() as f64;
     let gib = (1u64 << 30) as f64;
     let measured = cuda.peak_bytes().unwrap() as f64;
@@ -610,7 +666,7 @@ fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, group: Option<usi
         100.0 * (measured / (planned + ws) - 1.0)
     );
     println!(
-        "decode {w}x{h}, {t} latent frames -> {out_frames} frames, {} storage, {chunk} latent frame(s) a call, groups {group:?}: {secs:.2} s, {:.1} ms/frame ({flops:.3e} FLOP a frame: {:.0} TFLOP/s), device pool peak {:.2} GiB (conv workspace {:.2} GiB)",
+        "decode {w}x{h}, {t} latent frames -> {out_frames} frames, {} storage, {chunk} latent frame(s) a call, {split:?}: {secs:.2} s, {:.1} ms/frame ({flops:.3e} FLOP a frame: {:.0} TFLOP/s), device pool peak {:.2} GiB (conv workspace {:.2} GiB)",
         E::NAME,
         1e3 * per_frame,
         flops / per_frame / 1e12,
@@ -658,7 +714,10 @@ fn main() {
                 a[3].parse().unwrap(),
                 a[4].parse().unwrap(),
                 a[5].parse().unwrap(),
-                a.get(6).map(|g| g.parse().unwrap()),
+                Split {
+                    groups: a.get(6).filter(|g| *g != "-").map(|g| g.parse().unwrap()),
+                    band_px: a.get(7).map(|b| b.parse().unwrap()),
+                },
             );
             if p == "time" {
                 time::<half::f16>(args.0, args.1, args.2, args.3, args.4)
@@ -668,7 +727,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: exec ops | exec check FIXTURES | exec time|time32 WEIGHTS H W T [GROUP] | exec profile WEIGHTS H W T"
+                "usage: exec ops | exec check FIXTURES | exec time|time32 WEIGHTS H W T [GROUP|-] [BAND_PX] | exec profile WEIGHTS H W T"
             );
             std::process::exit(2);
         }

@@ -15,12 +15,12 @@ mod device;
 mod vae;
 
 pub use device::cuda::plan::{
-    groups_within, planned_peak, workspace_allowance, Fit, MemoryPlanner, Planned,
+    planned_peak, split_within, workspace_allowance, Fit, MemoryPlanner, Planned,
 };
 pub use device::cuda::{cuda_ready, wheel_lib_dirs, Cuda, CudaOptions, Download, Elem, GpuBuf};
 pub use device::reference::Reference;
 pub use device::{Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
-pub use vae::{Stream, Vae};
+pub use vae::{Split, Stream, Vae};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

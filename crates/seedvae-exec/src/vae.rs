@@ -4,7 +4,7 @@
 //! frames it kept from the previous chunk afterwards; temporal upsamplers drop sub-frame 1 on
 //! the first chunk only. The chunks of a stream give what one call over the whole clip gives.
 
-use crate::device::{Act, AttnWeights, ConvWeights, Device, NormWeights, Pad};
+use crate::device::{Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
 use crate::{Error, Result};
 use seedvae_weights::schema::{Block, Conv, LATENT_CHANNELS, RGB_CHANNELS};
 use seedvae_weights::{Part, WeightFile};
@@ -61,6 +61,66 @@ impl<B> Stream<B> {
             .flatten()
             .map(|a| a.dims.count().unwrap_or(0) * value_bytes)
             .sum()
+    }
+}
+
+/// How a step is cut to hold less at once, exactly: the full-resolution layers in frame
+/// groups, and every layer but the attention in bands of rows. Neither changes a value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Split {
+    /// Frames per group of the full-resolution layers (None: the whole chunk).
+    pub groups: Option<usize>,
+    /// Band height in pixels of the frame (the decoder's output, the encoder's input): a layer
+    /// at 1/s of the frame's size runs in bands of ⌈band_px / s⌉ of its output rows, each
+    /// reading its rows and the halo its kernel needs, GroupNorm's statistics taken over the
+    /// whole frame first. None: whole frames.
+    pub band_px: Option<usize>,
+}
+
+impl Split {
+    pub fn groups(groups: Option<usize>) -> Split {
+        Split {
+            groups,
+            band_px: None,
+        }
+    }
+}
+
+/// A step's bands: `px` rows of a frame `frame_h` rows high.
+#[derive(Clone, Copy)]
+struct Bands {
+    px: usize,
+    frame_h: usize,
+}
+
+impl Bands {
+    /// Output rows per band of a layer whose output is `h` rows high.
+    fn rows(&self, h: usize) -> usize {
+        (self.px * h).div_ceil(self.frame_h).max(1)
+    }
+}
+
+/// What takes a conv's bands: `(device, band, s0, o0, n)` — output rows `[o0, o0 + n)` are
+/// rows `[s0, s0 + n)` of the band.
+type Emit<'a, D, B> = dyn FnMut(&mut D, &Act<B>, usize, usize, usize) -> Result<()> + 'a;
+
+/// A conv as a band schedule calls it: weights, temporal stride, padding, carried state.
+#[derive(Clone, Copy)]
+struct ConvCall<'a, B> {
+    w: &'a ConvWeights<B>,
+    st: usize,
+    pad: Pad,
+    slot: Option<usize>,
+}
+
+impl<'a, B> From<&'a Causal<B>> for ConvCall<'a, B> {
+    fn from(c: &'a Causal<B>) -> Self {
+        ConvCall {
+            w: &c.w,
+            st: c.st,
+            pad: c.pad,
+            slot: c.slot,
+        }
     }
 }
 
@@ -275,23 +335,29 @@ impl<B> Vae<B> {
         s: &mut Stream<B>,
         x: Act<B>,
     ) -> Result<Act<B>> {
-        self.step_grouped(dev, s, x, None)
+        self.step_split(dev, s, x, Split::default())
     }
 
-    /// [`Vae::step`] with the full-resolution layers run `groups` frames at a time: the
-    /// decoder's layers after its last temporal upsampler, the encoder's before its first
-    /// temporal downsampler — where the activations are largest, so memory holds only a group's
-    /// worth of them. Exact: a layer's frames depend only on earlier frames, and each causal
-    /// conv carries its last frames from group to group as from chunk to chunk.
-    pub fn step_grouped<D: Device<Buf = B>>(
+    /// [`Vae::step`] cut as `split` says. Frame groups run the full-resolution layers a group
+    /// of frames at a time: the decoder's layers after its last temporal upsampler, the
+    /// encoder's before its first temporal downsampler — where the activations are largest, so
+    /// memory holds only a group's worth of them. Exact: a layer's frames depend only on earlier
+    /// frames, and each causal conv carries its last frames from group to group as from chunk
+    /// to chunk. Bands run each layer a band of rows at a time (its input and output whole, its
+    /// intermediates a band's worth): exact, since a band reads every input row its output rows
+    /// depend on and GroupNorm's statistics are the whole frame's.
+    pub fn step_split<D: Device<Buf = B>>(
         &self,
         dev: &mut D,
         s: &mut Stream<B>,
         x: Act<B>,
-        groups: Option<usize>,
+        split: Split,
     ) -> Result<Act<B>> {
-        if groups == Some(0) {
-            return Err(Error::Shape("frame groups of 0 frames".into()));
+        let groups = split.groups;
+        if groups == Some(0) || split.band_px == Some(0) {
+            return Err(Error::Shape(format!(
+                "a step cut into groups or bands of 0: {split:?}"
+            )));
         }
         let d = x.dims;
         if d.c != self.in_channels() || d.t == 0 || d.h == 0 || d.w == 0 {
@@ -308,11 +374,20 @@ impl<B> Vae<B> {
                 d.w, d.h
             )));
         }
+        let bands = split.band_px.map(|px| Bands {
+            px,
+            frame_h: match self.part {
+                Part::Decoder => 8 * d.h,
+                Part::Encoder => d.h,
+            },
+        });
         // A device that limits tensor sizes gets groups small enough for the largest tensor of
         // the full-resolution layers, head frames included.
         let groups = match dev.max_elements() {
             Some(max) => {
-                let per_frame = self.full_resolution_frame_elements(d.h, d.w).max(1);
+                let per_frame = self
+                    .full_resolution_frame_elements(d.h, d.w, bands.is_some())
+                    .max(1);
                 let fit = (max / per_frame).saturating_sub(2);
                 if fit == 0 {
                     return Err(Error::Shape(format!(
@@ -335,7 +410,7 @@ impl<B> Vae<B> {
                     for t0 in (0..x.dims.t).step_by(g) {
                         let mut y = dev.frames(&x, t0, (t0 + g).min(x.dims.t))?;
                         for layer in &self.layers[at..seg.end] {
-                            y = self.apply(dev, s, layer, y)?;
+                            y = self.apply(dev, s, layer, y, bands)?;
                         }
                         outs.push(y);
                     }
@@ -344,7 +419,7 @@ impl<B> Vae<B> {
                 }
                 _ => {
                     for layer in &self.layers[at..seg.end] {
-                        x = self.apply(dev, s, layer, x)?;
+                        x = self.apply(dev, s, layer, x, bands)?;
                     }
                     x
                 }
@@ -359,8 +434,10 @@ impl<B> Vae<B> {
 
     /// The values of the largest tensor a frame has in the full-resolution layers (the decoder's
     /// after its last temporal upsampler, the encoder's before its first temporal downsampler),
-    /// for an input of `h × w`: channels × size, walked layer by layer.
-    pub fn full_resolution_frame_elements(&self, h: usize, w: usize) -> usize {
+    /// for an input of `h × w`: channels × size, walked layer by layer. In bands (`banded`),
+    /// only the whole tensors count (a layer's input and output; the upsampler's wide conv
+    /// output and the downsampler's padded input are a band's).
+    pub fn full_resolution_frame_elements(&self, h: usize, w: usize, banded: bool) -> usize {
         let (mut hh, mut ww) = (h, w);
         let full = self.segments(Some(1));
         let grouped = full.iter().position(|s| s.frames.is_some()).unwrap_or(0);
@@ -377,13 +454,17 @@ impl<B> Vae<B> {
                 Layer::Resnet { conv1, conv2, .. } => conv1.w.cin.max(conv2.w.cout) * hh * ww,
                 Layer::Attention(a) => a.c * hh * ww,
                 Layer::Upsample { upscale, ch, .. } => {
-                    let m = upscale.cout * hh * ww;
+                    let m = if banded { 0 } else { upscale.cout * hh * ww };
                     hh *= 2;
                     ww *= 2;
                     m.max(ch * hh * ww)
                 }
                 Layer::Downsample(k) => {
-                    let m = k.w.cin * (hh + 1) * (ww + 1);
+                    let m = if banded {
+                        k.w.cin * hh * ww
+                    } else {
+                        k.w.cin * (hh + 1) * (ww + 1)
+                    };
                     hh /= 2;
                     ww /= 2;
                     m
@@ -528,7 +609,11 @@ impl<B> Vae<B> {
         s: &mut Stream<B>,
         layer: &Layer<B>,
         x: Act<B>,
+        bands: Option<Bands>,
     ) -> Result<Act<B>> {
+        if let Some(b) = bands {
+            return self.apply_in_bands(dev, s, layer, x, b);
+        }
         Ok(match layer {
             Layer::Conv(c) => self.causal(dev, s, c, &x)?,
             Layer::Resnet {
@@ -571,5 +656,201 @@ impl<B> Vae<B> {
             Layer::Downsample(c) => self.causal(dev, s, c, &x)?,
             Layer::NormSilu(n) => dev.group_norm(&x, n, true)?,
         })
+    }
+
+    /// [`Vae::apply`] a band of rows at a time: the layer's input and output whole, the rest a
+    /// band's worth. The attention and the final GroupNorm run whole (their inputs are small,
+    /// or as large as their outputs).
+    fn apply_in_bands<D: Device<Buf = B>>(
+        &self,
+        dev: &mut D,
+        s: &mut Stream<B>,
+        layer: &Layer<B>,
+        x: Act<B>,
+        b: Bands,
+    ) -> Result<Act<B>> {
+        let rows = b.rows(x.dims.h);
+        Ok(match layer {
+            Layer::Conv(c) | Layer::Downsample(c) => {
+                let out_h = out_rows(x.dims.h, c.w.ks, c.pad)?;
+                self.conv_in_bands(dev, s, c.into(), &x, None, b.rows(out_h))?
+            }
+            Layer::Resnet {
+                norm1,
+                conv1,
+                norm2,
+                conv2,
+                shortcut,
+            } => {
+                let st1 = dev.norm_stats(&x, norm1)?;
+                let h1 = self.conv_in_bands(dev, s, conv1.into(), &x, Some((norm1, &st1)), rows)?;
+                drop(st1);
+                let st2 = dev.norm_stats(&h1, norm2)?;
+                // The residual band by band as conv2's bands come: into x itself, or into the
+                // shortcut's output (x then read a band at a time).
+                let (mut out, src) = match shortcut {
+                    Some(_) => (
+                        dev.empty(Dims {
+                            c: conv2.w.cout,
+                            ..x.dims
+                        })?,
+                        Some(x),
+                    ),
+                    None => (x, None),
+                };
+                self.conv_bands(
+                    dev,
+                    s,
+                    conv2.into(),
+                    &h1,
+                    Some((norm2, &st2)),
+                    rows,
+                    &mut |dev, hb, s0, o0, n| {
+                        let mut ob = match (&src, shortcut) {
+                            (Some(x), Some(w)) => {
+                                let xb = dev.rows(x, o0, o0 + n, false)?;
+                                dev.conv(&xb, None, w, 1, Pad::Same)?
+                            }
+                            _ => dev.rows(&out, o0, o0 + n, false)?,
+                        };
+                        let own = dev.rows(hb, s0, s0 + n, false)?;
+                        dev.add(&mut ob, &own)?;
+                        dev.put_rows(&mut out, &ob, 0, o0, n)
+                    },
+                )?;
+                out
+            }
+            Layer::Attention(a) => dev.attention(&x, a)?,
+            Layer::Upsample {
+                upscale,
+                ch,
+                temporal,
+                conv,
+            } => {
+                let first = conv.slot.is_some_and(|k| s.kept[k].is_none());
+                let d = x.dims;
+                let step = (b.rows(2 * d.h) / 2).max(1);
+                let mut y = None;
+                for r0 in (0..d.h).step_by(step) {
+                    let r1 = (r0 + step).min(d.h);
+                    let xb = dev.rows(&x, r0, r1, false)?;
+                    let ub = dev.conv(&xb, None, upscale, 1, Pad::Same)?;
+                    drop(xb);
+                    let yb = dev.shuffle(&ub, *ch, *temporal, *temporal && first)?;
+                    drop(ub);
+                    let y = match &mut y {
+                        Some(y) => y,
+                        None => y.insert(dev.empty(Dims {
+                            h: 2 * d.h,
+                            ..yb.dims
+                        })?),
+                    };
+                    dev.put_rows(y, &yb, 0, 2 * r0, 2 * (r1 - r0))?;
+                }
+                drop(x);
+                let y = y.ok_or_else(|| Error::Shape(format!("an upsampler given {d:?}")))?;
+                self.conv_in_bands(dev, s, conv.into(), &y, None, b.rows(y.dims.h))?
+            }
+            Layer::NormSilu(n) => dev.group_norm(&x, n, true)?,
+        })
+    }
+
+    /// A conv of `x` (GroupNorm+SiLU first when `norm`), `rows` output rows at a time, into one
+    /// output.
+    fn conv_in_bands<D: Device<Buf = B>>(
+        &self,
+        dev: &mut D,
+        s: &mut Stream<B>,
+        c: ConvCall<'_, B>,
+        x: &Act<B>,
+        norm: Option<(&NormWeights<B>, &D::Stats)>,
+        rows: usize,
+    ) -> Result<Act<B>> {
+        let out_h = out_rows(x.dims.h, c.w.ks, c.pad)?;
+        let mut y = None;
+        self.conv_bands(dev, s, c, x, norm, rows, &mut |dev, yb, s0, o0, n| {
+            let y = match &mut y {
+                Some(y) => y,
+                None => y.insert(dev.empty(Dims {
+                    h: out_h,
+                    ..yb.dims
+                })?),
+            };
+            dev.put_rows(y, yb, s0, o0, n)
+        })?;
+        y.ok_or_else(|| Error::Shape(format!("a conv given {:?}", x.dims)))
+    }
+
+    /// A conv of `x` in bands of `rows` output rows: each band reads its input rows with the
+    /// halo its kernel needs (GroupNorm+SiLU applied to them first when `norm`: the conv's
+    /// zero padding lies outside the frame, so it stays zero), with the same rows of the
+    /// carried frames in front. `emit(band, s0, o0, n)` takes output rows `[o0, o0 + n)`, rows
+    /// `[s0, s0 + n)` of the band. The frames carried to the next call are assembled from each
+    /// band's own input rows.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_bands<D: Device<Buf = B>>(
+        &self,
+        dev: &mut D,
+        s: &mut Stream<B>,
+        c: ConvCall<'_, B>,
+        x: &Act<B>,
+        norm: Option<(&NormWeights<B>, &D::Stats)>,
+        rows: usize,
+        emit: &mut Emit<'_, D, B>,
+    ) -> Result<()> {
+        let (h, ks) = (x.dims.h, c.w.ks);
+        let out_h = out_rows(h, ks, c.pad)?;
+        // Output row o reads input rows o·ss − before … o·ss − before + ks − 1.
+        let (ss, before) = match c.pad {
+            Pad::Same => (1, ks / 2),
+            Pad::RightBottom => (2, 0),
+        };
+        // Spec §4.1: two copies of frame 0 in front on the first call, the kept frames after.
+        let head = c.slot.map(|k| s.kept[k].take());
+        let mut kept = None;
+        for o0 in (0..out_h).step_by(rows) {
+            let o1 = (o0 + rows).min(out_h);
+            let lo = (o0 * ss).saturating_sub(before);
+            let hi = ((o1 - 1) * ss + ks - before).min(h);
+            let xb = match norm {
+                Some((n, st)) => dev.norm_rows(x, st, n, true, lo, hi)?,
+                None => dev.rows(x, lo, hi, c.slot.is_some())?,
+            };
+            let hb = match &head {
+                None => None,
+                Some(None) => Some(dev.repeat_first(&xb, 2)?),
+                Some(Some(k)) => Some(dev.rows(k, lo, hi, false)?),
+            };
+            let yb = dev.conv(&xb, hb.as_ref(), c.w, c.st, c.pad)?;
+            // The band's output row i is output row lo/ss + i (its top padding stands in for
+            // the rows above it, and only touches rows before o0).
+            emit(dev, &yb, o0 - lo / ss, o0, o1 - o0)?;
+            drop(yb);
+            if let Some(hb) = &hb {
+                let tb = dev.tail(&xb, Some(hb), c.w.kt - c.st)?;
+                let own0 = o0 * ss;
+                let own1 = if o1 == out_h { h } else { o1 * ss };
+                let k = match &mut kept {
+                    Some(k) => k,
+                    None => kept.insert(dev.empty(Dims { h, ..tb.dims })?),
+                };
+                dev.put_rows(k, &tb, own0 - lo, own0, own1 - own0)?;
+            }
+        }
+        if let Some(k) = c.slot {
+            s.kept[k] = kept;
+        }
+        Ok(())
+    }
+}
+
+/// Output rows of a conv of kernel `ks` over `h` rows (spec §4.1, §4.6).
+fn out_rows(h: usize, ks: usize, pad: Pad) -> Result<usize> {
+    match pad {
+        Pad::Same => Ok(h),
+        Pad::RightBottom => (h + 1)
+            .checked_sub(ks)
+            .map(|r| r / 2 + 1)
+            .ok_or_else(|| Error::Shape(format!("a downsampler given {h} rows"))),
     }
 }

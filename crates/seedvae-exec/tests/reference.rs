@@ -2,7 +2,7 @@
 //! reduced-width fixture): the decoder and encoder in one call and streamed in chunks, which
 //! must give what one call gives.
 
-use seedvae_exec::{Act, Device, Dims, Reference, Vae};
+use seedvae_exec::{Act, Device, Dims, Reference, Split, Vae};
 use seedvae_tests::{fixture, fixture_tensor, rel_l2, to_f64};
 use seedvae_weights::{Part, WeightFile};
 
@@ -131,7 +131,7 @@ fn frame_groups_at_full_resolution_change_nothing() {
     for g in [1, 3] {
         let x = dev.upload(&z, d).unwrap();
         let y = dec
-            .step_grouped(&mut dev, &mut dec.stream(), x, Some(g))
+            .step_split(&mut dev, &mut dec.stream(), x, Split::groups(Some(g)))
             .unwrap();
         assert_eq!((y.dims.c, y.dims.t, y.dims.h, y.dims.w), (3, 9, 64, 64));
         let e = rel_l2(&to_f64(&dev.download(&y).unwrap()), &to_f64(&whole));
@@ -148,7 +148,7 @@ fn frame_groups_at_full_resolution_change_nothing() {
     for g in [1, 2] {
         let x = dev.upload(&v, d).unwrap();
         let y = enc
-            .step_grouped(&mut dev, &mut enc.stream(), x, Some(g))
+            .step_split(&mut dev, &mut enc.stream(), x, Split::groups(Some(g)))
             .unwrap();
         let e = rel_l2(&to_f64(&dev.download(&y).unwrap()), &to_f64(&whole));
         eprintln!("encoder head in groups of {g} frames vs one call: {e:.2e}");
@@ -156,7 +156,78 @@ fn frame_groups_at_full_resolution_change_nothing() {
     }
     let x = dev.upload(&v, d).unwrap();
     assert!(enc
-        .step_grouped(&mut dev, &mut enc.stream(), x, Some(0))
+        .step_split(&mut dev, &mut enc.stream(), x, Split::groups(Some(0)))
+        .is_err());
+}
+
+/// Every layer run a band of rows at a time gives what whole frames give — any band height,
+/// even or odd, with frame groups, and streamed in chunks (the carried frames assembled from
+/// the bands): the decoder's and the encoder's.
+#[test]
+fn bands_of_rows_change_nothing() {
+    let mut dev = Reference::default();
+    let w = weights();
+    let bands = |groups, px| Split {
+        groups,
+        band_px: Some(px),
+    };
+    let check = |dev: &mut Reference,
+                 vae: &Vae<Vec<f32>>,
+                 (x, d): (&[f32], Dims),
+                 chunks: &[usize],
+                 splits: &[Split]| {
+        let (_, whole) = run(vae, dev, x, d, chunks);
+        for &split in splits {
+            let mut s = vae.stream();
+            let mut got = Vec::new();
+            let mut t0 = 0;
+            for &n in chunks {
+                let a = dev
+                    .upload(&frames(x, d, t0, t0 + n), Dims { t: n, ..d })
+                    .unwrap();
+                got.push(vae.step_split(dev, &mut s, a, split).unwrap());
+                t0 += n;
+            }
+            let o = got[0].dims;
+            let joined: Vec<f32> = (0..o.c)
+                .flat_map(|c| {
+                    got.iter().flat_map(move |a| {
+                        let n = a.dims.t * o.plane();
+                        a.buf[c * n..(c + 1) * n].iter().copied()
+                    })
+                })
+                .collect();
+            let e = rel_l2(&to_f64(&joined), &to_f64(&whole));
+            eprintln!(
+                "{} in chunks {chunks:?}, {split:?} vs whole frames: {e:.2e}",
+                vae.part()
+            );
+            assert!(e <= 1e-6, "{split:?}: {e:.2e}");
+        }
+    };
+    let dec = Vae::load(&w, Part::Decoder, &mut dev).unwrap();
+    let (d, z) = input("vae_tiny/latent_t3_8x8.safetensors", "latent");
+    check(
+        &mut dev,
+        &dec,
+        (&z, d),
+        &[2, 1],
+        &[bands(None, 24), bands(Some(1), 8)],
+    );
+    let (d, z) = input("vae_tiny/latent_t2_6x10.safetensors", "latent");
+    check(&mut dev, &dec, (&z, d), &[1, 1], &[bands(Some(2), 16)]);
+    let enc = Vae::load(&w, Part::Encoder, &mut dev).unwrap();
+    let (d, v) = input("vae_tiny/video_t9_32x48.safetensors", "video");
+    check(
+        &mut dev,
+        &enc,
+        (&v, d),
+        &[5, 4],
+        &[bands(None, 8), bands(Some(1), 24)],
+    );
+    let x = dev.upload(&v, d).unwrap();
+    assert!(enc
+        .step_split(&mut dev, &mut enc.stream(), x, bands(None, 0))
         .is_err());
 }
 
@@ -169,11 +240,20 @@ fn a_tensor_size_limit_cuts_frame_groups_and_changes_nothing() {
     let mut dev = Reference::default();
     let dec = Vae::load(&w, Part::Decoder, &mut dev).unwrap();
     // The tiny decoder's tail: 32 channels at 64 × 64 (and its upscale conv: 128 at 32 × 32).
-    let per = dec.full_resolution_frame_elements(8, 8);
+    let per = dec.full_resolution_frame_elements(8, 8, false);
     assert_eq!(per, 32 * 64 * 64);
+    assert_eq!(dec.full_resolution_frame_elements(8, 8, true), per);
     let enc = Vae::load(&w, Part::Encoder, &mut dev).unwrap();
     // The encoder's head: its first downsampler reads 32 channels of 33 × 49 (padded).
-    assert_eq!(enc.full_resolution_frame_elements(32, 48), 32 * 33 * 49);
+    assert_eq!(
+        enc.full_resolution_frame_elements(32, 48, false),
+        32 * 33 * 49
+    );
+    // In bands the padded input is a band's: the whole tensors are 32 × 32 × 48.
+    assert_eq!(
+        enc.full_resolution_frame_elements(32, 48, true),
+        32 * 32 * 48
+    );
     let (d, z) = input("vae_tiny/latent_t3_8x8.safetensors", "latent");
     let whole = {
         let x = dev.upload(&z, d).unwrap();
@@ -247,13 +327,46 @@ impl Device for Counting {
     fn repeat_first(&mut self, x: &Act<Vec<f32>>, n: usize) -> seedvae_exec::Result<Act<Vec<f32>>> {
         self.dev.repeat_first(x, n)
     }
-    fn group_norm(
+    type Stats = Vec<(f64, f64)>;
+    fn norm_stats(
         &mut self,
         x: &Act<Vec<f32>>,
         n: &seedvae_exec::NormWeights<Vec<f32>>,
+    ) -> seedvae_exec::Result<Self::Stats> {
+        self.dev.norm_stats(x, n)
+    }
+    fn norm_rows(
+        &mut self,
+        x: &Act<Vec<f32>>,
+        s: &Self::Stats,
+        n: &seedvae_exec::NormWeights<Vec<f32>>,
         silu: bool,
+        r0: usize,
+        r1: usize,
     ) -> seedvae_exec::Result<Act<Vec<f32>>> {
-        self.dev.group_norm(x, n, silu)
+        self.dev.norm_rows(x, s, n, silu, r0, r1)
+    }
+    fn rows(
+        &mut self,
+        x: &Act<Vec<f32>>,
+        a: usize,
+        b: usize,
+        room: bool,
+    ) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        self.dev.rows(x, a, b, room)
+    }
+    fn empty(&mut self, d: Dims) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        self.dev.empty(d)
+    }
+    fn put_rows(
+        &mut self,
+        dst: &mut Act<Vec<f32>>,
+        src: &Act<Vec<f32>>,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> seedvae_exec::Result<()> {
+        self.dev.put_rows(dst, src, s0, d0, n)
     }
     fn add(&mut self, a: &mut Act<Vec<f32>>, b: &Act<Vec<f32>>) -> seedvae_exec::Result<()> {
         self.dev.add(a, b)
@@ -361,21 +474,36 @@ fn the_cuda_memory_plan_counts_weights_state_and_groups() {
             let x = dev.input(d).unwrap();
             vae.step(&mut dev, &mut s, x).unwrap();
         }
-        let whole = planned_peak(&w, Part::Decoder, vb, &chunks(32, 32), None).unwrap();
+        let whole = planned_peak(&w, Part::Decoder, vb, &chunks(32, 32), Split::default()).unwrap();
         assert!(
             whole > weights + s.bytes(vb),
             "{whole} vs {weights} + {}",
             s.bytes(vb)
         );
-        let grouped = planned_peak(&w, Part::Decoder, vb, &chunks(32, 32), Some(1)).unwrap();
+        let one = Split::groups(Some(1));
+        let grouped = planned_peak(&w, Part::Decoder, vb, &chunks(32, 32), one).unwrap();
         assert!(grouped < whole, "{grouped} !< {whole}");
-        let bigger = planned_peak(&w, Part::Decoder, vb, &chunks(64, 64), None).unwrap();
+        // Bands of a quarter of the 256 px frame hold less again.
+        let banded = Split {
+            band_px: Some(64),
+            ..one
+        };
+        let bands = planned_peak(&w, Part::Decoder, vb, &chunks(32, 32), banded).unwrap();
+        assert!(bands < grouped, "{bands} !< {grouped}");
+        let bigger =
+            planned_peak(&w, Part::Decoder, vb, &chunks(64, 64), Split::default()).unwrap();
         let ratio = (bigger - weights) as f64 / (whole - weights) as f64;
         assert!(
             (3.5..=4.5).contains(&ratio),
             "4x the area: {ratio:.2}x the bytes"
         );
     }
-    let enc = planned_peak(&w, Part::Encoder, 2, &[Dims::new(3, 5, 64, 64)], Some(1)).unwrap();
-    assert!(enc > 0);
+    let d = [Dims::new(3, 5, 64, 64)];
+    let grouped = planned_peak(&w, Part::Encoder, 2, &d, Split::groups(Some(1))).unwrap();
+    let bands = Split {
+        groups: Some(1),
+        band_px: Some(16),
+    };
+    let banded = planned_peak(&w, Part::Encoder, 2, &d, bands).unwrap();
+    assert!(banded < grouped, "{banded} !< {grouped}");
 }

@@ -17,8 +17,8 @@ pub struct Model {
     pub(crate) memory_cap: Option<usize>,
     /// Graph backends on a GPU: the memory plan, whose tile cap depends on the chunk.
     pub(crate) graph_memory: Option<GraphMemory>,
-    /// seedvae's executor: whole frames always (exact; the tile options are the graph and
-    /// engine backends' approximation).
+    /// seedvae's executor: never tiled (tiles are the graph and engine backends'
+    /// approximation); the tile edge is its band height, which changes no value.
     pub(crate) whole_frames: bool,
     /// A GPU backend opened from a list: the backends after it, for a failed first call.
     pub(crate) rest: Option<Box<Prepared>>,

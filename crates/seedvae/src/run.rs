@@ -58,6 +58,13 @@ impl TileOptions {
         Ok(())
     }
 
+    /// On seedvae's executor the tile edge is a band height: frames taller than it run every
+    /// layer in bands of that many rows (exact — the result does not change); None: whole
+    /// frames (`no_tiling`, or a frame that fits).
+    pub fn band_px(&self, frame_h: usize) -> Option<usize> {
+        (!self.no_tiling && frame_h > self.tile_px).then_some(self.tile_px)
+    }
+
     fn request(&self, memory_cap: Option<usize>) -> TileRequest {
         TileRequest {
             tile_px: self.tile_px,
@@ -201,6 +208,29 @@ impl Model {
         req
     }
 
+    /// `opts` as this model uses them: seedvae's executor takes the tile edge as a band height
+    /// and has no overlap (bands are exact), so the overlap is not held against it.
+    fn check_options(&self, opts: &TileOptions) -> Result<()> {
+        if self.whole_frames {
+            return TileOptions {
+                overlap_px: 0,
+                ..*opts
+            }
+            .validate();
+        }
+        opts.validate()
+    }
+
+    /// Bands of `px` rows on seedvae's executor (said once, as tiles are).
+    fn set_bands(&mut self, px: Option<usize>) {
+        if let Some(px) = px {
+            tracing::info!(
+                "every layer in bands of {px} px (exact: the same values as whole frames)"
+            );
+        }
+        self.backend.set_band_px(px);
+    }
+
     /// The largest tile edge (input units) the memory plan allows for calls as long as the
     /// longest of `chunks`.
     fn tile_cap(&self, chunks: &[(usize, usize)]) -> Option<usize> {
@@ -231,7 +261,7 @@ impl Model {
 
     fn plan_decode(&self, latent: &Tensor, opts: &TileOptions) -> Result<Plan> {
         self.need(Part::Decoder)?;
-        opts.validate()?;
+        self.check_options(opts)?;
         crate::latent::check_vae_latent(latent)?;
         seedvae_runner::media::check_finite("latent", latent)
             .map_err(|e| Error::Invalid(e.to_string()))?;
@@ -308,6 +338,9 @@ impl Model {
                     &replanned
                 }
             };
+            if m.whole_frames {
+                m.set_bands(opts.band_px(8 * latent.shape()[3]));
+            }
             let start = Instant::now();
             let stats = pipeline::decode(
                 m.backend.as_mut(),
@@ -400,7 +433,7 @@ impl Model {
         progress: &Progress,
     ) -> Result<(Tensor, RunReport)> {
         self.need(Part::Encoder)?;
-        opts.validate()?;
+        self.check_options(opts)?;
         let (hh, ww) = source.size();
         check_frame_size(hh, ww)?;
         if source.is_empty() {
@@ -426,6 +459,9 @@ impl Model {
                 &m.limits,
                 &m.tile_request(opts, m.tile_cap(&chunks).map(|c| c / 8)),
             )?;
+            if m.whole_frames {
+                m.set_bands(opts.band_px(hh));
+            }
             let start = Instant::now();
             let (mean, stats) = pipeline::encode(
                 m.backend.as_mut(),

@@ -65,7 +65,7 @@ pub enum BackendArg {
     Auto,
     /// TensorRT-RTX on the GPU, or fail with the reason.
     Tensorrt,
-    /// seedvae's own CUDA executor on any NVIDIA GPU, from the weights: whole frames, exact
+    /// seedvae's own CUDA executor on any NVIDIA GPU, from the weights: never tiled, exact
     /// (needs the NVIDIA driver and the CUDA libraries NVRTC, cuDNN 9, cuBLAS).
     Cuda,
     /// ONNX Runtime's CUDA provider on any NVIDIA GPU (needs `scripts/setup.sh --gpu`).
@@ -195,7 +195,9 @@ pub struct OutArgs {
 #[derive(clap::Args)]
 pub struct TileArgs {
     /// Tile edge in output pixels (the ComfyUI node's tile size); frames larger than this, or
-    /// than the engine takes, are decoded in overlapping tiles blended with a raised cosine.
+    /// than the engine takes, are decoded in overlapping tiles blended with a raised cosine. On
+    /// seedvae's executor (`--backend cuda`, `reference`) a band height instead: taller frames
+    /// run every layer this many rows at a time, exactly (no overlap, no blending).
     #[arg(long, default_value_t = TileOptions::default().tile_px)]
     pub tile_size: usize,
     /// Tile overlap in output pixels.

@@ -1074,6 +1074,60 @@ fn backends_says_what_runs_here_and_why_not() {
     );
 }
 
+/// On seedvae's executor `--tile-size` is a band height, not a tile: a 24×24 latent (192 px
+/// frames) decoded in bands of 64 px gives what whole frames (`--no-tiling`) give, within 1e-5
+/// — and so does the encoder on its 192 px frames.
+#[test]
+fn the_executors_bands_equal_whole_frames() {
+    let _machine = super::common::sharing();
+    let dir = tempfile::tempdir().unwrap();
+    let tiny_path = tiny();
+    let latent = dir.path().join("latent.safetensors");
+    super::common::write_latent(&latent, &super::common::random_latent(2, 24, 24, 7));
+    let run = |cmd: &str, input: &Path, name: &str, cut: &[&str]| {
+        let out = dir.path().join(name);
+        let mut a = vec![cmd, "-m", &tiny_path, s(input), "-o", s(&out)];
+        a.extend_from_slice(&["--backend", "reference"]);
+        a.extend_from_slice(cut);
+        ok_json(&a);
+        out
+    };
+    let whole = run("decode", &latent, "whole.safetensors", &["--no-tiling"]);
+    let banded = run(
+        "decode",
+        &latent,
+        "bands.safetensors",
+        &["--tile-size", "64"],
+    );
+    let (ws, w) = read_f64(&whole, "video");
+    let (bs, b) = read_f64(&banded, "video");
+    assert_eq!(
+        (ws.as_slice(), bs.as_slice()),
+        ([1, 3, 5, 192, 192].as_slice(), ws.as_slice())
+    );
+    let e = rel_l2(&b, &w);
+    eprintln!("reference decode 192 px, bands of 64 px vs whole frames: {e:.2e}");
+    assert!(e <= 1e-5, "{e}");
+    // The decoded frames, held to [-1, 1], as the encoder's input.
+    let video = dir.path().join("video.safetensors");
+    let clamped: Vec<f32> = w.iter().map(|&v| v.clamp(-1.0, 1.0) as f32).collect();
+    let t = seedvae::Tensor::f32(ws.clone(), clamped).unwrap();
+    seedvae::write_tensor(&video, "video", &t, seedvae::DType::F32, true).unwrap();
+    let whole_mean = run("encode", &video, "whole_mean.safetensors", &["--no-tiling"]);
+    let banded_mean = run(
+        "encode",
+        &video,
+        "bands_mean.safetensors",
+        &["--tile-size", "64"],
+    );
+    let e = rel_l2(
+        &read_f64(&banded_mean, "latent").1,
+        &read_f64(&whole_mean, "latent").1,
+    );
+    eprintln!("reference encode 192 px, bands of 64 px vs whole frames: {e:.2e}");
+    assert!(e <= 1e-5, "{e}");
+}
+
 /// `--backend reference`: seedvae's own executor on its plain-Rust device decodes and encodes
 /// the fixture to the original module's fp64 goldens, streamed in chunks, from the weights; an
 /// ONNX graph is refused with what it runs instead.

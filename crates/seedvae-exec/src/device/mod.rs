@@ -124,6 +124,23 @@ pub trait Device {
     ) -> Result<Act<Self::Buf>>;
     /// Frame 0 of `x`, `n` times.
     fn repeat_first(&mut self, x: &Act<Self::Buf>, n: usize) -> Result<Act<Self::Buf>>;
+    /// GroupNorm's statistics of every frame of `x`, as the device keeps them (with the
+    /// affine folded in where it likes).
+    type Stats;
+    /// GroupNorm's statistics per frame: over the group's channels and the whole frame.
+    fn norm_stats(&mut self, x: &Act<Self::Buf>, n: &NormWeights<Self::Buf>)
+        -> Result<Self::Stats>;
+    /// GroupNorm of rows `[r0, r1)` of `x` (all of them, or a band) with `x`'s statistics
+    /// `s`, then SiLU when `silu`: a causal conv's input next (CUDA leaves room for its head).
+    fn norm_rows(
+        &mut self,
+        x: &Act<Self::Buf>,
+        s: &Self::Stats,
+        n: &NormWeights<Self::Buf>,
+        silu: bool,
+        r0: usize,
+        r1: usize,
+    ) -> Result<Act<Self::Buf>>;
     /// GroupNorm per frame (statistics over the group's channels and the frame), then SiLU when
     /// `silu`.
     fn group_norm(
@@ -131,7 +148,31 @@ pub trait Device {
         x: &Act<Self::Buf>,
         n: &NormWeights<Self::Buf>,
         silu: bool,
+    ) -> Result<Act<Self::Buf>> {
+        let s = self.norm_stats(x, n)?;
+        self.norm_rows(x, &s, n, silu, 0, x.dims.h)
+    }
+    /// Rows `[r0, r1)` of every frame of `x` (a band of it); with room in front for a causal
+    /// conv's head when `head_room` (where the device keeps one).
+    fn rows(
+        &mut self,
+        x: &Act<Self::Buf>,
+        r0: usize,
+        r1: usize,
+        head_room: bool,
     ) -> Result<Act<Self::Buf>>;
+    /// An activation of `dims` that [`Device::put_rows`] fills.
+    fn empty(&mut self, dims: Dims) -> Result<Act<Self::Buf>>;
+    /// Rows `[s0, s0 + n)` of `src` into rows `[d0, d0 + n)` of `dst` (same channels, frames
+    /// and width).
+    fn put_rows(
+        &mut self,
+        dst: &mut Act<Self::Buf>,
+        src: &Act<Self::Buf>,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> Result<()>;
     /// `a + b` (the residual), into `a`.
     fn add(&mut self, a: &mut Act<Self::Buf>, b: &Act<Self::Buf>) -> Result<()>;
     /// The upsampler's shuffle (spec §4.5): `u` of `c·(4·z)` channels to `c` channels, `z·T`

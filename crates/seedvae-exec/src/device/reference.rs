@@ -200,16 +200,18 @@ impl Device for Reference {
         Ok(Act { buf: v, dims })
     }
 
-    fn group_norm(
+    /// Per frame and group: the mean and 1/√(var + ε), in f64.
+    type Stats = Vec<(f64, f64)>;
+
+    fn norm_stats(
         &mut self,
         x: &Act<Vec<f32>>,
         n: &NormWeights<Vec<f32>>,
-        silu: bool,
-    ) -> Result<Act<Vec<f32>>> {
+    ) -> Result<Vec<(f64, f64)>> {
         let d = x.dims;
         let per = shapes::norm(d, n.c)?;
         let p = d.plane();
-        let mut out = zeros(d)?;
+        let mut stats = Vec::with_capacity(d.t * NORM_GROUPS);
         for t in 0..d.t {
             for g in 0..NORM_GROUPS {
                 let chans = g * per..(g + 1) * per;
@@ -222,23 +224,94 @@ impl Device for Reference {
                     .sum::<f64>()
                     / count;
                 let var = chans
-                    .clone()
                     .flat_map(plane)
                     .map(|&v| (v as f64 - mean).powi(2))
                     .sum::<f64>()
                     / count;
-                let inv = 1.0 / (var + NORM_EPS as f64).sqrt();
-                for c in chans {
-                    let (gm, bt) = (n.gamma[c] as f64, n.beta[c] as f64);
-                    let o = &mut out[(c * d.t + t) * p..(c * d.t + t + 1) * p];
-                    for (o, &v) in o.iter_mut().zip(plane(c)) {
-                        let y = ((v as f64 - mean) * inv * gm + bt) as f32;
-                        *o = if silu { sigmoid_silu(y) } else { y };
-                    }
+                stats.push((mean, 1.0 / (var + NORM_EPS as f64).sqrt()));
+            }
+        }
+        Ok(stats)
+    }
+
+    fn norm_rows(
+        &mut self,
+        x: &Act<Vec<f32>>,
+        stats: &Vec<(f64, f64)>,
+        n: &NormWeights<Vec<f32>>,
+        silu: bool,
+        r0: usize,
+        r1: usize,
+    ) -> Result<Act<Vec<f32>>> {
+        let d = x.dims;
+        let per = shapes::norm(d, n.c)?;
+        shapes::rows(d, r0, r1)?;
+        if stats.len() != d.t * NORM_GROUPS {
+            return Err(Error::Shape(format!(
+                "GroupNorm statistics of {} frames for {d:?}",
+                stats.len() / NORM_GROUPS
+            )));
+        }
+        let dims = Dims { h: r1 - r0, ..d };
+        let mut out = zeros(dims)?;
+        let band = dims.plane();
+        for c in 0..d.c {
+            let (gm, bt) = (n.gamma[c] as f64, n.beta[c] as f64);
+            for t in 0..d.t {
+                let (mean, inv) = stats[t * NORM_GROUPS + c / per];
+                let src = &frame(x, None, c, t)[r0 * d.w..r1 * d.w];
+                let o = &mut out[(c * d.t + t) * band..(c * d.t + t + 1) * band];
+                for (o, &v) in o.iter_mut().zip(src) {
+                    let y = ((v as f64 - mean) * inv * gm + bt) as f32;
+                    *o = if silu { sigmoid_silu(y) } else { y };
                 }
             }
         }
-        Ok(Act { buf: out, dims: d })
+        Ok(Act { buf: out, dims })
+    }
+
+    fn rows(
+        &mut self,
+        x: &Act<Vec<f32>>,
+        r0: usize,
+        r1: usize,
+        _head_room: bool,
+    ) -> Result<Act<Vec<f32>>> {
+        let d = x.dims;
+        shapes::rows(d, r0, r1)?;
+        let dims = Dims { h: r1 - r0, ..d };
+        let mut v = Vec::with_capacity(dims.count()?);
+        for c in 0..d.c {
+            for t in 0..d.t {
+                v.extend_from_slice(&frame(x, None, c, t)[r0 * d.w..r1 * d.w]);
+            }
+        }
+        Ok(Act { buf: v, dims })
+    }
+
+    fn empty(&mut self, dims: Dims) -> Result<Act<Vec<f32>>> {
+        Ok(Act {
+            buf: zeros(dims)?,
+            dims,
+        })
+    }
+
+    fn put_rows(
+        &mut self,
+        dst: &mut Act<Vec<f32>>,
+        src: &Act<Vec<f32>>,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> Result<()> {
+        let (dd, sd) = (dst.dims, src.dims);
+        shapes::put_rows(dd, sd, s0, d0, n)?;
+        for ct in 0..dd.c * dd.t {
+            let from = ct * sd.plane() + s0 * sd.w;
+            let to = ct * dd.plane() + d0 * dd.w;
+            dst.buf[to..to + n * dd.w].copy_from_slice(&src.buf[from..from + n * sd.w]);
+        }
+        Ok(())
     }
 
     fn add(&mut self, a: &mut Act<Vec<f32>>, b: &Act<Vec<f32>>) -> Result<()> {

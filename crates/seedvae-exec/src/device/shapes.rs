@@ -101,6 +101,25 @@ pub fn concat(parts: &[Dims]) -> Result<Dims> {
     })
 }
 
+/// Rows `[r0, r1)` of `d`.
+pub fn rows(d: Dims, r0: usize, r1: usize) -> Result<()> {
+    if r0 >= r1 || r1 > d.h {
+        return Err(bad(format!("rows {r0}..{r1} of {d:?}")));
+    }
+    Ok(())
+}
+
+/// Rows `[s0, s0 + n)` of `src` into rows `[d0, d0 + n)` of `dst`.
+pub fn put_rows(dst: Dims, src: Dims, s0: usize, d0: usize, n: usize) -> Result<()> {
+    let fits = |d: Dims, r: usize| r.checked_add(n).is_some_and(|e| e <= d.h);
+    if (dst.c, dst.t, dst.w) != (src.c, src.t, src.w) || !fits(src, s0) || !fits(dst, d0) {
+        return Err(bad(format!(
+            "rows {s0}..+{n} of {src:?} into rows {d0}.. of {dst:?}"
+        )));
+    }
+    Ok(())
+}
+
 pub fn channels(d: Dims, n: usize) -> Result<()> {
     if n > d.c {
         return Err(bad(format!("{n} channels of {d:?}")));
@@ -139,5 +158,12 @@ mod tests {
         assert!(tail(d, 2, 5).is_ok() && tail(d, 2, 6).is_err());
         assert!(upload(d.count().unwrap() - 1, d).is_err());
         assert!(channels(d, 65).is_err() && add(d, Dims { t: 2, ..d }).is_err());
+        assert!(rows(d, 2, 8).is_ok() && rows(d, 3, 3).is_err() && rows(d, 0, 9).is_err());
+        let band = Dims { h: 4, ..d };
+        assert!(put_rows(d, band, 1, 5, 3).is_ok() && put_rows(d, band, 2, 5, 3).is_err());
+        assert!(
+            put_rows(d, band, 0, 6, 3).is_err()
+                && put_rows(d, Dims { c: 8, ..band }, 0, 0, 1).is_err()
+        );
     }
 }

@@ -119,6 +119,9 @@ pub trait Backend: Send {
             self.kind()
         )))
     }
+    /// Run every layer in bands of `px` rows of the frame from the next stream on (exact:
+    /// seedvae's executor); a backend without bands ignores it (it is tiled instead).
+    fn set_band_px(&mut self, _px: Option<usize>) {}
     /// The device memory planned for the last stream begun and the most the device has held
     /// since, where the backend plans and measures it (seedvae's CUDA executor); None elsewhere.
     fn device_memory(&self) -> Option<DeviceMemory> {

@@ -8,7 +8,9 @@ use crate::tensor::Tensor;
 use crate::tensorrt::GpuInfo;
 use crate::Error;
 use crate::Unavailable;
-use seedvae_exec::{Cuda, CudaOptions, Device, Dims, Fit, MemoryPlanner, Reference, Stream, Vae};
+use seedvae_exec::{
+    Cuda, CudaOptions, Device, Dims, Fit, MemoryPlanner, Reference, Split, Stream, Vae,
+};
 use seedvae_onnx::contract::{self, Contract, Precision, TensorIo};
 use seedvae_onnx::{Dim, Elem};
 use seedvae_weights::schema::{LATENT_CHANNELS, RGB_CHANNELS};
@@ -22,8 +24,11 @@ pub struct NativeBackend<D: Device> {
     vae: Vae<D::Buf>,
     contract: Contract,
     kind: BackendKind,
-    /// Each stream's carried state and the frame groups its chunks run in.
-    streams: Streams<(Stream<D::Buf>, Option<usize>)>,
+    /// Each stream's carried state and the cut its chunks run in.
+    streams: Streams<(Stream<D::Buf>, Split)>,
+    /// Band height the caller asked for (frame pixels); None: whole frames unless the memory
+    /// budget needs bands.
+    band_px: Option<usize>,
     /// The device's memory plan and budget (the CUDA device), and the last stream's plan.
     memory: Option<Budget>,
     /// Chunks submitted and not collected, oldest first: their stream, output shape and the
@@ -147,7 +152,15 @@ impl<D: Device> NativeBackend<D> {
             streams: Streams::default(),
             memory: None,
             queued: Default::default(),
+            band_px: None,
         })
+    }
+
+    /// Run every layer in bands of `px` rows of the frame (exact: the same values as whole
+    /// frames, less memory at once).
+    pub fn in_bands(mut self, px: Option<usize>) -> Self {
+        self.band_px = px;
+        self
     }
 
     /// Queue one chunk of stream `s` on `x` and its download: the output's shape and the
@@ -157,7 +170,7 @@ impl<D: Device> NativeBackend<D> {
         vae: &Vae<D::Buf>,
         s: &mut Stream<D::Buf>,
         x: &Tensor,
-        groups: Option<usize>,
+        split: Split,
     ) -> Result<([usize; 5], D::Pending), Error> {
         let d = match x.shape() {
             &[1, c, t, h, w] => Dims::new(c, t, h, w),
@@ -169,7 +182,7 @@ impl<D: Device> NativeBackend<D> {
             }
         };
         let a = dev.upload(&x.values(), d).map_err(exec_error)?;
-        let y = vae.step_grouped(dev, s, a, groups).map_err(exec_error)?;
+        let y = vae.step_split(dev, s, a, split).map_err(exec_error)?;
         let o = y.dims;
         let p = dev.download_start(&y).map_err(exec_error)?;
         Ok(([1, o.c, o.t, o.h, o.w], p))
@@ -190,15 +203,23 @@ impl<D: Device> NativeBackend<D> {
         Ok(self)
     }
 
-    /// The frame groups a new stream whose chunks look like `x` runs in: within the memory
-    /// budget (the device's peak measured from here), or an error saying what it needs.
-    fn plan_stream(&mut self, x: &Tensor) -> Result<Option<usize>, Error> {
+    /// The cut a new stream whose chunks look like `x` runs in: within the memory budget (the
+    /// device's peak measured from here), or an error saying what it needs.
+    fn plan_stream(&mut self, x: &Tensor) -> Result<Split, Error> {
+        let asked = Split {
+            groups: None,
+            band_px: self.band_px,
+        };
         let Some(m) = self.memory.as_mut() else {
-            return Ok(None);
+            return Ok(asked);
         };
         let d = match x.shape() {
             &[1, c, t, h, w] => Dims::new(c, t, h, w),
-            _ => return Ok(None), // refused with its shape by the chunk itself
+            _ => return Ok(asked), // refused with its shape by the chunk itself
+        };
+        let (w, h) = match self.vae.part() {
+            Part::Decoder => (8 * d.w, 8 * d.h),
+            Part::Encoder => (d.w, d.h),
         };
         // The first chunk and a later one (it carries state): as long for the decoder, 4n
         // frames after the encoder's first 4n + 1.
@@ -209,24 +230,32 @@ impl<D: Device> NativeBackend<D> {
                 ..d
             },
         };
-        let fit = seedvae_exec::groups_within(m.pool, |g| m.planner.peak(&[d, next], g))
-            .map_err(exec_error)?;
+        let fit = seedvae_exec::split_within(m.pool, h, self.band_px, |sp| {
+            m.planner.peak(&[d, next], sp)
+        })
+        .map_err(exec_error)?;
         let vb = self.dev.value_bytes();
         match fit {
-            Fit::Fits { groups, planned } => {
+            Fit::Fits { split, planned } => {
                 m.planned = Some(planned);
                 self.dev.reset_measured_peak().map_err(exec_error)?;
-                Ok(groups)
+                if split.band_px != self.band_px {
+                    tracing::info!(
+                        "{w}×{h} frames within the memory budget: the full-resolution layers \
+                         {} frame(s) at a time, every layer in bands of {} px",
+                        split.groups.map_or("all".into(), |g| g.to_string()),
+                        split.band_px.unwrap_or(h)
+                    );
+                }
+                Ok(split)
             }
             Fit::TooLarge { least } => {
-                let (w, h) = match self.vae.part() {
-                    Part::Decoder => (8 * d.w, 8 * d.h),
-                    Part::Encoder => (d.w, d.h),
-                };
+                let cut = "in bands down to 8 px";
                 Err(Error::Memory(seedvae_weights::OutOfMemory {
                     what: format!(
                         "seedvae's CUDA executor on {w}×{h} frames (calls of {} input frames, \
-                         the full-resolution layers one frame at a time, within `vram_budget_gb`)",
+                         the full-resolution layers one frame at a time {cut}, within \
+                         `vram_budget_gb`)",
                         d.t
                     ),
                     need: least + outside_pool(vb),
@@ -308,9 +337,9 @@ where
             .find(|(n, _)| n == name)
             .ok_or_else(|| Error::Input(format!("no input '{name}'")))?
             .1;
-        let groups = self.plan_stream(x)?;
+        let split = self.plan_stream(x)?;
         let mut s = self.vae.stream();
-        let (shape, p) = Self::queue_chunk(&mut self.dev, &self.vae, &mut s, x, groups)?;
+        let (shape, p) = Self::queue_chunk(&mut self.dev, &self.vae, &mut s, x, split)?;
         let y = Tensor::f32(
             shape.to_vec(),
             self.dev.download_finish(p).map_err(exec_error)?,
@@ -341,13 +370,13 @@ where
         let chunk = self
             .streams
             .take(id, self.kind.name(), &self.contract, input)?;
-        let (mut s, groups) = match chunk.state {
+        let (mut s, split) = match chunk.state {
             Some(state) => state,
             None => (self.vae.stream(), self.plan_stream(input)?),
         };
-        let (shape, p) = Self::queue_chunk(&mut self.dev, &self.vae, &mut s, input, groups)?;
+        let (shape, p) = Self::queue_chunk(&mut self.dev, &self.vae, &mut s, input, split)?;
         let bytes = s.bytes(self.dev.value_bytes());
-        self.streams.put(id, chunk.hw, bytes, (s, groups));
+        self.streams.put(id, chunk.hw, bytes, (s, split));
         self.queued.push_back((id, shape, p));
         Ok(None)
     }
@@ -361,6 +390,10 @@ where
             self.dev.download_finish(p).map_err(exec_error)?,
         )?;
         Ok(HashMap::from([(self.output_name().to_string(), y)]))
+    }
+
+    fn set_band_px(&mut self, px: Option<usize>) {
+        self.band_px = px;
     }
 
     fn device_memory(&self) -> Option<crate::DeviceMemory> {
@@ -404,18 +437,18 @@ mod tests {
         Ok(out)
     }
 
-    /// Within a budget a stream runs in the frame groups that fit — the frames it gives without
-    /// one — and the plan is reported; a budget nothing fits refuses the stream with the need
-    /// and the budget, before anything runs.
+    /// Within a budget a stream runs in the frame groups, then the bands, that fit — the frames
+    /// it gives without one — and the plan is reported; a budget nothing fits refuses the stream
+    /// with the need and the budget, before anything runs.
     #[test]
-    fn a_budget_picks_frame_groups_or_refuses_with_the_need() {
+    fn a_budget_picks_frame_groups_then_bands_or_refuses_with_the_need() {
         let w = weights();
         let open = || NativeBackend::reference(&w, Part::Decoder, 2).unwrap();
         let want = two_chunks(&mut open()).unwrap();
         let d = Dims::new(16, 1, 16, 16);
         let mut planner = MemoryPlanner::load(&w, Part::Decoder, 4).unwrap();
-        let whole = planner.peak(&[d, d], None).unwrap() as u64;
-        let single = planner.peak(&[d, d], Some(1)).unwrap() as u64;
+        let whole = planner.peak(&[d, d], Split::default()).unwrap() as u64;
+        let single = planner.peak(&[d, d], Split::groups(Some(1))).unwrap() as u64;
         assert!(single < whole, "{single} !< {whole}");
         let outside = outside_pool(4);
 
@@ -433,7 +466,20 @@ mod tests {
         two_chunks(&mut roomy).unwrap();
         assert_eq!(roomy.device_memory().unwrap().planned_bytes, whole);
 
-        let mut tight = open().within(&w, single + outside - 1).unwrap();
+        // Below one frame at a time: bands of rows, the same values again.
+        let mut banded = open().within(&w, single + outside - 1).unwrap();
+        let got = two_chunks(&mut banded).unwrap();
+        for (g, e) in got.iter().zip(&want) {
+            assert_eq!(g.values(), e.values(), "bands change nothing");
+        }
+        assert!(banded.device_memory().unwrap().planned_bytes < single);
+
+        let eight = Split {
+            groups: Some(1),
+            band_px: Some(8),
+        };
+        let least = planner.peak(&[d, d], eight).unwrap() as u64;
+        let mut tight = open().within(&w, least + outside - 1).unwrap();
         let e = two_chunks(&mut tight).unwrap_err().to_string();
         assert!(
             e.contains("128×128") && e.contains("`vram_budget_gb`") && e.contains("needs"),

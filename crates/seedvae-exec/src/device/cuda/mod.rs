@@ -107,6 +107,14 @@ pub struct Download {
 // SAFETY: page-locked host memory and an event: both may be used from any thread.
 unsafe impl Send for Download {}
 
+/// GroupNorm's statistics of `t` frames of `c` channels, as a scale and shift per frame and
+/// channel (the affine folded in).
+pub struct NormStats {
+    ab: CudaSlice<f32>,
+    t: usize,
+    c: usize,
+}
+
 /// Frames of room in front of an activation a causal conv reads next: its head (kT − 1 = 2
 /// frames, or the carried frames of a temporal downsampler, fewer).
 pub(crate) const HEAD_ROOM: usize = 2;
@@ -524,14 +532,9 @@ impl<E: Elem> Cuda<E> {
         }
     }
 
-    /// GroupNorm of `x` (+ SiLU) into the buffer at `y` (same extent).
-    fn norm_into(
-        &self,
-        x: &Act<GpuBuf<E>>,
-        nw: &NormWeights<GpuBuf<E>>,
-        silu: bool,
-        y: u64,
-    ) -> Result<()> {
+    /// GroupNorm's statistics of every frame of `x`, folded with the affine into a scale and
+    /// shift per frame and channel.
+    fn stats(&self, x: &Act<GpuBuf<E>>, nw: &NormWeights<GpuBuf<E>>) -> Result<NormStats> {
         let d = x.dims;
         let per = shapes::norm(d, nw.c)?;
         if d.c > 8 * 1024 {
@@ -547,7 +550,7 @@ impl<E: Elem> Cuda<E> {
             .map_err(driver("GroupNorm sums"))?;
         let ab = self.alloc::<f32>(2 * d.t * d.c)?;
         let xp = self.ptr(&x.buf);
-        eight_at_a_time("GroupNorm", d.c, &[xp, y])?;
+        eight_at_a_time("GroupNorm", d.c, &[xp])?;
         // A thread for each 8 channels of a pixel, `lanes` pixels at once, 64 pixels a lane
         // per block.
         let per_pixel = d.c / 8;
@@ -564,20 +567,87 @@ impl<E: Elem> Cuda<E> {
         let (g, b, t) = (self.ptr(&nw.gamma), self.ptr(&nw.beta), d.t as i32);
         let grid = Grid(d.t * d.c);
         launch!(self, gn_finish, grid, &xp, &acc, &g, &b, &ab, &t, &plane, &c, &per_i, &NORM_EPS)?;
-        let n = d.count()?;
-        let (frame, n64, silu) = ((d.plane() * d.c) as i64, n as i64, silu as i32);
-        launch!(
-            self,
-            gn_apply_v8,
-            Grid(n / 8),
-            &xp,
-            &y,
-            &ab,
-            &c,
-            &frame,
-            &n64,
-            &silu
-        )
+        Ok(NormStats { ab, t: d.t, c: d.c })
+    }
+
+    /// GroupNorm of rows `[r0, r1)` of `x` (+ SiLU) with statistics `st` into the buffer at
+    /// `y` (`[T, r1 − r0, W, C]`): one launch for whole frames, one a frame for a band.
+    fn norm_with(
+        &self,
+        x: &Act<GpuBuf<E>>,
+        st: &NormStats,
+        silu: bool,
+        (r0, r1): (usize, usize),
+        y: u64,
+    ) -> Result<()> {
+        let d = x.dims;
+        shapes::rows(d, r0, r1)?;
+        if (st.t, st.c) != (d.t, d.c) {
+            return Err(Error::Shape(format!(
+                "GroupNorm statistics of {} frames of {} channels for {d:?}",
+                st.t, st.c
+            )));
+        }
+        let xp = self.ptr(&x.buf);
+        eight_at_a_time("GroupNorm", d.c, &[xp, y])?;
+        let ab = st.ab.device_ptr(&self.stream).0;
+        let (c, silu) = (d.c as i32, silu as i32);
+        let band = (r1 - r0) * d.w * d.c;
+        let es = size_of::<E>() as u64;
+        // A launch's frame index picks the scale and shift: a band's launch is one frame's.
+        let launches: Vec<(u64, u64, u64, usize)> = if band == d.plane() * d.c {
+            vec![(xp, y, ab, d.t * band)]
+        } else {
+            (0..d.t)
+                .map(|t| {
+                    let from = ((t * d.h + r0) * d.w * d.c) as u64 * es;
+                    let to = (t * band) as u64 * es;
+                    let abt = (t * 2 * d.c * size_of::<f32>()) as u64;
+                    (xp + from, y + to, ab + abt, band)
+                })
+                .collect()
+        };
+        for (src, dst, abt, n) in launches {
+            let (frame, n64) = (band as i64, n as i64);
+            launch!(
+                self,
+                gn_apply_v8,
+                Grid(n / 8),
+                &src,
+                &dst,
+                &abt,
+                &c,
+                &frame,
+                &n64,
+                &silu
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Rows `[s0, s0 + n)` of every frame of `src` to rows `[d0, d0 + n)` of the frames at `dst`
+    /// (`dst_h` rows high; same channels, frames and width): a copy per frame.
+    fn copy_rows(
+        &self,
+        src: &Act<GpuBuf<E>>,
+        s0: usize,
+        dst: u64,
+        dst_h: usize,
+        d0: usize,
+        n: usize,
+    ) -> Result<()> {
+        let d = src.dims;
+        let row = d.w * d.c;
+        let es = size_of::<E>() as u64;
+        let sp = self.ptr(&src.buf);
+        for t in 0..d.t {
+            self.copy(
+                dst + ((t * dst_h + d0) * row) as u64 * es,
+                sp + ((t * d.h + s0) * row) as u64 * es,
+                n * row,
+            )?;
+        }
+        Ok(())
     }
 
     /// cuBLAS `C = op(A)·op(B)` (column-major; A and B stored as `E`, C as `c_type`; fp32
@@ -870,15 +940,68 @@ impl<E: Elem> Device for Cuda<E> {
         Ok(out)
     }
 
-    fn group_norm(
+    type Stats = NormStats;
+
+    fn norm_stats(&mut self, x: &Act<GpuBuf<E>>, nw: &NormWeights<GpuBuf<E>>) -> Result<NormStats> {
+        self.stats(x, nw)
+    }
+
+    fn norm_rows(
         &mut self,
         x: &Act<GpuBuf<E>>,
+        st: &NormStats,
         nw: &NormWeights<GpuBuf<E>>,
         silu: bool,
+        r0: usize,
+        r1: usize,
     ) -> Result<Act<GpuBuf<E>>> {
-        let y = self.act(x.dims, HEAD_ROOM)?;
-        self.norm_into(x, nw, silu, self.ptr(&y.buf))?;
+        shapes::norm(x.dims, nw.c)?;
+        shapes::rows(x.dims, r0, r1)?;
+        let y = self.act(
+            Dims {
+                h: r1 - r0,
+                ..x.dims
+            },
+            HEAD_ROOM,
+        )?;
+        self.norm_with(x, st, silu, (r0, r1), self.ptr(&y.buf))?;
         Ok(y)
+    }
+
+    fn rows(
+        &mut self,
+        x: &Act<GpuBuf<E>>,
+        r0: usize,
+        r1: usize,
+        head_room: bool,
+    ) -> Result<Act<GpuBuf<E>>> {
+        shapes::rows(x.dims, r0, r1)?;
+        let room = if head_room { HEAD_ROOM } else { 0 };
+        let out = self.act(
+            Dims {
+                h: r1 - r0,
+                ..x.dims
+            },
+            room,
+        )?;
+        self.copy_rows(x, r0, self.ptr(&out.buf), r1 - r0, 0, r1 - r0)?;
+        Ok(out)
+    }
+
+    fn empty(&mut self, dims: Dims) -> Result<Act<GpuBuf<E>>> {
+        self.act(dims, 0)
+    }
+
+    fn put_rows(
+        &mut self,
+        dst: &mut Act<GpuBuf<E>>,
+        src: &Act<GpuBuf<E>>,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> Result<()> {
+        shapes::put_rows(dst.dims, src.dims, s0, d0, n)?;
+        self.copy_rows(src, s0, self.ptr(&dst.buf), dst.dims.h, d0, n)
     }
 
     fn add(&mut self, a: &mut Act<GpuBuf<E>>, b: &Act<GpuBuf<E>>) -> Result<()> {
@@ -935,7 +1058,9 @@ impl<E: Elem> Device for Cuda<E> {
         let c = a.c;
         shapes::attention(d, c)?;
         let nrm = self.act(d, 0)?;
-        self.norm_into(x, &a.norm, false, self.ptr(&nrm.buf))?;
+        let st = self.stats(x, &a.norm)?;
+        self.norm_with(x, &st, false, (0, d.h), self.ptr(&nrm.buf))?;
+        drop(st);
         let p = d.plane();
         let out = self.act(d, 0)?;
         self.copy_frames(x, 0, self.ptr(&out.buf), 0, d.t)?;

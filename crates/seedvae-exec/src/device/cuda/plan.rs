@@ -8,7 +8,7 @@
 
 use super::{stored_cout, HEAD_ROOM};
 use crate::device::{shapes, Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
-use crate::{Result, Vae};
+use crate::{Result, Split, Vae};
 use seedvae_weights::schema::NORM_GROUPS;
 use seedvae_weights::{Part, WeightFile};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -77,12 +77,11 @@ impl Planned {
         self.act(dims, HEAD_ROOM)
     }
 
-    /// GroupNorm's statistics and folded affine (alive with its output).
-    fn norm_scratch(&self, d: Dims) -> [PlannedBuf; 2] {
-        [
-            self.alloc(2 * d.t * NORM_GROUPS * 8),
-            self.alloc(2 * d.t * d.c * 4),
-        ]
+    /// GroupNorm's statistics: the f64 sums (gone once folded) and the folded affine.
+    fn norm_scratch(&self, d: Dims) -> PlannedBuf {
+        let ab = self.alloc(2 * d.t * d.c * 4);
+        let _sums = self.alloc(2 * d.t * NORM_GROUPS * 8);
+        ab
     }
 }
 
@@ -165,16 +164,68 @@ impl Device for Planned {
         self.act(Dims { t: n, ..x.dims }, 0)
     }
 
-    fn group_norm(
+    type Stats = PlannedBuf;
+
+    fn norm_stats(
         &mut self,
         x: &Act<PlannedBuf>,
         n: &NormWeights<PlannedBuf>,
+    ) -> Result<PlannedBuf> {
+        shapes::norm(x.dims, n.c)?;
+        Ok(self.norm_scratch(x.dims))
+    }
+
+    fn norm_rows(
+        &mut self,
+        x: &Act<PlannedBuf>,
+        _s: &PlannedBuf,
+        n: &NormWeights<PlannedBuf>,
         _silu: bool,
+        r0: usize,
+        r1: usize,
     ) -> Result<Act<PlannedBuf>> {
         shapes::norm(x.dims, n.c)?;
-        let y = self.act(x.dims, HEAD_ROOM)?;
-        let _scratch = self.norm_scratch(x.dims);
-        Ok(y)
+        shapes::rows(x.dims, r0, r1)?;
+        self.act(
+            Dims {
+                h: r1 - r0,
+                ..x.dims
+            },
+            HEAD_ROOM,
+        )
+    }
+
+    fn rows(
+        &mut self,
+        x: &Act<PlannedBuf>,
+        r0: usize,
+        r1: usize,
+        head_room: bool,
+    ) -> Result<Act<PlannedBuf>> {
+        shapes::rows(x.dims, r0, r1)?;
+        let room = if head_room { HEAD_ROOM } else { 0 };
+        self.act(
+            Dims {
+                h: r1 - r0,
+                ..x.dims
+            },
+            room,
+        )
+    }
+
+    fn empty(&mut self, dims: Dims) -> Result<Act<PlannedBuf>> {
+        self.act(dims, 0)
+    }
+
+    fn put_rows(
+        &mut self,
+        dst: &mut Act<PlannedBuf>,
+        src: &Act<PlannedBuf>,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> Result<()> {
+        shapes::put_rows(dst.dims, src.dims, s0, d0, n)
     }
 
     fn add(&mut self, a: &mut Act<PlannedBuf>, b: &Act<PlannedBuf>) -> Result<()> {
@@ -259,15 +310,15 @@ impl MemoryPlanner {
     }
 
     /// The peak bytes of one stream over input `chunks` (in order, each as the executor is
-    /// called with it) with the full-resolution layers in `groups` frames, each chunk's
-    /// download queued as the runner does; cuDNN's workspace not included.
-    pub fn peak(&mut self, chunks: &[Dims], groups: Option<usize>) -> Result<usize> {
+    /// called with it) cut as `split` says, each chunk's download queued as the runner does;
+    /// cuDNN's workspace not included.
+    pub fn peak(&mut self, chunks: &[Dims], split: Split) -> Result<usize> {
         let m = &self.dev.meter;
         m.peak.store(m.live.load(Relaxed), Relaxed);
         let mut s = self.vae.stream();
         for &d in chunks {
             let x = self.dev.input(d)?;
-            let y = self.vae.step_grouped(&mut self.dev, &mut s, x, groups)?;
+            let y = self.vae.step_split(&mut self.dev, &mut s, x, split)?;
             self.dev.download_start(&y)?;
         }
         Ok(self.dev.peak())
@@ -280,9 +331,9 @@ pub fn planned_peak(
     part: Part,
     value_bytes: usize,
     chunks: &[Dims],
-    groups: Option<usize>,
+    split: Split,
 ) -> Result<usize> {
-    MemoryPlanner::load(w, part, value_bytes)?.peak(chunks, groups)
+    MemoryPlanner::load(w, part, value_bytes)?.peak(chunks, split)
 }
 
 /// What the plan sets aside for cuDNN's workspace (the executor keeps to it when any plan
@@ -298,24 +349,41 @@ pub fn workspace_allowance(value_bytes: usize) -> u64 {
 /// How a chunk fits a memory budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fit {
-    /// Run the full-resolution layers `groups` frames at a time (None: the whole chunk); the
-    /// plan then needs `planned` bytes.
-    Fits { groups: Option<usize>, planned: u64 },
-    /// Nothing fits: one frame at a time needs `least` bytes.
+    /// Run the step cut as `split`; the plan then needs `planned` bytes.
+    Fits { split: Split, planned: u64 },
+    /// Nothing fits: the least any cut tried needs is `least` bytes.
     TooLarge { least: u64 },
 }
 
-/// The frame groups to run within `budget` bytes: the whole chunk when it fits, else the
-/// largest group of the full-resolution layers that does (`peak(groups)` plans one).
-pub fn groups_within(
+/// The cut to run within `budget` bytes (`peak(split)` plans one): the whole chunk when it
+/// fits, else the largest frame group of the full-resolution layers that does, else one frame
+/// at a time in the tallest bands that do — halving down to 8 px of a frame `frame_h` px high.
+/// With `band_px` (the user's), the frame groups are tried in those bands, and the bands halved
+/// from there.
+pub fn split_within(
     budget: u64,
-    mut peak: impl FnMut(Option<usize>) -> Result<usize>,
+    frame_h: usize,
+    band_px: Option<usize>,
+    mut peak: impl FnMut(Split) -> Result<usize>,
 ) -> Result<Fit> {
+    let mut cuts: Vec<Split> = [None, Some(8), Some(4), Some(2), Some(1)]
+        .into_iter()
+        .map(|groups| Split { groups, band_px })
+        .collect();
+    let tallest = band_px.unwrap_or(frame_h).min(frame_h);
+    cuts.extend(
+        std::iter::successors(Some(tallest.div_ceil(2)), |&px| Some(px.div_ceil(2)))
+            .take_while(|&px| px >= 8 && px < tallest)
+            .map(|px| Split {
+                groups: Some(1),
+                band_px: Some(px),
+            }),
+    );
     let mut least = u64::MAX;
-    for groups in [None, Some(8), Some(4), Some(2), Some(1)] {
-        let planned = peak(groups)? as u64;
+    for split in cuts {
+        let planned = peak(split)? as u64;
         if planned <= budget {
-            return Ok(Fit::Fits { groups, planned });
+            return Ok(Fit::Fits { split, planned });
         }
         least = least.min(planned);
     }
@@ -326,29 +394,48 @@ pub fn groups_within(
 mod tests {
     use super::*;
 
-    /// The whole chunk when it fits; else the largest group that fits; else what one frame
-    /// at a time needs.
+    /// The whole chunk when it fits; else the largest group that fits; else one frame at a
+    /// time in the tallest bands that fit; else the least any cut needs.
     #[test]
-    fn the_largest_frame_group_within_the_budget_is_chosen() {
-        // A plan that needs 10 + 2 per frame of a group (a whole chunk: 12 frames).
-        let peak = |g: Option<usize>| Ok(10 + 2 * g.unwrap_or(12));
+    fn the_largest_cut_within_the_budget_is_chosen() {
+        // A plan that needs 10 + 2 per frame of a group (a whole chunk: 12 frames); a band of
+        // a frame 256 px high costs its share of the frame's 32.
+        let peak = |s: Split| {
+            let frame = s.band_px.map_or(32, |px| px / 8);
+            Ok(10 + frame * s.groups.unwrap_or(12) / 16)
+        };
+        let fits = |groups, band_px, planned| Fit::Fits {
+            split: Split { groups, band_px },
+            planned,
+        };
         assert_eq!(
-            groups_within(40, peak).unwrap(),
-            Fit::Fits {
-                groups: None,
-                planned: 34
-            }
+            split_within(40, 256, None, peak).unwrap(),
+            fits(None, None, 34)
         );
         assert_eq!(
-            groups_within(20, peak).unwrap(),
-            Fit::Fits {
-                groups: Some(4),
-                planned: 18
-            }
+            split_within(20, 256, None, peak).unwrap(),
+            fits(Some(4), None, 18)
         );
         assert_eq!(
-            groups_within(11, peak).unwrap(),
-            Fit::TooLarge { least: 12 }
+            split_within(11, 256, None, peak).unwrap(),
+            fits(Some(1), Some(128), 11)
+        );
+        assert_eq!(
+            split_within(10, 256, None, peak).unwrap(),
+            fits(Some(1), Some(64), 10)
+        );
+        assert_eq!(
+            split_within(9, 256, None, peak).unwrap(),
+            Fit::TooLarge { least: 10 }
+        );
+        // The user's bands are kept while a frame group fits in them; then halved.
+        assert_eq!(
+            split_within(20, 256, Some(64), peak).unwrap(),
+            fits(None, Some(64), 16)
+        );
+        assert_eq!(
+            split_within(10, 256, Some(128), peak).unwrap(),
+            fits(Some(1), Some(64), 10)
         );
     }
 }
