@@ -708,6 +708,36 @@ fn main() {
                 std::process::exit(1);
             }
         }
+        Some("plan") => {
+            // The fp16 memory plan of a decode in one-latent-frame calls: the cut the budget
+            // picks, and what each cut needs.
+            let wf = WeightFile::open(&a[2]).unwrap();
+            let (h, w, t): (usize, usize, usize) = (
+                a[3].parse().unwrap(),
+                a[4].parse().unwrap(),
+                a[5].parse().unwrap(),
+            );
+            let budget_gb: f64 = a.get(6).map_or(16.0, |b| b.parse().unwrap());
+            let d = Dims::new(16, 1, h / 8, w / 8);
+            let mut planner = seedvae_exec::MemoryPlanner::load(&wf, Part::Decoder, 2).unwrap();
+            let calls = vec![d; t.min(3)];
+            let gib = (1u64 << 30) as f64;
+            let pool =
+                (budget_gb * 1e9) as u64 - seedvae_exec::workspace_allowance(2) - (512 << 20);
+            let fit = seedvae_exec::split_within(pool, h, None, |sp| {
+                let p = planner.peak(&calls, sp);
+                match &p {
+                    Ok(b) => println!("  {sp:?}: {:.2} GiB", *b as f64 / gib),
+                    Err(e) => println!("  {sp:?}: {e}"),
+                }
+                p
+            })
+            .unwrap();
+            println!(
+                "decode {w}x{h} within {budget_gb} GB (pool {:.2} GiB): {fit:?}",
+                pool as f64 / gib
+            );
+        }
         Some(p @ ("time" | "time32")) => {
             let args = (
                 Path::new(&a[2]),
@@ -727,7 +757,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: exec ops | exec check FIXTURES | exec time|time32 WEIGHTS H W T [GROUP|-] [BAND_PX] | exec profile WEIGHTS H W T"
+                "usage: exec ops | exec check FIXTURES | exec time|time32 WEIGHTS H W T [GROUP|-] [BAND_PX] | exec plan WEIGHTS H W T [BUDGET_GB] | exec profile WEIGHTS H W T"
             );
             std::process::exit(2);
         }

@@ -382,19 +382,27 @@ impl<B> Vae<B> {
             },
         });
         // A device that limits tensor sizes gets groups small enough for the largest tensor of
-        // the full-resolution layers, head frames included.
+        // the full-resolution layers: head frames included where a conv reads the whole tensor
+        // joined with them; in bands only a band meets the head (the whole tensors hold the
+        // group's frames alone).
         let groups = match dev.max_elements() {
             Some(max) => {
                 let per_frame = self
                     .full_resolution_frame_elements(d.h, d.w, bands.is_some())
                     .max(1);
-                let fit = (max / per_frame).saturating_sub(2);
+                let head = if bands.is_some() { 0 } else { 2 };
+                let fit = (max / per_frame).saturating_sub(head);
                 if fit == 0 {
                     return Err(Error::Shape(format!(
                         "an input of {}×{} needs tensors of {per_frame} values a frame at full \
-                         resolution; this device holds at most {max} in one (spatial bands are \
-                         not there yet)",
-                        d.w, d.h
+                         resolution; this device holds at most {max} in one{}",
+                        d.w,
+                        d.h,
+                        if bands.is_some() {
+                            ""
+                        } else {
+                            " (run it in bands: a smaller tile size)"
+                        }
                     )));
                 }
                 Some(groups.map_or(fit, |g| g.min(fit)))

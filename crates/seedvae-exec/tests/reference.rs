@@ -273,9 +273,20 @@ fn a_tensor_size_limit_cuts_frame_groups_and_changes_nothing() {
         Err(e) => e.to_string(),
     };
     assert!(
-        err.contains("at most") && err.contains("input of 8×8"),
+        err.contains("at most") && err.contains("input of 8×8") && err.contains("in bands"),
         "{err}"
     );
+    // In bands only a band meets the head frames: the same limit takes groups of 2 frames.
+    let x = tiny.upload(&z, d).unwrap();
+    let bands = Split {
+        groups: None,
+        band_px: Some(16),
+    };
+    let y = dec
+        .step_split(&mut tiny, &mut dec.stream(), x, bands)
+        .unwrap();
+    let e = rel_l2(&to_f64(&tiny.download(&y).unwrap()), &to_f64(&whole));
+    assert!(e <= 1e-6, "{e:.2e}");
 }
 
 /// Counts the arithmetic of the calls a schedule makes (convolutions by their output, attention

@@ -379,15 +379,24 @@ pub fn split_within(
                 band_px: Some(px),
             }),
     );
-    let mut least = u64::MAX;
+    // A cut the schedule refuses (a tensor past the device's limit) is one that does not fit.
+    let (mut least, mut refused) = (u64::MAX, None);
     for split in cuts {
-        let planned = peak(split)? as u64;
-        if planned <= budget {
-            return Ok(Fit::Fits { split, planned });
+        match peak(split) {
+            Ok(planned) if planned as u64 <= budget => {
+                return Ok(Fit::Fits {
+                    split,
+                    planned: planned as u64,
+                })
+            }
+            Ok(planned) => least = least.min(planned as u64),
+            Err(e) => refused = Some(e),
         }
-        least = least.min(planned);
     }
-    Ok(Fit::TooLarge { least })
+    match refused {
+        Some(e) if least == u64::MAX => Err(e),
+        _ => Ok(Fit::TooLarge { least }),
+    }
 }
 
 #[cfg(test)]
@@ -428,6 +437,17 @@ mod tests {
             split_within(9, 256, None, peak).unwrap(),
             Fit::TooLarge { least: 10 }
         );
+        // Cuts the schedule refuses (whole frames past a tensor limit) give way to bands.
+        let limited = |s: Split| match s.band_px {
+            None => Err(crate::Error::Shape("past the limit".into())),
+            Some(_) => peak(s),
+        };
+        assert_eq!(
+            split_within(40, 256, None, limited).unwrap(),
+            fits(Some(1), Some(128), 11)
+        );
+        let refused = |_| Err::<usize, _>(crate::Error::Shape("past the limit".into()));
+        assert!(split_within(40, 256, None, refused).is_err());
         // The user's bands are kept while a frame group fits in them; then halved.
         assert_eq!(
             split_within(20, 256, Some(64), peak).unwrap(),
