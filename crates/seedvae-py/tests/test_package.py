@@ -133,9 +133,15 @@ def test_ctrl_c_stops_a_run_at_the_next_chunk(decoder):
         if e.kind == "frames" and not timer.is_alive() and not timer.finished.is_set():
             timer.start()
 
+    # Python's own Ctrl-C handler, whatever started this process (a shell's background job
+    # starts with SIGINT ignored, and Python then leaves it so).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     start = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        decoder.decode(latent, chunk=1, progress=progress)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            decoder.decode(latent, chunk=1, progress=progress)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     took = time.monotonic() - start
     timer.join()
     done = max(e.done for e in seen if e.kind == "frames")
