@@ -47,3 +47,23 @@ small = torch.rand(1, 3, 18, 26, generator=g) * 2 - 1
 np.save(f"{OUT}/resize_in.npy", small[0].numpy())
 np.save(f"{OUT}/resize_out.npy", F.interpolate(small, size=(72, 104), mode="bilinear", align_corners=False)[0].numpy())
 print("resize ok")
+# Decoders overshoot at highlights and edges: content leaving [-1, 1] (about a fifth of the
+# values of the first frame, a few of the second), the style inside it, for every method.
+over = torch.cat([cases["smooth"][0] * 1.35 + 0.1, cases["random"][0] * 1.05])
+np.save(f"{OUT}/over_content.npy", over.numpy()); np.save(f"{OUT}/over_style.npy", sb.numpy())
+np.save(f"{OUT}/over_wavelet.npy", cf.wavelet_reconstruction(over.clone(), sb.clone()).numpy())
+np.save(f"{OUT}/over_adain.npy", cf.adaptive_instance_normalization(over.clone(), sb.clone()).numpy())
+np.save(f"{OUT}/over_lab.npy", cf.lab_color_transfer(over.clone(), sb.clone(), dbg, luminance_weight=0.8).numpy())
+np.save(f"{OUT}/over_hsv.npy", cf.hsv_saturation_histogram_match(over.clone(), sb.clone(), dbg).numpy())
+np.save(f"{OUT}/over_wavelet_adaptive.npy", cf.wavelet_adaptive_color_correction(over.clone(), sb.clone(), dbg).numpy())
+# The same with PyTorch's sort made stable: tied values (clamped highlights share a
+# saturation, flat regions a level) keep pixel order, as seedvae's histogram matching does;
+# the unstable default hands ties out in an order of its own (CPU introsort, GPU bitonic).
+_sort = torch.sort
+torch.sort = lambda x, *a, **k: _sort(x, *a, stable=True, **k)
+for name, content, style in [("over", over, sb), ("batch", cb, sb)]:
+    np.save(f"{OUT}/{name}_lab_stable.npy", cf.lab_color_transfer(content.clone(), style.clone(), dbg, luminance_weight=0.8).numpy())
+    np.save(f"{OUT}/{name}_hsv_stable.npy", cf.hsv_saturation_histogram_match(content.clone(), style.clone(), dbg).numpy())
+    np.save(f"{OUT}/{name}_wavelet_adaptive_stable.npy", cf.wavelet_adaptive_color_correction(content.clone(), style.clone(), dbg).numpy())
+torch.sort = _sort
+print("out of range ok")
