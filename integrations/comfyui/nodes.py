@@ -38,6 +38,9 @@ BACKEND_NAMES = {
     "cpu": "onnxruntime-cpu",
 }
 COLOR_METHODS = list(seedvae.COLOR_METHODS)
+#: What SeedVAEEncode keeps of its input in the LATENT: the frames and size before it padded
+#: them (16 px, 4n+1 frames), for SeedVAEDecode to give the clip back as it came.
+SHAPE_KEY = "seedvae_input"
 
 # Engines and converted graphs live in models/seedvae (the engine cache).
 if "seedvae" not in folder_paths.folder_names_and_paths:
@@ -110,6 +113,21 @@ def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return x
 
 
+def input_shape(*latents: Optional[dict]) -> Optional[dict]:
+    """The first of ``latents`` that carries SeedVAEEncode's record of its input (frames,
+    height, width), or None."""
+    for latent in latents:
+        shape = (latent or {}).get(SHAPE_KEY)
+        if isinstance(shape, dict) and all(isinstance(shape.get(k), int) for k in ("frames", "height", "width")):
+            return shape
+    return None
+
+
+def crop_to(video: torch.Tensor, shape: dict) -> torch.Tensor:
+    """A decoded ``[b, 3, F, H, W]`` cut back to the encoded input's frames and size."""
+    return video[:, :, : shape["frames"], : shape["height"], : shape["width"]]
+
+
 # ---- running ---------------------------------------------------------------------------------
 
 
@@ -154,11 +172,26 @@ class SeedVAE:
             if m.fallback_reason:
                 log.warning("seedvae %s on %s: %s", part, m.backend, m.fallback_reason)
             self.models[part] = m
-        if m.backend != "onnxruntime-cpu":
-            # Room on the GPU: ComfyUI's cached models go first.
-            comfy.model_management.unload_all_models()
-            comfy.model_management.soft_empty_cache()
         return m
+
+    def make_room(self, model: seedvae.Model, shape: list) -> None:
+        """Ask ComfyUI for the GPU memory one run over an input of ``shape`` needs, so that it
+        unloads only as much as that (the DiT of a SeedVR2 workflow stays loaded when there is
+        room beside it): seedvae's own plan where it has one (its CUDA executor), else the
+        loader's VRAM budget, else what ComfyUI reserves for its own SeedVR2 VAE."""
+        if model.backend in ("onnxruntime-cpu", "reference"):
+            return
+        need = model.device_need(shape)
+        if need is None and self.vram_budget_gb:
+            need = int(self.vram_budget_gb * 1e9)
+        if need is None:
+            t, h, w = shape[2:]
+            if model.part == "encoder":
+                t, h, w = (t - 1) // 4 + 1, h // 8, w // 8
+            need = 16 * t * h * w * (4 * 8 * 8) * 2  # comfy/sd.py, SeedVR2's memory_used_decode
+        mm = comfy.model_management
+        mm.free_memory(need, mm.get_torch_device())
+        mm.soft_empty_cache()
 
 
 SEEDVAE = io.Custom("SEEDVAE")
@@ -216,25 +249,31 @@ class SeedVAEDecode(io.ComfyNode):
             node_id="SeedVAEDecode",
             display_name="SeedVR2 VAE Decode (seedvae)",
             category="latent/seedvae",
-            description="Decode SeedVR2 latents to frames (4t−3 frames of 8h × 8w per latent), "
-            "optionally colour-corrected against reference frames as the SeedVR2 node does.",
+            description="Decode SeedVR2 latents to frames (4t−3 frames of 8h × 8w per latent; with `crop`, "
+            "the frame count and size the clip was encoded with), optionally colour-corrected against "
+            "reference frames as the SeedVR2 node does.",
             inputs=[
                 io.Latent.Input("samples"),
                 SEEDVAE.Input("vae"),
                 *tile_inputs(),
                 io.Combo.Input("color_fix", options=COLOR_METHODS, default="none"),
+                io.Boolean.Input("crop", default=True, tooltip="Give the clip back with the frame count and size it was encoded with (SeedVR2 VAE Encode (seedvae) pads to 16 px and 4n+1 frames). Read from the LATENT, or from `encoded` when a node in between dropped it; left as decoded when neither says."),
                 io.Image.Input("color_reference", optional=True, tooltip="The frames before upscaling, for color_fix."),
+                io.Latent.Input("encoded", optional=True, tooltip="The LATENT from SeedVR2 VAE Encode (seedvae), for `crop` when the samples come from a node that does not pass its record on (the SeedVR2 conditioning node)."),
             ],
             outputs=[io.Image.Output()],
         )
 
     @classmethod
-    def execute(cls, samples, vae, tiling, tile_size, tile_overlap, color_fix, color_reference=None) -> io.NodeOutput:
+    def execute(cls, samples, vae, tiling, tile_size, tile_overlap, color_fix, crop=True, color_reference=None, encoded=None) -> io.NodeOutput:
         z = to_vae_latents(samples["samples"])
         model = vae.model("decoder")
-        # Without color_reference, the package refuses a color_fix before decoding anything.
+        vae.make_room(model, [1, *z.shape[1:]])
         use = color_fix != "none" and color_reference is not None
         reference = images_to_clip(color_reference).numpy() if use else None
+        shape = input_shape(samples, encoded) if crop else None
+        if crop and shape is None:
+            log.info("seedvae: no record of the encoded clip's size: frames left as decoded")
         frames = 4 * z.shape[2] - 3
         progress = Progress(z.shape[0] * frames)
         out = []
@@ -246,14 +285,15 @@ class SeedVAEDecode(io.ComfyNode):
                     e = e._replace(done=done + e.done, total=z.shape[0] * frames)
                 progress(e)
 
-            video = model.decode(
-                z[i : i + 1].numpy(),
-                **tile_args(tiling, tile_size, tile_overlap),
-                color_fix=color_fix,
-                color_reference=reference,
-                progress=report,
+            video = torch.from_numpy(
+                model.decode(z[i : i + 1].numpy(), **tile_args(tiling, tile_size, tile_overlap), progress=report)
             )
-            out.append(torch.from_numpy(video))
+            if shape is not None:
+                video = crop_to(video, shape)
+            if use:
+                # Corrected as the frames come out: the reference is matched to the cropped clip.
+                video = torch.from_numpy(seedvae.correct_colors(video.contiguous().numpy(), reference, color_fix))
+            out.append(video)
         return io.NodeOutput(clip_to_images(torch.cat(out)))
 
 
@@ -266,22 +306,27 @@ class SeedVAEEncode(io.ComfyNode):
             category="latent/seedvae",
             description="Encode frames to a SeedVR2 latent [1, t, h, w, 16] × 0.9152, as SeedVR2's "
             "input processing does after resizing: padded to a multiple of 16 pixels (black) and "
-            "to 4n+1 frames (the last repeated); the posterior mean.",
+            "to 4n+1 frames (the last repeated); the posterior mean. The LATENT remembers the "
+            "frames and size it came from, for the decode node's `crop`.",
             inputs=[io.Image.Input("pixels"), SEEDVAE.Input("vae"), *tile_inputs()],
             outputs=[io.Latent.Output()],
         )
 
     @classmethod
     def execute(cls, pixels, vae, tiling, tile_size, tile_overlap) -> io.NodeOutput:
-        clip = images_to_clip(pad_to(pixels, 16))
+        images = pixels if pixels.ndim == 4 else pixels[None]
+        shape = {"frames": int(images.shape[0]), "height": int(images.shape[1]), "width": int(images.shape[2])}
+        clip = images_to_clip(pad_to(images, 16))
         model = vae.model("encoder")
+        t = clip.shape[2]
+        vae.make_room(model, [1, 3, t + (-(t - 1)) % 4, *clip.shape[3:]])
         latent = model.encode(
             clip.numpy(),
             pad="repeat",
             **tile_args(tiling, tile_size, tile_overlap),
             progress=Progress(clip.shape[2]),
         )
-        return io.NodeOutput({"samples": from_vae_latents(torch.from_numpy(latent))})
+        return io.NodeOutput({"samples": from_vae_latents(torch.from_numpy(latent)), SHAPE_KEY: shape})
 
 
 NODES = [SeedVAELoader, SeedVAEDecode, SeedVAEEncode]

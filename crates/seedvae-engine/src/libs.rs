@@ -104,7 +104,7 @@ pub fn tensorrt(explicit: Option<&Path>) -> Result<(PathBuf, PathBuf), crate::Er
             return Ok(found);
         }
     }
-    Err(crate::Error::Library("TensorRT-RTX libraries not found: run scripts/setup.sh (it installs the tensorrt-rtx-cu13 wheel into .venv), \
+    Err(crate::Error::Library("TensorRT-RTX libraries not found: `install_tensorrt`, \
          or set SEEDVAE_TENSORRT_DIR to the folder holding libtensorrt_rtx.so.1 and libtensorrt_onnxparser_rtx.so.1 \
          (tensorrt_rtx_1_7.dll and tensorrt_onnxparser_rtx_1_7.dll on Windows)"
         .into()))

@@ -44,7 +44,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 
 /// The library names its options in backticks (`` `tile_px` 7``); a Python caller passes them as
 /// keyword arguments (`tile=7`): messages speak the caller's language.
-const KEYWORDS: [(&str, &str); 20] = [
+const KEYWORDS: [(&str, &str); 22] = [
     ("`backends`", "backend="),
     ("`tile_px`", "tile="),
     ("`overlap_px`", "overlap="),
@@ -65,6 +65,8 @@ const KEYWORDS: [(&str, &str); 20] = [
     ("`output`", "output"),
     ("`dit_latent`", "seedvae.from_dit (a DiT-layout latent)"),
     ("`install_cuda`", "`pip install seedvae[cuda]`"),
+    ("`install_tensorrt`", "`pip install \"seedvae[tensorrt]\"`"),
+    ("`install_onnxruntime`", "`pip install \"seedvae[cpu]\"`"),
 ];
 
 /// `msg` with every library option name as the keyword argument for it (`` `tile_px` 7`` →
@@ -148,6 +150,15 @@ mod tests {
             "more than the 1.00 GB budget (vram_budget_gb=...); drop no_tiling=True"
         );
         assert_eq!(keywords("run `seedvae convert`"), "run `seedvae convert`");
+        // What to install, as a Python user installs it (the CLI says scripts/setup.sh).
+        assert_eq!(
+            keywords("TensorRT-RTX libraries not found: `install_tensorrt`, or set X"),
+            "TensorRT-RTX libraries not found: `pip install \"seedvae[tensorrt]\"`, or set X"
+        );
+        assert_eq!(
+            keywords("ONNX Runtime library not found: `install_onnxruntime`"),
+            "ONNX Runtime library not found: `pip install \"seedvae[cpu]\"`"
+        );
         assert_eq!(
             keywords("`chunk` needs a streaming model; `target` sm_120"),
             "chunk=... needs a streaming model; targets=sm_120"

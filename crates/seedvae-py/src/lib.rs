@@ -191,6 +191,13 @@ impl PyModel {
         }
     }
 
+    /// The most GPU memory a run over an input of `shape` (`[1, C, T, H, W]`) takes, in bytes,
+    /// where the backend plans it (seedvae's CUDA executor); None elsewhere.
+    fn device_need(&self, py: Python<'_>, shape: Vec<usize>) -> PyResult<Option<u64>> {
+        let h = hooks(None, None);
+        self.worker.run(py, &h, move |m| m.device_need(&shape))
+    }
+
     /// Streaming models take clips of any length, chunk by chunk.
     #[getter]
     fn streaming(&self) -> bool {

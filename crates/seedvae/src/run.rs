@@ -221,6 +221,26 @@ impl Model {
         opts.validate()
     }
 
+    /// The most GPU memory a run over `input` (`[1, C, T, H, W]`: a latent to decode, frames to
+    /// encode) takes, where the backend plans it — seedvae's CUDA executor (its plan for the
+    /// run's first chunk, whole, or as it must be cut); None elsewhere. For a host application
+    /// that holds other models on the GPU: free this much, not everything.
+    pub fn device_need(&mut self, input: &[usize]) -> Result<Option<u64>> {
+        let &[1, c, t, h, w] = input else {
+            return Err(invalid!(
+                "a {} input of shape {input:?}: expected [1, C, T, H, W]",
+                self.part
+            ));
+        };
+        let t = match self.part {
+            Part::Decoder => t,
+            Part::Encoder => Pad::padded_len(t),
+        };
+        let chunks = planner::plan_chunks(self.part, t, self.is_streaming(), None, &self.limits)?;
+        let first = chunks.first().map_or(t, |&(s, e)| e - s);
+        Ok(self.backend.device_need(&[1, c, first, h, w])?)
+    }
+
     /// Bands of `px` rows on seedvae's executor (said once, as tiles are).
     fn set_bands(&mut self, px: Option<usize>) {
         if let Some(px) = px {

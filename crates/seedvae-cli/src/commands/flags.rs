@@ -4,7 +4,7 @@
 
 /// Library option name → what a CLI user types (every name the library uses: the layering test
 /// `every_library_option_name_is_translated` holds it).
-const FLAGS: [(&str, &str); 20] = [
+const FLAGS: [(&str, &str); 22] = [
     ("`backends`", "--backend"),
     ("`tile_px`", "--tile-size"),
     ("`overlap_px`", "--tile-overlap"),
@@ -25,6 +25,14 @@ const FLAGS: [(&str, &str); 20] = [
     ("`output`", "-o"),
     ("`dit_latent`", "--dit-latent"),
     ("`install_cuda`", "run `scripts/setup.sh --gpu`"),
+    (
+        "`install_tensorrt`",
+        "run `scripts/setup.sh` (it installs the tensorrt-rtx-cu13 wheel into .venv)",
+    ),
+    (
+        "`install_onnxruntime`",
+        "run `scripts/setup.sh` (it installs onnxruntime into .venv)",
+    ),
 ];
 
 /// `msg` with the library's option names as the CLI's flags.
@@ -49,5 +57,10 @@ mod tests {
             "pass --force to overwrite it or choose another -o path"
         );
         assert_eq!(speak_cli("plain text"), "plain text");
+        assert_eq!(
+            speak_cli("ONNX Runtime library not found: `install_onnxruntime`, or set X"),
+            "ONNX Runtime library not found: run `scripts/setup.sh` (it installs onnxruntime into \
+             .venv), or set X"
+        );
     }
 }

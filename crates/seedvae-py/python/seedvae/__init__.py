@@ -25,7 +25,7 @@ import os
 import sys
 import weakref
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -271,6 +271,17 @@ class Model:
 
     def __repr__(self) -> str:
         return f"seedvae.Model(part={self.part!r}, backend={self.backend!r})"
+
+    def device_need(self, shape: Sequence[int]) -> Optional[int]:
+        """The most GPU memory, in bytes, a run over an input of ``shape`` takes: a latent
+        ``[1, 16, T, h, w]`` to decode, frames ``[1, 3, T, H, W]`` to encode. Known where the
+        backend plans its memory (``seedvae-cuda``: the plan for the run's first chunk, whole
+        or cut into frame groups and bands as it must be); None elsewhere. An application that
+        keeps other models on the GPU frees this much before the call, not everything."""
+        shape = [int(s) for s in shape]
+        if len(shape) != 5 or shape[0] != 1 or min(shape) < 1:
+            raise ValueError(f"shape {shape}: expected [1, C, T, H, W] with every size >= 1")
+        return self._m.device_need(shape)
 
     def decode(
         self,

@@ -43,7 +43,7 @@ pub fn onnxruntime(explicit: Option<&Path>) -> Result<PathBuf, Unavailable> {
         }
     }
     Err(Unavailable(
-        "ONNX Runtime library not found: run scripts/setup.sh (it installs onnxruntime into .venv), \
+        "ONNX Runtime library not found: `install_onnxruntime`, \
          or set SEEDVAE_ORT_LIB to libonnxruntime.so.* / onnxruntime.dll"
             .into(),
     ))

@@ -119,6 +119,12 @@ pub trait Backend: Send {
             self.kind()
         )))
     }
+    /// The most device memory a stream whose chunks look like `input` (`[1, C, T, H, W]`) needs,
+    /// where the backend plans it (seedvae's CUDA executor: its plan for the whole chunk, or
+    /// the least cut the schedule takes); None elsewhere. What a host application frees for it.
+    fn device_need(&mut self, _input: &[usize]) -> Result<Option<u64>, Error> {
+        Ok(None)
+    }
     /// Run every layer in bands of `px` rows of the frame from the next stream on (exact:
     /// seedvae's executor); a backend without bands ignores it (it is tiled instead).
     fn set_band_px(&mut self, _px: Option<usize>) {}

@@ -221,15 +221,7 @@ impl<D: Device> NativeBackend<D> {
             Part::Decoder => (8 * d.w, 8 * d.h),
             Part::Encoder => (d.w, d.h),
         };
-        // The first chunk and a later one (it carries state): as long for the decoder, 4n
-        // frames after the encoder's first 4n + 1.
-        let next = match self.vae.part() {
-            Part::Decoder => d,
-            Part::Encoder => Dims {
-                t: if d.t > 1 { d.t - 1 } else { 4 },
-                ..d
-            },
-        };
+        let next = later_chunk(self.vae.part(), d);
         let fit = seedvae_exec::split_within(m.pool, h, self.band_px, |sp| {
             m.planner.peak(&[d, next], sp)
         })
@@ -270,6 +262,18 @@ impl<D: Device> NativeBackend<D> {
             Part::Decoder => contract::VIDEO,
             Part::Encoder => contract::LATENT_MEAN,
         }
+    }
+}
+
+/// A stream's later chunk, after a first chunk of `d` (it carries state): as long for the
+/// decoder, 4n frames after the encoder's first 4n + 1.
+fn later_chunk(part: Part, d: Dims) -> Dims {
+    match part {
+        Part::Decoder => d,
+        Part::Encoder => Dims {
+            t: if d.t > 1 { d.t - 1 } else { 4 },
+            ..d
+        },
     }
 }
 
@@ -392,6 +396,31 @@ where
         Ok(HashMap::from([(self.output_name().to_string(), y)]))
     }
 
+    fn device_need(&mut self, input: &[usize]) -> Result<Option<u64>, Error> {
+        let &[1, c, t, h, w] = input else {
+            return Err(Error::Input(format!(
+                "the {} takes [1, C, T, H, W]; found {input:?}",
+                self.vae.part()
+            )));
+        };
+        let (part, band_px, vb) = (self.vae.part(), self.band_px, self.dev.value_bytes());
+        let Some(m) = self.memory.as_mut() else {
+            return Ok(None);
+        };
+        let d = Dims::new(c, t, h, w);
+        let chunks = [d, later_chunk(part, d)];
+        let frame_h = if part == Part::Decoder { 8 * h } else { h };
+        // The first cut the schedule takes, whatever it costs.
+        match seedvae_exec::split_within(u64::MAX, frame_h, band_px, |sp| {
+            m.planner.peak(&chunks, sp)
+        })
+        .map_err(exec_error)?
+        {
+            Fit::Fits { planned, .. } => Ok(Some(planned + outside_pool(vb))),
+            Fit::TooLarge { .. } => Ok(None),
+        }
+    }
+
     fn set_band_px(&mut self, px: Option<usize>) {
         self.band_px = px;
     }
@@ -461,6 +490,15 @@ mod tests {
         }
         let m = fits.device_memory().unwrap();
         assert!(m.planned_bytes <= single && m.peak_bytes.is_none(), "{m:?}");
+
+        // What a host application is told to free: the whole chunk's plan and the allowance.
+        let need = open()
+            .within(&w, 1)
+            .unwrap()
+            .device_need(&[1, 16, 1, 16, 16])
+            .unwrap();
+        assert_eq!(need, Some(whole + outside));
+        assert_eq!(open().device_need(&[1, 16, 1, 16, 16]).unwrap(), None);
 
         let mut roomy = open().within(&w, whole + outside).unwrap();
         two_chunks(&mut roomy).unwrap();
