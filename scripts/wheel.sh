@@ -16,9 +16,15 @@ say() { echo "[wheel] $*" >&2; }
 say "building the manylinux_2_28 abi3 wheel (release, linked by zig)"
 rm -rf "$out" && mkdir -p "$out"
 libclang="$("$bin/python" -c 'import clang, os; print(os.path.join(os.path.dirname(clang.__file__), "native"))')"
-PATH="$bin:$PATH" LIBCLANG_PATH="$libclang" CARGO_TARGET_DIR="$root/target/manylinux" \
-    "$bin/maturin" build --quiet --release --locked --zig \
-    --compatibility manylinux_2_28 -m crates/seedvae-py/Cargo.toml -i "$bin/python" -o "$out" >&2
+mkdir -p "$out" && out="$(cd "$out" && pwd)"
+scratch="$(mktemp -d)"
+# From a folder outside the tree: zig prints its C++ include folders relative to its working
+# folder when they lie under it (.venv's), and the bindings generator, working elsewhere, then
+# finds no <cstddef>.
+(cd "$scratch" && PATH="$bin:$PATH" LIBCLANG_PATH="$libclang" CARGO_TARGET_DIR="$root/target/manylinux" \
+    "$bin/maturin" build --quiet --release --locked --zig --compatibility manylinux_2_28 \
+    -m "$root/crates/seedvae-py/Cargo.toml" -i "$bin/python" -o "$out" >&2)
+rmdir "$scratch"
 wheel="$(ls "$out"/seedvae-*.whl)"
 case "$(basename "$wheel")" in
     *-cp310-abi3-manylinux_2_28_x86_64*.whl) ;;

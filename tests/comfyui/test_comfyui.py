@@ -187,11 +187,11 @@ def numz_color_fix():
     tv.transforms = tvt
     sys.modules.setdefault("torchvision", tv)
     sys.modules.setdefault("torchvision.transforms", tvt)
-    spec = importlib.util.spec_from_file_location(
-        "numz_color_fix", Path(tmp) / "ComfyUI-SeedVR2_VideoUpscaler" / "src" / "utils" / "color_fix.py"
-    )
-    cf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cf)
+    sys.path.insert(0, str(Path(tmp) / "ComfyUI-SeedVR2_VideoUpscaler"))
+    try:
+        from src.utils import color_fix as cf
+    finally:
+        sys.path.pop(0)
     sort = torch.sort
     stable = types.SimpleNamespace(**{k: getattr(torch, k) for k in dir(torch) if not k.startswith("__")})
     stable.sort = lambda x, *a, **k: sort(x, *a, stable=True, **k)
@@ -208,7 +208,7 @@ def test_the_clip_comes_back_with_its_frames_and_size(inproc):
 
     images = smooth_frames(torch, 7, 76, 100, seed=11)
     latent = nodes.SeedVAEEncode.execute(images, ours, tiling=False, tile_size=1024, tile_overlap=128).result[0]
-    assert latent["samples"].shape == (1, 3, 5, 7, 16)  # 9 frames of 80 x 112
+    assert latent["samples"].shape == (1, 3, 10, 14, 16)  # 9 frames of 80 x 112
     assert latent[nodes.SHAPE_KEY] == {"frames": 7, "height": 76, "width": 100}
     args = dict(tiling=False, tile_size=1024, tile_overlap=128)
     plain = nodes.SeedVAEDecode.execute(latent, ours, color_fix="none", **args).result[0]
