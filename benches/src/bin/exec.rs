@@ -6,7 +6,8 @@
 //! (fp16 storage; `time32`: fp32) — decode a seeded latent `[16, T, H/8, W/8]` (VAE space) in
 //! chunks of one latent frame, the tail in groups of GROUP frames, every layer in bands of
 //! BAND_PX rows of the frame; prints the time per output frame and the device's peak memory
-//! against the plan.
+//! against the plan. `exec time-enc WEIGHTS H W T …` times the encoder on T seeded frames of
+//! H × W (fp16; calls of 4n + 1 frames, then 4n), per input frame.
 //!
 //! Library folders: `$SEEDVAE_SITE_PACKAGES` (its `nvidia/*/lib`), kernel cache `$SEEDVAE_KERNELS`.
 
@@ -588,7 +589,11 @@ fn profile<E: Elem>(weights: &Path, h: usize, w: usize, t: usize) {
     dev.report();
 }
 
-fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, split: Split) {
+/// Time `part` on a seeded input of `t` frames (latent frames for the decoder, frames for the
+/// encoder) of `h × w` frame pixels, fp16 or fp32 storage, cut as `split`; print the time per
+/// frame (output frames decoded, input frames encoded), the arithmetic rate, and the memory plan
+/// beside the pool's measured peak.
+fn time<E: Elem>(part: Part, weights: &Path, (h, w, t): (usize, usize, usize), split: Split) {
     if !weights.exists() {
         // Full-size random weights (fp16, as the real checkpoint), as `seedvae synth` writes them.
         let opts = seedvae_weights::synth::SynthOptions {
@@ -601,30 +606,47 @@ fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, split: Split) {
     }
     let wf = WeightFile::open(weights).unwrap();
     let mut cuda = Cuda::<E>::open(&options()).unwrap_or_else(|e| panic!("CUDA device: {e}"));
-    let vae = Vae::load(&wf, Part::Decoder, &mut cuda).unwrap();
-    let d = Dims::new(16, t, h / 8, w / 8);
+    let vae = Vae::load(&wf, part, &mut cuda).unwrap();
+    let d = match part {
+        Part::Decoder => Dims::new(16, t, h / 8, w / 8),
+        Part::Encoder => Dims::new(3, t, h, w),
+    };
     let mut rng = seedvae_weights::synth::Rng::new(3);
-    let mut z = vec![0f32; d.count().unwrap()];
-    rng.fill_normal(&mut z);
-    // Latent frames per call: `$SEEDVAE_EXEC_CHUNK` (default 1).
+    let mut x = vec![0f32; d.count().unwrap()];
+    rng.fill_normal(&mut x);
+    if part == Part::Encoder {
+        x.iter_mut().for_each(|v| *v = (*v * 0.5).clamp(-1.0, 1.0));
+    }
+    // Latent frames per call: `$SEEDVAE_EXEC_CHUNK` (default 1); the encoder's calls take the
+    // frames of as many latent frames (4n + 1 first, 4n after).
     let chunk: usize = std::env::var("SEEDVAE_EXEC_CHUNK")
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(1)
         .max(1);
-    // Each chunk's frames are taken on the host while the device computes the next one.
-    let decode = |cuda: &mut Cuda<E>| {
+    let mut calls = Vec::new();
+    let mut k = 0;
+    while k < t {
+        let n = match part {
+            Part::Decoder => chunk,
+            Part::Encoder => 4 * chunk + (k == 0) as usize,
+        }
+        .min(t - k);
+        calls.push((k, n));
+        k += n;
+    }
+    // Each chunk's output is taken on the host while the device computes the next one.
+    let run = |cuda: &mut Cuda<E>| {
         let mut s = vae.stream();
         let mut out_frames = 0;
         let mut pending = None;
-        for k in (0..t).step_by(chunk) {
-            let n = chunk.min(t - k);
+        for &(k, n) in &calls {
             let a = cuda
-                .upload(&frames(&z, d, k, k + n), Dims { t: n, ..d })
+                .upload(&frames(&x, d, k, k + n), Dims { t: n, ..d })
                 .unwrap();
             let y = vae
                 .step_split(cuda, &mut s, a, split)
-                .unwrap_or_else(|e| panic!("latent frames {k}..{}: {e}", k + n));
+                .unwrap_or_else(|e| panic!("frames {k}..{}: {e}", k + n));
             out_frames += y.dims.t;
             let next = cuda.download_start(&y).unwrap();
             if let Some(p) = pending.replace(next) {
@@ -636,24 +658,20 @@ fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, split: Split) {
         }
         out_frames
     };
-    // The same decode once untimed: cuDNN's plans for every shape it meets.
-    decode(&mut cuda);
+    // The same run once untimed: cuDNN's plans for every shape it meets.
+    run(&mut cuda);
     cuda.reset_peak().unwrap();
     let start = Instant::now();
-    let out_frames = decode(&mut cuda);
+    let out_frames = run(&mut cuda);
     let secs = start.elapsed().as_secs_f64();
-    let per_frame = secs / out_frames as f64;
-    let flops = vae.flops_per_frame(h / 8, w / 8);
-    let calls: Vec<Dims> = (0..t)
-        .step_by(chunk)
-        .map(|k| Dims {
-            t: chunk.min(t - k),
-            ..d
-        })
-        .collect();
-    let planned =
-        seedvae_exec::planned_peak(&wf, Part::Decoder, std::mem::size_of::<E>(), &calls, split)
-            .unwrap() as f64;
+    let (frames_timed, flops, verb) = match part {
+        Part::Decoder => (out_frames, vae.flops_per_frame(h / 8, w / 8), "decode"),
+        Part::Encoder => (t, vae.flops_per_frame(h, w), "encode"),
+    };
+    let per_frame = secs / frames_timed as f64;
+    let dims: Vec<Dims> = calls.iter().map(|&(_, n)| Dims { t: n, ..d }).collect();
+    let planned = seedvae_exec::planned_peak(&wf, part, std::mem::size_of::<E>(), &dims, split)
+        .unwrap() as f64;
     let gib = (1u64 << 30) as f64;
     let measured = cuda.peak_bytes().unwrap() as f64;
     let ws = cuda.workspace_bytes() as f64;
@@ -666,12 +684,13 @@ fn time<E: Elem>(weights: &Path, h: usize, w: usize, t: usize, split: Split) {
         100.0 * (measured / (planned + ws) - 1.0)
     );
     println!(
-        "decode {w}x{h}, {t} latent frames -> {out_frames} frames, {} storage, {chunk} latent frame(s) a call, {split:?}: {secs:.2} s, {:.1} ms/frame ({flops:.3e} FLOP a frame: {:.0} TFLOP/s), device pool peak {:.2} GiB (conv workspace {:.2} GiB)",
+        "{verb} {w}x{h}, {t} input frames -> {out_frames} frames, {} storage, {} call(s), {split:?}: {secs:.2} s, {:.1} ms/frame ({flops:.3e} FLOP a frame: {:.0} TFLOP/s), device pool peak {:.2} GiB (conv workspace {:.2} GiB)",
         E::NAME,
+        calls.len(),
         1e3 * per_frame,
         flops / per_frame / 1e12,
-        cuda.peak_bytes().unwrap() as f64 / (1u64 << 30) as f64,
-        cuda.workspace_bytes() as f64 / (1u64 << 30) as f64
+        measured / gib,
+        ws / gib
     );
 }
 
@@ -738,26 +757,30 @@ fn main() {
                 pool as f64 / gib
             );
         }
-        Some(p @ ("time" | "time32")) => {
-            let args = (
-                Path::new(&a[2]),
+        Some(p @ ("time" | "time32" | "time-enc")) => {
+            let part = if p == "time-enc" {
+                Part::Encoder
+            } else {
+                Part::Decoder
+            };
+            let shape = (
                 a[3].parse().unwrap(),
                 a[4].parse().unwrap(),
                 a[5].parse().unwrap(),
-                Split {
-                    groups: a.get(6).filter(|g| *g != "-").map(|g| g.parse().unwrap()),
-                    band_px: a.get(7).map(|b| b.parse().unwrap()),
-                },
             );
-            if p == "time" {
-                time::<half::f16>(args.0, args.1, args.2, args.3, args.4)
+            let split = Split {
+                groups: a.get(6).filter(|g| *g != "-").map(|g| g.parse().unwrap()),
+                band_px: a.get(7).map(|b| b.parse().unwrap()),
+            };
+            if p == "time32" {
+                time::<f32>(part, Path::new(&a[2]), shape, split)
             } else {
-                time::<f32>(args.0, args.1, args.2, args.3, args.4)
+                time::<half::f16>(part, Path::new(&a[2]), shape, split)
             }
         }
         _ => {
             eprintln!(
-                "usage: exec ops | exec check FIXTURES | exec time|time32 WEIGHTS H W T [GROUP|-] [BAND_PX] | exec plan WEIGHTS H W T [BUDGET_GB] | exec profile WEIGHTS H W T"
+                "usage: exec ops | exec check FIXTURES | exec time|time32|time-enc WEIGHTS H W T [GROUP|-] [BAND_PX] | exec plan WEIGHTS H W T [BUDGET_GB] | exec profile WEIGHTS H W T"
             );
             std::process::exit(2);
         }
