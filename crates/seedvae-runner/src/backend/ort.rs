@@ -11,7 +11,7 @@ use ort::value::{DynTensor, DynValue, Tensor as OrtTensor, TensorElementType};
 use seedvae_onnx::Contract;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 static ENV: OnceLock<Result<ort::environment::Environment, Unavailable>> = OnceLock::new();
 
@@ -26,14 +26,66 @@ pub fn environment(lib: Option<&Path>) -> Result<&'static ort::environment::Envi
                 path.display()
             ))
         })?;
-        b.with_name("seedvae").build().map_err(|e| {
-            Unavailable(format!(
-                "ONNX Runtime from {} failed to start: {e}",
-                path.display()
-            ))
-        })
+        let log = Arc::new(OrtLog::default());
+        let env = b
+            .with_name("seedvae")
+            .with_logger(Arc::new(move |level, category, _id, _at, message| {
+                log.line(level, category, message)
+            }))
+            .build()
+            .map_err(|e| {
+                Unavailable(format!(
+                    "ONNX Runtime from {} failed to start: {e}",
+                    path.display()
+                ))
+            })?;
+        // Warnings and above reach the logger at all (ONNX Runtime formats nothing below).
+        env.set_log_level(ort::logging::LogLevel::Warning);
+        Ok(env)
     });
     r.as_ref().map_err(|e| Error::Unavailable(e.clone()))
+}
+
+/// ONNX Runtime's own log lines, through seedvae's logging (`tracing`) instead of its coloured
+/// stderr: each warning or error once at `warn` (recognised by its text with the numbers taken
+/// out), repeats at `debug` — the CUDA provider's cuDNN retries ("No execution plans support the
+/// graph", once per convolution shape) are one line, not a screenful. A failure that matters
+/// comes back from the call as an error anyway.
+#[derive(Default)]
+struct OrtLog {
+    seen: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl OrtLog {
+    /// The level seedvae logs ONNX Runtime's `message` at: None below warnings.
+    fn level(&self, level: ort::logging::LogLevel, message: &str) -> Option<tracing::Level> {
+        use ort::logging::LogLevel;
+        if level < LogLevel::Warning {
+            return None;
+        }
+        let shape: String = message
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .take(160)
+            .collect();
+        let first = match self.seen.lock() {
+            Ok(mut seen) => seen.len() < 1024 && seen.insert(shape),
+            Err(_) => false,
+        };
+        Some(if first {
+            tracing::Level::WARN
+        } else {
+            tracing::Level::DEBUG
+        })
+    }
+
+    fn line(&self, level: ort::logging::LogLevel, category: &str, message: &str) {
+        match self.level(level, message) {
+            Some(tracing::Level::WARN) => tracing::warn!("ONNX Runtime ({category}): {message}"),
+            Some(_) => tracing::debug!("ONNX Runtime ({category}), again: {message}"),
+            None => {}
+        }
+    }
 }
 
 /// Can ONNX Runtime's CUDA provider run here: a GPU with a driver, and the provider library
@@ -322,5 +374,33 @@ impl Backend for OrtBackend {
 
     fn state_bytes(&self, id: StreamId) -> usize {
         self.streams.bytes(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// ONNX Runtime's warnings and errors reach seedvae's log once each, numbers aside; repeats
+    /// and its chatter below warnings do not.
+    #[test]
+    fn onnx_runtimes_lines_are_said_once() {
+        use ort::logging::LogLevel;
+        let log = super::OrtLog::default();
+        let retry = |n: u32| format!("CUDNN failure {n}: No execution plans support the graph");
+        assert_eq!(
+            log.level(LogLevel::Error, &retry(5000)),
+            Some(tracing::Level::WARN)
+        );
+        for n in 0..300 {
+            assert_eq!(
+                log.level(LogLevel::Error, &retry(n)),
+                Some(tracing::Level::DEBUG)
+            );
+        }
+        assert_eq!(
+            log.level(LogLevel::Warning, "another"),
+            Some(tracing::Level::WARN)
+        );
+        assert_eq!(log.level(LogLevel::Info, "chatter"), None);
+        assert_eq!(log.level(LogLevel::Verbose, "chatter"), None);
     }
 }
