@@ -65,8 +65,9 @@ const KEYWORDS: [(&str, &str); 22] = [
     ("`output`", "output"),
     ("`dit_latent`", "seedvae.from_dit (a DiT-layout latent)"),
     ("`install_cuda`", "`pip install seedvae[cuda]`"),
-    ("`install_tensorrt`", "`pip install \"seedvae[tensorrt]\"`"),
-    ("`install_onnxruntime`", "`pip install \"seedvae[cpu]\"`"),
+    // No double quotes: the same replacement runs over the JSON of `seedvae.backends()`.
+    ("`install_tensorrt`", "`pip install seedvae[tensorrt]`"),
+    ("`install_onnxruntime`", "`pip install seedvae[cpu]`"),
 ];
 
 /// `msg` with every library option name as the keyword argument for it (`` `tile_px` 7`` →
@@ -153,12 +154,19 @@ mod tests {
         // What to install, as a Python user installs it (the CLI says scripts/setup.sh).
         assert_eq!(
             keywords("TensorRT-RTX libraries not found: `install_tensorrt`, or set X"),
-            "TensorRT-RTX libraries not found: `pip install \"seedvae[tensorrt]\"`, or set X"
+            "TensorRT-RTX libraries not found: `pip install seedvae[tensorrt]`, or set X"
         );
         assert_eq!(
             keywords("ONNX Runtime library not found: `install_onnxruntime`"),
-            "ONNX Runtime library not found: `pip install \"seedvae[cpu]\"`"
+            "ONNX Runtime library not found: `pip install seedvae[cpu]`"
         );
+        // The same words inside `seedvae.backends()`'s JSON keep it JSON.
+        let json = r#"{"unavailable":"TensorRT-RTX libraries not found: `install_tensorrt`"}"#;
+        let v: serde_json::Value = serde_json::from_str(&keywords(json)).unwrap();
+        assert!(v["unavailable"]
+            .as_str()
+            .unwrap()
+            .contains("pip install seedvae[tensorrt]"));
         assert_eq!(
             keywords("`chunk` needs a streaming model; `target` sm_120"),
             "chunk=... needs a streaming model; targets=sm_120"
