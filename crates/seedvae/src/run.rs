@@ -58,11 +58,13 @@ impl TileOptions {
         Ok(())
     }
 
-    /// On seedvae's executor the tile edge is a band height: frames taller than it run every
-    /// layer in bands of that many rows (exact — the result does not change); None: whole
-    /// frames (`no_tiling`, or a frame that fits).
+    /// On seedvae's executor a tile edge other than the default is a band height: frames taller
+    /// than it run every layer in bands of that many rows (exact — the result does not change).
+    /// None: whole frames (`no_tiling`, the default edge — the executor then cuts into bands only
+    /// when the memory plan needs them — or a frame that fits).
     pub fn band_px(&self, frame_h: usize) -> Option<usize> {
-        (!self.no_tiling && frame_h > self.tile_px).then_some(self.tile_px)
+        let asked = !self.no_tiling && self.tile_px != planner::DEFAULT_TILE_PX;
+        (asked && frame_h > self.tile_px).then_some(self.tile_px)
     }
 
     fn request(&self, memory_cap: Option<usize>) -> TileRequest {

@@ -196,8 +196,9 @@ pub struct OutArgs {
 pub struct TileArgs {
     /// Tile edge in output pixels (the ComfyUI node's tile size); frames larger than this, or
     /// than the engine takes, are decoded in overlapping tiles blended with a raised cosine. On
-    /// seedvae's executor (`--backend cuda`, `reference`) a band height instead: taller frames
-    /// run every layer this many rows at a time, exactly (no overlap, no blending).
+    /// seedvae's executor (`--backend cuda`, `reference`) a size other than the default is a band
+    /// height instead: taller frames run every layer this many rows at a time, exactly (no
+    /// overlap, no blending).
     #[arg(long, default_value_t = TileOptions::default().tile_px)]
     pub tile_size: usize,
     /// Tile overlap in output pixels.
