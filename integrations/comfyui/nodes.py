@@ -200,7 +200,7 @@ SEEDVAE = io.Custom("SEEDVAE")
 def tile_inputs():
     return [
         io.Boolean.Input("tiling", default=True, tooltip="Cut frames into overlapping tiles when they do not fit the GPU (results blend seamlessly)."),
-        io.Int.Input("tile_size", default=1024, min=64, max=8192, step=8, tooltip="Tile edge in output pixels (decode) or input pixels (encode)."),
+        io.Int.Input("tile_size", default=1024, min=64, max=8192, step=8, tooltip="Tile edge in output pixels (decode) or input pixels (encode). seedvae's CUDA executor never tiles: there a size other than 1024 is a band height (exact, less memory at once)."),
         io.Int.Input("tile_overlap", default=128, min=0, max=4096, step=8),
     ]
 
@@ -221,7 +221,7 @@ class SeedVAELoader(io.ComfyNode):
             "models/seedvae); other NVIDIA GPUs run ONNX Runtime's CUDA provider, the CPU runs exactly.",
             inputs=[
                 io.Combo.Input("vae_name", options=folder_paths.get_filename_list("vae")),
-                io.Combo.Input("backend", options=BACKENDS, default="auto", tooltip="auto: TensorRT-RTX on an RTX GPU, else seedvae's own CUDA executor, else ONNX Runtime's CUDA provider, else the CPU (the console says which, and why the others cannot run). cuda: seedvae's executor (from the weights, whole frames, exact)."),
+                io.Combo.Input("backend", options=BACKENDS, default="auto", tooltip="auto: TensorRT-RTX on an RTX GPU, else seedvae's own CUDA executor, else ONNX Runtime's CUDA provider, else the CPU (the console says which, and why the others cannot run). cuda: seedvae's executor (from the weights, never tiled, exact)."),
                 io.Float.Input("vram_budget_gb", default=0.0, min=0.0, max=1024.0, step=0.5, tooltip="GPU memory to plan tiles within; 0 = the GPU's free memory."),
             ],
             outputs=[SEEDVAE.Output("seedvae")],
