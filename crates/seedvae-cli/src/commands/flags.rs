@@ -25,14 +25,8 @@ const FLAGS: [(&str, &str); 22] = [
     ("`output`", "-o"),
     ("`dit_latent`", "--dit-latent"),
     ("`install_cuda`", "run `scripts/setup.sh --gpu`"),
-    (
-        "`install_tensorrt`",
-        "run `scripts/setup.sh` (it installs the tensorrt-rtx-cu13 wheel into .venv)",
-    ),
-    (
-        "`install_onnxruntime`",
-        "run `scripts/setup.sh` (it installs onnxruntime into .venv)",
-    ),
+    ("`install_tensorrt`", "run `scripts/setup.sh`"),
+    ("`install_onnxruntime`", "run `scripts/setup.sh`"),
 ];
 
 /// `msg` with the library's option names as the CLI's flags.
@@ -59,8 +53,7 @@ mod tests {
         assert_eq!(speak_cli("plain text"), "plain text");
         assert_eq!(
             speak_cli("ONNX Runtime library not found: `install_onnxruntime`, or set X"),
-            "ONNX Runtime library not found: run `scripts/setup.sh` (it installs onnxruntime into \
-             .venv), or set X"
+            "ONNX Runtime library not found: run `scripts/setup.sh`, or set X"
         );
     }
 }
