@@ -257,7 +257,7 @@ class SeedVAEDecode(io.ComfyNode):
                 SEEDVAE.Input("vae"),
                 *tile_inputs(),
                 io.Combo.Input("color_fix", options=COLOR_METHODS, default="none"),
-                io.Boolean.Input("crop", default=True, tooltip="Give the clip back with the frame count and size it was encoded with (SeedVR2 VAE Encode (seedvae) pads to 16 px and 4n+1 frames). Read from the LATENT, or from `encoded` when a node in between dropped it; left as decoded when neither says."),
+                io.Boolean.Input("crop", default=True, optional=True, tooltip="Give the clip back with the frame count and size it was encoded with (SeedVR2 VAE Encode (seedvae) pads to 16 px and 4n+1 frames). Read from the LATENT, or from `encoded` when a node in between dropped it; left as decoded when neither says."),
                 io.Image.Input("color_reference", optional=True, tooltip="The frames before upscaling, for color_fix."),
                 io.Latent.Input("encoded", optional=True, tooltip="The LATENT from SeedVR2 VAE Encode (seedvae), for `crop` when the samples come from a node that does not pass its record on (the SeedVR2 conditioning node)."),
             ],
