@@ -13,7 +13,7 @@ W=/tmp/full.safetensors
 run() { timeout 250 .dev/run/exec "$@" 2>&1 | grep -v INFO | tee -a $OUT/encode.txt; }
 run time-enc $W 720 1248 9
 run time-enc $W 720 1248 81
-run plan $W 720 1248 21 16
+run plan-enc $W 720 1248 16
 cd .dev/run
 timeout 200 python3 torch_encoder.py $W --shape 9,720,1248 --dtype fp16 --bench 3 2>&1 | tail -1 | tee -a $OUT/encode.txt
 timeout 250 python3 torch_encoder.py $W --shape 81,720,1248 --dtype fp16 --bench 1 2>&1 | tail -1 | tee -a $OUT/encode.txt

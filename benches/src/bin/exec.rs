@@ -727,19 +727,22 @@ fn main() {
                 std::process::exit(1);
             }
         }
-        Some("plan") => {
-            // The fp16 memory plan of a decode in one-latent-frame calls: the cut the budget
-            // picks, and what each cut needs.
+        Some(p @ ("plan" | "plan-enc")) => {
+            // The fp16 memory plan of a decode in one-latent-frame calls (an encode in calls of
+            // 5, then 4 frames): the cut the budget picks, and what each cut needs.
+            let part = if p == "plan" {
+                Part::Decoder
+            } else {
+                Part::Encoder
+            };
             let wf = WeightFile::open(&a[2]).unwrap();
-            let (h, w, t): (usize, usize, usize) = (
-                a[3].parse().unwrap(),
-                a[4].parse().unwrap(),
-                a[5].parse().unwrap(),
-            );
-            let budget_gb: f64 = a.get(6).map_or(16.0, |b| b.parse().unwrap());
-            let d = Dims::new(16, 1, h / 8, w / 8);
-            let mut planner = seedvae_exec::MemoryPlanner::load(&wf, Part::Decoder, 2).unwrap();
-            let calls = vec![d; t.min(3)];
+            let (h, w): (usize, usize) = (a[3].parse().unwrap(), a[4].parse().unwrap());
+            let budget_gb: f64 = a.get(5).map_or(16.0, |b| b.parse().unwrap());
+            let calls = match part {
+                Part::Decoder => vec![Dims::new(16, 1, h / 8, w / 8); 3],
+                Part::Encoder => vec![Dims::new(3, 5, h, w), Dims::new(3, 4, h, w)],
+            };
+            let mut planner = seedvae_exec::MemoryPlanner::load(&wf, part, 2).unwrap();
             let gib = (1u64 << 30) as f64;
             let pool =
                 (budget_gb * 1e9) as u64 - seedvae_exec::workspace_allowance(2) - (512 << 20);
@@ -753,7 +756,7 @@ fn main() {
             })
             .unwrap();
             println!(
-                "decode {w}x{h} within {budget_gb} GB (pool {:.2} GiB): {fit:?}",
+                "{part} {w}x{h} within {budget_gb} GB (pool {:.2} GiB): {fit:?}",
                 pool as f64 / gib
             );
         }
@@ -780,7 +783,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: exec ops | exec check FIXTURES | exec time|time32|time-enc WEIGHTS H W T [GROUP|-] [BAND_PX] | exec plan WEIGHTS H W T [BUDGET_GB] | exec profile WEIGHTS H W T"
+                "usage: exec ops | exec check FIXTURES | exec time|time32|time-enc WEIGHTS H W T [GROUP|-] [BAND_PX] | exec plan|plan-enc WEIGHTS H W [BUDGET_GB] | exec profile WEIGHTS H W T"
             );
             std::process::exit(2);
         }
