@@ -177,8 +177,9 @@ class SeedVAE:
     def make_room(self, model: seedvae.Model, shape: list) -> None:
         """Ask ComfyUI for the GPU memory one run over an input of ``shape`` needs, so that it
         unloads only as much as that (the DiT of a SeedVR2 workflow stays loaded when there is
-        room beside it): seedvae's own plan where it has one (its CUDA executor), else the
-        loader's VRAM budget, else what ComfyUI reserves for its own SeedVR2 VAE."""
+        room beside it): seedvae's own plan where it has one (its CUDA executor, ONNX Runtime's CUDA
+        provider), else the loader's VRAM budget, else what ComfyUI reserves for its own SeedVR2
+        VAE."""
         if model.backend in ("onnxruntime-cpu", "reference"):
             return
         need = model.device_need(shape)

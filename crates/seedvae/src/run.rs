@@ -224,8 +224,9 @@ impl Model {
     }
 
     /// The most GPU memory a run over `input` (`[1, C, T, H, W]`: a latent to decode, frames to
-    /// encode) takes, where the backend plans it — seedvae's CUDA executor (its plan for the
-    /// run's first chunk, whole, or as it must be cut); None elsewhere. For a host application
+    /// encode) takes, where it is planned — seedvae's CUDA executor (its plan for the run's first
+    /// chunk, whole, or as it must be cut), ONNX Runtime's CUDA provider (one call on the tile
+    /// its plan will use); None elsewhere (the CPU; engines, which size themselves). For a host application
     /// that holds other models on the GPU: free this much, not everything.
     pub fn device_need(&mut self, input: &[usize]) -> Result<Option<u64>> {
         let &[1, c, t, h, w] = input else {
@@ -240,7 +241,11 @@ impl Model {
         };
         let chunks = planner::plan_chunks(self.part, t, self.is_streaming(), None, &self.limits)?;
         let first = chunks.first().map_or(t, |&(s, e)| e - s);
-        Ok(self.backend.device_need(&[1, c, first, h, w])?)
+        if let Some(need) = self.backend.device_need(&[1, c, first, h, w])? {
+            return Ok(Some(need));
+        }
+        // A graph backend on a GPU: one call on the tile its plan will use.
+        Ok(self.graph_memory.as_ref().and_then(|m| m.need(first, h, w)))
     }
 
     /// Bands of `px` rows on seedvae's executor (said once, as tiles are).

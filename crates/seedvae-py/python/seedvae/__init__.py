@@ -275,8 +275,9 @@ class Model:
     def device_need(self, shape: Sequence[int]) -> Optional[int]:
         """The most GPU memory, in bytes, a run over an input of ``shape`` takes: a latent
         ``[1, 16, T, h, w]`` to decode, frames ``[1, 3, T, H, W]`` to encode. Known where the
-        backend plans its memory (``seedvae-cuda``: the plan for the run's first chunk, whole
-        or cut into frame groups and bands as it must be); None elsewhere. An application that
+        backend's memory is planned (``seedvae-cuda``: the plan for the run's first chunk, whole
+        or cut into frame groups and bands as it must be; ``onnxruntime-cuda``: one call on the
+        tile its plan will use); None elsewhere. An application that
         keeps other models on the GPU frees this much before the call, not everything."""
         shape = [int(s) for s in shape]
         if len(shape) != 5 or shape[0] != 1 or min(shape) < 1:

@@ -280,7 +280,7 @@ fn later_chunk(part: Part, d: Dims) -> Dims {
 /// The contract of the streaming graph of the same model (what the planner and pipeline read):
 /// its input and output names, and the causal states it carries (for the memory plan; the
 /// executor keeps them itself, so there is no `continuation` input).
-fn contract_of(model: &seedvae_weights::Model, part: Part) -> Contract {
+pub(crate) fn contract_of(model: &seedvae_weights::Model, part: Part) -> Contract {
     let io = |name: &str, c: usize| TensorIo {
         name: name.into(),
         elem: Elem::F32,

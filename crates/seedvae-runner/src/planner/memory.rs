@@ -93,6 +93,14 @@ impl GraphMemory {
         self.fixed + states + act as u64 + io
     }
 
+    /// The device bytes a run whose calls take `t` frames of `h × w` (input units) needs: one call
+    /// on the tile the plan will use (the frame, or tiles up to [`GraphMemory::cap`]); None when
+    /// no tile fits the budget.
+    pub fn need(&self, t: usize, h: usize, w: usize) -> Option<u64> {
+        let cap = self.cap(t);
+        (cap > 0).then(|| self.call_bytes(t, h.min(cap), w.min(cap)))
+    }
+
     /// The largest square tile edge (input units) whose calls of `t` frames fit the budget and
     /// stay under 2^31 elements per tensor; 0 when none does.
     pub fn cap(&self, t: usize) -> usize {
@@ -186,4 +194,28 @@ fn largest_edge(
     Some(Ok(Some(largest_fitting(min_edge, max_edge, |e| {
         bytes(e).is_some_and(|b| b <= budget)
     }))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GraphMemory;
+    use seedvae_weights::{Model, Part};
+
+    /// What a run needs on a graph backend: one call on the whole frame when it fits, else on
+    /// the largest tile that does (within the budget); nothing when no tile fits.
+    #[test]
+    fn a_graph_run_needs_one_call_on_the_tile_it_will_use() {
+        let contract = crate::backend::native::contract_of(&Model::default(), Part::Decoder);
+        let m = GraphMemory::new(&contract, 500 << 20, 16_000_000_000);
+        let cap = m.cap(1);
+        assert!(cap > 8 && cap < 1000, "{cap}");
+        assert_eq!(m.need(1, 8, 8), Some(m.call_bytes(1, 8, 8)));
+        let big = m.need(1, 4 * cap, 4 * cap).unwrap();
+        assert_eq!(big, m.call_bytes(1, cap, cap));
+        assert!(big <= m.budget && m.need(1, 8, 8).unwrap() < big);
+        assert_eq!(
+            GraphMemory::new(&contract, 500 << 20, 1 << 20).need(1, 8, 8),
+            None
+        );
+    }
 }
