@@ -298,3 +298,14 @@ def test_backends_says_what_runs_here_and_why_not():
             assert b["gpu"]["name"] and b["gpu"]["total_bytes"] > 0, b
         else:
             assert "`install_cuda`" not in b["unavailable"] and b["gpu"] is None, b
+
+
+def test_device_need_is_none_on_the_cpu_and_refuses_a_bad_shape(decoder, encoder):
+    """``Model.device_need`` (what a host application frees on the GPU before a run) has nothing
+    to say on the CPU, and names the shape it wants."""
+    assert decoder.device_need([1, 16, 3, 8, 8]) is None
+    assert encoder.device_need((1, 3, 9, 32, 48)) is None
+    with pytest.raises(ValueError, match=r"\[1, C, T, H, W\]"):
+        decoder.device_need([16, 3, 8, 8])
+    with pytest.raises(seedvae.InvalidInputError, match="expected"):
+        decoder._m.device_need([2, 16, 3, 8, 8])
