@@ -3,8 +3,7 @@
 # Carry .dev/run = {exec (cargo build --release -p seedvae-benches --bin exec), fixtures/
 # (../shared/fixtures/vae_tiny)}; re-runnable; logs under $OUT.
 set -u
-SITE=$(python3 -c 'import site; print(site.getsitepackages()[0])')
-export SEEDVAE_SITE_PACKAGES=$SITE SEEDVAE_KERNELS=/tmp/seedvae-kernels
+. benches/scripts/h200_exec_env.sh
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv | tee $OUT/gpu.txt
 ls $SITE/nvidia | tee $OUT/nvidia.txt
 timeout 240 .dev/run/exec check .dev/run/fixtures 2>&1 | tee $OUT/check.txt

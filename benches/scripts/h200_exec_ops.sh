@@ -2,6 +2,5 @@
 # seedvae-exec on the H200: every CUDA device function against the reference device, for f16 and
 # f32 storage (`exec ops`). Carry .dev/run = {exec}; re-runnable; logs under $OUT.
 set -u
-SITE=$(python3 -c 'import site; print(site.getsitepackages()[0])')
-export SEEDVAE_SITE_PACKAGES=$SITE SEEDVAE_KERNELS=/tmp/seedvae-kernels
+. benches/scripts/h200_exec_env.sh
 timeout 200 .dev/run/exec ops 2>&1 | tee $OUT/ops.txt

@@ -4,10 +4,8 @@
 # 1920x1080 (3 latent frames); the device pool's peak beside each. Carry .dev/run = {exec,
 # torch_decoder.py (../shared/oracle)}; re-runnable from scratch; logs under $OUT.
 set -u
-SITE=$(python3 -c 'import site; print(site.getsitepackages()[0])')
-export SEEDVAE_SITE_PACKAGES=$SITE SEEDVAE_KERNELS=/tmp/seedvae-kernels
-W=/tmp/full.safetensors
-[ -f $W ] || timeout 200 .dev/run/exec time $W 64 64 1 > /dev/null 2>&1   # writes the weights
+. benches/scripts/h200_exec_env.sh
+exec_weights
 run() { timeout 200 .dev/run/exec "$@" 2>&1 | grep -v INFO | tee -a $OUT/time.txt; }
 run time $W 720 1248 3
 run time $W 720 1248 21
