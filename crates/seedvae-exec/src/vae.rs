@@ -677,11 +677,9 @@ impl<B> Vae<B> {
         x: Act<B>,
         b: Bands,
     ) -> Result<Act<B>> {
-        let rows = b.rows(x.dims.h);
         Ok(match layer {
             Layer::Conv(c) | Layer::Downsample(c) => {
-                let out_h = out_rows(x.dims.h, c.w.ks, c.pad)?;
-                self.conv_in_bands(dev, s, c.into(), &x, None, b.rows(out_h))?
+                self.conv_in_bands(dev, s, c.into(), &x, None, b)?
             }
             Layer::Resnet {
                 norm1,
@@ -691,7 +689,7 @@ impl<B> Vae<B> {
                 shortcut,
             } => {
                 let st1 = dev.norm_stats(&x, norm1)?;
-                let h1 = self.conv_in_bands(dev, s, conv1.into(), &x, Some((norm1, &st1)), rows)?;
+                let h1 = self.conv_in_bands(dev, s, conv1.into(), &x, Some((norm1, &st1)), b)?;
                 drop(st1);
                 let st2 = dev.norm_stats(&h1, norm2)?;
                 // The residual band by band as conv2's bands come: into x itself, or into the
@@ -712,7 +710,7 @@ impl<B> Vae<B> {
                     conv2.into(),
                     &h1,
                     Some((norm2, &st2)),
-                    rows,
+                    b,
                     &mut |dev, hb, s0, o0, n| {
                         let mut ob = match (&src, shortcut) {
                             (Some(x), Some(w)) => {
@@ -757,14 +755,13 @@ impl<B> Vae<B> {
                 }
                 drop(x);
                 let y = y.ok_or_else(|| Error::Shape(format!("an upsampler given {d:?}")))?;
-                self.conv_in_bands(dev, s, conv.into(), &y, None, b.rows(y.dims.h))?
+                self.conv_in_bands(dev, s, conv.into(), &y, None, b)?
             }
             Layer::NormSilu(n) => dev.group_norm(&x, n, true)?,
         })
     }
 
-    /// A conv of `x` (GroupNorm+SiLU first when `norm`), `rows` output rows at a time, into one
-    /// output.
+    /// A conv of `x` (GroupNorm+SiLU first when `norm`) in bands `b`, into one output.
     fn conv_in_bands<D: Device<Buf = B>>(
         &self,
         dev: &mut D,
@@ -772,11 +769,11 @@ impl<B> Vae<B> {
         c: ConvCall<'_, B>,
         x: &Act<B>,
         norm: Option<(&NormWeights<B>, &D::Stats)>,
-        rows: usize,
+        b: Bands,
     ) -> Result<Act<B>> {
         let out_h = out_rows(x.dims.h, c.w.ks, c.pad)?;
         let mut y = None;
-        self.conv_bands(dev, s, c, x, norm, rows, &mut |dev, yb, s0, o0, n| {
+        self.conv_bands(dev, s, c, x, norm, b, &mut |dev, yb, s0, o0, n| {
             let y = match &mut y {
                 Some(y) => y,
                 None => y.insert(dev.empty(Dims {
@@ -789,7 +786,7 @@ impl<B> Vae<B> {
         y.ok_or_else(|| Error::Shape(format!("a conv given {:?}", x.dims)))
     }
 
-    /// A conv of `x` in bands of `rows` output rows: each band reads its input rows with the
+    /// A conv of `x` in bands `b` of its output rows: each band reads its input rows with the
     /// halo its kernel needs (GroupNorm+SiLU applied to them first when `norm`: the conv's
     /// zero padding lies outside the frame, so it stays zero), with the same rows of the
     /// carried frames in front. `emit(band, s0, o0, n)` takes output rows `[o0, o0 + n)`, rows
@@ -803,11 +800,12 @@ impl<B> Vae<B> {
         c: ConvCall<'_, B>,
         x: &Act<B>,
         norm: Option<(&NormWeights<B>, &D::Stats)>,
-        rows: usize,
+        b: Bands,
         emit: &mut Emit<'_, D, B>,
     ) -> Result<()> {
         let (h, ks) = (x.dims.h, c.w.ks);
         let out_h = out_rows(h, ks, c.pad)?;
+        let rows = b.rows(out_h);
         // Output row o reads input rows o·ss − before … o·ss − before + ks − 1.
         let (ss, before) = match c.pad {
             Pad::Same => (1, ks / 2),

@@ -217,15 +217,7 @@ impl<D: Device> NativeBackend<D> {
             &[1, c, t, h, w] => Dims::new(c, t, h, w),
             _ => return Ok(asked), // refused with its shape by the chunk itself
         };
-        let (w, h) = match self.vae.part() {
-            Part::Decoder => (8 * d.w, 8 * d.h),
-            Part::Encoder => (d.w, d.h),
-        };
-        let next = later_chunk(self.vae.part(), d);
-        let fit = seedvae_exec::split_within(m.pool, h, self.band_px, |sp| {
-            m.planner.peak(&[d, next], sp)
-        })
-        .map_err(exec_error)?;
+        let (fit, (w, h)) = fit_stream(&mut m.planner, d, self.band_px, m.pool)?;
         let vb = self.dev.value_bytes();
         match fit {
             Fit::Fits { split, planned } => {
@@ -241,19 +233,16 @@ impl<D: Device> NativeBackend<D> {
                 }
                 Ok(split)
             }
-            Fit::TooLarge { least } => {
-                let cut = "in bands down to 8 px";
-                Err(Error::Memory(seedvae_weights::OutOfMemory {
-                    what: format!(
-                        "seedvae's CUDA executor on {w}×{h} frames (calls of {} input frames, \
-                         the full-resolution layers one frame at a time {cut}, within \
-                         `vram_budget_gb`)",
-                        d.t
-                    ),
-                    need: least + outside_pool(vb),
-                    available: Some(m.budget),
-                }))
-            }
+            Fit::TooLarge { least } => Err(Error::Memory(seedvae_weights::OutOfMemory {
+                what: format!(
+                    "seedvae's CUDA executor on {w}×{h} frames (calls of {} input frames, \
+                         the full-resolution layers one frame at a time in bands down to 8 px, \
+                         within `vram_budget_gb`)",
+                    d.t
+                ),
+                need: least + outside_pool(vb),
+                available: Some(m.budget),
+            })),
         }
     }
 
@@ -265,16 +254,25 @@ impl<D: Device> NativeBackend<D> {
     }
 }
 
-/// A stream's later chunk, after a first chunk of `d` (it carries state): as long for the
-/// decoder, 4n frames after the encoder's first 4n + 1.
-fn later_chunk(part: Part, d: Dims) -> Dims {
-    match part {
-        Part::Decoder => d,
-        Part::Encoder => Dims {
-            t: if d.t > 1 { d.t - 1 } else { 4 },
-            ..d
-        },
-    }
+/// How a stream whose first chunk is `d` fits `budget` pool bytes, planned over its first chunk
+/// and a later one (it carries state: as long for the decoder, 4n frames after the encoder's
+/// first 4n + 1); and the size `(w, h)` of its frames.
+fn fit_stream(
+    planner: &mut MemoryPlanner,
+    d: Dims,
+    band_px: Option<usize>,
+    budget: u64,
+) -> Result<(Fit, (usize, usize)), Error> {
+    let (next, (w, h)) = match planner.part() {
+        Part::Decoder => (d, (8 * d.w, 8 * d.h)),
+        Part::Encoder => {
+            let t = if d.t > 1 { d.t - 1 } else { 4 };
+            (Dims { t, ..d }, (d.w, d.h))
+        }
+    };
+    let fit = seedvae_exec::split_within(budget, h, band_px, |sp| planner.peak(&[d, next], sp))
+        .map_err(exec_error)?;
+    Ok((fit, (w, h)))
 }
 
 /// The contract of the streaming graph of the same model (what the planner and pipeline read):
@@ -403,18 +401,18 @@ where
                 self.vae.part()
             )));
         };
-        let (part, band_px, vb) = (self.vae.part(), self.band_px, self.dev.value_bytes());
+        let vb = self.dev.value_bytes();
         let Some(m) = self.memory.as_mut() else {
             return Ok(None);
         };
-        let d = Dims::new(c, t, h, w);
-        let chunks = [d, later_chunk(part, d)];
-        let frame_h = if part == Part::Decoder { 8 * h } else { h };
         // The first cut the schedule takes, whatever it costs.
-        match seedvae_exec::split_within(u64::MAX, frame_h, band_px, |sp| {
-            m.planner.peak(&chunks, sp)
-        })
-        .map_err(exec_error)?
+        match fit_stream(
+            &mut m.planner,
+            Dims::new(c, t, h, w),
+            self.band_px,
+            u64::MAX,
+        )?
+        .0
         {
             Fit::Fits { planned, .. } => Ok(Some(planned + outside_pool(vb))),
             Fit::TooLarge { .. } => Ok(None),

@@ -6,7 +6,7 @@
 
 use super::ffi::{graph as g, Cudnn, Desc, Handle};
 use super::Elem;
-use crate::device::Dims;
+use crate::device::{ConvWeights, Dims, Pad};
 use crate::{Error, Result};
 use std::ffi::c_void;
 
@@ -29,6 +29,25 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The conv `w` over an input of `x` (its head frames joined, and padded right and bottom
+    /// for [`Pad::RightBottom`]) as the CUDA device runs it: output channels stored padded to 8,
+    /// spatial padding `k/2` all round, or the encoder downsampler's stride 2 with none.
+    pub fn of<B>(x: Dims, w: &ConvWeights<B>, st: usize, pad: Pad) -> Geometry {
+        let (ss, p) = match pad {
+            Pad::Same => (1, w.ks / 2),
+            Pad::RightBottom => (2, 0),
+        };
+        Geometry {
+            x,
+            cout: super::stored_cout(w.cout),
+            kt: w.kt,
+            ks: w.ks,
+            st,
+            ss,
+            p,
+        }
+    }
+
     pub fn out(&self) -> Dims {
         let x = self.x;
         Dims::new(

@@ -225,15 +225,6 @@ fn eight_at_a_time(what: &str, c: usize, ptrs: &[u64]) -> Result<()> {
     }
 }
 
-/// A conv's spatial stride and padding: `k/2` all round, or the encoder downsampler's stride 2
-/// over an input already padded right and bottom.
-pub(crate) fn spatial(pad: Pad, ks: usize) -> (usize, usize) {
-    match pad {
-        Pad::Same => (1, ks / 2),
-        Pad::RightBottom => (2, 0),
-    }
-}
-
 impl<E: Elem> Cuda<E> {
     /// Open GPU 0: the driver, NVRTC (the kernels compiled or read from the cache), cuDNN and
     /// cuBLAS on one stream. Every failure is an error saying what is missing.
@@ -869,16 +860,7 @@ impl<E: Elem> Device for Cuda<E> {
             (input, dims) = (dst, p.dims);
             _padded = Some(p);
         }
-        let (ss, p) = spatial(pad, w.ks);
-        let geo = Geometry {
-            x: dims,
-            cout: stored_cout(w.cout),
-            kt: w.kt,
-            ks: w.ks,
-            st,
-            ss,
-            p,
-        };
+        let geo = Geometry::of(dims, w, st, pad);
         let out = geo.out();
         let y = self.act(Dims { c: w.cout, ..out }, 0)?;
         let (wp, yp) = (self.ptr(&w.w), self.ptr(&y.buf));

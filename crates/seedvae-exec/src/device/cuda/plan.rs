@@ -134,17 +134,7 @@ impl Device for Planned {
             dims = Dims::new(dims.c, dims.t, dims.h + 1, dims.w + 1);
             _padded = Some(self.act(dims, 0)?);
         }
-        let (ss, p) = super::spatial(pad, w.ks);
-        let out = super::conv::Geometry {
-            x: dims,
-            cout: stored_cout(w.cout),
-            kt: w.kt,
-            ks: w.ks,
-            st,
-            ss,
-            p,
-        }
-        .out();
+        let out = super::conv::Geometry::of(dims, w, st, pad).out();
         let y = self.act(Dims { c: w.cout, ..out }, 0)?;
         let _cut = (out.c != w.cout).then(|| self.act(out, 0)).transpose()?;
         Ok(y)
@@ -307,6 +297,11 @@ impl MemoryPlanner {
         let mut dev = Planned::new(value_bytes);
         let vae = Vae::load(w, part, &mut dev)?;
         Ok(MemoryPlanner { dev, vae })
+    }
+
+    /// The part of the VAE it plans.
+    pub fn part(&self) -> Part {
+        self.vae.part()
     }
 
     /// The peak bytes of one stream over input `chunks` (in order, each as the executor is
