@@ -222,7 +222,7 @@ class SeedVAELoader(io.ComfyNode):
             "models/seedvae); other NVIDIA GPUs run ONNX Runtime's CUDA provider, the CPU runs exactly.",
             inputs=[
                 io.Combo.Input("vae_name", options=folder_paths.get_filename_list("vae")),
-                io.Combo.Input("backend", options=BACKENDS, default="auto", tooltip="auto: TensorRT-RTX on an RTX GPU, else seedvae's own CUDA executor, else ONNX Runtime's CUDA provider, else the CPU (the console says which, and why the others cannot run). cuda: seedvae's executor (from the weights, never tiled, exact)."),
+                io.Combo.Input("backend", options=BACKENDS, default="auto", tooltip="auto: TensorRT-RTX on an RTX GPU, else seedvae's own CUDA executor, else ONNX Runtime's CUDA provider, else the CPU (the console says which, and why the others cannot run). cuda: seedvae's executor (from the weights; exact at any size: no tiles, bands of rows when memory needs them)."),
                 io.Float.Input("vram_budget_gb", default=0.0, min=0.0, max=1024.0, step=0.5, tooltip="GPU memory to plan tiles within; 0 = the GPU's free memory."),
             ],
             outputs=[SEEDVAE.Output("seedvae")],

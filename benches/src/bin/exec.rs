@@ -564,25 +564,37 @@ impl<D: Device> Device for Profiled<D> {
 }
 
 /// One 1248×720-style decode on a profiled CUDA device: the time of each kind of layer.
-fn profile<E: Elem>(weights: &Path, h: usize, w: usize, t: usize) {
+fn profile<E: Elem>(part: Part, weights: &Path, h: usize, w: usize, t: usize) {
     let wf = WeightFile::open(weights).unwrap();
     let cuda = Cuda::<E>::open(&options()).unwrap_or_else(|e| panic!("CUDA device: {e}"));
     let mut dev = Profiled {
         dev: cuda,
         spent: Default::default(),
     };
-    let vae = Vae::load(&wf, Part::Decoder, &mut dev).unwrap();
-    let d = Dims::new(16, t, h / 8, w / 8);
+    let vae = Vae::load(&wf, part, &mut dev).unwrap();
+    // The decoder one latent frame a call; the encoder 5 frames, then 4 a call.
+    let (d, sizes) = match part {
+        Part::Decoder => (Dims::new(16, t, h / 8, w / 8), vec![1; t]),
+        Part::Encoder => (
+            Dims::new(3, t, h, w),
+            std::iter::once(t.min(5))
+                .chain(std::iter::repeat_n(4, t.saturating_sub(5) / 4))
+                .collect(),
+        ),
+    };
     let mut rng = seedvae_weights::synth::Rng::new(3);
     let mut z = vec![0f32; d.count().unwrap()];
     rng.fill_normal(&mut z);
+    if part == Part::Encoder {
+        z.iter_mut().for_each(|v| *v = (*v * 0.5).clamp(-1.0, 1.0));
+    }
     let whole = Split::default();
-    let _ = run(&vae, &mut dev, &z, d, &vec![1; t], whole); // the algorithm searches
+    let _ = run(&vae, &mut dev, &z, d, &sizes, whole); // the algorithm searches
     dev.spent.clear();
     let start = Instant::now();
-    let _ = run(&vae, &mut dev, &z, d, &vec![1; t], whole);
+    let _ = run(&vae, &mut dev, &z, d, &sizes, whole);
     println!(
-        "profile, {} storage, {w}x{h}, {t} latent frames: {:.2} s (synchronized after every call)",
+        "profile {part:?}, {} storage, {w}x{h}, {t} input frames in calls of {sizes:?}: {:.2} s (synchronized after every call)",
         E::NAME,
         start.elapsed().as_secs_f64()
     );
@@ -635,15 +647,18 @@ fn time<E: Elem>(part: Part, weights: &Path, (h, w, t): (usize, usize, usize), s
         calls.push((k, n));
         k += n;
     }
-    // Each chunk's output is taken on the host while the device computes the next one.
+    // Each call's input gathered before the clock starts (the runner reads its input on
+    // another thread); each chunk's output taken on the host while the device computes the next.
+    let inputs: Vec<Vec<f32>> = calls
+        .iter()
+        .map(|&(k, n)| frames(&x, d, k, k + n))
+        .collect();
     let run = |cuda: &mut Cuda<E>| {
         let mut s = vae.stream();
         let mut out_frames = 0;
         let mut pending = None;
-        for &(k, n) in &calls {
-            let a = cuda
-                .upload(&frames(&x, d, k, k + n), Dims { t: n, ..d })
-                .unwrap();
+        for (&(k, n), input) in calls.iter().zip(&inputs) {
+            let a = cuda.upload(input, Dims { t: n, ..d }).unwrap();
             let y = vae
                 .step_split(cuda, &mut s, a, split)
                 .unwrap_or_else(|e| panic!("frames {k}..{}: {e}", k + n));
@@ -661,9 +676,17 @@ fn time<E: Elem>(part: Part, weights: &Path, (h, w, t): (usize, usize, usize), s
     // The same run once untimed: cuDNN's plans for every shape it meets.
     run(&mut cuda);
     cuda.reset_peak().unwrap();
-    let start = Instant::now();
-    let out_frames = run(&mut cuda);
-    let secs = start.elapsed().as_secs_f64();
+    // Three timed runs; the median counts (the GPU's clocks vary between runs by a few %).
+    let mut times = Vec::new();
+    let mut out_frames = 0;
+    for _ in 0..3 {
+        let start = Instant::now();
+        out_frames = run(&mut cuda);
+        times.push(start.elapsed().as_secs_f64());
+    }
+    let runs = format!("{times:.3?}");
+    times.sort_by(f64::total_cmp);
+    let secs = times[1];
     let (frames_timed, flops, verb) = match part {
         Part::Decoder => (out_frames, vae.flops_per_frame(h / 8, w / 8), "decode"),
         Part::Encoder => (t, vae.flops_per_frame(h, w), "encode"),
@@ -684,7 +707,7 @@ fn time<E: Elem>(part: Part, weights: &Path, (h, w, t): (usize, usize, usize), s
         100.0 * (measured / (planned + ws) - 1.0)
     );
     println!(
-        "{verb} {w}x{h}, {t} input frames -> {out_frames} frames, {} storage, {} call(s), {split:?}: {secs:.2} s, {:.1} ms/frame ({flops:.3e} FLOP a frame: {:.0} TFLOP/s), device pool peak {:.2} GiB (conv workspace {:.2} GiB)",
+        "{verb} {w}x{h}, {t} input frames -> {out_frames} frames, {} storage, {} call(s), {split:?}: {secs:.2} s (median of {runs} s), {:.1} ms/frame ({flops:.3e} FLOP a frame: {:.0} TFLOP/s), device pool peak {:.2} GiB (conv workspace {:.2} GiB)",
         E::NAME,
         calls.len(),
         1e3 * per_frame,
@@ -713,7 +736,12 @@ fn main() {
                 std::process::exit(1);
             }
         }
-        Some("profile") => profile::<half::f16>(
+        Some(p @ ("profile" | "profile-enc")) => profile::<half::f16>(
+            if p == "profile" {
+                Part::Decoder
+            } else {
+                Part::Encoder
+            },
             Path::new(&a[2]),
             a[3].parse().unwrap(),
             a[4].parse().unwrap(),
@@ -783,7 +811,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: exec ops | exec check FIXTURES | exec time|time32|time-enc WEIGHTS H W T [GROUP|-] [BAND_PX] | exec plan|plan-enc WEIGHTS H W [BUDGET_GB] | exec profile WEIGHTS H W T"
+                "usage: exec ops | exec check FIXTURES | exec time|time32|time-enc WEIGHTS H W T [GROUP|-] [BAND_PX] | exec plan|plan-enc WEIGHTS H W [BUDGET_GB] | exec profile|profile-enc WEIGHTS H W T"
             );
             std::process::exit(2);
         }

@@ -82,7 +82,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level}{trtx}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| commands::flags::Speaking(std::io::stderr()))
         .with_target(false)
         .init();
     let ui = commands::Ui { quiet: cli.quiet };

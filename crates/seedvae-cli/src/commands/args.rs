@@ -65,8 +65,9 @@ pub enum BackendArg {
     Auto,
     /// TensorRT-RTX on the GPU, or fail with the reason.
     Tensorrt,
-    /// seedvae's own CUDA executor on any NVIDIA GPU, from the weights: never tiled, exact
-    /// (needs the NVIDIA driver and the CUDA libraries NVRTC, cuDNN 9, cuBLAS).
+    /// seedvae's own CUDA executor on any NVIDIA GPU, from the weights: exact at any size (no
+    /// tiles; bands of rows when memory needs them, the same values) (needs the NVIDIA driver
+    /// and the CUDA libraries NVRTC, cuDNN 9, cuBLAS).
     Cuda,
     /// ONNX Runtime's CUDA provider on any NVIDIA GPU (needs `scripts/setup.sh --gpu`).
     OrtCuda,

@@ -36,6 +36,22 @@ pub fn speak_cli(msg: &str) -> String {
         .fold(msg.to_string(), |m, (name, flag)| m.replace(name, flag))
 }
 
+/// The log's writer (standard error in the CLI): the library's log lines speak in flags too
+/// (tracing formats an event whole and writes it at once).
+pub struct Speaking<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for Speaking<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = speak_cli(&String::from_utf8_lossy(buf));
+        self.0.write_all(line.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::speak_cli;
@@ -54,6 +70,18 @@ mod tests {
         assert_eq!(
             speak_cli("ONNX Runtime library not found: `install_onnxruntime`, or set X"),
             "ONNX Runtime library not found: run `scripts/setup.sh`, or set X"
+        );
+    }
+
+    #[test]
+    fn log_lines_speak_in_flags() {
+        use std::io::Write;
+        let mut log = super::Speaking(Vec::new());
+        let line = b"INFO no CPU reference: `install_onnxruntime`; `tile_px` 64\n";
+        log.write_all(line).unwrap();
+        assert_eq!(
+            String::from_utf8(log.0).unwrap(),
+            "INFO no CPU reference: run `scripts/setup.sh`; --tile-size 64\n"
         );
     }
 }

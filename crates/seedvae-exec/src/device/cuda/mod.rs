@@ -138,6 +138,9 @@ pub struct Cuda<E: Elem = f32> {
     /// Page-locked staging buffers for downloads, free for the next (the driver copies
     /// pageable memory through a bounce buffer at a fraction of the speed).
     staging: Vec<PinnedHostSlice<f32>>,
+    /// Page-locked buffers uploads are staged through, oldest first, each with the event after
+    /// its copy: the host fills one while the GPU may still read the other.
+    uploads: std::collections::VecDeque<(PinnedHostSlice<f32>, cudarc::driver::CudaEvent)>,
     pool: sys::CUmemoryPool,
     _elem: std::marker::PhantomData<E>,
     /// The GPU's name and compute capability.
@@ -324,6 +327,7 @@ impl<E: Elem> Cuda<E> {
             tuned_file,
             workspace: None,
             staging: Vec::new(),
+            uploads: Default::default(),
             pool,
             _elem: std::marker::PhantomData,
             name,
@@ -379,6 +383,26 @@ impl<E: Elem> Cuda<E> {
                 (n * std::mem::size_of::<T>()) >> 20
             ))
         })
+    }
+
+    /// A page-locked buffer of at least `n` values to stage an upload in: two take turns, so
+    /// the older one's copy (queued a whole chunk ago) has finished by the time it is reused.
+    fn upload_staging(&mut self, n: usize) -> Result<PinnedHostSlice<f32>> {
+        if self.uploads.len() >= 2 {
+            if let Some((host, done)) = self.uploads.pop_front() {
+                done.synchronize().map_err(driver("upload"))?;
+                if host.len() >= n {
+                    return Ok(host);
+                }
+            }
+        }
+        // SAFETY: page-locked, write-combined host memory (fast to fill and for the GPU to
+        // read; the host never reads it), written in full before the copy that reads it.
+        unsafe {
+            self._ctx
+                .alloc_pinned_with_flags::<f32>(n, sys::CU_MEMHOSTALLOC_WRITECOMBINED)
+        }
+        .map_err(driver("page-locked staging"))
     }
 
     /// An activation of `dims` with `room` frames of room in front.
@@ -753,7 +777,34 @@ impl<E: Elem> Device for Cuda<E> {
 
     fn upload(&mut self, v: &[f32], dims: Dims) -> Result<Act<GpuBuf<E>>> {
         shapes::upload(v.len(), dims)?;
-        let src = self.stream.clone_htod(v).map_err(driver("upload"))?;
+        if std::env::var_os("SEEDVAE_EXEC_PAGEABLE").is_some() {
+            let src = self.stream.clone_htod(v).map_err(driver("upload"))?;
+            let a = self.act(dims, HEAD_ROOM)?;
+            let (dst, c, tp) = (
+                self.ptr(&a.buf),
+                dims.c as i32,
+                (dims.t * dims.plane()) as i64,
+            );
+            launch!(self, to_channels_last, Grid(v.len()), &src, &dst, &c, &tp)?;
+            return Ok(a);
+        }
+        // Through page-locked memory: the copy then queues behind the work in flight, where
+        // pageable memory has the driver bounce it while the GPU waits.
+        let mut host = self.upload_staging(v.len())?;
+        host.as_mut_slice().map_err(driver("upload"))?[..v.len()].copy_from_slice(v);
+        let src = self.alloc::<f32>(v.len())?;
+        // SAFETY: `src` holds exactly `v.len()` values; the staging buffer is not written again
+        // before `done`.
+        unsafe {
+            cudarc::driver::result::memcpy_htod_async(
+                src.device_ptr(&self.stream).0,
+                &host.as_slice().map_err(driver("upload"))?[..v.len()],
+                self.stream.cu_stream(),
+            )
+        }
+        .map_err(driver("upload"))?;
+        let done = self.stream.record_event(None).map_err(driver("upload"))?;
+        self.uploads.push_back((host, done));
         let a = self.act(dims, HEAD_ROOM)?;
         let (dst, c, tp) = (
             self.ptr(&a.buf),
