@@ -104,6 +104,15 @@ template <typename T> __device__ void take_channels_bias(const T* src, T* dst, c
     }
 }
 
+// Every pixel's `n` channels followed by zeros up to `cs`: a conv input whose channels are
+// padded to a multiple of 8 (the encoder's RGB input), which cuDNN's tensor-core kernels need.
+template <typename T> __device__ void pad_channels(const T* src, T* dst, int n, int cs, i64 px) {
+    GRID_STRIDE(i, (i64)cs * px) {
+        u32 ch = i % (u32)cs;
+        st(dst, i, ch < (u32)n ? ld(src, (i64)(i / (u32)cs) * n + ch) : 0.0f);
+    }
+}
+
 // `x` `[f, h, w, c]` into `y` `[f, h + 1, w + 1, c]` with a zero row below and a zero column to
 // the right (the encoder's downsampling pad, spec §4.6).
 template <typename T> __device__ void pad_right_bottom(const T* x, T* y, int f, int h, int w, int c) {
@@ -311,6 +320,8 @@ BOTH(to_channels_first, P_CF, (src, dst, c, tp))
 BOTH(take_channels, P_TAKE, (src, dst, cs, n, px))
 #define P_TAKEB(T) (const T* src, T* dst, const T* b, int cs, int n, i64 px)
 BOTH(take_channels_bias, P_TAKEB, (src, dst, b, cs, n, px))
+#define P_PADC(T) (const T* src, T* dst, int n, int cs, i64 px)
+BOTH(pad_channels, P_PADC, (src, dst, n, cs, px))
 #define P_PAD(T) (const T* x, T* y, int f, int h, int w, int c)
 BOTH(pad_right_bottom, P_PAD, (x, y, f, h, w, c))
 #define P_BIAS(T) (T* y, const T* b, int c, i64 n)

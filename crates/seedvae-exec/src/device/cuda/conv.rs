@@ -30,7 +30,8 @@ pub struct Geometry {
 
 impl Geometry {
     /// The conv `w` over an input of `x` (its head frames joined, and padded right and bottom
-    /// for [`Pad::RightBottom`]) as the CUDA device runs it: output channels stored padded to 8,
+    /// for [`Pad::RightBottom`], its channels padded to 8) as the CUDA device runs it: output
+    /// channels stored padded to 8,
     /// spatial padding `k/2` all round, or the encoder downsampler's stride 2 with none.
     pub fn of<B>(x: Dims, w: &ConvWeights<B>, st: usize, pad: Pad) -> Geometry {
         let (ss, p) = match pad {
@@ -39,7 +40,7 @@ impl Geometry {
         };
         Geometry {
             x,
-            cout: super::stored_cout(w.cout),
+            cout: super::stored_channels(w.cout),
             kt: w.kt,
             ks: w.ks,
             st,

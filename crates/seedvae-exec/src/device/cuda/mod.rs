@@ -201,11 +201,12 @@ fn gpu0() -> Result<Arc<CudaContext>> {
     .map_err(Error::Device)
 }
 
-/// The output channels a conv's filter is stored with: a multiple of 8 (16 bytes of f16), the
-/// alignment cuDNN's tensor-core kernels need — the decoder's RGB output conv (3 channels) ran
-/// 30× slower unpadded on the H200. The padded filters are zero; the conv's output is cut back.
-pub(crate) fn stored_cout(cout: usize) -> usize {
-    cout.next_multiple_of(8)
+/// The channels a conv's filter is stored with, out and in: a multiple of 8 (16 bytes of f16),
+/// the alignment cuDNN's tensor-core kernels need — the decoder's RGB output conv (3 channels)
+/// ran 30× slower unpadded on the H200. The padded filters are zero: the conv's output is cut
+/// back, its input padded with zero channels.
+pub(crate) fn stored_channels(c: usize) -> usize {
+    c.next_multiple_of(8)
 }
 
 /// The attention's queries per block of scores: blocks of at most 256 MB (f32) over all the
@@ -761,14 +762,15 @@ impl<E: Elem> Device for Cuda<E> {
                 v.len()
             )));
         }
-        // [cout, cin, kt, kh, kw] → channels-last [cout, kt, kh, kw, cin], zero filters
-        // after the last up to the stored count.
+        // [cout, cin, kt, kh, kw] → channels-last [cout, kt, kh, kw, cin], zero filters and
+        // input channels after the last up to the stored counts.
         let taps = kt * kh * kw;
-        let mut out = vec![0f32; stored_cout(co) * taps * ci];
+        let cs = stored_channels(ci);
+        let mut out = vec![0f32; stored_channels(co) * taps * cs];
         for o in 0..co {
             for i in 0..ci {
                 for k in 0..taps {
-                    out[(o * taps + k) * ci + i] = v[(o * ci + i) * taps + k];
+                    out[(o * taps + k) * cs + i] = v[(o * ci + i) * taps + k];
                 }
             }
         }
@@ -777,17 +779,6 @@ impl<E: Elem> Device for Cuda<E> {
 
     fn upload(&mut self, v: &[f32], dims: Dims) -> Result<Act<GpuBuf<E>>> {
         shapes::upload(v.len(), dims)?;
-        if std::env::var_os("SEEDVAE_EXEC_PAGEABLE").is_some() {
-            let src = self.stream.clone_htod(v).map_err(driver("upload"))?;
-            let a = self.act(dims, HEAD_ROOM)?;
-            let (dst, c, tp) = (
-                self.ptr(&a.buf),
-                dims.c as i32,
-                (dims.t * dims.plane()) as i64,
-            );
-            launch!(self, to_channels_last, Grid(v.len()), &src, &dst, &c, &tp)?;
-            return Ok(a);
-        }
         // Through page-locked memory: the copy then queues behind the work in flight, where
         // pageable memory has the driver bounce it while the GPU waits.
         let mut host = self.upload_staging(v.len())?;
@@ -886,6 +877,35 @@ impl<E: Elem> Device for Cuda<E> {
                 _joined = Some(j);
             }
             dims.t += h.dims.t;
+        }
+        let mut _wide = None;
+        if stored_channels(dims.c) != dims.c {
+            // The encoder's RGB input, to the filter's 8 channels.
+            let p = self.act(
+                Dims {
+                    c: stored_channels(dims.c),
+                    ..dims
+                },
+                0,
+            )?;
+            let (dst, n, cs, px) = (
+                self.ptr(&p.buf),
+                dims.c as i32,
+                p.dims.c as i32,
+                (dims.t * dims.plane()) as i64,
+            );
+            launch!(
+                self,
+                pad_channels,
+                Grid(p.dims.count()?),
+                &input,
+                &dst,
+                &n,
+                &cs,
+                &px
+            )?;
+            (input, dims) = (dst, p.dims);
+            _wide = Some(p);
         }
         let mut _padded = None;
         if pad == Pad::RightBottom {

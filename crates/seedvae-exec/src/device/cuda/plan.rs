@@ -6,7 +6,7 @@
 //! what the driver's pool reports as the device's peak, less cuDNN's workspace (known only once
 //! the plans are timed; a few MB in fp16 on the H200).
 
-use super::{stored_cout, HEAD_ROOM};
+use super::{stored_channels, HEAD_ROOM};
 use crate::device::{shapes, Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
 use crate::{Result, Split, Vae};
 use seedvae_weights::schema::NORM_GROUPS;
@@ -93,8 +93,9 @@ impl Device for Planned {
         Ok(self.alloc(v.len() * self.value_bytes))
     }
 
-    fn filter(&mut self, v: &[f32], [co, ..]: [usize; 5]) -> Result<PlannedBuf> {
-        Ok(self.alloc(v.len() / co.max(1) * stored_cout(co) * self.value_bytes))
+    fn filter(&mut self, _: &[f32], [co, ci, kt, kh, kw]: [usize; 5]) -> Result<PlannedBuf> {
+        let n = stored_channels(co) * kt * kh * kw * stored_channels(ci);
+        Ok(self.alloc(n * self.value_bytes))
     }
 
     fn upload(&mut self, v: &[f32], dims: Dims) -> Result<Act<PlannedBuf>> {
@@ -128,6 +129,11 @@ impl Device for Planned {
             if x.buf.room < h.dims.t * d.plane() * d.c {
                 _joined = Some(self.act(dims, 0)?);
             }
+        }
+        let mut _wide = None;
+        if stored_channels(dims.c) != dims.c {
+            dims.c = stored_channels(dims.c);
+            _wide = Some(self.act(dims, 0)?);
         }
         let mut _padded = None;
         if pad == Pad::RightBottom {
