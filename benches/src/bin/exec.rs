@@ -2,10 +2,10 @@
 //!
 //! `exec check FIXTURES` — the tiny fixture's decoder and encoder on the CUDA device against the
 //! reference device and the original module's goldens (one call, chunks, frame groups, bands); exit 1
-//! on a miss (fp32 storage within 1e-5, fp16 within 3e-3). `exec time WEIGHTS H W T [GROUP|-] [BAND_PX]`
+//! on a miss (fp32 storage within 1e-5, fp16 within 3e-3). `exec time WEIGHTS H W T [GROUP|-] [BAND_PX|-] [park]`
 //! (fp16 storage; `time32`: fp32) — decode a seeded latent `[16, T, H/8, W/8]` (VAE space) in
 //! chunks of one latent frame, the tail in groups of GROUP frames, every layer in bands of
-//! BAND_PX rows of the frame; prints the time per output frame and the device's peak memory
+//! BAND_PX rows of the frame, the carried states parked in host memory with `park`; prints the time per output frame and the device's peak memory
 //! against the plan. `exec time-enc WEIGHTS H W T …` times the encoder on T seeded frames of
 //! H × W (fp16; calls of 4n + 1 frames, then 4n), per input frame.
 //!
@@ -140,8 +140,23 @@ fn check<E: Elem>(dir: &Path, bound: f64) -> bool {
                 let bands = Split {
                     groups: Some(1),
                     band_px: Some(24),
+                    park: false,
                 };
-                for split in [Split::default(), Split::groups(Some(1)), bands] {
+                let parked = Split {
+                    park: true,
+                    ..Split::default()
+                };
+                let parked_bands = Split {
+                    park: true,
+                    ..bands
+                };
+                for split in [
+                    Split::default(),
+                    Split::groups(Some(1)),
+                    bands,
+                    parked,
+                    parked_bands,
+                ] {
                     let got = run(&gpu, &mut cuda, &x, d, &sizes, split);
                     let (e_ref, e_gold) = (rel(&got, &want), rel(&got, &g));
                     let pass = e_ref <= bound && e_gold <= bound;
@@ -558,6 +573,13 @@ impl<D: Device> Device for Profiled<D> {
     ) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
         self.timed("channels", |d| d.channels(x, n))
     }
+    type Parked = D::Parked;
+    fn park(&mut self, a: seedvae_exec::Act<D::Buf>) -> seedvae_exec::Result<D::Parked> {
+        self.timed("park", |d| d.park(a))
+    }
+    fn unpark(&mut self, p: D::Parked) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
+        self.timed("park", |d| d.unpark(p))
+    }
     fn synchronize(&mut self) -> seedvae_exec::Result<()> {
         self.dev.synchronize()
     }
@@ -777,7 +799,11 @@ fn main() {
             let fit = seedvae_exec::split_within(pool, h, None, |sp| {
                 let p = planner.peak(&calls, sp);
                 match &p {
-                    Ok(b) => println!("  {sp:?}: {:.2} GiB", *b as f64 / gib),
+                    Ok(b) => println!(
+                        "  {sp:?}: {:.2} GiB (host: {:.2} GiB parked)",
+                        *b as f64 / gib,
+                        planner.host_peak() as f64 / gib
+                    ),
                     Err(e) => println!("  {sp:?}: {e}"),
                 }
                 p
@@ -801,7 +827,8 @@ fn main() {
             );
             let split = Split {
                 groups: a.get(6).filter(|g| *g != "-").map(|g| g.parse().unwrap()),
-                band_px: a.get(7).map(|b| b.parse().unwrap()),
+                band_px: a.get(7).filter(|b| *b != "-").map(|b| b.parse().unwrap()),
+                park: a.get(8).is_some_and(|p| p == "park"),
             };
             if p == "time32" {
                 time::<f32>(part, Path::new(&a[2]), shape, split)
@@ -811,7 +838,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: exec ops | exec check FIXTURES | exec time|time32|time-enc WEIGHTS H W T [GROUP|-] [BAND_PX] | exec plan|plan-enc WEIGHTS H W [BUDGET_GB] | exec profile|profile-enc WEIGHTS H W T"
+                "usage: exec ops | exec check FIXTURES | exec time|time32|time-enc WEIGHTS H W T [GROUP|-] [BAND_PX|-] [park] | exec plan|plan-enc WEIGHTS H W [BUDGET_GB] | exec profile|profile-enc WEIGHTS H W T"
             );
             std::process::exit(2);
         }

@@ -15,9 +15,11 @@ mod device;
 mod vae;
 
 pub use device::cuda::plan::{
-    planned_peak, split_within, workspace_allowance, Fit, MemoryPlanner, Planned,
+    planned_peak, split_within, workspace_allowance, Fit, MemoryPlanner, Planned, PlannedParked,
 };
-pub use device::cuda::{cuda_ready, wheel_lib_dirs, Cuda, CudaOptions, Download, Elem, GpuBuf};
+pub use device::cuda::{
+    cuda_ready, wheel_lib_dirs, Cuda, CudaOptions, Download, Elem, GpuBuf, Parked,
+};
 pub use device::reference::Reference;
 pub use device::{Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
 pub use vae::{Split, Stream, Vae};

@@ -46,21 +46,77 @@ pub struct Vae<B> {
     slots: usize,
 }
 
-/// One stream's carried state: per causal conv, the frames it kept from the last chunk. A conv
-/// that has kept nothing yet is at the stream's start (and so is an upsampler whose conv is):
-/// each layer knows its own first call, so any layer boundary may cut a chunk in time.
-pub struct Stream<B> {
-    kept: Vec<Option<Act<B>>>,
+/// One stream's carried state: per causal conv, the frames it kept from the last chunk (on the
+/// device, or parked off it: `P`, the device's [`Device::Parked`]). A conv that has kept
+/// nothing yet is at the stream's start (and so is an upsampler whose conv is): each layer
+/// knows its own first call, so any layer boundary may cut a chunk in time.
+pub struct Stream<B, P> {
+    kept: Vec<Option<Kept<B, P>>>,
+    /// Park each state as it is made (the step's [`Split::park`]).
+    park: bool,
 }
 
-impl<B> Stream<B> {
+enum Kept<B, P> {
+    Here(Act<B>),
+    Parked(P, Dims),
+}
+
+impl<B, P> Stream<B, P> {
     /// Device bytes held between chunks, at `value_bytes` a value ([`Device::value_bytes`]).
     pub fn bytes(&self, value_bytes: usize) -> usize {
+        self.sum(value_bytes, false)
+    }
+
+    /// Host bytes of the states parked off the device.
+    pub fn parked_bytes(&self, value_bytes: usize) -> usize {
+        self.sum(value_bytes, true)
+    }
+
+    fn sum(&self, value_bytes: usize, parked: bool) -> usize {
         self.kept
             .iter()
             .flatten()
-            .map(|a| a.dims.count().unwrap_or(0) * value_bytes)
+            .filter_map(|k| match k {
+                Kept::Here(a) if !parked => Some(a.dims),
+                Kept::Parked(_, d) if parked => Some(*d),
+                _ => None,
+            })
+            .map(|d| d.count().unwrap_or(0) * value_bytes)
             .sum()
+    }
+
+    /// Whether conv `slot` has kept frames (else it is at the stream's start).
+    fn started(&self, slot: usize) -> bool {
+        self.kept[slot].is_some()
+    }
+
+    /// Conv `slot`'s kept frames, on the device.
+    fn take<D: Device<Buf = B, Parked = P>>(
+        &mut self,
+        dev: &mut D,
+        slot: usize,
+    ) -> Result<Option<Act<B>>> {
+        match self.kept[slot].take() {
+            None => Ok(None),
+            Some(Kept::Here(a)) => Ok(Some(a)),
+            Some(Kept::Parked(p, _)) => dev.unpark(p).map(Some),
+        }
+    }
+
+    /// Keep `a` for conv `slot`'s next call: parked off the device when the step says so.
+    fn keep<D: Device<Buf = B, Parked = P>>(
+        &mut self,
+        dev: &mut D,
+        slot: usize,
+        a: Act<B>,
+    ) -> Result<()> {
+        self.kept[slot] = Some(if self.park {
+            let d = a.dims;
+            Kept::Parked(dev.park(a)?, d)
+        } else {
+            Kept::Here(a)
+        });
+        Ok(())
     }
 }
 
@@ -75,13 +131,17 @@ pub struct Split {
     /// reading its rows and the halo its kernel needs, GroupNorm's statistics taken over the
     /// whole frame first. None: whole frames.
     pub band_px: Option<usize>,
+    /// Each causal conv's carried frames parked off the device (host memory) from one use to
+    /// the next: the device holds one conv's at a time, at the cost of copying every state out
+    /// and back each use.
+    pub park: bool,
 }
 
 impl Split {
     pub fn groups(groups: Option<usize>) -> Split {
         Split {
             groups,
-            band_px: None,
+            ..Split::default()
         }
     }
 }
@@ -320,9 +380,10 @@ impl<B> Vae<B> {
     }
 
     /// A new stream, before its first chunk.
-    pub fn stream(&self) -> Stream<B> {
+    pub fn stream<P>(&self) -> Stream<B, P> {
         Stream {
             kept: (0..self.slots).map(|_| None).collect(),
+            park: false,
         }
     }
 
@@ -332,7 +393,7 @@ impl<B> Vae<B> {
     pub fn step<D: Device<Buf = B>>(
         &self,
         dev: &mut D,
-        s: &mut Stream<B>,
+        s: &mut Stream<B, D::Parked>,
         x: Act<B>,
     ) -> Result<Act<B>> {
         self.step_split(dev, s, x, Split::default())
@@ -349,7 +410,7 @@ impl<B> Vae<B> {
     pub fn step_split<D: Device<Buf = B>>(
         &self,
         dev: &mut D,
-        s: &mut Stream<B>,
+        s: &mut Stream<B, D::Parked>,
         x: Act<B>,
         split: Split,
     ) -> Result<Act<B>> {
@@ -409,6 +470,7 @@ impl<B> Vae<B> {
             }
             None => groups,
         };
+        s.park = split.park;
         let mut x = x;
         let mut at = 0;
         for seg in self.segments(groups) {
@@ -594,7 +656,7 @@ impl<B> Vae<B> {
     fn causal<D: Device<Buf = B>>(
         &self,
         dev: &mut D,
-        s: &mut Stream<B>,
+        s: &mut Stream<B, D::Parked>,
         c: &Causal<B>,
         x: &Act<B>,
     ) -> Result<Act<B>> {
@@ -602,19 +664,21 @@ impl<B> Vae<B> {
             return dev.conv(x, None, &c.w, c.st, c.pad);
         };
         // Spec §4.1: two copies of frame 0 in front on the first call, the kept frames after.
-        let head = match s.kept[slot].take() {
+        let head = match s.take(dev, slot)? {
             Some(kept) => kept,
             None => dev.repeat_first(x, 2)?,
         };
         let y = dev.conv(x, Some(&head), &c.w, c.st, c.pad)?;
-        s.kept[slot] = Some(dev.tail(x, Some(&head), c.w.kt - c.st)?);
+        let kept = dev.tail(x, Some(&head), c.w.kt - c.st)?;
+        drop(head);
+        s.keep(dev, slot, kept)?;
         Ok(y)
     }
 
     fn apply<D: Device<Buf = B>>(
         &self,
         dev: &mut D,
-        s: &mut Stream<B>,
+        s: &mut Stream<B, D::Parked>,
         layer: &Layer<B>,
         x: Act<B>,
         bands: Option<Bands>,
@@ -656,7 +720,7 @@ impl<B> Vae<B> {
             } => {
                 let u = dev.conv(&x, None, upscale, 1, Pad::Same)?;
                 drop(x);
-                let first = conv.slot.is_some_and(|k| s.kept[k].is_none());
+                let first = conv.slot.is_some_and(|k| !s.started(k));
                 let y = dev.shuffle(&u, *ch, *temporal, *temporal && first)?;
                 drop(u);
                 self.causal(dev, s, conv, &y)?
@@ -672,7 +736,7 @@ impl<B> Vae<B> {
     fn apply_in_bands<D: Device<Buf = B>>(
         &self,
         dev: &mut D,
-        s: &mut Stream<B>,
+        s: &mut Stream<B, D::Parked>,
         layer: &Layer<B>,
         x: Act<B>,
         b: Bands,
@@ -733,7 +797,7 @@ impl<B> Vae<B> {
                 temporal,
                 conv,
             } => {
-                let first = conv.slot.is_some_and(|k| s.kept[k].is_none());
+                let first = conv.slot.is_some_and(|k| !s.started(k));
                 let d = x.dims;
                 let step = (b.rows(2 * d.h) / 2).max(1);
                 let mut y = None;
@@ -765,7 +829,7 @@ impl<B> Vae<B> {
     fn conv_in_bands<D: Device<Buf = B>>(
         &self,
         dev: &mut D,
-        s: &mut Stream<B>,
+        s: &mut Stream<B, D::Parked>,
         c: ConvCall<'_, B>,
         x: &Act<B>,
         norm: Option<(&NormWeights<B>, &D::Stats)>,
@@ -796,7 +860,7 @@ impl<B> Vae<B> {
     fn conv_bands<D: Device<Buf = B>>(
         &self,
         dev: &mut D,
-        s: &mut Stream<B>,
+        s: &mut Stream<B, D::Parked>,
         c: ConvCall<'_, B>,
         x: &Act<B>,
         norm: Option<(&NormWeights<B>, &D::Stats)>,
@@ -812,7 +876,7 @@ impl<B> Vae<B> {
             Pad::RightBottom => (2, 0),
         };
         // Spec §4.1: two copies of frame 0 in front on the first call, the kept frames after.
-        let head = c.slot.map(|k| s.kept[k].take());
+        let head = c.slot.map(|k| s.take(dev, k)).transpose()?;
         let mut kept = None;
         for o0 in (0..out_h).step_by(rows) {
             let o1 = (o0 + rows).min(out_h);
@@ -843,8 +907,9 @@ impl<B> Vae<B> {
                 dev.put_rows(k, &tb, own0 - lo, own0, own1 - own0)?;
             }
         }
-        if let Some(k) = c.slot {
-            s.kept[k] = kept;
+        drop(head);
+        if let (Some(k), Some(kept)) = (c.slot, kept) {
+            s.keep(dev, k, kept)?;
         }
         Ok(())
     }

@@ -170,6 +170,7 @@ fn bands_of_rows_change_nothing() {
     let bands = |groups, px| Split {
         groups,
         band_px: Some(px),
+        park: false,
     };
     let check = |dev: &mut Reference,
                  vae: &Vae<Vec<f32>>,
@@ -231,6 +232,107 @@ fn bands_of_rows_change_nothing() {
         .is_err());
 }
 
+/// States parked off the device between uses: the same values in chunks, groups and bands, no
+/// state left on the device after a parked step, and the plan's device peak lower by about
+/// the state, which the host holds instead.
+#[test]
+fn parked_states_change_nothing_and_leave_the_device() {
+    use seedvae_exec::MemoryPlanner;
+    let mut dev = Reference::default();
+    let w = weights();
+    for (part, file, name, chunks) in [
+        (
+            Part::Decoder,
+            "vae_tiny/latent_t3_8x8.safetensors",
+            "latent",
+            vec![2, 1],
+        ),
+        (
+            Part::Encoder,
+            "vae_tiny/video_t9_32x48.safetensors",
+            "video",
+            vec![5, 4],
+        ),
+    ] {
+        let vae = Vae::load(&w, part, &mut dev).unwrap();
+        let (d, x) = input(file, name);
+        let (_, want) = run(&vae, &mut dev, &x, d, &chunks);
+        for split in [
+            Split::default(),
+            Split::groups(Some(1)),
+            Split {
+                groups: Some(1),
+                band_px: Some(16),
+                park: false,
+            },
+        ] {
+            let parked = Split {
+                park: true,
+                ..split
+            };
+            let mut s = vae.stream();
+            let mut got = Vec::new();
+            let mut t0 = 0;
+            for &n in &chunks {
+                let a = dev
+                    .upload(&frames(&x, d, t0, t0 + n), Dims { t: n, ..d })
+                    .unwrap();
+                got.push(vae.step_split(&mut dev, &mut s, a, parked).unwrap());
+                assert_eq!(
+                    s.bytes(4),
+                    0,
+                    "{part} {parked:?}: a state left on the device"
+                );
+                assert!(s.parked_bytes(4) > 0, "{part} {parked:?}: nothing parked");
+                t0 += n;
+            }
+            let o = got[0].dims;
+            let joined: Vec<f32> = (0..o.c)
+                .flat_map(|c| {
+                    got.iter().flat_map(move |a| {
+                        let n = a.dims.t * o.plane();
+                        a.buf[c * n..(c + 1) * n].iter().copied()
+                    })
+                })
+                .collect();
+            assert_eq!(joined, want, "{part} {parked:?}");
+            // A step without parking brings the states back to stay.
+            let a = dev
+                .upload(&frames(&x, d, 0, chunks[1]), Dims { t: chunks[1], ..d })
+                .unwrap();
+            vae.step_split(&mut dev, &mut s, a, split).unwrap();
+            assert!(s.bytes(4) > 0 && s.parked_bytes(4) == 0, "{part} {split:?}");
+        }
+    }
+    // The plan: the device holds one conv's state at a time, the host all of them.
+    let mut planner = MemoryPlanner::load(&w, Part::Decoder, 2).unwrap();
+    let chunks = [Dims::new(16, 1, 32, 32); 3];
+    let here = planner.peak(&chunks, Split::default()).unwrap();
+    assert_eq!(planner.host_peak(), 0);
+    let parked = planner
+        .peak(
+            &chunks,
+            Split {
+                park: true,
+                ..Split::default()
+            },
+        )
+        .unwrap();
+    let host = planner.host_peak();
+    let mut dev = seedvae_exec::Planned::new(2);
+    let vae = Vae::load(&w, Part::Decoder, &mut dev).unwrap();
+    let mut s = vae.stream();
+    for d in chunks {
+        let x = dev.input(d).unwrap();
+        vae.step(&mut dev, &mut s, x).unwrap();
+    }
+    assert_eq!(host, s.bytes(2), "the host holds every state");
+    assert!(
+        parked < here && here - parked > host / 2,
+        "parked {parked} vs {here}, state {host}"
+    );
+}
+
 /// A device that limits tensor sizes (cuDNN indexes with 32 bits) gets frame groups sized from
 /// the largest full-resolution tensor, head frames included — the result unchanged — and a clear
 /// error when not even one frame fits.
@@ -279,8 +381,8 @@ fn a_tensor_size_limit_cuts_frame_groups_and_changes_nothing() {
     // In bands only a band meets the head frames: the same limit takes groups of 2 frames.
     let x = tiny.upload(&z, d).unwrap();
     let bands = Split {
-        groups: None,
         band_px: Some(16),
+        ..Split::default()
     };
     let y = dec
         .step_split(&mut tiny, &mut dec.stream(), x, bands)
@@ -415,6 +517,13 @@ impl Device for Counting {
     fn channels(&mut self, x: &Act<Vec<f32>>, n: usize) -> seedvae_exec::Result<Act<Vec<f32>>> {
         self.dev.channels(x, n)
     }
+    type Parked = Act<Vec<f32>>;
+    fn park(&mut self, a: Act<Vec<f32>>) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        self.dev.park(a)
+    }
+    fn unpark(&mut self, p: Act<Vec<f32>>) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        self.dev.unpark(p)
+    }
 }
 
 /// The arithmetic the executor states per frame is what a steady-state chunk's calls do: the
@@ -514,6 +623,7 @@ fn the_cuda_memory_plan_counts_weights_state_and_groups() {
     let bands = Split {
         groups: Some(1),
         band_px: Some(16),
+        park: false,
     };
     let banded = planned_peak(&w, Part::Encoder, 2, &d, bands).unwrap();
     assert!(banded < grouped, "{banded} !< {grouped}");

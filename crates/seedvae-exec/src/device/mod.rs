@@ -218,4 +218,11 @@ pub trait Device {
     }
     /// The first `n` channels (the encoder's posterior mean).
     fn channels(&mut self, x: &Act<Self::Buf>, n: usize) -> Result<Act<Self::Buf>>;
+    /// A carried state held off the device (host memory) between its uses.
+    type Parked;
+    /// Move `a` off the device: its device memory is free once the queued copy is done (in the
+    /// device's order, so nothing waits).
+    fn park(&mut self, a: Act<Self::Buf>) -> Result<Self::Parked>;
+    /// A parked state back on the device, for its next use.
+    fn unpark(&mut self, p: Self::Parked) -> Result<Act<Self::Buf>>;
 }

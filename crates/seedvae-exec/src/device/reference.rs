@@ -476,6 +476,17 @@ impl Device for Reference {
             dims,
         })
     }
+
+    /// The host is the device: parking changes nothing.
+    type Parked = Act<Vec<f32>>;
+
+    fn park(&mut self, a: Act<Vec<f32>>) -> Result<Act<Vec<f32>>> {
+        Ok(a)
+    }
+
+    fn unpark(&mut self, p: Act<Vec<f32>>) -> Result<Act<Vec<f32>>> {
+        Ok(p)
+    }
 }
 
 /// `out += wv · shifted(src)` for one kernel tap `(dy, dx)`: output pixel `(y, x)` reads input

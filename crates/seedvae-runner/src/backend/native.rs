@@ -25,7 +25,7 @@ pub struct NativeBackend<D: Device> {
     contract: Contract,
     kind: BackendKind,
     /// Each stream's carried state and the cut its chunks run in.
-    streams: Streams<(Stream<D::Buf>, Split)>,
+    streams: Streams<(Stream<D::Buf, D::Parked>, Split)>,
     /// Band height the caller asked for (frame pixels); None: whole frames unless the memory
     /// budget needs bands.
     band_px: Option<usize>,
@@ -168,7 +168,7 @@ impl<D: Device> NativeBackend<D> {
     fn queue_chunk(
         dev: &mut D,
         vae: &Vae<D::Buf>,
-        s: &mut Stream<D::Buf>,
+        s: &mut Stream<D::Buf, D::Parked>,
         x: &Tensor,
         split: Split,
     ) -> Result<([usize; 5], D::Pending), Error> {
@@ -207,8 +207,8 @@ impl<D: Device> NativeBackend<D> {
     /// device's peak measured from here), or an error saying what it needs.
     fn plan_stream(&mut self, x: &Tensor) -> Result<Split, Error> {
         let asked = Split {
-            groups: None,
             band_px: self.band_px,
+            ..Split::default()
         };
         let Some(m) = self.memory.as_mut() else {
             return Ok(asked);
@@ -223,12 +223,17 @@ impl<D: Device> NativeBackend<D> {
             Fit::Fits { split, planned } => {
                 m.planned = Some(planned);
                 self.dev.reset_measured_peak().map_err(exec_error)?;
-                if split.band_px != self.band_px {
+                if split.band_px != self.band_px || split.groups.is_some() || split.park {
                     tracing::info!(
                         "{w}×{h} frames within the memory budget: the full-resolution layers \
-                         {} frame(s) at a time, every layer in bands of {} px",
+                         {} frame(s) at a time, every layer in bands of {} px{}",
                         split.groups.map_or("all".into(), |g| g.to_string()),
-                        split.band_px.unwrap_or(h)
+                        split.band_px.unwrap_or(h),
+                        if split.park {
+                            ", the carried frames parked in host memory between uses"
+                        } else {
+                            ""
+                        }
                     );
                 }
                 Ok(split)
@@ -237,7 +242,7 @@ impl<D: Device> NativeBackend<D> {
                 what: format!(
                     "seedvae's CUDA executor on {w}×{h} frames (calls of {} input frames, \
                          the full-resolution layers one frame at a time in bands down to 8 px, \
-                         within `vram_budget_gb`)",
+                         the carried frames parked in host memory, within `vram_budget_gb`)",
                     d.t
                 ),
                 need: least + outside_pool(vb),
@@ -322,6 +327,7 @@ where
     D: Device + Send,
     D::Buf: Send,
     D::Pending: Send,
+    D::Parked: Send,
 {
     fn kind(&self) -> BackendKind {
         self.kind
@@ -513,6 +519,7 @@ mod tests {
         let eight = Split {
             groups: Some(1),
             band_px: Some(8),
+            park: true,
         };
         let least = planner.peak(&[d, d], eight).unwrap() as u64;
         let mut tight = open().within(&w, least + outside - 1).unwrap();

@@ -107,6 +107,25 @@ pub struct Download {
 // SAFETY: page-locked host memory and an event: both may be used from any thread.
 unsafe impl Send for Download {}
 
+/// A carried state parked in page-locked host memory, and the event after its copy there.
+pub struct Parked {
+    host: Option<PinnedHostSlice<u8>>,
+    dims: Dims,
+    done: cudarc::driver::CudaEvent,
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        // A stream dropped mid-clip: the copy into the buffer finishes before it is freed.
+        if self.host.is_some() {
+            let _ = self.done.synchronize();
+        }
+    }
+}
+
+// SAFETY: as for `Download`.
+unsafe impl Send for Parked {}
+
 /// GroupNorm's statistics of `t` frames of `c` channels, as a scale and shift per frame and
 /// channel (the affine folded in).
 pub struct NormStats {
@@ -141,6 +160,9 @@ pub struct Cuda<E: Elem = f32> {
     /// Page-locked buffers uploads are staged through, oldest first, each with the event after
     /// its copy: the host fills one while the GPU may still read the other.
     uploads: std::collections::VecDeque<(PinnedHostSlice<f32>, cudarc::driver::CudaEvent)>,
+    /// Page-locked buffers of parked states, free for the next: each is written and read only
+    /// by copies on the stream, so stream order is all the care it needs.
+    parking: Vec<PinnedHostSlice<u8>>,
     pool: sys::CUmemoryPool,
     _elem: std::marker::PhantomData<E>,
     /// The GPU's name and compute capability.
@@ -329,6 +351,7 @@ impl<E: Elem> Cuda<E> {
             workspace: None,
             staging: Vec::new(),
             uploads: Default::default(),
+            parking: Vec::new(),
             pool,
             _elem: std::marker::PhantomData,
             name,
@@ -1274,6 +1297,69 @@ impl<E: Elem> Device for Cuda<E> {
             &px
         )?;
         Ok(out)
+    }
+
+    type Parked = Parked;
+
+    fn park(&mut self, a: Act<GpuBuf<E>>) -> Result<Parked> {
+        let bytes = a.dims.count()? * size_of::<E>();
+        let mut host = match self
+            .parking
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.len() >= bytes)
+            .min_by_key(|(_, h)| h.len())
+        {
+            Some((i, _)) => self.parking.swap_remove(i),
+            // SAFETY: page-locked host memory only the GPU's copies touch (in stream order).
+            None => unsafe { self._ctx.alloc_pinned_with_flags::<u8>(bytes, 0) }.map_err(|e| {
+                Error::Device(format!(
+                    "cannot page-lock {} MB of host memory for a carried state: {e}",
+                    bytes >> 20
+                ))
+            })?,
+        };
+        let dst = &mut host.as_mut_slice().map_err(driver("park"))?[..bytes];
+        // SAFETY: `dst` holds the activation's bytes exactly; the host never reads it, and the
+        // copy back (`unpark`) or the buffer's next use comes later on the same stream.
+        unsafe {
+            cudarc::driver::result::memcpy_dtoh_async(
+                dst,
+                self.ptr(&a.buf),
+                self.stream.cu_stream(),
+            )
+        }
+        .map_err(driver("park"))?;
+        let done = self.stream.record_event(None).map_err(driver("park"))?;
+        let dims = a.dims;
+        // `a`'s memory goes back to the pool in stream order: after the copy.
+        drop(a);
+        Ok(Parked {
+            host: Some(host),
+            dims,
+            done,
+        })
+    }
+
+    fn unpark(&mut self, mut p: Parked) -> Result<Act<GpuBuf<E>>> {
+        let a = self.act(p.dims, 0)?;
+        let bytes = p.dims.count()? * size_of::<E>();
+        let host = p
+            .host
+            .take()
+            .ok_or_else(|| Error::Device("a state unparked twice".into()))?;
+        // SAFETY: `a` holds exactly `bytes`; the host buffer is written next only by a later
+        // copy on this stream.
+        unsafe {
+            cudarc::driver::result::memcpy_htod_async(
+                self.ptr(&a.buf),
+                &host.as_slice().map_err(driver("unpark"))?[..bytes],
+                self.stream.cu_stream(),
+            )
+        }
+        .map_err(driver("unpark"))?;
+        self.parking.push(host);
+        Ok(a)
     }
 }
 

@@ -18,6 +18,9 @@ use std::sync::Arc;
 struct Meter {
     live: AtomicUsize,
     peak: AtomicUsize,
+    /// Host bytes of parked states.
+    host_live: AtomicUsize,
+    host_peak: AtomicUsize,
 }
 
 /// A buffer of the plan: its bytes, counted while it lives.
@@ -31,6 +34,19 @@ pub struct PlannedBuf {
 impl Drop for PlannedBuf {
     fn drop(&mut self) {
         self.meter.live.fetch_sub(self.bytes, Relaxed);
+    }
+}
+
+/// A state parked in host memory: its extent, its bytes counted on the host while it lives.
+pub struct PlannedParked {
+    dims: Dims,
+    bytes: usize,
+    meter: Arc<Meter>,
+}
+
+impl Drop for PlannedParked {
+    fn drop(&mut self) {
+        self.meter.host_live.fetch_sub(self.bytes, Relaxed);
     }
 }
 
@@ -52,6 +68,11 @@ impl Planned {
     /// The most bytes alive at once so far.
     pub fn peak(&self) -> usize {
         self.meter.peak.load(Relaxed)
+    }
+
+    /// The most host bytes parked states held at once so far.
+    pub fn host_peak(&self) -> usize {
+        self.meter.host_peak.load(Relaxed)
     }
 
     fn alloc(&self, bytes: usize) -> PlannedBuf {
@@ -285,6 +306,23 @@ impl Device for Planned {
         Some(i32::MAX as usize)
     }
 
+    type Parked = PlannedParked;
+
+    fn park(&mut self, a: Act<PlannedBuf>) -> Result<PlannedParked> {
+        let bytes = a.dims.count()? * self.value_bytes;
+        let live = self.meter.host_live.fetch_add(bytes, Relaxed) + bytes;
+        self.meter.host_peak.fetch_max(live, Relaxed);
+        Ok(PlannedParked {
+            dims: a.dims,
+            bytes,
+            meter: self.meter.clone(),
+        })
+    }
+
+    fn unpark(&mut self, p: PlannedParked) -> Result<Act<PlannedBuf>> {
+        self.act(p.dims, 0)
+    }
+
     fn value_bytes(&self) -> usize {
         self.value_bytes
     }
@@ -305,6 +343,11 @@ impl MemoryPlanner {
         Ok(MemoryPlanner { dev, vae })
     }
 
+    /// The most host bytes parked states held in the last [`MemoryPlanner::peak`].
+    pub fn host_peak(&self) -> usize {
+        self.dev.host_peak()
+    }
+
     /// The part of the VAE it plans.
     pub fn part(&self) -> Part {
         self.vae.part()
@@ -316,6 +359,7 @@ impl MemoryPlanner {
     pub fn peak(&mut self, chunks: &[Dims], split: Split) -> Result<usize> {
         let m = &self.dev.meter;
         m.peak.store(m.live.load(Relaxed), Relaxed);
+        m.host_peak.store(m.host_live.load(Relaxed), Relaxed);
         let mut s = self.vae.stream();
         for &d in chunks {
             let x = self.dev.input(d)?;
@@ -360,26 +404,33 @@ pub enum Fit {
 /// fits, else the largest frame group of the full-resolution layers that does, else one frame
 /// at a time in the tallest bands that do — halving down to 8 px of a frame `frame_h` px high.
 /// With `band_px` (the user's), the frame groups are tried in those bands, and the bands halved
-/// from there.
+/// from there. Then the same with the carried states parked in host memory (each copied out
+/// and back at every use, so the whole chunk first: one use a step): whole, in bands, then one
+/// frame at a time in bands.
 pub fn split_within(
     budget: u64,
     frame_h: usize,
     band_px: Option<usize>,
     mut peak: impl FnMut(Split) -> Result<usize>,
 ) -> Result<Fit> {
+    let tallest = band_px.unwrap_or(frame_h).min(frame_h);
+    let halved = || {
+        std::iter::successors(Some(tallest.div_ceil(2)), |&px| Some(px.div_ceil(2)))
+            .take_while(move |&px| px >= 8 && px < tallest)
+    };
+    let cut = |groups, band_px, park| Split {
+        groups,
+        band_px,
+        park,
+    };
     let mut cuts: Vec<Split> = [None, Some(8), Some(4), Some(2), Some(1)]
         .into_iter()
-        .map(|groups| Split { groups, band_px })
+        .map(|groups| cut(groups, band_px, false))
         .collect();
-    let tallest = band_px.unwrap_or(frame_h).min(frame_h);
-    cuts.extend(
-        std::iter::successors(Some(tallest.div_ceil(2)), |&px| Some(px.div_ceil(2)))
-            .take_while(|&px| px >= 8 && px < tallest)
-            .map(|px| Split {
-                groups: Some(1),
-                band_px: Some(px),
-            }),
-    );
+    cuts.extend(halved().map(|px| cut(Some(1), Some(px), false)));
+    cuts.push(cut(None, band_px, true));
+    cuts.extend(halved().map(|px| cut(None, Some(px), true)));
+    cuts.extend(halved().map(|px| cut(Some(1), Some(px), true)));
     // A cut the schedule refuses (a tensor past the device's limit) is one that does not fit.
     let (mut least, mut refused) = (u64::MAX, None);
     for split in cuts {
@@ -415,7 +466,11 @@ mod tests {
             Ok(10 + frame * s.groups.unwrap_or(12) / 16)
         };
         let fits = |groups, band_px, planned| Fit::Fits {
-            split: Split { groups, band_px },
+            split: Split {
+                groups,
+                band_px,
+                park: false,
+            },
             planned,
         };
         assert_eq!(
@@ -437,6 +492,24 @@ mod tests {
         assert_eq!(
             split_within(9, 256, None, peak).unwrap(),
             Fit::TooLarge { least: 10 }
+        );
+        // Parked states (here 4 less) come after every cut that keeps them: the whole chunk in
+        // the tallest bands that fit, before one frame at a time.
+        let parking = |s: Split| peak(s).map(|p| if s.park { p - 4 } else { p });
+        assert_eq!(
+            split_within(9, 256, None, parking).unwrap(),
+            Fit::Fits {
+                split: Split {
+                    groups: None,
+                    band_px: Some(32),
+                    park: true
+                },
+                planned: 9
+            }
+        );
+        assert_eq!(
+            split_within(10, 256, None, parking).unwrap(),
+            fits(Some(1), Some(64), 10)
         );
         // Cuts the schedule refuses (whole frames past a tensor limit) give way to bands.
         let limited = |s: Split| match s.band_px {
