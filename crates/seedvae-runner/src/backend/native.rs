@@ -18,6 +18,9 @@ use seedvae_weights::{Part, WeightFile};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+/// A stream's carried state on device `D`.
+type DevStream<D> = Stream<<D as Device>::Buf, <D as Device>::Parked>;
+
 /// The executor on device `D`.
 pub struct NativeBackend<D: Device> {
     dev: D,
@@ -25,7 +28,7 @@ pub struct NativeBackend<D: Device> {
     contract: Contract,
     kind: BackendKind,
     /// Each stream's carried state and the cut its chunks run in.
-    streams: Streams<(Stream<D::Buf, D::Parked>, Split)>,
+    streams: Streams<(DevStream<D>, Split)>,
     /// Band height the caller asked for (frame pixels); None: whole frames unless the memory
     /// budget needs bands.
     band_px: Option<usize>,
@@ -168,7 +171,7 @@ impl<D: Device> NativeBackend<D> {
     fn queue_chunk(
         dev: &mut D,
         vae: &Vae<D::Buf>,
-        s: &mut Stream<D::Buf, D::Parked>,
+        s: &mut DevStream<D>,
         x: &Tensor,
         split: Split,
     ) -> Result<([usize; 5], D::Pending), Error> {
