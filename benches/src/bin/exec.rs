@@ -580,6 +580,30 @@ impl<D: Device> Device for Profiled<D> {
     fn unpark(&mut self, p: D::Parked) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
         self.timed("park", |d| d.unpark(p))
     }
+    fn parked_dims(p: &D::Parked) -> Dims {
+        D::parked_dims(p)
+    }
+    fn park_empty(&mut self, dims: Dims) -> seedvae_exec::Result<D::Parked> {
+        self.timed("park", |d| d.park_empty(dims))
+    }
+    fn park_rows(
+        &mut self,
+        dst: &mut D::Parked,
+        src: &seedvae_exec::Act<D::Buf>,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> seedvae_exec::Result<()> {
+        self.timed("park", |d| d.park_rows(dst, src, s0, d0, n))
+    }
+    fn unpark_part(
+        &mut self,
+        p: &D::Parked,
+        t: (usize, usize),
+        r: (usize, usize),
+    ) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
+        self.timed("park", |d| d.unpark_part(p, t, r))
+    }
     fn synchronize(&mut self) -> seedvae_exec::Result<()> {
         self.dev.synchronize()
     }

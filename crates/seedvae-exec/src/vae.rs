@@ -471,31 +471,65 @@ impl<B> Vae<B> {
             None => groups,
         };
         s.park = split.park;
-        let mut x = x;
+        // Between segments the activation is on the device, or parked in host memory when the
+        // states are and the next segment takes it a frame group at a time.
+        let segments = self.segments(groups);
+        let mut x = Kept::Here(x);
         let mut at = 0;
-        for seg in self.segments(groups) {
+        for (i, seg) in segments.iter().enumerate() {
+            let d = match &x {
+                Kept::Here(a) => a.dims,
+                Kept::Parked(_, d) => *d,
+            };
             x = match seg.frames {
-                Some(g) if g < x.dims.t => {
-                    let mut outs = Vec::with_capacity(x.dims.t.div_ceil(g));
-                    for t0 in (0..x.dims.t).step_by(g) {
-                        let mut y = dev.frames(&x, t0, (t0 + g).min(x.dims.t))?;
+                Some(g) if g < d.t => {
+                    let mut outs = Vec::with_capacity(d.t.div_ceil(g));
+                    for t0 in (0..d.t).step_by(g) {
+                        let t1 = (t0 + g).min(d.t);
+                        let mut y = match &x {
+                            Kept::Here(a) => dev.frames(a, t0, t1)?,
+                            Kept::Parked(p, _) => dev.unpark_part(p, (t0, t1), (0, d.h))?,
+                        };
                         for layer in &self.layers[at..seg.end] {
                             y = self.apply(dev, s, layer, y, bands)?;
                         }
                         outs.push(y);
                     }
-                    drop(x);
-                    dev.concat(&outs)?
+                    if let Kept::Parked(p, _) = x {
+                        dev.drop_parked(p);
+                    }
+                    Kept::Here(dev.concat(&outs)?)
                 }
                 _ => {
-                    for layer in &self.layers[at..seg.end] {
-                        x = self.apply(dev, s, layer, x, bands)?;
+                    let mut a = match x {
+                        Kept::Here(a) => a,
+                        Kept::Parked(p, _) => dev.unpark(p)?,
+                    };
+                    let to_host =
+                        split.park && segments.get(i + 1).is_some_and(|n| n.frames.is_some());
+                    let layers = &self.layers[at..seg.end];
+                    match layers.split_last() {
+                        Some((last, rest)) if to_host => {
+                            for layer in rest {
+                                a = self.apply(dev, s, layer, a, bands)?;
+                            }
+                            self.apply_to_host(dev, s, last, a, bands)?
+                        }
+                        _ => {
+                            for layer in layers {
+                                a = self.apply(dev, s, layer, a, bands)?;
+                            }
+                            Kept::Here(a)
+                        }
                     }
-                    x
                 }
             };
             at = seg.end;
         }
+        let mut x = match x {
+            Kept::Here(a) => a,
+            Kept::Parked(p, _) => dev.unpark(p)?,
+        };
         if self.part == Part::Encoder {
             x = dev.channels(&x, LATENT_CHANNELS)?;
         }
@@ -797,32 +831,96 @@ impl<B> Vae<B> {
                 temporal,
                 conv,
             } => {
-                let first = conv.slot.is_some_and(|k| !s.started(k));
-                let d = x.dims;
-                let step = (b.rows(2 * d.h) / 2).max(1);
-                let mut y = None;
-                for r0 in (0..d.h).step_by(step) {
-                    let r1 = (r0 + step).min(d.h);
-                    let xb = dev.rows(&x, r0, r1, false)?;
-                    let ub = dev.conv(&xb, None, upscale, 1, Pad::Same)?;
-                    drop(xb);
-                    let yb = dev.shuffle(&ub, *ch, *temporal, *temporal && first)?;
-                    drop(ub);
-                    let y = match &mut y {
-                        Some(y) => y,
-                        None => y.insert(dev.empty(Dims {
-                            h: 2 * d.h,
-                            ..yb.dims
-                        })?),
-                    };
-                    dev.put_rows(y, &yb, 0, 2 * r0, 2 * (r1 - r0))?;
-                }
-                drop(x);
-                let y = y.ok_or_else(|| Error::Shape(format!("an upsampler given {d:?}")))?;
+                let y = self.shuffled_in_bands(dev, s, (upscale, *ch, *temporal), conv, x, b)?;
                 self.conv_in_bands(dev, s, conv.into(), &y, None, b)?
             }
             Layer::NormSilu(n) => dev.group_norm(&x, n, true)?,
         })
+    }
+
+    /// An upsampler's 1×1×1 upscale and shuffle (spec §4.5) in bands `b` of its input rows:
+    /// the input of its conv.
+    fn shuffled_in_bands<D: Device<Buf = B>>(
+        &self,
+        dev: &mut D,
+        s: &Stream<B, D::Parked>,
+        (upscale, ch, temporal): (&ConvWeights<B>, usize, bool),
+        conv: &Causal<B>,
+        x: Act<B>,
+        b: Bands,
+    ) -> Result<Act<B>> {
+        let first = conv.slot.is_some_and(|k| !s.started(k));
+        let d = x.dims;
+        let step = (b.rows(2 * d.h) / 2).max(1);
+        let mut y = None;
+        for r0 in (0..d.h).step_by(step) {
+            let r1 = (r0 + step).min(d.h);
+            let xb = dev.rows(&x, r0, r1, false)?;
+            let ub = dev.conv(&xb, None, upscale, 1, Pad::Same)?;
+            drop(xb);
+            let yb = dev.shuffle(&ub, ch, temporal, temporal && first)?;
+            drop(ub);
+            let y = match &mut y {
+                Some(y) => y,
+                None => y.insert(dev.empty(Dims {
+                    h: 2 * d.h,
+                    ..yb.dims
+                })?),
+            };
+            dev.put_rows(y, &yb, 0, 2 * r0, 2 * (r1 - r0))?;
+        }
+        y.ok_or_else(|| Error::Shape(format!("an upsampler given {d:?}")))
+    }
+
+    /// [`Vae::apply`] with its output parked in host memory (the input of a segment run in
+    /// frame groups): an upsampler in bands sends its conv's bands there as they come, so the
+    /// device never holds its whole output.
+    fn apply_to_host<D: Device<Buf = B>>(
+        &self,
+        dev: &mut D,
+        s: &mut Stream<B, D::Parked>,
+        layer: &Layer<B>,
+        x: Act<B>,
+        bands: Option<Bands>,
+    ) -> Result<Kept<B, D::Parked>> {
+        if let (
+            Some(b),
+            Layer::Upsample {
+                upscale,
+                ch,
+                temporal,
+                conv,
+            },
+        ) = (bands, layer)
+        {
+            let y = self.shuffled_in_bands(dev, s, (upscale, *ch, *temporal), conv, x, b)?;
+            let out_h = out_rows(y.dims.h, conv.w.ks, conv.pad)?;
+            let mut out = None;
+            self.conv_bands(
+                dev,
+                s,
+                conv.into(),
+                &y,
+                None,
+                b,
+                &mut |dev, yb, s0, o0, n| {
+                    let p = match &mut out {
+                        Some(p) => p,
+                        None => out.insert(dev.park_empty(Dims {
+                            h: out_h,
+                            ..yb.dims
+                        })?),
+                    };
+                    dev.park_rows(p, yb, s0, o0, n)
+                },
+            )?;
+            let p = out.ok_or_else(|| Error::Shape(format!("an upsampler given {:?}", y.dims)))?;
+            let d = D::parked_dims(&p);
+            return Ok(Kept::Parked(p, d));
+        }
+        let y = self.apply(dev, s, layer, x, bands)?;
+        let d = y.dims;
+        Ok(Kept::Parked(dev.park(y)?, d))
     }
 
     /// A conv of `x` (GroupNorm+SiLU first when `norm`) in bands `b`, into one output.
@@ -875,9 +973,10 @@ impl<B> Vae<B> {
             Pad::Same => (1, ks / 2),
             Pad::RightBottom => (2, 0),
         };
-        // Spec §4.1: two copies of frame 0 in front on the first call, the kept frames after.
-        let head = c.slot.map(|k| s.take(dev, k)).transpose()?;
-        let mut kept = None;
+        // Spec §4.1: two copies of frame 0 in front on the first call, the kept frames after
+        // (each band reads its rows of them: from the host when they are parked).
+        let head = c.slot.map(|k| s.kept[k].take());
+        let mut kept: Option<Kept<B, D::Parked>> = None;
         for o0 in (0..out_h).step_by(rows) {
             let o1 = (o0 + rows).min(out_h);
             let lo = (o0 * ss).saturating_sub(before);
@@ -889,7 +988,8 @@ impl<B> Vae<B> {
             let hb = match &head {
                 None => None,
                 Some(None) => Some(dev.repeat_first(&xb, 2)?),
-                Some(Some(k)) => Some(dev.rows(k, lo, hi, false)?),
+                Some(Some(Kept::Here(k))) => Some(dev.rows(k, lo, hi, false)?),
+                Some(Some(Kept::Parked(p, d))) => Some(dev.unpark_part(p, (0, d.t), (lo, hi))?),
             };
             let yb = dev.conv(&xb, hb.as_ref(), c.w, c.st, c.pad)?;
             // The band's output row i is output row lo/ss + i (its top padding stands in for
@@ -902,14 +1002,26 @@ impl<B> Vae<B> {
                 let own1 = if o1 == out_h { h } else { o1 * ss };
                 let k = match &mut kept {
                     Some(k) => k,
-                    None => kept.insert(dev.empty(Dims { h, ..tb.dims })?),
+                    None => {
+                        let d = Dims { h, ..tb.dims };
+                        kept.insert(match s.park {
+                            true => Kept::Parked(dev.park_empty(d)?, d),
+                            false => Kept::Here(dev.empty(d)?),
+                        })
+                    }
                 };
-                dev.put_rows(k, &tb, own0 - lo, own0, own1 - own0)?;
+                let n = own1 - own0;
+                match k {
+                    Kept::Here(k) => dev.put_rows(k, &tb, own0 - lo, own0, n)?,
+                    Kept::Parked(k, _) => dev.park_rows(k, &tb, own0 - lo, own0, n)?,
+                }
             }
         }
-        drop(head);
-        if let (Some(k), Some(kept)) = (c.slot, kept) {
-            s.keep(dev, k, kept)?;
+        if let Some(Some(Kept::Parked(p, _))) = head {
+            dev.drop_parked(p);
+        }
+        if let Some(k) = c.slot {
+            s.kept[k] = kept;
         }
         Ok(())
     }

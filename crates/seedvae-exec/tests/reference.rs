@@ -304,7 +304,8 @@ fn parked_states_change_nothing_and_leave_the_device() {
             assert!(s.bytes(4) > 0 && s.parked_bytes(4) == 0, "{part} {split:?}");
         }
     }
-    // The plan: the device holds one conv's state at a time, the host all of them.
+    // The plan: the device holds one conv's state at a time (a band's rows of it in bands),
+    // the host all of them.
     let mut planner = MemoryPlanner::load(&w, Part::Decoder, 2).unwrap();
     let chunks = [Dims::new(16, 1, 32, 32); 3];
     let here = planner.peak(&chunks, Split::default()).unwrap();
@@ -326,10 +327,12 @@ fn parked_states_change_nothing_and_leave_the_device() {
         let x = dev.input(d).unwrap();
         vae.step(&mut dev, &mut s, x).unwrap();
     }
-    assert_eq!(host, s.bytes(2), "the host holds every state");
+    // Every state, and the tail's input while its frame groups run.
+    let state = s.bytes(2);
+    assert!(host >= state, "the host holds every state: {host} < {state}");
     assert!(
-        parked < here && here - parked > host / 2,
-        "parked {parked} vs {here}, state {host}"
+        parked < here && here - parked > state / 2,
+        "parked {parked} vs {here}, state {state}"
     );
 }
 
@@ -523,6 +526,30 @@ impl Device for Counting {
     }
     fn unpark(&mut self, p: Act<Vec<f32>>) -> seedvae_exec::Result<Act<Vec<f32>>> {
         self.dev.unpark(p)
+    }
+    fn parked_dims(p: &Act<Vec<f32>>) -> Dims {
+        Reference::parked_dims(p)
+    }
+    fn park_empty(&mut self, dims: Dims) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        self.dev.park_empty(dims)
+    }
+    fn park_rows(
+        &mut self,
+        dst: &mut Act<Vec<f32>>,
+        src: &Act<Vec<f32>>,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> seedvae_exec::Result<()> {
+        self.dev.park_rows(dst, src, s0, d0, n)
+    }
+    fn unpark_part(
+        &mut self,
+        p: &Act<Vec<f32>>,
+        t: (usize, usize),
+        r: (usize, usize),
+    ) -> seedvae_exec::Result<Act<Vec<f32>>> {
+        self.dev.unpark_part(p, t, r)
     }
 }
 

@@ -225,4 +225,31 @@ pub trait Device {
     fn park(&mut self, a: Act<Self::Buf>) -> Result<Self::Parked>;
     /// A parked state back on the device, for its next use.
     fn unpark(&mut self, p: Self::Parked) -> Result<Act<Self::Buf>>;
+    /// A parked activation's extent.
+    fn parked_dims(p: &Self::Parked) -> Dims;
+    /// A parked activation of `dims` that [`Device::park_rows`] fills.
+    fn park_empty(&mut self, dims: Dims) -> Result<Self::Parked>;
+    /// Rows `[s0, s0 + n)` of `src` into rows `[d0, d0 + n)` of the parked `dst` (same
+    /// channels, frames and width), queued like [`Device::park`].
+    fn park_rows(
+        &mut self,
+        dst: &mut Self::Parked,
+        src: &Act<Self::Buf>,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> Result<()>;
+    /// A parked activation no longer needed (the device may keep its host memory for the
+    /// next).
+    fn drop_parked(&mut self, p: Self::Parked) {
+        drop(p);
+    }
+    /// Frames `[t0, t1)`, rows `[r0, r1)` of a parked activation, on the device (it stays
+    /// parked).
+    fn unpark_part(
+        &mut self,
+        p: &Self::Parked,
+        frames: (usize, usize),
+        rows: (usize, usize),
+    ) -> Result<Act<Self::Buf>>;
 }

@@ -487,6 +487,35 @@ impl Device for Reference {
     fn unpark(&mut self, p: Act<Vec<f32>>) -> Result<Act<Vec<f32>>> {
         Ok(p)
     }
+
+    fn parked_dims(p: &Act<Vec<f32>>) -> Dims {
+        p.dims
+    }
+
+    fn park_empty(&mut self, dims: Dims) -> Result<Act<Vec<f32>>> {
+        self.empty(dims)
+    }
+
+    fn park_rows(
+        &mut self,
+        dst: &mut Act<Vec<f32>>,
+        src: &Act<Vec<f32>>,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> Result<()> {
+        self.put_rows(dst, src, s0, d0, n)
+    }
+
+    fn unpark_part(
+        &mut self,
+        p: &Act<Vec<f32>>,
+        (t0, t1): (usize, usize),
+        (r0, r1): (usize, usize),
+    ) -> Result<Act<Vec<f32>>> {
+        let f = self.frames(p, t0, t1)?;
+        self.rows(&f, r0, r1, false)
+    }
 }
 
 /// `out += wv · shifted(src)` for one kernel tap `(dy, dx)`: output pixel `(y, x)` reads input

@@ -1302,8 +1302,27 @@ impl<E: Elem> Device for Cuda<E> {
     type Parked = Parked;
 
     fn park(&mut self, a: Act<GpuBuf<E>>) -> Result<Parked> {
-        let bytes = a.dims.count()? * size_of::<E>();
-        let mut host = match self
+        let mut p = self.park_empty(a.dims)?;
+        self.park_rows(&mut p, &a, 0, 0, a.dims.h)?;
+        // `a`'s memory goes back to the pool in stream order: after the copy.
+        drop(a);
+        Ok(p)
+    }
+
+    fn unpark(&mut self, p: Parked) -> Result<Act<GpuBuf<E>>> {
+        let d = p.dims;
+        let a = self.unpark_part(&p, (0, d.t), (0, d.h))?;
+        self.drop_parked(p);
+        Ok(a)
+    }
+
+    fn parked_dims(p: &Parked) -> Dims {
+        p.dims
+    }
+
+    fn park_empty(&mut self, dims: Dims) -> Result<Parked> {
+        let bytes = dims.count()? * size_of::<E>();
+        let host = match self
             .parking
             .iter()
             .enumerate()
@@ -1314,26 +1333,12 @@ impl<E: Elem> Device for Cuda<E> {
             // SAFETY: page-locked host memory only the GPU's copies touch (in stream order).
             None => unsafe { self._ctx.alloc_pinned_with_flags::<u8>(bytes, 0) }.map_err(|e| {
                 Error::Device(format!(
-                    "cannot page-lock {} MB of host memory for a carried state: {e}",
+                    "cannot page-lock {} MB of host memory for a parked activation: {e}",
                     bytes >> 20
                 ))
             })?,
         };
-        let dst = &mut host.as_mut_slice().map_err(driver("park"))?[..bytes];
-        // SAFETY: `dst` holds the activation's bytes exactly; the host never reads it, and the
-        // copy back (`unpark`) or the buffer's next use comes later on the same stream.
-        unsafe {
-            cudarc::driver::result::memcpy_dtoh_async(
-                dst,
-                self.ptr(&a.buf),
-                self.stream.cu_stream(),
-            )
-        }
-        .map_err(driver("park"))?;
         let done = self.stream.record_event(None).map_err(driver("park"))?;
-        let dims = a.dims;
-        // `a`'s memory goes back to the pool in stream order: after the copy.
-        drop(a);
         Ok(Parked {
             host: Some(host),
             dims,
@@ -1341,25 +1346,100 @@ impl<E: Elem> Device for Cuda<E> {
         })
     }
 
-    fn unpark(&mut self, mut p: Parked) -> Result<Act<GpuBuf<E>>> {
-        let a = self.act(p.dims, 0)?;
-        let bytes = p.dims.count()? * size_of::<E>();
+    fn park_rows(
+        &mut self,
+        dst: &mut Parked,
+        src: &Act<GpuBuf<E>>,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> Result<()> {
+        let (dd, sd) = (dst.dims, src.dims);
+        shapes::put_rows(dd, sd, s0, d0, n)?;
+        let row = sd.w * sd.c * size_of::<E>();
+        let sp = self.ptr(&src.buf);
+        let host = dst
+            .host
+            .as_mut()
+            .ok_or_else(|| {
+                Error::Device("a parked activation used after it was given back".into())
+            })?
+            .as_mut_slice()
+            .map_err(driver("park"))?;
+        // Channels-last frames: a frame's rows are one run of bytes, so a copy per frame (one
+        // in all when every row goes).
+        let runs = if n == sd.h && n == dd.h { 1 } else { sd.t };
+        let len = if runs == 1 { sd.t * n * row } else { n * row };
+        for t in 0..runs {
+            let from = (t * sd.h + s0) * row;
+            let to = (t * dd.h + d0) * row;
+            // SAFETY: both ranges lie inside their buffers (the extents checked above); the host
+            // never reads this memory, and its next use is a later copy on this stream.
+            unsafe {
+                cudarc::driver::result::memcpy_dtoh_async(
+                    &mut host[to..to + len],
+                    sp + from as u64,
+                    self.stream.cu_stream(),
+                )
+            }
+            .map_err(driver("park"))?;
+        }
+        dst.done = self.stream.record_event(None).map_err(driver("park"))?;
+        Ok(())
+    }
+
+    fn unpark_part(
+        &mut self,
+        p: &Parked,
+        (t0, t1): (usize, usize),
+        (r0, r1): (usize, usize),
+    ) -> Result<Act<GpuBuf<E>>> {
+        let d = p.dims;
+        shapes::frames(d, t0, t1)?;
+        shapes::rows(d, r0, r1)?;
+        let (n, row) = (r1 - r0, d.w * d.c * size_of::<E>());
+        let a = self.act(
+            Dims {
+                t: t1 - t0,
+                h: n,
+                ..d
+            },
+            0,
+        )?;
+        let ap = self.ptr(&a.buf);
         let host = p
             .host
-            .take()
-            .ok_or_else(|| Error::Device("a state unparked twice".into()))?;
-        // SAFETY: `a` holds exactly `bytes`; the host buffer is written next only by a later
-        // copy on this stream.
-        unsafe {
-            cudarc::driver::result::memcpy_htod_async(
-                self.ptr(&a.buf),
-                &host.as_slice().map_err(driver("unpark"))?[..bytes],
-                self.stream.cu_stream(),
-            )
+            .as_ref()
+            .ok_or_else(|| {
+                Error::Device("a parked activation used after it was given back".into())
+            })?
+            .as_slice()
+            .map_err(driver("unpark"))?;
+        let whole = n == d.h;
+        let runs = if whole { 1 } else { t1 - t0 };
+        let len = if whole { (t1 - t0) * n * row } else { n * row };
+        for i in 0..runs {
+            let from = ((t0 + i) * d.h + r0) * row;
+            // SAFETY: both ranges lie inside their buffers (the extents checked above); the
+            // buffer is written next only by a later copy on this stream.
+            unsafe {
+                cudarc::driver::result::memcpy_htod_async(
+                    ap + (i * n * row) as u64,
+                    &host[from..from + len],
+                    self.stream.cu_stream(),
+                )
+            }
+            .map_err(driver("unpark"))?;
         }
-        .map_err(driver("unpark"))?;
-        self.parking.push(host);
         Ok(a)
+    }
+
+    fn drop_parked(&mut self, mut p: Parked) {
+        // Kept for the next park: page-locking memory is slow. Its pending copies come before
+        // any later one on the stream.
+        if let Some(host) = p.host.take() {
+            self.parking.push(host);
+        }
     }
 }
 

@@ -309,18 +309,55 @@ impl Device for Planned {
     type Parked = PlannedParked;
 
     fn park(&mut self, a: Act<PlannedBuf>) -> Result<PlannedParked> {
-        let bytes = a.dims.count()? * self.value_bytes;
+        self.park_empty(a.dims)
+    }
+
+    fn unpark(&mut self, p: PlannedParked) -> Result<Act<PlannedBuf>> {
+        self.act(p.dims, 0)
+    }
+
+    fn parked_dims(p: &PlannedParked) -> Dims {
+        p.dims
+    }
+
+    fn park_empty(&mut self, dims: Dims) -> Result<PlannedParked> {
+        let bytes = dims.count()? * self.value_bytes;
         let live = self.meter.host_live.fetch_add(bytes, Relaxed) + bytes;
         self.meter.host_peak.fetch_max(live, Relaxed);
         Ok(PlannedParked {
-            dims: a.dims,
+            dims,
             bytes,
             meter: self.meter.clone(),
         })
     }
 
-    fn unpark(&mut self, p: PlannedParked) -> Result<Act<PlannedBuf>> {
-        self.act(p.dims, 0)
+    fn park_rows(
+        &mut self,
+        dst: &mut PlannedParked,
+        src: &Act<PlannedBuf>,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> Result<()> {
+        shapes::put_rows(dst.dims, src.dims, s0, d0, n)
+    }
+
+    fn unpark_part(
+        &mut self,
+        p: &PlannedParked,
+        (t0, t1): (usize, usize),
+        (r0, r1): (usize, usize),
+    ) -> Result<Act<PlannedBuf>> {
+        shapes::frames(p.dims, t0, t1)?;
+        shapes::rows(p.dims, r0, r1)?;
+        self.act(
+            Dims {
+                t: t1 - t0,
+                h: r1 - r0,
+                ..p.dims
+            },
+            0,
+        )
     }
 
     fn value_bytes(&self) -> usize {
