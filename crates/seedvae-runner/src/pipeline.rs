@@ -139,6 +139,7 @@ fn drive(
                     stats.device_memory = Some(crate::DeviceMemory {
                         planned_bytes: was.planned_bytes.max(m.planned_bytes),
                         peak_bytes: was.peak_bytes.max(m.peak_bytes),
+                        parked_bytes: was.parked_bytes.max(m.parked_bytes),
                     });
                 }
                 sink(k, y)

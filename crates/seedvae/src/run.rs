@@ -158,6 +158,9 @@ pub struct RunReport {
     /// device does not say).
     pub device_planned_bytes: Option<u64>,
     pub device_peak_bytes: Option<u64>,
+    /// seedvae's CUDA executor: host bytes its plan parks carried states in when the budget
+    /// needs them off the device (page-locked; None or 0 otherwise).
+    pub host_parked_bytes: Option<u64>,
 }
 
 /// A decode's plan: latent-frame chunks and latent tiles.
@@ -192,6 +195,7 @@ impl Model {
             accumulator_bytes: st.accumulator_bytes,
             device_planned_bytes: st.device_memory.map(|m| m.planned_bytes),
             device_peak_bytes: st.device_memory.and_then(|m| m.peak_bytes),
+            host_parked_bytes: st.device_memory.map(|m| m.parked_bytes),
         }
     }
 

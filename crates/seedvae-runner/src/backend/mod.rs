@@ -83,6 +83,8 @@ impl PartialEq<&str> for BackendKind {
 pub struct DeviceMemory {
     pub planned_bytes: u64,
     pub peak_bytes: Option<u64>,
+    /// Host bytes of the states parked off the device (page-locked), as planned.
+    pub parked_bytes: u64,
 }
 
 /// A loaded model on a device. `Send`: a backend moves to the thread that runs it (a Python

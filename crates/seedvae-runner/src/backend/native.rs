@@ -47,6 +47,8 @@ struct Budget {
     pool: u64,
     budget: u64,
     planned: Option<u64>,
+    /// Host bytes the plan parks states in (0: none parked).
+    parked: u64,
 }
 
 /// What the device memory plan sets aside outside the executor's own buffers: the CUDA
@@ -202,6 +204,7 @@ impl<D: Device> NativeBackend<D> {
             pool: budget.saturating_sub(outside_pool(vb)),
             budget,
             planned: None,
+            parked: 0,
         });
         Ok(self)
     }
@@ -225,6 +228,8 @@ impl<D: Device> NativeBackend<D> {
         match fit {
             Fit::Fits { split, planned } => {
                 m.planned = Some(planned);
+                // The planner's last plan is the chosen cut's.
+                m.parked = m.planner.host_peak() as u64;
                 self.dev.reset_measured_peak().map_err(exec_error)?;
                 if split.band_px != self.band_px || split.groups.is_some() || split.park {
                     tracing::info!(
@@ -437,6 +442,7 @@ where
         Some(crate::DeviceMemory {
             planned_bytes: planned,
             peak_bytes: self.dev.measured_peak(),
+            parked_bytes: self.memory.as_ref()?.parked,
         })
     }
 

@@ -1,0 +1,37 @@
+#!/bin/bash
+# seedvae's CUDA executor with its carried states parked in host memory, on the H200: `exec
+# check` (every fixture case whole, in groups, in bands, parked, parked in bands, against the
+# reference and the goldens), `exec time` parked beside the same cut on the device, and a
+# 1920x1080 decode through the CLI within `--vram-budget 7` against the same decode unbudgeted
+# (parking must change no value: the budgeted run's device peak and the difference printed).
+# Carry .dev/run = {exec, seedvae, fixtures/}; re-runnable from scratch; logs under $OUT.
+set -u
+. benches/scripts/h200_exec_env.sh
+export SEEDVAE_CACHE=/tmp/svc
+B=.dev/run/seedvae
+exec_weights
+timeout 150 .dev/run/exec check .dev/run/fixtures > $OUT/check.txt 2>&1
+echo "check exit $?: $(grep -c ' ok$' $OUT/check.txt) ok, $(grep -c 'park: true.* ok$' $OUT/check.txt) of them parked" | tee $OUT/park.txt
+grep -v ' ok$' $OUT/check.txt | grep -v INFO | head -5
+run() { timeout 150 .dev/run/exec "$@" 2>&1 | grep -v INFO | tail -2 | tee -a $OUT/park.txt; }
+run time $W 1080 1920 3 1 540
+run time $W 1080 1920 3 1 540 park
+run time $W 720 1248 5 - - park
+python3 - <<'PY'
+import numpy as np
+from safetensors.numpy import save_file
+save_file({"latent": np.random.default_rng(8).standard_normal((1, 16, 3, 135, 240)).astype(np.float32)}, "/tmp/l1080.safetensors")
+PY
+for b in whole 7; do
+  o="--no-tiling"; [ $b = whole ] || o="--vram-budget $b"
+  /usr/bin/time -v timeout 200 $B decode -m $W /tmp/l1080.safetensors -o /tmp/p_$b.safetensors --backend cuda --force --json $o > $OUT/p_$b.json 2> $OUT/p_$b.err
+  echo "decode 1080p $o exit $?: $(grep -h '"seconds"\|device_p\|peak_host' $OUT/p_$b.json | tr -d ' \n'); max RSS $(grep 'Maximum resident' $OUT/p_$b.err | awk '{print $NF}') kB" | tee -a $OUT/park.txt
+done
+grep -h "within the memory budget" $OUT/p_7.err | tail -1 | tee -a $OUT/park.txt
+python3 - <<'PY' | tee -a $OUT/park.txt
+import numpy as np
+from safetensors.numpy import load_file
+a = next(iter(load_file("/tmp/p_whole.safetensors").values())).astype(np.float64)
+b = next(iter(load_file("/tmp/p_7.safetensors").values())).astype(np.float64)
+print("1080p within 7 GB vs unbudgeted %s: rel L2 %.3e, max abs %.3e" % (a.shape, np.linalg.norm(a - b) / np.linalg.norm(a), np.abs(a - b).max()))
+PY
