@@ -5,11 +5,13 @@
 # 1920x1080 decode through the CLI within `--vram-budget 7` against the same decode unbudgeted
 # (parking must change no value: the budgeted run's device peak and the difference printed).
 # Carry .dev/run = {exec, seedvae, fixtures/}; re-runnable from scratch; logs under $OUT.
+# ONLY_CLI=1: the CLI decodes alone.
 set -u
 . benches/scripts/h200_exec_env.sh
 export SEEDVAE_CACHE=/tmp/svc
 B=.dev/run/seedvae
 exec_weights
+if [ -z "${ONLY_CLI:-}" ]; then
 timeout 150 .dev/run/exec check .dev/run/fixtures > $OUT/check.txt 2>&1
 echo "check exit $?: $(grep -c ' ok$' $OUT/check.txt) ok, $(grep -c 'park: true.* ok$' $OUT/check.txt) of them parked" | tee $OUT/park.txt
 grep -v ' ok$' $OUT/check.txt | grep -v INFO | head -5
@@ -17,6 +19,7 @@ run() { timeout 150 .dev/run/exec "$@" 2>&1 | grep -v INFO | tail -2 | tee -a $O
 run time $W 1080 1920 3 1 540
 run time $W 1080 1920 3 1 540 park
 run time $W 720 1248 5 - - park
+fi
 python3 - <<'PY'
 import numpy as np
 from safetensors.numpy import save_file

@@ -329,7 +329,10 @@ fn parked_states_change_nothing_and_leave_the_device() {
     }
     // Every state, and the tail's input while its frame groups run.
     let state = s.bytes(2);
-    assert!(host >= state, "the host holds every state: {host} < {state}");
+    assert!(
+        host >= state,
+        "the host holds every state: {host} < {state}"
+    );
     assert!(
         parked < here && here - parked > state / 2,
         "parked {parked} vs {here}, state {state}"

@@ -230,6 +230,15 @@ impl<D: Device> NativeBackend<D> {
                 m.planned = Some(planned);
                 // The planner's last plan is the chosen cut's.
                 m.parked = m.planner.host_peak() as u64;
+                if m.parked > 0 {
+                    seedvae_weights::memory::check(m.parked, || {
+                        format!(
+                            "the carried state of {w}×{h} frames parked in page-locked host \
+                             memory (the GPU holds {:.1} GiB within `vram_budget_gb`)",
+                            planned as f64 / (1u64 << 30) as f64
+                        )
+                    })?;
+                }
                 self.dev.reset_measured_peak().map_err(exec_error)?;
                 if split.band_px != self.band_px || split.groups.is_some() || split.park {
                     tracing::info!(
@@ -238,7 +247,8 @@ impl<D: Device> NativeBackend<D> {
                         split.groups.map_or("all".into(), |g| g.to_string()),
                         split.band_px.unwrap_or(h),
                         if split.park {
-                            ", the carried frames parked in host memory between uses"
+                            ", the carried frames parked in host memory between uses (copied \
+                             over PCIe at every use: several times slower)"
                         } else {
                             ""
                         }
