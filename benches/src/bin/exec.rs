@@ -580,9 +580,6 @@ impl<D: Device> Device for Profiled<D> {
     fn unpark(&mut self, p: D::Parked) -> seedvae_exec::Result<seedvae_exec::Act<D::Buf>> {
         self.timed("park", |d| d.unpark(p))
     }
-    fn parked_dims(p: &D::Parked) -> Dims {
-        D::parked_dims(p)
-    }
     fn park_empty(&mut self, dims: Dims) -> seedvae_exec::Result<D::Parked> {
         self.timed("park", |d| d.park_empty(dims))
     }

@@ -61,6 +61,35 @@ enum Kept<B, P> {
     Parked(P, Dims),
 }
 
+/// Rows `[s0, s0 + n)` of a band `src` into rows `[d0, d0 + n)` of `dst`, which the first
+/// band makes `h` rows high: on the device, or parked in host memory when `park`.
+#[allow(clippy::too_many_arguments)]
+fn put_band<D: Device>(
+    dev: &mut D,
+    dst: &mut Option<Kept<D::Buf, D::Parked>>,
+    h: usize,
+    park: bool,
+    src: &Act<D::Buf>,
+    s0: usize,
+    d0: usize,
+    n: usize,
+) -> Result<()> {
+    let k = match dst {
+        Some(k) => k,
+        None => {
+            let d = Dims { h, ..src.dims };
+            dst.insert(match park {
+                true => Kept::Parked(dev.park_empty(d)?, d),
+                false => Kept::Here(dev.empty(d)?),
+            })
+        }
+    };
+    match k {
+        Kept::Here(a) => dev.put_rows(a, src, s0, d0, n),
+        Kept::Parked(p, _) => dev.park_rows(p, src, s0, d0, n),
+    }
+}
+
 impl<B, P> Stream<B, P> {
     /// Device bytes held between chunks, at `value_bytes` a value ([`Device::value_bytes`]).
     pub fn bytes(&self, value_bytes: usize) -> usize {
@@ -903,20 +932,9 @@ impl<B> Vae<B> {
                 &y,
                 None,
                 b,
-                &mut |dev, yb, s0, o0, n| {
-                    let p = match &mut out {
-                        Some(p) => p,
-                        None => out.insert(dev.park_empty(Dims {
-                            h: out_h,
-                            ..yb.dims
-                        })?),
-                    };
-                    dev.park_rows(p, yb, s0, o0, n)
-                },
+                &mut |dev, yb, s0, o0, n| put_band(dev, &mut out, out_h, true, yb, s0, o0, n),
             )?;
-            let p = out.ok_or_else(|| Error::Shape(format!("an upsampler given {:?}", y.dims)))?;
-            let d = D::parked_dims(&p);
-            return Ok(Kept::Parked(p, d));
+            return out.ok_or_else(|| Error::Shape(format!("an upsampler given {:?}", y.dims)));
         }
         let y = self.apply(dev, s, layer, x, bands)?;
         let d = y.dims;
@@ -936,16 +954,12 @@ impl<B> Vae<B> {
         let out_h = out_rows(x.dims.h, c.w.ks, c.pad)?;
         let mut y = None;
         self.conv_bands(dev, s, c, x, norm, b, &mut |dev, yb, s0, o0, n| {
-            let y = match &mut y {
-                Some(y) => y,
-                None => y.insert(dev.empty(Dims {
-                    h: out_h,
-                    ..yb.dims
-                })?),
-            };
-            dev.put_rows(y, yb, s0, o0, n)
+            put_band(dev, &mut y, out_h, false, yb, s0, o0, n)
         })?;
-        y.ok_or_else(|| Error::Shape(format!("a conv given {:?}", x.dims)))
+        match y {
+            Some(Kept::Here(y)) => Ok(y),
+            _ => Err(Error::Shape(format!("a conv given {:?}", x.dims))),
+        }
     }
 
     /// A conv of `x` in bands `b` of its output rows: each band reads its input rows with the
@@ -1000,21 +1014,7 @@ impl<B> Vae<B> {
                 let tb = dev.tail(&xb, Some(hb), c.w.kt - c.st)?;
                 let own0 = o0 * ss;
                 let own1 = if o1 == out_h { h } else { o1 * ss };
-                let k = match &mut kept {
-                    Some(k) => k,
-                    None => {
-                        let d = Dims { h, ..tb.dims };
-                        kept.insert(match s.park {
-                            true => Kept::Parked(dev.park_empty(d)?, d),
-                            false => Kept::Here(dev.empty(d)?),
-                        })
-                    }
-                };
-                let n = own1 - own0;
-                match k {
-                    Kept::Here(k) => dev.put_rows(k, &tb, own0 - lo, own0, n)?,
-                    Kept::Parked(k, _) => dev.park_rows(k, &tb, own0 - lo, own0, n)?,
-                }
+                put_band(dev, &mut kept, h, s.park, &tb, own0 - lo, own0, own1 - own0)?;
             }
         }
         if let Some(Some(Kept::Parked(p, _))) = head {

@@ -530,9 +530,6 @@ impl Device for Counting {
     fn unpark(&mut self, p: Act<Vec<f32>>) -> seedvae_exec::Result<Act<Vec<f32>>> {
         self.dev.unpark(p)
     }
-    fn parked_dims(p: &Act<Vec<f32>>) -> Dims {
-        Reference::parked_dims(p)
-    }
     fn park_empty(&mut self, dims: Dims) -> seedvae_exec::Result<Act<Vec<f32>>> {
         self.dev.park_empty(dims)
     }

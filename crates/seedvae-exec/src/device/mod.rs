@@ -225,8 +225,6 @@ pub trait Device {
     fn park(&mut self, a: Act<Self::Buf>) -> Result<Self::Parked>;
     /// A parked state back on the device, for its next use.
     fn unpark(&mut self, p: Self::Parked) -> Result<Act<Self::Buf>>;
-    /// A parked activation's extent.
-    fn parked_dims(p: &Self::Parked) -> Dims;
     /// A parked activation of `dims` that [`Device::park_rows`] fills.
     fn park_empty(&mut self, dims: Dims) -> Result<Self::Parked>;
     /// Rows `[s0, s0 + n)` of `src` into rows `[d0, d0 + n)` of the parked `dst` (same

@@ -488,10 +488,6 @@ impl Device for Reference {
         Ok(p)
     }
 
-    fn parked_dims(p: &Act<Vec<f32>>) -> Dims {
-        p.dims
-    }
-
     fn park_empty(&mut self, dims: Dims) -> Result<Act<Vec<f32>>> {
         self.empty(dims)
     }

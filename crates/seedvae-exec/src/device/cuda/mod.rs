@@ -1316,10 +1316,6 @@ impl<E: Elem> Device for Cuda<E> {
         Ok(a)
     }
 
-    fn parked_dims(p: &Parked) -> Dims {
-        p.dims
-    }
-
     fn park_empty(&mut self, dims: Dims) -> Result<Parked> {
         let bytes = dims.count()? * size_of::<E>();
         let host = match self

@@ -316,10 +316,6 @@ impl Device for Planned {
         self.act(p.dims, 0)
     }
 
-    fn parked_dims(p: &PlannedParked) -> Dims {
-        p.dims
-    }
-
     fn park_empty(&mut self, dims: Dims) -> Result<PlannedParked> {
         let bytes = dims.count()? * self.value_bytes;
         let live = self.meter.host_live.fetch_add(bytes, Relaxed) + bytes;
