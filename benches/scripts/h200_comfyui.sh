@@ -1,0 +1,57 @@
+#!/bin/bash
+# The node pack in ComfyUI on the H200, against ComfyUI's own SeedVR2 VAE in the same ComfyUI,
+# over the HTTP API (benches/scripts/h200_comfyui.py): 1248x720, 81 frames, seedvae on `cuda`.
+# Prepare here: scripts/wheel.sh, then benches/scripts/h200_comfyui_pack.sh (.dev/cw1..N: ComfyUI's
+# requirements as cp312 wheels; .dev/run: the seedvae wheel, the ComfyUI snapshot). On the H200,
+# back to back while it stays warm: `PIECE=k bash benches/scripts/h200_comfyui.sh` with
+# carry [".dev/cwk"] for each piece but the last, then this script with carry [".dev/cwN",
+# ".dev/run"]. Re-runnable; logs and results under $OUT.
+# LOCAL=1: here, on the CPU, small (ComfyUI's test venv .venv/comfyui, SEEDVAE_BIN=target/debug/seedvae,
+# COMFY_TAR=../shared/thirdparty/ComfyUI-seedvr2-270e72f.tar.xz; 5 frames of 128x96).
+set -eu
+cache=/tmp/seedvae-comfyui
+mkdir -p $cache/wheels
+if [ -n "${PIECE:-}" ]; then
+  cp .dev/cw$PIECE/*.whl $cache/wheels/ && ls $cache/wheels | wc -l
+  exit 0
+fi
+OUT=${OUT:-$cache/out}
+mkdir -p $OUT
+if [ -n "${LOCAL:-}" ]; then
+  py=.venv/comfyui/bin/python
+  size=(--width 128 --height 96 --frames 5 --backend cpu --cpu)
+else
+  for d in .dev/cw*; do [ -d "$d" ] && cp $d/*.whl $cache/wheels/; done
+  if [ ! -x $cache/venv/bin/python ]; then
+    # PyTorch, numpy and safetensors from the machine; the rest from the carried wheels.
+    python3 -m venv --system-site-packages $cache/venv
+    $cache/venv/bin/python -m pip install -q --no-index --no-deps $cache/wheels/*.whl .dev/run/seedvae-*.whl 2>&1 | tail -3
+  fi
+  py=$cache/venv/bin/python
+  size=(--backend cuda)
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $OUT/gpu.txt
+fi
+comfy=$cache/ComfyUI-seedvr2
+if [ ! -d $comfy ]; then
+  tar xJf ${COMFY_TAR:-.dev/run/ComfyUI-seedvr2-270e72f.tar.xz} -C $cache
+fi
+rm -rf $comfy/custom_nodes/seedvae $comfy/custom_nodes/seedvae_bench
+cp -r integrations/comfyui $comfy/custom_nodes/seedvae
+cp -r benches/comfyui_bench $comfy/custom_nodes/seedvae_bench
+ckpt=seedvr2_synth_fp16.safetensors
+if [ ! -f $comfy/models/vae/$ckpt ]; then
+  # Full-size random weights with the metadata ComfyUI's loader reads (keep the key names).
+  ${SEEDVAE_BIN:-.dev/run/seedvae} -q synth -o $cache/raw.safetensors
+  $py - $cache/raw.safetensors $comfy/models/vae/$ckpt <<'PY'
+import sys
+from safetensors import safe_open
+from safetensors.numpy import save_file
+with safe_open(sys.argv[1], "np") as f:
+    t = {k: f.get_tensor(k) for k in f.keys()}
+    meta = dict(f.metadata() or {})
+meta["keep_diffusers_format"] = "true"
+save_file(t, sys.argv[2], metadata=meta)
+PY
+  rm -f $cache/raw.safetensors
+fi
+$py benches/scripts/h200_comfyui.py --comfy $comfy --checkpoint $ckpt --out $OUT "${size[@]}" 2>&1 | tee $OUT/results.txt
