@@ -193,7 +193,9 @@ def main():
             }
             print(json.dumps(r), flush=True)
             results.append(r)
-            http(port, "/free", {"unload_models": True, "free_memory": True})
+            # ComfyUI's models off the GPU between runs (free_memory would also drop the cached
+            # encode).
+            http(port, "/free", {"unload_models": True})
             time.sleep(2)
         out = args.comfy / "output"
         a9, b9 = np.load(out / "comfyui.npy"), np.load(out / "seedvae.npy")

@@ -4,10 +4,10 @@
 # Prepare here: scripts/wheel.sh, then benches/scripts/h200_comfyui_pack.sh (.dev/cw1..N: ComfyUI's
 # requirements as cp312 wheels; .dev/run: the seedvae wheel, the ComfyUI snapshot). On the H200,
 # back to back while it stays warm: `PIECE=k bash benches/scripts/h200_comfyui.sh` with
-# carry [".dev/cwk"] for each piece but the last, then this script with carry [".dev/cwN",
-# ".dev/run"]. Re-runnable; logs and results under $OUT.
+# carry [".dev/cwk"] for each piece, then this script with carry [".dev/run"] (the pieces wait
+# in /tmp there). Re-runnable; logs and results under $OUT.
 # LOCAL=1: here, on the CPU, small (ComfyUI's test venv .venv/comfyui, SEEDVAE_BIN=target/debug/seedvae,
-# COMFY_TAR=../shared/thirdparty/ComfyUI-seedvr2-270e72f.tar.xz; 5 frames of 128x96).
+# COMFY_TAR=../shared/thirdparty/ComfyUI-seedvr2-270e72f.tar.xz; 5 frames of 160x128).
 set -eu
 cache=/tmp/seedvae-comfyui
 mkdir -p $cache/wheels
@@ -19,9 +19,11 @@ OUT=${OUT:-$cache/out}
 mkdir -p $OUT
 if [ -n "${LOCAL:-}" ]; then
   py=.venv/comfyui/bin/python
-  size=(--width 128 --height 96 --frames 5 --backend cpu --cpu)
+  size=(--width 160 --height 128 --frames 5 --backend cpu --cpu)
 else
   for d in .dev/cw*; do [ -d "$d" ] && cp $d/*.whl $cache/wheels/; done
+  missing=$(cd $cache/wheels && while read -r f; do [ -f "$f" ] || echo "$f"; done < $OLDPWD/.dev/run/comfyui-wheels.txt)
+  [ -z "$missing" ] || { echo "missing (carry each .dev/cwK with PIECE=K first):" $missing; exit 1; }
   if [ ! -x $cache/venv/bin/python ]; then
     # PyTorch, numpy and safetensors from the machine; the rest from the carried wheels.
     python3 -m venv --system-site-packages $cache/venv
