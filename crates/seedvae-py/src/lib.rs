@@ -14,6 +14,7 @@
 
 mod convert;
 mod errors;
+mod log;
 mod worker;
 
 use convert::{array_out, tensor_in};
@@ -284,6 +285,7 @@ fn backends(py: Python<'_>, tensorrt_dir: Option<PathBuf>) -> PyResult<Bound<'_,
     let mut settings = seedvae::backends::BackendSettings::default();
     settings.tensorrt.library_dir = tensorrt_dir;
     let list = py.detach(|| seedvae::backends::available(&settings));
+    log::flush(py);
     let json = serde_json::to_string(&list)
         .map_err(|e| errors::SeedvaeError::new_err(format!("internal: {e}")))?;
     let text = errors::keywords(&json);
@@ -387,5 +389,6 @@ fn _seedvae(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(backends, m)?)?;
     m.add_function(wrap_pyfunction!(correct_colors, m)?)?;
     m.add_function(wrap_pyfunction!(ensure_engine, m)?)?;
+    log::install();
     errors::register(m)
 }

@@ -88,11 +88,14 @@ impl Hooks {
     /// cancels the run, which then stops at its next chunk; the wait goes on until it has.
     fn wait<T: Send>(&self, py: Python<'_>, rx: Receiver<T>) -> PyResult<T> {
         let token = self.progress.cancel_token().clone();
-        py.detach(move || loop {
+        let r = py.detach(move || loop {
             match rx.recv_timeout(SIGNAL_POLL) {
                 Ok(v) => return Ok(v),
                 Err(RecvTimeoutError::Timeout) => {
-                    if let Err(err) = Python::attach(|py| py.check_signals()) {
+                    if let Err(err) = Python::attach(|py| {
+                        crate::log::flush(py);
+                        py.check_signals()
+                    }) {
                         keep_first(&self.raised, err);
                         token.cancel();
                     }
@@ -103,7 +106,9 @@ impl Hooks {
                     ))
                 }
             }
-        })
+        });
+        crate::log::flush(py);
+        r
     }
 }
 

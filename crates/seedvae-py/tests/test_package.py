@@ -309,3 +309,18 @@ def test_device_need_is_none_on_the_cpu_and_refuses_a_bad_shape(decoder, encoder
         decoder.device_need([16, 3, 8, 8])
     with pytest.raises(seedvae.InvalidInputError, match="expected"):
         decoder._m.device_need([2, 16, 3, 8, 8])
+
+
+def test_the_librarys_log_lines_come_through_pythons_logging(cache, caplog):
+    """What the CLI prints on stderr reaches Python's ``logging`` (logger "seedvae"), handed over
+    by the waiting thread: here the executor saying it runs in bands (128 px frames, tile=64)."""
+    import logging
+
+    latent = np.random.default_rng(4).standard_normal((1, 16, 2, 16, 16)).astype(np.float32)
+    with caplog.at_level(logging.INFO, logger="seedvae"):
+        with seedvae.Model(WEIGHTS, "decoder", "reference", cache=cache) as m:
+            banded = m.decode(latent, tile=64)
+            whole = m.decode(latent)
+    said = [r.getMessage() for r in caplog.records if r.name == "seedvae"]
+    assert any("every layer in bands of 64 px" in s for s in said), said
+    assert np.array_equal(banded, whole)

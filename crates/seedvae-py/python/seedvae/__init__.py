@@ -1,7 +1,7 @@
 """seedvae: the SeedVR2 video VAE, fast and offline.
 
-Decode and encode with TensorRT-RTX engines on RTX GPUs, ONNX Runtime's CUDA provider on other
-NVIDIA GPUs, or exactly on the CPU — from the user's own ``ema_vae_fp16.safetensors`` / ``.gguf``,
+Decode and encode with TensorRT-RTX engines on RTX GPUs, seedvae's own CUDA executor or ONNX
+Runtime's CUDA provider on other NVIDIA GPUs, or exactly on the CPU — from the user's own ``ema_vae_fp16.safetensors`` / ``.gguf``,
 with nothing downloaded::
 
     import seedvae
@@ -14,7 +14,9 @@ the host first) and come back as the same kind, on the same device. Each input i
 into the library's own buffer (after a check that it fits in memory); the result is handed back
 without a copy. Every call releases the GIL; Ctrl-C, ``CancelToken.cancel()`` or
 an exception from the progress callback stops a run at its next chunk. Errors are
-:class:`SeedvaeError` subclasses carrying the messages the ``seedvae`` CLI prints.
+:class:`SeedvaeError` subclasses carrying the messages the ``seedvae`` CLI prints; what the CLI
+logs (info and above) goes to :mod:`logging`'s ``"seedvae"`` logger, handed over while a call
+waits and when it returns.
 """
 
 from __future__ import annotations
