@@ -438,8 +438,8 @@ pub enum Fit {
 /// at a time in the tallest bands that do — halving down to 8 px of a frame `frame_h` px high.
 /// With `band_px` (the user's), the frame groups are tried in those bands, and the bands halved
 /// from there. Then the same with the carried states parked in host memory (each copied out
-/// and back at every use, so the whole chunk first: one use a step): whole, in bands, then one
-/// frame at a time in bands.
+/// and back at every use, so the fewest uses first: the whole chunk, in bands, then two frames
+/// and one frame at a time in bands).
 pub fn split_within(
     budget: u64,
     frame_h: usize,
@@ -463,6 +463,7 @@ pub fn split_within(
     cuts.extend(halved().map(|px| cut(Some(1), Some(px), false)));
     cuts.push(cut(None, band_px, true));
     cuts.extend(halved().map(|px| cut(None, Some(px), true)));
+    cuts.extend(halved().map(|px| cut(Some(2), Some(px), true)));
     cuts.extend(halved().map(|px| cut(Some(1), Some(px), true)));
     // A cut the schedule refuses (a tensor past the device's limit) is one that does not fit.
     let (mut least, mut refused) = (u64::MAX, None);
