@@ -244,13 +244,18 @@ impl Summary {
         }
     }
 
+    /// The summary, text or JSON, in the CLI's words (a fallback reason names flags and
+    /// `scripts/setup.sh`; no replacement holds a quote, so the JSON stays valid).
     pub fn print(&self, json: bool, verb: &str) -> anyhow::Result<()> {
         if json {
-            println!("{}", serde_json::to_string_pretty(self)?);
+            println!(
+                "{}",
+                super::flags::speak_cli(&serde_json::to_string_pretty(self)?)
+            );
             return Ok(());
         }
         let r = &self.run;
-        println!(
+        let line = format!(
             "{verb} {} frames of {}×{} in {:.1}s ({:.2} frames/s) on {}{}; {} chunk(s), {} tile(s){} → {}",
             r.frames,
             r.width,
@@ -267,6 +272,7 @@ impl Summary {
             r.tile_px.map(|t| format!(" of {t} px")).unwrap_or_default(),
             self.output.display()
         );
+        println!("{}", super::flags::speak_cli(&line));
         Ok(())
     }
 }

@@ -73,6 +73,14 @@ mod tests {
         );
     }
 
+    /// The summary's JSON goes through `speak_cli` whole: no replacement may break a string.
+    #[test]
+    fn no_replacement_needs_escaping_in_json() {
+        for (_, flag) in super::FLAGS {
+            assert!(!flag.contains(['"', '\\']), "{flag}");
+        }
+    }
+
     #[test]
     fn log_lines_speak_in_flags() {
         use std::io::Write;

@@ -388,6 +388,11 @@ fn without_a_gpu_tensorrt_refuses_with_the_reason_and_auto_falls_back() {
         "{stderr}"
     );
     assert!(stdout.contains("onnxruntime-cpu"), "{stdout}");
+    // The summary and the log say why in the CLI's words, never the library's placeholders.
+    assert!(
+        !stdout.contains("`install_") && !stderr.contains("`install_"),
+        "{stdout}{stderr}"
+    );
     assert_eq!(super::common::frames(&out).len(), 1);
 }
 
