@@ -56,9 +56,27 @@ pub struct Stream<B, P> {
     park: bool,
 }
 
+/// An activation on the device, or parked off it with its extent.
 enum Kept<B, P> {
     Here(Act<B>),
     Parked(P, Dims),
+}
+
+impl<B, P> Kept<B, P> {
+    fn dims(&self) -> Dims {
+        match self {
+            Kept::Here(a) => a.dims,
+            Kept::Parked(_, d) => *d,
+        }
+    }
+
+    /// On the device (brought back when parked).
+    fn here<D: Device<Buf = B, Parked = P>>(self, dev: &mut D) -> Result<Act<B>> {
+        match self {
+            Kept::Here(a) => Ok(a),
+            Kept::Parked(p, _) => dev.unpark(p),
+        }
+    }
 }
 
 /// Rows `[s0, s0 + n)` of a band `src` into rows `[d0, d0 + n)` of `dst`, which the first
@@ -105,12 +123,8 @@ impl<B, P> Stream<B, P> {
         self.kept
             .iter()
             .flatten()
-            .filter_map(|k| match k {
-                Kept::Here(a) if !parked => Some(a.dims),
-                Kept::Parked(_, d) if parked => Some(*d),
-                _ => None,
-            })
-            .map(|d| d.count().unwrap_or(0) * value_bytes)
+            .filter(|k| matches!(k, Kept::Parked(..)) == parked)
+            .map(|k| k.dims().count().unwrap_or(0) * value_bytes)
             .sum()
     }
 
@@ -125,11 +139,7 @@ impl<B, P> Stream<B, P> {
         dev: &mut D,
         slot: usize,
     ) -> Result<Option<Act<B>>> {
-        match self.kept[slot].take() {
-            None => Ok(None),
-            Some(Kept::Here(a)) => Ok(Some(a)),
-            Some(Kept::Parked(p, _)) => dev.unpark(p).map(Some),
-        }
+        self.kept[slot].take().map(|k| k.here(dev)).transpose()
     }
 
     /// Keep `a` for conv `slot`'s next call: parked off the device when the step says so.
@@ -506,10 +516,7 @@ impl<B> Vae<B> {
         let mut x = Kept::Here(x);
         let mut at = 0;
         for (i, seg) in segments.iter().enumerate() {
-            let d = match &x {
-                Kept::Here(a) => a.dims,
-                Kept::Parked(_, d) => *d,
-            };
+            let d = x.dims();
             x = match seg.frames {
                 Some(g) if g < d.t => {
                     let mut outs = Vec::with_capacity(d.t.div_ceil(g));
@@ -530,10 +537,7 @@ impl<B> Vae<B> {
                     Kept::Here(dev.concat(&outs)?)
                 }
                 _ => {
-                    let mut a = match x {
-                        Kept::Here(a) => a,
-                        Kept::Parked(p, _) => dev.unpark(p)?,
-                    };
+                    let mut a = x.here(dev)?;
                     let to_host =
                         split.park && segments.get(i + 1).is_some_and(|n| n.frames.is_some());
                     let layers = &self.layers[at..seg.end];
@@ -555,10 +559,7 @@ impl<B> Vae<B> {
             };
             at = seg.end;
         }
-        let mut x = match x {
-            Kept::Here(a) => a,
-            Kept::Parked(p, _) => dev.unpark(p)?,
-        };
+        let mut x = x.here(dev)?;
         if self.part == Part::Encoder {
             x = dev.channels(&x, LATENT_CHANNELS)?;
         }
@@ -889,16 +890,10 @@ impl<B> Vae<B> {
             drop(xb);
             let yb = dev.shuffle(&ub, ch, temporal, temporal && first)?;
             drop(ub);
-            let y = match &mut y {
-                Some(y) => y,
-                None => y.insert(dev.empty(Dims {
-                    h: 2 * d.h,
-                    ..yb.dims
-                })?),
-            };
-            dev.put_rows(y, &yb, 0, 2 * r0, 2 * (r1 - r0))?;
+            put_band(dev, &mut y, 2 * d.h, false, &yb, 0, 2 * r0, 2 * (r1 - r0))?;
         }
-        y.ok_or_else(|| Error::Shape(format!("an upsampler given {d:?}")))
+        y.ok_or_else(|| Error::Shape(format!("an upsampler given {d:?}")))?
+            .here(dev)
     }
 
     /// [`Vae::apply`] with its output parked in host memory (the input of a segment run in
@@ -956,10 +951,8 @@ impl<B> Vae<B> {
         self.conv_bands(dev, s, c, x, norm, b, &mut |dev, yb, s0, o0, n| {
             put_band(dev, &mut y, out_h, false, yb, s0, o0, n)
         })?;
-        match y {
-            Some(Kept::Here(y)) => Ok(y),
-            _ => Err(Error::Shape(format!("a conv given {:?}", x.dims))),
-        }
+        y.ok_or_else(|| Error::Shape(format!("a conv given {:?}", x.dims)))?
+            .here(dev)
     }
 
     /// A conv of `x` in bands `b` of its output rows: each band reads its input rows with the

@@ -14,46 +14,61 @@ use seedvae_weights::{Part, WeightFile};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
+/// Bytes alive at once, and the most so far (the device's, or the host's parked states).
 #[derive(Default)]
 struct Meter {
     live: AtomicUsize,
     peak: AtomicUsize,
-    /// Host bytes of parked states.
-    host_live: AtomicUsize,
-    host_peak: AtomicUsize,
 }
 
-/// A buffer of the plan: its bytes, counted while it lives.
-pub struct PlannedBuf {
+impl Meter {
+    /// `bytes` counted until the returned hold drops.
+    fn hold(self: &Arc<Meter>, bytes: usize) -> Held {
+        let live = self.live.fetch_add(bytes, Relaxed) + bytes;
+        self.peak.fetch_max(live, Relaxed);
+        Held {
+            bytes,
+            meter: self.clone(),
+        }
+    }
+
+    /// Count the peak again from what is alive now.
+    fn restart(&self) {
+        self.peak.store(self.live.load(Relaxed), Relaxed);
+    }
+}
+
+/// Bytes counted on a meter while they live.
+struct Held {
     bytes: usize,
-    /// Values reserved in front (a causal conv's head goes there).
-    room: usize,
     meter: Arc<Meter>,
 }
 
-impl Drop for PlannedBuf {
+impl Drop for Held {
     fn drop(&mut self) {
         self.meter.live.fetch_sub(self.bytes, Relaxed);
     }
 }
 
+/// A buffer of the plan: its bytes, counted while it lives.
+pub struct PlannedBuf {
+    _held: Held,
+    /// Values reserved in front (a causal conv's head goes there).
+    room: usize,
+}
+
 /// A state parked in host memory: its extent, its bytes counted on the host while it lives.
 pub struct PlannedParked {
     dims: Dims,
-    bytes: usize,
-    meter: Arc<Meter>,
-}
-
-impl Drop for PlannedParked {
-    fn drop(&mut self) {
-        self.meter.host_live.fetch_sub(self.bytes, Relaxed);
-    }
+    _held: Held,
 }
 
 /// The CUDA device's allocations, without the device.
 pub struct Planned {
     value_bytes: usize,
     meter: Arc<Meter>,
+    /// Host bytes of parked states.
+    host: Arc<Meter>,
 }
 
 impl Planned {
@@ -62,6 +77,7 @@ impl Planned {
         Planned {
             value_bytes,
             meter: Arc::default(),
+            host: Arc::default(),
         }
     }
 
@@ -72,16 +88,13 @@ impl Planned {
 
     /// The most host bytes parked states held at once so far.
     pub fn host_peak(&self) -> usize {
-        self.meter.host_peak.load(Relaxed)
+        self.host.peak.load(Relaxed)
     }
 
     fn alloc(&self, bytes: usize) -> PlannedBuf {
-        let live = self.meter.live.fetch_add(bytes, Relaxed) + bytes;
-        self.meter.peak.fetch_max(live, Relaxed);
         PlannedBuf {
-            bytes,
+            _held: self.meter.hold(bytes),
             room: 0,
-            meter: self.meter.clone(),
         }
     }
 
@@ -317,13 +330,9 @@ impl Device for Planned {
     }
 
     fn park_empty(&mut self, dims: Dims) -> Result<PlannedParked> {
-        let bytes = dims.count()? * self.value_bytes;
-        let live = self.meter.host_live.fetch_add(bytes, Relaxed) + bytes;
-        self.meter.host_peak.fetch_max(live, Relaxed);
         Ok(PlannedParked {
             dims,
-            bytes,
-            meter: self.meter.clone(),
+            _held: self.host.hold(dims.count()? * self.value_bytes),
         })
     }
 
@@ -390,9 +399,8 @@ impl MemoryPlanner {
     /// called with it) cut as `split` says, each chunk's download queued as the runner does;
     /// cuDNN's workspace not included.
     pub fn peak(&mut self, chunks: &[Dims], split: Split) -> Result<usize> {
-        let m = &self.dev.meter;
-        m.peak.store(m.live.load(Relaxed), Relaxed);
-        m.host_peak.store(m.host_live.load(Relaxed), Relaxed);
+        self.dev.meter.restart();
+        self.dev.host.restart();
         let mut s = self.vae.stream();
         for &d in chunks {
             let x = self.dev.input(d)?;
