@@ -5,7 +5,7 @@
 # requirements as cp312 wheels; .dev/run: the seedvae wheel, the ComfyUI snapshot). On the H200,
 # back to back while it stays warm: `PIECE=k bash benches/scripts/h200_comfyui.sh` with
 # carry [".dev/cwk"] for each piece, then this script with carry [".dev/run"] (the pieces wait
-# in /tmp there). Re-runnable; logs and results under $OUT.
+# in /tmp there). FRAMES=n: a clip of n frames (81). Re-runnable; logs and results under $OUT.
 # LOCAL=1: here, on the CPU, small (ComfyUI's test venv .venv/comfyui, SEEDVAE_BIN=target/debug/seedvae,
 # COMFY_TAR=../shared/thirdparty/ComfyUI-seedvr2-270e72f.tar.xz; 5 frames of 160x128).
 set -eu
@@ -24,13 +24,14 @@ else
   for d in .dev/cw*; do [ -d "$d" ] && cp $d/*.whl $cache/wheels/; done
   missing=$(cd $cache/wheels && while read -r f; do [ -f "$f" ] || echo "$f"; done < $OLDPWD/.dev/run/comfyui-wheels.txt)
   [ -z "$missing" ] || { echo "missing (carry each .dev/cwK with PIECE=K first):" $missing; exit 1; }
-  if [ ! -x $cache/venv/bin/python ]; then
-    # PyTorch, numpy and safetensors from the machine; the rest from the carried wheels.
-    python3 -m venv --system-site-packages $cache/venv
-    $cache/venv/bin/python -m pip install -q --no-index --no-deps $cache/wheels/*.whl .dev/run/seedvae-*.whl 2>&1 | tail -3
+  # PyTorch, numpy and safetensors from the machine's Python (itself a venv: a venv made from
+  # it would not see them); the rest from the carried wheels, in a folder on PYTHONPATH.
+  if [ ! -d $cache/site ]; then
+    python3 -m pip install -q --no-index --no-deps --target $cache/site $cache/wheels/*.whl .dev/run/seedvae-*.whl 2>&1 | tail -3
   fi
-  py=$cache/venv/bin/python
-  size=(--backend cuda)
+  export PYTHONPATH=$cache/site
+  py=python3
+  size=(--backend cuda --frames ${FRAMES:-81})
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $OUT/gpu.txt
 fi
 comfy=$cache/ComfyUI-seedvr2
@@ -43,7 +44,7 @@ cp -r benches/comfyui_bench $comfy/custom_nodes/seedvae_bench
 ckpt=seedvr2_synth_fp16.safetensors
 if [ ! -f $comfy/models/vae/$ckpt ]; then
   # Full-size random weights with the metadata ComfyUI's loader reads (keep the key names).
-  ${SEEDVAE_BIN:-.dev/run/seedvae} -q synth -o $cache/raw.safetensors
+  ${SEEDVAE_BIN:-.dev/run/seedvae} -q synth --force -o $cache/raw.safetensors
   $py - $cache/raw.safetensors $comfy/models/vae/$ckpt <<'PY'
 import sys
 from safetensors import safe_open

@@ -14,7 +14,10 @@ keep=(aiohappyeyeballs aiohttp aiosignal alembic annotated-types attrs av blake3
   idna kornia kornia_rs Mako multidict pillow propcache psutil pydantic pydantic-settings
   pydantic_core python-dotenv PyYAML regex requests scipy sentencepiece simpleeval spandrel
   SQLAlchemy tokenizers torchsde trampoline tqdm transformers huggingface_hub typing-inspection
-  urllib3 yarl)
+  urllib3 yarl
+  # huggingface_hub's own requirements (transformers imports it when ComfyUI starts)
+  annotated-doc anyio click h11 hf-xet httpcore2 httpx2 markdown-it-py mdurl Pygments rich
+  shellingham typer truststore packaging)
 list=$(mktemp)
 for p in "${keep[@]}"; do
   grep -i "^$p==" scripts/requirements-comfyui.txt >> "$list" || { echo "$p: not pinned in scripts/requirements-comfyui.txt"; exit 1; }

@@ -3,8 +3,9 @@
 # check` (every fixture case whole, in groups, in bands, parked, parked in bands, against the
 # reference and the goldens), `exec time` parked beside the same cut on the device, and a
 # 1920x1080 decode through the CLI within `--vram-budget 7` against the same decode unbudgeted
-# (parking must change no value: the budgeted run's device peak and the difference printed).
-# Carry .dev/run = {exec, seedvae, fixtures/}; re-runnable from scratch; logs under $OUT.
+# (parking must change no value: the budgeted run's device peak and the difference printed), both
+# against PyTorch fp32 (TF32 off, ../shared/oracle/torch_decoder.py).
+# Carry .dev/run = {exec, seedvae, fixtures/, torch_decoder.py}; re-runnable from scratch; logs under $OUT.
 # ONLY_CLI=1: the CLI decodes alone.
 set -u
 . benches/scripts/h200_exec_env.sh
@@ -31,10 +32,15 @@ for b in whole 7; do
   echo "decode 1080p $o exit $?: $(grep -h '"seconds"\|device_p\|peak_host' $OUT/p_$b.json | tr -d ' \n'); max RSS $(grep 'Maximum resident' $OUT/p_$b.err | awk '{print $NF}') kB" | tee -a $OUT/park.txt
 done
 grep -h "within the memory budget" $OUT/p_7.err | tail -1 | tee -a $OUT/park.txt
+# The truth: PyTorch fp32, TF32 off, on the same 3 latent frames (the first 9 output frames).
+[ -f /tmp/t1080.safetensors ] || (cd .dev/run && timeout 200 python3 torch_decoder.py $W --latent /tmp/l1080.safetensors --dtype fp32 --no-tf32 --out /tmp/t1080.safetensors > $OUT/torch1080.txt 2>&1)
 python3 - <<'PY' | tee -a $OUT/park.txt
 import numpy as np
 from safetensors.numpy import load_file
-a = next(iter(load_file("/tmp/p_whole.safetensors").values())).astype(np.float64)
-b = next(iter(load_file("/tmp/p_7.safetensors").values())).astype(np.float64)
-print("1080p within 7 GB vs unbudgeted %s: rel L2 %.3e, max abs %.3e" % (a.shape, np.linalg.norm(a - b) / np.linalg.norm(a), np.abs(a - b).max()))
+one = lambda f: next(iter(load_file(f).values())).astype(np.float64)
+rel = lambda a, b: (np.linalg.norm(a - b) / np.linalg.norm(b), np.abs(a - b).max())
+a, b = one("/tmp/p_whole.safetensors"), one("/tmp/p_7.safetensors")
+t = one("/tmp/t1080.safetensors").reshape(a.shape)
+print("1080p within 7 GB vs unbudgeted %s: rel L2 %.3e, max abs %.3e" % ((a.shape,) + rel(b, a)))
+print("vs PyTorch fp32 (TF32 off): unbudgeted %.3e, within 7 GB %.3e" % (rel(a, t)[0], rel(b, t)[0]))
 PY
