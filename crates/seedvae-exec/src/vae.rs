@@ -142,6 +142,18 @@ impl<B, P> Stream<B, P> {
         self.kept[slot].take().map(|k| k.here(dev)).transpose()
     }
 
+    /// Bring conv `c`'s parked frames back now, ahead of its call: the copy then runs beside
+    /// the work queued before that call (they are on the device from here on).
+    fn fetch<D: Device<Buf = B, Parked = P>>(&mut self, dev: &mut D, c: &Causal<B>) -> Result<()> {
+        if let Some(k) = c.slot {
+            if let Some(Kept::Parked(..)) = &self.kept[k] {
+                let a = self.kept[k].take().map(|p| p.here(dev)).transpose()?;
+                self.kept[k] = a.map(Kept::Here);
+            }
+        }
+        Ok(())
+    }
+
     /// Keep `a` for conv `slot`'s next call: parked off the device when the step says so.
     fn keep<D: Device<Buf = B, Parked = P>>(
         &mut self,
@@ -732,6 +744,13 @@ impl<B> Vae<B> {
             Some(kept) => kept,
             None => dev.repeat_first(x, 2)?,
         };
+        if s.park {
+            // Parked: the kept frames start their way to host memory before the conv is
+            // queued, so the copy runs beside it.
+            let kept = dev.tail(x, Some(&head), c.w.kt - c.st)?;
+            s.keep(dev, slot, kept)?;
+            return dev.conv(x, Some(&head), &c.w, c.st, c.pad);
+        }
         let y = dev.conv(x, Some(&head), &c.w, c.st, c.pad)?;
         let kept = dev.tail(x, Some(&head), c.w.kt - c.st)?;
         drop(head);
@@ -760,8 +779,11 @@ impl<B> Vae<B> {
                 shortcut,
             } => {
                 // Each intermediate goes as soon as the next exists (shadowing would keep all
-                // four to the end of the block: the decoder's peak memory).
+                // four to the end of the block: the decoder's peak memory). Parked frames come
+                // back a step early: conv1's beside the GroupNorm, conv2's beside conv1.
+                s.fetch(dev, conv1)?;
                 let n1 = dev.group_norm(&x, norm1, true)?;
+                s.fetch(dev, conv2)?;
                 let h1 = self.causal(dev, s, conv1, &n1)?;
                 drop(n1);
                 let n2 = dev.group_norm(&h1, norm2, true)?;
@@ -782,6 +804,7 @@ impl<B> Vae<B> {
                 temporal,
                 conv,
             } => {
+                s.fetch(dev, conv)?;
                 let u = dev.conv(&x, None, upscale, 1, Pad::Same)?;
                 drop(x);
                 let first = conv.slot.is_some_and(|k| !s.started(k));
@@ -984,10 +1007,20 @@ impl<B> Vae<B> {
         // (each band reads its rows of them: from the host when they are parked).
         let head = c.slot.map(|k| s.kept[k].take());
         let mut kept: Option<Kept<B, D::Parked>> = None;
-        for o0 in (0..out_h).step_by(rows) {
-            let o1 = (o0 + rows).min(out_h);
-            let lo = (o0 * ss).saturating_sub(before);
-            let hi = ((o1 - 1) * ss + ks - before).min(h);
+        // Each band: its output rows [o0, o1) and the input rows [lo, hi) they read.
+        let bands: Vec<_> = (0..out_h)
+            .step_by(rows)
+            .map(|o0| {
+                let o1 = (o0 + rows).min(out_h);
+                let lo = (o0 * ss).saturating_sub(before);
+                let hi = ((o1 - 1) * ss + ks - before).min(h);
+                (o0, o1, lo, hi)
+            })
+            .collect();
+        // Parked head rows are fetched a band early: the copy from host memory runs beside
+        // the band before's conv (one band of them more on the device).
+        let mut ahead = None;
+        for (i, &(o0, o1, lo, hi)) in bands.iter().enumerate() {
             let xb = match norm {
                 Some((n, st)) => dev.norm_rows(x, st, n, true, lo, hi)?,
                 None => dev.rows(x, lo, hi, c.slot.is_some())?,
@@ -996,7 +1029,16 @@ impl<B> Vae<B> {
                 None => None,
                 Some(None) => Some(dev.repeat_first(&xb, 2)?),
                 Some(Some(Kept::Here(k))) => Some(dev.rows(k, lo, hi, false)?),
-                Some(Some(Kept::Parked(p, d))) => Some(dev.unpark_part(p, (0, d.t), (lo, hi))?),
+                Some(Some(Kept::Parked(p, d))) => {
+                    let this = match ahead.take() {
+                        Some(a) => a,
+                        None => dev.unpark_part(p, (0, d.t), (lo, hi))?,
+                    };
+                    if let Some(&(_, _, lo, hi)) = bands.get(i + 1) {
+                        ahead = Some(dev.unpark_part(p, (0, d.t), (lo, hi))?);
+                    }
+                    Some(this)
+                }
             };
             let yb = dev.conv(&xb, hb.as_ref(), c.w, c.st, c.pad)?;
             // The band's output row i is output row lo/ss + i (its top padding stands in for
@@ -1007,7 +1049,19 @@ impl<B> Vae<B> {
                 let tb = dev.tail(&xb, Some(hb), c.w.kt - c.st)?;
                 let own0 = o0 * ss;
                 let own1 = if o1 == out_h { h } else { o1 * ss };
-                put_band(dev, &mut kept, h, s.park, &tb, own0 - lo, own0, own1 - own0)?;
+                let (s0, n) = (own0 - lo, own1 - own0);
+                if s.park {
+                    // Parked bands go out of `tb` itself (no copy aside).
+                    let d = Dims { h, ..tb.dims };
+                    if kept.is_none() {
+                        kept = Some(Kept::Parked(dev.park_empty(d)?, d));
+                    }
+                    if let Some(Kept::Parked(p, _)) = &mut kept {
+                        dev.park_band(p, tb, s0, own0, n)?;
+                    }
+                } else {
+                    put_band(dev, &mut kept, h, false, &tb, s0, own0, n)?;
+                }
             }
         }
         if let Some(Some(Kept::Parked(p, _))) = head {

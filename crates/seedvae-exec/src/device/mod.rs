@@ -237,6 +237,18 @@ pub trait Device {
         d0: usize,
         n: usize,
     ) -> Result<()>;
+    /// [`Device::park_rows`] from a band the caller is done with: a device may copy out of it
+    /// directly, where it must otherwise copy the rows aside first (the caller frees `src`).
+    fn park_band(
+        &mut self,
+        dst: &mut Self::Parked,
+        src: Act<Self::Buf>,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> Result<()> {
+        self.park_rows(dst, &src, s0, d0, n)
+    }
     /// A parked activation no longer needed (the device may keep its host memory for the
     /// next).
     fn drop_parked(&mut self, p: Self::Parked) {

@@ -14,20 +14,27 @@
 //! [`ffi`] from the folders the caller names (the `nvidia-*` wheels) or the system's search.
 //! Memory comes from the driver's stream-ordered pool, kept between calls (not given back to
 //! the system at every synchronization); [`Cuda::peak_bytes`] reads its high-water mark.
+//!
+//! Parked states ([`Device::park`]) travel on two copy streams, one each way, beside the
+//! compute: a band's head rows are fetched while the band before it computes, and a state's
+//! buffer waits in the [`outbox`] until its copy out is done instead of stalling the compute.
 
 mod conv;
 mod ffi;
 mod kernels;
+mod outbox;
 pub mod plan;
 
 use super::{shapes, Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
 use crate::{Error, Result};
 use conv::{ConvPlan, Geometry};
 use cudarc::driver::{
-    sys, CudaContext, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PinnedHostSlice,
+    sys, CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PinnedHostSlice,
     PushKernelArg,
 };
+use outbox::Outbox;
 use seedvae_weights::schema::{NORM_EPS, NORM_GROUPS};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
@@ -95,6 +102,39 @@ impl Elem for half::f16 {
 pub struct GpuBuf<E> {
     mem: CudaSlice<E>,
     room: usize,
+    /// The copy filling it from host memory on the upload stream ([`Device::unpark_part`]):
+    /// the compute stream waits for it at the buffer's first use, or before giving it back.
+    arrival: Cell<Option<CudaEvent>>,
+}
+
+impl<E> GpuBuf<E> {
+    fn new(mem: CudaSlice<E>, room: usize) -> Self {
+        GpuBuf {
+            mem,
+            room,
+            arrival: Cell::new(None),
+        }
+    }
+
+    /// Have `stream` wait for the copy filling this buffer, if one is pending.
+    fn arrive(&self, stream: &CudaStream) {
+        if let Some(ev) = self.arrival.take() {
+            // Waiting on the host is as correct (and a failed wait means a lost context, which
+            // the next call reports).
+            if stream.wait(&ev).is_err() {
+                let _ = ev.synchronize();
+            }
+        }
+    }
+}
+
+impl<E> Drop for GpuBuf<E> {
+    fn drop(&mut self) {
+        // Never used: the memory goes back to the pool (in the compute stream's order) only
+        // after the copy that fills it.
+        let stream = self.mem.stream().clone();
+        self.arrive(&stream);
+    }
 }
 
 /// A download under way: the page-locked buffer it lands in and the event after its copy.
@@ -107,18 +147,26 @@ pub struct Download {
 // SAFETY: page-locked host memory and an event: both may be used from any thread.
 unsafe impl Send for Download {}
 
-/// A carried state parked in page-locked host memory, and the event after its copy there.
+/// A carried state parked in page-locked host memory, with the events after the last copy into
+/// it (download stream) and out of it (upload stream): a copy the other way waits for them.
 pub struct Parked {
     host: Option<PinnedHostSlice<u8>>,
     dims: Dims,
-    done: cudarc::driver::CudaEvent,
+    written: Option<CudaEvent>,
+    read: Cell<Option<CudaEvent>>,
 }
 
 impl Drop for Parked {
     fn drop(&mut self) {
-        // A stream dropped mid-clip: the copy into the buffer finishes before it is freed.
+        // A stream dropped mid-clip: the copies into and out of the buffer finish before it is
+        // freed.
         if self.host.is_some() {
-            let _ = self.done.synchronize();
+            if let Some(w) = &self.written {
+                let _ = w.synchronize();
+            }
+            if let Some(r) = self.read.take() {
+                let _ = r.synchronize();
+            }
         }
     }
 }
@@ -143,6 +191,12 @@ pub struct Cuda<E: Elem = f32> {
     /// Kept for the stream, kernels and buffers made in it.
     _ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
+    /// Parked states come back on `up` and go out on `down` (a copy engine each way), beside
+    /// the compute on `stream`; events order them.
+    up: Arc<CudaStream>,
+    down: Arc<CudaStream>,
+    /// Device buffers the copies on `down` still read, with the event after each copy.
+    outbox: Outbox<(GpuBuf<E>, CudaEvent)>,
     cudnn: ffi::Cudnn,
     cudnn_handle: ffi::Handle,
     cublas: ffi::Cublas,
@@ -160,9 +214,9 @@ pub struct Cuda<E: Elem = f32> {
     /// Page-locked buffers uploads are staged through, oldest first, each with the event after
     /// its copy: the host fills one while the GPU may still read the other.
     uploads: std::collections::VecDeque<(PinnedHostSlice<f32>, cudarc::driver::CudaEvent)>,
-    /// Page-locked buffers of parked states, free for the next: each is written and read only
-    /// by copies on the stream, so stream order is all the care it needs.
-    parking: Vec<PinnedHostSlice<u8>>,
+    /// Page-locked buffers of parked states, free for the next, each with the events after its
+    /// last copies in and out (its next copies wait for them).
+    parking: Vec<(PinnedHostSlice<u8>, Option<CudaEvent>, Option<CudaEvent>)>,
     pool: sys::CUmemoryPool,
     _elem: std::marker::PhantomData<E>,
     /// The GPU's name and compute capability.
@@ -208,14 +262,16 @@ impl From<Grid> for LaunchConfig {
 
 /// GPU 0's primary context, retained once for the process: a cudarc context dropped releases the
 /// primary context while it stays current on the thread, and a device opened after it then
-/// computed garbage without an error (seen on the H200: the second device of a process). One
-/// stream uses it, so cudarc's cross-stream event tracking is off.
+/// computed garbage without an error (seen on the H200: the second device of a process). The
+/// device orders its streams itself (events between the compute and the copy streams), so
+/// cudarc's cross-stream event tracking is off.
 fn gpu0() -> Result<Arc<CudaContext>> {
     static CTX: std::sync::OnceLock<std::result::Result<Arc<CudaContext>, String>> =
         std::sync::OnceLock::new();
     CTX.get_or_init(|| {
         let ctx = CudaContext::new(0).map_err(|e| format!("CUDA: open GPU 0: {e}"))?;
-        // SAFETY: every buffer, kernel and library call of this device runs on its one stream.
+        // SAFETY: every buffer, kernel and library call of this device runs on its compute
+        // stream; its copy streams use a buffer only between events the device records.
         unsafe { ctx.disable_event_tracking() };
         Ok(ctx)
     })
@@ -253,7 +309,8 @@ fn eight_at_a_time(what: &str, c: usize, ptrs: &[u64]) -> Result<()> {
 
 impl<E: Elem> Cuda<E> {
     /// Open GPU 0: the driver, NVRTC (the kernels compiled or read from the cache), cuDNN and
-    /// cuBLAS on one stream. Every failure is an error saying what is missing.
+    /// cuBLAS on one compute stream, with a copy stream each way for parked states. Every
+    /// failure is an error saying what is missing.
     pub fn open(o: &CudaOptions) -> Result<Self> {
         // SAFETY: only tries to load the driver library; no driver call is made without it.
         if !unsafe { sys::is_culib_present() } {
@@ -263,6 +320,8 @@ impl<E: Elem> Cuda<E> {
         }
         let ctx = gpu0()?;
         let stream = ctx.default_stream();
+        let up = ctx.new_stream().map_err(driver("stream"))?;
+        let down = ctx.new_stream().map_err(driver("stream"))?;
         let cc = ctx
             .compute_capability()
             .map_err(driver("compute capability"))?;
@@ -340,6 +399,9 @@ impl<E: Elem> Cuda<E> {
         Ok(Self {
             _ctx: ctx,
             stream,
+            up,
+            down,
+            outbox: Outbox::default(),
             cudnn,
             cudnn_handle,
             cublas,
@@ -437,16 +499,14 @@ impl<E: Elem> Cuda<E> {
             .checked_add(room)
             .ok_or_else(|| Error::Shape(format!("an activation of {dims:?} is too large")))?;
         Ok(Act {
-            buf: GpuBuf {
-                mem: self.alloc::<E>(n)?,
-                room,
-            },
+            buf: GpuBuf::new(self.alloc::<E>(n)?, room),
             dims,
         })
     }
 
     /// The device address of `b`'s first value.
     fn ptr(&self, b: &GpuBuf<E>) -> u64 {
+        b.arrive(&self.stream);
         b.mem.device_ptr(&self.stream).0 + (b.room * size_of::<E>()) as u64
     }
 
@@ -750,7 +810,10 @@ impl<E: Elem> Cuda<E> {
 
 impl<E: Elem> Drop for Cuda<E> {
     fn drop(&mut self) {
+        let _ = self.empty_outbox();
         let _ = self.stream.synchronize();
+        let _ = self.down.synchronize();
+        let _ = self.up.synchronize();
         for p in self.plans.values_mut() {
             p.destroy(&self.cudnn);
         }
@@ -767,13 +830,12 @@ impl<E: Elem> Device for Cuda<E> {
 
     fn constant(&mut self, v: &[f32]) -> Result<GpuBuf<E>> {
         let host: Vec<E> = v.iter().map(|&x| E::of(x)).collect();
-        Ok(GpuBuf {
-            mem: self
-                .stream
+        Ok(GpuBuf::new(
+            self.stream
                 .clone_htod(&host)
                 .map_err(driver("copy weights"))?,
-            room: 0,
-        })
+            0,
+        ))
     }
 
     fn filter(&mut self, v: &[f32], [co, ci, kt, kh, kw]: [usize; 5]) -> Result<GpuBuf<E>> {
@@ -1247,7 +1309,12 @@ impl<E: Elem> Device for Cuda<E> {
     }
 
     fn synchronize(&mut self) -> Result<()> {
-        self.stream.synchronize().map_err(driver("synchronize"))
+        self.empty_outbox()?;
+        self.stream.synchronize().map_err(driver("synchronize"))?;
+        // The copy streams' work was all waited for by the compute stream's, or is a copy out
+        // of a buffer already freed after it: nothing of theirs is left but events.
+        self.down.synchronize().map_err(driver("synchronize"))?;
+        self.up.synchronize().map_err(driver("synchronize"))
     }
 
     fn frames(&mut self, x: &Act<GpuBuf<E>>, t0: usize, t1: usize) -> Result<Act<GpuBuf<E>>> {
@@ -1303,9 +1370,10 @@ impl<E: Elem> Device for Cuda<E> {
 
     fn park(&mut self, a: Act<GpuBuf<E>>) -> Result<Parked> {
         let mut p = self.park_empty(a.dims)?;
-        self.park_rows(&mut p, &a, 0, 0, a.dims.h)?;
-        // `a`'s memory goes back to the pool in stream order: after the copy.
-        drop(a);
+        let src = self.ptr(&a.buf);
+        let done = self.copy_to_host(&mut p, src, a.dims, 0, 0, a.dims.h)?;
+        // `a` itself is what the copy reads: held until it is surely done.
+        self.hold_for_copy(a.buf, done)?;
         Ok(p)
     }
 
@@ -1318,27 +1386,31 @@ impl<E: Elem> Device for Cuda<E> {
 
     fn park_empty(&mut self, dims: Dims) -> Result<Parked> {
         let bytes = dims.count()? * size_of::<E>();
-        let host = match self
+        let (host, written, read) = match self
             .parking
             .iter()
             .enumerate()
-            .filter(|(_, h)| h.len() >= bytes)
-            .min_by_key(|(_, h)| h.len())
+            .filter(|(_, h)| h.0.len() >= bytes)
+            .min_by_key(|(_, h)| h.0.len())
         {
             Some((i, _)) => self.parking.swap_remove(i),
-            // SAFETY: page-locked host memory only the GPU's copies touch (in stream order).
-            None => unsafe { self._ctx.alloc_pinned_with_flags::<u8>(bytes, 0) }.map_err(|e| {
-                Error::Device(format!(
-                    "cannot page-lock {} MB of host memory for a parked activation: {e}",
-                    bytes >> 20
-                ))
-            })?,
+            // SAFETY: page-locked host memory only the GPU's copies touch (ordered by events).
+            None => (
+                unsafe { self._ctx.alloc_pinned_with_flags::<u8>(bytes, 0) }.map_err(|e| {
+                    Error::Device(format!(
+                        "cannot page-lock {} MB of host memory for a parked activation: {e}",
+                        bytes >> 20
+                    ))
+                })?,
+                None,
+                None,
+            ),
         };
-        let done = self.stream.record_event(None).map_err(driver("park"))?;
         Ok(Parked {
             host: Some(host),
             dims,
-            done,
+            written,
+            read: Cell::new(read),
         })
     }
 
@@ -1350,38 +1422,26 @@ impl<E: Elem> Device for Cuda<E> {
         d0: usize,
         n: usize,
     ) -> Result<()> {
-        let (dd, sd) = (dst.dims, src.dims);
-        shapes::put_rows(dd, sd, s0, d0, n)?;
-        let row = sd.w * sd.c * size_of::<E>();
-        let sp = self.ptr(&src.buf);
-        let host = dst
-            .host
-            .as_mut()
-            .ok_or_else(|| {
-                Error::Device("a parked activation used after it was given back".into())
-            })?
-            .as_mut_slice()
-            .map_err(driver("park"))?;
-        // Channels-last frames: a frame's rows are one run of bytes, so a copy per frame (one
-        // in all when every row goes).
-        let runs = if n == sd.h && n == dd.h { 1 } else { sd.t };
-        let len = if runs == 1 { sd.t * n * row } else { n * row };
-        for t in 0..runs {
-            let from = (t * sd.h + s0) * row;
-            let to = (t * dd.h + d0) * row;
-            // SAFETY: both ranges lie inside their buffers (the extents checked above); the host
-            // never reads this memory, and its next use is a later copy on this stream.
-            unsafe {
-                cudarc::driver::result::memcpy_dtoh_async(
-                    &mut host[to..to + len],
-                    sp + from as u64,
-                    self.stream.cu_stream(),
-                )
-            }
-            .map_err(driver("park"))?;
-        }
-        dst.done = self.stream.record_event(None).map_err(driver("park"))?;
-        Ok(())
+        shapes::put_rows(dst.dims, src.dims, s0, d0, n)?;
+        // The rows into a buffer of their own first (a copy at the GPU's memory speed): `src`
+        // is a band its caller drops next, and this buffer waits for the copy to host memory.
+        let band = Device::rows(self, src, s0, s0 + n, false)?;
+        let from = self.ptr(&band.buf);
+        let done = self.copy_to_host(dst, from, band.dims, 0, d0, n)?;
+        self.hold_for_copy(band.buf, done)
+    }
+
+    fn park_band(
+        &mut self,
+        dst: &mut Parked,
+        src: Act<GpuBuf<E>>,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> Result<()> {
+        let from = self.ptr(&src.buf);
+        let done = self.copy_to_host(dst, from, src.dims, s0, d0, n)?;
+        self.hold_for_copy(src.buf, done)
     }
 
     fn unpark_part(
@@ -1402,7 +1462,16 @@ impl<E: Elem> Device for Cuda<E> {
             },
             0,
         )?;
-        let ap = self.ptr(&a.buf);
+        // The copy on the upload stream once the buffer is the new activation's (after the
+        // compute stream's work so far) and the state is all in host memory; the compute
+        // stream waits for it at the activation's first use. A band fetched before the
+        // previous band's conv is queued so arrives while that conv runs.
+        let ap = a.buf.mem.device_ptr(&self.stream).0 + (a.buf.room * size_of::<E>()) as u64;
+        let made = self.stream.record_event(None).map_err(driver("unpark"))?;
+        self.up.wait(&made).map_err(driver("unpark"))?;
+        if let Some(w) = &p.written {
+            self.up.wait(w).map_err(driver("unpark"))?;
+        }
         let host = p
             .host
             .as_ref()
@@ -1417,25 +1486,104 @@ impl<E: Elem> Device for Cuda<E> {
         for i in 0..runs {
             let from = ((t0 + i) * d.h + r0) * row;
             // SAFETY: both ranges lie inside their buffers (the extents checked above); the
-            // buffer is written next only by a later copy on this stream.
+            // host buffer is written next only by a copy that waits for `read`, the device
+            // buffer read only after `arrival`.
             unsafe {
                 cudarc::driver::result::memcpy_htod_async(
                     ap + (i * n * row) as u64,
                     &host[from..from + len],
-                    self.stream.cu_stream(),
+                    self.up.cu_stream(),
                 )
             }
             .map_err(driver("unpark"))?;
         }
+        a.buf
+            .arrival
+            .set(Some(self.up.record_event(None).map_err(driver("unpark"))?));
+        p.read
+            .set(Some(self.up.record_event(None).map_err(driver("unpark"))?));
         Ok(a)
     }
 
     fn drop_parked(&mut self, mut p: Parked) {
-        // Kept for the next park: page-locking memory is slow. Its pending copies come before
-        // any later one on the stream.
+        // Kept for the next park: page-locking memory is slow. Its next copies wait for its
+        // last ones.
         if let Some(host) = p.host.take() {
-            self.parking.push(host);
+            self.parking.push((host, p.written.take(), p.read.take()));
         }
+    }
+}
+
+impl<E: Elem> Cuda<E> {
+    /// Rows `[s0, s0 + n)` of the activation of `sd` at device address `src` into rows
+    /// `[d0, d0 + n)` of `dst`, on the download stream after the compute stream's work so far
+    /// (and after the host buffer's last copy out); the event after the copy.
+    fn copy_to_host(
+        &mut self,
+        dst: &mut Parked,
+        src: u64,
+        sd: Dims,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> Result<CudaEvent> {
+        let dd = dst.dims;
+        shapes::put_rows(dd, sd, s0, d0, n)?;
+        let row = sd.w * sd.c * size_of::<E>();
+        let made = self.stream.record_event(None).map_err(driver("park"))?;
+        self.down.wait(&made).map_err(driver("park"))?;
+        if let Some(r) = dst.read.take() {
+            self.down.wait(&r).map_err(driver("park"))?;
+        }
+        let host = dst
+            .host
+            .as_mut()
+            .ok_or_else(|| {
+                Error::Device("a parked activation used after it was given back".into())
+            })?
+            .as_mut_slice()
+            .map_err(driver("park"))?;
+        // Channels-last frames: a frame's rows are one run of bytes, so a copy per frame (one
+        // in all when every row goes).
+        let runs = if n == sd.h && n == dd.h { 1 } else { sd.t };
+        let len = if runs == 1 { sd.t * n * row } else { n * row };
+        for t in 0..runs {
+            let from = (t * sd.h + s0) * row;
+            let to = (t * dd.h + d0) * row;
+            // SAFETY: both ranges lie inside their buffers (the extents checked above); the host
+            // never reads this memory, its next copy out waits for `written`, and the device
+            // buffer is held until the event returned.
+            unsafe {
+                cudarc::driver::result::memcpy_dtoh_async(
+                    &mut host[to..to + len],
+                    src + from as u64,
+                    self.down.cu_stream(),
+                )
+            }
+            .map_err(driver("park"))?;
+        }
+        dst.written = Some(self.down.record_event(None).map_err(driver("park"))?);
+        self.down.record_event(None).map_err(driver("park"))
+    }
+
+    /// Keep `buf` until its copy to host memory (`done`) has surely finished: the compute
+    /// stream waits for a copy only when its buffer leaves the outbox.
+    fn hold_for_copy(&mut self, buf: GpuBuf<E>, done: CudaEvent) -> Result<()> {
+        let bytes = buf.mem.len() * size_of::<E>();
+        for (b, ev) in self.outbox.push((buf, done), bytes) {
+            self.stream.wait(&ev).map_err(driver("park"))?;
+            drop(b);
+        }
+        Ok(())
+    }
+
+    /// Let every held buffer go, after its copy.
+    fn empty_outbox(&mut self) -> Result<()> {
+        for (b, ev) in self.outbox.drain() {
+            self.stream.wait(&ev).map_err(driver("park"))?;
+            drop(b);
+        }
+        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@
 //! what the driver's pool reports as the device's peak, less cuDNN's workspace (known only once
 //! the plans are timed; a few MB in fp16 on the H200).
 
+use super::outbox::Outbox;
 use super::{stored_channels, HEAD_ROOM};
 use crate::device::{shapes, Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
 use crate::{Result, Split, Vae};
@@ -69,6 +70,8 @@ pub struct Planned {
     meter: Arc<Meter>,
     /// Host bytes of parked states.
     host: Arc<Meter>,
+    /// The buffers parking copies read, held as the device holds them.
+    outbox: Outbox<PlannedBuf>,
 }
 
 impl Planned {
@@ -78,6 +81,7 @@ impl Planned {
             value_bytes,
             meter: Arc::default(),
             host: Arc::default(),
+            outbox: Outbox::default(),
         }
     }
 
@@ -103,6 +107,12 @@ impl Planned {
         let mut buf = self.alloc((dims.count()? + room) * self.value_bytes);
         buf.room = room;
         Ok(Act { buf, dims })
+    }
+
+    /// Hold `buf` as the device's outbox does, the ones it lets go dropped.
+    fn hold_for_copy(&mut self, buf: PlannedBuf) {
+        let bytes = buf._held.bytes;
+        drop(self.outbox.push(buf, bytes));
     }
 
     /// An input chunk as [`Device::upload`] makes it (f32 staging, then the activation).
@@ -322,7 +332,9 @@ impl Device for Planned {
     type Parked = PlannedParked;
 
     fn park(&mut self, a: Act<PlannedBuf>) -> Result<PlannedParked> {
-        self.park_empty(a.dims)
+        let p = self.park_empty(a.dims)?;
+        self.hold_for_copy(a.buf);
+        Ok(p)
     }
 
     fn unpark(&mut self, p: PlannedParked) -> Result<Act<PlannedBuf>> {
@@ -344,7 +356,24 @@ impl Device for Planned {
         d0: usize,
         n: usize,
     ) -> Result<()> {
-        shapes::put_rows(dst.dims, src.dims, s0, d0, n)
+        shapes::put_rows(dst.dims, src.dims, s0, d0, n)?;
+        // The rows copied into a buffer of their own, held while the copy to host runs.
+        let band = self.rows(src, s0, s0 + n, false)?;
+        self.hold_for_copy(band.buf);
+        Ok(())
+    }
+
+    fn park_band(
+        &mut self,
+        dst: &mut PlannedParked,
+        src: Act<PlannedBuf>,
+        s0: usize,
+        d0: usize,
+        n: usize,
+    ) -> Result<()> {
+        shapes::put_rows(dst.dims, src.dims, s0, d0, n)?;
+        self.hold_for_copy(src.buf);
+        Ok(())
     }
 
     fn unpark_part(
