@@ -111,6 +111,8 @@ def main():
     a.add_argument("--vram-budget", type=float, default=0.0)
     a.add_argument("--cpu", action="store_true", help="ComfyUI on the CPU (a small run anywhere)")
     a.add_argument("--port", type=int, default=0)
+    a.add_argument("--comfy-arg", action="append", default=[], help="passed to ComfyUI's main.py (repeatable)")
+    a.add_argument("--prompt-timeout", type=float, default=300, help="seconds each workflow may take")
     args = a.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     from PIL import Image
@@ -130,6 +132,7 @@ def main():
     cmd = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch"]
     if args.cpu:
         cmd.append("--cpu")
+    cmd += args.comfy_arg
     log = open(args.out / "server.log", "w")
     server = subprocess.Popen(cmd, cwd=args.comfy, stdout=log, stderr=subprocess.STDOUT)
     gpu = GpuMemory(not args.cpu)
@@ -179,7 +182,7 @@ def main():
             ("decode: SeedVR2 VAE Decode (seedvae), again", {**common, **ours(120, "seedvae2")}, "4"),
         ]
         for what, prompt, node in runs:
-            spans, history = asyncio.run(run_prompt(port, prompt, time.monotonic() + 1200))
+            spans, history = asyncio.run(run_prompt(port, prompt, time.monotonic() + args.prompt_timeout))
             if history["status"]["status_str"] != "success":
                 raise SystemExit(f"{what}: {history['status']}")
             t0, t1 = spans.get(node, (None, None))

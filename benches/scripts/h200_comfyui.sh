@@ -32,6 +32,11 @@ else
   export PYTHONPATH=$cache/site
   py=python3
   size=(--backend cuda --frames ${FRAMES:-81})
+  # With ComfyUI's dynamic VRAM (its default on a GPU) its own SeedVR2 encode of 33 frames had
+  # not finished after 6 minutes on the H200 (likely on the CPU: its wrapper sends the input to
+  # where its first parameter lies, which dynamic loading may leave in host memory): off here
+  # unless COMFY_DYNAMIC=1.
+  [ -n "${COMFY_DYNAMIC:-}" ] || size+=(--comfy-arg=--disable-dynamic-vram)
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $OUT/gpu.txt
 fi
 comfy=$cache/ComfyUI-seedvr2
