@@ -3,6 +3,11 @@
 //! execution plans of the first few that build. The device times those on the first call of
 //! the shape and keeps the fastest (heuristics' first choice was half as fast as the best on
 //! the H200's largest shapes); every run binds the buffers of that call.
+//!
+//! Each plan's engine is known by its [`EngineId`] (cuDNN's global engine index and the knobs
+//! set): the same conv over other frames or rows (frame groups, bands) runs the engine the
+//! conv first ran with when cuDNN builds it for that shape, so each output sums its products in
+//! the same order and a budget changes no rounding.
 
 use super::ffi::{graph as g, Cudnn, Desc, Handle};
 use super::Elem;
@@ -29,6 +34,18 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The conv without its extent in frames and rows: what frame groups and bands share.
+    pub fn family(&self) -> Geometry {
+        Geometry {
+            x: Dims {
+                t: 0,
+                h: 0,
+                ..self.x
+            },
+            ..*self
+        }
+    }
+
     /// The conv `w` over an input of `x` (its head frames joined, and padded right and bottom
     /// for [`Pad::RightBottom`], its channels padded to 8) as the CUDA device runs it: output
     /// channels stored padded to 8,
@@ -168,25 +185,63 @@ fn tensor<E: Elem>(m: &mut Made, uid: i64, d: [usize; 5], what: &str) -> Result<
 /// How many of the heuristics' configurations are built and timed for a shape.
 const CANDIDATES: usize = 6;
 
+/// An engine with its knob settings: cuDNN's global engine index and (knob type, value) pairs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EngineId {
+    pub index: i64,
+    pub knobs: Vec<(i32, i64)>,
+}
+
+impl EngineId {
+    /// As a tuned-plans record writes it: `index type:value …`.
+    pub fn to_words(&self) -> String {
+        let mut s = self.index.to_string();
+        for (t, v) in &self.knobs {
+            s.push_str(&format!(" {t}:{v}"));
+        }
+        s
+    }
+
+    pub fn from_words<'a>(mut w: impl Iterator<Item = &'a str>) -> Option<EngineId> {
+        let index = w.next()?.parse().ok()?;
+        let knobs = w
+            .map(|kv| {
+                let (t, v) = kv.split_once(':')?;
+                Some((t.parse().ok()?, v.parse().ok()?))
+            })
+            .collect::<Option<_>>()?;
+        Some(EngineId { index, knobs })
+    }
+}
+
 /// A convolution shape cuDNN will run: its candidate execution plans with their workspace
-/// sizes, and the one chosen.
+/// sizes and engines, and the one chosen.
 pub struct ConvPlan {
     descs: Vec<Desc>,
     pub plans: Vec<(Desc, usize)>,
+    /// Each plan's engine (None where cuDNN would not say).
+    pub ids: Vec<Option<EngineId>>,
     pub chosen: Option<usize>,
 }
 
 impl ConvPlan {
     /// The plan for `geo` on storage `E`: the first configuration of heuristic mode A (then the
     /// fallback list) that builds and keeps the arithmetic `E` promises — fp32 accumulation;
-    /// for f32 storage no tensor cores (TF32) and no down-converted inputs.
-    pub fn new<E: Elem>(c: &Cudnn, handle: Handle, geo: &Geometry) -> Result<ConvPlan> {
+    /// for f32 storage no tensor cores (TF32) and no down-converted inputs. With `want`, that
+    /// engine too when the heuristics did not offer it and it builds for this shape.
+    pub fn new<E: Elem>(
+        c: &Cudnn,
+        handle: Handle,
+        geo: &Geometry,
+        want: Option<&EngineId>,
+    ) -> Result<ConvPlan> {
         let mut m = Made { c, all: Vec::new() };
-        match Self::build::<E>(&mut m, handle, geo) {
-            Ok(plans) => Ok(ConvPlan {
+        match Self::build::<E>(&mut m, handle, geo, want) {
+            Ok((plans, ids)) => Ok(ConvPlan {
                 descs: std::mem::take(&mut m.all),
                 chosen: (plans.len() == 1).then_some(0),
                 plans,
+                ids,
             }),
             Err(e) => {
                 m.destroy_all();
@@ -195,7 +250,13 @@ impl ConvPlan {
         }
     }
 
-    fn build<E: Elem>(m: &mut Made, handle: Handle, geo: &Geometry) -> Result<Vec<(Desc, usize)>> {
+    #[allow(clippy::type_complexity)]
+    fn build<E: Elem>(
+        m: &mut Made,
+        handle: Handle,
+        geo: &Geometry,
+        want: Option<&EngineId>,
+    ) -> Result<(Vec<(Desc, usize)>, Vec<Option<EngineId>>)> {
         let x = geo.x;
         let o = geo.out();
         let what = format!(
@@ -330,6 +391,7 @@ impl ConvPlan {
 
         let mut skipped = 0;
         let mut plans = Vec::new();
+        let mut ids = Vec::new();
         for mode in [g::HEUR_MODE_A, g::HEUR_MODE_FALLBACK] {
             if !plans.is_empty() {
                 break;
@@ -342,38 +404,32 @@ impl ConvPlan {
                     skipped += 1;
                     continue;
                 }
-                let plan = m.make(g::EXECUTION_PLAN, &what)?;
-                m.set(
-                    plan,
-                    g::EXECUTION_PLAN_HANDLE,
-                    g::TYPE_HANDLE,
-                    &[handle],
-                    &what,
-                )?;
-                m.set(
-                    plan,
-                    g::EXECUTION_PLAN_ENGINE_CONFIG,
-                    g::TYPE_BACKEND_DESCRIPTOR,
-                    &[cfg],
-                    &what,
-                )?;
                 // An engine that cannot take this shape refuses here; the next one is tried.
-                if m.finalize(plan, &what).is_err() {
-                    continue;
+                if let Some(p) = plan_of(m, handle, cfg, &what)? {
+                    plans.push(p);
+                    ids.push(engine_id(m, cfg).ok());
                 }
-                let mut ws = [0i64];
-                m.get(
-                    plan,
-                    g::EXECUTION_PLAN_WORKSPACE_SIZE,
-                    g::TYPE_INT64,
-                    &mut ws,
-                    "workspace size",
-                )?;
-                plans.push((plan, ws[0].max(0) as usize));
+            }
+        }
+        if let Some(w) = want.filter(|w| !ids.contains(&Some((*w).clone()))) {
+            // The engine the conv ran with at its other extents, asked for by name.
+            let made = engine_cfg(m, graph, w, &what).and_then(|cfg| {
+                match keeps_arithmetic::<E>(m, cfg)? {
+                    true => plan_of(m, handle, cfg, &what),
+                    false => Ok(None),
+                }
+            });
+            match made {
+                Ok(Some(p)) => {
+                    plans.push(p);
+                    ids.push(Some(w.clone()));
+                }
+                Ok(None) => tracing::debug!("cuDNN engine {} does not build for {what}", w.index),
+                Err(e) => tracing::debug!("cuDNN engine {} for {what}: {e}", w.index),
             }
         }
         if !plans.is_empty() {
-            return Ok(plans);
+            return Ok((plans, ids));
         }
         Err(Error::Device(format!(
             "cuDNN has no engine for {what} in {} storage ({skipped} set aside for their \
@@ -473,6 +529,141 @@ fn configs(m: &mut Made, graph: Desc, mode: i32, what: &str) -> Result<Vec<Desc>
     )?;
     cfgs.truncate(got.min(cfgs.len()));
     Ok(cfgs)
+}
+
+/// The execution plan of engine configuration `cfg` and its workspace size, or None when the
+/// engine cannot take this shape.
+fn plan_of(m: &mut Made, handle: Handle, cfg: Desc, what: &str) -> Result<Option<(Desc, usize)>> {
+    let plan = m.make(g::EXECUTION_PLAN, what)?;
+    m.set(
+        plan,
+        g::EXECUTION_PLAN_HANDLE,
+        g::TYPE_HANDLE,
+        &[handle],
+        what,
+    )?;
+    m.set(
+        plan,
+        g::EXECUTION_PLAN_ENGINE_CONFIG,
+        g::TYPE_BACKEND_DESCRIPTOR,
+        &[cfg],
+        what,
+    )?;
+    if m.finalize(plan, what).is_err() {
+        return Ok(None);
+    }
+    let mut ws = [0i64];
+    m.get(
+        plan,
+        g::EXECUTION_PLAN_WORKSPACE_SIZE,
+        g::TYPE_INT64,
+        &mut ws,
+        "workspace size",
+    )?;
+    Ok(Some((plan, ws[0].max(0) as usize)))
+}
+
+/// Which engine configuration `cfg` is: its engine's global index and its knob choices.
+fn engine_id(m: &mut Made, cfg: Desc) -> Result<EngineId> {
+    let mut engine = [m.make(g::ENGINE, "engine")?];
+    m.get(
+        cfg,
+        g::ENGINECFG_ENGINE,
+        g::TYPE_BACKEND_DESCRIPTOR,
+        &mut engine,
+        "engine",
+    )?;
+    let mut index = [0i64];
+    m.get(
+        engine[0],
+        g::ENGINE_GLOBAL_INDEX,
+        g::TYPE_INT64,
+        &mut index,
+        "engine index",
+    )?;
+    let count = m.get::<Desc>(
+        cfg,
+        g::ENGINECFG_KNOB_CHOICES,
+        g::TYPE_BACKEND_DESCRIPTOR,
+        &mut [],
+        "knob choices",
+    )?;
+    let mut choices = Vec::with_capacity(count.min(64));
+    for _ in 0..choices.capacity() {
+        choices.push(m.make(g::KNOB_CHOICE, "knob choice")?);
+    }
+    let got = m.get(
+        cfg,
+        g::ENGINECFG_KNOB_CHOICES,
+        g::TYPE_BACKEND_DESCRIPTOR,
+        &mut choices,
+        "knob choices",
+    )?;
+    let mut knobs = Vec::new();
+    for &k in &choices[..got.min(choices.len())] {
+        let (mut t, mut v) = ([0i32], [0i64]);
+        m.get(
+            k,
+            g::KNOB_CHOICE_KNOB_TYPE,
+            g::TYPE_KNOB_TYPE,
+            &mut t,
+            "knob",
+        )?;
+        m.get(k, g::KNOB_CHOICE_KNOB_VALUE, g::TYPE_INT64, &mut v, "knob")?;
+        knobs.push((t[0], v[0]));
+    }
+    knobs.sort_unstable();
+    Ok(EngineId {
+        index: index[0],
+        knobs,
+    })
+}
+
+/// Engine configuration `id` for `graph`, made by name (an error when cuDNN refuses it).
+fn engine_cfg(m: &mut Made, graph: Desc, id: &EngineId, what: &str) -> Result<Desc> {
+    let engine = m.make(g::ENGINE, what)?;
+    m.set(
+        engine,
+        g::ENGINE_OPERATION_GRAPH,
+        g::TYPE_BACKEND_DESCRIPTOR,
+        &[graph],
+        what,
+    )?;
+    m.set(
+        engine,
+        g::ENGINE_GLOBAL_INDEX,
+        g::TYPE_INT64,
+        &[id.index],
+        what,
+    )?;
+    m.finalize(engine, what)?;
+    let mut knobs = Vec::with_capacity(id.knobs.len());
+    for &(t, v) in &id.knobs {
+        let k = m.make(g::KNOB_CHOICE, what)?;
+        m.set(k, g::KNOB_CHOICE_KNOB_TYPE, g::TYPE_KNOB_TYPE, &[t], what)?;
+        m.set(k, g::KNOB_CHOICE_KNOB_VALUE, g::TYPE_INT64, &[v], what)?;
+        m.finalize(k, what)?;
+        knobs.push(k);
+    }
+    let cfg = m.make(g::ENGINECFG, what)?;
+    m.set(
+        cfg,
+        g::ENGINECFG_ENGINE,
+        g::TYPE_BACKEND_DESCRIPTOR,
+        &[engine],
+        what,
+    )?;
+    if !knobs.is_empty() {
+        m.set(
+            cfg,
+            g::ENGINECFG_KNOB_CHOICES,
+            g::TYPE_BACKEND_DESCRIPTOR,
+            &knobs,
+            what,
+        )?;
+    }
+    m.finalize(cfg, what)?;
+    Ok(cfg)
 }
 
 /// Whether an engine configuration computes as `E` promises (its numerical notes).

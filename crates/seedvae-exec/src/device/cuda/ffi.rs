@@ -185,6 +185,7 @@ pub mod graph {
     pub const ENGINECFG: c_int = 3;
     pub const ENGINEHEUR: c_int = 4;
     pub const EXECUTION_PLAN: c_int = 5;
+    pub const KNOB_CHOICE: c_int = 7;
     pub const OPERATION_CONVOLUTION_FORWARD: c_int = 10;
     pub const OPERATIONGRAPH: c_int = 15;
     pub const VARIANT_PACK: c_int = 16;
@@ -198,6 +199,7 @@ pub mod graph {
     pub const TYPE_VOID_PTR: c_int = 6;
     pub const TYPE_CONVOLUTION_MODE: c_int = 7;
     pub const TYPE_HEUR_MODE: c_int = 8;
+    pub const TYPE_KNOB_TYPE: c_int = 9;
     pub const TYPE_NUMERICAL_NOTE: c_int = 11;
     pub const TYPE_BACKEND_DESCRIPTOR: c_int = 15;
 
@@ -213,9 +215,12 @@ pub mod graph {
     pub const ENGINEHEUR_OPERATION_GRAPH: c_int = 201;
     pub const ENGINEHEUR_RESULTS: c_int = 202;
     pub const ENGINECFG_ENGINE: c_int = 300;
+    pub const ENGINECFG_KNOB_CHOICES: c_int = 302;
     pub const EXECUTION_PLAN_HANDLE: c_int = 400;
     pub const EXECUTION_PLAN_ENGINE_CONFIG: c_int = 401;
     pub const EXECUTION_PLAN_WORKSPACE_SIZE: c_int = 402;
+    pub const KNOB_CHOICE_KNOB_TYPE: c_int = 600;
+    pub const KNOB_CHOICE_KNOB_VALUE: c_int = 601;
     pub const OPERATION_CONVOLUTION_FORWARD_ALPHA: c_int = 700;
     pub const OPERATION_CONVOLUTION_FORWARD_BETA: c_int = 701;
     pub const OPERATION_CONVOLUTION_FORWARD_CONV_DESC: c_int = 702;
@@ -232,6 +237,8 @@ pub mod graph {
     pub const VARIANT_PACK_UNIQUE_IDS: c_int = 1000;
     pub const VARIANT_PACK_DATA_POINTERS: c_int = 1001;
     pub const VARIANT_PACK_WORKSPACE: c_int = 1003;
+    pub const ENGINE_OPERATION_GRAPH: c_int = 1300;
+    pub const ENGINE_GLOBAL_INDEX: c_int = 1301;
     pub const ENGINE_NUMERICAL_NOTE: c_int = 1303;
 
     // values

@@ -27,7 +27,7 @@ pub mod plan;
 
 use super::{shapes, Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
 use crate::{Error, Result};
-use conv::{ConvPlan, Geometry};
+use conv::{ConvPlan, EngineId, Geometry};
 use cudarc::driver::{
     sys, CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PinnedHostSlice,
     PushKernelArg,
@@ -206,6 +206,10 @@ pub struct Cuda<E: Elem = f32> {
     /// Plan choices timed before (this GPU, cuDNN and storage type), from `tuned_file`: a shape
     /// met again in a later process skips the timing when cuDNN offers the same candidates.
     tuned: HashMap<Geometry, (usize, usize)>,
+    /// Per conv family ([`Geometry::family`]: the conv without its frames and rows), the
+    /// engine it first ran with, from `tuned_file` too: its other frame groups and bands run
+    /// that engine when cuDNN builds it for them, so a budget changes no rounding.
+    engines: HashMap<Geometry, EngineId>,
     tuned_file: Option<PathBuf>,
     workspace: Option<CudaSlice<u8>>,
     /// Page-locked staging buffers for downloads, free for the next (the driver copies
@@ -387,6 +391,7 @@ impl<E: Elem> Cuda<E> {
             d.join(format!("conv-plans-{key:016x}.txt"))
         });
         let tuned = tuned_file.as_deref().map(read_tuned).unwrap_or_default();
+        let engines = tuned_file.as_deref().map(read_engines).unwrap_or_default();
         tracing::info!(
             "CUDA device: {name} (compute capability {}.{}); NVRTC {}, cuDNN {} ({}), cuBLAS {}",
             cc.0,
@@ -409,6 +414,7 @@ impl<E: Elem> Cuda<E> {
             k,
             plans: HashMap::new(),
             tuned,
+            engines,
             tuned_file,
             workspace: None,
             staging: Vec::new(),
@@ -558,27 +564,52 @@ impl<E: Elem> Cuda<E> {
     /// Run the conv `geo` on these buffers: its plans made on first use, and when there are
     /// several, each timed once on this call's buffers and the fastest kept.
     fn run_conv(&mut self, geo: &Geometry, x: u64, w: u64, y: u64) -> Result<()> {
+        let family = geo.family();
         if !self.plans.contains_key(geo) {
-            let p = ConvPlan::new::<E>(&self.cudnn, self.cudnn_handle, geo)?;
+            let want = self.engines.get(&family);
+            let p = ConvPlan::new::<E>(&self.cudnn, self.cudnn_handle, geo, want)?;
             self.plans.insert(*geo, p);
         }
         let count = self.plans[geo].plans.len();
-        let chosen = match (self.plans[geo].chosen, self.tuned.get(geo)) {
-            (Some(i), _) => i,
-            (None, Some(&(i, n))) if n == count && i < count => {
+        let chosen = match self.plans[geo].chosen {
+            Some(i) => i,
+            None => {
+                // The family's engine where this shape has it, else as recorded, else timed.
+                let same = self.engines.get(&family).and_then(|id| {
+                    self.plans[geo]
+                        .ids
+                        .iter()
+                        .position(|e| e.as_ref() == Some(id))
+                });
+                let i = match (same, self.tuned.get(geo)) {
+                    (Some(i), _) => i,
+                    (None, Some(&(i, n))) if n == count && i < count => i,
+                    (None, _) => {
+                        if self.engines.contains_key(&family) {
+                            tracing::debug!(
+                                "{geo:?}: cuDNN does not build its family's engine; timed anew"
+                            );
+                        }
+                        let i = self.tune(geo, x, w, y)?;
+                        self.tuned.insert(*geo, (i, count));
+                        if let Some(f) = &self.tuned_file {
+                            append_tuned(f, geo, i, count);
+                        }
+                        i
+                    }
+                };
                 self.plans.get_mut(geo).expect("made above").chosen = Some(i);
-                i
-            }
-            (None, _) => {
-                let i = self.tune(geo, x, w, y)?;
-                self.plans.get_mut(geo).expect("made above").chosen = Some(i);
-                self.tuned.insert(*geo, (i, count));
-                if let Some(f) = &self.tuned_file {
-                    append_tuned(f, geo, i, count);
-                }
                 i
             }
         };
+        if !self.engines.contains_key(&family) {
+            if let Some(id) = self.plans[geo].ids[chosen].clone() {
+                if let Some(f) = &self.tuned_file {
+                    append_engine(f, &family, &id);
+                }
+                self.engines.insert(family, id);
+            }
+        }
         let ws = self.workspace(self.plans[geo].plans[chosen].1)?;
         self.plans[geo].run(chosen, &self.cudnn, self.cudnn_handle, x, w, y, ws)
     }
@@ -1623,9 +1654,64 @@ fn read_tuned(file: &Path) -> HashMap<Geometry, (usize, usize)> {
         .collect()
 }
 
+/// The family engines recorded in `file`: lines `engine c w cout kt ks st ss p index
+/// type:value …` (unreadable lines skipped; the first line of a family counts).
+fn read_engines(file: &Path) -> HashMap<Geometry, EngineId> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let mut out = HashMap::new();
+    for l in text.lines() {
+        let mut w = l.split(' ');
+        if w.next() != Some("engine") {
+            continue;
+        }
+        let v: Option<Vec<usize>> = w.by_ref().take(8).map(|n| n.parse().ok()).collect();
+        let (Some([c, width, cout, kt, ks, st, ss, p]), Some(id)) = (
+            v.and_then(|v| <[usize; 8]>::try_from(v).ok()),
+            EngineId::from_words(w),
+        ) else {
+            continue;
+        };
+        let family = Geometry {
+            x: Dims::new(c, 0, 0, width),
+            cout,
+            kt,
+            ks,
+            st,
+            ss,
+            p,
+        };
+        out.entry(family).or_insert(id);
+    }
+    out
+}
+
+/// Record the engine of a conv family (as [`append_tuned`]).
+fn append_engine(file: &Path, g: &Geometry, id: &EngineId) {
+    let x = g.x;
+    append_line(
+        file,
+        &format!(
+            "engine {} {} {} {} {} {} {} {} {}\n",
+            x.c,
+            x.w,
+            g.cout,
+            g.kt,
+            g.ks,
+            g.st,
+            g.ss,
+            g.p,
+            id.to_words()
+        ),
+    );
+}
+
 /// Record a tuned plan (appended: processes that tune at once add whole lines; a cache that
 /// cannot be written only means timing again next time).
 fn append_tuned(file: &Path, g: &Geometry, i: usize, n: usize) {
+    append_line(file, &tuned_line(g, i, n));
+}
+
+fn append_line(file: &Path, line: &str) {
     use std::io::Write;
     let _ = file
         .parent()
@@ -1636,7 +1722,7 @@ fn append_tuned(file: &Path, g: &Geometry, i: usize, n: usize) {
                 .append(true)
                 .open(file)
         })
-        .and_then(|mut f| f.write_all(tuned_line(g, i, n).as_bytes()));
+        .and_then(|mut f| f.write_all(line.as_bytes()));
 }
 
 /// Can the CUDA device open here: a driver, and NVRTC, cuDNN and cuBLAS found (`o.lib_dirs`
@@ -1675,7 +1761,7 @@ mod tests {
 
     /// Tuned plans come back as they were recorded; a damaged line is passed over.
     #[test]
-    fn tuned_plans_are_read_back_as_recorded() {
+    fn tuned_plans_and_family_engines_are_read_back_as_recorded() {
         let dir = std::env::temp_dir().join(format!("seedvae-tuned-{}", std::process::id()));
         let file = dir.join("conv-plans-test.txt");
         let _ = std::fs::remove_file(&file);
@@ -1696,10 +1782,41 @@ mod tests {
             .and_then(|mut f| std::io::Write::write_all(&mut f, b"12 x 3\n"))
             .unwrap();
         append_tuned(&file, &g2, 0, 2);
+        // Engines by family, among the plans: the first line of a family counts.
+        let id = EngineId {
+            index: 57,
+            knobs: vec![(3, 1), (11, -2)],
+        };
+        append_engine(&file, &g.family(), &id);
+        append_engine(
+            &file,
+            &g.family(),
+            &EngineId {
+                index: 9,
+                knobs: vec![],
+            },
+        );
+        append_engine(
+            &file,
+            &g2.family(),
+            &EngineId {
+                index: 0,
+                knobs: vec![],
+            },
+        );
         let t = read_tuned(&file);
         assert_eq!(t.len(), 2);
         assert_eq!(t[&g], (4, 6));
         assert_eq!(t[&g2], (0, 2));
+        let e = read_engines(&file);
+        assert_eq!(e.len(), 2);
+        // A band or frame group of the conv is of the same family.
+        let band = Geometry {
+            x: Dims::new(128, 3, 90, 1248),
+            ..g
+        };
+        assert_eq!(e[&band.family()], id);
+        assert_eq!(e[&g2.family()].index, 0);
         assert!(read_tuned(&dir.join("missing.txt")).is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
