@@ -20,7 +20,7 @@ grep -v ' ok$' $OUT/check.txt | grep -v INFO | head -5
 run() { timeout 150 .dev/run/exec "$@" 2>&1 | grep -v INFO | tail -2 | tee -a $OUT/park.txt; }
 run time $W 1080 1920 3 1 540
 run time $W 1080 1920 3 1 540 park
-run time $W 1080 1920 3 2 68 park
+run time $W 1080 1920 3 2 135 park
 run time $W 1080 1920 3 - - park
 run time $W 720 1248 5 - -
 run time $W 720 1248 5 - - park
