@@ -147,10 +147,41 @@ pub struct Download {
 // SAFETY: page-locked host memory and an event: both may be used from any thread.
 unsafe impl Send for Download {}
 
-/// A carried state parked in page-locked host memory, with the events after the last copy into
-/// it (download stream) and out of it (upload stream): a copy the other way waits for them.
+/// Host memory a state is parked in: page-locked (the copies run beside the compute), or
+/// pageable where the system will not lock more (each copy then waits on the host, and the
+/// driver bounces it through a buffer of its own: slower, still exact).
+enum HostMem {
+    Locked(PinnedHostSlice<u8>),
+    Pageable(Vec<u8>),
+}
+
+impl HostMem {
+    fn len(&self) -> usize {
+        match self {
+            HostMem::Locked(h) => h.len(),
+            HostMem::Pageable(v) => v.len(),
+        }
+    }
+
+    fn bytes(&self) -> Result<&[u8]> {
+        match self {
+            HostMem::Locked(h) => h.as_slice().map_err(driver("parked memory")),
+            HostMem::Pageable(v) => Ok(v),
+        }
+    }
+
+    fn bytes_mut(&mut self) -> Result<&mut [u8]> {
+        match self {
+            HostMem::Locked(h) => h.as_mut_slice().map_err(driver("parked memory")),
+            HostMem::Pageable(v) => Ok(v),
+        }
+    }
+}
+
+/// A carried state parked in host memory, with the events after the last copy into it
+/// (download stream) and out of it (upload stream): a copy the other way waits for them.
 pub struct Parked {
-    host: Option<PinnedHostSlice<u8>>,
+    host: Option<HostMem>,
     dims: Dims,
     written: Option<CudaEvent>,
     read: Cell<Option<CudaEvent>>,
@@ -220,7 +251,9 @@ pub struct Cuda<E: Elem = f32> {
     uploads: std::collections::VecDeque<(PinnedHostSlice<f32>, cudarc::driver::CudaEvent)>,
     /// Page-locked buffers of parked states, free for the next, each with the events after its
     /// last copies in and out (its next copies wait for them).
-    parking: Vec<(PinnedHostSlice<u8>, Option<CudaEvent>, Option<CudaEvent>)>,
+    parking: Vec<(HostMem, Option<CudaEvent>, Option<CudaEvent>)>,
+    /// The system refused to page-lock more: parked states go to pageable memory from then on.
+    pageable: bool,
     pool: sys::CUmemoryPool,
     _elem: std::marker::PhantomData<E>,
     /// The GPU's name and compute capability.
@@ -420,6 +453,7 @@ impl<E: Elem> Cuda<E> {
             staging: Vec::new(),
             uploads: Default::default(),
             parking: Vec::new(),
+            pageable: false,
             pool,
             _elem: std::marker::PhantomData,
             name,
@@ -1425,17 +1459,7 @@ impl<E: Elem> Device for Cuda<E> {
             .min_by_key(|(_, h)| h.0.len())
         {
             Some((i, _)) => self.parking.swap_remove(i),
-            // SAFETY: page-locked host memory only the GPU's copies touch (ordered by events).
-            None => (
-                unsafe { self._ctx.alloc_pinned_with_flags::<u8>(bytes, 0) }.map_err(|e| {
-                    Error::Device(format!(
-                        "cannot page-lock {} MB of host memory for a parked activation: {e}",
-                        bytes >> 20
-                    ))
-                })?,
-                None,
-                None,
-            ),
+            None => (self.host_mem(bytes)?, None, None),
         };
         Ok(Parked {
             host: Some(host),
@@ -1509,8 +1533,7 @@ impl<E: Elem> Device for Cuda<E> {
             .ok_or_else(|| {
                 Error::Device("a parked activation used after it was given back".into())
             })?
-            .as_slice()
-            .map_err(driver("unpark"))?;
+            .bytes()?;
         let whole = n == d.h;
         let runs = if whole { 1 } else { t1 - t0 };
         let len = if whole { (t1 - t0) * n * row } else { n * row };
@@ -1546,6 +1569,34 @@ impl<E: Elem> Device for Cuda<E> {
 }
 
 impl<E: Elem> Cuda<E> {
+    /// `bytes` of host memory for parked states: page-locked while the system gives it, then
+    /// pageable (said once), an error naming the size when there is none.
+    fn host_mem(&mut self, bytes: usize) -> Result<HostMem> {
+        if !self.pageable {
+            // SAFETY: page-locked host memory only the GPU's copies touch (ordered by events).
+            match unsafe { self._ctx.alloc_pinned_with_flags::<u8>(bytes, 0) } {
+                Ok(h) => return Ok(HostMem::Locked(h)),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot page-lock {} MB more host memory ({e}): the states parked from \
+                         here on go to pageable memory (copies slower, results the same)",
+                        bytes >> 20
+                    );
+                    self.pageable = true;
+                }
+            }
+        }
+        let mut v = Vec::new();
+        v.try_reserve_exact(bytes).map_err(|_| {
+            Error::Device(format!(
+                "cannot allocate {} MB of host memory for a parked activation",
+                bytes >> 20
+            ))
+        })?;
+        v.resize(bytes, 0);
+        Ok(HostMem::Pageable(v))
+    }
+
     /// Rows `[s0, s0 + n)` of the activation of `sd` at device address `src` into rows
     /// `[d0, d0 + n)` of `dst`, on the download stream after the compute stream's work so far
     /// (and after the host buffer's last copy out); the event after the copy.
@@ -1572,8 +1623,7 @@ impl<E: Elem> Cuda<E> {
             .ok_or_else(|| {
                 Error::Device("a parked activation used after it was given back".into())
             })?
-            .as_mut_slice()
-            .map_err(driver("park"))?;
+            .bytes_mut()?;
         // Channels-last frames: a frame's rows are one run of bytes, so a copy per frame (one
         // in all when every row goes).
         let runs = if n == sd.h && n == dd.h { 1 } else { sd.t };
