@@ -563,8 +563,8 @@ fn plan_of(m: &mut Made, handle: Handle, cfg: Desc, what: &str) -> Result<Option
     Ok(Some((plan, ws[0].max(0) as usize)))
 }
 
-/// Which engine configuration `cfg` is: its engine's global index and its knob choices.
-fn engine_id(m: &mut Made, cfg: Desc) -> Result<EngineId> {
+/// The engine of configuration `cfg`.
+fn engine_of(m: &mut Made, cfg: Desc) -> Result<Desc> {
     let mut engine = [m.make(g::ENGINE, "engine")?];
     m.get(
         cfg,
@@ -573,9 +573,15 @@ fn engine_id(m: &mut Made, cfg: Desc) -> Result<EngineId> {
         &mut engine,
         "engine",
     )?;
+    Ok(engine[0])
+}
+
+/// Which engine configuration `cfg` is: its engine's global index and its knob choices.
+fn engine_id(m: &mut Made, cfg: Desc) -> Result<EngineId> {
+    let engine = engine_of(m, cfg)?;
     let mut index = [0i64];
     m.get(
-        engine[0],
+        engine,
         g::ENGINE_GLOBAL_INDEX,
         g::TYPE_INT64,
         &mut index,
@@ -668,17 +674,10 @@ fn engine_cfg(m: &mut Made, graph: Desc, id: &EngineId, what: &str) -> Result<De
 
 /// Whether an engine configuration computes as `E` promises (its numerical notes).
 fn keeps_arithmetic<E: Elem>(m: &mut Made, cfg: Desc) -> Result<bool> {
-    let mut engine = [m.make(g::ENGINE, "engine")?];
-    m.get(
-        cfg,
-        g::ENGINECFG_ENGINE,
-        g::TYPE_BACKEND_DESCRIPTOR,
-        &mut engine,
-        "engine",
-    )?;
+    let engine = engine_of(m, cfg)?;
     let mut notes = [0i32; 16];
     let count = m.get(
-        engine[0],
+        engine,
         g::ENGINE_NUMERICAL_NOTE,
         g::TYPE_NUMERICAL_NOTE,
         &mut notes,

@@ -187,6 +187,20 @@ pub struct Parked {
     read: Cell<Option<CudaEvent>>,
 }
 
+impl Parked {
+    fn mem(&self) -> Result<&HostMem> {
+        self.host.as_ref().ok_or_else(given_back)
+    }
+
+    fn mem_mut(&mut self) -> Result<&mut HostMem> {
+        self.host.as_mut().ok_or_else(given_back)
+    }
+}
+
+fn given_back() -> Error {
+    Error::Device("a parked activation used after it was given back".into())
+}
+
 impl Drop for Parked {
     fn drop(&mut self) {
         // A stream dropped mid-clip: the copies into and out of the buffer finish before it is
@@ -1527,13 +1541,7 @@ impl<E: Elem> Device for Cuda<E> {
         if let Some(w) = &p.written {
             self.up.wait(w).map_err(driver("unpark"))?;
         }
-        let host = p
-            .host
-            .as_ref()
-            .ok_or_else(|| {
-                Error::Device("a parked activation used after it was given back".into())
-            })?
-            .bytes()?;
+        let host = p.mem()?.bytes()?;
         let whole = n == d.h;
         let runs = if whole { 1 } else { t1 - t0 };
         let len = if whole { (t1 - t0) * n * row } else { n * row };
@@ -1617,13 +1625,7 @@ impl<E: Elem> Cuda<E> {
         if let Some(r) = dst.read.take() {
             self.down.wait(&r).map_err(driver("park"))?;
         }
-        let host = dst
-            .host
-            .as_mut()
-            .ok_or_else(|| {
-                Error::Device("a parked activation used after it was given back".into())
-            })?
-            .bytes_mut()?;
+        let host = dst.mem_mut()?.bytes_mut()?;
         // Channels-last frames: a frame's rows are one run of bytes, so a copy per frame (one
         // in all when every row goes).
         let runs = if n == sd.h && n == dd.h { 1 } else { sd.t };
