@@ -248,7 +248,8 @@ impl<D: Device> NativeBackend<D> {
                         split.band_px.unwrap_or(h),
                         if split.park {
                             ", the carried frames parked in host memory between uses (copied \
-                             over PCIe at every use: several times slower)"
+                             over PCIe at every use, beside the compute: slower where the GPU \
+                             outruns the bus)"
                         } else {
                             ""
                         }
