@@ -622,12 +622,13 @@ impl<E: Elem> Cuda<E> {
         let chosen = match self.plans[geo].chosen {
             Some(i) => i,
             None => {
-                // The family's engine where this shape has it, else as recorded, else timed.
+                // The family's engine where this shape has it within the workspace the memory
+                // plan allows, else as recorded, else timed.
+                let cap = plan::workspace_allowance(size_of::<E>()) as usize;
                 let same = self.engines.get(&family).and_then(|id| {
-                    self.plans[geo]
-                        .ids
-                        .iter()
-                        .position(|e| e.as_ref() == Some(id))
+                    let p = &self.plans[geo];
+                    (0..p.plans.len())
+                        .find(|&i| p.ids[i].as_ref() == Some(id) && p.plans[i].1 <= cap)
                 });
                 let i = match (same, self.tuned.get(geo)) {
                     (Some(i), _) => i,
