@@ -8,8 +8,6 @@
 # Carry .dev/run = {seedvae, torch_decoder.py}; re-runnable from scratch; logs under $OUT.
 set -u
 . benches/scripts/h200_exec_env.sh
-export SEEDVAE_CACHE=/tmp/svc
-B=.dev/run/seedvae
 exec_weights
 python3 - <<'PY'
 import numpy as np

@@ -8,8 +8,6 @@
 # ONLY_ACCURACY=1 runs the last part alone.
 set -u
 . benches/scripts/h200_exec_env.sh
-export SEEDVAE_CACHE=/tmp/svc
-B=.dev/run/seedvae
 exec_weights
 python3 - <<'PY'
 import numpy as np

@@ -9,7 +9,6 @@
 # ONLY_CLI=1 runs the CLI part and the anchor alone.
 set -u
 . benches/scripts/h200_exec_env.sh
-export SEEDVAE_CACHE=/tmp/svc
 exec_weights
 if [ -z "${ONLY_CLI:-}" ]; then
 run() { timeout 250 .dev/run/exec "$@" 2>&1 | grep -v INFO | tee -a $OUT/encode.txt; }

@@ -10,8 +10,6 @@
 # ONLY_CLI=1: the CLI decodes alone. Last, 81 frames within 7 GB (SHORT=1 leaves it out).
 set -u
 . benches/scripts/h200_exec_env.sh
-export SEEDVAE_CACHE=/tmp/svc
-B=.dev/run/seedvae
 exec_weights
 if [ -z "${ONLY_CLI:-}" ]; then
 timeout 150 .dev/run/exec check .dev/run/fixtures > $OUT/check.txt 2>&1
