@@ -587,15 +587,15 @@ impl<D: Device> Device for Profiled<D> {
     fn park_empty(&mut self, dims: Dims) -> seedvae_exec::Result<D::Parked> {
         self.timed("park", |d| d.park_empty(dims))
     }
-    fn park_rows(
+    fn park_band(
         &mut self,
         dst: &mut D::Parked,
-        src: &seedvae_exec::Act<D::Buf>,
+        src: seedvae_exec::Act<D::Buf>,
         s0: usize,
         d0: usize,
         n: usize,
     ) -> seedvae_exec::Result<()> {
-        self.timed("park", |d| d.park_rows(dst, src, s0, d0, n))
+        self.timed("park", |d| d.park_band(dst, src, s0, d0, n))
     }
     fn unpark_part(
         &mut self,

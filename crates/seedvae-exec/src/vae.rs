@@ -79,15 +79,15 @@ impl<B, P> Kept<B, P> {
     }
 }
 
-/// Rows `[s0, s0 + n)` of a band `src` into rows `[d0, d0 + n)` of `dst`, which the first
-/// band makes `h` rows high: on the device, or parked in host memory when `park`.
+/// Rows `[s0, s0 + n)` of a band `src` (done with) into rows `[d0, d0 + n)` of `dst`, which the
+/// first band makes `h` rows high: on the device, or parked in host memory when `park`.
 #[allow(clippy::too_many_arguments)]
 fn put_band<D: Device>(
     dev: &mut D,
     dst: &mut Option<Kept<D::Buf, D::Parked>>,
     h: usize,
     park: bool,
-    src: &Act<D::Buf>,
+    src: Act<D::Buf>,
     s0: usize,
     d0: usize,
     n: usize,
@@ -103,8 +103,8 @@ fn put_band<D: Device>(
         }
     };
     match k {
-        Kept::Here(a) => dev.put_rows(a, src, s0, d0, n),
-        Kept::Parked(p, _) => dev.park_rows(p, src, s0, d0, n),
+        Kept::Here(a) => dev.put_rows(a, &src, s0, d0, n),
+        Kept::Parked(p, _) => dev.park_band(p, src, s0, d0, n),
     }
 }
 
@@ -147,8 +147,7 @@ impl<B, P> Stream<B, P> {
     fn fetch<D: Device<Buf = B, Parked = P>>(&mut self, dev: &mut D, c: &Causal<B>) -> Result<()> {
         if let Some(k) = c.slot {
             if let Some(Kept::Parked(..)) = &self.kept[k] {
-                let a = self.kept[k].take().map(|p| p.here(dev)).transpose()?;
-                self.kept[k] = a.map(Kept::Here);
+                self.kept[k] = self.take(dev, k)?.map(Kept::Here);
             }
         }
         Ok(())
@@ -213,7 +212,7 @@ impl Bands {
 
 /// What takes a conv's bands: `(device, band, s0, o0, n)` — output rows `[o0, o0 + n)` are
 /// rows `[s0, s0 + n)` of the band.
-type Emit<'a, D, B> = dyn FnMut(&mut D, &Act<B>, usize, usize, usize) -> Result<()> + 'a;
+type Emit<'a, D, B> = dyn FnMut(&mut D, Act<B>, usize, usize, usize) -> Result<()> + 'a;
 
 /// A conv as a band schedule calls it: weights, temporal stride, padding, carried state.
 #[derive(Clone, Copy)]
@@ -870,7 +869,7 @@ impl<B> Vae<B> {
                             }
                             _ => dev.rows(&out, o0, o0 + n, false)?,
                         };
-                        let own = dev.rows(hb, s0, s0 + n, false)?;
+                        let own = dev.rows(&hb, s0, s0 + n, false)?;
                         dev.add(&mut ob, &own)?;
                         dev.put_rows(&mut out, &ob, 0, o0, n)
                     },
@@ -913,7 +912,7 @@ impl<B> Vae<B> {
             drop(xb);
             let yb = dev.shuffle(&ub, ch, temporal, temporal && first)?;
             drop(ub);
-            put_band(dev, &mut y, 2 * d.h, false, &yb, 0, 2 * r0, 2 * (r1 - r0))?;
+            put_band(dev, &mut y, 2 * d.h, false, yb, 0, 2 * r0, 2 * (r1 - r0))?;
         }
         y.ok_or_else(|| Error::Shape(format!("an upsampler given {d:?}")))?
             .here(dev)
@@ -1043,25 +1042,12 @@ impl<B> Vae<B> {
             let yb = dev.conv(&xb, hb.as_ref(), c.w, c.st, c.pad)?;
             // The band's output row i is output row lo/ss + i (its top padding stands in for
             // the rows above it, and only touches rows before o0).
-            emit(dev, &yb, o0 - lo / ss, o0, o1 - o0)?;
-            drop(yb);
+            emit(dev, yb, o0 - lo / ss, o0, o1 - o0)?;
             if let Some(hb) = &hb {
                 let tb = dev.tail(&xb, Some(hb), c.w.kt - c.st)?;
                 let own0 = o0 * ss;
                 let own1 = if o1 == out_h { h } else { o1 * ss };
-                let (s0, n) = (own0 - lo, own1 - own0);
-                if s.park {
-                    // Parked bands go out of `tb` itself (no copy aside).
-                    let d = Dims { h, ..tb.dims };
-                    if kept.is_none() {
-                        kept = Some(Kept::Parked(dev.park_empty(d)?, d));
-                    }
-                    if let Some(Kept::Parked(p, _)) = &mut kept {
-                        dev.park_band(p, tb, s0, own0, n)?;
-                    }
-                } else {
-                    put_band(dev, &mut kept, h, false, &tb, s0, own0, n)?;
-                }
+                put_band(dev, &mut kept, h, s.park, tb, own0 - lo, own0, own1 - own0)?;
             }
         }
         if let Some(Some(Kept::Parked(p, _))) = head {

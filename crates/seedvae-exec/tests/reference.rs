@@ -533,15 +533,15 @@ impl Device for Counting {
     fn park_empty(&mut self, dims: Dims) -> seedvae_exec::Result<Act<Vec<f32>>> {
         self.dev.park_empty(dims)
     }
-    fn park_rows(
+    fn park_band(
         &mut self,
         dst: &mut Act<Vec<f32>>,
-        src: &Act<Vec<f32>>,
+        src: Act<Vec<f32>>,
         s0: usize,
         d0: usize,
         n: usize,
     ) -> seedvae_exec::Result<()> {
-        self.dev.park_rows(dst, src, s0, d0, n)
+        self.dev.park_band(dst, src, s0, d0, n)
     }
     fn unpark_part(
         &mut self,

@@ -225,20 +225,11 @@ pub trait Device {
     fn park(&mut self, a: Act<Self::Buf>) -> Result<Self::Parked>;
     /// A parked state back on the device, for its next use.
     fn unpark(&mut self, p: Self::Parked) -> Result<Act<Self::Buf>>;
-    /// A parked activation of `dims` that [`Device::park_rows`] fills.
+    /// A parked activation of `dims` that [`Device::park_band`] fills.
     fn park_empty(&mut self, dims: Dims) -> Result<Self::Parked>;
-    /// Rows `[s0, s0 + n)` of `src` into rows `[d0, d0 + n)` of the parked `dst` (same
-    /// channels, frames and width), queued like [`Device::park`].
-    fn park_rows(
-        &mut self,
-        dst: &mut Self::Parked,
-        src: &Act<Self::Buf>,
-        s0: usize,
-        d0: usize,
-        n: usize,
-    ) -> Result<()>;
-    /// [`Device::park_rows`] from a band the caller is done with: a device may copy out of it
-    /// directly, where it must otherwise copy the rows aside first (the caller frees `src`).
+    /// Rows `[s0, s0 + n)` of the band `src` into rows `[d0, d0 + n)` of the parked `dst`
+    /// (same channels, frames and width), queued like [`Device::park`]: the band is the
+    /// device's from here, so the copy may read it where it lies.
     fn park_band(
         &mut self,
         dst: &mut Self::Parked,
@@ -246,9 +237,7 @@ pub trait Device {
         s0: usize,
         d0: usize,
         n: usize,
-    ) -> Result<()> {
-        self.park_rows(dst, &src, s0, d0, n)
-    }
+    ) -> Result<()>;
     /// A parked activation no longer needed (the device may keep its host memory for the
     /// next).
     fn drop_parked(&mut self, p: Self::Parked) {

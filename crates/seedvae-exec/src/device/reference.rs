@@ -492,15 +492,15 @@ impl Device for Reference {
         self.empty(dims)
     }
 
-    fn park_rows(
+    fn park_band(
         &mut self,
         dst: &mut Act<Vec<f32>>,
-        src: &Act<Vec<f32>>,
+        src: Act<Vec<f32>>,
         s0: usize,
         d0: usize,
         n: usize,
     ) -> Result<()> {
-        self.put_rows(dst, src, s0, d0, n)
+        self.put_rows(dst, &src, s0, d0, n)
     }
 
     fn unpark_part(

@@ -1450,10 +1450,8 @@ impl<E: Elem> Device for Cuda<E> {
 
     fn park(&mut self, a: Act<GpuBuf<E>>) -> Result<Parked> {
         let mut p = self.park_empty(a.dims)?;
-        let src = self.ptr(&a.buf);
-        let done = self.copy_to_host(&mut p, src, a.dims, 0, 0, a.dims.h)?;
-        // `a` itself is what the copy reads: held until it is surely done.
-        self.hold_for_copy(a.buf, done)?;
+        let h = a.dims.h;
+        self.park_band(&mut p, a, 0, 0, h)?;
         Ok(p)
     }
 
@@ -1484,23 +1482,6 @@ impl<E: Elem> Device for Cuda<E> {
         })
     }
 
-    fn park_rows(
-        &mut self,
-        dst: &mut Parked,
-        src: &Act<GpuBuf<E>>,
-        s0: usize,
-        d0: usize,
-        n: usize,
-    ) -> Result<()> {
-        shapes::put_rows(dst.dims, src.dims, s0, d0, n)?;
-        // The rows into a buffer of their own first (a copy at the GPU's memory speed): `src`
-        // is a band its caller drops next, and this buffer waits for the copy to host memory.
-        let band = Device::rows(self, src, s0, s0 + n, false)?;
-        let from = self.ptr(&band.buf);
-        let done = self.copy_to_host(dst, from, band.dims, 0, d0, n)?;
-        self.hold_for_copy(band.buf, done)
-    }
-
     fn park_band(
         &mut self,
         dst: &mut Parked,
@@ -1511,6 +1492,7 @@ impl<E: Elem> Device for Cuda<E> {
     ) -> Result<()> {
         let from = self.ptr(&src.buf);
         let done = self.copy_to_host(dst, from, src.dims, s0, d0, n)?;
+        // `src` itself is what the copy reads: held until it is surely done.
         self.hold_for_copy(src.buf, done)
     }
 

@@ -109,12 +109,6 @@ impl Planned {
         Ok(Act { buf, dims })
     }
 
-    /// Hold `buf` as the device's outbox does, the ones it lets go dropped.
-    fn hold_for_copy(&mut self, buf: PlannedBuf) {
-        let bytes = buf._held.bytes;
-        drop(self.outbox.push(buf, bytes));
-    }
-
     /// An input chunk as [`Device::upload`] makes it (f32 staging, then the activation).
     pub fn input(&mut self, dims: Dims) -> Result<Act<PlannedBuf>> {
         let _staging = self.alloc(dims.count()? * 4);
@@ -332,8 +326,9 @@ impl Device for Planned {
     type Parked = PlannedParked;
 
     fn park(&mut self, a: Act<PlannedBuf>) -> Result<PlannedParked> {
-        let p = self.park_empty(a.dims)?;
-        self.hold_for_copy(a.buf);
+        let mut p = self.park_empty(a.dims)?;
+        let h = a.dims.h;
+        self.park_band(&mut p, a, 0, 0, h)?;
         Ok(p)
     }
 
@@ -348,21 +343,6 @@ impl Device for Planned {
         })
     }
 
-    fn park_rows(
-        &mut self,
-        dst: &mut PlannedParked,
-        src: &Act<PlannedBuf>,
-        s0: usize,
-        d0: usize,
-        n: usize,
-    ) -> Result<()> {
-        shapes::put_rows(dst.dims, src.dims, s0, d0, n)?;
-        // The rows copied into a buffer of their own, held while the copy to host runs.
-        let band = self.rows(src, s0, s0 + n, false)?;
-        self.hold_for_copy(band.buf);
-        Ok(())
-    }
-
     fn park_band(
         &mut self,
         dst: &mut PlannedParked,
@@ -372,7 +352,9 @@ impl Device for Planned {
         n: usize,
     ) -> Result<()> {
         shapes::put_rows(dst.dims, src.dims, s0, d0, n)?;
-        self.hold_for_copy(src.buf);
+        // Held while the copy to host runs, as the device's outbox holds it.
+        let bytes = src.buf._held.bytes;
+        drop(self.outbox.push(src.buf, bytes));
         Ok(())
     }
 
