@@ -215,12 +215,10 @@ impl EngineId {
 }
 
 /// A convolution shape cuDNN will run: its candidate execution plans with their workspace
-/// sizes and engines, and the one chosen.
+/// sizes and engines (None where cuDNN would not say), and the one chosen.
 pub struct ConvPlan {
     descs: Vec<Desc>,
-    pub plans: Vec<(Desc, usize)>,
-    /// Each plan's engine (None where cuDNN would not say).
-    pub ids: Vec<Option<EngineId>>,
+    pub plans: Vec<(Desc, usize, Option<EngineId>)>,
     pub chosen: Option<usize>,
 }
 
@@ -237,11 +235,10 @@ impl ConvPlan {
     ) -> Result<ConvPlan> {
         let mut m = Made { c, all: Vec::new() };
         match Self::build::<E>(&mut m, handle, geo, want) {
-            Ok((plans, ids)) => Ok(ConvPlan {
+            Ok(plans) => Ok(ConvPlan {
                 descs: std::mem::take(&mut m.all),
                 chosen: (plans.len() == 1).then_some(0),
                 plans,
-                ids,
             }),
             Err(e) => {
                 m.destroy_all();
@@ -250,13 +247,12 @@ impl ConvPlan {
         }
     }
 
-    #[allow(clippy::type_complexity)]
     fn build<E: Elem>(
         m: &mut Made,
         handle: Handle,
         geo: &Geometry,
         want: Option<&EngineId>,
-    ) -> Result<(Vec<(Desc, usize)>, Vec<Option<EngineId>>)> {
+    ) -> Result<Vec<(Desc, usize, Option<EngineId>)>> {
         let x = geo.x;
         let o = geo.out();
         let what = format!(
@@ -391,7 +387,6 @@ impl ConvPlan {
 
         let mut skipped = 0;
         let mut plans = Vec::new();
-        let mut ids = Vec::new();
         for mode in [g::HEUR_MODE_A, g::HEUR_MODE_FALLBACK] {
             if !plans.is_empty() {
                 break;
@@ -405,13 +400,12 @@ impl ConvPlan {
                     continue;
                 }
                 // An engine that cannot take this shape refuses here; the next one is tried.
-                if let Some(p) = plan_of(m, handle, cfg, &what)? {
-                    plans.push(p);
-                    ids.push(engine_id(m, cfg).ok());
+                if let Some((p, ws)) = plan_of(m, handle, cfg, &what)? {
+                    plans.push((p, ws, engine_id(m, cfg).ok()));
                 }
             }
         }
-        if let Some(w) = want.filter(|w| !ids.contains(&Some((*w).clone()))) {
+        if let Some(w) = want.filter(|&w| !plans.iter().any(|p| p.2.as_ref() == Some(w))) {
             // The engine the conv ran with at its other extents, asked for by name.
             let made = engine_cfg(m, graph, w, &what).and_then(|cfg| {
                 match keeps_arithmetic::<E>(m, cfg)? {
@@ -420,16 +414,13 @@ impl ConvPlan {
                 }
             });
             match made {
-                Ok(Some(p)) => {
-                    plans.push(p);
-                    ids.push(Some(w.clone()));
-                }
+                Ok(Some((p, ws))) => plans.push((p, ws, Some(w.clone()))),
                 Ok(None) => tracing::debug!("cuDNN engine {} does not build for {what}", w.index),
                 Err(e) => tracing::debug!("cuDNN engine {} for {what}: {e}", w.index),
             }
         }
         if !plans.is_empty() {
-            return Ok((plans, ids));
+            return Ok(plans);
         }
         Err(Error::Device(format!(
             "cuDNN has no engine for {what} in {} storage ({skipped} set aside for their \

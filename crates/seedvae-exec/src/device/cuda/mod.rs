@@ -628,7 +628,7 @@ impl<E: Elem> Cuda<E> {
                 let same = self.engines.get(&family).and_then(|id| {
                     let p = &self.plans[geo];
                     (0..p.plans.len())
-                        .find(|&i| p.ids[i].as_ref() == Some(id) && p.plans[i].1 <= cap)
+                        .find(|&i| p.plans[i].2.as_ref() == Some(id) && p.plans[i].1 <= cap)
                 });
                 let i = match (same, self.tuned.get(geo)) {
                     (Some(i), _) => i,
@@ -652,7 +652,7 @@ impl<E: Elem> Cuda<E> {
             }
         };
         if !self.engines.contains_key(&family) {
-            if let Some(id) = self.plans[geo].ids[chosen].clone() {
+            if let Some(id) = self.plans[geo].plans[chosen].2.clone() {
                 if let Some(f) = &self.tuned_file {
                     append_engine(f, &family, &id);
                 }
