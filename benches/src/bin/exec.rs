@@ -84,6 +84,82 @@ fn run<D: Device>(
     v
 }
 
+/// `[C, T, H, W]` rows [r0, r1) of every frame.
+fn rows_of(v: &[f32], d: Dims, r0: usize, r1: usize) -> Vec<f32> {
+    (0..d.c * d.t)
+        .flat_map(|ct| v[(ct * d.h + r0) * d.w..(ct * d.h + r1) * d.w].to_vec())
+        .collect()
+}
+
+/// Max |a − b| and how many values differ at all.
+fn diff(a: &[f32], b: &[f32]) -> (f32, usize) {
+    a.iter().zip(b).fold((0f32, 0), |(m, n), (x, y)| {
+        ((x - y).abs().max(m), n + (x != y) as usize)
+    })
+}
+
+/// Where a budget's cuts round differently from the whole frame, at `h × w`: each conv shape
+/// the decoder calls against the same conv over its top half of rows (with their halo) and over
+/// its first frame alone, then the decoder over `t` latent frames whole, in frame groups, in
+/// bands and parked, each against the whole run (and the whole run against itself); `t` = 0:
+/// the convs of one latent frame alone.
+fn cuts(weights: &Path, h: usize, w: usize, t: usize) {
+    let wf = WeightFile::open(weights).unwrap();
+    let mut dev =
+        Cuda::<half::f16>::open(&options()).unwrap_or_else(|e| panic!("CUDA device: {e}"));
+    let mut rng = seedvae_weights::synth::Rng::new(5);
+    let mut rand = |n: usize, scale: f32| {
+        let mut v = vec![0f32; n];
+        rng.fill_normal(&mut v);
+        v.iter_mut().for_each(|x| *x *= scale);
+        v
+    };
+    // Every conv the decoder calls, once per shape, against its own cuts.
+    {
+        let mut checked = Profiled {
+            dev: Cuda::<half::f16>::open(&options()).unwrap_or_else(|e| panic!("CUDA: {e}")),
+            spent: Default::default(),
+            cuts: Some(Default::default()),
+        };
+        let vae = Vae::load(&wf, Part::Decoder, &mut checked).unwrap();
+        let n = t.clamp(1, 2);
+        let d = Dims::new(16, n, h / 8, w / 8);
+        let z = rand(d.count().unwrap(), 1.0);
+        run(&vae, &mut checked, &z, d, &vec![1; n], Split::default());
+    }
+    if t == 0 {
+        return;
+    }
+    let vae = Vae::load(&wf, Part::Decoder, &mut dev).unwrap();
+    let d = Dims::new(16, t, h / 8, w / 8);
+    let z = rand(d.count().unwrap(), 1.0);
+    let sizes = vec![1; t];
+    let whole = run(&vae, &mut dev, &z, d, &sizes, Split::default());
+    let band = Split {
+        groups: None,
+        band_px: Some(h / 4),
+        park: false,
+    };
+    for split in [
+        Split::default(),
+        Split::groups(Some(1)),
+        band,
+        Split {
+            groups: Some(1),
+            ..band
+        },
+        Split { park: true, ..band },
+    ] {
+        let got = run(&vae, &mut dev, &z, d, &sizes, split);
+        let (m, n) = diff(&got, &whole);
+        println!(
+            "decode {w}x{h}, {t} latent frames, {split:?}: vs whole rel L2 {:.3e}, max abs {m:.3e}, {n} of {} values differ",
+            rel(&got, &whole),
+            got.len()
+        );
+    }
+}
+
 /// A check: its name, input and golden files, the golden's tensor names, and the chunk
 /// patterns to run (empty: one call; `[1]`: one frame at a time).
 type Case = (String, PathBuf, PathBuf, Vec<&'static str>, Vec<Vec<usize>>);
@@ -411,6 +487,9 @@ fn ops<E: Elem>() -> bool {
 struct Profiled<D> {
     dev: D,
     spent: std::collections::BTreeMap<&'static str, (usize, f64)>,
+    /// Some: every conv shape met is also run over its top half of rows and its first frame
+    /// alone, and the differences printed (the shapes already checked).
+    cuts: Option<std::collections::BTreeSet<String>>,
 }
 
 impl<D: Device> Profiled<D> {
@@ -427,6 +506,50 @@ impl<D: Device> Profiled<D> {
         e.0 += 1;
         e.1 += t.elapsed().as_secs_f64();
         Ok(r)
+    }
+
+    /// The conv `y` of `x` (with `head`) against the same conv over the rows its top half
+    /// reads and over its first frame alone (a band's and a frame group's call), once a shape.
+    fn check_cuts(
+        &mut self,
+        x: &seedvae_exec::Act<D::Buf>,
+        head: Option<&seedvae_exec::Act<D::Buf>>,
+        w: &seedvae_exec::ConvWeights<D::Buf>,
+        y: &seedvae_exec::Act<D::Buf>,
+    ) -> seedvae_exec::Result<()> {
+        let (d, yd) = (x.dims, y.dims);
+        let key = format!(
+            "conv {}->{} {}x{}x{} over {}x{}x{}{}",
+            w.cin,
+            w.cout,
+            w.kt,
+            w.ks,
+            w.ks,
+            d.t,
+            d.h,
+            d.w,
+            if head.is_some() { " with head" } else { "" }
+        );
+        if d.h < 8 || !self.cuts.as_mut().is_some_and(|c| c.insert(key.clone())) {
+            return Ok(());
+        }
+        let dev = &mut self.dev;
+        let whole = dev.download(y)?;
+        let (mid, hi) = (d.h / 2, d.h / 2 + w.ks / 2);
+        let xb = dev.rows(x, 0, hi, head.is_some())?;
+        let hb = head.map(|h| dev.rows(h, 0, hi, false)).transpose()?;
+        let yb = dev.conv(&xb, hb.as_ref(), w, 1, seedvae_exec::Pad::Same)?;
+        let got = rows_of(&dev.download(&yb)?, yb.dims, 0, mid);
+        let band = diff(&got, &rows_of(&whole, yd, 0, mid));
+        let mut frame = None;
+        if yd.t >= 2 {
+            let x0 = dev.frames(x, 0, 1)?;
+            let y0 = dev.conv(&x0, head, w, 1, seedvae_exec::Pad::Same)?;
+            let got = dev.download(&y0)?;
+            frame = Some(diff(&got, &frames(&whole, yd, 0, 1)));
+        }
+        println!("{key}: top half {band:?}, first frame {frame:?} (max abs, values differing)");
+        Ok(())
     }
 
     fn report(&self) {
@@ -475,7 +598,11 @@ impl<D: Device> Device for Profiled<D> {
             (1, _) => "conv 1x3x3",
             _ => "conv 3x3x3",
         };
-        self.timed(what, |d| d.conv(x, head, w, st, pad))
+        let y = self.timed(what, |d| d.conv(x, head, w, st, pad))?;
+        if self.cuts.is_some() && pad == seedvae_exec::Pad::Same && st == 1 {
+            self.check_cuts(x, head, w, &y)?;
+        }
+        Ok(y)
     }
     fn tail(
         &mut self,
@@ -617,6 +744,7 @@ fn profile<E: Elem>(part: Part, weights: &Path, h: usize, w: usize, t: usize) {
     let mut dev = Profiled {
         dev: cuda,
         spent: Default::default(),
+        cuts: None,
     };
     let vae = Vae::load(&wf, part, &mut dev).unwrap();
     // The decoder one latent frame a call; the encoder 5 frames, then 4 a call.
@@ -794,6 +922,12 @@ fn main() {
             a[4].parse().unwrap(),
             a[5].parse().unwrap(),
         ),
+        Some("cuts") => cuts(
+            Path::new(&a[2]),
+            a[3].parse().unwrap(),
+            a[4].parse().unwrap(),
+            a[5].parse().unwrap(),
+        ),
         Some("check") => {
             // fp32 to the reference's precision; fp16 to the selftest's fp16 bound.
             let f32_ok = check::<f32>(Path::new(&a[2]), 1e-5);
@@ -863,7 +997,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: exec ops | exec check FIXTURES | exec time|time32|time-enc WEIGHTS H W T [GROUP|-] [BAND_PX|-] [park] | exec plan|plan-enc WEIGHTS H W [BUDGET_GB] | exec profile|profile-enc WEIGHTS H W T"
+                "usage: exec ops | exec check FIXTURES | exec cuts WEIGHTS H W T | exec time|time32|time-enc WEIGHTS H W T [GROUP|-] [BAND_PX|-] [park] | exec plan|plan-enc WEIGHTS H W [BUDGET_GB] | exec profile|profile-enc WEIGHTS H W T"
             );
             std::process::exit(2);
         }

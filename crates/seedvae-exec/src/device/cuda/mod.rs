@@ -647,6 +647,12 @@ impl<E: Elem> Cuda<E> {
                         i
                     }
                 };
+                tracing::debug!(
+                    "conv {geo:?}: engine {:?} of {count} (the family's {:?}: {})",
+                    self.plans[geo].plans[i].2.as_ref().map(EngineId::to_words),
+                    self.engines.get(&family).map(EngineId::to_words),
+                    if same.is_some() { "taken" } else { "not among the plans" }
+                );
                 self.plans.get_mut(geo).expect("made above").chosen = Some(i);
                 i
             }
