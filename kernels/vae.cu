@@ -307,6 +307,17 @@ template <typename T> __device__ void gn_apply_v8(const T* x, T* y, const float*
     }
 }
 
+// How many of `n` stored values differ, bit for bit, between `a` and `b`, added into `out`:
+// a conv engine's probe (the same engine over another extent must give the same bits).
+template <typename T> __device__ void count_unequal(const T* a, const T* b, i64 n,
+                                                    unsigned long long* out) {
+    const unsigned short* x = (const unsigned short*)a;
+    const unsigned short* y = (const unsigned short*)b;
+    unsigned long long k = 0;
+    GRID_STRIDE(i, n * (i64)(sizeof(T) / 2)) k += x[i] != y[i];
+    if (k) atomicAdd(out, k);
+}
+
 // The kernels NVRTC exports, for f32 and f16 storage.
 #define BOTH(NAME, PARAMS, ARGS)                                                 \
     extern "C" __global__ void NAME##_f32 PARAMS(float) { NAME<float> ARGS; }    \
@@ -340,3 +351,5 @@ BOTH(gn_apply_v8, P_GN, (x, y, ab, c, frame, n, silu))
 BOTH(shuffle, P_SHUF, (u, out, c, t, h, w, z, drop))
 #define P_SOFT(T) (const float* s, T* prob, int n, int cols, float scale)
 BOTH(softmax_columns, P_SOFT, (s, prob, n, cols, scale))
+#define P_UNEQ(T) (const T* a, const T* b, i64 n, unsigned long long* out)
+BOTH(count_unequal, P_UNEQ, (a, b, n, out))

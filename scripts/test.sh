@@ -12,7 +12,8 @@
 #                the shipped ComfyUI, headless (tests/comfyui), with pytest in the
 #                test venv .venv/comfyui
 # Before the tiers, the numz node's own colour functions (torch, in the test venv) write the
-# references that the colour unit test compares with (SEEDVAE_COLOR_REF).
+# references that the colour unit test compares with (SEEDVAE_COLOR_REF), and the venv's NVRTC
+# (torch's NVIDIA wheels) compiles the CUDA kernels (SEEDVAE_TEST_NVRTC).
 #
 # `scripts/test.sh --quick` (a developer's inner loop; CI runs everything): the Rust tiers only,
 # without the test venv — no colour references, no Python/ComfyUI tier, and the tests that need
@@ -36,6 +37,9 @@ else
     scripts/setup.sh --comfyui
     .venv/comfyui/bin/python tests/oracle/numz_color_reference.py "$ref" >/dev/null
     export SEEDVAE_COLOR_REF="$ref"
+    # NVRTC from the test venv's torch wheels: the CUDA kernels compile for sm_90 and sm_120.
+    site=$(.venv/comfyui/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    if [ -d "$site/nvidia" ]; then export SEEDVAE_TEST_NVRTC="$site"; fi
 fi
 report=("$(printf '%-12s %4d s' setup $(( $(date +%s) - start )))")
 tier() {

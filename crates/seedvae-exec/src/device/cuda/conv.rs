@@ -233,8 +233,29 @@ impl ConvPlan {
         geo: &Geometry,
         want: Option<&EngineId>,
     ) -> Result<ConvPlan> {
+        Self::made::<E>(c, handle, geo, want, true)
+    }
+
+    /// The plan for `geo` of engine `id` alone (an error when cuDNN will not build it for this
+    /// shape or it would not keep `E`'s arithmetic).
+    pub fn engine<E: Elem>(
+        c: &Cudnn,
+        handle: Handle,
+        geo: &Geometry,
+        id: &EngineId,
+    ) -> Result<ConvPlan> {
+        Self::made::<E>(c, handle, geo, Some(id), false)
+    }
+
+    fn made<E: Elem>(
+        c: &Cudnn,
+        handle: Handle,
+        geo: &Geometry,
+        want: Option<&EngineId>,
+        heuristics: bool,
+    ) -> Result<ConvPlan> {
         let mut m = Made { c, all: Vec::new() };
-        match Self::build::<E>(&mut m, handle, geo, want) {
+        match Self::build::<E>(&mut m, handle, geo, want, heuristics) {
             Ok(plans) => Ok(ConvPlan {
                 descs: std::mem::take(&mut m.all),
                 chosen: (plans.len() == 1).then_some(0),
@@ -252,6 +273,7 @@ impl ConvPlan {
         handle: Handle,
         geo: &Geometry,
         want: Option<&EngineId>,
+        heuristics: bool,
     ) -> Result<Vec<(Desc, usize, Option<EngineId>)>> {
         let x = geo.x;
         let o = geo.out();
@@ -387,7 +409,12 @@ impl ConvPlan {
 
         let mut skipped = 0;
         let mut plans = Vec::new();
-        for mode in [g::HEUR_MODE_A, g::HEUR_MODE_FALLBACK] {
+        let modes: &[i32] = if heuristics {
+            &[g::HEUR_MODE_A, g::HEUR_MODE_FALLBACK]
+        } else {
+            &[]
+        };
+        for &mode in modes {
             if !plans.is_empty() {
                 break;
             }

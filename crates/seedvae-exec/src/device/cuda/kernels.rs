@@ -28,6 +28,7 @@ pub struct Kernels {
     pub gn_apply_v8: CudaFunction,
     pub shuffle: CudaFunction,
     pub softmax_columns: CudaFunction,
+    pub count_unequal: CudaFunction,
 }
 
 /// FNV-1a, 64 bits: a cache key, not a checksum (the cubin is checked by the driver on load).
@@ -96,6 +97,7 @@ impl Kernels {
             gn_apply_v8: f("gn_apply_v8")?,
             shuffle: f("shuffle")?,
             softmax_columns: f("softmax_columns")?,
+            count_unequal: f("count_unequal")?,
         })
     }
 }
@@ -173,4 +175,31 @@ fn compile(nvrtc: &Nvrtc, arch: &str) -> Result<Vec<u8>> {
     // SAFETY: destroyed once.
     unsafe { (nvrtc.destroy)(&mut prog) };
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernels compile for the H200 (sm_90) and the RTX 50 series (sm_120) wherever NVRTC
+    /// is found (`SEEDVAE_TEST_NVRTC`: a site-packages with NVIDIA's wheels, which
+    /// scripts/test.sh points at its test venv's; no GPU needed), so a kernel edit is checked
+    /// before it meets a GPU.
+    #[test]
+    fn the_kernels_compile_where_nvrtc_is_found() {
+        let Some(site) = std::env::var_os("SEEDVAE_TEST_NVRTC") else {
+            eprintln!("SEEDVAE_TEST_NVRTC unset: the kernels are not compiled here");
+            return;
+        };
+        let nvrtc = Nvrtc::open(&super::super::wheel_lib_dirs(Path::new(&site)))
+            .expect("NVRTC under SEEDVAE_TEST_NVRTC");
+        for arch in ["sm_90", "sm_120"] {
+            let cubin = compile(&nvrtc, arch).unwrap_or_else(|e| panic!("{arch}: {e}"));
+            assert!(
+                cubin.len() > 1000,
+                "{arch}: a cubin of {} bytes",
+                cubin.len()
+            );
+        }
+    }
 }

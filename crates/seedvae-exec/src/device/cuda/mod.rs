@@ -311,6 +311,14 @@ impl From<Grid> for LaunchConfig {
     }
 }
 
+/// What the tuned-plans file holds, in its name's key: a file from before family engines were
+/// probed in bands is not read (its families would keep engines that round by extent).
+const TUNED_FORMAT: &str = "family engines probed in bands";
+
+/// How much slower than the fastest a conv family's engine may be to keep its bits at every
+/// extent (bands and frame groups equal to the whole frame).
+const EXACT_SLACK: f32 = 1.10;
+
 /// GPU 0's primary context, retained once for the process: a cudarc context dropped releases the
 /// primary context while it stays current on the thread, and a device opened after it then
 /// computed garbage without an error (seen on the H200: the second device of a process). The
@@ -434,6 +442,7 @@ impl<E: Elem> Cuda<E> {
             let key = kernels::fnv(&[
                 name.as_bytes(),
                 format!("{cc:?} cudnn {cudnn_version} {}", E::NAME).as_bytes(),
+                TUNED_FORMAT.as_bytes(),
             ]);
             d.join(format!("conv-plans-{key:016x}.txt"))
         });
@@ -634,12 +643,22 @@ impl<E: Elem> Cuda<E> {
                     (Some(i), _) => i,
                     (None, Some(&(i, n))) if n == count && i < count => i,
                     (None, _) => {
-                        if self.engines.contains_key(&family) {
+                        let new_family = !self.engines.contains_key(&family);
+                        if !new_family {
                             tracing::debug!(
                                 "{geo:?}: cuDNN does not build its family's engine; timed anew"
                             );
                         }
-                        let i = self.tune(geo, x, w, y)?;
+                        let (fastest, times) = self.tune(geo, x, w, y)?;
+                        let i = match new_family {
+                            true => {
+                                let i = self.extent_exact(geo, fastest, &times, x, w, y);
+                                // Only the chosen plan's workspace stays (as after timing).
+                                self.workspace = None;
+                                i
+                            }
+                            false => fastest,
+                        };
                         self.tuned.insert(*geo, (i, count));
                         if let Some(f) = &self.tuned_file {
                             append_tuned(f, geo, i, count);
@@ -651,7 +670,11 @@ impl<E: Elem> Cuda<E> {
                     "conv {geo:?}: engine {:?} of {count} (the family's {:?}: {})",
                     self.plans[geo].plans[i].2.as_ref().map(EngineId::to_words),
                     self.engines.get(&family).map(EngineId::to_words),
-                    if same.is_some() { "taken" } else { "not among the plans" }
+                    if same.is_some() {
+                        "taken"
+                    } else {
+                        "not among the plans"
+                    }
                 );
                 self.plans.get_mut(geo).expect("made above").chosen = Some(i);
                 i
@@ -669,9 +692,16 @@ impl<E: Elem> Cuda<E> {
         self.plans[geo].run(chosen, &self.cudnn, self.cudnn_handle, x, w, y, ws)
     }
 
-    /// The fastest of `geo`'s plans on these buffers (each run once to warm, once timed); a
-    /// plan whose workspace cannot be had or that fails to run is passed over.
-    fn tune(&mut self, geo: &Geometry, x: u64, w: u64, y: u64) -> Result<usize> {
+    /// The fastest of `geo`'s plans on these buffers (each run once to warm, once timed), with
+    /// the time of each plan in the running (ms, index); a plan whose workspace cannot be had
+    /// or that fails to run is passed over.
+    fn tune(
+        &mut self,
+        geo: &Geometry,
+        x: u64,
+        w: u64,
+        y: u64,
+    ) -> Result<(usize, Vec<(f32, usize)>)> {
         let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
         let mut times = Vec::new();
         let mut last_err = None;
@@ -710,11 +740,151 @@ impl<E: Elem> Cuda<E> {
                     "cuDNN plan {i} of {} for {geo:?}: {ms:.3} ms, workspace {ws} B",
                     self.plans[geo].plans.len()
                 );
-                Ok(i)
+                Ok((i, times.iter().map(|t| (t.0, t.2)).collect()))
             }
             None => Err(last_err
                 .unwrap_or_else(|| Error::Device(format!("cuDNN: no plan ran for {geo:?}")))),
         }
+    }
+
+    /// Of `geo`'s timed plans (`times`: ms, index), the fastest within [`EXACT_SLACK`] of
+    /// `fastest` whose engine gives the same bits over bands of the first output frame's top
+    /// rows as over all of `geo` — the engine the conv's family then runs at every extent. An
+    /// engine that picks its kernel by extent (on the H200, cuDNN's knob-less engines did for
+    /// some shapes) rounds a budget's bands and frame groups differently from the whole frame;
+    /// when none within the slack keeps its bits, `fastest` (said at debug level). A probe that
+    /// fails (no memory for it) changes nothing.
+    fn extent_exact(
+        &mut self,
+        geo: &Geometry,
+        fastest: usize,
+        times: &[(f32, usize)],
+        x: u64,
+        w: u64,
+        y: u64,
+    ) -> usize {
+        // Bands of a strided conv (the encoder's downsamplers) start on even rows; not probed.
+        if (geo.st, geo.ss) != (1, 1) {
+            return fastest;
+        }
+        let Some(&(best, _)) = times.iter().find(|t| t.1 == fastest) else {
+            return fastest;
+        };
+        let mut order: Vec<(f32, usize)> = times
+            .iter()
+            .copied()
+            .filter(|&(ms, i)| ms <= best * EXACT_SLACK && i != fastest)
+            .collect();
+        order.sort_by(|a, b| a.0.total_cmp(&b.0));
+        order.insert(0, (best, fastest));
+        for (ms, i) in order {
+            let id = self.plans[geo].plans[i].2.as_ref().map(EngineId::to_words);
+            match self.same_bits_in_bands(geo, i, x, w, y) {
+                Ok(true) => {
+                    tracing::debug!(
+                        "{geo:?}: engine {id:?} ({ms:.3} ms, fastest {best:.3}) keeps its bits in bands"
+                    );
+                    return i;
+                }
+                Ok(false) => tracing::debug!("{geo:?}: engine {id:?} rounds bands differently"),
+                Err(e) => {
+                    tracing::debug!("{geo:?}: engine {id:?} not probed: {e}");
+                    return fastest;
+                }
+            }
+        }
+        tracing::debug!(
+            "{geo:?}: no engine within {EXACT_SLACK}× of the fastest keeps its bits in bands"
+        );
+        fastest
+    }
+
+    /// Whether plan `i` of `geo` gives, over the first output frame's top 9 rows and over its
+    /// top third (input and output at most 64 MiB), each with its own cuDNN plan of the same engine,
+    /// the bits it gives over all of `geo` on these buffers (`y` is overwritten).
+    fn same_bits_in_bands(
+        &mut self,
+        geo: &Geometry,
+        i: usize,
+        x: u64,
+        w: u64,
+        y: u64,
+    ) -> Result<bool> {
+        let Some(id) = self.plans[geo].plans[i].2.clone() else {
+            return Ok(false);
+        };
+        let ws = self.workspace(self.plans[geo].plans[i].1)?;
+        self.plans[geo].run(i, &self.cudnn, self.cudnn_handle, x, w, y, ws)?;
+        let (d, o, es) = (geo.x, geo.out(), size_of::<E>());
+        let row = o.w * o.c;
+        // A band's input and output rows within 64 MiB (beside what the memory plan holds).
+        let band_row = (geo.kt * d.w * d.c + row) * es;
+        let third = (d.h / 3).min((64 << 20) / band_row).max(1);
+        for rows in [9, third] {
+            let hb = (rows + geo.p).min(d.h);
+            let sub = Geometry {
+                x: Dims {
+                    t: geo.kt,
+                    h: hb,
+                    ..d
+                },
+                ..*geo
+            };
+            if sub == *geo {
+                continue;
+            }
+            // An engine that will not build for a band, or only with more workspace than the
+            // memory plan allows, is not what the band would run.
+            let Ok(mut plan) = ConvPlan::engine::<E>(&self.cudnn, self.cudnn_handle, &sub, &id)
+            else {
+                return Ok(false);
+            };
+            if plan.plans[0].1 > plan::workspace_allowance(size_of::<E>()) as usize {
+                plan.destroy(&self.cudnn);
+                return Ok(false);
+            }
+            let r = (|| {
+                // The band's input: the first kt frames' top rows.
+                let xb = self.act(sub.x, 0)?;
+                let frame = d.h * d.w * d.c;
+                let band = hb * d.w * d.c;
+                for f in 0..geo.kt {
+                    let (to, from) = ((f * band * es) as u64, (f * frame * es) as u64);
+                    self.copy(self.ptr(&xb.buf) + to, x + from, band)?;
+                }
+                let yb = self.act(sub.out(), 0)?;
+                let ws = self.workspace(plan.plans[0].1)?;
+                plan.run(
+                    0,
+                    &self.cudnn,
+                    self.cudnn_handle,
+                    self.ptr(&xb.buf),
+                    w,
+                    self.ptr(&yb.buf),
+                    ws,
+                )?;
+                // Rows the band's bottom edge does not reach (all when it is the frame).
+                let exact = if hb == d.h { hb } else { hb - geo.p };
+                self.count_unequal(y, self.ptr(&yb.buf), exact * row)
+            })();
+            plan.destroy(&self.cudnn);
+            if r? != 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// How many of the first `n` values at `a` and `b` differ, bit for bit.
+    fn count_unequal(&self, a: u64, b: u64, n: usize) -> Result<u64> {
+        let count = self
+            .stream
+            .alloc_zeros::<u64>(1)
+            .map_err(driver("a count"))?;
+        let n = n as i64;
+        launch!(self, count_unequal, Grid(n as usize), &a, &b, &n, &count)?;
+        let v = self.stream.clone_dtoh(&count).map_err(driver("a count"))?;
+        Ok(v[0])
     }
 
     /// GroupNorm's statistics of every frame of `x`, folded with the affine into a scale and
