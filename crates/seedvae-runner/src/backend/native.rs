@@ -247,11 +247,15 @@ impl<D: Device> NativeBackend<D> {
                         split.groups.map_or("all".into(), |g| g.to_string()),
                         split.band_px.unwrap_or(h),
                         if split.park {
-                            ", the carried frames parked in host memory between uses (copied \
-                             over PCIe at every use, beside the compute: slower where the GPU \
-                             outruns the bus)"
+                            format!(
+                                ", the carried frames parked in {:.1} GB of host memory between \
+                                 uses (page-locked at first use, several seconds per 10 GB, then \
+                                 kept for the session's next clips; copied over PCIe at every \
+                                 use, beside the compute: slower where the GPU outruns the bus)",
+                                m.parked as f64 / 1e9
+                            )
                         } else {
-                            ""
+                            String::new()
                         }
                     );
                 }
