@@ -21,7 +21,7 @@ pub use device::cuda::{
     cuda_ready, wheel_lib_dirs, Cuda, CudaOptions, Download, Elem, GpuBuf, Parked,
 };
 pub use device::reference::Reference;
-pub use device::{Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
+pub use device::{Act, AttnWeights, ConvWeights, Device, Dims, Foreign, NormWeights, Pad};
 pub use vae::{Split, Stream, Vae};
 
 #[derive(Debug, thiserror::Error)]

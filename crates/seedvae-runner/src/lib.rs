@@ -39,6 +39,7 @@ pub use media::{check_latent, crop, read_latent, read_tensor, read_video, write_
 pub use pipeline::{Pad, RunStats};
 pub use planner::Limits;
 pub use prepare::{calibration_inputs, default_calibration, default_evaluation, GraphRecipe};
+pub use seedvae_exec::Foreign;
 pub use stream::{
     concat_time, host_chunk, slice_time, Chunk, HostChunk, HostRun, HostStreamed, StreamId,
     Streamer, Streams,

@@ -72,7 +72,7 @@ pub use options::{BackendChoice, BackendSpec, ModelOptions};
 pub use prepare::{prepare, Prepared};
 pub use progress::{CancelToken, Event, Progress};
 pub use run::{ColorCorrection, ColorMethod, FileOutput, RunReport, TileOptions};
-pub use seedvae_runner::{read_tensor, write_tensor, Pad, Tensor};
+pub use seedvae_runner::{read_tensor, write_tensor, Foreign, Pad, Tensor};
 pub use seedvae_weights::{DType, Part};
 
 /// Engines: built (or found in the cache) for a GPU, exported, packed for other machines and

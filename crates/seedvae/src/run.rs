@@ -6,7 +6,7 @@ use crate::model::Model;
 use crate::progress::Progress;
 use seedvae_runner::media::{self, FrameSink, FrameSource, SinkSpec};
 use seedvae_runner::planner::{self, decoded_frames, SpatialPlan, TileRequest};
-use seedvae_runner::{pipeline, BackendKind, Pad, RunStats, Tensor};
+use seedvae_runner::{pipeline, BackendKind, Foreign, Pad, RunStats, Tensor};
 use seedvae_weights::{DType, Part};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -397,6 +397,93 @@ impl Model {
     ) -> Result<RunReport> {
         let plan = self.plan_decode(latent, opts)?;
         self.run_decode(latent, opts, &plan, sink, progress)
+    }
+
+    /// Decode a latent in GPU memory straight into a tensor there: `latent` `[1, 16, T, h, w]`
+    /// into `video` `[1, 3, 4T − 3, 8h, 8w]`, both f32 and another library's (torch CUDA
+    /// tensors handed over by DLPack), with no copy through the host. seedvae's CUDA executor
+    /// only, and no fallback to another backend; `opts`' chunk and band height as for
+    /// [`Model::decode`]. Returns once the GPU is done with both tensors.
+    pub fn decode_foreign(
+        &mut self,
+        latent: &Foreign,
+        video: &Foreign,
+        opts: &TileOptions,
+        progress: &Progress,
+    ) -> Result<RunReport> {
+        self.need(Part::Decoder)?;
+        self.run_foreign(latent, video, opts, progress)
+    }
+
+    /// Encode frames in GPU memory straight into a latent there: `frames` `[1, 3, 4n + 1, H, W]`
+    /// in [−1, 1] (`H`, `W` multiples of 8; padded by the caller) into the posterior mean
+    /// `[1, 16, n + 1, H/8, W/8]`, as [`Model::decode_foreign`].
+    pub fn encode_foreign(
+        &mut self,
+        frames: &Foreign,
+        latent: &Foreign,
+        opts: &TileOptions,
+        progress: &Progress,
+    ) -> Result<RunReport> {
+        self.need(Part::Encoder)?;
+        self.run_foreign(frames, latent, opts, progress)
+    }
+
+    fn run_foreign(
+        &mut self,
+        input: &Foreign,
+        output: &Foreign,
+        opts: &TileOptions,
+        progress: &Progress,
+    ) -> Result<RunReport> {
+        let kind = self.backend.kind();
+        if kind != BackendKind::Cuda {
+            return Err(invalid!(
+                "a tensor on the GPU is run in place only by seedvae's CUDA executor (backend \
+                 \"cuda\"); this model runs on {kind}"
+            ));
+        }
+        self.check_options(opts)?;
+        let d = input.dims;
+        let (t, hw, total) = match self.part {
+            Part::Decoder => (d.t, (8 * d.h, 8 * d.w), output.dims.t),
+            Part::Encoder => (d.t, (d.h, d.w), d.t),
+        };
+        let chunks =
+            planner::plan_chunks(self.part, t, self.is_streaming(), opts.chunk, &self.limits)?;
+        let chunk = match (self.part, chunks.first()) {
+            (Part::Decoder, Some(&(s, e))) => e - s,
+            // The encoder's first call: 4n + 1 frames of n latent frames.
+            (Part::Encoder, Some(&(s, e))) => (e - s) / 4,
+            (_, None) => 1,
+        };
+        if self.whole_frames {
+            self.set_bands(opts.band_px(hw.0));
+        }
+        let start = Instant::now();
+        let mut calls = 0;
+        let mut frames = progress.frames(total);
+        let state_bytes = self.backend.run_foreign(input, output, chunk, &mut |f| {
+            calls += 1;
+            frames(f)
+        })?;
+        let stats = RunStats {
+            frames: output.dims.t,
+            chunks: calls,
+            tiles: 1,
+            calls,
+            state_bytes,
+            accumulator_bytes: 0,
+            device_memory: self.backend.device_memory(),
+        };
+        let whole = planner::plan_spatial(
+            self.part,
+            hw.0 / 8,
+            hw.1 / 8,
+            &self.limits,
+            &self.tile_request(opts, None),
+        )?;
+        Ok(self.report(&stats, &whole, hw, start))
     }
 
     /// Decode into a file; the output appears whole at the end, or not at all.

@@ -37,6 +37,50 @@ impl Dims {
     }
 }
 
+/// A `[C, T, H, W]` f32 tensor in the device's own memory that another library owns — a torch
+/// CUDA tensor handed over by DLPack (for the reference device: host memory) — read or written
+/// in place by [`Device::upload_foreign`] and [`Device::download_foreign`], without a copy
+/// through the host.
+#[derive(Debug, Clone, Copy)]
+pub struct Foreign {
+    ptr: u64,
+    pub dims: Dims,
+}
+
+impl Foreign {
+    /// # Safety
+    /// `ptr` is the address, in the memory of the device it is given to, of `dims.count()`
+    /// contiguous f32 values that stay allocated, and that nothing else writes (for an output:
+    /// reads or writes) while that device uses them, until it is synchronized after the last use.
+    pub unsafe fn new(ptr: u64, dims: Dims) -> Result<Foreign> {
+        dims.count()?
+            .checked_mul(4)
+            .filter(|_| ptr != 0 && ptr.is_multiple_of(4))
+            .ok_or_else(|| {
+                crate::Error::Shape(format!("a tensor of {dims:?} at address {ptr:#x}"))
+            })?;
+        Ok(Foreign { ptr, dims })
+    }
+
+    /// [`Foreign::new`] from a tensor's shape `[1, C, T, H, W]` (one batch item).
+    ///
+    /// # Safety
+    /// As for [`Foreign::new`].
+    pub unsafe fn with_shape(ptr: u64, shape: &[usize]) -> Result<Foreign> {
+        match *shape {
+            // SAFETY: the caller's promise, passed on.
+            [1, c, t, h, w] => unsafe { Foreign::new(ptr, Dims::new(c, t, h, w)) },
+            _ => Err(crate::Error::Shape(format!(
+                "a tensor of shape {shape:?}: expected [1, C, T, H, W]"
+            ))),
+        }
+    }
+
+    pub fn ptr(&self) -> u64 {
+        self.ptr
+    }
+}
+
 /// An activation on a device.
 pub struct Act<B> {
     pub buf: B,
@@ -99,6 +143,22 @@ pub trait Device {
     fn download_start(&mut self, a: &Act<Self::Buf>) -> Result<Self::Pending>;
     /// A started download's values `[C, T, H, W]`.
     fn download_finish(&mut self, p: Self::Pending) -> Result<Vec<f32>>;
+    /// Frames `[t0, t1)` of a tensor another library keeps in this device's memory, as an
+    /// activation (an error on a device that takes none).
+    fn upload_foreign(&mut self, src: &Foreign, t0: usize, t1: usize) -> Result<Act<Self::Buf>> {
+        let _ = (src, t0, t1);
+        Err(crate::Error::Device(
+            "this device takes no tensors in another library's memory".into(),
+        ))
+    }
+    /// `a` into frames `[f0, f0 + a.dims.t)` of `dst` (same channels and frame size), queued
+    /// behind the device's work; the values are there once the device is synchronized.
+    fn download_foreign(&mut self, a: &Act<Self::Buf>, dst: &Foreign, f0: usize) -> Result<()> {
+        let _ = (a, dst, f0);
+        Err(crate::Error::Device(
+            "this device writes no tensors in another library's memory".into(),
+        ))
+    }
     /// An activation's values on the host.
     fn download(&mut self, a: &Act<Self::Buf>) -> Result<Vec<f32>> {
         let p = self.download_start(a)?;

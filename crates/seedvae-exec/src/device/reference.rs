@@ -3,7 +3,7 @@
 //! softmax. Convolutions split their output channels over the machine's cores. The oracle the
 //! GPU device is held to, and `--backend reference`.
 
-use super::{shapes, Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
+use super::{shapes, Act, AttnWeights, ConvWeights, Device, Dims, Foreign, NormWeights, Pad};
 use crate::{Error, Result};
 use seedvae_weights::schema::{NORM_EPS, NORM_GROUPS};
 
@@ -93,6 +93,35 @@ impl Device for Reference {
             buf: v.to_vec(),
             dims,
         })
+    }
+
+    fn upload_foreign(&mut self, src: &Foreign, t0: usize, t1: usize) -> Result<Act<Vec<f32>>> {
+        let d = src.dims;
+        shapes::frames(d, t0, t1)?;
+        let n = d.count()?;
+        // SAFETY: `Foreign::new`'s contract: `n` f32 values in this device's (host) memory.
+        let all = unsafe { std::slice::from_raw_parts(src.ptr() as *const f32, n) };
+        let p = d.plane();
+        let buf = (0..d.c)
+            .flat_map(|c| all[(c * d.t + t0) * p..(c * d.t + t1) * p].iter().copied())
+            .collect();
+        Ok(Act {
+            buf,
+            dims: Dims { t: t1 - t0, ..d },
+        })
+    }
+
+    fn download_foreign(&mut self, a: &Act<Vec<f32>>, dst: &Foreign, f0: usize) -> Result<()> {
+        let (d, ad) = (dst.dims, a.dims);
+        shapes::into_frames(d, ad, f0)?;
+        // SAFETY: as above, and nothing else uses the values while the device writes them.
+        let all = unsafe { std::slice::from_raw_parts_mut(dst.ptr() as *mut f32, d.count()?) };
+        let run = ad.t * ad.plane();
+        for c in 0..d.c {
+            let at = (c * d.t + f0) * d.plane();
+            all[at..at + run].copy_from_slice(&a.buf[c * run..(c + 1) * run]);
+        }
+        Ok(())
     }
 
     type Pending = Vec<f32>;

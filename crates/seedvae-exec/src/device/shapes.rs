@@ -84,6 +84,14 @@ pub fn frames(d: Dims, t0: usize, t1: usize) -> Result<()> {
     Ok(())
 }
 
+/// An activation `a` into frames `f0..` of a tensor `dst`.
+pub fn into_frames(dst: Dims, a: Dims, f0: usize) -> Result<()> {
+    if (dst.c, dst.h, dst.w) != (a.c, a.h, a.w) || f0.checked_add(a.t).is_none_or(|e| e > dst.t) {
+        return Err(bad(format!("{a:?} into frames {f0}.. of {dst:?}")));
+    }
+    Ok(())
+}
+
 /// Activations joined in time: the joined extent.
 pub fn concat(parts: &[Dims]) -> Result<Dims> {
     let first = *parts.first().ok_or_else(|| bad("nothing to join".into()))?;

@@ -121,6 +121,25 @@ pub trait Backend: Send {
             self.kind()
         )))
     }
+    /// The whole clip from `input` into `output`, tensors another library keeps in the GPU's
+    /// memory (torch CUDA tensors handed over by DLPack: no copy through the host), `chunk`
+    /// latent frames a call as the pipeline cuts a clip, `on_chunk(frames done)` after each call
+    /// (frames decoded, or frames encoded; an error stops the run). Returns the largest carried
+    /// state (bytes) once the GPU is done with both tensors — on an error too, after the GPU is
+    /// done. seedvae's CUDA executor only.
+    fn run_foreign(
+        &mut self,
+        input: &seedvae_exec::Foreign,
+        output: &seedvae_exec::Foreign,
+        chunk: usize,
+        on_chunk: &mut dyn FnMut(usize) -> Result<(), Error>,
+    ) -> Result<usize, Error> {
+        let _ = (input, output, chunk, on_chunk);
+        Err(Error::Input(format!(
+            "{} takes no tensors in GPU memory: only seedvae's CUDA executor (backend \"cuda\") does",
+            self.kind()
+        )))
+    }
     /// The most device memory a stream whose chunks look like `input` (`[1, C, T, H, W]`) needs,
     /// where the backend plans it (seedvae's CUDA executor: its plan for the whole chunk, or
     /// the least cut the schedule takes); None elsewhere. What a host application frees for it.

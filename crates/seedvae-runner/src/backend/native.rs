@@ -9,7 +9,7 @@ use crate::tensorrt::GpuInfo;
 use crate::Error;
 use crate::Unavailable;
 use seedvae_exec::{
-    Cuda, CudaOptions, Device, Dims, Fit, MemoryPlanner, Reference, Split, Stream, Vae,
+    Cuda, CudaOptions, Device, Dims, Fit, Foreign, MemoryPlanner, Reference, Split, Stream, Vae,
 };
 use seedvae_onnx::contract::{self, Contract, Precision, TensorIo};
 use seedvae_onnx::{Dim, Elem};
@@ -211,7 +211,7 @@ impl<D: Device> NativeBackend<D> {
 
     /// The cut a new stream whose chunks look like `x` runs in: within the memory budget (the
     /// device's peak measured from here), or an error saying what it needs.
-    fn plan_stream(&mut self, x: &Tensor) -> Result<Split, Error> {
+    fn plan_stream(&mut self, shape: &[usize]) -> Result<Split, Error> {
         let asked = Split {
             band_px: self.band_px,
             ..Split::default()
@@ -219,8 +219,8 @@ impl<D: Device> NativeBackend<D> {
         let Some(m) = self.memory.as_mut() else {
             return Ok(asked);
         };
-        let d = match x.shape() {
-            &[1, c, t, h, w] => Dims::new(c, t, h, w),
+        let d = match *shape {
+            [1, c, t, h, w] => Dims::new(c, t, h, w),
             _ => return Ok(asked), // refused with its shape by the chunk itself
         };
         let (fit, (w, h)) = fit_stream(&mut m.planner, d, self.band_px, m.pool)?;
@@ -279,6 +279,37 @@ impl<D: Device> NativeBackend<D> {
             Part::Decoder => contract::VIDEO,
             Part::Encoder => contract::LATENT_MEAN,
         }
+    }
+}
+
+/// What the VAE's `part` makes of a whole input of extent `d` (`[C, T, H, W]`): the decoder
+/// `[3, 4T − 3, 8H, 8W]`, the encoder (of 4n + 1 frames, sides multiples of 8) `[16, n + 1, H/8,
+/// W/8]`; an error naming what the input lacks.
+fn foreign_output(part: Part, d: Dims) -> Result<Dims, Error> {
+    let bad = |want: &str| {
+        Error::Input(format!(
+            "the {part} takes {want}; found [1, {}, {}, {}, {}]",
+            d.c, d.t, d.h, d.w
+        ))
+    };
+    match part {
+        Part::Decoder if d.c == LATENT_CHANNELS && d.t > 0 && d.h > 0 && d.w > 0 => {
+            Ok(Dims::new(RGB_CHANNELS, 4 * d.t - 3, 8 * d.h, 8 * d.w))
+        }
+        Part::Decoder => Err(bad("a latent [1, 16, T, h, w]")),
+        Part::Encoder
+            if d.c == RGB_CHANNELS
+                && d.t % 4 == 1
+                && d.h > 0
+                && d.w > 0
+                && d.h.is_multiple_of(8)
+                && d.w.is_multiple_of(8) =>
+        {
+            Ok(Dims::new(LATENT_CHANNELS, d.t / 4 + 1, d.h / 8, d.w / 8))
+        }
+        Part::Encoder => Err(bad(
+            "frames [1, 3, 4n + 1, H, W] with H and W multiples of 8 (pad them first)",
+        )),
     }
 }
 
@@ -368,7 +399,7 @@ where
             .find(|(n, _)| n == name)
             .ok_or_else(|| Error::Input(format!("no input '{name}'")))?
             .1;
-        let split = self.plan_stream(x)?;
+        let split = self.plan_stream(x.shape())?;
         let mut s = self.vae.stream();
         let (shape, p) = Self::queue_chunk(&mut self.dev, &self.vae, &mut s, x, split)?;
         let y = Tensor::f32(
@@ -403,7 +434,7 @@ where
             .take(id, self.kind.name(), &self.contract, input)?;
         let (mut s, split) = match chunk.state {
             Some(state) => state,
-            None => (self.vae.stream(), self.plan_stream(input)?),
+            None => (self.vae.stream(), self.plan_stream(input.shape())?),
         };
         let (shape, p) = Self::queue_chunk(&mut self.dev, &self.vae, &mut s, input, split)?;
         let bytes = s.bytes(self.dev.value_bytes());
@@ -421,6 +452,72 @@ where
             self.dev.download_finish(p).map_err(exec_error)?,
         )?;
         Ok(HashMap::from([(self.output_name().to_string(), y)]))
+    }
+
+    fn run_foreign(
+        &mut self,
+        input: &Foreign,
+        output: &Foreign,
+        chunk: usize,
+        on_chunk: &mut dyn FnMut(usize) -> Result<(), Error>,
+    ) -> Result<usize, Error> {
+        let (d, part) = (input.dims, self.vae.part());
+        let made = foreign_output(part, d)?;
+        if output.dims != made {
+            return Err(Error::Input(format!(
+                "the output tensor is [1, {}, {}, {}, {}]; the {part} makes [1, {}, {}, {}, {}] \
+                 of [1, {}, {}, {}, {}]",
+                output.dims.c,
+                output.dims.t,
+                output.dims.h,
+                output.dims.w,
+                made.c,
+                made.t,
+                made.h,
+                made.w,
+                d.c,
+                d.t,
+                d.h,
+                d.w
+            )));
+        }
+        // Input frames a call, as the pipeline cuts them: `chunk` latent frames (the encoder's
+        // first call one frame more).
+        let chunk = chunk.max(1);
+        let calls = |t0: usize| match part {
+            Part::Decoder => chunk,
+            Part::Encoder => 4 * chunk + (t0 == 0) as usize,
+        };
+        let first = calls(0).min(d.t);
+        let split = self.plan_stream(&[1, d.c, first, d.h, d.w])?;
+        let mut s = self.vae.stream();
+        let vb = self.dev.value_bytes();
+        let mut run = || -> Result<usize, Error> {
+            let (mut t0, mut f0, mut state) = (0, 0, 0);
+            while t0 < d.t {
+                let t1 = (t0 + calls(t0)).min(d.t);
+                let a = self.dev.upload_foreign(input, t0, t1).map_err(exec_error)?;
+                let y = self
+                    .vae
+                    .step_split(&mut self.dev, &mut s, a, split)
+                    .map_err(exec_error)?;
+                self.dev
+                    .download_foreign(&y, output, f0)
+                    .map_err(exec_error)?;
+                (t0, f0) = (t1, f0 + y.dims.t);
+                state = state.max(s.bytes(vb));
+                on_chunk(match part {
+                    Part::Decoder => f0,
+                    Part::Encoder => t0,
+                })?;
+            }
+            Ok(state)
+        };
+        let r = run();
+        // The caller's tensors are free to use (or to free) only once the device is done with
+        // them: waited for on every path, an error's too.
+        let done = self.dev.synchronize().map_err(exec_error);
+        done.and(r)
     }
 
     fn device_need(&mut self, input: &[usize]) -> Result<Option<u64>, Error> {
@@ -492,6 +589,99 @@ mod tests {
         }
         b.end_stream(id);
         Ok(out)
+    }
+
+    /// A clip handed over in the device's own memory (here the reference device's: the host's)
+    /// decodes and encodes to the values the host path gives, chunk by chunk into its place in
+    /// the output; a wrong output shape or input is refused, naming both, before anything runs.
+    #[test]
+    fn tensors_in_device_memory_run_in_place_as_the_host_path_does() {
+        let w = weights();
+        for (part, shape) in [
+            (Part::Decoder, [1, 16, 3, 6, 10]),
+            (Part::Encoder, [1, 3, 9, 16, 24]),
+        ] {
+            let mut b = NativeBackend::reference(&w, part, 2).unwrap();
+            let n = shape.iter().product();
+            let mut x = vec![0f32; n];
+            seedvae_weights::synth::Rng::new(7).fill_normal(&mut x);
+            x.iter_mut().for_each(|v| *v = v.clamp(-1.0, 1.0));
+            let made =
+                foreign_output(part, Dims::new(shape[1], shape[2], shape[3], shape[4])).unwrap();
+            let want = b
+                .run(&[(
+                    &b.contract.inputs[0].name.clone(),
+                    &Tensor::f32(shape.to_vec(), x.clone()).unwrap(),
+                )])
+                .unwrap()
+                .into_values()
+                .next()
+                .unwrap();
+            assert_eq!(
+                want.shape(),
+                [1, made.c, made.t, made.h, made.w],
+                "{part}: the output extent"
+            );
+            let mut y = vec![f32::NAN; made.count().unwrap()];
+            // SAFETY: both buffers outlive the run and nothing else touches them meanwhile.
+            let (input, output) = unsafe {
+                (
+                    Foreign::with_shape(x.as_ptr() as u64, &shape).unwrap(),
+                    Foreign::new(y.as_mut_ptr() as u64, made).unwrap(),
+                )
+            };
+            let mut done = Vec::new();
+            b.run_foreign(&input, &output, 1, &mut |f| {
+                done.push(f);
+                Ok(())
+            })
+            .unwrap();
+            let e = y
+                .iter()
+                .zip(want.values().iter())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(e < 1e-6, "{part}: the in-place run differs by {e}");
+            let calls = match part {
+                Part::Decoder => vec![1, 5, 9],
+                Part::Encoder => vec![5, 9],
+            };
+            assert_eq!(done, calls, "{part}: progress after each call");
+
+            // The output one frame short: refused, nothing written.
+            let short = Dims {
+                t: made.t - 1,
+                ..made
+            };
+            let mut z = vec![0f32; short.count().unwrap()];
+            // SAFETY: as above.
+            let wrong = unsafe { Foreign::new(z.as_mut_ptr() as u64, short).unwrap() };
+            let e = b
+                .run_foreign(&input, &wrong, 1, &mut |_| Ok(()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("output tensor") && e.contains(&made.t.to_string()),
+                "{e}"
+            );
+            assert!(z.iter().all(|&v| v == 0.0));
+        }
+        // Frames that are not 4n + 1 long: the encoder says to pad them.
+        let mut b = NativeBackend::reference(&w, Part::Encoder, 2).unwrap();
+        let x = vec![0f32; 3 * 8 * 16 * 16];
+        let mut y = vec![0f32; 16 * 2 * 2 * 2];
+        // SAFETY: as above.
+        let (i, o) = unsafe {
+            (
+                Foreign::new(x.as_ptr() as u64, Dims::new(3, 8, 16, 16)).unwrap(),
+                Foreign::new(y.as_mut_ptr() as u64, Dims::new(16, 2, 2, 2)).unwrap(),
+            )
+        };
+        let e = b
+            .run_foreign(&i, &o, 1, &mut |_| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("4n + 1") && e.contains("pad"), "{e}");
     }
 
     /// Within a budget a stream runs in the frame groups, then the bands, that fit — the frames

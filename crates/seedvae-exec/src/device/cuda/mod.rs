@@ -25,7 +25,7 @@ mod kernels;
 mod outbox;
 pub mod plan;
 
-use super::{shapes, Act, AttnWeights, ConvWeights, Device, Dims, NormWeights, Pad};
+use super::{shapes, Act, AttnWeights, ConvWeights, Device, Dims, Foreign, NormWeights, Pad};
 use crate::{Error, Result};
 use conv::{ConvPlan, EngineId, Geometry};
 use cudarc::driver::{
@@ -590,17 +590,18 @@ impl<E: Elem> Cuda<E> {
 
     /// Copy `n` values between device addresses, in stream order.
     fn copy(&self, dst: u64, src: u64, n: usize) -> Result<()> {
-        if n == 0 {
+        self.copy_bytes(dst, src, n * size_of::<E>())
+    }
+
+    /// Copy `bytes` between device addresses, in stream order.
+    fn copy_bytes(&self, dst: u64, src: u64, bytes: usize) -> Result<()> {
+        if bytes == 0 {
             return Ok(());
         }
-        // SAFETY: both ranges lie in live buffers of `E` on this stream (the callers' extents).
+        // SAFETY: both ranges lie in live device buffers (the callers' extents), used in this
+        // stream's order.
         unsafe {
-            cudarc::driver::result::memcpy_dtod_async(
-                dst,
-                src,
-                n * size_of::<E>(),
-                self.stream.cu_stream(),
-            )
+            cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, self.stream.cu_stream())
         }
         .map_err(driver("copy"))
     }
@@ -1160,6 +1161,40 @@ impl<E: Elem> Device for Cuda<E> {
         );
         launch!(self, to_channels_last, Grid(v.len()), &src, &dst, &c, &tp)?;
         Ok(a)
+    }
+
+    fn upload_foreign(&mut self, src: &Foreign, t0: usize, t1: usize) -> Result<Act<GpuBuf<E>>> {
+        let d = src.dims;
+        shapes::frames(d, t0, t1)?;
+        let dims = Dims { t: t1 - t0, ..d };
+        let n = dims.count()?;
+        // Each channel's frames [t0, t1) are one run of the tensor: gathered into [C, T·H·W],
+        // then into the activation's layout, as an upload from the host is.
+        let staged = self.alloc::<f32>(n)?;
+        let (at, run) = (staged.device_ptr(&self.stream).0, dims.t * d.plane() * 4);
+        for c in 0..d.c {
+            let from = src.ptr() + ((c * d.t + t0) * d.plane() * 4) as u64;
+            self.copy_bytes(at + (c * run) as u64, from, run)?;
+        }
+        let a = self.act(dims, HEAD_ROOM)?;
+        let (dst, c, tp) = (self.ptr(&a.buf), d.c as i32, (dims.t * d.plane()) as i64);
+        launch!(self, to_channels_last, Grid(n), &staged, &dst, &c, &tp)?;
+        Ok(a)
+    }
+
+    fn download_foreign(&mut self, a: &Act<GpuBuf<E>>, dst: &Foreign, f0: usize) -> Result<()> {
+        let (d, ad) = (dst.dims, a.dims);
+        shapes::into_frames(d, ad, f0)?;
+        let n = ad.count()?;
+        let out = self.alloc::<f32>(n)?;
+        let (src, c, tp) = (self.ptr(&a.buf), ad.c as i32, (ad.t * ad.plane()) as i64);
+        launch!(self, to_channels_first, Grid(n), &src, &out, &c, &tp)?;
+        let (from, run) = (out.device_ptr(&self.stream).0, ad.t * ad.plane() * 4);
+        for c in 0..d.c {
+            let to = dst.ptr() + ((c * d.t + f0) * d.plane() * 4) as u64;
+            self.copy_bytes(to, from + (c * run) as u64, run)?;
+        }
+        Ok(())
     }
 
     type Pending = Download;
