@@ -174,12 +174,12 @@ class SeedVAE:
             self.models[part] = m
         return m
 
-    def make_room(self, model: seedvae.Model, shape: list) -> None:
+    def make_room(self, model: seedvae.Model, shape: list, extra: int = 0) -> None:
         """Ask ComfyUI for the GPU memory one run over an input of ``shape`` needs, so that it
         unloads only as much as that (the DiT of a SeedVR2 workflow stays loaded when there is
         room beside it): seedvae's own plan where it has one (its CUDA executor, ONNX Runtime's CUDA
         provider), else the loader's VRAM budget, else what ComfyUI reserves for its own SeedVR2
-        VAE."""
+        VAE; ``extra`` bytes more for what the node itself keeps on the GPU."""
         if model.backend in ("onnxruntime-cpu", "reference"):
             return
         need = model.device_need(shape)
@@ -191,7 +191,7 @@ class SeedVAE:
                 t, h, w = (t - 1) // 4 + 1, h // 8, w // 8
             need = 16 * t * h * w * (4 * 8 * 8) * 2  # comfy/sd.py, SeedVR2's memory_used_decode
         mm = comfy.model_management
-        mm.free_memory(need, mm.get_torch_device())
+        mm.free_memory(need + extra, mm.get_torch_device())
         mm.soft_empty_cache()
 
 
@@ -269,13 +269,18 @@ class SeedVAEDecode(io.ComfyNode):
     def execute(cls, samples, vae, tiling, tile_size, tile_overlap, color_fix, crop=True, color_reference=None, encoded=None) -> io.NodeOutput:
         z = to_vae_latents(samples["samples"])
         model = vae.model("decoder")
-        vae.make_room(model, [1, *z.shape[1:]])
+        frames = 4 * z.shape[2] - 3
+        # seedvae's CUDA executor takes the latent on the GPU and writes the clip there (no copy
+        # through the host); the clip becomes IMAGE there too, and only the IMAGE comes back to
+        # ComfyUI's intermediate device. The clip and its IMAGE take GPU memory beside the plan.
+        on_gpu = model.backend == "seedvae-cuda" and torch.cuda.is_available()
+        clip_bytes = 3 * frames * (8 * z.shape[3]) * (8 * z.shape[4]) * 4
+        vae.make_room(model, [1, *z.shape[1:]], extra=2 * clip_bytes if on_gpu else 0)
         use = color_fix != "none" and color_reference is not None
         reference = images_to_clip(color_reference).numpy() if use else None
         shape = input_shape(samples, encoded) if crop else None
         if crop and shape is None:
             log.info("seedvae: no record of the encoded clip's size: frames left as decoded")
-        frames = 4 * z.shape[2] - 3
         progress = Progress(z.shape[0] * frames)
         out = []
         for i in range(z.shape[0]):
@@ -286,16 +291,20 @@ class SeedVAEDecode(io.ComfyNode):
                     e = e._replace(done=done + e.done, total=z.shape[0] * frames)
                 progress(e)
 
-            video = torch.from_numpy(
-                model.decode(z[i : i + 1].numpy(), **tile_args(tiling, tile_size, tile_overlap), progress=report)
+            zi = z[i : i + 1]
+            video = model.decode(
+                zi.to("cuda:0") if on_gpu else zi.numpy(), **tile_args(tiling, tile_size, tile_overlap), progress=report
             )
+            if not torch.is_tensor(video):
+                video = torch.from_numpy(video)
             if shape is not None:
                 video = crop_to(video, shape)
             if use:
                 # Corrected as the frames come out: the reference is matched to the cropped clip.
-                video = torch.from_numpy(seedvae.correct_colors(video.contiguous().numpy(), reference, color_fix))
-            out.append(video)
-        return io.NodeOutput(clip_to_images(torch.cat(out)))
+                video = torch.from_numpy(seedvae.correct_colors(video.cpu().contiguous().numpy(), reference, color_fix))
+            out.append(clip_to_images(video).to(comfy.model_management.intermediate_device()))
+            del video
+        return io.NodeOutput(torch.cat(out))
 
 
 class SeedVAEEncode(io.ComfyNode):

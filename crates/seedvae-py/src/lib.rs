@@ -231,6 +231,85 @@ impl PyModel {
         Ok((array_out(py, video)?, report_dict(py, &report)?))
     }
 
+    /// Decode in place in GPU memory (DLPack hand-over; the Python wrapper's `decode` calls it
+    /// for torch CUDA tensors on seedvae's CUDA executor): the latent `[1, 16, T, h, w]` and the
+    /// video `[1, 3, 4T − 3, 8h, 8w]` given by their data pointers and shapes, float32, C order,
+    /// on GPU 0 (on the reference device: host memory). The caller keeps both alive, has their
+    /// writers done (torch's stream synchronized) and reads the video after this returns.
+    /// Returns the report.
+    #[pyo3(signature = (latent_ptr, latent_shape, video_ptr, video_shape, *, tile = None,
+        chunk = None, progress = None, cancel = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn _decode_device<'py>(
+        &self,
+        py: Python<'py>,
+        latent_ptr: u64,
+        latent_shape: Vec<usize>,
+        video_ptr: u64,
+        video_shape: Vec<usize>,
+        tile: Option<usize>,
+        chunk: Option<usize>,
+        progress: Option<Py<PyAny>>,
+        cancel: Option<PyRef<'_, PyCancelToken>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        // SAFETY: the wrapper's promise above (its tensors, alive and synchronized, their
+        // shapes as torch reports them).
+        let (latent, video) = unsafe {
+            (
+                seedvae::Foreign::with_shape(latent_ptr, &latent_shape),
+                seedvae::Foreign::with_shape(video_ptr, &video_shape),
+            )
+        };
+        let (latent, video) = (
+            latent.map_err(foreign_error)?,
+            video.map_err(foreign_error)?,
+        );
+        let opts = tiles(tile, None, false, chunk);
+        let h = hooks(progress, cancel.map(|c| c.0.clone()));
+        let progress = h.progress.clone();
+        let report = self.worker.run(py, &h, move |m| {
+            m.decode_foreign(&latent, &video, &opts, &progress)
+        })?;
+        report_dict(py, &report)
+    }
+
+    /// Encode in place in GPU memory, as [`Model::_decode_device`]: frames `[1, 3, 4n + 1, H,
+    /// W]` (padded by the caller) into the latent `[1, 16, n + 1, H/8, W/8]`.
+    #[pyo3(signature = (frames_ptr, frames_shape, latent_ptr, latent_shape, *, tile = None,
+        chunk = None, progress = None, cancel = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn _encode_device<'py>(
+        &self,
+        py: Python<'py>,
+        frames_ptr: u64,
+        frames_shape: Vec<usize>,
+        latent_ptr: u64,
+        latent_shape: Vec<usize>,
+        tile: Option<usize>,
+        chunk: Option<usize>,
+        progress: Option<Py<PyAny>>,
+        cancel: Option<PyRef<'_, PyCancelToken>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        // SAFETY: as in `_decode_device`.
+        let (frames, latent) = unsafe {
+            (
+                seedvae::Foreign::with_shape(frames_ptr, &frames_shape),
+                seedvae::Foreign::with_shape(latent_ptr, &latent_shape),
+            )
+        };
+        let (frames, latent) = (
+            frames.map_err(foreign_error)?,
+            latent.map_err(foreign_error)?,
+        );
+        let opts = tiles(tile, None, false, chunk);
+        let h = hooks(progress, cancel.map(|c| c.0.clone()));
+        let progress = h.progress.clone();
+        let report = self.worker.run(py, &h, move |m| {
+            m.encode_foreign(&frames, &latent, &opts, &progress)
+        })?;
+        report_dict(py, &report)
+    }
+
     /// Encode frames `[1, 3, T, H, W]` in [−1, 1] (H, W multiples of 8; T padded to 4n + 1 by
     /// `pad`, "reflect" or "repeat") into the posterior mean `[1, 16, (T' − 1)/4 + 1, H/8, W/8]`;
     /// returns `(latent, report)`.
@@ -276,6 +355,11 @@ impl PyModel {
     }
 }
 
+/// A tensor handed over in device memory that cannot be one (its shape or address).
+fn foreign_error(e: impl std::fmt::Display) -> PyErr {
+    errors::InvalidInputError::new_err(e.to_string())
+}
+
 /// Which backends can run on this machine, in `backend="auto"`'s order: a list of dicts with
 /// `backend` (its name), `gpu` (a dict, or None) and `unavailable` (why not, or None). Opens no
 /// model.
@@ -294,6 +378,22 @@ fn backends(py: Python<'_>, tensorrt_dir: Option<PathBuf>) -> PyResult<Bound<'_,
 
 /// Colour-correct `video` `[1, 3, F, H, W]` in [−1, 1] against `reference` `[1, 3, T, H', W']`
 /// in [−1, 1] with one of the numz node's methods; returns the corrected video.
+/// The source frame of each frame of a clip of `t` frames padded to 4n + 1 by `pad`
+/// ("reflect" or "repeat"), as `encode` pads: what the wrapper gathers on the GPU for an
+/// in-place encode.
+#[pyfunction]
+fn _pad_sources(t: usize, pad: &str) -> PyResult<Vec<usize>> {
+    let pad = choose(
+        "pad",
+        pad,
+        &[("reflect", Pad::Reflect), ("repeat", Pad::Repeat)],
+    )?;
+    if t == 0 {
+        return Err(errors::InvalidInputError::new_err("no frames to encode"));
+    }
+    Ok((0..Pad::padded_len(t)).map(|i| pad.source(i, t)).collect())
+}
+
 #[pyfunction]
 #[pyo3(signature = (video, reference, method = "lab", batch = 5))]
 fn correct_colors<'py>(
@@ -388,6 +488,7 @@ fn _seedvae(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCancelToken>()?;
     m.add_function(wrap_pyfunction!(backends, m)?)?;
     m.add_function(wrap_pyfunction!(correct_colors, m)?)?;
+    m.add_function(wrap_pyfunction!(_pad_sources, m)?)?;
     m.add_function(wrap_pyfunction!(ensure_engine, m)?)?;
     log::install();
     errors::register(m)

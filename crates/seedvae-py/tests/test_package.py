@@ -324,3 +324,43 @@ def test_the_librarys_log_lines_come_through_pythons_logging(cache, caplog):
     said = [r.getMessage() for r in caplog.records if r.name == "seedvae"]
     assert any("every layer in bands of 64 px" in s for s in said), said
     assert np.array_equal(banded, whole)
+
+
+def test_tensors_handed_over_in_device_memory_run_in_place(cache):
+    """The in-place path torch CUDA tensors take on seedvae's CUDA executor, driven here on the
+    reference device (whose memory is the host's) with numpy buffers' addresses: the same values
+    as the host path, the output written where it was given; a wrong output shape refused before
+    anything is written; other backends refuse it. The wrapper keeps CPU tensors on the host
+    path and says so in the report."""
+    rng = np.random.default_rng(9)
+    z = rng.standard_normal((1, 16, 3, 6, 10)).astype(np.float32)
+    with seedvae.Model(WEIGHTS, "decoder", "reference", cache=cache) as m:
+        want = m.decode(z)
+        assert m.last_report["io"] == "host"
+        out = np.full((1, 3, 9, 48, 80), np.nan, np.float32)
+        seen = []
+        report = m._m._decode_device(
+            z.ctypes.data, list(z.shape), out.ctypes.data, list(out.shape), chunk=1,
+            progress=lambda kind, text, done, total: seen.append((kind, done, total)))
+        assert np.abs(out - want).max() < 1e-6
+        assert report["frames"] == 9 and report["chunks"] == 3
+        assert ("frames", 9, 9) in seen, seen
+        short = np.zeros((1, 3, 8, 48, 80), np.float32)
+        with pytest.raises(seedvae.InvalidInputError, match="output tensor"):
+            m._m._decode_device(z.ctypes.data, list(z.shape), short.ctypes.data, list(short.shape))
+        assert not short.any()
+        with pytest.raises(seedvae.InvalidInputError, match=r"\[1, C, T, H, W\]"):
+            m._m._decode_device(z.ctypes.data, [16, 3, 6, 10], out.ctypes.data, list(out.shape))
+    x = np.clip(rng.standard_normal((1, 3, 9, 16, 24)), -1, 1).astype(np.float32)
+    with seedvae.Model(WEIGHTS, "encoder", "reference", cache=cache) as m:
+        want = m.encode(x)
+        mean = np.full((1, 16, 3, 2, 3), np.nan, np.float32)
+        m._m._encode_device(x.ctypes.data, list(x.shape), mean.ctypes.data, list(mean.shape))
+        assert np.abs(mean - want).max() < 1e-6
+    with seedvae.Model(WEIGHTS, "decoder", "cpu", cache=cache) as m:
+        with pytest.raises(seedvae.InvalidInputError, match="seedvae's CUDA executor"):
+            m._m._decode_device(z.ctypes.data, list(z.shape), out.ctypes.data, list(out.shape))
+    # What an in-place encode gathers to pad 7 frames to 9: the host path's padding.
+    assert seedvae._seedvae._pad_sources(7, "reflect") == [0, 1, 2, 3, 4, 5, 6, 5, 4]
+    assert seedvae._seedvae._pad_sources(7, "repeat") == [0, 1, 2, 3, 4, 5, 6, 6, 6]
+    assert seedvae._seedvae._pad_sources(9, "reflect") == list(range(9))

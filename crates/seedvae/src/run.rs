@@ -402,8 +402,9 @@ impl Model {
     /// Decode a latent in GPU memory straight into a tensor there: `latent` `[1, 16, T, h, w]`
     /// into `video` `[1, 3, 4T − 3, 8h, 8w]`, both f32 and another library's (torch CUDA
     /// tensors handed over by DLPack), with no copy through the host. seedvae's CUDA executor
-    /// only, and no fallback to another backend; `opts`' chunk and band height as for
-    /// [`Model::decode`]. Returns once the GPU is done with both tensors.
+    /// only (and the reference device, whose memory is the host's), no fallback to another
+    /// backend; `opts`' chunk and band height as for [`Model::decode`]. Returns once the GPU is
+    /// done with both tensors.
     pub fn decode_foreign(
         &mut self,
         latent: &Foreign,
@@ -436,8 +437,9 @@ impl Model {
         opts: &TileOptions,
         progress: &Progress,
     ) -> Result<RunReport> {
+        // The reference device's memory is the host's: what the tests hand over there.
         let kind = self.backend.kind();
-        if kind != BackendKind::Cuda {
+        if !matches!(kind, BackendKind::Cuda | BackendKind::Reference) {
             return Err(invalid!(
                 "a tensor on the GPU is run in place only by seedvae's CUDA executor (backend \
                  \"cuda\"); this model runs on {kind}"

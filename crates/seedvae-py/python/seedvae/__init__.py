@@ -9,8 +9,12 @@ with nothing downloaded::
     video = vae.decode(latent)            # [1, 16, T, h, w] -> [1, 3, 4T-3, 8h, 8w] in [-1, 1]
     print(vae.last_report["seconds"], vae.backend, vae.fallback_reason)
 
-Arrays go in as numpy arrays or torch tensors (any DLPack producer; CUDA tensors are copied to
-the host first) and come back as the same kind, on the same device. Each input is copied once
+Arrays go in as numpy arrays or torch tensors (any DLPack producer) and come back as the same
+kind, on the same device. On seedvae's CUDA executor (``backend`` "seedvae-cuda") a torch CUDA
+tensor on GPU 0 stays on the GPU: the executor reads it and writes the result into a torch CUDA
+tensor in place, with no copy through the host (``last_report["io"] == "device"``; the result
+is allocated by torch, outside ``vram_budget_gb``); elsewhere, and for ``color_fix``, CUDA
+tensors are copied to the host first (``"host"``). Each input is copied once
 into the library's own buffer (after a check that it fits in memory); the result is handed back
 without a copy. Every call releases the GIL; Ctrl-C, ``CancelToken.cancel()`` or
 an exception from the progress callback stops a run at its next chunk. Errors are
@@ -189,6 +193,37 @@ def _host(x: Any, what: str, frames: bool = False) -> tuple[np.ndarray, Any]:
     return np.ascontiguousarray(a, dtype=np.float32), (back or (lambda r: r))
 
 
+def _in_place(x: Any, backend: str) -> bool:
+    """Whether ``x`` is a torch CUDA tensor that seedvae's CUDA executor (GPU 0) reads in place."""
+    if backend != "seedvae-cuda" or not type(x).__module__.startswith("torch"):
+        return False
+    return x.device.type == "cuda" and x.device.index in (None, 0)
+
+
+def _on_device(x: Any, what: str, frames: bool) -> Any:
+    """A torch CUDA tensor as the executor reads it: float32, C order, ``[1, C, T, H, W]``
+    (uint8 frames mapped to [-1, 1]), its values checked finite on the GPU."""
+    import torch
+
+    _refuse_dtype(what, x.dtype, frames)
+    t = x.detach()
+    t = t.float() / 127.5 - 1.0 if t.dtype == torch.uint8 else t.to(torch.float32)
+    if not bool(torch.isfinite(t).all()):
+        raise InvalidInputError(f"{what}: holds NaN or infinite values")
+    return t.contiguous()
+
+
+def _run_in_place(call: Callable[..., dict], x: Any, out: Any, **kw: Any) -> dict:
+    """``call(x pointer, x shape, out pointer, out shape, **kw)`` once torch's work on both
+    tensors is done (the executor runs on its own streams); returns its report."""
+    import torch
+
+    torch.cuda.current_stream(x.device).synchronize()
+    report = call(x.data_ptr(), list(x.shape), out.data_ptr(), list(out.shape), **kw)
+    report["io"] = "device"
+    return report
+
+
 # Open models, closed before the interpreter tears down (GPU libraries must not see a live
 # session while the process exits).
 _open: "weakref.WeakSet[Model]" = weakref.WeakSet()
@@ -309,6 +344,21 @@ class Model:
             raise ValueError(f"colour method {color_fix!r}: choose one of {', '.join(COLOR_METHODS)}")
         if color_fix != "none" and color_reference is None:
             raise InvalidInputError(f"color_fix={color_fix!r} needs a color_reference clip")
+        if color_fix == "none" and _in_place(latent, self.backend):
+            import torch
+
+            z = _on_device(latent, "latent", frames=False)
+            if z.ndim == 4:
+                z = z[:, :, None] if tuple(z.shape[:2]) == (1, 16) else z[None]
+            if z.ndim == 5 and z.shape[:2] == (1, 16) and min(z.shape[2:]) >= 1:
+                _, _, t, h, w = z.shape
+                video = torch.empty((1, 3, 4 * t - 3, 8 * h, 8 * w), dtype=torch.float32,
+                                    device=z.device)
+                self.last_report = _run_in_place(
+                    self._m._decode_device, z.contiguous(), video, tile=None if no_tiling else tile,
+                    chunk=chunk, progress=_callback(progress), cancel=cancel)
+                return video
+            # Any other shape: the host path says what is wrong with it.
         a, back = _host(latent, "latent")
         if a.ndim == 4:
             # [1, 16, h, w]: one latent frame; [16, T, h, w]: no batch axis.
@@ -322,6 +372,7 @@ class Model:
             progress=_callback(progress),
             cancel=cancel,
         )
+        self.last_report["io"] = "host"
         if color_fix != "none":
             reference = _host(color_reference, "color_reference", frames=True)[0]
             video = _seedvae.correct_colors(video, reference, color_fix, color_batch)
@@ -342,6 +393,25 @@ class Model:
         """Encode frames ``[1, 3, T, H, W]`` or ``[3, T, H, W]`` in [-1, 1] (``H``, ``W``
         multiples of 8; ``T`` padded to 4n + 1 by ``pad``: "reflect" or "repeat") into the
         posterior mean ``[1, 16, n + 1, H/8, W/8]``."""
+        if _in_place(frames, self.backend):
+            import torch
+
+            x = _on_device(frames, "frames", frames=True)
+            if x.ndim == 4:
+                x = x[None]
+            _, _, t, h, w = x.shape if x.ndim == 5 else (0,) * 5
+            if x.shape[:2] == (1, 3) and min(t, h, w) >= 1 and h % 8 == 0 and w % 8 == 0:
+                src = _seedvae._pad_sources(t, pad)
+                if len(src) != t:
+                    x = x.index_select(2, torch.tensor(src, device=x.device))
+                latent = torch.empty((1, 16, (len(src) - 1) // 4 + 1, h // 8, w // 8),
+                                     dtype=torch.float32, device=x.device)
+                self.last_report = _run_in_place(
+                    self._m._encode_device, x.contiguous(), latent,
+                    tile=None if no_tiling else tile, chunk=chunk,
+                    progress=_callback(progress), cancel=cancel)
+                return latent
+            # Any other shape: the host path says what is wrong with it.
         a, back = _host(frames, "frames", frames=True)
         if a.ndim == 4:
             a = a[None]
@@ -355,6 +425,7 @@ class Model:
             progress=_callback(progress),
             cancel=cancel,
         )
+        self.last_report["io"] = "host"
         return back(latent)
 
 
