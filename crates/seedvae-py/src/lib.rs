@@ -231,22 +231,23 @@ impl PyModel {
         Ok((array_out(py, video)?, report_dict(py, &report)?))
     }
 
-    /// Decode in place in GPU memory (DLPack hand-over; the Python wrapper's `decode` calls it
-    /// for torch CUDA tensors on seedvae's CUDA executor): the latent `[1, 16, T, h, w]` and the
-    /// video `[1, 3, 4T − 3, 8h, 8w]` given by their data pointers and shapes, float32, C order,
-    /// on GPU 0 (on the reference device: host memory). The caller keeps both alive, has their
-    /// writers done (torch's stream synchronized) and reads the video after this returns.
-    /// Returns the report.
-    #[pyo3(signature = (latent_ptr, latent_shape, video_ptr, video_shape, *, tile = None,
+    /// Decode or encode in place in GPU memory (DLPack hand-over; the Python wrapper calls it
+    /// for torch CUDA tensors on seedvae's CUDA executor): the input (a latent `[1, 16, T, h,
+    /// w]`, or frames `[1, 3, 4n + 1, H, W]` padded by the caller) and the output (the video
+    /// `[1, 3, 4T − 3, 8h, 8w]`, or the latent `[1, 16, n + 1, H/8, W/8]`) given by their data
+    /// pointers and shapes, float32, C order, on GPU 0 (on the reference device: host memory).
+    /// The caller keeps both alive, has their writers done (torch's stream synchronized) and
+    /// reads the output after this returns. Returns the report.
+    #[pyo3(signature = (input_ptr, input_shape, output_ptr, output_shape, *, tile = None,
         chunk = None, progress = None, cancel = None))]
     #[allow(clippy::too_many_arguments)]
-    fn _decode_device<'py>(
+    fn _run_device<'py>(
         &self,
         py: Python<'py>,
-        latent_ptr: u64,
-        latent_shape: Vec<usize>,
-        video_ptr: u64,
-        video_shape: Vec<usize>,
+        input_ptr: u64,
+        input_shape: Vec<usize>,
+        output_ptr: u64,
+        output_shape: Vec<usize>,
         tile: Option<usize>,
         chunk: Option<usize>,
         progress: Option<Py<PyAny>>,
@@ -254,58 +255,22 @@ impl PyModel {
     ) -> PyResult<Bound<'py, PyDict>> {
         // SAFETY: the wrapper's promise above (its tensors, alive and synchronized, their
         // shapes as torch reports them).
-        let (latent, video) = unsafe {
+        let (input, output) = unsafe {
             (
-                seedvae::Foreign::with_shape(latent_ptr, &latent_shape),
-                seedvae::Foreign::with_shape(video_ptr, &video_shape),
+                seedvae::Foreign::with_shape(input_ptr, &input_shape),
+                seedvae::Foreign::with_shape(output_ptr, &output_shape),
             )
         };
-        let (latent, video) = (
-            latent.map_err(foreign_error)?,
-            video.map_err(foreign_error)?,
+        let (input, output) = (
+            input.map_err(foreign_error)?,
+            output.map_err(foreign_error)?,
         );
         let opts = tiles(tile, None, false, chunk);
         let h = hooks(progress, cancel.map(|c| c.0.clone()));
         let progress = h.progress.clone();
-        let report = self.worker.run(py, &h, move |m| {
-            m.decode_foreign(&latent, &video, &opts, &progress)
-        })?;
-        report_dict(py, &report)
-    }
-
-    /// Encode in place in GPU memory, as [`Model::_decode_device`]: frames `[1, 3, 4n + 1, H,
-    /// W]` (padded by the caller) into the latent `[1, 16, n + 1, H/8, W/8]`.
-    #[pyo3(signature = (frames_ptr, frames_shape, latent_ptr, latent_shape, *, tile = None,
-        chunk = None, progress = None, cancel = None))]
-    #[allow(clippy::too_many_arguments)]
-    fn _encode_device<'py>(
-        &self,
-        py: Python<'py>,
-        frames_ptr: u64,
-        frames_shape: Vec<usize>,
-        latent_ptr: u64,
-        latent_shape: Vec<usize>,
-        tile: Option<usize>,
-        chunk: Option<usize>,
-        progress: Option<Py<PyAny>>,
-        cancel: Option<PyRef<'_, PyCancelToken>>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        // SAFETY: as in `_decode_device`.
-        let (frames, latent) = unsafe {
-            (
-                seedvae::Foreign::with_shape(frames_ptr, &frames_shape),
-                seedvae::Foreign::with_shape(latent_ptr, &latent_shape),
-            )
-        };
-        let (frames, latent) = (
-            frames.map_err(foreign_error)?,
-            latent.map_err(foreign_error)?,
-        );
-        let opts = tiles(tile, None, false, chunk);
-        let h = hooks(progress, cancel.map(|c| c.0.clone()));
-        let progress = h.progress.clone();
-        let report = self.worker.run(py, &h, move |m| {
-            m.encode_foreign(&frames, &latent, &opts, &progress)
+        let report = self.worker.run(py, &h, move |m| match m.part() {
+            Part::Decoder => m.decode_foreign(&input, &output, &opts, &progress),
+            Part::Encoder => m.encode_foreign(&input, &output, &opts, &progress),
         })?;
         report_dict(py, &report)
     }

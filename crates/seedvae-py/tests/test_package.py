@@ -339,7 +339,7 @@ def test_tensors_handed_over_in_device_memory_run_in_place(cache):
         assert m.last_report["io"] == "host"
         out = np.full((1, 3, 9, 48, 80), np.nan, np.float32)
         seen = []
-        report = m._m._decode_device(
+        report = m._m._run_device(
             z.ctypes.data, list(z.shape), out.ctypes.data, list(out.shape), chunk=1,
             progress=lambda kind, text, done, total: seen.append((kind, done, total)))
         assert np.abs(out - want).max() < 1e-6
@@ -347,19 +347,19 @@ def test_tensors_handed_over_in_device_memory_run_in_place(cache):
         assert ("frames", 9, 9) in seen, seen
         short = np.zeros((1, 3, 8, 48, 80), np.float32)
         with pytest.raises(seedvae.InvalidInputError, match="output tensor"):
-            m._m._decode_device(z.ctypes.data, list(z.shape), short.ctypes.data, list(short.shape))
+            m._m._run_device(z.ctypes.data, list(z.shape), short.ctypes.data, list(short.shape))
         assert not short.any()
         with pytest.raises(seedvae.InvalidInputError, match=r"\[1, C, T, H, W\]"):
-            m._m._decode_device(z.ctypes.data, [16, 3, 6, 10], out.ctypes.data, list(out.shape))
+            m._m._run_device(z.ctypes.data, [16, 3, 6, 10], out.ctypes.data, list(out.shape))
     x = np.clip(rng.standard_normal((1, 3, 9, 16, 24)), -1, 1).astype(np.float32)
     with seedvae.Model(WEIGHTS, "encoder", "reference", cache=cache) as m:
         want = m.encode(x)
         mean = np.full((1, 16, 3, 2, 3), np.nan, np.float32)
-        m._m._encode_device(x.ctypes.data, list(x.shape), mean.ctypes.data, list(mean.shape))
+        m._m._run_device(x.ctypes.data, list(x.shape), mean.ctypes.data, list(mean.shape))
         assert np.abs(mean - want).max() < 1e-6
     with seedvae.Model(WEIGHTS, "decoder", "cpu", cache=cache) as m:
         with pytest.raises(seedvae.InvalidInputError, match="seedvae's CUDA executor"):
-            m._m._decode_device(z.ctypes.data, list(z.shape), out.ctypes.data, list(out.shape))
+            m._m._run_device(z.ctypes.data, list(z.shape), out.ctypes.data, list(out.shape))
     # What an in-place encode gathers to pad 7 frames to 9: the host path's padding.
     assert seedvae._seedvae._pad_sources(7, "reflect") == [0, 1, 2, 3, 4, 5, 6, 5, 4]
     assert seedvae._seedvae._pad_sources(7, "repeat") == [0, 1, 2, 3, 4, 5, 6, 6, 6]

@@ -355,7 +355,7 @@ class Model:
                 video = torch.empty((1, 3, 4 * t - 3, 8 * h, 8 * w), dtype=torch.float32,
                                     device=z.device)
                 self.last_report = _run_in_place(
-                    self._m._decode_device, z.contiguous(), video, tile=None if no_tiling else tile,
+                    self._m._run_device, z.contiguous(), video, tile=None if no_tiling else tile,
                     chunk=chunk, progress=_callback(progress), cancel=cancel)
                 return video
             # Any other shape: the host path says what is wrong with it.
@@ -407,7 +407,7 @@ class Model:
                 latent = torch.empty((1, 16, (len(src) - 1) // 4 + 1, h // 8, w // 8),
                                      dtype=torch.float32, device=x.device)
                 self.last_report = _run_in_place(
-                    self._m._encode_device, x.contiguous(), latent,
+                    self._m._run_device, x.contiguous(), latent,
                     tile=None if no_tiling else tile, chunk=chunk,
                     progress=_callback(progress), cancel=cancel)
                 return latent

@@ -77,24 +77,12 @@ class Model:
         cancel: Optional[CancelToken] = None,
     ) -> tuple[F32, dict[str, object]]: ...
     # In place in device memory (the wrapper hands torch CUDA tensors over by their pointers).
-    def _decode_device(
+    def _run_device(
         self,
-        latent_ptr: int,
-        latent_shape: list[int],
-        video_ptr: int,
-        video_shape: list[int],
-        *,
-        tile: Optional[int] = None,
-        chunk: Optional[int] = None,
-        progress: Optional[RawProgress] = None,
-        cancel: Optional[CancelToken] = None,
-    ) -> dict[str, object]: ...
-    def _encode_device(
-        self,
-        frames_ptr: int,
-        frames_shape: list[int],
-        latent_ptr: int,
-        latent_shape: list[int],
+        input_ptr: int,
+        input_shape: list[int],
+        output_ptr: int,
+        output_shape: list[int],
         *,
         tile: Optional[int] = None,
         chunk: Optional[int] = None,
