@@ -268,6 +268,12 @@ pub trait Device {
     fn reset_measured_peak(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Keep at most `bytes` of host memory that parked states gave back, for the next ones
+    /// (what a new stream's plan parks); returns how much is kept now (free for that stream).
+    fn keep_parked(&mut self, bytes: usize) -> usize {
+        let _ = bytes;
+        0
+    }
     /// Bytes one stored value takes (what a carried state costs).
     fn value_bytes(&self) -> usize {
         4

@@ -230,8 +230,11 @@ impl<D: Device> NativeBackend<D> {
                 m.planned = Some(planned);
                 // The planner's last plan is the chosen cut's.
                 m.parked = m.planner.host_peak() as u64;
-                if m.parked > 0 {
-                    seedvae_weights::memory::check(m.parked, || {
+                // Host memory earlier streams parked in is kept for this one, up to its plan:
+                // only the rest has to be found.
+                let kept = self.dev.keep_parked(m.parked as usize) as u64;
+                if m.parked > kept {
+                    seedvae_weights::memory::check(m.parked - kept, || {
                         format!(
                             "the carried state of {w}×{h} frames parked in page-locked host \
                              memory (the GPU holds {:.1} GiB within `vram_budget_gb`)",

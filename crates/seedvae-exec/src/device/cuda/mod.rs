@@ -186,12 +186,54 @@ pub struct Parked {
     written: Option<CudaEvent>,
     read: Cell<Option<CudaEvent>>,
     /// Where its host memory goes when it is dropped: the device's pool, while the device lives.
-    pool: Weak<Mutex<Vec<Pooled>>>,
+    pool: Weak<Mutex<Pool>>,
 }
 
 /// Host memory a parked state gave back, with the events after its last copies in and out
 /// (the next copies into it wait for them).
 type Pooled = (HostMem, Option<CudaEvent>, Option<CudaEvent>);
+
+/// Host buffers of parked states, free for the next, and how many bytes of them to keep.
+struct Pool {
+    free: Vec<Pooled>,
+    keep: usize,
+}
+
+impl Default for Pool {
+    fn default() -> Pool {
+        Pool {
+            free: Vec::new(),
+            keep: usize::MAX,
+        }
+    }
+}
+
+impl Pool {
+    fn bytes(&self) -> usize {
+        self.free.iter().map(|p| p.0.len()).sum()
+    }
+
+    /// Free the smallest buffers until at most `keep` bytes are held.
+    fn trim(&mut self) {
+        self.free.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+        while self.bytes() > self.keep {
+            if let Some(p) = self.free.pop() {
+                release(p);
+            }
+        }
+    }
+}
+
+/// Free host memory once the copies into and out of it are done.
+fn release((host, written, read): Pooled) {
+    if let Some(w) = &written {
+        let _ = w.synchronize();
+    }
+    if let Some(r) = &read {
+        let _ = r.synchronize();
+    }
+    drop(host);
+}
 
 impl Parked {
     fn mem(&self) -> Result<&HostMem> {
@@ -212,22 +254,20 @@ impl Drop for Parked {
         let Some(host) = self.host.take() else {
             return;
         };
-        // Kept for the next park, of this stream or the next clip's: page-locking is slow
-        // (about 10 s of system time for the 20 GB a 1080p clip within 7 GB parks).
+        let pooled = (host, self.written.take(), self.read.take());
+        // Kept for the next park, of this stream or the next clip's, within what the plan
+        // parks: page-locking is slow (about 10 s of system time for the 20 GB a 1080p clip
+        // within 7 GB parks).
         if let Some(pool) = self.pool.upgrade() {
             if let Ok(mut p) = pool.lock() {
-                p.push((host, self.written.take(), self.read.take()));
-                return;
+                if p.bytes() + pooled.0.len() <= p.keep {
+                    p.free.push(pooled);
+                    return;
+                }
             }
         }
-        // The device is gone: the copies into and out of the buffer finish before it is freed.
-        if let Some(w) = &self.written {
-            let _ = w.synchronize();
-        }
-        if let Some(r) = self.read.take() {
-            let _ = r.synchronize();
-        }
-        drop(host);
+        // The device is gone, or the pool is full: freed once its copies are done.
+        release(pooled);
     }
 }
 
@@ -280,7 +320,7 @@ pub struct Cuda<E: Elem = f32> {
     uploads: std::collections::VecDeque<(PinnedHostSlice<f32>, cudarc::driver::CudaEvent)>,
     /// Page-locked buffers of parked states, free for the next, each with the events after its
     /// last copies in and out (its next copies wait for them).
-    parking: Arc<Mutex<Vec<Pooled>>>,
+    parking: Arc<Mutex<Pool>>,
     /// The system refused to page-lock more: parked states go to pageable memory from then on.
     pageable: bool,
     pool: sys::CUmemoryPool,
@@ -1614,6 +1654,13 @@ impl<E: Elem> Device for Cuda<E> {
         self.reset_peak()
     }
 
+    fn keep_parked(&mut self, bytes: usize) -> usize {
+        let mut pool = self.parking.lock().unwrap_or_else(|e| e.into_inner());
+        pool.keep = bytes;
+        pool.trim();
+        pool.bytes()
+    }
+
     fn synchronize(&mut self) -> Result<()> {
         self.empty_outbox()?;
         self.stream.synchronize().map_err(driver("synchronize"))?;
@@ -1694,12 +1741,13 @@ impl<E: Elem> Device for Cuda<E> {
             // A panic while the lock was held (none is reachable) leaves the pool to be rebuilt.
             let mut pool = self.parking.lock().unwrap_or_else(|e| e.into_inner());
             let best = pool
+                .free
                 .iter()
                 .enumerate()
                 .filter(|(_, h)| h.0.len() >= bytes)
                 .min_by_key(|(_, h)| h.0.len())
                 .map(|(i, _)| i);
-            best.map(|i| pool.swap_remove(i))
+            best.map(|i| pool.free.swap_remove(i))
         };
         let (host, written, read) = match pooled {
             Some(p) => p,
