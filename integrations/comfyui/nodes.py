@@ -12,6 +12,7 @@ Latent layouts (ComfyUI's SeedVR2 path; every form carries the pipeline's scale 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Optional
@@ -88,9 +89,9 @@ def from_vae_latents(z: torch.Tensor) -> torch.Tensor:
 # ---- images ----------------------------------------------------------------------------------
 
 
-def images_to_clip(images: torch.Tensor) -> torch.Tensor:
-    """IMAGE ``[T, H, W, 3]`` in [0, 1] → a clip ``[1, 3, T, H, W]`` in [-1, 1]."""
-    x = images.detach().to("cpu", torch.float32)
+def images_to_clip(images: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+    """IMAGE ``[T, H, W, 3]`` in [0, 1] → a clip ``[1, 3, T, H, W]`` in [-1, 1] on ``device``."""
+    x = images.detach().to(device, torch.float32)
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or x.shape[-1] < 3:
@@ -326,17 +327,25 @@ class SeedVAEEncode(io.ComfyNode):
     def execute(cls, pixels, vae, tiling, tile_size, tile_overlap) -> io.NodeOutput:
         images = pixels if pixels.ndim == 4 else pixels[None]
         shape = {"frames": int(images.shape[0]), "height": int(images.shape[1]), "width": int(images.shape[2])}
-        clip = images_to_clip(pad_to(images, 16))
         model = vae.model("encoder")
-        t = clip.shape[2]
-        vae.make_room(model, [1, 3, t + (-(t - 1)) % 4, *clip.shape[3:]])
+        # seedvae's CUDA executor reads the clip in place on the GPU (made there from the IMAGE,
+        # padded to 4n+1 there): the clip takes GPU memory beside the plan.
+        on_gpu = model.backend == "seedvae-cuda" and torch.cuda.is_available()
+        t, h, w = images.shape[0], images.shape[1], images.shape[2]
+        padded = [1, 3, t + (-(t - 1)) % 4, h + (-h) % 16, w + (-w) % 16]
+        vae.make_room(model, padded, extra=2 * 4 * math.prod(padded) if on_gpu else 0)
+        device = "cuda:0" if on_gpu else "cpu"
+        clip = images_to_clip(pad_to(images.to(device), 16), device)
         latent = model.encode(
-            clip.numpy(),
+            clip if on_gpu else clip.numpy(),
             pad="repeat",
             **tile_args(tiling, tile_size, tile_overlap),
             progress=Progress(clip.shape[2]),
         )
-        return io.NodeOutput({"samples": from_vae_latents(torch.from_numpy(latent)), SHAPE_KEY: shape})
+        if not torch.is_tensor(latent):
+            latent = torch.from_numpy(latent)
+        samples = from_vae_latents(latent).to(comfy.model_management.intermediate_device())
+        return io.NodeOutput({"samples": samples, SHAPE_KEY: shape})
 
 
 NODES = [SeedVAELoader, SeedVAEDecode, SeedVAEEncode]
