@@ -120,12 +120,18 @@ fn cuts(weights: &Path, h: usize, w: usize, t: usize) {
             dev: Cuda::<half::f16>::open(&options()).unwrap_or_else(|e| panic!("CUDA: {e}")),
             spent: Default::default(),
             cuts: Some(Default::default()),
+            differing: 0,
         };
         let vae = Vae::load(&wf, Part::Decoder, &mut checked).unwrap();
         let n = t.clamp(1, 2);
         let d = Dims::new(16, n, h / 8, w / 8);
         let z = rand(d.count().unwrap(), 1.0);
         run(&vae, &mut checked, &z, d, &vec![1; n], Split::default());
+        let shapes = checked.cuts.as_ref().map_or(0, |c| c.len());
+        println!(
+            "{} of {shapes} conv shapes round differently over half their rows or one frame",
+            checked.differing
+        );
     }
     if t == 0 {
         return;
@@ -490,6 +496,8 @@ struct Profiled<D> {
     /// Some: every conv shape met is also run over its top half of rows and its first frame
     /// alone, and the differences printed (the shapes already checked).
     cuts: Option<std::collections::BTreeSet<String>>,
+    /// How many of those shapes rounded differently in a cut.
+    differing: usize,
 }
 
 impl<D: Device> Profiled<D> {
@@ -549,6 +557,9 @@ impl<D: Device> Profiled<D> {
             frame = Some(diff(&got, &frames(&whole, yd, 0, 1)));
         }
         println!("{key}: top half {band:?}, first frame {frame:?} (max abs, values differing)");
+        if band.1 > 0 || frame.is_some_and(|f| f.1 > 0) {
+            self.differing += 1;
+        }
         Ok(())
     }
 
@@ -745,6 +756,7 @@ fn profile<E: Elem>(part: Part, weights: &Path, h: usize, w: usize, t: usize) {
         dev: cuda,
         spent: Default::default(),
         cuts: None,
+        differing: 0,
     };
     let vae = Vae::load(&wf, part, &mut dev).unwrap();
     // The decoder one latent frame a call; the encoder 5 frames, then 4 a call.
