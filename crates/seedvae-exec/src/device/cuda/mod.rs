@@ -2066,6 +2066,50 @@ pub fn wheel_lib_dirs(site_packages: &Path) -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
+    /// A parked state of `bytes` in pageable memory whose buffer goes to `pool` when dropped.
+    fn parked(bytes: usize, pool: &Arc<Mutex<Pool>>) -> Parked {
+        Parked {
+            host: Some(HostMem::Pageable(vec![0; bytes])),
+            dims: Dims::new(1, 1, 1, bytes),
+            written: None,
+            read: None.into(),
+            pool: Arc::downgrade(pool),
+        }
+    }
+
+    /// Dropped parked states give their memory to the device's pool up to what it keeps; a new
+    /// plan's keep frees the smallest first; once the device is gone they free it themselves.
+    #[test]
+    fn the_parking_pool_keeps_what_the_plan_parks_and_no_more() {
+        let pool: Arc<Mutex<Pool>> = Arc::default();
+        let sizes = |p: &Arc<Mutex<Pool>>| {
+            let mut v: Vec<usize> = p.lock().unwrap().free.iter().map(|f| f.0.len()).collect();
+            v.sort_unstable();
+            v
+        };
+        for b in [10, 20, 30] {
+            drop(parked(b, &pool));
+        }
+        assert_eq!(sizes(&pool), [10, 20, 30]);
+        {
+            let mut p = pool.lock().unwrap();
+            p.keep = 35;
+            p.trim();
+        }
+        assert_eq!(
+            sizes(&pool),
+            [30],
+            "the smallest freed first, down to the keep"
+        );
+        drop(parked(10, &pool));
+        assert_eq!(sizes(&pool), [30], "beyond the keep: freed, not pooled");
+        drop(parked(5, &pool));
+        assert_eq!(sizes(&pool), [5, 30]);
+        let orphan = parked(7, &pool);
+        drop(pool);
+        drop(orphan); // the device gone: freed by the state itself
+    }
+
     /// Tuned plans come back as they were recorded; a damaged line is passed over.
     #[test]
     fn tuned_plans_and_family_engines_are_read_back_as_recorded() {
