@@ -219,8 +219,10 @@ fn a_cancel_stops_the_build_inside_tensorrt_rtx() {
         "cancelled before it started, it took {took0:?}"
     );
     assert!(matches!(e, seedvae_engine::Error::Cancelled), "{e}");
+    // TensorRT-RTX reports progress between its phases, and one phase can take a good part of
+    // this small build (a CI run saw 3.6 s of a 5.6 s build): stopped well before the end.
     assert!(
-        took < whole / 2,
+        took < whole * 4 / 5,
         "the cancelled build took {took:?}, a whole one {whole:?}"
     );
 }
