@@ -542,8 +542,9 @@ impl<B> Vae<B> {
                         }
                         outs.push(y);
                     }
+                    // Its host memory back to the device's pool now (a parked state's drop).
                     if let Kept::Parked(p, _) = x {
-                        dev.drop_parked(p);
+                        drop(p);
                     }
                     Kept::Here(dev.concat(&outs)?)
                 }
@@ -1051,7 +1052,7 @@ impl<B> Vae<B> {
             }
         }
         if let Some(Some(Kept::Parked(p, _))) = head {
-            dev.drop_parked(p);
+            drop(p);
         }
         if let Some(k) = c.slot {
             s.kept[k] = kept;

@@ -453,19 +453,13 @@ impl Model {
         };
         let chunks =
             planner::plan_chunks(self.part, t, self.is_streaming(), opts.chunk, &self.limits)?;
-        let chunk = match (self.part, chunks.first()) {
-            (Part::Decoder, Some(&(s, e))) => e - s,
-            // The encoder's first call: 4n + 1 frames of n latent frames.
-            (Part::Encoder, Some(&(s, e))) => (e - s) / 4,
-            (_, None) => 1,
-        };
         if self.whole_frames {
             self.set_bands(opts.band_px(hw.0));
         }
         let start = Instant::now();
         let mut calls = 0;
         let mut frames = progress.frames(total);
-        let state_bytes = self.backend.run_foreign(input, output, chunk, &mut |f| {
+        let state_bytes = self.backend.run_foreign(input, output, &chunks, &mut |f| {
             calls += 1;
             frames(f)
         })?;

@@ -304,11 +304,6 @@ pub trait Device {
         d0: usize,
         n: usize,
     ) -> Result<()>;
-    /// A parked activation no longer needed (the device may keep its host memory for the
-    /// next).
-    fn drop_parked(&mut self, p: Self::Parked) {
-        drop(p);
-    }
     /// Frames `[t0, t1)`, rows `[r0, r1)` of a parked activation, on the device (it stays
     /// parked).
     fn unpark_part(

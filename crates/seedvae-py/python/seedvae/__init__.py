@@ -201,8 +201,8 @@ def _in_place(x: Any, backend: str) -> bool:
 
 
 def _on_device(x: Any, what: str, frames: bool) -> Any:
-    """A torch CUDA tensor as the executor reads it: float32, C order, ``[1, C, T, H, W]``
-    (uint8 frames mapped to [-1, 1]), its values checked finite on the GPU."""
+    """A torch CUDA tensor as the executor reads it: float32 (uint8 frames mapped to [-1, 1]),
+    its values checked finite on the GPU."""
     import torch
 
     _refuse_dtype(what, x.dtype, frames)
@@ -210,14 +210,16 @@ def _on_device(x: Any, what: str, frames: bool) -> Any:
     t = t.float() / 127.5 - 1.0 if t.dtype == torch.uint8 else t.to(torch.float32)
     if not bool(torch.isfinite(t).all()):
         raise InvalidInputError(f"{what}: holds NaN or infinite values")
-    return t.contiguous()
+    return t
 
 
 def _run_in_place(call: Callable[..., dict], x: Any, out: Any, **kw: Any) -> dict:
-    """``call(x pointer, x shape, out pointer, out shape, **kw)`` once torch's work on both
-    tensors is done (the executor runs on its own streams); returns its report."""
+    """``call(x pointer, x shape, out pointer, out shape, **kw)`` on ``x`` in C order, once
+    torch's work on both tensors is done (the executor runs on its own streams); returns its
+    report. ``out`` is a fresh ``torch.empty`` (C order)."""
     import torch
 
+    x = x.contiguous()
     torch.cuda.current_stream(x.device).synchronize()
     report = call(x.data_ptr(), list(x.shape), out.data_ptr(), list(out.shape), **kw)
     report["io"] = "device"
@@ -355,7 +357,7 @@ class Model:
                 video = torch.empty((1, 3, 4 * t - 3, 8 * h, 8 * w), dtype=torch.float32,
                                     device=z.device)
                 self.last_report = _run_in_place(
-                    self._m._run_device, z.contiguous(), video, tile=None if no_tiling else tile,
+                    self._m._run_device, z, video, tile=None if no_tiling else tile,
                     chunk=chunk, progress=_callback(progress), cancel=cancel)
                 return video
             # Any other shape: the host path says what is wrong with it.
@@ -407,7 +409,7 @@ class Model:
                 latent = torch.empty((1, 16, (len(src) - 1) // 4 + 1, h // 8, w // 8),
                                      dtype=torch.float32, device=x.device)
                 self.last_report = _run_in_place(
-                    self._m._run_device, x.contiguous(), latent,
+                    self._m._run_device, x, latent,
                     tile=None if no_tiling else tile, chunk=chunk,
                     progress=_callback(progress), cancel=cancel)
                 return latent

@@ -122,8 +122,8 @@ pub trait Backend: Send {
         )))
     }
     /// The whole clip from `input` into `output`, tensors another library keeps in the GPU's
-    /// memory (torch CUDA tensors handed over by DLPack: no copy through the host), `chunk`
-    /// latent frames a call as the pipeline cuts a clip, `on_chunk(frames done)` after each call
+    /// memory (torch CUDA tensors handed over by DLPack: no copy through the host), in calls
+    /// over input frames `chunks` (the planner's), `on_chunk(frames done)` after each call
     /// (frames decoded, or frames encoded; an error stops the run). Returns the largest carried
     /// state (bytes) once the GPU is done with both tensors — on an error too, after the GPU is
     /// done. seedvae's CUDA executor only.
@@ -131,10 +131,10 @@ pub trait Backend: Send {
         &mut self,
         input: &seedvae_exec::Foreign,
         output: &seedvae_exec::Foreign,
-        chunk: usize,
+        chunks: &[(usize, usize)],
         on_chunk: &mut dyn FnMut(usize) -> Result<(), Error>,
     ) -> Result<usize, Error> {
-        let _ = (input, output, chunk, on_chunk);
+        let _ = (input, output, chunks, on_chunk);
         Err(Error::Input(format!(
             "{} takes no tensors in GPU memory: only seedvae's CUDA executor (backend \"cuda\") does",
             self.kind()

@@ -297,7 +297,8 @@ fn foreign_output(part: Part, d: Dims) -> Result<Dims, Error> {
     };
     match part {
         Part::Decoder if d.c == LATENT_CHANNELS && d.t > 0 && d.h > 0 && d.w > 0 => {
-            Ok(Dims::new(RGB_CHANNELS, 4 * d.t - 3, 8 * d.h, 8 * d.w))
+            let frames = crate::planner::decoded_frames(0, d.t);
+            Ok(Dims::new(RGB_CHANNELS, frames, 8 * d.h, 8 * d.w))
         }
         Part::Decoder => Err(bad("a latent [1, 16, T, h, w]")),
         Part::Encoder
@@ -461,7 +462,7 @@ where
         &mut self,
         input: &Foreign,
         output: &Foreign,
-        chunk: usize,
+        chunks: &[(usize, usize)],
         on_chunk: &mut dyn FnMut(usize) -> Result<(), Error>,
     ) -> Result<usize, Error> {
         let (d, part) = (input.dims, self.vae.part());
@@ -484,21 +485,22 @@ where
                 d.w
             )));
         }
-        // Input frames a call, as the pipeline cuts them: `chunk` latent frames (the encoder's
-        // first call one frame more).
-        let chunk = chunk.max(1);
-        let calls = |t0: usize| match part {
-            Part::Decoder => chunk,
-            Part::Encoder => 4 * chunk + (t0 == 0) as usize,
-        };
-        let first = calls(0).min(d.t);
-        let split = self.plan_stream(&[1, d.c, first, d.h, d.w])?;
+        let follows = chunks.first().is_some_and(|c| c.0 == 0)
+            && chunks.windows(2).all(|w| w[0].1 == w[1].0)
+            && chunks.iter().all(|c| c.0 < c.1)
+            && chunks.last().is_some_and(|c| c.1 == d.t);
+        if !follows {
+            return Err(Error::Backend(format!(
+                "internal: calls {chunks:?} do not cut {} input frames",
+                d.t
+            )));
+        }
+        let split = self.plan_stream(&[1, d.c, chunks[0].1, d.h, d.w])?;
         let mut s = self.vae.stream();
         let vb = self.dev.value_bytes();
         let mut run = || -> Result<usize, Error> {
-            let (mut t0, mut f0, mut state) = (0, 0, 0);
-            while t0 < d.t {
-                let t1 = (t0 + calls(t0)).min(d.t);
+            let (mut f0, mut state) = (0, 0);
+            for &(t0, t1) in chunks {
                 let a = self.dev.upload_foreign(input, t0, t1).map_err(exec_error)?;
                 let y = self
                     .vae
@@ -507,11 +509,11 @@ where
                 self.dev
                     .download_foreign(&y, output, f0)
                     .map_err(exec_error)?;
-                (t0, f0) = (t1, f0 + y.dims.t);
+                f0 += y.dims.t;
                 state = state.max(s.bytes(vb));
                 on_chunk(match part {
                     Part::Decoder => f0,
-                    Part::Encoder => t0,
+                    Part::Encoder => t1,
                 })?;
             }
             Ok(state)
@@ -634,7 +636,15 @@ mod tests {
                 )
             };
             let mut done = Vec::new();
-            b.run_foreign(&input, &output, 1, &mut |f| {
+            let chunks = crate::planner::plan_chunks(
+                part,
+                shape[2],
+                true,
+                Some(1),
+                &crate::planner::Limits::unbounded(part),
+            )
+            .unwrap();
+            b.run_foreign(&input, &output, &chunks, &mut |f| {
                 done.push(f);
                 Ok(())
             })
@@ -660,7 +670,7 @@ mod tests {
             // SAFETY: as above.
             let wrong = unsafe { Foreign::new(z.as_mut_ptr() as u64, short).unwrap() };
             let e = b
-                .run_foreign(&input, &wrong, 1, &mut |_| Ok(()))
+                .run_foreign(&input, &wrong, &chunks, &mut |_| Ok(()))
                 .unwrap_err()
                 .to_string();
             assert!(
@@ -681,7 +691,7 @@ mod tests {
             )
         };
         let e = b
-            .run_foreign(&i, &o, 1, &mut |_| Ok(()))
+            .run_foreign(&i, &o, &[(0, 5), (5, 8)], &mut |_| Ok(()))
             .unwrap_err()
             .to_string();
         assert!(e.contains("4n + 1") && e.contains("pad"), "{e}");

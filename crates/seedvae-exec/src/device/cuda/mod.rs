@@ -628,6 +628,43 @@ impl<E: Elem> Cuda<E> {
         b.mem.device_ptr(&self.stream).0 + (b.room * size_of::<E>()) as u64
     }
 
+    /// An activation of `dims` from f32 values `[C, T·H·W]` on the device (an upload's last step).
+    fn channels_last_of(&self, src: &CudaSlice<f32>, dims: Dims) -> Result<Act<GpuBuf<E>>> {
+        let a = self.act(dims, HEAD_ROOM)?;
+        let (dst, c, tp) = (
+            self.ptr(&a.buf),
+            dims.c as i32,
+            (dims.t * dims.plane()) as i64,
+        );
+        launch!(
+            self,
+            to_channels_last,
+            Grid(dims.count()?),
+            src,
+            &dst,
+            &c,
+            &tp
+        )?;
+        Ok(a)
+    }
+
+    /// `a`'s values as f32 `[C, T·H·W]` on the device (a download's first step).
+    fn channels_first_of(&self, a: &Act<GpuBuf<E>>) -> Result<CudaSlice<f32>> {
+        let d = a.dims;
+        let out = self.alloc::<f32>(d.count()?)?;
+        let (src, c, tp) = (self.ptr(&a.buf), d.c as i32, (d.t * d.plane()) as i64);
+        launch!(
+            self,
+            to_channels_first,
+            Grid(d.count()?),
+            &src,
+            &out,
+            &c,
+            &tp
+        )?;
+        Ok(out)
+    }
+
     /// Copy `n` values between device addresses, in stream order.
     fn copy(&self, dst: u64, src: u64, n: usize) -> Result<()> {
         self.copy_bytes(dst, src, n * size_of::<E>())
@@ -1193,14 +1230,7 @@ impl<E: Elem> Device for Cuda<E> {
         .map_err(driver("upload"))?;
         let done = self.stream.record_event(None).map_err(driver("upload"))?;
         self.uploads.push_back((host, done));
-        let a = self.act(dims, HEAD_ROOM)?;
-        let (dst, c, tp) = (
-            self.ptr(&a.buf),
-            dims.c as i32,
-            (dims.t * dims.plane()) as i64,
-        );
-        launch!(self, to_channels_last, Grid(v.len()), &src, &dst, &c, &tp)?;
-        Ok(a)
+        self.channels_last_of(&src, dims)
     }
 
     fn upload_foreign(&mut self, src: &Foreign, t0: usize, t1: usize) -> Result<Act<GpuBuf<E>>> {
@@ -1216,19 +1246,13 @@ impl<E: Elem> Device for Cuda<E> {
             let from = src.ptr() + ((c * d.t + t0) * d.plane() * 4) as u64;
             self.copy_bytes(at + (c * run) as u64, from, run)?;
         }
-        let a = self.act(dims, HEAD_ROOM)?;
-        let (dst, c, tp) = (self.ptr(&a.buf), d.c as i32, (dims.t * d.plane()) as i64);
-        launch!(self, to_channels_last, Grid(n), &staged, &dst, &c, &tp)?;
-        Ok(a)
+        self.channels_last_of(&staged, dims)
     }
 
     fn download_foreign(&mut self, a: &Act<GpuBuf<E>>, dst: &Foreign, f0: usize) -> Result<()> {
         let (d, ad) = (dst.dims, a.dims);
         shapes::into_frames(d, ad, f0)?;
-        let n = ad.count()?;
-        let out = self.alloc::<f32>(n)?;
-        let (src, c, tp) = (self.ptr(&a.buf), ad.c as i32, (ad.t * ad.plane()) as i64);
-        launch!(self, to_channels_first, Grid(n), &src, &out, &c, &tp)?;
+        let out = self.channels_first_of(a)?;
         let (from, run) = (out.device_ptr(&self.stream).0, ad.t * ad.plane() * 4);
         for c in 0..d.c {
             let to = dst.ptr() + ((c * d.t + f0) * d.plane() * 4) as u64;
@@ -1240,11 +1264,8 @@ impl<E: Elem> Device for Cuda<E> {
     type Pending = Download;
 
     fn download_start(&mut self, a: &Act<GpuBuf<E>>) -> Result<Download> {
-        let d = a.dims;
-        let n = d.count()?;
-        let out = self.alloc::<f32>(n)?;
-        let (src, c, tp) = (self.ptr(&a.buf), d.c as i32, (d.t * d.plane()) as i64);
-        launch!(self, to_channels_first, Grid(n), &src, &out, &c, &tp)?;
+        let n = a.dims.count()?;
+        let out = self.channels_first_of(a)?;
         let mut host = match self.staging.iter().position(|s| s.len() >= n) {
             Some(i) => self.staging.swap_remove(i),
             // SAFETY: page-locked host memory (not write-combined: the host reads it), written
@@ -1730,9 +1751,7 @@ impl<E: Elem> Device for Cuda<E> {
 
     fn unpark(&mut self, p: Parked) -> Result<Act<GpuBuf<E>>> {
         let d = p.dims;
-        let a = self.unpark_part(&p, (0, d.t), (0, d.h))?;
-        self.drop_parked(p);
-        Ok(a)
+        self.unpark_part(&p, (0, d.t), (0, d.h))
     }
 
     fn park_empty(&mut self, dims: Dims) -> Result<Parked> {
